@@ -1,0 +1,40 @@
+# The README's commands. Each sets itself up: virtual environment, dependencies, system packages.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test bench system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run
+
+## make demo: run the daily job on the bundled examples (ingest, site, feeds, emails, delivery)
+demo: $(VENV)/.run
+	$(BIN)/newsletter demo --out demo-output
+
+## make test: lint, type-check and run every test (installs Chromium and CJK fonts when root)
+test: $(VENV)/.test system-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+system-deps:
+	@sh scripts/system-deps.sh
+
+## make bench: the performance figures quoted in the README
+bench: $(VENV)/.test
+	@sh scripts/system-deps.sh postfix
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-output bench/out

@@ -1,0 +1,20 @@
+"""The `newsletter` command: a thin door into the library, one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from .common import Group
+from .demo import demo
+from .digests import digests, ingest
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="newsletter")
+def main() -> None:
+    """Feeds, an archive and per-subscriber emails from daily AI paper digests."""
+
+
+main.add_command(ingest)
+main.add_command(digests)
+main.add_command(demo)

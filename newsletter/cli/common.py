@@ -1,0 +1,56 @@
+"""What every command shares: the error boundary, common options and settings loading."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from ..config import Settings, load_settings
+from ..errors import NewsletterError
+from ..store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Group(click.Group):
+    """A click group that turns any NewsletterError into one line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NewsletterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+def common_options(func: F) -> F:
+    """Add --config and --db to a command."""
+    func = click.option(
+        "--db",
+        "db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="SQLite database [env NEWSLETTER_DB; default ./newsletter.db].",
+    )(func)
+    func = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file [env NEWSLETTER_CONFIG; default ./newsletter.toml if present].",
+    )(func)
+    return func
+
+
+def settings_from(config_path: Path | None, **overrides: Any) -> Settings:
+    """The settings for this command: file, environment, then these command-line options."""
+    return load_settings(config_path=config_path, overrides=overrides)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name; use it as a context manager so it closes."""
+    return Store(settings.db)

@@ -1,0 +1,69 @@
+"""`newsletter ingest` and `newsletter digests`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..ingest import ingest_paths
+from .common import common_options, open_store, settings_from
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@common_options
+def ingest(paths: tuple[Path, ...], config_path: Path | None, db: Path | None) -> None:
+    """Parse digest files (or folders of them) and store them.
+
+    Example: newsletter ingest examples/digests/
+    """
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        report = ingest_paths(store, list(paths))
+    for warning in report.warnings:
+        click.echo(str(warning), err=True)
+    for f in report.files:
+        if f.status == "failed":
+            click.echo(f"error: {f.error}", err=True)
+        else:
+            click.echo(f"{f.path}: {f.status} {f.date} ({f.paper_count} papers)")
+    if not report.files:
+        click.echo("error: no digest files found (expected .md files)", err=True)
+        sys.exit(1)
+    summary = ", ".join(
+        f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "failed")
+    )
+    click.echo(f"ingested {len(report.files)} files: {summary}")
+    if report.failed:
+        click.echo(f"failed: {', '.join(f.path for f in report.failed)}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@common_options
+def digests(as_json: bool, config_path: Path | None, db: Path | None) -> None:
+    """List stored digests: date, paper count and top votes.
+
+    Example: newsletter digests --json
+    """
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        rows = store.digest_summaries()
+    if as_json:
+        data = [
+            {"date": r.date.isoformat(), "papers": r.paper_count, "top_votes": r.top_votes}
+            for r in rows
+        ]
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not rows:
+        click.echo("no digests stored yet (run: newsletter ingest PATH)")
+        return
+    click.echo(f"{'date':<12}{'papers':>7}{'top votes':>11}")
+    for r in rows:
+        top = "-" if r.top_votes is None else str(r.top_votes)
+        click.echo(f"{r.date.isoformat():<12}{r.paper_count:>7}{top:>11}")

@@ -1,0 +1,63 @@
+"""The demo: the daily job on the bundled examples, with an embedded default for everything.
+
+Each step is a function of the demo context; later features add their step to `STEPS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .errors import NewsletterError
+from .ingest import ingest_paths
+from .store import Store
+
+
+@dataclass
+class DemoContext:
+    """What the demo steps share."""
+
+    settings: Settings
+    store: Store
+    digests_dir: Path
+    subscribers_csv: Path
+    out_dir: Path
+    echo: Callable[[str], None]
+
+
+def step_ingest(ctx: DemoContext) -> None:
+    """Ingest the example digests and print what is stored."""
+    report = ingest_paths(ctx.store, [ctx.digests_dir])
+    for warning in report.warnings:
+        ctx.echo(f"  {warning}")
+    for f in report.failed:
+        ctx.echo(f"  error: {f.error}")
+    if report.failed:
+        raise NewsletterError(f"{len(report.failed)} example digests failed to parse")
+    ctx.echo(f"Ingested {len(report.files)} digests into {ctx.settings.db}:")
+    for digest in ctx.store.digests(ctx.store.digest_dates()):
+        top = max(digest.papers, key=lambda p: p.votes or 0)
+        ctx.echo(
+            f"  {digest.date}  {len(digest.papers):>3} papers  top: {top.display_title} ({top.votes} votes)"
+        )
+
+
+STEPS: list[Callable[[DemoContext], None]] = [step_ingest]
+
+
+def run_demo(
+    *,
+    settings: Settings,
+    digests_dir: Path,
+    subscribers_csv: Path,
+    out_dir: Path,
+    echo: Callable[[str], None],
+) -> None:
+    """Run every demo step in order against the store in `settings.db`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with Store(settings.db) as store:
+        ctx = DemoContext(settings, store, digests_dir, subscribers_csv, out_dir, echo)
+        for step in STEPS:
+            step(ctx)

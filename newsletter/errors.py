@@ -1,0 +1,58 @@
+"""The one exception tree of the package.
+
+NewsletterError              anything the user can fix; the CLI prints it as one line
+├── DigestError              a digest file that does not parse (file and line)
+├── SubscriberError          a subscriber record that is invalid (CSV row)
+├── ConfigError              a setting or option with a bad value
+├── StoreError               the database cannot be used as asked
+├── TemplateError            an email or site template that does not render
+└── DeliveryError            mail could not be handed to the SMTP server
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Something went wrong that the user can fix; the message says what."""
+
+
+class DigestError(NewsletterError):
+    """A digest file is malformed; names the file and line."""
+
+    def __init__(self, message: str, *, source: str = "<digest>", line: int | None = None) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+
+
+class SubscriberError(NewsletterError):
+    """A subscriber record is invalid; names the CSV row when there is one."""
+
+    def __init__(self, message: str, *, row: int | None = None, source: str | None = None) -> None:
+        self.message = message
+        self.row = row
+        self.source = source
+        prefix = ""
+        if source is not None and row is not None:
+            prefix = f"{source}: row {row}: "
+        elif row is not None:
+            prefix = f"row {row}: "
+        super().__init__(f"{prefix}{message}")
+
+
+class ConfigError(NewsletterError):
+    """A setting or command-line option has a bad value."""
+
+
+class StoreError(NewsletterError):
+    """The database cannot be opened or used as asked."""
+
+
+class TemplateError(NewsletterError):
+    """A template is missing or fails to render."""
+
+
+class DeliveryError(NewsletterError):
+    """Mail could not be delivered as configured (connection, TLS, authentication)."""

@@ -1,0 +1,105 @@
+"""The database schema: append-only, named migrations. The only place that creates tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Migrations
+
+migrations = Migrations("newsletter")
+
+
+@migrations()
+def m001_digests(db: Any) -> None:
+    db.executescript(
+        """
+        CREATE TABLE digests (
+            date TEXT PRIMARY KEY,              -- YYYY-MM-DD
+            source TEXT NOT NULL,               -- file the digest was read from
+            content_hash TEXT NOT NULL,         -- sha256 of the parsed content; unchanged files are skipped
+            paper_count INTEGER NOT NULL,
+            ingested_at TEXT NOT NULL
+        );
+        CREATE TABLE papers (
+            arxiv_id TEXT PRIMARY KEY,          -- without version suffix
+            title TEXT NOT NULL,                -- raw, may hold TeX
+            display_title TEXT NOT NULL,
+            url TEXT NOT NULL,
+            image TEXT,
+            is_thumbnail INTEGER NOT NULL,
+            authors TEXT NOT NULL,              -- JSON list of names
+            sections TEXT NOT NULL              -- JSON list of [name, text]
+        );
+        CREATE TABLE digest_papers (
+            date TEXT NOT NULL REFERENCES digests(date),
+            arxiv_id TEXT NOT NULL REFERENCES papers(arxiv_id),
+            position INTEGER NOT NULL,          -- order in the file
+            votes INTEGER,                      -- NULL: the digest says "Vote: -"
+            line INTEGER NOT NULL,
+            PRIMARY KEY (date, arxiv_id)
+        );
+        CREATE INDEX digest_papers_by_paper ON digest_papers(arxiv_id, date);
+        """
+    )
+
+
+@migrations()
+def m002_subscribers(db: Any) -> None:
+    db.executescript(
+        """
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,         -- normalised: trimmed, domain lower-cased
+            name TEXT NOT NULL DEFAULT '',
+            keywords TEXT NOT NULL DEFAULT '[]',-- JSON list; empty: every paper
+            exclude TEXT NOT NULL DEFAULT '[]', -- JSON list
+            min_votes INTEGER NOT NULL DEFAULT 0,
+            max_papers INTEGER,
+            status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'pending', 'unsubscribed', 'bounced')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            status_changed_at TEXT
+        );
+        CREATE INDEX subscribers_by_status ON subscribers(status);
+        """
+    )
+
+
+@migrations()
+def m003_deliveries(db: Any) -> None:
+    db.executescript(
+        """
+        CREATE TABLE deliveries (
+            date TEXT NOT NULL,                 -- the digest sent
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+            status TEXT NOT NULL CHECK (status IN ('claimed', 'sent', 'deferred', 'failed', 'skipped')),
+            message_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            claimed_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (date, subscriber_id)
+        );
+        CREATE INDEX deliveries_by_status ON deliveries(date, status);
+        """
+    )
+
+
+@migrations()
+def m004_signups(db: Any) -> None:
+    db.executescript(
+        """
+        CREATE TABLE signups (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            keywords TEXT NOT NULL DEFAULT '[]',
+            exclude TEXT NOT NULL DEFAULT '[]',
+            min_votes INTEGER NOT NULL DEFAULT 0,
+            max_papers INTEGER,
+            created_at TEXT NOT NULL,
+            confirmed_at TEXT
+        );
+        CREATE INDEX signups_by_email ON signups(email, created_at);
+        """
+    )

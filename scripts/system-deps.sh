@@ -1,0 +1,21 @@
+#!/bin/sh
+# Install the Debian packages the tests (and, with "postfix", the benchmarks) need, when we can.
+# Without root the tests that need them skip and say which package to install.
+set -eu
+want="chromium fonts-noto-cjk"
+[ "${1:-}" = "postfix" ] && want="$want postfix"
+missing=""
+for pkg in $want; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing system packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections 2>/dev/null || true
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "note: missing system packages:$missing (sudo apt-get install$missing); tests needing them will skip"
+fi

@@ -1,0 +1,93 @@
+"""Shared fixtures: real files, a real SQLite store, the real CLI, real Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.store import Store
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DIGESTS = sorted(FIXTURES.glob("20*.md"))
+CHROMIUM = "/usr/bin/chromium"
+PINNED_NOW = dt.datetime(2024, 12, 13, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def clock() -> dt.datetime:
+    return PINNED_NOW
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store(tmp_path / "test.db", clock=lambda: PINNED_NOW) as s:
+        yield s
+
+
+@pytest.fixture
+def loaded_store(store: Store) -> Store:
+    """A store holding the three real digests."""
+    from newsletter.ingest import ingest_paths
+
+    report = ingest_paths(store, DIGESTS)
+    assert not report.failed
+    return store
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for CLI runs: a database in tmp, a known key, no config file from the checkout."""
+    monkeypatch.chdir(tmp_path)
+    for name in (
+        "NEWSLETTER_DB",
+        "NEWSLETTER_CONFIG",
+        "NEWSLETTER_SECRET_KEY",
+        "NEWSLETTER_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return {"NEWSLETTER_DB": str(tmp_path / "cli.db"), "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium through Playwright; skips with the package to install."""
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("needs Debian chromium: apt-get install chromium fonts-noto-cjk")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield b
+        b.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden", action="store_true", help="Rewrite golden files from current output."
+    )
