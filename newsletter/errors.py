@@ -30,10 +30,20 @@ class DigestError(NewsletterError):
 class SubscriberError(NewsletterError):
     """A subscriber record is invalid; names the CSV row when there is one."""
 
-    def __init__(self, message: str, *, row: int | None = None, source: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        row: int | None = None,
+        source: str | None = None,
+        code: str = "invalid",
+        field: str | None = None,
+    ) -> None:
         self.message = message
         self.row = row
         self.source = source
+        self.code = code  # stable name of the problem, for translated messages
+        self.field = field  # the form or CSV field at fault, when there is one
         prefix = ""
         if source is not None and row is not None:
             prefix = f"{source}: row {row}: "

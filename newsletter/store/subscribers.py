@@ -1,9 +1,168 @@
-"""Subscribers: import, lookup and status changes (filled in by the subscribers issue)."""
+"""Subscribers: lookup, listing, status and preference changes. Nothing is ever deleted."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..errors import SubscriberError
+from ..model import Subscriber
 from .base import StoreBase
+
+STATUSES = ("active", "pending", "unsubscribed", "bounced")
+
+
+def _subscriber(row: dict[str, Any]) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        keywords=tuple(json.loads(row["keywords"])),
+        exclude=tuple(json.loads(row["exclude"])),
+        min_votes=row["min_votes"],
+        max_papers=row["max_papers"],
+        status=row["status"],
+    )
 
 
 class SubscriberStore(StoreBase):
     """Subscribers and their filters."""
+
+    def add_subscriber(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        keywords: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        min_votes: int = 0,
+        max_papers: int | None = None,
+        status: str = "active",
+    ) -> Subscriber:
+        """Insert a subscriber (email already normalised); SubscriberError if it exists."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        now = self.now_text()
+        with self.transaction() as conn:
+            if conn.execute("SELECT 1 FROM subscribers WHERE email = ?", (email,)).fetchone():
+                raise SubscriberError(
+                    f"{email} is already a subscriber", code="exists", field="email"
+                )
+            cursor = conn.execute(
+                """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
+                   created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    email,
+                    name,
+                    json.dumps(list(keywords), ensure_ascii=False),
+                    json.dumps(list(exclude), ensure_ascii=False),
+                    min_votes,
+                    max_papers,
+                    status,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            new_id = cursor.lastrowid
+        found = self.subscriber(int(new_id or 0))
+        assert found is not None
+        return found
+
+    def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        """One subscriber by id, whatever their status."""
+        rows = self.query("SELECT * FROM subscribers WHERE id = ?", (subscriber_id,))
+        return _subscriber(rows[0]) if rows else None
+
+    def subscriber_by_email(self, email: str) -> Subscriber | None:
+        """One subscriber by normalised email, whatever their status."""
+        rows = self.query("SELECT * FROM subscribers WHERE email = ?", (email,))
+        return _subscriber(rows[0]) if rows else None
+
+    def subscribers(self, *, status: str | None = None) -> list[Subscriber]:
+        """All subscribers (or those with `status`), by id."""
+        if status is None:
+            return [_subscriber(r) for r in self.query("SELECT * FROM subscribers ORDER BY id")]
+        return [
+            _subscriber(r)
+            for r in self.query("SELECT * FROM subscribers WHERE status = ? ORDER BY id", (status,))
+        ]
+
+    def active_subscribers(self, *, batch: int = 1000) -> Iterator[Subscriber]:
+        """Active subscribers by id, streamed in batches so a million never sit in memory."""
+        last = 0
+        while True:
+            rows = self.query(
+                "SELECT * FROM subscribers WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
+                (last, batch),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _subscriber(row)
+            last = rows[-1]["id"]
+
+    def is_active(self, subscriber_id: int) -> bool:
+        """Whether the subscriber is active right now (checked just before each send)."""
+        row = self.conn.execute(
+            "SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)
+        ).fetchone()
+        return row is not None and row[0] == "active"
+
+    def set_status(self, subscriber_id: int, status: str) -> bool:
+        """Change a subscriber's status; True if it changed. Idempotent."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        now = self.now_text()
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE subscribers SET status = ?, updated_at = ?, status_changed_at = ? WHERE id = ? AND status != ?",
+                (status, now, now, subscriber_id, status),
+            )
+            return cursor.rowcount == 1
+
+    def update_preferences(
+        self,
+        subscriber_id: int,
+        *,
+        name: str | None = None,
+        keywords: Sequence[str],
+        exclude: Sequence[str],
+        min_votes: int,
+        max_papers: int | None,
+    ) -> bool:
+        """Replace a subscriber's filters (and name, when given); True if anything changed."""
+        current = self.subscriber(subscriber_id)
+        if current is None:
+            return False
+        new_name = current.name if name is None else name
+        if (
+            current.name,
+            current.keywords,
+            current.exclude,
+            current.min_votes,
+            current.max_papers,
+        ) == (
+            new_name,
+            tuple(keywords),
+            tuple(exclude),
+            min_votes,
+            max_papers,
+        ):
+            return False
+        with self.transaction() as conn:
+            conn.execute(
+                """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?, max_papers = ?,
+                   updated_at = ? WHERE id = ?""",
+                (
+                    new_name,
+                    json.dumps(list(keywords), ensure_ascii=False),
+                    json.dumps(list(exclude), ensure_ascii=False),
+                    min_votes,
+                    max_papers,
+                    self.now_text(),
+                    subscriber_id,
+                ),
+            )
+        return True

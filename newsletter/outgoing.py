@@ -1,0 +1,16 @@
+"""A message ready to hand to a sender: what composing produces and delivery consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One personalised email, already serialised (CRLF line endings, ready for SMTP DATA)."""
+
+    subscriber_id: int
+    recipient: str  # envelope recipient (the subscriber's address)
+    envelope_from: str  # envelope sender: the bounce address, not From
+    message_id: str  # without angle brackets, e.g. "2024-12-13.17.abc@papers.example.com"
+    data: bytes
