@@ -2,7 +2,7 @@
 
 Text and keywords are normalised the same way (`normalize`). A keyword holding Hangul (or
 another CJK script, which does not separate words with spaces) matches as a substring, so
-Korean particles do not hide it. Any other keyword matches only between letter/digit
+Korean particles do not hide it, and ignores spacing between syllables ("멀티 모달"). Any other keyword matches only between letter/digit
 boundaries, allows an `s`/`es` plural on its last word and whitespace or hyphens between its
 words. Keywords are data: every piece is escaped, and the patterns hold no nested repetition.
 """
@@ -10,6 +10,7 @@ words. Keywords are data: every piece is escaped, and the patterns hold no neste
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import threading
 import unicodedata
@@ -52,6 +53,16 @@ def normalize(text: str) -> str:
     return text
 
 
+def _spacing_free(word: str) -> str:
+    """The escaped word, allowing spaces or hyphens between adjacent CJK characters."""
+    out = [re.escape(word[0])]
+    for before, char in itertools.pairwise(word):
+        if _HAS_CJK.match(before) and _HAS_CJK.match(char):
+            out.append("[ -]*")
+        out.append(re.escape(char))
+    return "".join(out)
+
+
 @functools.lru_cache(maxsize=65536)
 def _pattern(keyword: str) -> re.Pattern[str] | None:
     """The compiled search for one normalised keyword (None when it holds nothing to find)."""
@@ -61,8 +72,9 @@ def _pattern(keyword: str) -> re.Pattern[str] | None:
     if not words:  # only hyphens and spaces: find them literally
         return re.compile(re.escape(keyword))
     if _HAS_CJK.search(keyword):
-        # Korean spacing varies ("멀티 모달", "멀티모달"): words may be joined or separated.
-        return re.compile("[ -]*".join(re.escape(w) for w in words))
+        # Korean spacing varies ("멀티모달", "멀티 모달"): spaces and hyphens are optional
+        # between its words and between two Hangul syllables, in keyword and text alike.
+        return re.compile("[ -]*".join(_spacing_free(w) for w in words))
     body = "[ -]+".join(re.escape(w) for w in words)
     if _IS_WORD.fullmatch(words[0][0]):
         body = f"(?<!{_WORD}){body}"

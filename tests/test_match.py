@@ -1,0 +1,308 @@
+"""Paper selection: every example of the matching rules, properties, and the real digests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from newsletter.match import (
+    Pick,
+    PreparedDigest,
+    Profile,
+    Reason,
+    keyword_matches,
+    normalize,
+    prepare,
+    select_papers,
+)
+from newsletter.model import Digest, Paper, Section, Subscriber
+from newsletter.parse import parse_digest
+
+from .conftest import FIXTURES
+
+
+def paper(arxiv_id: str, title: str, votes: int | None = 10, **sections: str) -> Paper:
+    return Paper(
+        arxiv_id=arxiv_id,
+        title=title,
+        display_title=title,
+        url=f"https://arxiv.org/abs/{arxiv_id}",
+        image=None,
+        is_thumbnail=False,
+        votes=votes,
+        sections=tuple(
+            Section(name.replace("_s_", "'s ").replace("_", " "), text)
+            for name, text in sections.items()
+        ),
+    )
+
+
+def digest(*papers: Paper) -> Digest:
+    return Digest(date=dt.date(2024, 12, 13), papers=papers)
+
+
+def real(name: str) -> Digest:
+    path = FIXTURES / name
+    return parse_digest(path.read_text(encoding="utf-8"), source=path.name).digest
+
+
+def ids(picks: tuple[Pick, ...]) -> list[str]:
+    return [p.paper.arxiv_id for p in picks]
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ＲＡＧ", "rag"),  # full-width
+        ("  In\u00a0Context \t\n Learning ", "in context learning"),  # NBSP, runs of whitespace
+        ("in\u2010context \u2014 x \u2212 y \uff0d z", "in-context - x - y - z"),  # dashes
+        ("Straße", "strasse"),  # casefold, not lower
+        (unicodedata.normalize("NFD", "강화학습"), "강화학습"),  # decomposed Hangul composed
+        ("ﬁne-tuning", "fine-tuning"),  # ligature
+    ],
+)
+def test_normalize(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+@given(st.text())
+def test_normalize_is_idempotent(text: str) -> None:
+    once = normalize(text)
+    assert normalize(once) == once
+
+
+# --- the examples of the issue ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text"),
+    [
+        ("RAG", "RAG를 이용한 검색"),
+        ("RAG", "a retriever (RAG) pipeline"),
+        ("RAG", "RAG-based question answering"),
+        ("RAG", "we compare RAGs"),
+        ("RAG", "ＲＡＧ pipelines"),
+        ("LLM", "LLMs are few-shot learners"),
+        ("LLM", "LLM×MapReduce"),
+        ("강화학습", "심층강화학습을 적용"),
+        ("강화학습", unicodedata.normalize("NFD", "심층강화학습을 적용")),
+        ("in context learning", "in-context learning works"),
+        ("in-context learning", "in context  learning works"),
+        ("in context learning", "In\u2011Context Learning"),  # non-breaking hyphen
+        ("diffusion model", "latent diffusion models"),
+        ("process", "several processes"),
+        ("agent", "AgentTrek의 agents를"),
+        ("멀티모달", "멀티 모달 모델"),
+        ("멀티 모달", "멀티모달 모델"),
+        ("강화학습", "강화 학습을"),
+        ("RAG 시스템", "RAG시스템"),
+        ("C++", "written in c++ today"),
+    ],
+)
+def test_keyword_matches(keyword: str, text: str) -> None:
+    assert keyword_matches(keyword, text)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text"),
+    [
+        ("RAG", "object storage"),
+        ("RAG", "we leverage data"),
+        ("RAG", "RAGE against"),
+        ("RAG", "fragment"),
+        ("LLM", "MLLM의 성능"),
+        ("강화학습", "강화된 학습"),
+        ("RAG 시스템", "storage 시스템"),
+        ("agent", "AgentTrek"),
+        ("in context learning", "in contextual learning"),
+        ("diffusion", "diffusive"),
+        ("a.c", "abc"),  # keywords are data, not regular expressions
+    ],
+)
+def test_keyword_does_not_match(keyword: str, text: str) -> None:
+    assert not keyword_matches(keyword, text)
+
+
+@pytest.mark.parametrize(
+    "keyword", ["(a+)+$", "(a|aa)*b", "[", "\\", ".*", "a{1,99999}", "(?P<x>", "a" * 5000]
+)
+def test_hostile_keywords_are_literal_and_fast(keyword: str) -> None:
+    text = "a" * 50_000 + "!"
+    start = time.perf_counter()
+    assert not keyword_matches(keyword, text + " x")
+    assert keyword_matches(keyword, f"before {keyword} after")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_many_word_keyword_against_adversarial_text_is_fast() -> None:
+    keyword = " ".join(["a"] * 30) + " b"
+    start = time.perf_counter()
+    assert not keyword_matches(keyword, "a-" * 100_000)
+    assert time.perf_counter() - start < 2.0
+
+
+# --- properties --------------------------------------------------------------------------------
+
+HANGUL = st.characters(min_codepoint=0xAC00, max_codepoint=0xD7A3)
+LATIN = st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789éÉöÖ")
+WORD = st.text(st.one_of(LATIN, HANGUL), min_size=1, max_size=8)
+SEPARATOR = st.sampled_from([" ", "-", "  ", "\u2010", "(", ")", ", ", "를 ", "\u3000"])
+TEXT = st.lists(st.tuples(WORD, SEPARATOR), max_size=12).map(
+    lambda parts: "".join(w + s for w, s in parts)
+)
+KEYWORD = st.lists(WORD, min_size=1, max_size=3).map(" ".join)
+
+
+@settings(max_examples=300)
+@given(text=TEXT, keyword=KEYWORD)
+def test_matching_is_invariant_under_nfc_nfd_and_case(text: str, keyword: str) -> None:
+    expected = keyword_matches(keyword, text)
+    for form in ("NFC", "NFD", "NFKD"):
+        assert keyword_matches(unicodedata.normalize(form, keyword), text) == expected
+        assert keyword_matches(keyword, unicodedata.normalize(form, text)) == expected
+    assert keyword_matches(keyword.upper(), text.lower()) == expected
+    assert keyword_matches(keyword.lower(), text.upper()) == expected
+    assert keyword_matches(keyword.swapcase(), text.swapcase()) == expected
+
+
+@settings(max_examples=300)
+@given(before=TEXT, keyword=KEYWORD, after=TEXT)
+def test_a_keyword_set_off_by_spaces_is_always_found(before: str, keyword: str, after: str) -> None:
+    assert keyword_matches(keyword, f"{before} {keyword} {after}")
+
+
+@given(keywords=st.lists(st.text(max_size=20), max_size=4), text=st.text(max_size=200))
+def test_any_keyword_is_safe_to_match(keywords: list[str], text: str) -> None:
+    # Arbitrary strings as keywords never raise (they are escaped, never parsed as regex).
+    d = digest(paper("1", text, What_s_New=text))
+    picks = select_papers(d, Profile(keywords=tuple(keywords)))
+    assert len(picks) <= 1
+
+
+# --- selection -----------------------------------------------------------------------------
+
+SAMPLE = digest(
+    paper("1", "Scaling RAG to a Million Documents", 12, What_s_New="검색 증강 생성"),
+    paper("2", "Object Storage for Checkpoints", 30, What_s_New="we leverage RAGE"),
+    paper("3", "A Survey of Diffusion Models", 50, Technical_Details="denoising diffusion"),
+    paper("4", "Tuning Retrieval", None, Performance_Highlights="RAG를 개선했습니다"),
+    paper("5", "Agents Everywhere", 12, What_s_New="심층강화학습을 사용"),
+    paper("6", "Another RAG paper", 12, Technical_Details="diffusion too"),
+)
+
+
+def test_keywords_combine_with_or_and_say_why() -> None:
+    picks = select_papers(SAMPLE, Profile(keywords=("RAG", "강화학습")))
+    assert ids(picks) == ["5", "6", "1", "4"]  # votes desc, then title; None counts as 0
+    reasons = {p.paper.arxiv_id: p.reasons for p in picks}
+    assert reasons["1"] == (Reason("RAG", "title"),)
+    assert reasons["4"] == (Reason("RAG", "Performance Highlights"),)
+    assert reasons["5"] == (Reason("강화학습", "What's New"),)
+
+
+def test_every_matching_keyword_is_a_reason_with_its_first_field() -> None:
+    picks = select_papers(SAMPLE, Profile(keywords=("diffusion", "RAG")))
+    by_id = {p.paper.arxiv_id: p.reasons for p in picks}
+    assert by_id["6"] == (Reason("diffusion", "Technical Details"), Reason("RAG", "title"))
+    assert by_id["3"] == (Reason("diffusion", "title"),)
+
+
+def test_exclude_removes_a_paper() -> None:
+    picks = select_papers(SAMPLE, Profile(keywords=("diffusion",), exclude=("survey",)))
+    assert ids(picks) == ["6"]
+
+
+def test_min_votes_applies_on_top_and_unknown_votes_count_as_zero() -> None:
+    assert ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=12))) == ["6", "1"]
+    assert ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=13))) == []
+    assert "4" in ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=0)))
+    assert "4" not in ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=1)))
+
+
+def test_no_keywords_means_every_paper_without_reasons() -> None:
+    picks = select_papers(SAMPLE, Profile())
+    assert ids(picks) == ["3", "2", "5", "6", "1", "4"]
+    assert all(p.reasons == () for p in picks)
+    assert ids(select_papers(SAMPLE, Profile(keywords=("  ", "")))) == ids(picks)
+
+
+def test_max_papers_caps_the_ordered_result() -> None:
+    assert ids(select_papers(SAMPLE, Profile(max_papers=2))) == ["3", "2"]
+    assert ids(select_papers(SAMPLE, Profile(keywords=("RAG",), max_papers=1))) == ["6"]
+    assert ids(select_papers(SAMPLE, Profile(max_papers=0))) == []
+
+
+def test_keyword_spelling_is_kept_in_reasons_and_duplicates_collapse() -> None:
+    picks = select_papers(SAMPLE, Profile(keywords=("ｒａｇ", "RAG")))
+    assert picks[0].reasons == (Reason("ｒａｇ", "title"),)
+
+
+def test_profile_of_subscriber_is_hashable_and_equal_for_equal_filters() -> None:
+    a = Subscriber(id=1, email="a@example.com", keywords=("RAG",), min_votes=5, max_papers=3)
+    b = Subscriber(id=2, email="b@example.com", keywords=("RAG",), min_votes=5, max_papers=3)
+    assert Profile.of(a) == Profile.of(b) == Profile(("RAG",), (), 5, 3)
+    assert len({Profile.of(a), Profile.of(b)}) == 1
+
+
+def test_prepared_digest_is_reused_and_gives_the_same_answer() -> None:
+    d = real("2024-12-13.md")
+    assert prepare(d) is prepare(d)
+    profile = Profile(keywords=("LLM", "diffusion"), min_votes=5)
+    assert select_papers(d, profile) == select_papers(PreparedDigest(d), profile)
+
+
+# --- the real digests ------------------------------------------------------------------------
+
+
+def test_real_digest_rag_selects_only_papers_mentioning_rag_as_a_word() -> None:
+    picks = select_papers(real("2024-06-28.md"), Profile(keywords=("RAG",)))
+    assert ids(picks) == ["2406.19215"]  # SeaKR: "적응형 RAG 방법"
+    assert picks[0].reasons == (Reason("RAG", "Performance Highlights"),)
+
+
+def test_real_digest_llm_matches_llms_but_not_mllm() -> None:
+    d = real("2024-10-16.md")
+    picks = select_papers(d, Profile(keywords=("LLM",)))
+    titles = [p.paper.display_title for p in picks]
+    assert any("LLM×MapReduce" in t for t in titles)
+    for pick in picks:
+        field = pick.reasons[0].field
+        text = (
+            pick.paper.display_title
+            if field == "title"
+            else next(s.text for s in pick.paper.sections if s.name == field)
+        )
+        assert keyword_matches("LLM", text)
+    # A paper that only mentions MLLM(s) is not an LLM paper.
+    only_mllm = [
+        p
+        for p in d.papers
+        if "MLLM" in p.display_title + "".join(s.text for s in p.sections)
+        and not keyword_matches("LLM", p.display_title + " " + " ".join(s.text for s in p.sections))
+    ]
+    assert not {p.arxiv_id for p in only_mllm} & set(ids(picks))
+
+
+def test_real_digest_korean_keyword_and_vote_dash() -> None:
+    d = real("2024-10-16.md")
+    picks = select_papers(d, Profile(keywords=("강화학습",)))
+    assert picks and all(r.keyword == "강화학습" for p in picks for r in p.reasons)
+    unknown = [p.arxiv_id for p in d.papers if p.votes is None]
+    assert len(unknown) == 1
+    assert unknown[0] in ids(select_papers(d, Profile()))
+    assert unknown[0] not in ids(select_papers(d, Profile(min_votes=1)))
+
+
+def test_real_digest_order_is_votes_then_title() -> None:
+    picks = select_papers(real("2024-12-13.md"), Profile())
+    keys = [(-(p.paper.votes or 0), normalize(p.paper.display_title)) for p in picks]
+    assert keys == sorted(keys)
+    assert len(picks) == 27
