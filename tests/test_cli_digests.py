@@ -1,0 +1,90 @@
+"""`newsletter ingest` and `newsletter digests` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from newsletter.cli import main
+
+from .conftest import FIXTURES
+
+
+def test_ingest_then_digests_json(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["ingest", str(FIXTURES)], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert "ingested 3 files: 3 added, 0 updated, 0 unchanged, 0 failed" in result.output
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert listed.exit_code == 0
+    assert json.loads(listed.output) == [
+        {"date": "2024-12-13", "papers": 27, "top_votes": 59},
+        {"date": "2024-10-16", "papers": 18, "top_votes": 19},
+        {"date": "2024-06-28", "papers": 9, "top_votes": 14},
+    ]
+    again = runner.invoke(main, ["ingest", str(FIXTURES)], env=cli_env)
+    assert "0 added, 0 updated, 3 unchanged" in again.output
+
+
+def test_db_option_beats_environment(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    other = tmp_path / "other.db"
+    result = runner.invoke(
+        main, ["ingest", "--db", str(other), str(FIXTURES / "2024-06-28.md")], env=cli_env
+    )
+    assert result.exit_code == 0 and other.exists()
+    assert not Path(cli_env["NEWSLETTER_DB"]).exists()
+
+
+def test_bad_files_one_line_each_nonzero_and_good_ones_stored(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "2024-01-03.md").write_text(
+        "## Daily Papers (2024-01-03)\n### No link here\n", encoding="utf-8"
+    )
+    (bad / "2024-01-04.md").write_text(
+        "## Daily Papers (2024-01-04)\n### [T](https://arxiv.org/abs/2401.1)\nVote: lots\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(main, ["ingest", str(FIXTURES / "2024-06-28.md"), str(bad)], env=cli_env)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert errors[0].endswith(
+        "2024-01-03.md:2: paper heading without a link (expected '### [Title](https://arxiv.org/abs/ID)')"
+    )
+    assert "Traceback" not in result.output
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
+
+
+def test_missing_path_and_empty_store(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["ingest", "nowhere.md"], env=cli_env)
+    assert result.exit_code == 1
+    assert "error: nowhere.md: no such file" in result.stderr
+    empty = runner.invoke(main, ["digests"], env=cli_env)
+    assert empty.exit_code == 0 and "no digests stored yet" in empty.output
+
+
+def test_unknown_option_is_a_usage_error(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["ingest", "--frobnicate", "x"], env=cli_env)
+    assert (
+        result.exit_code == 2
+        and "No such option" in result.output
+        and "--frobnicate" in result.output
+    )
+
+
+def test_bad_config_file_is_one_line(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[smtp]\nport = 'twenty-five'\n", encoding="utf-8")
+    result = runner.invoke(main, ["digests", "--config", str(config)], env=cli_env)
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: setting smtp_port: bad value 'twenty-five'")
+    assert len(result.stderr.strip().splitlines()) == 1
