@@ -7,6 +7,8 @@ import click
 from .common import Group
 from .demo import demo
 from .digests import digests, ingest
+from .match import match
+from .subscribers import subscribers
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +20,5 @@ def main() -> None:
 main.add_command(ingest)
 main.add_command(digests)
 main.add_command(demo)
+main.add_command(subscribers)
+main.add_command(match)

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import SubscriberError
 from ..model import Subscriber
+from ..subscribers import ImportReport, SubscriberRow
 from .base import StoreBase
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")
@@ -166,3 +167,81 @@ class SubscriberStore(StoreBase):
                 ),
             )
         return True
+
+    def import_subscribers(
+        self, rows: Sequence[SubscriberRow], *, sync: bool = False, dry_run: bool = False
+    ) -> ImportReport:
+        """Upsert rows by e-mail in one transaction; statuses are kept, never reactivated.
+
+        With `sync`, active subscribers missing from `rows` are marked unsubscribed (never
+        deleted). With `dry_run`, nothing is written and the report says what would change.
+        """
+        added: list[str] = []
+        updated: list[str] = []
+        unchanged: list[str] = []
+        now = self.now_text()
+        with self.transaction() as conn:
+            current = {
+                r["email"]: r
+                for r in self.query(
+                    "SELECT id, email, name, keywords, exclude, min_votes, max_papers, status FROM subscribers"
+                )
+            }
+            for row in rows:
+                prefs = row.preferences
+                values = (
+                    row.name,
+                    json.dumps(list(prefs.keywords), ensure_ascii=False),
+                    json.dumps(list(prefs.exclude), ensure_ascii=False),
+                    prefs.min_votes,
+                    prefs.max_papers,
+                )
+                old = current.get(row.email)
+                if old is None:
+                    added.append(row.email)
+                    if not dry_run:
+                        conn.execute(
+                            """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers,
+                               status, created_at, updated_at, status_changed_at)
+                               VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)""",
+                            (row.email, *values, now, now, now),
+                        )
+                elif (
+                    row.name,
+                    prefs.keywords,
+                    prefs.exclude,
+                    prefs.min_votes,
+                    prefs.max_papers,
+                ) == (
+                    old["name"],
+                    tuple(json.loads(old["keywords"])),
+                    tuple(json.loads(old["exclude"])),
+                    old["min_votes"],
+                    old["max_papers"],
+                ):
+                    unchanged.append(row.email)
+                else:
+                    updated.append(row.email)
+                    if not dry_run:
+                        conn.execute(
+                            """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?,
+                               max_papers = ?, updated_at = ? WHERE id = ?""",
+                            (*values, now, old["id"]),
+                        )
+            listed = {row.email for row in rows}
+            missing = [
+                r for email, r in current.items() if email not in listed and r["status"] == "active"
+            ]
+            if sync and not dry_run:
+                conn.executemany(
+                    """UPDATE subscribers SET status = 'unsubscribed', updated_at = ?, status_changed_at = ?
+                       WHERE id = ? AND status = 'active'""",
+                    [(now, now, r["id"]) for r in missing],
+                )
+        return ImportReport(
+            added=tuple(added),
+            updated=tuple(updated),
+            unchanged=tuple(unchanged),
+            unsubscribed=tuple(r["email"] for r in missing) if sync else (),
+            dry_run=dry_run,
+        )

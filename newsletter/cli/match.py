@@ -1,0 +1,106 @@
+"""`newsletter match`: which papers of a digest a subscriber (or an ad-hoc profile) gets, and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, SubscriberError
+from ..match import Profile, select_papers
+from ..subscribers import normalize_email, validate_preferences
+from .common import common_options, open_store, settings_from
+
+
+def _describe(profile: Profile) -> str:
+    parts = [f"keywords: {'; '.join(profile.keywords)}" if profile.keywords else "every paper"]
+    if profile.exclude:
+        parts.append(f"exclude: {'; '.join(profile.exclude)}")
+    if profile.min_votes:
+        parts.append(f"votes >= {profile.min_votes}")
+    if profile.max_papers is not None:
+        parts.append(f"at most {profile.max_papers}")
+    return ", ".join(parts)
+
+
+@click.command()
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Digest date YYYY-MM-DD [default: the newest stored].",
+)
+@click.option("--email", default=None, help="Use this subscriber's filters.")
+@click.option("--keywords", default=None, help='Ad-hoc profile: ";"-separated phrases.')
+@click.option("--exclude", default=None, help='Ad-hoc profile: ";"-separated phrases to exclude.')
+@click.option("--min-votes", default=None, help="Ad-hoc profile: minimum votes.")
+@click.option("--max-papers", default=None, help="Ad-hoc profile: at most this many papers.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@common_options
+def match(
+    day: dt.datetime | None,
+    email: str | None,
+    keywords: str | None,
+    exclude: str | None,
+    min_votes: str | None,
+    max_papers: str | None,
+    as_json: bool,
+    config_path: Path | None,
+    db: Path | None,
+) -> None:
+    """Show the papers of a digest a subscriber or an ad-hoc profile selects, with reasons.
+
+    Examples: newsletter match --date 2024-12-13 --email ana@example.com --json
+              newsletter match --date 2024-12-13 --keywords "RAG;diffusion" --exclude survey --min-votes 10
+    """
+    adhoc = {
+        "keywords": keywords,
+        "exclude": exclude,
+        "min_votes": min_votes,
+        "max_papers": max_papers,
+    }
+    if email is not None and any(v is not None for v in adhoc.values()):
+        raise ConfigError("--email uses the subscriber's own filters; leave out the ad-hoc options")
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        date = day.date() if day is not None else store.latest_date()
+        digest = store.digest(date) if date is not None else None
+        if digest is None:
+            stored = ", ".join(d.isoformat() for d in store.digest_dates(limit=5)) or "none"
+            raise ConfigError(f"no digest for {date or 'any date'} (newest stored: {stored})")
+        if email is not None:
+            subscriber = store.subscriber_by_email(normalize_email(email))
+            if subscriber is None:
+                raise SubscriberError(f"no subscriber {email.strip()}", code="not_found")
+            profile, who = Profile.of(subscriber), subscriber.email
+            if subscriber.status != "active":
+                click.echo(f"note: {who} is {subscriber.status} and gets no email", err=True)
+        else:
+            prefs = validate_preferences(**{k: v or "" for k, v in adhoc.items()})
+            profile = Profile(prefs.keywords, prefs.exclude, prefs.min_votes, prefs.max_papers)
+            who = "this profile"
+    picks = select_papers(digest, profile)
+    if as_json:
+        data = [
+            {
+                "arxiv_id": p.paper.arxiv_id,
+                "title": p.paper.display_title,
+                "votes": p.paper.votes,
+                "matched": [{"keyword": r.keyword, "field": r.field} for r in p.reasons],
+            }
+            for p in picks
+        ]
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(
+        f"{digest.date}: {len(picks)} of {len(digest.papers)} papers for {who} ({_describe(profile)})"
+    )
+    for p in picks:
+        votes = "-" if p.paper.votes is None else str(p.paper.votes)
+        click.echo(f"{votes:>5}  {p.paper.arxiv_id:<11} {p.paper.display_title}")
+        if p.reasons:
+            reasons = ", ".join(f"{r.keyword} in {r.field}" for r in p.reasons)
+            click.echo(f"{'':>18}matched: {reasons}")

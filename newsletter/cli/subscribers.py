@@ -1,0 +1,153 @@
+"""`newsletter subscribers`: import, list, add and remove subscribers."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import SubscriberError
+from ..store.subscribers import STATUSES
+from ..subscribers import (
+    import_subscribers_csv,
+    normalize_email,
+    validate_name,
+    validate_preferences,
+)
+from .common import Group, common_options, open_store, settings_from
+
+
+@click.group(cls=Group)
+def subscribers() -> None:
+    """Import, list, add and remove subscribers (nothing is ever deleted)."""
+
+
+@subscribers.command("import")
+@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option("--sync", is_flag=True, help="Mark active subscribers missing from CSV unsubscribed.")
+@common_options
+def import_command(
+    csv_path: Path, dry_run: bool, sync: bool, config_path: Path | None, db: Path | None
+) -> None:
+    """Add or update subscribers from a CSV, by e-mail; bad rows are named and skipped.
+
+    Columns: email,name,keywords,min_votes[,exclude,max_papers]; keywords are ;-separated.
+    Rows are numbered as in a spreadsheet: the header is row 1. Exits 1 if any row is rejected.
+
+    Example: newsletter subscribers import subscribers.example.csv --dry-run
+    """
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        report = import_subscribers_csv(store, csv_path, sync=sync, dry_run=dry_run)
+    for error in report.rejected:
+        click.echo(str(error), err=True)
+    for email in report.unsubscribed:
+        click.echo(f"{'would mark' if dry_run else 'marked'} unsubscribed: {email}")
+    prefix = "dry run, nothing written: " if dry_run else ""
+    click.echo(f"{prefix}{report.source}: {report.summary()}")
+    if report.rejected:
+        sys.exit(1)
+
+
+@subscribers.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
+@common_options
+def list_command(
+    as_json: bool, status: str | None, config_path: Path | None, db: Path | None
+) -> None:
+    """List subscribers with their status and filters.
+
+    Example: newsletter subscribers list --status active --json
+    """
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        found = store.subscribers(status=status)
+    if as_json:
+        data = [
+            {
+                "email": s.email,
+                "name": s.name,
+                "status": s.status,
+                "keywords": list(s.keywords),
+                "exclude": list(s.exclude),
+                "min_votes": s.min_votes,
+                "max_papers": s.max_papers,
+            }
+            for s in found
+        ]
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no subscribers (run: newsletter subscribers import CSV)")
+        return
+    for s in found:
+        filters = "; ".join(s.keywords) or "(every paper)"
+        if s.exclude:
+            filters += f"  exclude: {'; '.join(s.exclude)}"
+        if s.min_votes:
+            filters += f"  votes>={s.min_votes}"
+        if s.max_papers is not None:
+            filters += f"  max {s.max_papers}"
+        click.echo(f"{s.email:<32} {s.status:<12} {filters}")
+    click.echo(f"{len(found)} subscribers")
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Display name.")
+@click.option("--keywords", default="", help='";"-separated phrases; none: every paper.')
+@click.option("--exclude", default="", help='";"-separated phrases that remove a paper.')
+@click.option("--min-votes", default="0", help="Only papers with at least this many votes.")
+@click.option("--max-papers", default="", help="At most this many papers per email.")
+@common_options
+def add_command(
+    email: str,
+    name: str,
+    keywords: str,
+    exclude: str,
+    min_votes: str,
+    max_papers: str,
+    config_path: Path | None,
+    db: Path | None,
+) -> None:
+    """Add one active subscriber.
+
+    Example: newsletter subscribers add ana@example.com --keywords "RAG;강화학습" --min-votes 5
+    """
+    address = normalize_email(email)
+    prefs = validate_preferences(
+        keywords=keywords, exclude=exclude, min_votes=min_votes, max_papers=max_papers
+    )
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        added = store.add_subscriber(
+            address,
+            name=validate_name(name),
+            keywords=prefs.keywords,
+            exclude=prefs.exclude,
+            min_votes=prefs.min_votes,
+            max_papers=prefs.max_papers,
+        )
+    click.echo(f"added {added.email}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@common_options
+def remove_command(email: str, config_path: Path | None, db: Path | None) -> None:
+    """Mark a subscriber unsubscribed; their record and history stay.
+
+    Example: newsletter subscribers remove ana@example.com
+    """
+    address = normalize_email(email)
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        found = store.subscriber_by_email(address)
+        if found is None:
+            raise SubscriberError(f"no subscriber {address}", code="not_found", field="email")
+        changed = store.set_status(found.id, "unsubscribed")
+    click.echo(f"unsubscribed {address}" if changed else f"{address} was already unsubscribed")

@@ -1,0 +1,335 @@
+"""Subscriber records: e-mail normalisation, preference validation and the subscribers CSV.
+
+The CSV has a header row (row 1) naming its columns; data rows are numbered from 2, as a
+spreadsheet numbers them. Columns: email, name, keywords, min_votes (required) and exclude,
+max_papers (optional). Keywords and exclude hold `;`-separated phrases. A bad row becomes a
+`SubscriberError` naming its row and is left out; the good rows are still imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import SubscriberError
+from .match import normalize
+
+if TYPE_CHECKING:
+    from .store import Store
+
+REQUIRED_COLUMNS = ("email", "name", "keywords", "min_votes")
+OPTIONAL_COLUMNS = ("exclude", "max_papers")
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+MIN_KEYWORD_CHARS = 2
+MAX_KEYWORD_CHARS = 100
+MAX_KEYWORDS = 50
+MAX_NAME_CHARS = 200
+MAX_VOTES = 1_000_000
+MAX_PAPERS = 1_000
+
+# Every `SubscriberError.code` this module raises, so a user interface can translate each one.
+ERROR_CODES = (
+    "email_invalid",  # not an e-mail address
+    "name_too_long",
+    "newline",  # CR or LF inside a field
+    "keyword_too_short",
+    "keyword_too_long",
+    "too_many_keywords",
+    "min_votes_invalid",  # not a non-negative integer
+    "max_papers_invalid",  # not a positive integer
+    "duplicate_email",  # the same address earlier in the same file
+    "too_many_fields",  # more cells than the header has columns
+    "unknown_column",
+    "missing_column",
+    "duplicate_column",
+    "not_csv",  # empty, unreadable, or not UTF-8
+)
+
+_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PHRASE_SEPARATORS = re.compile(r"[;\r\n]")
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """A subscriber's filters, validated."""
+
+    keywords: tuple[str, ...] = ()  # empty: every paper
+    exclude: tuple[str, ...] = ()
+    min_votes: int = 0
+    max_papers: int | None = None  # None: no cap
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRow:
+    """One valid CSV row: a normalised address, a name and preferences."""
+
+    row: int
+    email: str
+    name: str
+    preferences: Preferences
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribersCsv:
+    """A read subscribers CSV: the valid rows and one error per rejected row."""
+
+    source: str
+    rows: tuple[SubscriberRow, ...]
+    rejected: tuple[SubscriberError, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What importing subscribers did (or would do, on a dry run): addresses per outcome."""
+
+    source: str = "<csv>"
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    unsubscribed: tuple[str, ...] = ()  # with sync: active before, missing from the file
+    rejected: tuple[SubscriberError, ...] = ()
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        """One line of counts, e.g. "3 added, 1 updated, 8 unchanged, 0 rejected"."""
+        counts = [
+            f"{len(self.added)} added",
+            f"{len(self.updated)} updated",
+            f"{len(self.unchanged)} unchanged",
+            f"{len(self.rejected)} rejected",
+        ]
+        if self.unsubscribed:
+            counts.append(f"{len(self.unsubscribed)} unsubscribed")
+        return ", ".join(counts)
+
+
+def normalize_email(text: str) -> str:
+    """The address trimmed with its domain lower-cased; SubscriberError if it is not one."""
+    address = text.strip()
+    local, at, domain = address.rpartition("@")
+    domain = domain.lower()
+    labels = domain.split(".")
+    if (
+        not at
+        or len(address) > 254
+        or len(local) > 64
+        or not _LOCAL.fullmatch(local)
+        or len(labels) < 2
+        or not all(_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
+        raise SubscriberError(
+            f"not an e-mail address: {address!r}", code="email_invalid", field="email"
+        )
+    return f"{local}@{domain}"
+
+
+def split_phrases(text: str) -> tuple[str, ...]:
+    """`;`-separated (or line-separated) phrases, trimmed, without blanks."""
+    return tuple(p.strip() for p in _PHRASE_SEPARATORS.split(text) if p.strip())
+
+
+def _phrases(text: str, *, name: str) -> tuple[str, ...]:
+    phrases: list[str] = []
+    seen: set[str] = set()
+    for phrase in split_phrases(text):
+        length = len(normalize(phrase))
+        if length < MIN_KEYWORD_CHARS:
+            raise SubscriberError(
+                f"{name} {phrase!r} is shorter than {MIN_KEYWORD_CHARS} characters",
+                code="keyword_too_short",
+                field=name,
+            )
+        if length > MAX_KEYWORD_CHARS:
+            raise SubscriberError(
+                f"{name} {phrase[:20]!r}... is longer than {MAX_KEYWORD_CHARS} characters",
+                code="keyword_too_long",
+                field=name,
+            )
+        if normalize(phrase) not in seen:  # "RAG;rag" is one keyword
+            seen.add(normalize(phrase))
+            phrases.append(phrase)
+    if len(phrases) > MAX_KEYWORDS:
+        raise SubscriberError(
+            f"{len(phrases)} {name} phrases; at most {MAX_KEYWORDS}",
+            code="too_many_keywords",
+            field=name,
+        )
+    return tuple(phrases)
+
+
+def _integer(text: str, *, name: str, code: str, low: int, high: int) -> int | None:
+    value = text.strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        kind = "a non-negative" if low == 0 else "a positive"
+        raise SubscriberError(
+            f"{name} must be {kind} whole number up to {high}, not {value!r}",
+            code=code,
+            field=name,
+        )
+    return int(value)
+
+
+def validate_preferences(
+    *, keywords: str = "", exclude: str = "", min_votes: str = "", max_papers: str = ""
+) -> Preferences:
+    """Preferences from form or CSV text; SubscriberError with a `code` and `field` if invalid.
+
+    Keywords and exclude are `;`-separated phrases of at least two characters; an empty
+    min_votes is 0 and an empty max_papers is no cap.
+    """
+    return Preferences(
+        keywords=_phrases(keywords, name="keywords"),
+        exclude=_phrases(exclude, name="exclude"),
+        min_votes=_integer(
+            min_votes, name="min_votes", code="min_votes_invalid", low=0, high=MAX_VOTES
+        )
+        or 0,
+        max_papers=_integer(
+            max_papers, name="max_papers", code="max_papers_invalid", low=1, high=MAX_PAPERS
+        ),
+    )
+
+
+def validate_name(text: str) -> str:
+    """A display name, trimmed; SubscriberError if it is too long or spans lines."""
+    name = text.strip()
+    if "\r" in name or "\n" in name:
+        raise SubscriberError("name holds a line break", code="newline", field="name")
+    if len(name) > MAX_NAME_CHARS:
+        raise SubscriberError(
+            f"name is longer than {MAX_NAME_CHARS} characters", code="name_too_long", field="name"
+        )
+    return name
+
+
+def _header(cells: list[str], *, source: str) -> list[str]:
+    columns = [c.strip().lower() for c in cells]
+    valid = ", ".join(COLUMNS)
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise SubscriberError(
+            f"unknown column {', '.join(map(repr, unknown))}; valid columns: {valid}",
+            row=1,
+            source=source,
+            code="unknown_column",
+        )
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise SubscriberError(
+            f"column {', '.join(duplicates)} appears twice",
+            row=1,
+            source=source,
+            code="duplicate_column",
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise SubscriberError(
+            f"missing column {', '.join(missing)}; required: {', '.join(REQUIRED_COLUMNS)}",
+            row=1,
+            source=source,
+            code="missing_column",
+        )
+    return columns
+
+
+def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
+    if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
+        raise SubscriberError(
+            f"{len(cells)} fields but the header names {len(columns)}", code="too_many_fields"
+        )
+    values = dict(zip(columns, cells, strict=False))  # missing trailing cells are empty
+    for column, value in values.items():
+        if "\r" in value or "\n" in value:
+            raise SubscriberError(f"{column} holds a line break", code="newline", field=column)
+    return SubscriberRow(
+        row=number,
+        email=normalize_email(values.get("email", "")),
+        name=validate_name(values.get("name", "")),
+        preferences=validate_preferences(
+            keywords=values.get("keywords", ""),
+            exclude=values.get("exclude", ""),
+            min_votes=values.get("min_votes", ""),
+            max_papers=values.get("max_papers", ""),
+        ),
+    )
+
+
+def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv:
+    """Read CSV text; bad rows are rejected with their row number, bad headers raise."""
+    records = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = next(records, None)
+        if header is None or not any(c.strip() for c in header):
+            raise SubscriberError(
+                f"no header row; expected columns: {', '.join(COLUMNS)}",
+                row=1,
+                source=source,
+                code="not_csv",
+            )
+        columns = _header(header, source=source)
+        rows: list[SubscriberRow] = []
+        rejected: list[SubscriberError] = []
+        first_row: dict[str, int] = {}
+        for number, cells in enumerate(records, start=2):
+            if not any(c.strip() for c in cells):
+                continue  # blank line
+            try:
+                row = _row(cells, columns, number=number)
+                if row.email in first_row:
+                    raise SubscriberError(
+                        f"{row.email} is already on row {first_row[row.email]}",
+                        code="duplicate_email",
+                        field="email",
+                    )
+            except SubscriberError as exc:
+                rejected.append(
+                    SubscriberError(
+                        exc.message, row=number, source=source, code=exc.code, field=exc.field
+                    )
+                )
+                continue
+            first_row[row.email] = number
+            rows.append(row)
+    except csv.Error as exc:
+        raise SubscriberError(
+            f"{source}: not a valid CSV file: {exc}", source=source, code="not_csv"
+        ) from None
+    return SubscribersCsv(source=source, rows=tuple(rows), rejected=tuple(rejected))
+
+
+def read_subscribers_csv(path: Path) -> SubscribersCsv:
+    """Read a subscribers CSV file (UTF-8, with or without BOM)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(
+            f"{path}: not UTF-8 text (byte {exc.start})", source=str(path), code="not_csv"
+        ) from None
+    except OSError as exc:
+        raise SubscriberError(
+            f"{path}: cannot read: {exc.strerror or exc}", source=str(path), code="not_csv"
+        ) from None
+    return parse_subscribers_csv(text, source=str(path))
+
+
+def import_subscribers_csv(
+    store: Store, path: Path, *, sync: bool = False, dry_run: bool = False
+) -> ImportReport:
+    """Upsert the CSV's valid rows by e-mail in one transaction; report what changed.
+
+    Subscribers missing from the file are kept; with `sync`, active ones are marked
+    unsubscribed. Statuses are never changed back to active by an import. A dry run writes
+    nothing and reports what would happen.
+    """
+    read = read_subscribers_csv(path)
+    report = store.import_subscribers(read.rows, sync=sync, dry_run=dry_run)
+    return replace(report, source=read.source, rejected=read.rejected)

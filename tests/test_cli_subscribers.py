@@ -1,0 +1,221 @@
+"""`newsletter subscribers` and `newsletter match` through the real CLI and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import main
+
+from .conftest import FIXTURES
+
+EXAMPLE = Path(__file__).parent.parent / "subscribers.example.csv"
+HEADER = "email,name,keywords,min_votes,exclude,max_papers\n"
+
+
+@pytest.fixture
+def cli(runner: CliRunner, cli_env: dict[str, str]) -> Any:
+    def run(*args: str) -> Result:
+        return runner.invoke(main, list(args), env=cli_env)
+
+    return run
+
+
+def listed(cli: Any) -> list[dict[str, Any]]:
+    result = cli("subscribers", "list", "--json")
+    assert result.exit_code == 0, result.output
+    data: list[dict[str, Any]] = json.loads(result.stdout)
+    return data
+
+
+def test_import_example_then_again_is_unchanged(cli: Any) -> None:
+    first = cli("subscribers", "import", str(EXAMPLE))
+    assert first.exit_code == 0, first.output
+    assert first.stdout.endswith(": 12 added, 0 updated, 0 unchanged, 0 rejected\n")
+    again = cli("subscribers", "import", str(EXAMPLE))
+    assert again.exit_code == 0
+    assert "0 added, 0 updated, 12 unchanged, 0 rejected" in again.stdout
+    people = listed(cli)
+    assert len(people) == 12 and {p["status"] for p in people} == {"active"}
+
+
+def test_import_with_bad_rows_names_each_stores_the_rest_and_fails(
+    cli: Any, tmp_path: Path
+) -> None:
+    path = tmp_path / "mixed.csv"
+    path.write_text(
+        HEADER
+        + "ana@example.com,Ana,RAG,0,,\n"
+        + "bad-address,Bad,RAG,0,,\n"
+        + "bo@example.com,Bo,RAG,lots,,\n"
+        + "cy@example.com,Cy,멀티모달,2,,\n",
+        encoding="utf-8",
+    )
+    result = cli("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: row 3: not an e-mail address: 'bad-address'",
+        f"{path}: row 4: min_votes must be a non-negative whole number up to 1000000, not 'lots'",
+    ]
+    assert "2 added, 0 updated, 0 unchanged, 2 rejected" in result.stdout
+    assert [p["email"] for p in listed(cli)] == ["ana@example.com", "cy@example.com"]
+
+
+def test_import_unknown_column_is_one_line_and_nothing_stored(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "cols.csv"
+    path.write_text("email,name,keywords,min_votes,topics\nana@example.com,A,RAG,0,x\n")
+    result = cli("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {path}: row 1: unknown column 'topics'; valid columns: "
+        "email, name, keywords, min_votes, exclude, max_papers\n"
+    )
+    assert listed(cli) == []
+
+
+def test_import_dry_run_and_sync(cli: Any, tmp_path: Path) -> None:
+    dry = cli("subscribers", "import", str(EXAMPLE), "--dry-run")
+    assert dry.exit_code == 0 and "dry run, nothing written" in dry.stdout
+    assert listed(cli) == []
+    cli("subscribers", "import", str(EXAMPLE))
+    one = tmp_path / "one.csv"
+    one.write_text(HEADER + "minji.kim@example.com,김민지,RAG;retrieval;검색 증강,0,,\n")
+    synced = cli("subscribers", "import", str(one), "--sync")
+    assert synced.exit_code == 0, synced.output
+    assert "11 unsubscribed" in synced.stdout
+    statuses = {p["email"]: p["status"] for p in listed(cli)}
+    assert len(statuses) == 12
+    assert [e for e, s in statuses.items() if s == "active"] == ["minji.kim@example.com"]
+
+
+def test_add_list_remove(cli: Any) -> None:
+    added = cli(
+        "subscribers",
+        "add",
+        " Ana@Example.COM ",
+        "--name",
+        "Ana",
+        "--keywords",
+        "RAG;강화학습",
+        "--min-votes",
+        "5",
+    )
+    assert added.exit_code == 0, added.output
+    assert added.stdout == "added Ana@example.com\n"
+    assert listed(cli) == [
+        {
+            "email": "Ana@example.com",
+            "name": "Ana",
+            "status": "active",
+            "keywords": ["RAG", "강화학습"],
+            "exclude": [],
+            "min_votes": 5,
+            "max_papers": None,
+        }
+    ]
+    twice = cli("subscribers", "add", "Ana@example.com")
+    assert twice.exit_code == 1 and "already a subscriber" in twice.stderr
+    bad = cli("subscribers", "add", "bo@example.com", "--keywords", "x")
+    assert bad.exit_code == 1 and "shorter than 2 characters" in bad.stderr
+    removed = cli("subscribers", "remove", "Ana@example.com")
+    assert removed.stdout == "unsubscribed Ana@example.com\n"
+    again = cli("subscribers", "remove", "Ana@example.com")
+    assert again.exit_code == 0 and "already unsubscribed" in again.stdout
+    assert [p["status"] for p in listed(cli)] == ["unsubscribed"]  # kept, not deleted
+    missing = cli("subscribers", "remove", "nobody@example.com")
+    assert missing.exit_code == 1 and missing.stderr == "error: no subscriber nobody@example.com\n"
+
+
+def test_list_text_and_status_filter(cli: Any) -> None:
+    assert "no subscribers" in cli("subscribers", "list").stdout
+    cli("subscribers", "import", str(EXAMPLE))
+    cli("subscribers", "remove", "alex.chen@example.org")
+    text = cli("subscribers", "list").stdout
+    assert "alex.chen@example.org" in text and "12 subscribers" in text
+    only = cli("subscribers", "list", "--status", "unsubscribed", "--json")
+    assert [p["email"] for p in json.loads(only.stdout)] == ["alex.chen@example.org"]
+
+
+# --- match -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loaded(cli: Any) -> Any:
+    assert cli("ingest", str(FIXTURES)).exit_code == 0
+    assert cli("subscribers", "import", str(EXAMPLE)).exit_code == 0
+    return cli
+
+
+def test_match_subscriber_json(loaded: Any) -> None:
+    result = loaded("match", "--date", "2024-12-13", "--email", "alex.chen@example.org", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [d["arxiv_id"] for d in data] == ["2412.09596", "2412.08737", "2412.09618", "2412.09605"]
+    assert [d["votes"] for d in data] == [59, 28, 17, 15]
+    assert data[1] == {
+        "arxiv_id": "2412.08737",
+        "title": "Euclid: Supercharging Multimodal LLMs with Synthetic High-Fidelity Visual Descriptions",
+        "votes": 28,
+        "matched": [{"keyword": "LLM", "field": "title"}],
+    }
+    assert data[0]["matched"] == [
+        {"keyword": "reasoning", "field": "What's New"},
+        {"keyword": "추론", "field": "What's New"},
+    ]
+
+
+def test_match_adhoc_profile_text(loaded: Any) -> None:
+    result = loaded(
+        "match", "--date", "2024-06-28", "--keywords", "RAG;diffusion", "--exclude", "survey"
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("2024-06-28: 1 of 9 papers for this profile")
+    assert "2406.19215" in lines[1] and "SeaKR" in lines[1]
+    assert lines[2].strip() == "matched: RAG in Performance Highlights"
+
+
+def test_match_min_votes_on_top_and_vote_dash(loaded: Any) -> None:
+    every = json.loads(loaded("match", "--date", "2024-06-28", "--json").stdout)
+    assert len(every) == 9 and every[-1]["votes"] is None
+    assert all(d["matched"] == [] for d in every)
+    voted = json.loads(loaded("match", "--date", "2024-06-28", "--min-votes", "1", "--json").stdout)
+    assert len(voted) == 8
+    top = json.loads(
+        loaded(
+            "match", "--date", "2024-12-13", "--keywords", "LLM", "--min-votes", "20", "--json"
+        ).stdout
+    )
+    assert [d["votes"] for d in top] == [28]
+
+
+def test_match_defaults_to_newest_digest(loaded: Any) -> None:
+    result = loaded("match", "--keywords", "diffusion", "--max-papers", "2")
+    assert result.stdout.startswith("2024-12-13: 2 of 27 papers")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--email", "nobody@example.com"], "error: no subscriber nobody@example.com"),
+        (["--email", "alex.chen@example.org", "--keywords", "RAG"], "leave out the ad-hoc"),
+        (["--date", "2020-01-01"], "error: no digest for 2020-01-01 (newest stored: 2024-12-13"),
+        (["--keywords", "RAG;x"], "shorter than 2 characters"),
+        (["--min-votes", "-2"], "min_votes must be a non-negative whole number"),
+    ],
+)
+def test_match_errors_are_one_line(loaded: Any, args: list[str], message: str) -> None:
+    result = loaded("match", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_match_notes_an_unsubscribed_subscriber(loaded: Any) -> None:
+    loaded("subscribers", "remove", "alex.chen@example.org")
+    result = loaded("match", "--email", "alex.chen@example.org")
+    assert result.exit_code == 0
+    assert "unsubscribed and gets no email" in result.stderr

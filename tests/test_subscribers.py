@@ -1,0 +1,286 @@
+"""Subscriber records: addresses, preferences, the CSV, and importing it into a real store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from newsletter.errors import SubscriberError
+from newsletter.match import Profile, select_papers
+from newsletter.store import Store
+from newsletter.subscribers import (
+    COLUMNS,
+    ERROR_CODES,
+    Preferences,
+    import_subscribers_csv,
+    normalize_email,
+    parse_subscribers_csv,
+    read_subscribers_csv,
+    validate_preferences,
+)
+
+EXAMPLE = Path(__file__).parent.parent / "subscribers.example.csv"
+HEADER = "email,name,keywords,min_votes,exclude,max_papers\n"
+
+GOOD = (
+    HEADER
+    + "ana@example.com,Ana,RAG;diffusion,5,,\n"
+    + "민수@example.com,김민수,강화학습,0,survey,3\n"  # rejected: non-ASCII local part
+    + " Bo@Example.ORG ,Bo,,,,\n"
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "subs.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rows_of(store: Store) -> list[dict[str, Any]]:
+    return store.query("SELECT * FROM subscribers ORDER BY id")
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ana@example.com", "ana@example.com"),
+        ("  Ana.Lee@Example.COM \t", "Ana.Lee@example.com"),  # local part kept, domain lowered
+        ("x+news@mail.example.org", "x+news@mail.example.org"),
+    ],
+)
+def test_normalize_email(text: str, expected: str) -> None:
+    assert normalize_email(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "ana",
+        "ana@",
+        "@example.com",
+        "ana@example",
+        "ana@@example.com",
+        "ana example@example.com",
+        "ana@exa mple.com",
+        "ana@-example.com",
+        "ana..lee@example.com",
+        "ana@example.com\nBcc: x@example.com",
+        "ana@127.0.0.1",
+        "a" * 65 + "@example.com",
+    ],
+)
+def test_invalid_addresses(text: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        normalize_email(text)
+    assert info.value.code == "email_invalid" and info.value.field == "email"
+
+
+# --- preferences -------------------------------------------------------------------------------
+
+
+def test_validate_preferences_defaults_and_splitting() -> None:
+    assert validate_preferences() == Preferences()
+    prefs = validate_preferences(
+        keywords=" RAG ; 강화학습;;rag ", exclude="survey", min_votes=" 10 ", max_papers="5"
+    )
+    assert prefs == Preferences(("RAG", "강화학습"), ("survey",), 10, 5)
+    assert validate_preferences(keywords="ＡＩ").keywords == ("ＡＩ",)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"keywords": "RAG;a"}, "keyword_too_short", "keywords"),
+        ({"keywords": "Ａ"}, "keyword_too_short", "keywords"),  # one character once normalised
+        ({"exclude": "x"}, "keyword_too_short", "exclude"),
+        ({"keywords": "x" * 101}, "keyword_too_long", "keywords"),
+        ({"keywords": ";".join(f"kw{i}" for i in range(51))}, "too_many_keywords", "keywords"),
+        ({"min_votes": "-1"}, "min_votes_invalid", "min_votes"),
+        ({"min_votes": "1.5"}, "min_votes_invalid", "min_votes"),
+        ({"min_votes": "ten"}, "min_votes_invalid", "min_votes"),
+        ({"min_votes": "١٢"}, "min_votes_invalid", "min_votes"),  # Arabic-Indic digits
+        ({"min_votes": "99999999999999999999"}, "min_votes_invalid", "min_votes"),
+        ({"max_papers": "0"}, "max_papers_invalid", "max_papers"),
+        ({"max_papers": "many"}, "max_papers_invalid", "max_papers"),
+    ],
+)
+def test_invalid_preferences_have_stable_codes(
+    fields: dict[str, str], code: str, field: str
+) -> None:
+    with pytest.raises(SubscriberError) as info:
+        validate_preferences(**fields)
+    assert (info.value.code, info.value.field) == (code, field)
+    assert code in ERROR_CODES
+
+
+# --- reading the CSV ---------------------------------------------------------------------------
+
+
+def test_example_csv_is_valid_and_its_subscribers_get_papers(loaded_store: Store) -> None:
+    read = read_subscribers_csv(EXAMPLE)
+    assert read.rejected == ()
+    assert len(read.rows) >= 10
+    emails = [r.email for r in read.rows]
+    assert all(e.endswith(("@example.com", "@example.org")) for e in emails)
+    assert any(not r.preferences.keywords for r in read.rows)
+    keywords = [k for r in read.rows for k in r.preferences.keywords]
+    assert any("\uac00" <= c <= "\ud7a3" for k in keywords for c in k)  # Korean ones too
+    digests = loaded_store.digests(loaded_store.digest_dates())
+    for row in read.rows:
+        p = row.preferences
+        profile = Profile(p.keywords, p.exclude, p.min_votes, p.max_papers)
+        assert any(select_papers(d, profile) for d in digests), row.email
+
+
+def test_bad_rows_are_named_with_row_numbers_and_good_rows_kept(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + "ana@example.com,Ana,RAG,5,,\n"  # row 2: good
+        + "not-an-address,X,RAG,0,,\n"  # row 3
+        + "bo@example.com,Bo,RAG,-3,,\n"  # row 4
+        + '"cy@example.com","Cy\nBcc: evil@example.com",RAG,0,,\n'  # row 5 (spans two lines)
+        + "di@example.com,Di,RAG;a,0,,\n"  # row 6
+        + "\n"  # row 7: blank, skipped
+        + "ed@example.com,Ed,LLM,0,,,surplus\n"  # row 8
+        + "ANA@example.com,Ana again,LLM,0,,\n"  # row 9: local part differs, so a new address
+        + "ana@EXAMPLE.com,Ana twice,LLM,0,,\n"  # row 10: same normalised address as row 2
+        + "fa@example.com,Fa,강화학습,,,\n"  # row 11: good, min_votes empty means 0
+    )
+    read = parse_subscribers_csv(text, source="subs.csv")
+    assert [r.email for r in read.rows] == ["ana@example.com", "ANA@example.com", "fa@example.com"]
+    assert [r.row for r in read.rows] == [2, 9, 11]
+    assert read.rows[2].preferences.min_votes == 0
+    assert [(e.row, e.code) for e in read.rejected] == [
+        (3, "email_invalid"),
+        (4, "min_votes_invalid"),
+        (5, "newline"),
+        (6, "keyword_too_short"),
+        (8, "too_many_fields"),
+        (10, "duplicate_email"),
+    ]
+    assert str(read.rejected[0]) == "subs.csv: row 3: not an e-mail address: 'not-an-address'"
+    assert str(read.rejected[5]) == "subs.csv: row 10: ana@example.com is already on row 2"
+
+
+def test_unknown_column_lists_the_valid_ones() -> None:
+    with pytest.raises(SubscriberError) as info:
+        parse_subscribers_csv("email,name,keywords,min_votes,colour\n", source="s.csv")
+    assert info.value.code == "unknown_column"
+    assert str(info.value) == (
+        "s.csv: row 1: unknown column 'colour'; valid columns: " + ", ".join(COLUMNS)
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("email,name,keywords\n", "missing_column"),
+        ("email,name,keywords,min_votes,email\n", "duplicate_column"),
+        ("", "not_csv"),
+    ],
+)
+def test_bad_headers(text: str, code: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        parse_subscribers_csv(text, source="s.csv")
+    assert info.value.code == code
+
+
+def test_header_case_bom_crlf_and_optional_columns(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(
+        "\ufeffEmail , NAME,Keywords,Min_Votes\r\nana@example.com,Ana,RAG,3\r\n".encode()
+    )
+    read = read_subscribers_csv(path)
+    assert read.rejected == ()
+    assert read.rows[0].preferences == Preferences(("RAG",), (), 3, None)
+
+
+def test_not_utf8_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes(HEADER.encode() + "ana@example.com,Anä,RAG,0,,\n".encode("latin-1"))
+    with pytest.raises(SubscriberError) as info:
+        read_subscribers_csv(path)
+    assert info.value.code == "not_csv" and str(path) in str(info.value)
+
+
+# --- importing into a real store ----------------------------------------------------------------
+
+
+def test_import_good_file_then_reimport_changes_nothing(store: Store, tmp_path: Path) -> None:
+    first = import_subscribers_csv(store, EXAMPLE)
+    assert len(first.added) == 12 and not (first.updated or first.unchanged or first.rejected)
+    before = rows_of(store)
+    assert [r["status"] for r in before] == ["active"] * 12
+    again = import_subscribers_csv(store, EXAMPLE)
+    assert again.summary() == "0 added, 0 updated, 12 unchanged, 0 rejected"
+    assert rows_of(store) == before  # not even updated_at moves
+
+
+def test_import_updates_by_normalised_email(store: Store, tmp_path: Path) -> None:
+    import_subscribers_csv(store, write(tmp_path, HEADER + "ana@example.com,Ana,RAG,5,,\n"))
+    report = import_subscribers_csv(
+        store, write(tmp_path, HEADER + " ana@EXAMPLE.com ,Ana,RAG;LLM,5,,2\n")
+    )
+    assert (report.added, report.updated) == ((), ("ana@example.com",))
+    found = store.subscriber_by_email("ana@example.com")
+    assert found is not None
+    assert (found.keywords, found.max_papers) == (("RAG", "LLM"), 2)
+    assert len(rows_of(store)) == 1
+
+
+def test_mixed_file_imports_good_rows_and_names_bad_ones(store: Store, tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    report = import_subscribers_csv(store, path)
+    assert report.added == ("ana@example.com", "Bo@example.org")
+    assert [(e.row, e.code) for e in report.rejected] == [(3, "email_invalid")]
+    assert str(report.rejected[0]).startswith(f"{path}: row 3: ")
+    assert [r["email"] for r in rows_of(store)] == ["ana@example.com", "Bo@example.org"]
+
+
+def test_all_bad_file_stores_nothing(store: Store, tmp_path: Path) -> None:
+    report = import_subscribers_csv(store, write(tmp_path, HEADER + "x,X,RAG,0,,\ny,Y,RAG,0,,\n"))
+    assert [e.row for e in report.rejected] == [2, 3]
+    assert rows_of(store) == []
+
+
+def test_dry_run_writes_nothing_but_reports(store: Store, tmp_path: Path) -> None:
+    report = import_subscribers_csv(store, EXAMPLE, dry_run=True)
+    assert len(report.added) == 12 and report.dry_run
+    assert rows_of(store) == []
+
+
+def test_missing_subscribers_are_kept_and_sync_unsubscribes_them(
+    store: Store, tmp_path: Path
+) -> None:
+    import_subscribers_csv(store, EXAMPLE)
+    only_ana = write(tmp_path, HEADER + "ana@example.com,Ana,RAG,0,,\n")
+    kept = import_subscribers_csv(store, only_ana)
+    assert kept.unsubscribed == ()
+    assert len(list(store.active_subscribers())) == 13
+    dry = import_subscribers_csv(store, only_ana, sync=True, dry_run=True)
+    assert len(dry.unsubscribed) == 12
+    assert len(list(store.active_subscribers())) == 13
+    synced = import_subscribers_csv(store, only_ana, sync=True)
+    assert len(synced.unsubscribed) == 12
+    assert [s.email for s in store.active_subscribers()] == ["ana@example.com"]
+    assert len(rows_of(store)) == 13  # nothing deleted
+
+
+def test_import_never_reactivates_an_unsubscribed_or_bounced_subscriber(
+    store: Store, tmp_path: Path
+) -> None:
+    import_subscribers_csv(store, EXAMPLE)
+    first, second = store.subscribers()[:2]
+    store.set_status(first.id, "unsubscribed")
+    store.set_status(second.id, "bounced")
+    report = import_subscribers_csv(store, EXAMPLE)
+    assert len(report.unchanged) == 12
+    active = {s.email for s in store.active_subscribers()}
+    assert first.email not in active and second.email not in active
+    assert len(active) == 10
