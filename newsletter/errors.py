@@ -6,7 +6,9 @@ NewsletterError              anything the user can fix; the CLI prints it as one
 ├── ConfigError              a setting or option with a bad value
 ├── StoreError               the database cannot be used as asked
 ├── TemplateError            an email or site template that does not render
-└── DeliveryError            mail could not be handed to the SMTP server
+└── DeliveryError            mail could not be handed to the SMTP server (stops a send)
+    ├── TemporaryFailure     one message: 4xx, timeout, dropped connection (retried, then deferred)
+    └── PermanentFailure     one message: 5xx (failed; bounced when the address does not exist)
 """
 
 from __future__ import annotations
@@ -66,3 +68,20 @@ class TemplateError(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """Mail could not be delivered as configured (connection, TLS, authentication)."""
+
+
+class TemporaryFailure(DeliveryError):
+    """The SMTP server could not take a message now (4xx, timeout, dropped connection); retry later."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class PermanentFailure(DeliveryError):
+    """The SMTP server refused a message for good (5xx); `bounced` when the address does not exist."""
+
+    def __init__(self, message: str, *, code: int | None = None, bounced: bool = False) -> None:
+        self.code = code
+        self.bounced = bounced
+        super().__init__(message)

@@ -1,9 +1,184 @@
-"""The delivery ledger: one row per (digest, subscriber) (filled in by the delivery issue)."""
+"""The delivery ledger: one row per (digest date, subscriber), claimed before the message is sent.
+
+States: a row is `claimed` (committed before the SMTP transaction starts), then `sent` (the
+server answered 250 to DATA), `deferred` (temporary failure; the next run re-claims it),
+`failed` (permanent) or `skipped` (empty selection; re-evaluated by the next run). A row left
+`claimed` by a run that died is ambiguous: the message may or may not have been accepted.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from .base import StoreBase
+
+DELIVERY_STATUSES = ("claimed", "sent", "deferred", "failed", "skipped")
+# A run may take over a row in these states; `claimed` only when resending ambiguous claims.
+RECLAIMABLE = ("deferred", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One ledger row, with the subscriber's address."""
+
+    date: dt.date
+    subscriber_id: int
+    email: str
+    status: str
+    message_id: str | None
+    attempts: int
+    last_error: str | None
+    claimed_at: str
+    updated_at: str
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    return Delivery(
+        date=dt.date.fromisoformat(row["date"]),
+        subscriber_id=row["subscriber_id"],
+        email=row["email"] or "",
+        status=row["status"],
+        message_id=row["message_id"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        claimed_at=row["claimed_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 class LedgerStore(StoreBase):
     """Claims and outcomes of deliveries."""
+
+    def delivery_states(self, date: dt.date, subscriber_ids: Sequence[int]) -> dict[int, str]:
+        """The ledger status of each of these subscribers for `date` (absent: no row yet)."""
+        if not subscriber_ids:
+            return {}
+        marks = ",".join("?" * len(subscriber_ids))
+        rows = self.conn.execute(
+            f"SELECT subscriber_id, status FROM deliveries WHERE date = ? AND subscriber_id IN ({marks})",
+            (date.isoformat(), *subscriber_ids),
+        ).fetchall()
+        return {int(sid): str(status) for sid, status in rows}
+
+    def claim_delivery(
+        self,
+        date: dt.date,
+        subscriber_id: int,
+        *,
+        message_id: str,
+        take_ambiguous: bool = False,
+    ) -> str | None:
+        """Claim the row before sending; returns the state taken over ("new", "deferred", ...) or None.
+
+        None means another run holds or has finished it. The claim is committed when this returns,
+        so a crash from here on leaves an ambiguous `claimed` row, never a silent resend.
+        """
+        day, now = date.isoformat(), self.now_text()
+        takeable = (*RECLAIMABLE, "claimed") if take_ambiguous else RECLAIMABLE
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """INSERT INTO deliveries (date, subscriber_id, status, message_id, attempts, claimed_at, updated_at)
+                   VALUES (?, ?, 'claimed', ?, 0, ?, ?) ON CONFLICT (date, subscriber_id) DO NOTHING""",
+                (day, subscriber_id, message_id, now, now),
+            )
+            if cursor.rowcount == 1:
+                return "new"
+            row = conn.execute(
+                "SELECT status FROM deliveries WHERE date = ? AND subscriber_id = ?",
+                (day, subscriber_id),
+            ).fetchone()
+            previous = str(row[0])
+            if previous not in takeable:
+                return None
+            cursor = conn.execute(
+                """UPDATE deliveries SET status = 'claimed', message_id = ?, claimed_at = ?, updated_at = ?
+                   WHERE date = ? AND subscriber_id = ? AND status = ?""",
+                (message_id, now, now, day, subscriber_id, previous),
+            )
+            return previous if cursor.rowcount == 1 else None
+
+    def release_claim(self, date: dt.date, subscriber_id: int, *, previous: str) -> None:
+        """Undo a claim whose message was certainly never handed over (the run stopped first)."""
+        day = date.isoformat()
+        with self.transaction() as conn:
+            if previous == "new":
+                conn.execute(
+                    "DELETE FROM deliveries WHERE date = ? AND subscriber_id = ? AND status = 'claimed'",
+                    (day, subscriber_id),
+                )
+            else:
+                conn.execute(
+                    "UPDATE deliveries SET status = ? WHERE date = ? AND subscriber_id = ? AND status = 'claimed'",
+                    (previous, day, subscriber_id),
+                )
+
+    def finish_delivery(
+        self,
+        date: dt.date,
+        subscriber_id: int,
+        *,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+    ) -> None:
+        """Record the outcome of a claimed delivery: sent, deferred or failed."""
+        if status not in ("sent", "deferred", "failed"):
+            raise ValueError(f"not an outcome: {status!r}")
+        with self.transaction() as conn:
+            conn.execute(
+                """UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ?
+                   WHERE date = ? AND subscriber_id = ? AND status = 'claimed'""",
+                (status, attempts, error, self.now_text(), date.isoformat(), subscriber_id),
+            )
+
+    def record_skipped(self, date: dt.date, subscriber_ids: Sequence[int]) -> None:
+        """Note subscribers whose selection was empty (one transaction for the batch)."""
+        if not subscriber_ids:
+            return
+        day, now = date.isoformat(), self.now_text()
+        with self.transaction() as conn:
+            conn.executemany(
+                """INSERT INTO deliveries (date, subscriber_id, status, attempts, claimed_at, updated_at)
+                   VALUES (?, ?, 'skipped', 0, ?, ?)
+                   ON CONFLICT (date, subscriber_id) DO UPDATE SET status = 'skipped', updated_at = excluded.updated_at
+                   WHERE status IN ('deferred', 'skipped')""",
+                [(day, sid, now, now) for sid in subscriber_ids],
+            )
+
+    def deliveries(self, date: dt.date, *, status: str | None = None) -> Iterator[Delivery]:
+        """The ledger rows of `date` by subscriber id (streamed), optionally of one status."""
+        sql = """SELECT d.*, s.email FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id
+                 WHERE d.date = ? AND d.subscriber_id > ?"""
+        extra: tuple[str, ...] = ()
+        if status is not None:
+            sql += " AND d.status = ?"
+            extra = (status,)
+        sql += " ORDER BY d.subscriber_id LIMIT 1000"
+        last = -1
+        while True:
+            rows = self.query(sql, (date.isoformat(), last, *extra))
+            if not rows:
+                return
+            for row in rows:
+                yield _delivery(row)
+            last = rows[-1]["subscriber_id"]
+
+    def delivery_counts(self, date: dt.date) -> dict[str, int]:
+        """How many ledger rows of `date` are in each state (every state present, 0 if none)."""
+        counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+        for status, count in self.conn.execute(
+            "SELECT status, COUNT(*) FROM deliveries WHERE date = ? GROUP BY status",
+            (date.isoformat(),),
+        ):
+            counts[str(status)] = int(count)
+        return counts
+
+    def audience_size(self) -> int:
+        """How many subscribers are active now: the most one send can reach (for progress bars)."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM subscribers WHERE status = 'active'"
+        ).fetchone()
+        return int(row[0])

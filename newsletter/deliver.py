@@ -1,0 +1,385 @@
+"""The send pipeline: every active subscriber gets one day's email exactly once, through a Sender.
+
+For each active subscriber (streamed in batches, so memory stays flat): look up the ledger, compose
+the message, then in one of `concurrency` workers check the subscriber is still active, claim the
+ledger row (committed before anything is sent), send with retries and backoff, and record the
+outcome. `sent` is written only after the server's 250 to DATA. A claim left by a run that died
+is ambiguous: reported, and resent only when asked (`resend_ambiguous`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+from .errors import DeliveryError, PermanentFailure, TemporaryFailure
+from .model import Subscriber
+from .outgoing import OutgoingMessage
+from .store import Store
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .smtp import SMTPSender
+
+__all__ = [
+    "Compose",
+    "DeliveryReport",
+    "PermanentFailure",
+    "Sender",
+    "TemporaryFailure",
+    "deliver",
+    "send_test_copy",
+    "smtp_sender",
+]
+
+Compose = Callable[[Subscriber], OutgoingMessage | None]
+Progress = Callable[[str], None]
+T = TypeVar("T")
+BATCH = 500
+
+
+def smtp_sender(settings: Settings) -> SMTPSender:
+    """The SMTP sender the settings describe (see newsletter.smtp; imported only when needed)."""
+    from .smtp import smtp_sender as make
+
+    return make(settings)
+
+
+class Sender(Protocol):
+    """Where messages go: SMTP (newsletter.smtp), a folder of .eml files (newsletter.outbox).
+
+    `send` returns once the message is accepted. It raises TemporaryFailure (try again later),
+    PermanentFailure (never; `.bounced` when the address does not exist) or any other
+    DeliveryError when the sender cannot work at all (no connection, TLS, login): the run stops.
+    """
+
+    async def send(self, message: OutgoingMessage) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class DeliveryReport:
+    """What one run did (counts of this run) and what it found in the ledger."""
+
+    date: dt.date
+    sent: int = 0
+    skipped: int = 0  # empty selection
+    unsubscribed: int = 0  # stopped being active during the run: not sent
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0  # of the failed: address does not exist, subscriber marked bounced
+    ambiguous: int = 0  # claims left by a run that died (message may or may not have gone)
+    already_sent: int = 0
+    already_failed: int = 0
+    stopped: str | None = None  # why the run stopped early, if it did
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is deferred, failed or ambiguous and the run did not stop."""
+        return not (self.deferred or self.failed or self.ambiguous or self.stopped)
+
+    def summary(self) -> str:
+        """The one-line summary: sent / skipped / deferred / failed / ambiguous."""
+        verb = "would send" if self.dry_run else "sent"
+        line = (
+            f"{verb} {self.sent}, skipped {self.skipped + self.unsubscribed}, deferred {self.deferred}, "
+            f"failed {self.failed}, ambiguous {self.ambiguous}"
+        )
+        notes = []
+        if self.bounced:
+            notes.append(f"{self.bounced} bounced")
+        if self.already_sent or self.already_failed:
+            notes.append(f"earlier runs: {self.already_sent} sent, {self.already_failed} failed")
+        return f"{line} ({'; '.join(notes)})" if notes else line
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    subscriber: Subscriber
+    message: OutgoingMessage
+
+
+class _Pacer:
+    """Spaces sends `1/rate` seconds apart across all workers (rate 0: no limit)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self.next)
+        self.next = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class _Run:
+    """The state of one delivery run, shared by the producer and the workers."""
+
+    def __init__(
+        self,
+        *,
+        date: dt.date,
+        store: Store,
+        compose: Compose,
+        sender: Sender,
+        concurrency: int,
+        rate: float,
+        retries: int,
+        backoff: float,
+        resend_ambiguous: bool,
+        record: bool,
+        progress: Progress | None,
+        give_up_after: int,
+    ) -> None:
+        self.date = date
+        self.store = store
+        self.compose = compose
+        self.sender = sender
+        self.concurrency = max(1, concurrency)
+        self.pacer = _Pacer(rate)
+        self.retries = max(1, retries)
+        self.backoff = backoff
+        self.resend_ambiguous = resend_ambiguous
+        self.record = record
+        self.progress = progress or (lambda outcome: None)
+        self.give_up_after = give_up_after
+        self.report = DeliveryReport(date=date, dry_run=not record)
+        self.deferred_in_a_row = 0
+        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+
+    def stop(self, reason: str) -> None:
+        if self.report.stopped is None:
+            self.report.stopped = reason
+
+    async def produce(self) -> None:
+        """Compose messages for every active subscriber the ledger says still needs one."""
+        try:
+            for batch in _batched(self.store.active_subscribers(batch=BATCH), BATCH):
+                if self.report.stopped:
+                    break
+                states = self.store.delivery_states(self.date, [s.id for s in batch])
+                skipped: list[int] = []
+                for subscriber in batch:
+                    if self.report.stopped:
+                        break
+                    state = states.get(subscriber.id)
+                    if state == "sent":
+                        self.report.already_sent += 1
+                        self.progress("already sent")
+                        continue
+                    if state == "failed":
+                        self.report.already_failed += 1
+                        self.progress("already failed")
+                        continue
+                    if state == "claimed" and not self.resend_ambiguous:
+                        if not self.record:
+                            self.report.ambiguous += 1
+                        self.progress("ambiguous")
+                        continue
+                    message = self.compose(subscriber)
+                    if message is None:
+                        self.report.skipped += 1
+                        skipped.append(subscriber.id)
+                        self.progress("skipped")
+                        continue
+                    await self.queue.put(_Job(subscriber, message))
+                if self.record:
+                    self.store.record_skipped(self.date, skipped)
+        finally:
+            for _ in range(self.concurrency):
+                await self.queue.put(None)
+
+    async def work(self) -> None:
+        """Take composed messages off the queue and deliver them until told to stop."""
+        while (job := await self.queue.get()) is not None:
+            if not self.report.stopped:
+                await self.deliver_one(job)
+
+    async def deliver_one(self, job: _Job) -> None:
+        subscriber, message = job.subscriber, job.message
+        # Checked right before the claim, so an unsubscribe that committed meanwhile is honoured.
+        if not self.store.is_active(subscriber.id):
+            self.report.unsubscribed += 1
+            self.progress("unsubscribed")
+            return
+        previous = "new"
+        if self.record:
+            taken = self.store.claim_delivery(
+                self.date,
+                subscriber.id,
+                message_id=message.message_id,
+                take_ambiguous=self.resend_ambiguous,
+            )
+            if taken is None:  # another run claimed or finished it since we looked
+                self.progress("taken")
+                return
+            previous = taken
+        attempts, in_flight, last_error = 0, False, ""
+        try:
+            while True:
+                await self.pacer.wait()
+                attempts += 1
+                in_flight = True
+                try:
+                    await self.sender.send(message)
+                except TemporaryFailure as exc:
+                    in_flight, last_error = False, str(exc)
+                    if attempts >= self.retries:
+                        self.finish(subscriber, "deferred", attempts, last_error)
+                        return
+                    await asyncio.sleep(self.backoff * 2 ** (attempts - 1))
+                    continue
+                except PermanentFailure as exc:
+                    in_flight = False
+                    self.finish(subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
+                    return
+                except DeliveryError as exc:
+                    # The sender cannot work at all and this message never left: undo the claim.
+                    in_flight = False
+                    if self.record:
+                        self.store.release_claim(self.date, subscriber.id, previous=previous)
+                    self.stop(str(exc))
+                    return
+                in_flight = False
+                self.finish(subscriber, "sent", attempts)
+                return
+        except asyncio.CancelledError:
+            # Interrupted. A message on the wire stays `claimed` (ambiguous); one not yet
+            # handed over is released, or deferred if it already had a temporary failure.
+            if self.record and not in_flight:
+                if attempts == 0:
+                    self.store.release_claim(self.date, subscriber.id, previous=previous)
+                else:
+                    self.store.finish_delivery(
+                        self.date,
+                        subscriber.id,
+                        status="deferred",
+                        attempts=attempts,
+                        error=last_error,
+                    )
+            raise
+
+    def finish(
+        self,
+        subscriber: Subscriber,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        *,
+        bounced: bool = False,
+    ) -> None:
+        if self.record:
+            self.store.finish_delivery(
+                self.date, subscriber.id, status=status, attempts=attempts, error=error
+            )
+        report = self.report
+        if status == "sent":
+            report.sent += 1
+            self.deferred_in_a_row = 0
+        elif status == "deferred":
+            report.deferred += 1
+            self.deferred_in_a_row += 1
+            if self.deferred_in_a_row >= self.give_up_after:
+                self.stop(
+                    f"stopped after {self.deferred_in_a_row} deferred messages in a row "
+                    f"(last: {error}); run again later to send the rest"
+                )
+        else:
+            report.failed += 1
+            if bounced:
+                report.bounced += 1
+                if self.record:
+                    self.store.set_status(subscriber.id, "bounced")
+        self.progress(status)
+
+
+async def deliver(
+    *,
+    date: dt.date,
+    store: Store,
+    compose: Compose,
+    sender: Sender,
+    concurrency: int = 8,
+    rate: float = 0.0,
+    retries: int = 3,
+    backoff: float = 1.0,
+    resend_ambiguous: bool = False,
+    record: bool = True,
+    progress: Progress | None = None,
+    give_up_after: int = 50,
+) -> DeliveryReport:
+    """Send `date`'s email to every active subscriber who still needs it; returns the report.
+
+    `compose` returns None for an empty selection (counted as skipped). `retries` is attempts per
+    message; temporary failures wait `backoff`, 2x, 4x... seconds in between, then the message is
+    left deferred for the next run. `record=False` (dry runs, outboxes) reads the ledger but writes
+    nothing. The sender is not closed here. Errors from `compose` stop the run and propagate.
+    """
+    run = _Run(
+        date=date,
+        store=store,
+        compose=compose,
+        sender=sender,
+        concurrency=concurrency,
+        rate=rate,
+        retries=retries,
+        backoff=backoff,
+        resend_ambiguous=resend_ambiguous,
+        record=record,
+        progress=progress,
+        give_up_after=give_up_after,
+    )
+    workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
+    try:
+        await run.produce()
+    except BaseException:
+        run.stop("interrupted")
+        # Let in-flight messages finish (queued ones are dropped: they were never claimed).
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
+    if record:
+        run.report.ambiguous = store.delivery_counts(date)["claimed"]
+    return run.report
+
+
+async def send_test_copy(
+    *, store: Store, compose: Compose, sender: Sender, to: str
+) -> OutgoingMessage | None:
+    """Send one copy of the first non-empty selection to `to`; no ledger, no subscriber links.
+
+    The copy is composed for a stand-in subscriber (id 0) with the first matching subscriber's
+    filters, so its unsubscribe link cannot unsubscribe anyone. None when every selection is empty.
+    """
+    candidates = itertools.chain(
+        store.active_subscribers(batch=BATCH), [Subscriber(id=0, email=to)]
+    )
+    for subscriber in candidates:
+        message = compose(dataclasses.replace(subscriber, id=0, email=to, name=subscriber.name))
+        if message is not None:
+            await sender.send(message)
+            return message
+    return None

@@ -1,0 +1,60 @@
+"""Senders that do not talk SMTP: a folder of .eml files (previews, --outbox) and a counter (--dry-run)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .errors import DeliveryError
+from .outgoing import OutgoingMessage
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
+
+
+def eml_name(message: OutgoingMessage) -> str:
+    """A file name for a message: subscriber id then address, safe on every filesystem."""
+    address = _UNSAFE.sub("_", message.recipient)[:100]
+    return f"{message.subscriber_id:07d}-{address}.eml"
+
+
+class OutboxSender:
+    """Writes each message as `<id>-<address>.eml` into a folder (implements deliver.Sender)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.count = 0
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DeliveryError(f"{directory}: cannot create outbox folder: {exc}") from None
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Write the message atomically (a partial file never carries the final name)."""
+        path = self.directory / eml_name(message)
+        temporary = path.with_suffix(".tmp")
+        try:
+            temporary.write_bytes(message.data)
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise DeliveryError(f"{path}: cannot write message: {exc}") from None
+        self.count += 1
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+class CountingSender:
+    """Accepts every message and only counts it and its bytes (dry runs and benchmarks)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.bytes = 0
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Count the message; nothing leaves the process."""
+        self.count += 1
+        self.bytes += len(message.data)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,306 @@
+"""SMTPSender: hands messages to an SMTP server (a relay) over a pool of reused aiosmtplib clients.
+
+Each client serialises its own transactions, so the pool holds one client per concurrent send;
+a client is recycled after `messages_per_connection` messages because relays cap them. TLS is
+explicit: `starttls` requires the server to offer STARTTLS, `tls` connects over TLS, `none` is
+plain text; there is never a silent downgrade. Failures map onto the delivery error tree:
+TemporaryFailure (4xx, timeouts, dropped connections), PermanentFailure (5xx; `bounced` when the
+address does not exist) and plain DeliveryError when the server cannot be used at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import re
+import ssl
+
+import aiosmtplib
+
+from .config import Secret, Settings
+from .errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
+from .outgoing import OutgoingMessage
+
+TLS_MODES = ("starttls", "tls", "none")
+# Enhanced status 5.1.x is about the recipient address (RFC 3463), except 5.1.7/5.1.8 (sender).
+_ADDRESS_STATUS = re.compile(r"\b5\.1\.(?!7\b|8\b)\d{1,3}\b")
+_UNKNOWN_USER = re.compile(
+    r"user unknown|unknown user|no such (?:user|mailbox|recipient)|mailbox (?:does not exist|not found)"
+    r"|(?:user|mailbox|recipient|address) does not exist|invalid (?:recipient|mailbox)",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def is_bounce(code: int, text: str) -> bool:
+    """Whether a 5xx reply says the recipient address does not exist (never mail it again)."""
+    if not 500 <= code < 600:
+        return False
+    if _ADDRESS_STATUS.search(text):
+        return True
+    return code in (550, 551, 553) and bool(_UNKNOWN_USER.search(text))
+
+
+def reply_text(code: int | None, text: str) -> str:
+    """A server reply as one safe line (servers may send anything)."""
+    line = _CONTROL.sub(" ", text).strip()[:300]
+    return f"{code} {line}" if code is not None else line
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Connection:
+    """One connected client and how many messages it has carried."""
+
+    __slots__ = ("client", "count")
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        self.count = 0
+
+
+class SMTPSender:
+    """Sends messages over a pool of reused SMTP connections (implements deliver.Sender)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        tls: str = "starttls",
+        user: str = "",
+        password: Secret | str | None = None,
+        timeout: float = 30.0,
+        pool_size: int = 8,
+        messages_per_connection: int = 100,
+        tls_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        if tls not in TLS_MODES:
+            raise ConfigError(f"SMTP TLS mode must be starttls, tls or none, not {tls!r}")
+        if user and not password:
+            raise ConfigError("SMTP user is set but NEWSLETTER_SMTP_PASSWORD is not")
+        if user and tls == "none" and not _is_loopback(host):
+            raise ConfigError(
+                f"refusing to send SMTP credentials to {host} without TLS (use --smtp-tls starttls or tls)"
+            )
+        self.host = host
+        self.port = port
+        self.tls = tls
+        self.timeout = timeout
+        self.messages_per_connection = max(1, messages_per_connection)
+        self._user = user
+        self._password = password
+        self._tls_context = tls_context
+        self._local_hostname = local_hostname
+        self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(max(1, pool_size))
+        self._connected_once = False
+        self._closed = False
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"SMTPSender({self.host}:{self.port}, tls={self.tls}, user={self._user or '-'})"
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Hand one message to the server; returns only on the 250 after DATA."""
+        async with self._slots:
+            if self._closed:
+                raise DeliveryError("the SMTP sender is closed")
+            conn = self._idle.pop() if self._idle else None
+            if conn is not None and not conn.client.is_connected:
+                conn = None
+            for _ in range(2):
+                if conn is None:
+                    conn = await self._connect()
+                try:
+                    await self._transaction(conn, message)
+                    break
+                except _StaleConnection as exc:
+                    # A pooled connection the server had already dropped: nothing was sent,
+                    # so one fresh connection is tried before this counts as a failure.
+                    self._discard(conn)
+                    conn = None
+                    stale = str(exc)
+                except PermanentFailure:
+                    if conn.client.is_connected:
+                        self._checkin(conn)  # a refused message leaves a usable connection
+                    else:
+                        self._discard(conn)
+                    raise
+                except DeliveryError:
+                    self._discard(conn)  # reconnect after anything temporary
+                    raise
+            else:
+                raise TemporaryFailure(stale)
+            conn.count += 1
+            if conn.count >= self.messages_per_connection:
+                await self._quit(conn)
+            else:
+                self._checkin(conn)
+
+    async def aclose(self) -> None:
+        """Say QUIT on every idle connection."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(self._quit(conn) for conn in idle))
+
+    async def _transaction(self, conn: _Connection, message: OutgoingMessage) -> None:
+        client = conn.client
+        mail_options = []
+        if client.supports_extension("size"):
+            mail_options.append(f"SIZE={len(message.data)}")
+        if not message.recipient.isascii() or not message.envelope_from.isascii():
+            if not client.supports_extension("smtputf8"):
+                raise PermanentFailure(
+                    f"{message.recipient}: the server does not accept non-ASCII addresses (SMTPUTF8)"
+                )
+            mail_options.append("SMTPUTF8")
+        encoding = "utf-8" if "SMTPUTF8" in mail_options else "ascii"
+        stage = "MAIL"
+        try:
+            await client.mail(message.envelope_from, options=mail_options, encoding=encoding)
+            stage = "RCPT"
+            await client.rcpt(message.recipient, encoding=encoding)
+            stage = "DATA"
+            await client.data(message.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset(client)
+            raise self._refusal(exc, stage, message) from None
+        except ValueError as exc:  # an address that cannot go on an SMTP command line
+            await self._reset(client)
+            raise PermanentFailure(f"{message.recipient}: {exc}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            what = _describe(exc)
+            if stage == "MAIL" and conn.count > 0 and not isinstance(exc, TimeoutError):
+                raise _StaleConnection(f"{self.where}: {what}") from None
+            raise TemporaryFailure(f"{self.where}: {what} during {stage}") from None
+
+    def _refusal(
+        self, exc: aiosmtplib.SMTPResponseException, stage: str, message: OutgoingMessage
+    ) -> DeliveryError:
+        code, text = exc.code, reply_text(exc.code, exc.message)
+        if 400 <= code < 500:
+            return TemporaryFailure(f"{stage} refused: {text}", code=code)
+        if stage == "MAIL" and code != 552:
+            # The relay refuses our envelope sender or wants authentication: every message
+            # would fail the same way, so the run stops instead of failing them all.
+            return DeliveryError(
+                f"{self.where} refuses envelope sender {message.envelope_from}: {text}"
+            )
+        return PermanentFailure(
+            f"{message.recipient}: {stage} refused: {text}",
+            code=code,
+            bounced=stage != "MAIL" and is_bounce(code, exc.message),
+        )
+
+    async def _connect(self) -> _Connection:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.tls == "tls",
+            start_tls=self.tls == "starttls",  # True: fail when STARTTLS is not offered
+            timeout=self.timeout,
+            tls_context=self._tls_context,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+            if self._user:
+                password = self._password
+                secret = password.reveal() if isinstance(password, Secret) else str(password)
+                await client.login(self._user, secret)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise DeliveryError(
+                f"{self.where} refused the login of {self._user}: {reply_text(exc.code, exc.message)}"
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            client.close()
+            if 400 <= exc.code < 500 and self._connected_once:
+                raise TemporaryFailure(
+                    f"{self.where}: {reply_text(exc.code, exc.message)}", code=exc.code
+                ) from None
+            raise DeliveryError(
+                f"{self.where} refused the connection: {reply_text(exc.code, exc.message)}"
+            ) from None
+        except ssl.SSLError as exc:
+            client.close()
+            raise DeliveryError(f"TLS with {self.where} failed: {_describe(exc)}") from None
+        except (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            client.close()
+            if self._connected_once:  # it worked earlier in this run: a hiccup, retry later
+                raise TemporaryFailure(
+                    f"cannot reconnect to {self.where}: {_describe(exc)}"
+                ) from None
+            raise DeliveryError(
+                f"cannot connect to SMTP server {self.where}: {_describe(exc)}"
+            ) from None
+        except aiosmtplib.SMTPException as exc:
+            client.close()
+            if "STARTTLS" in str(exc):
+                raise DeliveryError(
+                    f"{self.where} does not offer STARTTLS and TLS mode is starttls "
+                    "(use --smtp-tls none only for a relay on a trusted network)"
+                ) from None
+            raise DeliveryError(f"{self.where}: {_describe(exc)}") from None
+        self._connected_once = True
+        return _Connection(client)
+
+    def _checkin(self, conn: _Connection) -> None:
+        if self._closed:
+            self._discard(conn)
+        else:
+            self._idle.append(conn)
+
+    @staticmethod
+    def _discard(conn: _Connection) -> None:
+        conn.client.close()
+
+    @staticmethod
+    async def _reset(client: aiosmtplib.SMTP) -> None:
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            client.close()
+
+    @staticmethod
+    async def _quit(conn: _Connection) -> None:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await conn.client.quit()
+        conn.client.close()
+
+
+class _StaleConnection(Exception):
+    """A reused connection was gone before the transaction began."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return reply_text(None, text)
+
+
+def smtp_sender(settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> SMTPSender:
+    """The SMTP sender the settings describe (host, port, TLS mode, credentials, pool, timeouts)."""
+    return SMTPSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        tls=settings.smtp_tls,
+        user=settings.smtp_user,
+        password=settings.smtp_password,
+        timeout=settings.smtp_timeout,
+        pool_size=settings.concurrency,
+        messages_per_connection=settings.messages_per_connection,
+        tls_context=tls_context,
+    )
