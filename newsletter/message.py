@@ -20,6 +20,7 @@ import email.utils
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 from typing import Any
@@ -163,7 +164,7 @@ def _angle(message_id: str) -> str:
 def build_message(
     *,
     settings: Settings,
-    to: str,
+    to: str | Address,
     subject: str,
     text: str,
     html: str | None,
@@ -171,14 +172,17 @@ def build_message(
     date: dt.datetime,
     headers: Sequence[tuple[str, str]] = (),
 ) -> bytes:
-    """A message built with the stdlib: text part first, then HTML; CRLF line endings."""
+    """A message built with the stdlib: text part first, then HTML; CRLF line endings.
+
+    `to` is an address header value ("Name <a@example.com>") or an `Address`.
+    """
     msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.from_address
     if settings.reply_to:
         msg["Reply-To"] = settings.reply_to
     try:
         msg["To"] = to
-    except ValueError:  # the header parser refuses line breaks
+    except (ValueError, IndexError):  # line breaks, or nothing the parser can read
         raise SubscriberError(f"{to!r} cannot be used as an email address in a header") from None
     if not msg["To"].addresses:
         raise SubscriberError(f"{to!r} holds no email address")
@@ -245,26 +249,31 @@ class SplicedBody:
     are at most 76 characters, decoding to exactly the body with the values in place.
     """
 
-    __slots__ = ("_pieces", "_static_size")
+    __slots__ = ("_pieces", "nbytes")
 
     def __init__(self, body: str, holes: Mapping[str, str]) -> None:
         """`holes` maps each hole's marker text (as it appears in `body`) to its name."""
-        pattern = re.compile("|".join(re.escape(m) for m in sorted(holes, key=len, reverse=True)))
-        pieces: list[tuple[str, Any]] = []
-        static_size = 0
+        statics: list[bytes] = []
+        names: list[str] = []
         position = 0
-        for found in pattern.finditer(body) if holes else ():
-            pieces.append(("static", self._static(body[position : found.start()].encode())))
-            pieces.append(("hole", holes[found.group()]))
-            static_size += len(body[position : found.start()].encode())
-            position = found.end()
-        pieces.append(("static", self._static(body[position:].encode())))
-        static_size += len(body[position:].encode())
+        if holes:
+            markers = sorted(holes, key=len, reverse=True)
+            for found in re.finditer("|".join(re.escape(m) for m in markers), body):
+                statics.append(body[position : found.start()].encode())
+                names.append(holes[found.group()])
+                position = found.end()
+        statics.append(body[position:].encode())
+        pieces: list[tuple[str | None, Any]] = []
+        for i, data in enumerate(statics):
+            pieces.append((None, self._prepare(data)))
+            if i < len(names):
+                pieces.append((names[i], None))
         self._pieces = tuple(pieces)
-        self._static_size = static_size
+        # Memory held: the three pre-encoded copies (what the composer's cache budgets by).
+        self.nbytes = sum(len(m) for _, t in pieces if t and t[1] for m, _ in t[1])
 
     @staticmethod
-    def _static(data: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...] | None]:
+    def _prepare(data: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...] | None]:
         if len(data) < 3 + 2:
             return data, None  # too short to be worth pre-encoding: it joins the seam
         table = []
@@ -274,30 +283,27 @@ class SplicedBody:
             table.append(
                 (_wrap_base64(binascii.b2a_base64(middle, newline=False)), data[skip + whole :])
             )
-        return data, tuple(table)
+        return data[:2], tuple(table)
 
     def holes(self) -> tuple[str, ...]:
         """The hole names in body order (a name may repeat)."""
-        return tuple(item for kind, item in self._pieces if kind == "hole")
-
-    def size(self, values: Mapping[str, bytes]) -> int:
-        """Bytes of the decoded body with `values` filled in."""
-        return self._static_size + sum(len(values[name]) for name in self.holes())
+        return tuple(name for name, _ in self._pieces if name is not None)
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         """The base64 body (CRLF lines) with each hole replaced by its UTF-8 value."""
         out: list[bytes] = []
         pending = b""
-        for kind, item in self._pieces:
-            if kind == "hole":
-                pending += values[item]
+        for name, item in self._pieces:
+            if name is not None:
+                pending += values[name]
                 continue
-            data, table = item
+            head, table = item
             if table is None:
-                pending += data
+                pending += head
                 continue
             skip = -len(pending) % 3
-            pending += data[:skip]
+            if skip:
+                pending += head[:skip]
             if pending:
                 out.append(_wrap_base64(binascii.b2a_base64(pending, newline=False)))
             middle, pending = table[skip]
@@ -308,10 +314,7 @@ class SplicedBody:
 
     def decoded(self, values: Mapping[str, bytes]) -> bytes:
         """The raw body with `values` filled in (what a reader's client decodes)."""
-        out: list[bytes] = []
-        for kind, item in self._pieces:
-            out.append(values[item] if kind == "hole" else item[0])
-        return b"".join(out)
+        return binascii.a2b_base64(self.fill(values))
 
 
 class MessageSkeleton:
