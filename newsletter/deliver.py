@@ -162,6 +162,7 @@ class _Run:
         self.give_up_after = give_up_after
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
+        self.errors: list[Exception] = []
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency * 2)
 
     def stop(self, reason: str) -> None:
@@ -207,10 +208,15 @@ class _Run:
                 await self.queue.put(None)
 
     async def work(self) -> None:
-        """Take composed messages off the queue and deliver them until told to stop."""
+        """Take composed messages off the queue and deliver them until the queue ends."""
         while (job := await self.queue.get()) is not None:
-            if not self.report.stopped:
+            if self.report.stopped:
+                continue  # drain: queued messages were never claimed
+            try:
                 await self.deliver_one(job)
+            except Exception as exc:  # a bug or a broken database: stop, re-raise after the drain
+                self.errors.append(exc)
+                self.stop(f"unexpected error: {exc}")
 
     async def deliver_one(self, job: _Job) -> None:
         subscriber, message = job.subscriber, job.message
@@ -231,50 +237,43 @@ class _Run:
                 self.progress("taken")
                 return
             previous = taken
-        attempts, in_flight, last_error = 0, False, ""
-        try:
-            while True:
-                await self.pacer.wait()
-                attempts += 1
-                in_flight = True
-                try:
-                    await self.sender.send(message)
-                except TemporaryFailure as exc:
-                    in_flight, last_error = False, str(exc)
-                    if attempts >= self.retries:
-                        self.finish(subscriber, "deferred", attempts, last_error)
-                        return
-                    await asyncio.sleep(self.backoff * 2 ** (attempts - 1))
-                    continue
-                except PermanentFailure as exc:
-                    in_flight = False
-                    self.finish(subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
-                    return
-                except DeliveryError as exc:
-                    # The sender cannot work at all and this message never left: undo the claim.
-                    in_flight = False
-                    if self.record:
-                        self.store.release_claim(self.date, subscriber.id, previous=previous)
-                    self.stop(str(exc))
-                    return
-                in_flight = False
-                self.finish(subscriber, "sent", attempts)
-                return
-        except asyncio.CancelledError:
-            # Interrupted. A message on the wire stays `claimed` (ambiguous); one not yet
-            # handed over is released, or deferred if it already had a temporary failure.
-            if self.record and not in_flight:
+        attempts, last_error = 0, ""
+        while True:
+            await self.pacer.wait()
+            if self.report.stopped:  # the run stopped while this one waited: not handed over
                 if attempts == 0:
-                    self.store.release_claim(self.date, subscriber.id, previous=previous)
+                    self.release(subscriber, previous)
                 else:
-                    self.store.finish_delivery(
-                        self.date,
-                        subscriber.id,
-                        status="deferred",
-                        attempts=attempts,
-                        error=last_error,
-                    )
-            raise
+                    self.finish(subscriber, "deferred", attempts, last_error)
+                return
+            attempts += 1
+            try:
+                # From here until send returns, a crash leaves the claim ambiguous.
+                await self.sender.send(message)
+            except TemporaryFailure as exc:
+                last_error = str(exc)
+                if attempts >= self.retries:
+                    self.finish(subscriber, "deferred", attempts, last_error)
+                    return
+                await asyncio.sleep(self.backoff * 2 ** (attempts - 1))
+                continue
+            except PermanentFailure as exc:
+                self.finish(subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
+                return
+            except DeliveryError as exc:
+                # The sender cannot work at all and this message never left.
+                if attempts == 1:
+                    self.release(subscriber, previous)
+                else:
+                    self.finish(subscriber, "deferred", attempts - 1, last_error)
+                self.stop(str(exc))
+                return
+            self.finish(subscriber, "sent", attempts)
+            return
+
+    def release(self, subscriber: Subscriber, previous: str) -> None:
+        if self.record:
+            self.store.release_claim(self.date, subscriber.id, previous=previous)
 
     def finish(
         self,
@@ -349,18 +348,15 @@ async def deliver(
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
         await run.produce()
+        await asyncio.wait(workers)  # not gather: an interrupt must not cancel messages mid-send
     except BaseException:
+        # Interrupted or compose failed: messages on the wire finish, queued ones are dropped
+        # (never claimed), so a clean interrupt leaves nothing ambiguous.
         run.stop("interrupted")
-        # Let in-flight messages finish (queued ones are dropped: they were never claimed).
-        await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.wait(workers)
         raise
-    try:
-        await asyncio.gather(*workers)
-    except BaseException:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        raise
+    if run.errors:
+        raise run.errors[0]
     if record:
         run.report.ambiguous = store.delivery_counts(date)["claimed"]
     return run.report
