@@ -11,7 +11,10 @@ microseconds instead of the milliseconds of rendering and `EmailMessage` per rec
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import hashlib
+import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -23,6 +26,7 @@ from pathlib import Path
 from markupsafe import escape
 
 from .config import Settings
+from .errors import ConfigError
 from .match import Pick, PreparedDigest, Profile, prepare, select_papers
 from .message import (
     CRLF,
@@ -268,4 +272,55 @@ def compose_naive(
         envelope_from=settings.envelope_from,
         message_id=message_id,
         data=data,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """The files written for one subscriber's email."""
+
+    subscriber: Subscriber
+    eml: Path
+    html: Path
+    text: Path
+    shown: int
+    total: int
+    html_bytes: int
+
+
+def preview_stem(*, date: dt.date, address: str) -> str:
+    """A file name (without suffix) for a preview: date and address, filesystem-safe."""
+    return f"{date.isoformat()}_{re.sub(r'[^A-Za-z0-9@._+-]', '_', address)[:120]}"
+
+
+def write_preview(*, composer: Composer, subscriber: Subscriber, out_dir: Path) -> Preview | None:
+    """Write the subscriber's email as .eml, .html and .txt; None when nothing would be sent.
+
+    The .html and .txt are decoded from the .eml, so they show exactly what is sent.
+    """
+    message = composer.compose(subscriber)
+    rendered = composer.rendered_for(subscriber)
+    if message is None or rendered is None:
+        return None
+    parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+    parts = {part.get_content_type(): part for part in parsed.walk()}
+    html = parts["text/html"].get_content().replace("\r\n", "\n")
+    text = parts["text/plain"].get_content().replace("\r\n", "\n")
+    stem = preview_stem(date=composer.digest.date, address=subscriber.email)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = [out_dir / f"{stem}{suffix}" for suffix in (".eml", ".html", ".txt")]
+        paths[0].write_bytes(message.data)
+        paths[1].write_text(html, encoding="utf-8")
+        paths[2].write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{out_dir}: cannot write previews: {exc.strerror}") from None
+    return Preview(
+        subscriber=subscriber,
+        eml=paths[0],
+        html=paths[1],
+        text=paths[2],
+        shown=rendered.shown,
+        total=rendered.total,
+        html_bytes=len(html.encode()),
     )

@@ -5,6 +5,7 @@ Each step is a function of the demo context; later features add their step to `S
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,25 @@ def step_ingest(ctx: DemoContext) -> None:
         )
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_ingest]
+def step_previews(ctx: DemoContext) -> None:
+    """Write every active subscriber's email for the newest digest into previews/."""
+    from .compose import Composer, write_preview
+
+    date = ctx.store.latest_date()
+    digest = ctx.store.digest(date) if date is not None else None
+    if digest is None:
+        return
+    out = ctx.out_dir / "previews"
+    composer = Composer(settings=ctx.settings, digest=digest, clock=lambda: dt.datetime.now(dt.UTC))
+    written = [
+        p
+        for s in ctx.store.active_subscribers()
+        if (p := write_preview(composer=composer, subscriber=s, out_dir=out)) is not None
+    ]
+    ctx.echo(f"Wrote {len(written)} email previews for {digest.date} (.html, .txt, .eml) to {out}/")
+
+
+STEPS: list[Callable[[DemoContext], None]] = [step_ingest, step_previews]
 
 
 def run_demo(

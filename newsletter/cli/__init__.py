@@ -8,6 +8,7 @@ from .common import Group
 from .demo import demo
 from .digests import digests, ingest
 from .match import match
+from .preview import preview
 from .subscribers import subscribers
 
 
@@ -22,3 +23,4 @@ main.add_command(digests)
 main.add_command(demo)
 main.add_command(subscribers)
 main.add_command(match)
+main.add_command(preview)

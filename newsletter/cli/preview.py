@@ -1,0 +1,85 @@
+"""`newsletter preview`: write a subscriber's daily email as .html, .txt and .eml files."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import click
+
+from ..compose import Composer, write_preview
+from ..errors import ConfigError, SubscriberError
+from ..subscribers import normalize_email
+from .common import common_options, open_store, settings_from
+
+
+@click.command()
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Digest date YYYY-MM-DD [default: the newest stored].",
+)
+@click.option("--email", default=None, help="The subscriber whose email to preview.")
+@click.option("--all", "every", is_flag=True, help="Preview every active subscriber's email.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("previews"),
+    show_default=True,
+    help="Folder to write the files into.",
+)
+@click.option(
+    "--templates",
+    "template_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of templates overriding the packaged ones [env NEWSLETTER_TEMPLATE_DIR].",
+)
+@common_options
+def preview(
+    day: dt.datetime | None,
+    email: str | None,
+    every: bool,
+    out_dir: Path,
+    template_dir: Path | None,
+    config_path: Path | None,
+    db: Path | None,
+) -> None:
+    """Write the email a subscriber gets for a digest as .html, .txt and .eml files.
+
+    Examples: newsletter preview --date 2024-12-13 --email ana@example.com --out previews
+              newsletter preview --all --out previews
+    """
+    if (email is None) == (not every):
+        raise ConfigError("give either --email ADDRESS or --all")
+    settings = settings_from(config_path, db=db, template_dir=template_dir)
+    with open_store(settings) as store:
+        date = day.date() if day is not None else store.latest_date()
+        digest = store.digest(date) if date is not None else None
+        if digest is None:
+            stored = ", ".join(d.isoformat() for d in store.digest_dates(limit=5)) or "none"
+            raise ConfigError(f"no digest for {date or 'any date'} (newest stored: {stored})")
+        if email is not None:
+            subscriber = store.subscriber_by_email(normalize_email(email))
+            if subscriber is None:
+                raise SubscriberError(f"no subscriber {email.strip()}", code="not_found")
+            subscribers = [subscriber]
+        else:
+            subscribers = list(store.active_subscribers())
+    composer = Composer(settings=settings, digest=digest, clock=lambda: dt.datetime.now(dt.UTC))
+    written = 0
+    for subscriber in subscribers:
+        result = write_preview(composer=composer, subscriber=subscriber, out_dir=out_dir)
+        if result is None:
+            click.echo(f"{subscriber.email}: no matching papers on {digest.date}; nothing to send")
+            continue
+        written += 1
+        click.echo(
+            f"{result.html}  {result.shown} of {result.total} papers, "
+            f"{result.html_bytes / 1000:.1f} KB HTML (+ .txt, .eml)"
+        )
+    if every:
+        click.echo(f"{written} previews of {len(subscribers)} subscribers in {out_dir}")
