@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .build import build
 from .common import Group
 from .demo import demo
 from .digests import digests, ingest
@@ -24,3 +25,4 @@ main.add_command(demo)
 main.add_command(subscribers)
 main.add_command(match)
 main.add_command(preview)
+main.add_command(build)

@@ -160,3 +160,28 @@ class DigestStore(StoreBase):
         ).fetchall()
         wanted = set(arxiv_ids) if arxiv_ids is not None else None
         return {a: dt.date.fromisoformat(d) for a, d in rows if wanted is None or a in wanted}
+
+    def digest_hashes(self) -> dict[dt.date, str]:
+        """The content hash of every stored digest by date, read without loading any paper."""
+        rows = self.conn.execute("SELECT date, content_hash FROM digests").fetchall()
+        return {dt.date.fromisoformat(d): h for d, h in rows}
+
+    def dates_sharing_papers(self, dates: Sequence[dt.date]) -> set[dt.date]:
+        """Dates of digests listing a paper that one of `dates` lists (`dates` included).
+
+        A paper's text is stored once and the newest ingest wins, so re-ingesting one day can
+        change what other days holding the same paper show.
+        """
+        found: set[dt.date] = set()
+        keys = [d.isoformat() for d in dates]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"""SELECT DISTINCT other.date FROM digest_papers mine
+                    JOIN digest_papers other ON other.arxiv_id = mine.arxiv_id
+                    WHERE mine.date IN ({marks})""",
+                chunk,
+            ).fetchall()
+            found.update(dt.date.fromisoformat(r[0]) for r in rows)
+        return found

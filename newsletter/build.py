@@ -1,0 +1,490 @@
+"""`newsletter build`: every feed and archive page, computed from the store, written only if changed.
+
+Output layout (relative to the site folder; every link is `base_url` + path):
+
+    index.html, YYYY-MM-DD.html            the archive
+    rss.xml, atom.xml, feed.json           one entry per paper, latest `feed_days` digests
+    digests.xml, digests.atom              one entry per day
+    topics/<slug>.xml, topics/<slug>.atom  one pair per configured topic
+    feeds/<token>.xml                      one private feed per active subscriber
+
+Feeds cover only the newest days and are always recomputed. Day pages are many and rarely
+change, so a small manifest in the output folder (`.newsletter-build.json`) records what each
+page was rendered from (the digest's content hash, its neighbours, a fingerprint of templates
+and settings); a rebuild renders only pages whose inputs changed. The manifest never names
+private feeds, whose file names are secrets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import itertools
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from xml.sax.saxutils import escape
+
+from .config import Settings
+from .errors import ConfigError, StoreError
+from .feeds import FeedInfo, FeedItem, digest_feed, name_id, page_name, paper_feed, paper_items
+from .match import Profile, select_papers
+from .model import Digest, Subscriber
+from .site import (
+    DaySummary,
+    FeedLink,
+    SiteInfo,
+    TopPaper,
+    page_fingerprint,
+    render_day,
+    render_index,
+    summarize,
+)
+from .store import Store
+from .tokens import feed_token
+
+MANIFEST = ".newsletter-build.json"
+MANIFEST_VERSION = 1
+PRIVATE_DIR = "feeds/"
+# Files a build owns besides its fixed names; any of these it did not produce is stale.
+_OWNED = re.compile(r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0-9a-f]+\.xml)")
+# Stands in for a private feed's own URL while subscribers with equal filters share one render.
+_SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
+_LOAD_CHUNK = 100  # days loaded from the store at once when many pages need rendering
+_DAILY: tuple[tuple[Literal["rss", "atom"], str], ...] = (
+    ("rss", "digests.xml"),
+    ("atom", "digests.atom"),
+)
+_TOPIC: tuple[tuple[Literal["rss", "atom"], str], ...] = (("rss", "xml"), ("atom", "atom"))
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic feed from the configuration: its name, URL slug and keywords."""
+
+    name: str
+    slug: str
+    keywords: tuple[str, ...]
+
+
+def topic_slug(name: str) -> str:
+    """An ASCII file name for a topic: `Large Language Models` -> `large-language-models`.
+
+    When the name has letters ASCII cannot spell (Hangul, say), a short hash of the full name
+    is appended, so `에이전트` and `LLM 에이전트` keep distinct, stable URLs.
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    lost = any(c.isalnum() and not c.isascii() for c in unicodedata.normalize("NFKD", name))
+    if lost or not slug:
+        digest = hashlib.sha256(name.strip().encode()).hexdigest()[:8]
+        slug = f"{slug}-{digest}" if slug else f"topic-{digest}"
+    return slug
+
+
+def topics_from(config: Mapping[str, str]) -> list[Topic]:
+    """The configured topics (name -> "keyword; keyword"), sorted by name; ConfigError if unusable."""
+    topics: list[Topic] = []
+    by_slug: dict[str, str] = {}
+    for name in sorted(config):
+        keywords = tuple(k.strip() for k in config[name].split(";") if k.strip())
+        if not name.strip():
+            raise ConfigError("a topic has an empty name")
+        if not keywords:
+            raise ConfigError(f'topic {name!r} has no keywords (expected "keyword; keyword")')
+        slug = topic_slug(name)
+        if slug in by_slug:
+            raise ConfigError(
+                f"topics {by_slug[slug]!r} and {name!r} would share the feed topics/{slug}.xml; rename one"
+            )
+        by_slug[slug] = name
+        topics.append(Topic(name=name, slug=slug, keywords=keywords))
+    return topics
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What a build did to each file (paths relative to `out_dir`)."""
+
+    out_dir: Path
+    written: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
+
+
+@dataclass
+class SitePlan:
+    """The outputs of a build before anything is written."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)  # day pages the manifest vouches for
+    manifest: dict[str, Any] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+    private_built: bool = False
+
+
+def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink, ...]:
+    title = settings.site_title
+    links = [
+        FeedLink("rss.xml", "application/rss+xml", f"{title} (RSS)", "RSS"),
+        FeedLink("atom.xml", "application/atom+xml", f"{title} (Atom)", "Atom"),
+        FeedLink("feed.json", "application/feed+json", f"{title} (JSON Feed)", "JSON Feed"),
+        FeedLink("digests.xml", "application/rss+xml", f"{title} 일별 (RSS)", "일별 RSS"),
+        FeedLink("digests.atom", "application/atom+xml", f"{title} 일별 (Atom)", "일별 Atom"),
+    ]
+    for t in topics:
+        links.append(
+            FeedLink(
+                f"topics/{t.slug}.xml",
+                "application/rss+xml",
+                f"{title}: {t.name} (RSS)",
+                f"{t.name} RSS",
+            )
+        )
+        links.append(
+            FeedLink(
+                f"topics/{t.slug}.atom",
+                "application/atom+xml",
+                f"{title}: {t.name} (Atom)",
+                f"{t.name} Atom",
+            )
+        )
+    return tuple(links)
+
+
+def _read_manifest(out_dir: Path, *, fingerprint: str) -> dict[str, Any]:
+    """The previous build's record of day pages, or {} when missing, unreadable or stale."""
+    try:
+        data = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
+        return {}
+    if data.get("fingerprint") != fingerprint or not isinstance(data.get("days"), dict):
+        return {}
+    days: dict[str, Any] = data["days"]
+    return days
+
+
+def _summary_from(record: Any) -> DaySummary | None:
+    try:
+        top = tuple(TopPaper(str(a), str(t), v) for a, t, v in record["summary"]["top"])
+        return DaySummary(
+            dt.date.fromisoformat(record["date"]), int(record["summary"]["count"]), top
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _page_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _load(store: Store, dates: Iterable[dt.date]) -> Iterable[Digest]:
+    ordered = sorted(dates)
+    for start in range(0, len(ordered), _LOAD_CHUNK):
+        yield from store.digests(ordered[start : start + _LOAD_CHUNK])
+
+
+def _archive(
+    store: Store,
+    plan: SitePlan,
+    *,
+    site: SiteInfo,
+    out_dir: Path,
+    dates: Sequence[dt.date],
+    hashes: Mapping[dt.date, str],
+    incremental: bool,
+    window: Mapping[dt.date, Digest],
+) -> None:
+    """Day pages whose inputs changed, the index, and the manifest describing them."""
+    fingerprint = page_fingerprint(site)
+    previous = _read_manifest(out_dir, fingerprint=fingerprint) if incremental else {}
+    ordered = sorted(dates)
+    neighbours = {
+        d: (ordered[i - 1] if i else None, ordered[i + 1] if i + 1 < len(ordered) else None)
+        for i, d in enumerate(ordered)
+    }
+
+    def inputs(d: dt.date) -> dict[str, Any]:
+        prev, nxt = neighbours[d]
+        return {
+            "hash": hashes[d],
+            "prev": prev and prev.isoformat(),
+            "next": nxt and nxt.isoformat(),
+        }
+
+    def recorded(d: dt.date) -> dict[str, Any]:
+        record = previous.get(d.isoformat())
+        return record if isinstance(record, dict) else {}
+
+    changed = [d for d in ordered if recorded(d).get("hash") != hashes[d]]
+    dirty = set(changed)
+    if previous and changed:
+        # A re-ingested day may have rewritten papers that other days list too.
+        dirty |= store.dates_sharing_papers(changed)
+    summaries: dict[dt.date, DaySummary] = {}
+    records: dict[str, Any] = {}
+    for d in ordered:
+        record = recorded(d)
+        summary = _summary_from({**record, "date": d.isoformat()})
+        if (
+            d in dirty
+            or summary is None
+            or any(record.get(k) != v for k, v in inputs(d).items())
+            or _page_size(out_dir / page_name(d)) != record.get("size")
+        ):
+            dirty.add(d)
+            continue
+        summaries[d] = summary
+        records[d.isoformat()] = record
+        plan.kept.add(page_name(d))
+    loaded = [window[d] for d in dirty if d in window]
+    for digest in itertools.chain(loaded, _load(store, dirty - window.keys())):
+        d = digest.date
+        prev, nxt = neighbours[d]
+        page = render_day(digest, site=site, previous=prev, following=nxt)
+        plan.files[page_name(d)] = page
+        summary = summarize(digest)
+        summaries[d] = summary
+        records[d.isoformat()] = {
+            **inputs(d),
+            "size": len(page),
+            "summary": {
+                "count": summary.count,
+                "top": [[p.arxiv_id, p.title, p.votes] for p in summary.top],
+            },
+        }
+    plan.files["index.html"] = render_index(list(summaries.values()), site=site)
+    plan.manifest = {
+        "version": MANIFEST_VERSION,
+        "fingerprint": fingerprint,
+        "days": dict(sorted(records.items())),
+    }
+
+
+def _feeds(
+    store: Store,
+    plan: SitePlan,
+    *,
+    settings: Settings,
+    topics: Sequence[Topic],
+    window: Sequence[Digest],
+) -> None:
+    """The main, daily, topic and private feeds over the newest `feed_days` digests."""
+    root = settings.base_url.rstrip("/")
+    newest = max(d.date for d in window)
+    ids = {p.arxiv_id for d in window for p in d.papers}
+    first_seen = store.first_seen(ids)
+    categories: dict[str, list[str]] = {}
+    for topic in topics:
+        profile = Profile(keywords=topic.keywords)
+        for digest in window:
+            for pick in select_papers(digest, profile):
+                names = categories.setdefault(pick.paper.arxiv_id, [])
+                if topic.name not in names:
+                    names.append(topic.name)
+    tags = {k: tuple(v) for k, v in categories.items()}
+    title = settings.site_title
+
+    def select(profile: Profile | None) -> list[FeedItem]:
+        return paper_items(
+            window,
+            first_seen=first_seen,
+            base_url=root,
+            profile=profile,
+            categories=tags,
+            template_dir=settings.template_dir,
+        )
+
+    def info(path: str, name: str, description: str, *parts: str) -> FeedInfo:
+        return FeedInfo(
+            title=name,
+            description=description,
+            feed_url=f"{root}/{path}",
+            home_url=f"{root}/",
+            id=name_id(settings.list_id, *parts),
+            updated=newest,
+            author=title,
+        )
+
+    items = select(None)
+    about = f"{title}: 매일 추천이 많은 AI 논문과 한국어 요약"
+    plan.files["rss.xml"] = paper_feed(
+        items, kind="rss", info=info("rss.xml", title, about, "papers")
+    )
+    plan.files["atom.xml"] = paper_feed(
+        items, kind="atom", info=info("atom.xml", title, about, "papers")
+    )
+    plan.files["feed.json"] = paper_feed(
+        items, kind="json", info=info("feed.json", title, about, "papers")
+    )
+    for kind, path in _DAILY:
+        plan.files[path] = digest_feed(
+            window,
+            kind=kind,
+            info=info(path, f"{title} 일별", f"{title}: 하루에 한 항목", "digests"),
+            base_url=root,
+            list_id=settings.list_id,
+            template_dir=settings.template_dir,
+        )
+    for topic in topics:
+        topic_items = select(Profile(keywords=topic.keywords))
+        about_topic = f"{title}: {topic.name} ({'; '.join(topic.keywords)})"
+        for kind, ext in _TOPIC:
+            path = f"topics/{topic.slug}.{ext}"
+            plan.files[path] = paper_feed(
+                topic_items,
+                kind=kind,
+                info=info(path, f"{title}: {topic.name}", about_topic, "topic", topic.slug),
+            )
+    try:
+        key = settings.require_secret_key()
+    except ConfigError:
+        plan.notices.append("private feeds skipped: NEWSLETTER_SECRET_KEY is not set")
+        return
+    plan.private_built = True
+    rendered: dict[Profile, bytes] = {}
+    for subscriber in store.active_subscribers():
+        profile = private_profile(subscriber, settings=settings)
+        body = rendered.get(profile)
+        if body is None:
+            picked = select(profile)
+            body = paper_feed(
+                picked,
+                kind="rss",
+                info=FeedInfo(
+                    title=f"{title} (내 구독)",
+                    description=f"{title}: 구독 설정(키워드, 최소 추천 수)에 맞는 논문",
+                    feed_url=_SELF_PLACEHOLDER,
+                    home_url=f"{root}/",
+                    id=name_id(settings.list_id, "private"),
+                    updated=newest,
+                    author=title,
+                ),
+            )
+            rendered[profile] = body
+        path = f"{PRIVATE_DIR}{feed_token(subscriber.id, key=key)}.xml"
+        plan.files[path] = body.replace(
+            _SELF_PLACEHOLDER.encode(), escape(f"{root}/{path}", {'"': "&quot;"}).encode()
+        )
+
+
+def private_profile(subscriber: Subscriber, *, settings: Settings) -> Profile:
+    """The filters a subscriber's email applies: theirs, capped at the per-email maximum."""
+    profile = Profile.of(subscriber)
+    caps = [c for c in (profile.max_papers, settings.max_papers_per_email) if c is not None]
+    return Profile(
+        keywords=profile.keywords,
+        exclude=profile.exclude,
+        min_votes=profile.min_votes,
+        max_papers=min(caps) if caps else None,
+    )
+
+
+def plan_site(
+    store: Store, *, settings: Settings, out_dir: Path, incremental: bool = True
+) -> SitePlan:
+    """Compute every output file; with `incremental`, skip day pages the manifest vouches for."""
+    hashes = store.digest_hashes()
+    if not hashes:
+        raise StoreError(f"{settings.db}: no digests stored yet (run: newsletter ingest PATH)")
+    topics = topics_from(settings.topics)
+    site = SiteInfo(
+        title=settings.site_title,
+        base_url=settings.base_url,
+        feeds=_public_feeds(settings, topics),
+        template_dir=settings.template_dir,
+    )
+    plan = SitePlan()
+    window = store.digests(store.digest_dates(limit=settings.feed_days))
+    _archive(
+        store,
+        plan,
+        site=site,
+        out_dir=out_dir,
+        dates=list(hashes),
+        hashes=hashes,
+        incremental=incremental,
+        window={d.date: d for d in window},
+    )
+    _feeds(store, plan, settings=settings, topics=topics, window=window)
+    return plan
+
+
+def _write_if_changed(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` unless it already holds exactly that; True if written."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write aside and rename, so a reader (or the web server) never sees half a file.
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+    return True
+
+
+def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
+    """Files of kinds a build owns that this build did not produce."""
+    stale = []
+    for folder in (out_dir, out_dir / "topics", out_dir / PRIVATE_DIR):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.relative_to(out_dir).as_posix()
+            if not path.is_file() or name in produced or not _OWNED.fullmatch(name):
+                continue
+            # Without the key the build cannot tell which private feeds are current: keep them.
+            if name.startswith(PRIVATE_DIR) and not private:
+                continue
+            stale.append(name)
+    return sorted(stale)
+
+
+def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
+    """Write the planned files that changed, delete stale ones, and say what happened."""
+    written, unchanged, removed = [], sorted(plan.kept), []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name in sorted(plan.files):
+            if _write_if_changed(out_dir / name, plan.files[name]):
+                written.append(name)
+            else:
+                unchanged.append(name)
+        for name in _stale(out_dir, set(plan.files) | plan.kept, private=plan.private_built):
+            (out_dir / name).unlink()
+            removed.append(name)
+        manifest = json.dumps(plan.manifest, ensure_ascii=False, indent=0, sort_keys=True)
+        _write_if_changed(out_dir / MANIFEST, (manifest + "\n").encode())
+    except OSError as exc:
+        raise ConfigError(f"{out_dir}: cannot write the site: {exc.strerror or exc}") from None
+    return BuildReport(
+        out_dir=out_dir,
+        written=tuple(written),
+        unchanged=tuple(sorted(unchanged)),
+        removed=tuple(removed),
+        notices=tuple(plan.notices),
+    )
+
+
+def build_site(
+    store: Store, *, settings: Settings, out_dir: Path | None = None, incremental: bool = True
+) -> BuildReport:
+    """Build the archive and every feed into `out_dir` (default: settings.site_dir)."""
+    target = out_dir if out_dir is not None else settings.site_dir
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{target}: exists and is not a folder")
+    plan = plan_site(store, settings=settings, out_dir=target, incremental=incremental)
+    return write_site(target, plan)

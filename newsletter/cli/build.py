@@ -1,0 +1,69 @@
+"""`newsletter build`: the feeds and the web archive, from the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..build import PRIVATE_DIR, build_site
+from .common import common_options, open_store, settings_from
+
+
+@click.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder to write the site into [default: setting site_dir, ./site].",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    help="Absolute http(s) URL the folder is published at [env NEWSLETTER_BASE_URL].",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many of the newest digests the feeds cover [setting feed_days, 30].",
+)
+@common_options
+def build(
+    out_dir: Path | None,
+    base_url: str | None,
+    days: int | None,
+    config_path: Path | None,
+    db: Path | None,
+) -> None:
+    """Write RSS, Atom and JSON feeds and the HTML archive; only changed files are rewritten.
+
+    Prints one line per written or removed file and a summary, so a CI job can commit (or
+    publish) only real changes. Private feed names are secrets and are only counted.
+
+    Example: newsletter build --out site --base-url https://example.github.io/papers
+    """
+    settings = settings_from(
+        config_path, db=db, site_dir=out_dir, base_url=base_url, feed_days=days
+    )
+    with open_store(settings) as store:
+        report = build_site(store, settings=settings)
+    for notice in report.notices:
+        click.echo(f"note: {notice}", err=True)
+    private = {"written": 0, "removed": 0}
+    for action, paths in (("written", report.written), ("removed", report.removed)):
+        for path in paths:
+            if path.startswith(PRIVATE_DIR):
+                private[action] += 1
+            else:
+                click.echo(f"{action} {path}")
+    if private["written"] or private["removed"]:
+        click.echo(
+            f"private feeds: {private['written']} written, {private['removed']} removed "
+            f"({PRIVATE_DIR}<token>.xml)"
+        )
+    click.echo(
+        f"built {report.out_dir}: {len(report.written)} written, "
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed"
+    )

@@ -1,0 +1,312 @@
+"""RSS 2.0, Atom 1.0 and JSON Feed 1.1 documents from stored digests (pure and deterministic).
+
+Choices every feed shares, so that rebuilding from the same store gives the same bytes:
+
+- A digest date D is published at D 00:00:00 UTC (`day_start`). Nothing reads the clock: a
+  feed's `updated`/`lastBuildDate` is the newest digest's timestamp.
+- One entry per paper. A paper listed on several days is one entry, dated the day it first
+  appeared (published), showing the newest day's data (updated).
+- Entry ids are `https://arxiv.org/abs/<id>`: derived from the arXiv id only, never from the
+  title or from our base URL, so they stay the same when the site moves; it is also the
+  paper's permalink (RSS `guid isPermaLink="true"`). Daily entries and the feeds themselves use
+  name-based UUIDs (`urn:uuid:`) seeded with the list id, for the same reason.
+- Text goes through `xml_text`, which drops characters XML 1.0 forbids; HTML content is built
+  by an autoescaping template and stored escaped (Atom `type="html"`, never CDATA).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from feedgen.feed import FeedGenerator
+from markupsafe import Markup
+
+from .match import Profile, normalize, select_papers
+from .model import Digest, Paper, Section
+from .templates import get_template
+
+FeedKind = Literal["rss", "atom", "json"]
+JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
+LANGUAGE = "ko"
+GENERATOR = "newsletter"
+
+# XML 1.0 forbids C0 controls but tab/LF/CR, surrogates and U+FFFE/U+FFFF; HTML5 also reports
+# C1 controls and the other noncharacters as parse errors. Drop them all from every output.
+_ILLEGAL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(1, 17))
+    + "]"
+)
+
+
+def xml_text(text: str) -> str:
+    """`text` without the characters XML 1.0 and HTML5 do not allow."""
+    return _ILLEGAL.sub("", text)
+
+
+def web_url(url: str | None) -> str | None:
+    """`url` if it is an absolute http(s) URL without illegal characters, else None."""
+    if not url or not url.startswith(("https://", "http://")) or _ILLEGAL.search(url):
+        return None
+    if any(c.isspace() for c in url):
+        return None
+    return url
+
+
+def clean_paper(paper: Paper) -> Paper:
+    """`paper` with illegal characters removed from its text and unsafe URLs replaced."""
+    link = web_url(paper.url) or arxiv_url(paper.arxiv_id)
+    image = web_url(paper.image)
+    fields = (paper.display_title, *paper.authors, *(s.name + s.text for s in paper.sections))
+    if link == paper.url and image == paper.image and not any(_ILLEGAL.search(f) for f in fields):
+        return paper
+    return replace(
+        paper,
+        display_title=xml_text(paper.display_title),
+        title=xml_text(paper.title),
+        url=link,
+        image=image,
+        is_thumbnail=paper.is_thumbnail and image is not None,
+        authors=tuple(xml_text(a) for a in paper.authors),
+        sections=tuple(Section(xml_text(s.name), xml_text(s.text)) for s in paper.sections),
+    )
+
+
+def arxiv_url(arxiv_id: str) -> str:
+    """The arXiv abstract page of `arxiv_id`: also the permanent id of its feed entry."""
+    return f"https://arxiv.org/abs/{arxiv_id}"
+
+
+def day_start(date: dt.date) -> dt.datetime:
+    """The timestamp a digest date is published at: 00:00:00 UTC that day."""
+    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
+
+
+def name_id(list_id: str, *parts: str) -> str:
+    """A permanent `urn:uuid:` for a feed or daily entry, independent of the base URL."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, ":".join(("newsletter", list_id, *parts))).urn
+
+
+def by_votes(papers: Iterable[Paper]) -> list[Paper]:
+    """Papers by votes (unknown last), then title, then id: the order every output uses."""
+    return sorted(
+        papers,
+        key=lambda p: (p.votes is None, -(p.votes or 0), normalize(p.display_title), p.arxiv_id),
+    )
+
+
+def page_name(date: dt.date) -> str:
+    """The archive page of a day, relative to the site root."""
+    return f"{date.isoformat()}.html"
+
+
+def paper_anchor(paper: Paper) -> str:
+    """The fragment id of a paper's card on its day page."""
+    return f"paper-{paper.arxiv_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One paper entry: the newest data for the paper, dated the day it first appeared."""
+
+    paper: Paper
+    published: dt.date  # first day the paper appeared in any digest
+    updated: dt.date  # the day whose data `paper` holds
+    content_html: str
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedInfo:
+    """What a feed says about itself."""
+
+    title: str
+    description: str
+    feed_url: str  # where the file is published: the self link
+    home_url: str  # the HTML page the feed belongs to
+    id: str  # permanent Atom feed id
+    updated: dt.date  # newest digest date of the feed
+    author: str  # used for the feed, and for entries without authors
+
+
+@functools.lru_cache(maxsize=4096)
+def paper_html(paper: Paper, *, page_url: str, template_dir: Path | None = None) -> str:
+    """A paper's feed content: thumbnail, authors, votes, summary sections, links (escaped)."""
+    template = get_template("site/feed_paper.html", user_dir=template_dir)
+    return template.render(paper=paper, page_url=page_url)
+
+
+def paper_items(
+    digests: Sequence[Digest],
+    *,
+    first_seen: Mapping[str, dt.date],
+    base_url: str,
+    profile: Profile | None = None,
+    categories: Mapping[str, tuple[str, ...]] | None = None,
+    template_dir: Path | None = None,
+) -> list[FeedItem]:
+    """One item per paper of `digests` (or per paper `profile` selects), newest first.
+
+    Items are ordered by the day they first appeared (newest first), then by votes. Each shows
+    the newest day's data and links to that day's archive page.
+    """
+    root = base_url.rstrip("/")
+    newest: dict[str, tuple[Paper, dt.date]] = {}
+    for digest in sorted(digests, key=lambda d: d.date):
+        if profile is None:
+            papers: Iterable[Paper] = digest.papers
+        else:
+            papers = (pick.paper for pick in select_papers(digest, profile))
+        for paper in papers:
+            newest[paper.arxiv_id] = (paper, digest.date)
+    items = []
+    for paper, day in newest.values():
+        clean = clean_paper(paper)
+        page_url = f"{root}/{page_name(day)}#{paper_anchor(clean)}"
+        items.append(
+            FeedItem(
+                paper=clean,
+                published=min(first_seen.get(paper.arxiv_id, day), day),
+                updated=day,
+                content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
+                categories=(categories or {}).get(paper.arxiv_id, ()),
+            )
+        )
+    rank = {p.arxiv_id: n for n, p in enumerate(by_votes(i.paper for i in items))}
+    items.sort(key=lambda i: (-i.published.toordinal(), rank[i.paper.arxiv_id]))
+    return items
+
+
+def _generator(info: FeedInfo, *, kind: Literal["rss", "atom"]) -> Any:
+    fg = FeedGenerator()
+    fg.id(info.id)
+    fg.title(xml_text(info.title))
+    fg.description(xml_text(info.description))
+    fg.language(LANGUAGE)
+    fg.generator(GENERATOR)
+    fg.author({"name": xml_text(info.author)})
+    feed_type = "application/rss+xml" if kind == "rss" else "application/atom+xml"
+    # feedgen uses the last link added as the RSS channel link: self first, then the page.
+    fg.link(href=info.feed_url, rel="self", type=feed_type)
+    fg.link(href=info.home_url, rel="alternate", type="text/html")
+    stamp = day_start(info.updated)
+    fg.updated(stamp)
+    fg.lastBuildDate(stamp)
+    fg.pubDate(stamp)
+    return fg
+
+
+def _serialize(fg: Any, *, kind: Literal["rss", "atom"]) -> bytes:
+    data: bytes = fg.rss_str(pretty=True) if kind == "rss" else fg.atom_str(pretty=True)
+    return data
+
+
+def paper_feed(items: Sequence[FeedItem], *, kind: FeedKind, info: FeedInfo) -> bytes:
+    """A feed of paper entries in the given order, as the bytes of an RSS, Atom or JSON file."""
+    if kind == "json":
+        return _json_feed(items, info=info)
+    fg = _generator(info, kind=kind)
+    if kind == "rss":
+        fg.load_extension("dc", atom=False, rss=True)
+    fg.load_extension("media", atom=True, rss=True)
+    for item in items:
+        paper = item.paper
+        fe = fg.add_entry(order="append")
+        fe.guid(arxiv_url(paper.arxiv_id), permalink=True)
+        fe.title(paper.display_title or paper.arxiv_id)
+        fe.link(href=paper.url, rel="alternate", type="text/html")
+        fe.content(item.content_html, type="html")
+        fe.published(day_start(item.published))
+        fe.updated(day_start(item.updated))
+        # RSS <author> must be an e-mail address, so names go to dc:creator; Atom wants an
+        # author on every entry, falling back to the feed's.
+        names = [a for a in paper.authors if a.strip()] or [info.author]
+        if kind == "rss":
+            fe.dc.dc_creator(", ".join(names))
+        else:
+            fe.author([{"name": name} for name in names])
+        for category in item.categories:
+            fe.category(term=xml_text(category))
+        if paper.is_thumbnail and paper.image:
+            fe.media.thumbnail(url=paper.image, group=None)
+    return _serialize(fg, kind=kind)
+
+
+def digest_feed(
+    digests: Sequence[Digest],
+    *,
+    kind: Literal["rss", "atom"],
+    info: FeedInfo,
+    base_url: str,
+    list_id: str,
+    template_dir: Path | None = None,
+) -> bytes:
+    """A feed with one entry per day (newest first) listing that day's papers in full."""
+    root = base_url.rstrip("/")
+    fg = _generator(info, kind=kind)
+    template = get_template("site/feed_digest.html", user_dir=template_dir)
+    for digest in sorted(digests, key=lambda d: d.date, reverse=True):
+        page_url = f"{root}/{page_name(digest.date)}"
+        papers = [clean_paper(p) for p in by_votes(digest.papers)]
+        bodies = [
+            Markup(
+                paper_html(p, page_url=f"{page_url}#{paper_anchor(p)}", template_dir=template_dir)
+            )
+            for p in papers
+        ]
+        fe = fg.add_entry(order="append")
+        fe.id(name_id(list_id, "digest", digest.date.isoformat()))
+        fe.title(f"{xml_text(info.author)} {digest.date.isoformat()} ({len(papers)}편)")
+        fe.link(href=page_url, rel="alternate", type="text/html")
+        fe.content(template.render(entries=list(zip(papers, bodies, strict=True))), type="html")
+        stamp = day_start(digest.date)
+        fe.published(stamp)
+        fe.updated(stamp)
+        if kind == "atom":
+            fe.author({"name": xml_text(info.author)})
+    return _serialize(fg, kind=kind)
+
+
+def _rfc3339(date: dt.date) -> str:
+    return day_start(date).isoformat().replace("+00:00", "Z")
+
+
+def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo) -> bytes:
+    """JSON Feed 1.1 (https://jsonfeed.org/version/1.1)."""
+    entries: list[dict[str, Any]] = []
+    for item in items:
+        paper = item.paper
+        names = [a for a in paper.authors if a.strip()] or [info.author]
+        entry: dict[str, Any] = {
+            "id": arxiv_url(paper.arxiv_id),
+            "url": paper.url,
+            "title": paper.display_title or paper.arxiv_id,
+            "content_html": item.content_html,
+            "date_published": _rfc3339(item.published),
+            "date_modified": _rfc3339(item.updated),
+            "authors": [{"name": name} for name in names],
+        }
+        if paper.is_thumbnail and paper.image:
+            entry["image"] = paper.image
+        if item.categories:
+            entry["tags"] = [xml_text(c) for c in item.categories]
+        entries.append(entry)
+    feed = {
+        "version": JSON_FEED_VERSION,
+        "title": xml_text(info.title),
+        "home_page_url": info.home_url,
+        "feed_url": info.feed_url,
+        "description": xml_text(info.description),
+        "language": LANGUAGE,
+        "authors": [{"name": xml_text(info.author)}],
+        "items": entries,
+    }
+    return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode()

@@ -1,0 +1,123 @@
+"""The static archive: `index.html` and one `YYYY-MM-DD.html` page per day (pure rendering).
+
+Pages link to each other and to the feeds with relative URLs, so the archive also works opened
+from disk; only the canonical link uses the base URL. Every page carries a `<link
+rel="alternate">` for each public feed, so browsers and readers discover them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .feeds import by_votes, clean_paper, page_name, xml_text
+from .model import Digest
+from .templates import get_template, template_environment
+
+PAGE_TEMPLATES = ("site/base.html", "site/day.html", "site/index.html")
+TOP_PAPERS = 3  # papers listed under each day on the index
+
+
+@dataclass(frozen=True, slots=True)
+class FeedLink:
+    """A feed as pages advertise it: relative href, media type, titles."""
+
+    href: str
+    type: str
+    title: str  # the autodiscovery title, e.g. "Daily Papers (RSS)"
+    label: str  # the short footer label, e.g. "RSS"
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInfo:
+    """What every page shows: the site's title, its base URL and its public feeds."""
+
+    title: str
+    base_url: str
+    feeds: tuple[FeedLink, ...] = ()
+    template_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopPaper:
+    """A paper as the index lists it under its day."""
+
+    arxiv_id: str
+    title: str
+    votes: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DaySummary:
+    """A day as the index lists it: date, paper count and the most voted papers."""
+
+    date: dt.date
+    count: int
+    top: tuple[TopPaper, ...] = ()
+
+
+def summarize(digest: Digest) -> DaySummary:
+    """The index entry of a digest."""
+    top = [clean_paper(p) for p in by_votes(digest.papers)[:TOP_PAPERS]]
+    return DaySummary(
+        date=digest.date,
+        count=len(digest.papers),
+        top=tuple(TopPaper(p.arxiv_id, p.display_title or p.arxiv_id, p.votes) for p in top),
+    )
+
+
+def _page(name: str, site: SiteInfo, path: str, **context: object) -> bytes:
+    template = get_template(name, user_dir=site.template_dir)
+    canonical = f"{site.base_url.rstrip('/')}/{path}"
+    html = template.render(site=site, canonical_url=canonical, **context)
+    return xml_text(html).encode("utf-8")
+
+
+def render_day(
+    digest: Digest,
+    *,
+    site: SiteInfo,
+    previous: dt.date | None = None,
+    following: dt.date | None = None,
+) -> bytes:
+    """The archive page of one day: every paper in full, by votes, with links to its neighbours."""
+    return _page(
+        "site/day.html",
+        site,
+        page_name(digest.date),
+        date=digest.date.isoformat(),
+        papers=[clean_paper(p) for p in by_votes(digest.papers)],
+        previous=previous.isoformat() if previous else None,
+        following=following.isoformat() if following else None,
+    )
+
+
+def render_index(days: Sequence[DaySummary], *, site: SiteInfo) -> bytes:
+    """The front page: every day, newest first, with its count and top papers."""
+    ordered = sorted(days, key=lambda d: d.date, reverse=True)
+    return _page(
+        "site/index.html",
+        site,
+        "",  # the canonical address of the front page is the folder itself
+        days=[{"date": d.date.isoformat(), "count": d.count, "top": d.top} for d in ordered],
+    )
+
+
+def page_fingerprint(site: SiteInfo) -> str:
+    """A hash of everything besides its digest that a day page depends on.
+
+    Covers the templates' sources (a user folder may override them), this module's code and
+    the site settings, so a build can trust a page written under the same fingerprint.
+    """
+    env = template_environment(site.template_dir)
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(Path(__file__).with_name("feeds.py").read_bytes())
+    for name in PAGE_TEMPLATES:
+        assert env.loader is not None
+        source, _, _ = env.loader.get_source(env, name)
+        h.update(name.encode() + b"\0" + source.encode())
+    h.update(repr(site).encode())
+    return h.hexdigest()

@@ -1,0 +1,510 @@
+"""Feeds as readers see them: feedparser, the W3C validator's rules, JSON Feed 1.1, golden files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import feedparser
+import pytest
+
+from newsletter.build import BuildReport, build_site, topic_slug, topics_from
+from newsletter.config import Settings
+from newsletter.errors import ConfigError
+from newsletter.match import Profile, normalize, select_papers
+from newsletter.parse import parse_digest
+from newsletter.store import Store
+from newsletter.tokens import feed_token
+
+from .conftest import DIGESTS
+
+GOLDEN = Path(__file__).parent / "golden"
+BASE = "https://papers.example.org/daily"
+KEY = "test-secret-key"
+NS = {
+    "atom": "http://www.w3.org/2005/Atom",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "media": "http://search.yahoo.com/mrss/",
+}
+RFC822 = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d [+-]\d{4}$"
+)
+HOSTILE = '<script>alert(1)</script> & "quotes"'
+PAPER_FEEDS = ("rss.xml", "atom.xml", "feed.json")
+XML_FEEDS = ("rss.xml", "atom.xml", "digests.xml", "digests.atom")
+
+
+def make_settings(tmp_path: Path, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "db": tmp_path / "unused.db",
+        "base_url": BASE,
+        "site_title": "Daily Papers",
+        "secret_key": KEY,
+        "topics": {"Reasoning": "reasoning; 추론", "에이전트": "agent; 에이전트"},
+    }
+    values.update(changes)
+    return Settings().replace(**values)
+
+
+def build(store: Store, out: Path, settings: Settings) -> BuildReport:
+    return build_site(store, settings=settings, out_dir=out)
+
+
+def digest_text(date: str, papers: list[dict[str, Any]]) -> str:
+    """A digest file in the real format; each paper: id, title, votes, authors, new."""
+    lines = [f"## Daily Papers ({date})", ""]
+    for p in papers:
+        lines += [
+            f"### [{p['title']}](https://arxiv.org/abs/{p['id']})",
+            f"![](https://cdn-thumbnails.huggingface.co/social-thumbnails/papers/{p['id']}.png)",
+            f"Vote: {p.get('votes', 5)}",
+            f"Authors: {p.get('authors', 'Kim Minji, Lee Jun')}",
+            f"- **What's New**: {p.get('new', '새로운 방법을 제안합니다.')}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def save(store: Store, *texts: str) -> None:
+    store.save_digests([(parse_digest(t).digest, "test.md") for t in texts])
+
+
+def parsed(out: Path, name: str) -> Any:
+    result = feedparser.parse((out / name).read_bytes())
+    assert not result.bozo, f"{name}: {result.get('bozo_exception')}"
+    return result
+
+
+@pytest.fixture
+def site(loaded_store: Store, tmp_path: Path) -> Path:
+    """The site built from the three real digests, with two topics and one subscriber."""
+    loaded_store.add_subscriber("reader@example.com", keywords=["reasoning"])
+    out = tmp_path / "site"
+    build(loaded_store, out, make_settings(tmp_path))
+    return out
+
+
+def expected_order(store: Store) -> list[str]:
+    """Newest first-appearance day first, then votes (unknown last), then title."""
+    digests = store.digests(store.digest_dates(limit=30))
+    first = store.first_seen()
+    newest = {}
+    for digest in sorted(digests, key=lambda d: d.date):
+        for p in digest.papers:
+            newest[p.arxiv_id] = p
+    return [
+        p.arxiv_id
+        for p in sorted(
+            newest.values(),
+            key=lambda p: (
+                -first[p.arxiv_id].toordinal(),
+                p.votes is None,
+                -(p.votes or 0),
+                normalize(p.display_title),
+            ),
+        )
+    ]
+
+
+def test_feeds_parse_cleanly_with_every_paper_in_order(site: Path, loaded_store: Store) -> None:
+    order = expected_order(loaded_store)
+    assert len(order) == 9 + 18 + 27
+    titles = {
+        p.arxiv_id: p.display_title
+        for d in loaded_store.digests(loaded_store.digest_dates())
+        for p in d.papers
+    }
+    for name in ("rss.xml", "atom.xml"):
+        feed = parsed(site, name)
+        assert [e.id for e in feed.entries] == [f"https://arxiv.org/abs/{a}" for a in order]
+        assert [e.title for e in feed.entries] == [titles[a] for a in order]  # Korean/TeX intact
+        assert all(
+            e.link == f"https://arxiv.org/abs/{a}" for e, a in zip(feed.entries, order, strict=True)
+        )
+        assert feed.feed.language == "ko" if name == "rss.xml" else True
+    data = json.loads((site / "feed.json").read_text(encoding="utf-8"))
+    assert [i["id"] for i in data["items"]] == [f"https://arxiv.org/abs/{a}" for a in order]
+    assert data["items"][0]["title"] == titles[order[0]]
+    assert "LLM×MapReduce" in " ".join(i["title"] for i in data["items"])
+    daily = parsed(site, "digests.xml")
+    assert [e.link for e in daily.entries] == [
+        f"{BASE}/2024-12-13.html",
+        f"{BASE}/2024-10-16.html",
+        f"{BASE}/2024-06-28.html",
+    ]
+    assert parsed(site, "digests.atom").entries[0].title == "Daily Papers 2024-12-13 (27편)"
+
+
+def test_rss_follows_the_validator_rules(site: Path) -> None:
+    root = ET.parse(site / "rss.xml").getroot()
+    channel = root.find("channel")
+    assert channel is not None
+    self_link = channel.find("atom:link", NS)
+    assert self_link is not None
+    assert self_link.attrib == {
+        "href": f"{BASE}/rss.xml",
+        "rel": "self",
+        "type": "application/rss+xml",
+    }
+    assert channel.findtext("link") == f"{BASE}/"
+    assert (
+        channel.findtext("lastBuildDate") == "Fri, 13 Dec 2024 00:00:00 +0000"
+    )  # newest digest, not now
+    items = channel.findall("item")
+    for item in items:
+        assert RFC822.match(item.findtext("pubDate") or ""), item.findtext("pubDate")
+        assert item.find("author") is None  # RSS <author> must be an e-mail address
+        assert item.findtext("dc:creator", namespaces=NS)
+        guid = item.find("guid")
+        assert guid is not None and guid.get("isPermaLink") == "true"
+        assert guid.text == item.findtext("link")
+        assert item.find("dc:date", NS) is None  # pubDate and dc:date together is a warning
+    avatar = next(i for i in items if i.findtext("link", "").endswith("2410.10816"))
+    assert avatar.find("media:thumbnail", NS) is None  # an uploader avatar is not a thumbnail
+    thumb = items[0].find("media:thumbnail", NS)
+    assert thumb is not None and thumb.get("url", "").startswith(
+        "https://cdn-thumbnails.huggingface.co/"
+    )
+    raw = (site / "rss.xml").read_text(encoding="utf-8")
+    assert "CDATA" not in raw
+
+
+def test_atom_follows_the_validator_rules(site: Path) -> None:
+    root = ET.parse(site / "atom.xml").getroot()
+    atom = "{http://www.w3.org/2005/Atom}"
+    assert root.findtext(f"{atom}id", "").startswith("urn:uuid:")
+    assert root.findtext(f"{atom}updated") == "2024-12-13T00:00:00+00:00"
+    links = {link.get("rel"): link for link in root.findall(f"{atom}link")}
+    assert links["self"].get("href") == f"{BASE}/atom.xml"
+    assert links["self"].get("type") == "application/atom+xml"
+    ids = []
+    for entry in root.findall(f"{atom}entry"):
+        ids.append(entry.findtext(f"{atom}id"))
+        assert urlsplit(entry.findtext(f"{atom}id", "")).scheme == "https"
+        assert entry.findall(f"{atom}author/{atom}name"), "every entry needs an author"
+        content = entry.find(f"{atom}content")
+        assert content is not None and content.get("type") == "html"
+        assert "<h3>" in (content.text or "")  # escaped HTML, decoded once by the parser
+        for stamp in ("published", "updated"):
+            dt.datetime.fromisoformat(entry.findtext(f"{atom}{stamp}", ""))
+    assert len(ids) == len(set(ids))
+    assert "CDATA" not in (site / "atom.xml").read_text(encoding="utf-8")
+
+
+def check_json_feed(data: dict[str, Any]) -> None:
+    """The rules of JSON Feed 1.1 (https://www.jsonfeed.org/version/1.1/) that apply here."""
+    top = {
+        "version",
+        "title",
+        "home_page_url",
+        "feed_url",
+        "description",
+        "user_comment",
+        "next_url",
+        "icon",
+        "favicon",
+        "authors",
+        "language",
+        "expired",
+        "hubs",
+        "items",
+    }
+    item_keys = {
+        "id",
+        "url",
+        "external_url",
+        "title",
+        "content_html",
+        "content_text",
+        "summary",
+        "image",
+        "banner_image",
+        "date_published",
+        "date_modified",
+        "authors",
+        "tags",
+        "language",
+        "attachments",
+    }
+    assert data["version"] == "https://jsonfeed.org/version/1.1"
+    assert isinstance(data["title"], str) and data["title"]
+    assert set(data) <= top | {k for k in data if k.startswith("_")}
+    assert "author" not in data  # deprecated in 1.1
+    for key in ("home_page_url", "feed_url"):
+        assert urlsplit(data[key]).scheme in ("http", "https")
+    for author in data.get("authors", []):
+        assert isinstance(author, dict) and {"name", "url", "avatar"} & set(author)
+    assert isinstance(data["items"], list)
+    seen = set()
+    for item in data["items"]:
+        assert set(item) <= item_keys | {k for k in item if k.startswith("_")}
+        assert isinstance(item["id"], str) and item["id"] and item["id"] not in seen
+        seen.add(item["id"])
+        assert "content_html" in item or "content_text" in item
+        for key in ("url", "image"):
+            if key in item:
+                assert urlsplit(item[key]).scheme in ("http", "https")
+        for key in ("date_published", "date_modified"):
+            if key in item:
+                assert re.fullmatch(
+                    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", item[key]
+                )
+        for author in item.get("authors", []):
+            assert isinstance(author, dict) and {"name", "url", "avatar"} & set(author)
+        assert all(isinstance(t, str) for t in item.get("tags", []))
+
+
+def test_json_feed_follows_version_1_1(site: Path, loaded_store: Store) -> None:
+    data = json.loads((site / "feed.json").read_text(encoding="utf-8"))
+    check_json_feed(data)
+    assert data["feed_url"] == f"{BASE}/feed.json"
+    first = data["items"][0]
+    assert first["date_published"] == "2024-12-13T00:00:00Z"
+    assert first["image"].startswith("https://cdn-thumbnails.huggingface.co/")
+    with pytest.raises(AssertionError):  # the checker itself rejects a broken feed
+        check_json_feed({**data, "items": [{**first, "id": 5}]})
+
+
+def test_two_builds_are_byte_identical_and_the_second_writes_nothing(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    loaded_store.add_subscriber("reader@example.com", keywords=["reasoning"])
+    first = build(loaded_store, tmp_path / "a", settings)
+    other = build(loaded_store, tmp_path / "b", settings)
+    files = sorted(
+        p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("*") if p.is_file()
+    )
+    assert files == sorted(
+        p.relative_to(tmp_path / "b").as_posix() for p in (tmp_path / "b").rglob("*") if p.is_file()
+    )
+    for name in files:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert set(first.written) == set(other.written) and not first.unchanged
+    again = build(loaded_store, tmp_path / "a", settings)
+    assert again.written == () and again.removed == ()
+    assert set(again.unchanged) == set(first.written)
+    ids = [e.id for e in parsed(tmp_path / "a", "atom.xml").entries]
+    assert ids == [e.id for e in parsed(tmp_path / "b", "atom.xml").entries]
+
+
+def test_rebuild_after_a_new_digest_matches_a_full_build(store: Store, tmp_path: Path) -> None:
+    """Incremental rebuilds render only what changed, yet equal a build from scratch."""
+    settings = make_settings(tmp_path, feed_days=2)
+    days = [f"2024-03-{n:02d}" for n in range(1, 6)]
+    save(
+        store,
+        *(
+            digest_text(d, [{"id": f"2403.{n:05d}", "title": f"Paper {n}"}])
+            for n, d in enumerate(days)
+        ),
+    )
+    build(store, tmp_path / "inc", settings)
+    # A new day that lists 2403.00001 again with a new summary: the paper's text is stored
+    # once, so the 2024-03-02 page changes too; 2024-03-05 gains a "next" link.
+    save(
+        store,
+        digest_text(
+            "2024-03-06",
+            [{"id": "2403.00001", "title": "Paper 1 v2", "votes": 50, "new": "개정된 요약"}],
+        ),
+    )
+    report = build(store, tmp_path / "inc", settings)
+    pages = {p for p in report.written if p.endswith(".html")}
+    assert pages == {"2024-03-02.html", "2024-03-05.html", "2024-03-06.html", "index.html"}
+    assert {"2024-03-01.html", "2024-03-03.html", "2024-03-04.html"} <= set(report.unchanged)
+    build(store, tmp_path / "full", settings)
+    for path in (tmp_path / "full").rglob("*"):
+        if path.is_file():
+            name = path.relative_to(tmp_path / "full")
+            assert (tmp_path / "inc" / name).read_bytes() == path.read_bytes(), name
+    assert "개정된 요약" in (tmp_path / "inc" / "2024-03-02.html").read_text(encoding="utf-8")
+    # A page deleted or edited by hand is noticed and rewritten.
+    (tmp_path / "inc" / "2024-03-03.html").unlink()
+    (tmp_path / "inc" / "2024-03-04.html").write_text("edited", encoding="utf-8")
+    report = build(store, tmp_path / "inc", settings)
+    assert set(report.written) == {"2024-03-03.html", "2024-03-04.html"}
+
+
+def test_a_paper_on_several_days_is_one_entry_dated_its_first_day(
+    store: Store, tmp_path: Path
+) -> None:
+    save(
+        store,
+        digest_text(
+            "2024-05-01", [{"id": "2405.00001", "title": "Repeat", "votes": 3, "new": "첫 요약"}]
+        ),
+        digest_text("2024-05-02", [{"id": "2405.00002", "title": "Other", "votes": 1}]),
+        digest_text(
+            "2024-05-03",
+            [
+                {"id": "2405.00001", "title": "Repeat", "votes": 30, "new": "새 요약"},
+                {"id": "2405.00003", "title": "Third", "votes": 2},
+            ],
+        ),
+    )
+    out = tmp_path / "site"
+    build(store, out, make_settings(tmp_path))
+    feed = parsed(out, "atom.xml")
+    ids = [e.id.rsplit("/", 1)[1] for e in feed.entries]
+    assert ids == ["2405.00003", "2405.00002", "2405.00001"]
+    repeat = feed.entries[-1]
+    assert repeat.published.startswith("2024-05-01") and repeat.updated.startswith("2024-05-03")
+    assert "새 요약" in repeat.content[0].value and "추천 30" in repeat.content[0].value
+    rss = parsed(out, "rss.xml")
+    assert rss.entries[-1].published == "Wed, 01 May 2024 00:00:00 +0000"
+    data = json.loads((out / "feed.json").read_text(encoding="utf-8"))
+    assert data["items"][-1]["date_published"] == "2024-05-01T00:00:00Z"
+    assert data["items"][-1]["date_modified"] == "2024-05-03T00:00:00Z"
+
+
+def test_feeds_cover_only_the_newest_days(loaded_store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    build(loaded_store, out, make_settings(tmp_path, feed_days=1))
+    assert len(parsed(out, "rss.xml").entries) == 27
+    assert len(parsed(out, "digests.atom").entries) == 1
+    assert (out / "2024-06-28.html").exists()  # the archive keeps every day
+
+
+def test_topic_feeds_hold_matching_papers_and_tag_the_main_feed(
+    site: Path, loaded_store: Store
+) -> None:
+    profile = Profile(keywords=("reasoning", "추론"))
+    digests = loaded_store.digests(loaded_store.digest_dates())
+    wanted = {pick.paper.arxiv_id for d in digests for pick in select_papers(d, profile)}
+    assert wanted
+    for name in ("topics/reasoning.xml", "topics/reasoning.atom"):
+        feed = parsed(site, name)
+        assert {e.id.rsplit("/", 1)[1] for e in feed.entries} == wanted
+        assert feed.feed.title == "Daily Papers: Reasoning"
+    hangul = topic_slug("에이전트")
+    assert re.fullmatch(r"topic-[0-9a-f]{8}", hangul)
+    assert (site / f"topics/{hangul}.xml").exists()
+    main = parsed(site, "atom.xml")
+    tagged = {
+        e.id.rsplit("/", 1)[1]
+        for e in main.entries
+        if any(t.term == "Reasoning" for t in e.get("tags", []))
+    }
+    assert tagged == wanted
+
+
+def test_topic_names_become_stable_distinct_slugs() -> None:
+    assert topic_slug("Large Language Models") == "large-language-models"
+    assert topic_slug("에이전트") == topic_slug("에이전트") != topic_slug("멀티모달")
+    assert topic_slug("LLM 에이전트").startswith("llm-") and topic_slug("LLM 에이전트") != "llm"
+    with pytest.raises(ConfigError, match="share the feed"):
+        topics_from({"LLM": "llm", "llm": "language model"})
+    with pytest.raises(ConfigError, match="no keywords"):
+        topics_from({"Empty": " ; "})
+
+
+def test_private_feed_shows_what_the_subscriber_selects(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    reader = loaded_store.add_subscriber(
+        "reader@example.com", keywords=["LLM"], min_votes=10, max_papers=2
+    )
+    quitter = loaded_store.add_subscriber("quitter@example.com")
+    settings = make_settings(tmp_path)
+    out = tmp_path / "site"
+    build(loaded_store, out, settings)
+    token = feed_token(reader.id, key=KEY.encode())
+    assert re.fullmatch(r"[0-9a-f]{32}", token)  # 128 bits, from the secret key
+    feed = parsed(out, f"feeds/{token}.xml")
+    profile = Profile(keywords=("LLM",), min_votes=10, max_papers=2)
+    wanted = {
+        p.paper.arxiv_id
+        for d in loaded_store.digests(loaded_store.digest_dates())
+        for p in select_papers(d, profile)
+    }
+    assert {e.id.rsplit("/", 1)[1] for e in feed.entries} == wanted and len(wanted) <= 6
+    self_links = [link.href for link in feed.feed.links if link.rel == "self"]
+    assert self_links == [f"{BASE}/feeds/{token}.xml"]  # its own URL, not a shared one
+    quitter_feed = f"feeds/{feed_token(quitter.id, key=KEY.encode())}.xml"
+    assert (out / quitter_feed).exists()
+    loaded_store.set_status(quitter.id, "unsubscribed")
+    report = build(loaded_store, out, settings)
+    assert report.removed == (quitter_feed,)
+    assert not (out / quitter_feed).exists()
+    manifest = (out / ".newsletter-build.json").read_text(encoding="utf-8")
+    assert token not in manifest  # private feed names are never listed
+
+
+def test_without_a_secret_key_private_feeds_are_skipped_with_a_notice(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    loaded_store.add_subscriber("reader@example.com")
+    out = tmp_path / "site"
+    report = build(loaded_store, out, make_settings(tmp_path, secret_key=None))
+    assert report.notices == ("private feeds skipped: NEWSLETTER_SECRET_KEY is not set",)
+    assert not (out / "feeds").exists()
+    assert (out / "rss.xml").exists()
+
+
+def test_hostile_text_is_escaped_in_every_feed(store: Store, tmp_path: Path) -> None:
+    save(
+        store,
+        digest_text(
+            "2024-12-14",
+            [
+                {
+                    "id": "2412.99999",
+                    "title": HOSTILE + " \x0b\x01end",
+                    "authors": "Eve <img src=x onerror=alert(2)>, Mallory",
+                    "new": "<b>bold</b> & </p><script>window.__pwned=1</script>",
+                }
+            ],
+        ),
+    )
+    out = tmp_path / "site"
+    build(store, out, make_settings(tmp_path, topics={"XSS": "script"}))
+    for name in (*XML_FEEDS, "topics/xss.xml", "topics/xss.atom"):
+        raw = (out / name).read_bytes()
+        assert b"<script" not in raw and b"<img src=x" not in raw, name
+        assert b"\x0b" not in raw and b"\x01" not in raw, name
+        entry = parsed(out, name).entries[0]
+        if not name.startswith("digests"):
+            assert entry.title == HOSTILE + " end"
+        content = entry.content[0].value if "content" in entry else entry.description
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in content
+        assert "<script" not in content
+    data = json.loads((out / "feed.json").read_text(encoding="utf-8"))
+    item = data["items"][0]
+    assert item["title"] == HOSTILE + " end"
+    assert item["authors"][0]["name"] == "Eve <img src=x onerror=alert(2)>"
+    assert "<script" not in item["content_html"] and "&lt;script&gt;" in item["content_html"]
+
+
+GOLDEN_FILES = (
+    "rss.xml",
+    "atom.xml",
+    "feed.json",
+    "digests.xml",
+    "digests.atom",
+    "topics/reasoning.xml",
+)
+
+
+@pytest.fixture
+def small_site(store: Store, tmp_path: Path) -> Path:
+    store.save_digests(
+        [(parse_digest(DIGESTS[0].read_text(encoding="utf-8")).digest, DIGESTS[0].name)]
+    )
+    out = tmp_path / "site"
+    build(store, out, make_settings(tmp_path))
+    return out
+
+
+@pytest.mark.parametrize("name", GOLDEN_FILES)
+def test_feed_matches_golden(small_site: Path, name: str, request: pytest.FixtureRequest) -> None:
+    golden = GOLDEN / f"feeds-{name.replace('/', '-')}"
+    got = (small_site / name).read_bytes()
+    if request.config.getoption("--update-golden"):
+        golden.write_bytes(got)
+    assert got == golden.read_bytes()
