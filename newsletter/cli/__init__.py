@@ -10,6 +10,7 @@ from .demo import demo
 from .digests import digests, ingest
 from .match import match
 from .preview import preview
+from .serve import serve
 from .subscribers import subscribers
 
 
@@ -25,4 +26,5 @@ main.add_command(demo)
 main.add_command(subscribers)
 main.add_command(match)
 main.add_command(preview)
+main.add_command(serve)
 main.add_command(build)

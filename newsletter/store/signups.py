@@ -1,9 +1,143 @@
-"""Pending sign-ups awaiting confirmation (filled in by the service issue)."""
+"""Pending sign-ups awaiting confirmation, and turning a confirmed one into a subscriber."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
 from .base import StoreBase
+
+ConfirmOutcome = Literal["created", "reactivated", "already_active", "already_confirmed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Signup:
+    """A sign-up form as submitted: the address and filters asked for, and when."""
+
+    id: int
+    email: str
+    name: str
+    keywords: tuple[str, ...]
+    exclude: tuple[str, ...]
+    min_votes: int
+    max_papers: int | None
+    created_at: dt.datetime
+    confirmed_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """What confirming a sign-up did, and the subscriber it concerns."""
+
+    subscriber_id: int
+    outcome: ConfirmOutcome
+
+
+def _signup(row: dict[str, Any]) -> Signup:
+    confirmed = row["confirmed_at"]
+    return Signup(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        keywords=tuple(json.loads(row["keywords"])),
+        exclude=tuple(json.loads(row["exclude"])),
+        min_votes=row["min_votes"],
+        max_papers=row["max_papers"],
+        created_at=dt.datetime.fromisoformat(row["created_at"]),
+        confirmed_at=dt.datetime.fromisoformat(confirmed) if confirmed else None,
+    )
 
 
 class SignupStore(StoreBase):
-    """Sign-ups not yet confirmed."""
+    """Sign-ups not yet confirmed; only a confirmation creates or reactivates a subscriber."""
+
+    def add_signup(
+        self,
+        email: str,
+        *,
+        name: str = "",
+        keywords: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        min_votes: int = 0,
+        max_papers: int | None = None,
+    ) -> Signup:
+        """Record a sign-up (email already normalised and filters validated)."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    email,
+                    name,
+                    json.dumps(list(keywords), ensure_ascii=False),
+                    json.dumps(list(exclude), ensure_ascii=False),
+                    min_votes,
+                    max_papers,
+                    self.now_text(),
+                ),
+            )
+            new_id = int(cursor.lastrowid or 0)
+        found = self.signup(new_id)
+        assert found is not None
+        return found
+
+    def signup(self, signup_id: int) -> Signup | None:
+        """One sign-up by id, confirmed or not."""
+        rows = self.query("SELECT * FROM signups WHERE id = ?", (signup_id,))
+        return _signup(rows[0]) if rows else None
+
+    def confirm_signup(self, signup_id: int) -> Confirmation | None:
+        """Activate (or create) the subscriber a sign-up names, once; None if there is no such sign-up.
+
+        A new or inactive address gets the sign-up's filters; an active subscriber keeps theirs,
+        so a stranger's sign-up can never change what an existing subscriber receives.
+        """
+        now = self.now_text()
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT email, name, keywords, exclude, min_votes, max_papers, confirmed_at FROM signups WHERE id = ?",
+                (signup_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            email, name, keywords, exclude, min_votes, max_papers, confirmed_at = row
+            current = conn.execute(
+                "SELECT id, status FROM subscribers WHERE email = ?", (email,)
+            ).fetchone()
+            if confirmed_at is not None and current is not None:
+                return Confirmation(int(current[0]), "already_confirmed")
+            outcome: ConfirmOutcome
+            if current is None:
+                cursor = conn.execute(
+                    """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
+                       created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)""",
+                    (email, name, keywords, exclude, min_votes, max_papers, now, now, now),
+                )
+                subscriber_id, outcome = int(cursor.lastrowid or 0), "created"
+            elif current[1] == "active":
+                subscriber_id, outcome = int(current[0]), "already_active"
+            else:
+                subscriber_id, outcome = int(current[0]), "reactivated"
+                conn.execute(
+                    """UPDATE subscribers SET name = CASE WHEN ? != '' THEN ? ELSE name END, keywords = ?,
+                       exclude = ?, min_votes = ?, max_papers = ?, status = 'active', updated_at = ?,
+                       status_changed_at = ? WHERE id = ?""",
+                    (name, name, keywords, exclude, min_votes, max_papers, now, now, subscriber_id),
+                )
+            conn.execute(
+                "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",
+                (now, signup_id),
+            )
+        return Confirmation(subscriber_id, outcome)
+
+    def purge_signups(self, *, before: dt.datetime) -> int:
+        """Delete unconfirmed sign-ups made before `before`; how many went."""
+        cutoff = before.astimezone(dt.UTC).isoformat(timespec="seconds")
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "DELETE FROM signups WHERE confirmed_at IS NULL AND created_at < ?", (cutoff,)
+            )
+            return cursor.rowcount

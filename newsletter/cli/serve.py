@@ -1,0 +1,75 @@
+"""`newsletter serve`: the feeds, archive, unsubscribe, preferences and sign-up over HTTP."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import common_options, settings_from
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on [default: serve_host, 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port [default: serve_port, 8000].")
+@click.option(
+    "--site",
+    "site_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The folder `newsletter build` wrote [default: site_dir].",
+)
+@click.option(
+    "--watch",
+    "watch_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Poll this folder for new digests; ingest, build and send each one once.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds between polls of --watch.",
+)
+@common_options
+def serve(
+    host: str | None,
+    port: int | None,
+    site_dir: Path | None,
+    watch_dir: Path | None,
+    interval: float,
+    config_path: Path | None,
+    db: Path | None,
+) -> None:
+    """Serve the built site with HTTP caching, one-click unsubscribe, preferences and sign-up.
+
+    Needs NEWSLETTER_SECRET_KEY (the key the emails' links were signed with).
+
+    Example: newsletter serve --db demo-output/newsletter.db --site demo-output/site
+    """
+    import uvicorn  # imported here: the other commands do not need a web server
+
+    from ..web import create_app
+    from ..web.logs import configure_logging
+
+    settings = settings_from(
+        config_path, db=db, site_dir=site_dir, serve_host=host, serve_port=port
+    )
+    app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
+    configure_logging()
+    click.echo(
+        f"serving {settings.site_dir} and {settings.db} on "
+        f"http://{settings.serve_host}:{settings.serve_port} (public URL {settings.base_url})",
+        err=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.serve_host,
+        port=settings.serve_port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=True,
+    )

@@ -1,0 +1,167 @@
+"""The ASGI app of `newsletter serve`: the built site, unsubscribe, preferences, sign-up, health.
+
+Handlers are thin: they read a token or a form, call the store, the matcher or the mailer,
+and render a template. Everything else lives in the library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from ..config import Settings
+from ..store import Clock, Store, utc_now
+from .logs import AccessLog, log_event
+from .pages import Pages
+from .preferences import preferences_page, preferences_post, preferences_preview
+from .security import CsrfGuard, RateLimiter, SignupLimits
+from .service import MailSender, Service, service
+from .signup import confirm_page, confirm_post, signup_page, signup_post
+from .static import SiteFiles, StaticSite
+from .unsubscribe import unsubscribe_now, unsubscribe_page
+from .watch import DigestWatcher
+
+
+async def healthz(request: Request) -> Response:
+    """GET /healthz: JSON saying whether the database answers (and what it holds)."""
+    svc = service(request)
+    try:
+        latest = svc.store.latest_date()
+    except Exception as exc:  # any database failure means "not healthy", never a traceback
+        log_event("healthz.failed", level=logging.ERROR, error=type(exc).__name__)
+        return JSONResponse({"ok": False, "db": "error"}, status_code=503)
+    return JSONResponse(
+        {
+            "ok": True,
+            "db": "ok",
+            "latest_digest": latest.isoformat() if latest else None,
+            "site": svc.settings.site_dir.is_dir(),
+        },
+        headers={"cache-control": "no-store"},
+    )
+
+
+async def asset(request: Request) -> Response:
+    """GET /-/HASH/NAME: the pages' stylesheet and script, cacheable forever under their hash."""
+    svc = service(request)
+    for item in svc.pages.assets.values():
+        if item.url == request.url.path:
+            return Response(
+                item.body,
+                media_type=item.content_type,
+                headers={
+                    "cache-control": "public, max-age=31536000, immutable",
+                    "x-content-type-options": "nosniff",
+                },
+            )
+    return svc.not_found(request)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    svc = service(request)
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 404:
+        return svc.not_found(request)
+    if status >= 500:
+        log_event("error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
+    return svc.pages.render(request, "web/error.html", status=status, code=status)
+
+
+def _default_sender(settings: Settings) -> Callable[[], MailSender]:
+    def make() -> MailSender:
+        from ..deliver import smtp_sender  # imported late: only sign-up mail needs it
+
+        sender: MailSender = smtp_sender(settings)
+        return sender
+
+    return make
+
+
+def create_app(
+    *,
+    settings: Settings,
+    sender_factory: Callable[[], MailSender] | None = None,
+    clock: Clock = utc_now,
+    signup_limits: SignupLimits | None = None,
+    confirm_days: int = 7,
+    watch_dir: Path | None = None,
+    watch_interval: float = 5.0,
+) -> Starlette:
+    """The service for `settings` (ConfigError when the secret key is missing).
+
+    `sender_factory` makes the sender for confirmation mail (default: SMTP from settings);
+    `watch_dir`, when given, is polled every `watch_interval` seconds for new digests, which
+    are ingested, built and sent by the same ledger as `newsletter send`.
+    """
+    key = settings.require_secret_key()
+    limits = signup_limits or SignupLimits()
+    csrf = CsrfGuard(key=key, base_url=settings.base_url)
+    store = Store(settings.db, clock=clock)
+    svc = Service(
+        settings=settings,
+        store=store,
+        key=key,
+        pages=Pages(csrf=csrf, site_title=settings.site_title, template_dir=settings.template_dir),
+        csrf=csrf,
+        clock=clock,
+        sender_factory=sender_factory or _default_sender(settings),
+        per_address=RateLimiter(limits.per_address),
+        per_client=RateLimiter(limits.per_client),
+        confirm_days=confirm_days,
+    )
+    watcher = (
+        DigestWatcher(settings=settings, folder=watch_dir, interval=watch_interval, clock=clock)
+        if watch_dir is not None
+        else None
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log_event("start", db=str(settings.db), site=str(settings.site_dir))
+        if watcher is not None:
+            watcher.on_change = svc.forget_newest
+            watcher.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                await watcher.stop()
+            store.close()
+            log_event("stop")
+
+    async def not_found_app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = svc.not_found(Request(scope, receive))
+        await response(scope, receive, send)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/u/{token}", unsubscribe_page, methods=["GET", "HEAD"]),
+        Route("/u/{token}", unsubscribe_now, methods=["POST"]),
+        Route("/p/{token}", preferences_page, methods=["GET", "HEAD"]),
+        Route("/p/{token}", preferences_post, methods=["POST"]),
+        Route("/p/{token}/preview", preferences_preview, methods=["GET"]),
+        Route("/subscribe", signup_page, methods=["GET", "HEAD"]),
+        Route("/subscribe", signup_post, methods=["POST"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET", "HEAD"]),
+        Route("/confirm/{token}", confirm_post, methods=["POST"]),
+        Route("/-/{digest}/{name}", asset, methods=["GET", "HEAD"]),
+        Mount("/", app=StaticSite(SiteFiles(settings.site_dir), fallback=not_found_app)),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+    )
+    app.state.service = svc
+    app.state.watcher = watcher
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,98 @@
+"""Structured logs: one JSON object per line, with tokens shortened so logs never hold a link."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("newsletter.web")
+
+# Path segments after these prefixes are capabilities (signed tokens, private feed names).
+_SECRET_PATH = re.compile(r"^/(u|p|confirm|feeds)/([^/]{1,300})")
+_SHOWN = 6  # characters of a token kept in logs: enough to correlate, far too few to use
+
+
+def redact_path(path: str) -> str:
+    """The path with any token cut to its first few characters, e.g. /u/MTc.abc -> /u/MTc.ab…"""
+    return _SECRET_PATH.sub(lambda m: f"/{m.group(1)}/{m.group(2)[:_SHOWN]}…", path, count=1)
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as one JSON line: time, level, logger, message and any `extra` fields."""
+
+    _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                data[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            data["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def configure_logging(*, level: int = logging.INFO) -> None:
+    """Send the service's and uvicorn's logs to stderr as JSON lines."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("newsletter", "uvicorn", "uvicorn.error"):
+        log = logging.getLogger(name)
+        log.handlers[:] = [handler]
+        log.setLevel(level)
+        log.propagate = False
+    # Our access log below replaces uvicorn's, which would print tokens in full.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def log_event(event: str, *, level: int = logging.INFO, **fields: Any) -> None:
+    """Log one event with fields (never pass a secret or a whole token)."""
+    logger.log(level, event, extra=fields)
+
+
+class AccessLog:
+    """ASGI middleware logging each request: method, redacted path, status, milliseconds."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            client = scope.get("client")
+            logger.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": redact_path(scope["path"]),
+                    "status": status,
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                    "client": client[0] if client else None,
+                },
+            )

@@ -1,0 +1,188 @@
+"""The preferences page: edit filters, see what today's digest would give, resume after leaving.
+
+Validation is the CSV's (`subscribers.validate_preferences`), field by field so every problem
+shows at once, in Korean and English. The preview is rendered on the server: on each change the
+page's script fetches `/p/TOKEN/preview?...` and swaps in the HTML; without script the
+"Preview" button posts the form and the whole page comes back with the preview.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from ..errors import SubscriberError
+from ..match import Pick, Profile, select_papers
+from ..model import Subscriber
+from ..subscribers import Preferences, validate_preferences
+from ..tokens import make_token
+from .logs import log_event
+from .pages import Message, problem
+from .security import PAGE_HEADERS, read_form
+from .service import Service, service
+
+FIELDS = ("keywords", "exclude", "min_votes", "max_papers")
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What a set of preferences selects from the newest digest."""
+
+    date: dt.date | None  # None: no digest stored yet
+    total: int  # papers in that digest
+    picks: tuple[Pick, ...]  # what the email would hold, in order
+    matched: int  # picks before the per-email cap
+    cap: int  # the effective cap: the subscriber's, or the newsletter's, whichever is lower
+
+
+def validate_fields(values: Mapping[str, str]) -> tuple[Preferences | None, dict[str, Message]]:
+    """Preferences from form text, or every field's problem (by field name)."""
+    errors: dict[str, Message] = {}
+    for name in FIELDS:
+        try:
+            validate_preferences(**{name: values.get(name, "")})
+        except SubscriberError as exc:
+            errors[exc.field or name] = problem(exc.code)
+    if errors:
+        return None, errors
+    return validate_preferences(**{name: values.get(name, "") for name in FIELDS}), {}
+
+
+def form_values(subscriber: Subscriber) -> dict[str, str]:
+    """A subscriber's filters as the form shows them (one phrase per line)."""
+    return {
+        "keywords": "\n".join(subscriber.keywords),
+        "exclude": "\n".join(subscriber.exclude),
+        "min_votes": str(subscriber.min_votes),
+        "max_papers": "" if subscriber.max_papers is None else str(subscriber.max_papers),
+    }
+
+
+def preview(svc: Service, prefs: Preferences) -> Preview:
+    """Run the matcher on the newest digest with `prefs` and the newsletter's per-email cap."""
+    digest = svc.newest_digest()
+    cap = svc.settings.max_papers_per_email
+    if prefs.max_papers is not None:
+        cap = min(cap, prefs.max_papers)
+    if digest is None:
+        return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
+    profile = Profile(keywords=prefs.keywords, exclude=prefs.exclude, min_votes=prefs.min_votes)
+    picks = select_papers(digest, profile)
+    return Preview(
+        date=digest.date,
+        total=len(digest.papers),
+        picks=picks[:cap],
+        matched=len(picks),
+        cap=cap,
+    )
+
+
+def _tokens(svc: Service, subscriber: Subscriber) -> dict[str, str]:
+    token = make_token(subscriber.id, purpose="preferences", key=svc.key)
+    unsubscribe = make_token(subscriber.id, purpose="unsubscribe", key=svc.key)
+    return {
+        "action": f"/p/{token}",
+        "preview_url": f"/p/{token}/preview",
+        "unsubscribe_url": f"/u/{unsubscribe}",
+    }
+
+
+def _page(
+    request: Request,
+    subscriber: Subscriber,
+    *,
+    values: Mapping[str, str],
+    errors: Mapping[str, Message],
+    shown: Preview | None,
+    notice: str = "",
+    status: int = 200,
+) -> Response:
+    svc = service(request)
+    return svc.pages.render(
+        request,
+        "web/preferences.html",
+        status=status,
+        subscriber=subscriber,
+        values=values,
+        errors=errors,
+        preview=shown,
+        notice=notice,
+        **_tokens(svc, subscriber),
+    )
+
+
+async def preferences_page(request: Request) -> Response:
+    """GET /p/TOKEN: the form with the subscriber's filters and today's selection."""
+    svc = service(request)
+    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    if subscriber is None:
+        return svc.not_found(request)
+    prefs = Preferences(
+        keywords=subscriber.keywords,
+        exclude=subscriber.exclude,
+        min_votes=subscriber.min_votes,
+        max_papers=subscriber.max_papers,
+    )
+    notice = request.query_params.get("done", "")
+    return _page(
+        request,
+        subscriber,
+        values=form_values(subscriber),
+        errors={},
+        shown=preview(svc, prefs),
+        notice=notice if notice in ("saved", "resumed") else "",
+    )
+
+
+async def preferences_post(request: Request) -> Response:
+    """POST /p/TOKEN: save (then redirect back), preview without saving, or resume emails."""
+    svc = service(request)
+    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    if subscriber is None:
+        return svc.not_found(request)
+    form = await read_form(request)
+    if not svc.csrf.check(request, form.get("csrf")):
+        log_event("preferences.rejected", reason="cross-site", subscriber=subscriber.id)
+        return svc.pages.render(request, "web/403.html", status=403)
+    action = form.get("action", "save")
+    if action == "resume":
+        changed = svc.store.set_status(subscriber.id, "active")
+        log_event("resubscribe", subscriber=subscriber.id, changed=changed)
+        return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
+    values = {name: form.get(name, "") for name in FIELDS}
+    prefs, errors = validate_fields(values)
+    if prefs is None:
+        return _page(request, subscriber, values=values, errors=errors, shown=None, status=422)
+    if action == "preview":
+        return _page(request, subscriber, values=values, errors={}, shown=preview(svc, prefs))
+    changed = svc.store.update_preferences(
+        subscriber.id,
+        keywords=prefs.keywords,
+        exclude=prefs.exclude,
+        min_votes=prefs.min_votes,
+        max_papers=prefs.max_papers,
+    )
+    log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
+    # Post/redirect/get: reloading the page does not post the form again.
+    return RedirectResponse(f"{request.url.path}?done=saved", status_code=303)
+
+
+async def preferences_preview(request: Request) -> Response:
+    """GET /p/TOKEN/preview?keywords=...: the preview (or the problems) as an HTML fragment."""
+    svc = service(request)
+    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    if subscriber is None:
+        return svc.not_found(request)
+    values = {name: request.query_params.get(name, "")[:20_000] for name in FIELDS}
+    prefs, errors = validate_fields(values)
+    body = svc.pages.text(
+        "web/_preview.html",
+        preview=None if prefs is None else preview(svc, prefs),
+        errors=errors,
+    )
+    # 200 either way: the fragment itself shows the problems (a 422 would only alarm consoles).
+    return HTMLResponse(body, headers=dict(PAGE_HEADERS))

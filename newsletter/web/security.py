@@ -1,0 +1,176 @@
+"""Cross-site form protection, in-memory rate limits and the headers every service page carries.
+
+Forms use a double-submit token: a random cookie, and a hidden field holding the cookie's HMAC
+under the secret key (so a cookie planted from a sibling domain is useless without the key),
+plus the browser's own word (`Origin`, `Sec-Fetch-Site`) that the post comes from this site.
+The RFC 8058 one-click unsubscribe POST is deliberately not protected this way: mail providers
+send it without cookies or an Origin, and its signed token already proves who it is for.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+CSRF_COOKIE = "newsletter_csrf"
+CSRF_FIELD = "csrf"
+_COOKIE_BYTES = 24
+
+# Service pages load nothing from elsewhere; scripts and styles come from /-/ on this site.
+PAGE_HEADERS: Mapping[str, str] = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' https: data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    # Pages carry tokens in their URL: never hand them to another site in a Referer. Not
+    # "no-referrer", which would also make browsers send `Origin: null` on our own forms.
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+    "x-robots-tag": "noindex",
+}
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased, as browsers send it in `Origin`."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class CsrfGuard:
+    """Issues and checks double-submit tokens, and the browser's origin headers."""
+
+    def __init__(self, *, key: bytes, base_url: str) -> None:
+        self._key = hashlib.sha256(b"newsletter csrf\x00" + key).digest()
+        self.allowed_origin = origin_of(base_url)
+        self.secure = base_url.startswith("https://")
+
+    def _field_for(self, cookie: str) -> str:
+        tag = hmac.new(self._key, cookie.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(tag).rstrip(b"=").decode()
+
+    @staticmethod
+    def _valid_cookie(value: str | None) -> bool:
+        return (
+            value is not None
+            and 20 <= len(value) <= 64
+            and value.replace("-", "").replace("_", "").isalnum()
+        )
+
+    def issue(self, request: Request) -> tuple[str, str | None]:
+        """(hidden field value, new cookie to set or None when the browser has a good one)."""
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if self._valid_cookie(cookie):
+            assert cookie is not None
+            return self._field_for(cookie), None
+        fresh = secrets.token_urlsafe(_COOKIE_BYTES)
+        return self._field_for(fresh), fresh
+
+    def set_cookie(self, response: Response, cookie: str | None) -> None:
+        """Attach a freshly issued cookie to `response` (no-op for None)."""
+        if cookie is not None:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                httponly=True,
+                samesite="strict",
+                secure=self.secure,
+                path="/",
+            )
+
+    def same_origin(self, request: Request) -> bool:
+        """Whether the browser says the request comes from this site (absent headers: no objection)."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        own = origin_of(str(request.base_url))
+        return origin.lower() in (self.allowed_origin, own)
+
+    def check(self, request: Request, field: str | None) -> bool:
+        """Whether a form POST is ours: same origin, and the field matches the cookie's HMAC."""
+        if not self.same_origin(request):
+            return False
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if not self._valid_cookie(cookie) or not field:
+            return False
+        assert cookie is not None
+        return hmac.compare_digest(field.encode(), self._field_for(cookie).encode())
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most `count` events per `seconds` for one key."""
+
+    count: int
+    seconds: float
+
+
+class RateLimiter:
+    """Sliding-window counts per key, in memory (one process); old keys are dropped as it grows."""
+
+    def __init__(
+        self, limit: Limit, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 50_000
+    ) -> None:
+        self.limit = limit
+        self.clock = clock
+        self.max_keys = max_keys
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        """Count one event for `key`; False (and not counted) when the key is over its limit."""
+        now = self.clock()
+        horizon = now - self.limit.seconds
+        with self._lock:
+            hits = self._hits.get(key)
+            if hits is None:
+                if len(self._hits) >= self.max_keys:
+                    self._prune(horizon)
+                hits = self._hits[key] = deque()
+            while hits and hits[0] <= horizon:
+                hits.popleft()
+            if len(hits) >= self.limit.count:
+                return False
+            hits.append(now)
+            return True
+
+    def _prune(self, horizon: float) -> None:
+        for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= horizon]:
+            del self._hits[key]
+        if len(self._hits) >= self.max_keys:  # still full of live keys: forget the oldest half
+            for key in list(self._hits)[: self.max_keys // 2]:
+                del self._hits[key]
+
+
+@dataclass(frozen=True, slots=True)
+class SignupLimits:
+    """How many sign-ups one address and one client may make."""
+
+    per_address: Limit = Limit(3, 3600.0)
+    per_client: Limit = Limit(10, 3600.0)
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The text fields of a small form post (no files; size and field count bounded)."""
+    form = await request.form(max_files=0, max_fields=30, max_part_size=64 * 1024)
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def client_address(request: Request) -> str:
+    """The client's IP (uvicorn already applied X-Forwarded-For from trusted proxies)."""
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,86 @@
+"""What every handler of the service shares: settings, the store, the key, pages and limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config import Settings
+from ..model import Digest, Subscriber
+from ..outgoing import OutgoingMessage
+from ..store import Clock, Store
+from ..tokens import read_subscriber_token
+from .pages import Pages
+from .security import CsrfGuard, RateLimiter
+
+_DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is asked again
+
+
+class MailSender(Protocol):
+    """What sign-up needs of a sender (newsletter.deliver's senders have this shape)."""
+
+    async def send(self, message: OutgoingMessage) -> object: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass
+class Service:
+    """The service's state, one per app (`request.app.state.service`)."""
+
+    settings: Settings
+    store: Store
+    key: bytes
+    pages: Pages
+    csrf: CsrfGuard
+    clock: Clock
+    sender_factory: Callable[[], MailSender]
+    per_address: RateLimiter
+    per_client: RateLimiter
+    confirm_days: int
+    _newest: tuple[float, Digest | None] | None = field(default=None, repr=False)
+
+    def link(self, path: str) -> str:
+        """An absolute link on the public base URL."""
+        return self.settings.base_url.rstrip("/") + path
+
+    def subscriber_for(self, token: str, *, purpose: str) -> Subscriber | None:
+        """The subscriber a signed token names, or None for a forged, foreign or stale token."""
+        subscriber_id = read_subscriber_token(token, purpose=purpose, key=self.key)
+        return None if subscriber_id is None else self.store.subscriber(subscriber_id)
+
+    def newest_digest(self) -> Digest | None:
+        """Today's digest (the newest stored), reused for a few seconds between requests."""
+        now = time.monotonic()
+        if self._newest is not None and now - self._newest[0] < _DIGEST_TTL:
+            return self._newest[1]
+        # A fresh object every few seconds picks up re-ingested digests; in between, the same
+        # object keeps match.prepare's normalised text warm for preview after preview.
+        latest = self.store.latest_date()
+        digest = None if latest is None else self.store.digest(latest)
+        self._newest = (now, digest)
+        return digest
+
+    def forget_newest(self) -> None:
+        """Drop the cached digest (after the daily job stored a new one)."""
+        self._newest = None
+
+    def expired(self, created_at: dt.datetime) -> bool:
+        """Whether a sign-up made at `created_at` is too old to confirm."""
+        return self.clock() - created_at > dt.timedelta(days=self.confirm_days)
+
+    def not_found(self, request: Request) -> Response:
+        """The 404 page: the same for a missing page and a bad token, so nothing is revealed."""
+        return self.pages.render(request, "web/404.html", status=404)
+
+
+def service(request: Request) -> Service:
+    """The service state of the app serving `request`."""
+    found: Service = request.app.state.service
+    return found

@@ -1,0 +1,178 @@
+"""Sign-up with confirmation: a form, a confirmation e-mail, and a link that activates.
+
+Only the confirmation creates or reactivates a subscriber. The page after the form is the same
+whether or not the address is already subscribed, so the form cannot be used to find out who
+reads the newsletter; only the e-mail, which goes to the address's owner, says which case it is.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import SubscriberError
+from ..message import message_domain, simple_message
+from ..outgoing import OutgoingMessage
+from ..store.signups import Signup
+from ..subscribers import normalize_email
+from ..tokens import make_token, read_token
+from .logs import log_event
+from .pages import Message, problem
+from .preferences import validate_fields
+from .security import client_address, read_form
+from .service import Service, service
+
+SIGNUP_FIELDS = ("email", "keywords", "min_votes")
+
+
+async def signup_page(request: Request) -> Response:
+    """GET /subscribe: the sign-up form."""
+    svc = service(request)
+    return svc.pages.render(
+        request, "web/signup.html", values=dict.fromkeys(SIGNUP_FIELDS, ""), errors={}
+    )
+
+
+async def signup_post(request: Request) -> Response:
+    """POST /subscribe: validate, rate-limit, record the sign-up and mail the confirmation."""
+    svc = service(request)
+    form = await read_form(request)
+    if not svc.csrf.check(request, form.get("csrf")):
+        log_event("signup.rejected", reason="cross-site")
+        return svc.pages.render(request, "web/403.html", status=403)
+    values = {name: form.get(name, "")[:20_000] for name in SIGNUP_FIELDS}
+    errors: dict[str, Message] = {}
+    address = ""
+    try:
+        address = normalize_email(values["email"])
+    except SubscriberError as exc:
+        errors["email"] = problem(exc.code)
+    prefs, problems = validate_fields(
+        {"keywords": values["keywords"], "min_votes": values["min_votes"]}
+    )
+    errors.update(problems)
+    if prefs is None or errors:
+        return svc.pages.render(
+            request, "web/signup.html", status=422, values=values, errors=errors
+        )
+    client = client_address(request)
+    if not svc.per_client.allow(client) or not svc.per_address.allow(address.lower()):
+        log_event("signup.limited", client=client)
+        return svc.pages.render(request, "web/429.html", status=429)
+    signup = svc.store.add_signup(address, keywords=prefs.keywords, min_votes=prefs.min_votes)
+    existing = svc.store.subscriber_by_email(address)
+    already = existing is not None and existing.status == "active"
+    message = confirmation_message(svc, signup, already_subscribed=already)
+    log_event("signup", signup=signup.id)
+    response = svc.pages.render(request, "web/check_email.html")
+    # Sent after the response, so how long SMTP takes says nothing about the address either.
+    response.background = BackgroundTask(_send, svc, message, signup.id)
+    return response
+
+
+def confirmation_message(
+    svc: Service, signup: Signup, *, already_subscribed: bool
+) -> OutgoingMessage:
+    """The e-mail answering a sign-up: a confirmation link, or (if active) a preferences link."""
+    settings = svc.settings
+    context = {
+        "email": signup.email,
+        "already_subscribed": already_subscribed,
+        "confirm_url": svc.link(
+            f"/confirm/{make_token(signup.id, purpose='confirm', key=svc.key)}"
+        ),
+        "days": svc.confirm_days,
+        "preferences_url": "",
+    }
+    if already_subscribed:
+        existing = svc.store.subscriber_by_email(signup.email)
+        assert existing is not None
+        context["preferences_url"] = svc.link(
+            f"/p/{make_token(existing.id, purpose='preferences', key=svc.key)}"
+        )
+        subject = f"이미 구독 중입니다 · You already receive {settings.site_title}"
+    else:
+        subject = f"구독을 확인해 주세요 · Confirm your subscription to {settings.site_title}"
+    message_id = f"signup.{signup.id}.{secrets.token_hex(8)}@{message_domain(settings)}"
+    data = simple_message(
+        settings=settings,
+        to=signup.email,
+        subject=subject,
+        text=svc.pages.text("web/confirm_email.txt", **context),
+        html=svc.pages.text("web/confirm_email.html", **context),
+        message_id=message_id,
+        clock=svc.clock,
+    )
+    return OutgoingMessage(
+        subscriber_id=0,
+        recipient=signup.email,
+        envelope_from=settings.envelope_from,
+        message_id=message_id,
+        data=data,
+    )
+
+
+async def _send(svc: Service, message: OutgoingMessage, signup_id: int) -> None:
+    sender = svc.sender_factory()
+    try:
+        await sender.send(message)
+        log_event("signup.mailed", signup=signup_id)
+    except Exception as exc:  # a failed send must not take the service down; it is logged
+        log_event("signup.mail_failed", level=40, signup=signup_id, error=str(exc)[:200])
+    finally:
+        await sender.aclose()
+
+
+def _signup_for(svc: Service, token: str) -> Signup | None:
+    subject = read_token(token, purpose="confirm", key=svc.key)
+    if subject is None or not subject.isascii() or not subject.isdigit():
+        return None
+    return svc.store.signup(int(subject))
+
+
+def _confirmed(request: Request, subscriber_id: int) -> Response:
+    svc = service(request)
+    return svc.pages.render(
+        request,
+        "web/confirmed.html",
+        preferences_url=f"/p/{make_token(subscriber_id, purpose='preferences', key=svc.key)}",
+    )
+
+
+async def confirm_page(request: Request) -> Response:
+    """GET /confirm/TOKEN: a button that confirms (scanners that fetch links confirm nothing)."""
+    svc = service(request)
+    signup = _signup_for(svc, request.path_params["token"])
+    if signup is None:
+        return svc.not_found(request)
+    if signup.confirmed_at is not None:
+        existing = svc.store.subscriber_by_email(signup.email)
+        if existing is not None:
+            return _confirmed(request, existing.id)
+    if svc.expired(signup.created_at):
+        return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
+    return svc.pages.render(
+        request, "web/confirm.html", email=signup.email, action=request.url.path
+    )
+
+
+async def confirm_post(request: Request) -> Response:
+    """POST /confirm/TOKEN: activate (or create) the subscriber, once."""
+    svc = service(request)
+    signup = _signup_for(svc, request.path_params["token"])
+    if signup is None:
+        return svc.not_found(request)
+    form = await read_form(request)
+    if not svc.csrf.check(request, form.get("csrf")):
+        log_event("confirm.rejected", reason="cross-site", signup=signup.id)
+        return svc.pages.render(request, "web/403.html", status=403)
+    if signup.confirmed_at is None and svc.expired(signup.created_at):
+        return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
+    result = svc.store.confirm_signup(signup.id)
+    if result is None:
+        return svc.not_found(request)
+    log_event("confirm", signup=signup.id, subscriber=result.subscriber_id, outcome=result.outcome)
+    return _confirmed(request, result.subscriber_id)

@@ -1,0 +1,290 @@
+"""Serving the built site: feeds and archive pages with ETag, Last-Modified, 304s and gzip.
+
+Feed readers poll all day, so a conditional GET must cost a `stat` and a dictionary lookup:
+files are read, hashed and gzipped once, and kept in memory (bounded) until they change.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import mimetypes
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+FEED_MAX_AGE = 300  # seconds a reader may reuse a feed before asking again (with its ETag)
+_CACHE_BYTES = 64 * 1024 * 1024  # memory for cached files (bodies plus gzipped copies)
+_CACHE_FILE_LIMIT = 4 * 1024 * 1024  # larger files are read on each request instead
+_GZIP_MIN = 256  # smaller bodies do not shrink enough to be worth a Content-Encoding
+
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".htm": "text/html; charset=utf-8",
+    ".xml": "application/xml; charset=utf-8",
+    ".atom": "application/atom+xml; charset=utf-8",
+    ".rss": "application/rss+xml; charset=utf-8",
+    ".json": "application/json",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".gif": "image/gif",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+}
+
+
+def content_type(name: str, head: bytes) -> str:
+    """The Content-Type for a file: by extension, with XML and JSON feeds told apart by content."""
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix == ".xml":
+        # RSS and Atom both end in .xml on many sites; the root element says which it is.
+        found = {tag: head.find(tag) for tag in (b"<rss", b"<feed", b"<rdf:RDF")}
+        present = {tag: pos for tag, pos in found.items() if pos >= 0}
+        if present:
+            first = min(present, key=lambda tag: present[tag])
+            return {
+                b"<rss": "application/rss+xml; charset=utf-8",
+                b"<feed": "application/atom+xml; charset=utf-8",
+                b"<rdf:RDF": "application/rss+xml; charset=utf-8",
+            }[first]
+    if suffix == ".json" and b"jsonfeed.org/version" in head:
+        return "application/feed+json; charset=utf-8"
+    if suffix in _TYPES:
+        return _TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(name)
+    return guessed or "application/octet-stream"
+
+
+def _compressible(kind: str) -> bool:
+    base = kind.split(";")[0]
+    return base.startswith("text/") or base.endswith(("xml", "json", "javascript"))
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    """One file of the site as served: bytes, gzipped bytes and validators."""
+
+    path: Path
+    stat_key: tuple[int, int, int]  # (mtime_ns, size, inode): changes when the file does
+    body: bytes
+    gzipped: bytes | None  # None when not worth compressing
+    digest: str  # sha256 of the bytes, the ETag's value
+    mtime: int  # whole seconds, as Last-Modified and If-Modified-Since compare
+    last_modified: bytes
+    content_type: bytes
+    cache_control: bytes
+    private: bool  # a subscriber's own feed: no shared caches, no indexing
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.gzipped or b"")
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def load_file(path: Path, *, url_path: str) -> StaticFile:
+    """Read, hash and (when useful) gzip one file."""
+    with open(path, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        body = handle.read()
+    kind = content_type(path.name, body[:1024])
+    gzipped = None
+    if _compressible(kind) and len(body) >= _GZIP_MIN:
+        # mtime=0 keeps the gzip bytes a pure function of the content.
+        packed = gzip.compress(body, compresslevel=6, mtime=0)
+        gzipped = packed if len(packed) < len(body) else None
+    mtime = int(st.st_mtime)
+    private = url_path.startswith("/feeds/")
+    return StaticFile(
+        path=path,
+        stat_key=_stat_key(st),
+        body=body,
+        gzipped=gzipped,
+        digest=hashlib.sha256(body).hexdigest()[:32],
+        mtime=mtime,
+        last_modified=email.utils.formatdate(mtime, usegmt=True).encode(),
+        content_type=kind.encode(),
+        cache_control=(
+            f"{'private' if private else 'public'}, max-age={FEED_MAX_AGE}".encode()
+            if not kind.startswith("text/html")
+            else b"public, max-age=60"
+        ),
+        private=private,
+    )
+
+
+def _accepts_gzip(value: str) -> bool:
+    for part in value.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
+    return False
+
+
+def _etag_matches(value: str, digest: str) -> bool:
+    """Weak comparison (RFC 9110 13.1.2), any encoding of the same bytes matching."""
+    for tag in value.split(","):
+        tag = tag.strip()
+        if tag == "*":
+            return True
+        tag = tag.removeprefix("W/").strip('"')
+        if tag.removesuffix("-gzip") == digest:
+            return True
+    return False
+
+
+def not_modified(file: StaticFile, headers: dict[bytes, bytes]) -> bool:
+    """Whether a conditional GET can be answered with 304 (If-None-Match wins over If-Modified-Since)."""
+    inm = headers.get(b"if-none-match")
+    if inm is not None:
+        return _etag_matches(inm.decode("latin-1"), file.digest)
+    ims = headers.get(b"if-modified-since")
+    if ims is not None:
+        try:
+            since = email.utils.parsedate_to_datetime(ims.decode("latin-1"))
+        except (TypeError, ValueError, IndexError):
+            return False
+        return since.tzinfo is not None and file.mtime <= int(since.timestamp())
+    return False
+
+
+class SiteFiles:
+    """The files of a site folder by URL path, cached in memory and re-read when they change."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._cache: OrderedDict[str, StaticFile] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def _candidates(self, url_path: str) -> list[str] | None:
+        """Relative file names to try for a URL path, or None when the path is not allowed."""
+        if "\x00" in url_path or "\\" in url_path:
+            return None
+        parts = [p for p in url_path.split("/") if p]
+        if any(p.startswith(".") for p in parts):  # no dotfiles, no "..": nothing outside the site
+            return None
+        rel = "/".join(parts)
+        if not rel or url_path.endswith("/"):
+            return [f"{rel}/index.html".lstrip("/")]
+        if "." not in parts[-1]:
+            return [rel, f"{rel}.html"]  # /2024-12-13 serves 2024-12-13.html
+        return [rel]
+
+    def _resolve(self, rel: str) -> Path | None:
+        root = self.root.resolve()
+        try:
+            path = (root / rel).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        if not path.is_relative_to(root) or not path.is_file():
+            return None
+        return path
+
+    def lookup(self, url_path: str) -> StaticFile | None:
+        """The current file for `url_path`, or None (missing, a folder, outside the site)."""
+        cached = self._cache.get(url_path)
+        if cached is not None:
+            try:
+                if _stat_key(os.stat(cached.path)) == cached.stat_key:
+                    return cached
+            except OSError:
+                pass
+            self._forget(url_path)
+        names = self._candidates(url_path)
+        if names is None:
+            return None
+        for rel in names:
+            path = self._resolve(rel)
+            if path is None:
+                continue
+            try:
+                found = load_file(path, url_path=url_path)
+            except OSError:
+                return None
+            if found.size <= _CACHE_FILE_LIMIT:
+                self._remember(url_path, found)
+            return found
+        return None
+
+    def _forget(self, url_path: str) -> None:
+        with self._lock:
+            old = self._cache.pop(url_path, None)
+            if old is not None:
+                self._bytes -= old.size
+
+    def _remember(self, url_path: str, file: StaticFile) -> None:
+        with self._lock:
+            old = self._cache.pop(url_path, None)
+            if old is not None:
+                self._bytes -= old.size
+            self._cache[url_path] = file
+            self._bytes += file.size
+            while self._bytes > _CACHE_BYTES and self._cache:
+                _, dropped = self._cache.popitem(last=False)
+                self._bytes -= dropped.size
+
+
+_COMMON = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+
+class StaticSite:
+    """An ASGI app serving a `SiteFiles` folder; anything it does not hold goes to `fallback`."""
+
+    def __init__(self, files: SiteFiles, *, fallback: ASGIApp) -> None:
+        self.files = files
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.fallback(scope, receive, send)
+            return
+        file = self.files.lookup(scope["path"])
+        if file is None:
+            await self.fallback(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        use_gzip = file.gzipped is not None and _accepts_gzip(
+            headers.get(b"accept-encoding", b"").decode("latin-1")
+        )
+        etag = f'"{file.digest}-gzip"' if use_gzip else f'"{file.digest}"'
+        out = [
+            (b"etag", etag.encode()),
+            (b"last-modified", file.last_modified),
+            (b"cache-control", file.cache_control),
+            *_COMMON,
+        ]
+        if file.gzipped is not None:
+            out.append((b"vary", b"Accept-Encoding"))
+        if file.private:
+            out.append((b"x-robots-tag", b"noindex"))
+        if not_modified(file, headers):
+            await send({"type": "http.response.start", "status": 304, "headers": out})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = file.gzipped if use_gzip and file.gzipped is not None else file.body
+        out.append((b"content-type", file.content_type))
+        out.append((b"content-length", str(len(body)).encode()))
+        if use_gzip:
+            out.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )

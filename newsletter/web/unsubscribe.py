@@ -1,0 +1,51 @@
+"""Unsubscribe: a page with a button on GET, and RFC 8058 one-click on POST.
+
+Link scanners and mail previews fetch GETs, so a GET never changes anything. The POST acts
+whatever its body (empty, `List-Unsubscribe=One-Click` urlencoded or multipart) and answers
+200 without a redirect, as Gmail and Yahoo expect; repeating it is harmless.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..tokens import make_token
+from .logs import log_event
+from .service import service
+
+
+async def unsubscribe_page(request: Request) -> Response:
+    """GET /u/TOKEN: show whose list this is and a button that posts back here."""
+    svc = service(request)
+    subscriber = svc.subscriber_for(request.path_params["token"], purpose="unsubscribe")
+    if subscriber is None:
+        return svc.not_found(request)
+    if subscriber.status == "unsubscribed":
+        return _unsubscribed(request, subscriber.id, email=subscriber.email)
+    return svc.pages.render(
+        request,
+        "web/unsubscribe.html",
+        email=subscriber.email,
+        action=request.url.path,
+    )
+
+
+async def unsubscribe_now(request: Request) -> Response:
+    """POST /u/TOKEN: unsubscribe at once (the body is not read: any body is accepted)."""
+    svc = service(request)
+    subscriber = svc.subscriber_for(request.path_params["token"], purpose="unsubscribe")
+    if subscriber is None:
+        log_event("unsubscribe.rejected", reason="bad token")
+        return svc.not_found(request)
+    changed = svc.store.set_status(subscriber.id, "unsubscribed")
+    log_event("unsubscribe", subscriber=subscriber.id, changed=changed)
+    return _unsubscribed(request, subscriber.id, email=subscriber.email)
+
+
+def _unsubscribed(request: Request, subscriber_id: int, *, email: str) -> Response:
+    svc = service(request)
+    token = make_token(subscriber_id, purpose="preferences", key=svc.key)
+    return svc.pages.render(
+        request, "web/unsubscribed.html", email=email, preferences_url=f"/p/{token}"
+    )

@@ -1,0 +1,221 @@
+"""The preferences page over real HTTP: edit, validate (Korean and English), preview, resume."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+
+import httpx
+import pytest
+
+from newsletter.match import Profile, select_papers
+from newsletter.model import Subscriber
+from tests.web_server import Running, service
+
+_emails = count(1)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with service(tmp_path_factory.mktemp("preferences")) as running:
+        yield running
+
+
+@pytest.fixture
+def reader(web: Running) -> Subscriber:
+    return web.store.add_subscriber(
+        f"reader{next(_emails)}@example.com", keywords=["LLM", "에이전트"], min_votes=5
+    )
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has no cross-site token"
+    return found.group(1)
+
+
+def picks_in(html: str) -> list[str]:
+    return re.findall(r'<a href="https://arxiv\.org/abs/([0-9.]+)"', html)
+
+
+def open_page(web: Running, client: httpx.Client, subscriber: Subscriber) -> tuple[str, str]:
+    url = f"/p/{web.token(subscriber.id, 'preferences')}"
+    page = client.get(url)
+    assert page.status_code == 200
+    return url, csrf_of(page.text)
+
+
+def current(web: Running, subscriber: Subscriber) -> Subscriber:
+    found = web.store.subscriber(subscriber.id)
+    assert found is not None
+    return found
+
+
+def test_page_shows_filters_and_todays_selection(web: Running, reader: Subscriber) -> None:
+    with web.client() as client:
+        page = client.get(f"/p/{web.token(reader.id, 'preferences')}")
+    assert page.status_code == 200
+    assert "LLM\n에이전트</textarea>" in page.text
+    assert 'name="min_votes" inputmode="numeric" value="5"' in page.text
+    digest = web.store.digest(web.store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    expected = select_papers(digest, Profile.of(reader))
+    assert expected, "the fixture digest should match something"
+    assert picks_in(page.text) == [p.paper.arxiv_id for p in expected]
+    assert f"{len(expected)} of {len(digest.papers)} papers from {digest.date}" in page.text
+
+
+def test_save_changes_the_subscriber(web: Running, reader: Subscriber) -> None:
+    with web.client(follow_redirects=False) as client:
+        url, csrf = open_page(web, client, reader)
+        response = client.post(
+            url,
+            data={
+                "csrf": csrf,
+                "keywords": "diffusion; video\n\n",
+                "exclude": "survey",
+                "min_votes": "10",
+                "max_papers": "3",
+                "action": "save",
+            },
+            headers={"origin": web.url},
+        )
+        assert response.status_code == 303
+        assert response.headers["location"] == f"{url}?done=saved"
+        page = client.get(response.headers["location"])
+    saved = current(web, reader)
+    assert (saved.keywords, saved.exclude, saved.min_votes, saved.max_papers) == (
+        ("diffusion", "video"),
+        ("survey",),
+        10,
+        3,
+    )
+    assert "Saved." in page.text and "저장되었습니다" in page.text
+    assert len(picks_in(page.text)) <= 3
+
+
+def test_invalid_values_get_messages_in_both_languages(web: Running, reader: Subscriber) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        response = client.post(
+            url,
+            data={
+                "csrf": csrf,
+                "keywords": "a; LLM",
+                "exclude": "",
+                "min_votes": "-3",
+                "max_papers": "zero",
+            },
+        )
+    assert response.status_code == 422
+    text = response.text
+    assert "Each keyword needs at least 2 characters." in text
+    assert "키워드는 2자 이상이어야 합니다." in text
+    assert "Minimum votes must be a whole number" in text
+    assert "최소 추천 수는" in text
+    assert "Maximum papers must be a whole number" in text
+    # What was typed comes back (escaped) so it can be fixed.
+    assert "a; LLM</textarea>" in text
+    assert current(web, reader).min_votes == 5  # nothing saved
+
+
+def test_typed_text_is_escaped(web: Running, reader: Subscriber) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        response = client.post(
+            url,
+            data={
+                "csrf": csrf,
+                "keywords": "</textarea><script>alert(1)</script>",
+                "action": "preview",
+            },
+        )
+    assert response.status_code == 200
+    assert "<script>alert(1)</script>" not in response.text
+    assert "&lt;/textarea&gt;&lt;script&gt;" in response.text
+
+
+def test_preview_endpoint_matches_the_matcher(web: Running, reader: Subscriber) -> None:
+    digest = web.store.digest(web.store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    with web.client() as client:
+        fragment = client.get(
+            f"/p/{web.token(reader.id, 'preferences')}/preview",
+            params={"keywords": "video\ndiffusion", "min_votes": "3", "max_papers": "4"},
+        )
+        bad = client.get(
+            f"/p/{web.token(reader.id, 'preferences')}/preview", params={"min_votes": "lots"}
+        )
+        forged = client.get(f"/p/{web.token(reader.id, 'unsubscribe')}/preview")
+    expected = select_papers(digest, Profile(("video", "diffusion"), (), 3, None))
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text  # a fragment for the page's script to swap in
+    assert picks_in(fragment.text) == [p.paper.arxiv_id for p in expected[:4]]
+    assert bad.status_code == 200 and "Minimum votes must be" in bad.text
+    assert forged.status_code == 404
+    assert current(web, reader).keywords == ("LLM", "에이전트")  # a preview saves nothing
+
+
+def test_preview_button_without_script(web: Running, reader: Subscriber) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        response = client.post(
+            url, data={"csrf": csrf, "keywords": "agent", "min_votes": "0", "action": "preview"}
+        )
+    assert response.status_code == 200
+    assert "agent</textarea>" in response.text
+    assert picks_in(response.text)
+    assert current(web, reader).keywords == ("LLM", "에이전트")
+
+
+@pytest.mark.parametrize(
+    "attack", ["no token", "no cookie", "wrong token", "foreign origin", "cross-site fetch"]
+)
+def test_cross_site_posts_are_refused(web: Running, reader: Subscriber, attack: str) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        data = {"csrf": csrf, "keywords": "hijacked", "min_votes": "0"}
+        headers = {"origin": web.url}
+        if attack == "no token":
+            del data["csrf"]
+        elif attack == "no cookie":
+            client.cookies.clear()
+        elif attack == "wrong token":
+            data["csrf"] = csrf[:-2] + ("AA" if not csrf.endswith("AA") else "BB")
+        elif attack == "foreign origin":
+            headers = {"origin": "https://evil.example"}
+        elif attack == "cross-site fetch":
+            headers = {"sec-fetch-site": "cross-site"}
+        response = client.post(url, data=data, headers=headers)
+    assert response.status_code == 403
+    assert "This request was refused" in response.text
+    assert current(web, reader).keywords == ("LLM", "에이전트")
+
+
+def test_resume_after_unsubscribing(web: Running, reader: Subscriber) -> None:
+    web.store.set_status(reader.id, "unsubscribed")
+    with web.client(follow_redirects=True) as client:
+        url, csrf = open_page(web, client, reader)
+        page = client.get(url)
+        assert 'id="resume"' in page.text
+        response = client.post(url, data={"csrf": csrf, "action": "resume"})
+    assert response.status_code == 200
+    assert "Emails resumed." in response.text
+    assert current(web, reader).status == "active"
+
+
+def test_forged_preferences_token_is_404(web: Running, reader: Subscriber) -> None:
+    with web.client() as client:
+        for token in (web.token(reader.id, "unsubscribe"), "x.y", web.token(10**9, "preferences")):
+            assert client.get(f"/p/{token}").status_code == 404
+            assert client.post(f"/p/{token}", data={"keywords": "x"}).status_code == 404
+
+
+def test_no_digest_yet(tmp_path: Path) -> None:
+    with service(tmp_path, digests=False) as web, web.client() as client:
+        someone = web.store.add_subscriber("first@example.com")
+        page = client.get(f"/p/{web.token(someone.id, 'preferences')}")
+    assert page.status_code == 200
+    assert "No digest stored yet." in page.text

@@ -1,0 +1,186 @@
+"""The built site over real HTTP: content types, ETag and Last-Modified 304s, gzip, safe paths."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.web_server import Running, service
+
+IDENTITY = {"accept-encoding": "identity"}
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with service(tmp_path_factory.mktemp("static")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(web: Running) -> Iterator[httpx.Client]:
+    with web.client() as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/rss.xml", "application/rss+xml; charset=utf-8"),
+        ("/atom.xml", "application/atom+xml; charset=utf-8"),
+        ("/feed.json", "application/feed+json; charset=utf-8"),
+        ("/digests.xml", "application/rss+xml; charset=utf-8"),
+        ("/digests.atom", "application/atom+xml; charset=utf-8"),
+        ("/topics/llm.xml", "application/rss+xml; charset=utf-8"),
+        ("/topics/llm.atom", "application/atom+xml; charset=utf-8"),
+        ("/", "text/html; charset=utf-8"),
+        ("/index.html", "text/html; charset=utf-8"),
+        ("/2024-12-13.html", "text/html; charset=utf-8"),
+        ("/2024-12-13", "text/html; charset=utf-8"),
+    ],
+)
+def test_content_types(client: httpx.Client, web: Running, path: str, kind: str) -> None:
+    response = client.get(path, headers=IDENTITY)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == kind
+    name = path.strip("/") or "index.html"
+    if "." not in name:
+        name += ".html"
+    assert response.content == (web.settings.site_dir / name).read_bytes()
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_second_get_with_etag_is_304(client: httpx.Client) -> None:
+    first = client.get("/rss.xml", headers=IDENTITY)
+    etag = first.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"')
+    again = client.get("/rss.xml", headers={**IDENTITY, "if-none-match": etag})
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["etag"] == etag
+    assert again.headers["last-modified"] == first.headers["last-modified"]
+    assert "cache-control" in again.headers
+    # A weak form, a list and the gzip variant's tag all name the same bytes.
+    for value in (f"W/{etag}", f'"nope", {etag}', etag[:-1] + '-gzip"', "*"):
+        assert client.get("/rss.xml", headers={"if-none-match": value}).status_code == 304
+    assert client.get("/rss.xml", headers={"if-none-match": '"other"'}).status_code == 200
+
+
+def test_etag_is_a_hash_of_the_bytes(client: httpx.Client, web: Running) -> None:
+    # digests.xml holds the same bytes as rss.xml, so it has the same tag.
+    a = client.get("/rss.xml", headers=IDENTITY).headers["etag"]
+    b = client.get("/digests.xml", headers=IDENTITY).headers["etag"]
+    c = client.get("/atom.xml", headers=IDENTITY).headers["etag"]
+    assert a == b != c
+
+
+def test_if_modified_since(client: httpx.Client) -> None:
+    first = client.get("/atom.xml")
+    stamp = first.headers["last-modified"]
+    assert client.get("/atom.xml", headers={"if-modified-since": stamp}).status_code == 304
+    old = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert client.get("/atom.xml", headers={"if-modified-since": old}).status_code == 200
+    assert client.get("/atom.xml", headers={"if-modified-since": "garbage"}).status_code == 200
+    # If-None-Match wins: a stale tag gets the body even when the date would allow a 304.
+    both = {"if-modified-since": stamp, "if-none-match": '"stale"'}
+    assert client.get("/atom.xml", headers=both).status_code == 200
+
+
+def test_changed_file_gets_a_new_etag(tmp_path: Path) -> None:
+    with service(tmp_path, digests=False) as web, web.client() as client:
+        first = client.get("/feed.json", headers=IDENTITY)
+        path = web.settings.site_dir / "feed.json"
+        path.write_text(path.read_text(encoding="utf-8").replace("논문 1", "논문 one"), "utf-8")
+        st = path.stat()
+        os.utime(path, (st.st_atime, st.st_mtime + 5))
+        second = client.get(
+            "/feed.json", headers={**IDENTITY, "if-none-match": first.headers["etag"]}
+        )
+        assert second.status_code == 200
+        assert second.headers["etag"] != first.headers["etag"]
+        assert "논문 one" in second.text
+        # Rewriting the same bytes (a rebuild) keeps the tag: readers still get 304.
+        path.write_bytes(second.content)
+        third = client.get("/feed.json", headers={"if-none-match": second.headers["etag"]})
+        assert third.status_code == 304
+
+
+def test_gzip(client: httpx.Client, web: Running) -> None:
+    raw = (web.settings.site_dir / "rss.xml").read_bytes()
+    response = client.get("/rss.xml", headers={"accept-encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["vary"] == "Accept-Encoding"
+    assert response.content == raw  # httpx decodes; check the wire too
+    with client.stream("GET", "/rss.xml", headers={"accept-encoding": "gzip"}) as streamed:
+        wire = b"".join(streamed.iter_raw())
+    assert len(wire) < len(raw) / 2
+    assert gzip.decompress(wire) == raw
+    assert int(streamed.headers["content-length"]) == len(wire)
+    plain = client.get("/rss.xml", headers={"accept-encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["etag"] != response.headers["etag"]
+    # A reader that cached the gzip variant revalidates with its tag.
+    cached = client.get(
+        "/rss.xml",
+        headers={"accept-encoding": "gzip", "if-none-match": response.headers["etag"]},
+    )
+    assert cached.status_code == 304
+
+
+def test_head_has_headers_but_no_body(client: httpx.Client) -> None:
+    response = client.head("/rss.xml", headers=IDENTITY)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert int(response.headers["content-length"]) > 1000
+    assert response.headers["etag"]
+
+
+def test_private_feed_is_not_for_shared_caches(client: httpx.Client) -> None:
+    response = client.get("/feeds/0123456789abcdef0123456789abcdef.xml")
+    assert response.status_code == 200
+    assert response.headers["cache-control"].startswith("private")
+    assert response.headers["x-robots-tag"] == "noindex"
+    assert client.get("/rss.xml").headers["cache-control"].startswith("public")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/nope.xml",
+        "/.newsletter-build.json",
+        "/../service.db",
+        "/%2e%2e/service.db",
+        "/topics/../../service.db",
+        "/feeds/",
+        "/topics",
+        "/feeds/ffffffffffffffffffffffffffffffff.xml",
+    ],
+)
+def test_missing_or_outside_is_404(client: httpx.Client, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    assert "Page not found" in response.text
+    assert "SQLite" not in response.text
+
+
+def test_symlink_out_of_the_site_is_404(tmp_path: Path) -> None:
+    with service(tmp_path, digests=False) as web, web.client() as client:
+        secret = tmp_path / "secret.txt"
+        secret.write_text("do not serve", encoding="utf-8")
+        (web.settings.site_dir / "leak.txt").symlink_to(secret)
+        assert client.get("/leak.txt").status_code == 404
+
+
+def test_post_to_a_feed_is_not_served(client: httpx.Client) -> None:
+    assert client.post("/rss.xml").status_code in (404, 405)
+
+
+def test_a_missing_site_folder_serves_404_not_500(tmp_path: Path) -> None:
+    with service(tmp_path, site=False) as web, web.client() as client:
+        assert client.get("/rss.xml").status_code == 404
+        assert client.get("/healthz").json()["site"] is False

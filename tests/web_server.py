@@ -1,0 +1,176 @@
+"""The service on a real socket for tests: uvicorn in a background thread on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from newsletter.config import Settings, load_settings
+from newsletter.ingest import ingest_paths
+from newsletter.store import Store
+from newsletter.tokens import make_token
+from newsletter.web import create_app
+from tests.conftest import DIGESTS, PINNED_NOW
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def running(app: Any, *, port: int | None = None) -> Iterator[str]:
+    """Serve `app` until the block ends; yields its base URL, e.g. http://127.0.0.1:43121."""
+    port = port or _free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (so a base URL can be known before the app is created)."""
+    return _free_port()
+
+
+class MovableClock:
+    """A clock pinned to a moment that a test can move forward."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+TEST_KEY = "web-test-secret-key-0123456789"
+
+
+def make_site(root: Path) -> Path:
+    """A small built site by hand: archive pages, RSS, Atom, JSON Feed, a topic and a private feed."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "topics").mkdir(exist_ok=True)
+    (root / "feeds").mkdir(exist_ok=True)
+    items = "".join(
+        f"<item><title>Paper {i}</title><link>https://arxiv.org/abs/2412.{i:05d}</link></item>"
+        for i in range(40)
+    )
+    rss = f'<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0"><channel><title>Daily Papers</title>{items}</channel></rss>\n'
+    entries = "".join(f"<entry><title>Paper {i}</title></entry>" for i in range(40))
+    atom = f'<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"><title>Daily Papers</title>{entries}</feed>\n'
+    feed = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "Daily Papers",
+            "items": [{"id": str(i), "title": f"논문 {i}"} for i in range(40)],
+        },
+        ensure_ascii=False,
+    )
+    page = "<!doctype html><html lang=ko><meta charset=utf-8><title>Daily Papers</title><body>{}</body></html>"
+    files = {
+        "index.html": page.format("오늘의 논문 " * 100),
+        "2024-12-13.html": page.format("2024-12-13 " * 100),
+        "rss.xml": rss,
+        "atom.xml": atom,
+        "feed.json": feed,
+        "digests.xml": rss,
+        "digests.atom": atom,
+        "topics/llm.xml": rss,
+        "topics/llm.atom": atom,
+        "feeds/0123456789abcdef0123456789abcdef.xml": rss,
+        ".newsletter-build.json": "{}",
+    }
+    for name, text in files.items():
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def service_settings(tmp_path: Path, *, port: int, smtp_port: int = 25, **changes: Any) -> Settings:
+    """Settings for a service on `port` with its database and site under `tmp_path`."""
+    return load_settings(
+        environ={},
+        overrides={
+            "db": tmp_path / "service.db",
+            "site_dir": tmp_path / "site",
+            "base_url": f"http://127.0.0.1:{port}",
+            "secret_key": TEST_KEY,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+            "smtp_tls": "none",
+            "smtp_timeout": 5,
+            **changes,
+        },
+    )
+
+
+@dataclass
+class Running:
+    """A running service and what a test needs to poke at it."""
+
+    url: str
+    settings: Settings
+    store: Store  # the test's own connection to the service's database
+    clock: MovableClock
+    app: Any
+
+    @property
+    def key(self) -> bytes:
+        return self.settings.require_secret_key()
+
+    def token(self, subject: int, purpose: str) -> str:
+        return make_token(subject, purpose=purpose, key=self.key)
+
+    def client(self, **options: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10, **options)
+
+
+@contextmanager
+def service(
+    tmp_path: Path,
+    *,
+    site: bool = True,
+    digests: bool = True,
+    smtp_port: int = 25,
+    app_options: dict[str, Any] | None = None,
+    **changes: Any,
+) -> Iterator[Running]:
+    """The real app on a free port, over a database holding the three fixture digests."""
+    port = _free_port()
+    settings = service_settings(tmp_path, port=port, smtp_port=smtp_port, **changes)
+    if site:
+        make_site(settings.site_dir)
+    clock = MovableClock(PINNED_NOW)
+    with Store(settings.db, clock=clock) as store:
+        if digests:
+            assert not ingest_paths(store, DIGESTS).failed
+        app = create_app(settings=settings, clock=clock, **(app_options or {}))
+        with running(app, port=port) as url:
+            yield Running(url=url, settings=settings, store=store, clock=clock, app=app)
