@@ -17,13 +17,19 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from .errors import DeliveryError, PermanentFailure, TemporaryFailure
-from .model import Subscriber
+from .config import Settings
+from .errors import (
+    DeliveryError,
+    NewsletterError,
+    PermanentFailure,
+    SubscriberError,
+    TemporaryFailure,
+)
+from .model import Digest, Subscriber
 from .outgoing import OutgoingMessage
-from .store import Store
+from .store import Clock, Store, utc_now
 
 if TYPE_CHECKING:
-    from .config import Settings
     from .smtp import SMTPSender
 
 __all__ = [
@@ -33,6 +39,8 @@ __all__ = [
     "Sender",
     "TemporaryFailure",
     "deliver",
+    "newest_digest",
+    "send_day",
     "send_test_copy",
     "smtp_sender",
 ]
@@ -194,7 +202,11 @@ class _Run:
                             self.report.ambiguous += 1
                         self.progress("ambiguous")
                         continue
-                    message = self.compose(subscriber)
+                    try:
+                        message = self.compose(subscriber)
+                    except SubscriberError as exc:  # e.g. an address no header can hold
+                        self.fail_unsendable(subscriber, str(exc))
+                        continue
                     if message is None:
                         self.report.skipped += 1
                         skipped.append(subscriber.id)
@@ -270,6 +282,13 @@ class _Run:
                 return
             self.finish(subscriber, "sent", attempts)
             return
+
+    def fail_unsendable(self, subscriber: Subscriber, error: str) -> None:
+        """A subscriber no message can be built for: failed, without ever reaching a server."""
+        taken = self.record and self.store.claim_delivery(self.date, subscriber.id, message_id="")
+        if self.record and taken is None:
+            return
+        self.finish(subscriber, "failed", 0, error)
 
     def release(self, subscriber: Subscriber, previous: str) -> None:
         if self.record:
@@ -379,3 +398,46 @@ async def send_test_copy(
             await sender.send(message)
             return message
     return None
+
+
+def newest_digest(store: Store, date: dt.date | None) -> Digest:
+    """The digest of `date`, or the newest stored one; a NewsletterError naming what is missing."""
+    day = date or store.latest_date()
+    if day is None:
+        raise NewsletterError("no digests stored yet (run: newsletter ingest PATH)")
+    digest = store.digest(day)
+    if digest is None:
+        raise NewsletterError(f"no digest stored for {day} (see: newsletter digests)")
+    return digest
+
+
+async def send_day(
+    *,
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    date: dt.date | None = None,
+    clock: Clock = utc_now,
+    resend_ambiguous: bool = False,
+    record: bool = True,
+    backoff: float = 1.0,
+    progress: Progress | None = None,
+) -> DeliveryReport:
+    """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries."""
+    from .compose import Composer  # rendering is only needed once there is a day to send
+
+    digest = newest_digest(store, date)
+    composer = Composer(settings=settings, digest=digest, clock=clock)
+    return await deliver(
+        date=digest.date,
+        store=store,
+        compose=composer.compose,
+        sender=sender,
+        concurrency=settings.concurrency,
+        rate=settings.rate,
+        retries=settings.retries,
+        backoff=backoff,
+        resend_ambiguous=resend_ambiguous,
+        record=record,
+        progress=progress,
+    )

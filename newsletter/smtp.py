@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import os
 import re
 import ssl
 
@@ -287,6 +288,10 @@ class _StaleConnection(Exception):
 
 
 def _describe(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc.__context__
+    errno = getattr(exc, "errno", None) or getattr(cause, "errno", None)
+    if isinstance(errno, int) and errno > 0:
+        return os.strerror(errno)  # "Connection refused", not asyncio's wrapper text
     text = str(exc) or type(exc).__name__
     return reply_text(None, text)
 

@@ -10,6 +10,7 @@ from .demo import demo
 from .digests import digests, ingest
 from .match import match
 from .preview import preview
+from .send import deliveries, run_daily, send
 from .serve import serve
 from .subscribers import subscribers
 
@@ -28,3 +29,6 @@ main.add_command(match)
 main.add_command(preview)
 main.add_command(serve)
 main.add_command(build)
+main.add_command(send)
+main.add_command(deliveries)
+main.add_command(run_daily)

@@ -1,0 +1,304 @@
+"""`newsletter send`, `deliveries` and `run` through the real CLI, real SMTP servers and processes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from newsletter.cli import main
+from newsletter.ingest import ingest_paths
+from newsletter.store import Store
+from tests.conftest import DIGESTS, FIXTURES
+from tests.smtp_servers import RecordingHandler, smtp_server
+
+NEWEST = "2024-12-13"
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
+
+
+@pytest.fixture
+def db(cli_env: dict[str, str]) -> Path:
+    """The CLI's database with the three fixture digests, 8 readers and one with nothing today."""
+    path = Path(cli_env["NEWSLETTER_DB"])
+    with Store(path) as store:
+        assert not ingest_paths(store, DIGESTS).failed
+        for i in range(8):
+            store.add_subscriber(f"reader{i}@example.com", name=f"Reader {i}")
+        store.add_subscriber("niche@example.com", keywords=["zzz-no-paper-has-this"])
+    return path
+
+
+def readers(db: Path) -> set[str]:
+    with Store(db) as store:
+        return {s.email for s in store.subscribers(status="active")} - {"niche@example.com"}
+
+
+def invoke(runner: CliRunner, env: dict[str, str], *args: str) -> Result:
+    return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def smtp_args(port: int) -> list[str]:
+    return ["--smtp-host", "127.0.0.1", "--smtp-port", str(port), "--smtp-tls", "none"]
+
+
+def got(handler: RecordingHandler) -> Counter[str]:
+    return Counter(r for received in handler.received for r in received.rcpt_tos)
+
+
+def ledger(db: Path, status: str | None = None) -> list[Any]:
+    with Store(db) as store:
+        return list(store.deliveries(dt.date.fromisoformat(NEWEST), status=status))
+
+
+def test_send_mails_every_reader_once_and_a_rerun_sends_nothing(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = invoke(runner, cli_env, "send", *smtp_args(server.port))
+        assert result.exit_code == 0, result.output
+        assert result.output == (
+            f"{NEWEST}: sent 8, skipped 1, deferred 0, failed 0, ambiguous 0\n"
+        )
+        assert got(handler) == {email: 1 for email in readers(db)}
+        message = handler.received[0].message
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert handler.received[0].mail_from == "bounces@localhost"
+
+        again = invoke(runner, cli_env, "send", *smtp_args(server.port))
+        assert again.exit_code == 0
+        assert "sent 0," in again.output and "earlier runs: 8 sent" in again.output
+        assert len(handler.received) == 8
+
+
+def test_the_server_comes_from_the_environment(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        env = {
+            **cli_env,
+            "NEWSLETTER_SMTP_HOST": "127.0.0.1",
+            "NEWSLETTER_SMTP_PORT": str(server.port),
+            "NEWSLETTER_SMTP_TLS": "none",
+        }
+        result = invoke(runner, env, "send", "--date", NEWEST)
+    assert result.exit_code == 0, result.output
+    assert len(handler.received) == 8
+
+
+def test_tls_required_against_a_server_without_starttls_fails_in_one_line(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = runner.invoke(
+            main, ["send", "--smtp-port", str(server.port), "--smtp-tls", "starttls"], env=cli_env
+        )
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert result.output.startswith("error: 127.0.0.1:")
+    assert "does not offer STARTTLS" in result.output
+    assert handler.received == []
+    assert [r.status for r in ledger(db)] == ["skipped"]  # no claim survives
+
+
+def test_the_password_is_never_a_command_line_option(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    result = runner.invoke(main, ["send", "--smtp-password", "hunter2"], env=cli_env)
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_deferred_messages_exit_non_zero_and_go_out_next_run(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    busy = RecordingHandler(reply=lambda env, n: "451 4.3.0 busy")
+    with smtp_server(busy) as (server, _):
+        result = invoke(
+            runner, cli_env, "send", *smtp_args(server.port), "--retries", "2", "--backoff", "0"
+        )
+    assert result.exit_code == 1
+    assert f"{NEWEST}: sent 0, skipped 1, deferred 8, failed 0, ambiguous 0" in result.output
+    assert "newsletter deliveries --date 2024-12-13" in result.output
+    shown = invoke(runner, cli_env, "deliveries", "--status", "deferred", "--json")
+    data = json.loads(shown.output)
+    assert data["counts"]["deferred"] == 8
+    assert {d["last_error"] for d in data["deliveries"]} == {"DATA refused: 451 4.3.0 busy"}
+    assert {d["attempts"] for d in data["deliveries"]} == {2}
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = invoke(runner, cli_env, "send", *smtp_args(server.port))
+    assert result.exit_code == 0
+    assert got(handler) == {email: 1 for email in readers(db)}
+
+
+def test_dry_run_and_outbox_send_nothing_and_record_nothing(
+    runner: CliRunner, cli_env: dict[str, str], db: Path, tmp_path: Path
+) -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        dry = invoke(runner, cli_env, "send", "--dry-run", *smtp_args(server.port))
+        assert dry.exit_code == 0
+        assert (
+            dry.output == f"{NEWEST}: would send 8, skipped 1, deferred 0, failed 0, ambiguous 0\n"
+        )
+        outbox = invoke(runner, cli_env, "send", "--outbox", str(tmp_path / "out"))
+        assert outbox.exit_code == 0
+        assert handler.received == []
+    files = sorted((tmp_path / "out").glob("*.eml"))
+    assert len(files) == 8
+    assert b"List-Unsubscribe: <http" in files[0].read_bytes()
+    assert ledger(db) == []
+
+
+def test_a_test_copy_goes_to_one_address_without_touching_the_ledger(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = invoke(runner, cli_env, "send", "--to", "Me@Example.org", *smtp_args(server.port))
+        bad = runner.invoke(main, ["send", "--to", "not an address\r\nBcc: x@y"], env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"sent a test copy of {NEWEST} to Me@example.org")
+    assert got(handler) == {"Me@example.org": 1}
+    assert ledger(db) == []
+    assert bad.exit_code == 1 and bad.output.startswith("error: not an e-mail address")
+
+
+def test_deliveries_lists_the_ledger(runner: CliRunner, cli_env: dict[str, str], db: Path) -> None:
+    with smtp_server(RecordingHandler()) as (server, _):
+        invoke(runner, cli_env, "send", *smtp_args(server.port))
+    result = invoke(runner, cli_env, "deliveries", "--date", NEWEST)
+    lines = result.output.splitlines()
+    assert lines[0] == f"{NEWEST}: 0 claimed, 8 sent, 0 deferred, 0 failed, 1 skipped"
+    assert len(lines) == 10
+    assert lines[1].startswith("sent") and lines[1].endswith("reader0@example.com")
+
+
+def test_no_digest_is_one_line(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["send", "--dry-run"], env=cli_env)
+    assert (result.exit_code, result.output) == (
+        1,
+        "error: no digests stored yet (run: newsletter ingest PATH)\n",
+    )
+    missing = runner.invoke(main, ["deliveries", "--date", "2020-01-01"], env=cli_env)
+    assert missing.output.startswith("2020-01-01: 0 claimed, 0 sent")
+
+
+def test_run_ingests_builds_and_sends_the_newest_day(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        store.add_subscriber("daily@example.com")
+    with smtp_server(RecordingHandler()) as (server, handler):
+        site = tmp_path / "public"
+        result = invoke(
+            runner, cli_env, "run", str(FIXTURES), "--out", str(site), *smtp_args(server.port)
+        )
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[0] == "ingested 3 files: 3 added, 0 updated, 0 unchanged, 0 failed"
+        assert lines[1].startswith(f"built {site}:")
+        assert lines[2] == f"{NEWEST}: sent 1, skipped 0, deferred 0, failed 0, ambiguous 0"
+        assert (site / "index.html").is_file() and (site / f"{NEWEST}.html").is_file()
+        again = invoke(
+            runner, cli_env, "run", str(FIXTURES), "--out", str(site), *smtp_args(server.port)
+        )
+        assert again.exit_code == 0
+        assert "3 unchanged" in again.output and "earlier runs: 1 sent" in again.output
+    assert got(handler) == {"daily@example.com": 1}
+
+
+# --- a process killed mid-send ---------------------------------------------------------------
+
+
+@dataclass
+class SlowHandler(RecordingHandler):
+    """Takes a while over each message, so a send is caught mid-way."""
+
+    delay: float = 0.03
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_sigkill_mid_send_then_rerun_misses_nobody_and_doubles_only_ambiguous_claims(
+    cli_env: dict[str, str], runner: CliRunner, tmp_path: Path
+) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    with Store(db) as store:
+        assert not ingest_paths(store, DIGESTS).failed
+        everyone = {store.add_subscriber(f"r{i:03d}@example.com").email for i in range(150)}
+    env = {**os.environ, **cli_env}
+    with smtp_server(SlowHandler()) as (server, handler):
+        process = subprocess.Popen(
+            [str(NEWSLETTER), "send", *smtp_args(server.port), "--concurrency", "4"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while len(handler.received) < 40 and process.poll() is None:
+            assert time.monotonic() < deadline, "the send never got going"
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL
+        time.sleep(0.2)  # messages the server was still taking finish arriving
+        first = got(handler)
+        assert 40 <= sum(first.values()) < 150
+
+        rerun = invoke(runner, cli_env, "send", *smtp_args(server.port))
+        ambiguous = {d.email for d in ledger(db, "claimed")}
+        assert 1 <= len(ambiguous) <= 4  # at most one per connection was in flight
+        assert rerun.exit_code == 1  # ambiguous claims are not "all sent"
+        assert f"ambiguous {len(ambiguous)}" in rerun.output
+        assert "--resend-ambiguous" in rerun.output
+        second = got(handler)
+        assert all(second[e] == 1 for e in everyone - ambiguous)  # nobody missing, nobody twice
+        assert all(second[e] <= 1 for e in ambiguous)  # ambiguous: sent at most once so far
+
+        resend = invoke(runner, cli_env, "send", *smtp_args(server.port), "--resend-ambiguous")
+        assert resend.exit_code == 0, resend.output
+        assert f"sent {len(ambiguous)}," in resend.output
+        final = got(handler)
+    assert set(final) == everyone
+    assert {e for e, n in final.items() if n > 1} <= ambiguous
+    assert ledger(db, "claimed") == []
+
+
+def test_sigterm_lets_messages_in_flight_finish(cli_env: dict[str, str], tmp_path: Path) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    with Store(db) as store:
+        assert not ingest_paths(store, DIGESTS).failed
+        for i in range(100):
+            store.add_subscriber(f"t{i:03d}@example.com")
+    env = {**os.environ, **cli_env}
+    with smtp_server(SlowHandler()) as (server, handler):
+        process = subprocess.Popen(
+            [str(NEWSLETTER), "send", *smtp_args(server.port), "--concurrency", "4"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        while len(handler.received) < 20 and process.poll() is None:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "error: interrupted" in output
+    assert ledger(db, "claimed") == []
+    sent = {d.email for d in ledger(db, "sent")}
+    assert sent == set(got(handler))
