@@ -290,6 +290,8 @@ class _StaleConnection(Exception):
 def _describe(exc: BaseException) -> str:
     cause = exc.__cause__ or exc.__context__
     errno = getattr(exc, "errno", None) or getattr(cause, "errno", None)
+    if isinstance(exc, ssl.SSLError) or isinstance(cause, ssl.SSLError):
+        errno = None  # an SSL error number is no OS error: keep the library's message
     if isinstance(errno, int) and errno > 0:
         return os.strerror(errno)  # "Connection refused", not asyncio's wrapper text
     text = str(exc) or type(exc).__name__
