@@ -63,7 +63,39 @@ def step_previews(ctx: DemoContext) -> None:
     ctx.echo(f"Wrote {len(written)} email previews for {digest.date} (.html, .txt, .eml) to {out}/")
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_ingest, step_previews]
+def step_deliver(ctx: DemoContext) -> None:
+    """Send the newest digest over real SMTP to an embedded server that files each message."""
+    import asyncio
+
+    from .deliver import send_day, smtp_sender
+    from .mailbox import running_mailbox
+
+    if ctx.store.latest_date() is None:
+        return
+    folder = ctx.out_dir / "mailbox"
+    with running_mailbox(folder) as mailbox:
+        settings = ctx.settings.replace(
+            smtp_host=mailbox.host, smtp_port=mailbox.port, smtp_tls="none"
+        )
+        sender = smtp_sender(settings)
+
+        async def send() -> str:
+            try:
+                report = await send_day(store=ctx.store, settings=settings, sender=sender)
+            finally:
+                await sender.aclose()
+            return f"{report.date}: {report.summary()}"
+
+        summary = asyncio.run(send())
+        ctx.echo(
+            f"Sent over SMTP to an embedded server on {mailbox.host}:{mailbox.port}: {summary}"
+        )
+        ctx.echo(
+            f"  {mailbox.count} messages landed in {folder}/ (one .eml each; a re-run sends none)"
+        )
+
+
+STEPS: list[Callable[[DemoContext], None]] = [step_ingest, step_previews, step_deliver]
 
 
 def run_demo(

@@ -29,6 +29,8 @@ class MailboxHandler:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self.count = 0
+        # Numbering continues after files already there, so a second run never overwrites mail.
+        self._first = len(list(folder.glob("*.eml"))) if folder is not None else 0
         self.bytes = 0
         self._lock = threading.Lock()
 
@@ -46,7 +48,7 @@ class MailboxHandler:
                 rcpt = _LINE_BREAKS.sub(" ", str(recipient))
                 # What a final delivery agent prepends, so the envelope survives in the file.
                 trace = f"Return-Path: <{sender}>\r\nDelivered-To: {rcpt}\r\n".encode()
-                name = f"{number:06d}-{_UNSAFE.sub('_', rcpt)[:100]}.eml"
+                name = f"{self._first + number:06d}-{_UNSAFE.sub('_', rcpt)[:100]}.eml"
                 temporary = self.folder / (name + ".tmp")
                 temporary.write_bytes(trace + data)
                 os.replace(temporary, self.folder / name)

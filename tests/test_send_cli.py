@@ -302,3 +302,28 @@ def test_sigterm_lets_messages_in_flight_finish(cli_env: dict[str, str], tmp_pat
     assert ledger(db, "claimed") == []
     sent = {d.email for d in ledger(db, "sent")}
     assert sent == set(got(handler))
+
+
+def test_the_demo_step_delivers_to_its_embedded_server(db: Path, tmp_path: Path) -> None:
+    from newsletter.config import load_settings
+    from newsletter.demo import DemoContext, step_deliver
+
+    settings = load_settings(environ={"NEWSLETTER_DB": str(db), "NEWSLETTER_SECRET_KEY": "k"})
+    lines: list[str] = []
+    with Store(db) as store:
+        ctx = DemoContext(
+            settings, store, FIXTURES, tmp_path / "none.csv", tmp_path / "demo", lines.append
+        )
+        step_deliver(ctx)
+        step_deliver(ctx)  # a second demo run sends nothing more
+    files = sorted((tmp_path / "demo" / "mailbox").glob("*.eml"))
+    assert len(files) == 8
+    assert lines[0].startswith("Sent over SMTP to an embedded server on 127.0.0.1:")
+    assert lines[0].endswith(f"{NEWEST}: sent 8, skipped 1, deferred 0, failed 0, ambiguous 0")
+    assert (
+        lines[1]
+        == f"  8 messages landed in {tmp_path / 'demo' / 'mailbox'}/ (one .eml each; a re-run sends none)"
+    )
+    assert "earlier runs: 8 sent" in lines[2]
+    head = files[0].read_bytes().split(b"\r\n")[:2]
+    assert head == [b"Return-Path: <bounces@localhost>", b"Delivered-To: reader0@example.com"]
