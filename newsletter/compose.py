@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .match import Pick, PreparedDigest, Profile, prepare, select_papers
 from .message import (
     CRLF,
+    NAME_LIMIT,
     MessageSkeleton,
     SplicedBody,
     build_message,
@@ -45,7 +46,6 @@ from .message import (
 from .model import Digest, Subscriber
 from .outgoing import OutgoingMessage
 from .render import (
-    NAME_LIMIT,
     PERSONAL_FIELDS,
     Personal,
     RenderedEmail,
@@ -211,7 +211,12 @@ class Composer:
         text_body = canonical_body(rendered.text)
         html = SplicedBody(html_body, holes)
         text = SplicedBody(text_body, holes)
-        digest = hashlib.sha256(f"{html_body}\0{text_body}".encode()).hexdigest()
+        # The boundary depends on the content only (not the random markers): a resend is
+        # byte-identical. Base64 lines never hold "=_", so it cannot occur in a body.
+        content = f"{html_body}\0{text_body}"
+        for name, marker in markers.items():
+            content = content.replace(marker, name)
+        digest = hashlib.sha256(content.encode()).hexdigest()
         skeleton = MessageSkeleton(
             settings=self.settings,
             subject=rendered.subject,

@@ -32,6 +32,7 @@ from .errors import ConfigError, SubscriberError
 CRLF = "\r\n"
 B64_LINE = 76  # RFC 2045: base64 lines of at most 76 characters
 _B64_BYTES = B64_LINE // 4 * 3  # raw bytes per full base64 line (57)
+NAME_LIMIT = 64  # characters of a display name kept (in headers and greetings)
 _VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 
 # Control characters (C0, DEL, C1) and Unicode line/paragraph separators.
@@ -121,7 +122,7 @@ def _encoded_words(text: str) -> str:
 def format_address(*, name: str, address: str) -> str:
     """A To/From value `Name <addr>`: the name plain, quoted or RFC 2047 encoded as needed."""
     address = checked_address(address)
-    name = clean_text(name)
+    name = clean_text(name, limit=NAME_LIMIT)
     if not name:
         return address
     if "=?" in name or not name.isascii():

@@ -18,14 +18,13 @@ from mjml import mjml2html
 from .config import Settings
 from .errors import TemplateError
 from .match import Pick, Profile
-from .message import clean_text
+from .message import NAME_LIMIT, clean_text
 from .model import Digest, Paper
 from .templates import get_template
 
 HTML_LIMIT = 100_000  # bytes; Gmail clips HTML past ~102 KB and hides the footer with it
 # What the placeholder render may use, leaving room for the longest personal values.
 HTML_BUDGET = 94_000
-NAME_LIMIT = 64  # characters of a subscriber's name shown (and put in headers)
 AUTHORS_SHOWN = 5
 WEEKDAYS = "월화수목금토일"
 MJML_TEMPLATE = "email/digest.mjml"
