@@ -2,9 +2,9 @@
 
 Text and keywords are normalised the same way (`normalize`). A keyword holding Hangul (or
 another CJK script, which does not separate words with spaces) matches as a substring, so
-Korean particles do not hide it, and ignores spacing between syllables ("멀티 모달"). Any other keyword matches only between letter/digit
-boundaries, allows an `s`/`es` plural on its last word and whitespace or hyphens between its
-words. Keywords are data: every piece is escaped, and the patterns hold no nested repetition.
+Korean particles do not hide it, and ignores spacing between syllables ("멀티 모달"). Any
+other keyword matches only between letter/digit boundaries (a CJK character is one), allows
+an `s`/`es` plural on its last word and whitespace or hyphens between its words. Keywords are data: every piece is escaped, and the patterns hold no nested repetition.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ _CJK = (
     "\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff"
 )
 _HAS_CJK = re.compile(f"[{_CJK}]")
-# A letter or digit of a script that separates words with spaces (not "_", not CJK).
-_WORD = f"[^\\W_{_CJK}]"
+_CJK_RUNS = re.compile(f"[{_CJK}]+")
+# A letter or digit; "_" and CJK characters never reach it (see `_latin_view`).
+_WORD = r"[^\W_]"
 _IS_WORD = re.compile(_WORD)
 _SEPARATORS = re.compile(r"[ -]+")
 
@@ -63,30 +64,50 @@ def _spacing_free(word: str) -> str:
     return "".join(out)
 
 
+def _latin_view(text: str) -> str:
+    """Normalised text with CJK runs replaced by NUL: a boundary, neither letter nor space.
+
+    Latin keywords are searched in this view, so their boundary test stays the cheap
+    `[^\\W_]` (a class listing the CJK ranges costs milliseconds to compile per keyword).
+    """
+    return _CJK_RUNS.sub("\x00", text)
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """One normalised keyword compiled, and which view of the text it is searched in."""
+
+    pattern: re.Pattern[str]
+    latin: bool  # True: search `_latin_view(text)`; False: the normalised text itself
+
+
 @functools.lru_cache(maxsize=65536)
-def _pattern(keyword: str) -> re.Pattern[str] | None:
+def _term(keyword: str) -> _Term | None:
     """The compiled search for one normalised keyword (None when it holds nothing to find)."""
     if not keyword:
         return None
     words = [w for w in _SEPARATORS.split(keyword) if w]
     if not words:  # only hyphens and spaces: find them literally
-        return re.compile(re.escape(keyword))
+        return _Term(re.compile(re.escape(keyword)), latin=False)
     if _HAS_CJK.search(keyword):
         # Korean spacing varies ("멀티모달", "멀티 모달"): spaces and hyphens are optional
         # between its words and between two Hangul syllables, in keyword and text alike.
-        return re.compile("[ -]*".join(_spacing_free(w) for w in words))
+        return _Term(re.compile("[ -]*".join(_spacing_free(w) for w in words)), latin=False)
     body = "[ -]+".join(re.escape(w) for w in words)
     if _IS_WORD.fullmatch(words[0][0]):
         body = f"(?<!{_WORD}){body}"
     if _IS_WORD.fullmatch(words[-1][-1]):
         body = f"{body}(?:e?s)?(?!{_WORD})"
-    return re.compile(body)
+    return _Term(re.compile(body), latin=True)
 
 
 def keyword_matches(keyword: str, text: str) -> bool:
     """Whether `keyword` occurs in `text` under the matching rules (both normalised here)."""
-    pattern = _pattern(normalize(keyword))
-    return pattern is not None and pattern.search(normalize(text)) is not None
+    term = _term(normalize(keyword))
+    if term is None:
+        return False
+    norm = normalize(text)
+    return term.pattern.search(_latin_view(norm) if term.latin else norm) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,20 +152,36 @@ def _terms(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     seen: set[str] = set()
     terms: list[tuple[str, str]] = []
     for keyword in keywords:
-        norm = normalize(keyword)
-        if norm and norm not in seen and _pattern(norm) is not None:
+        norm = _normalized(keyword)
+        if norm and norm not in seen and _term(norm) is not None:
             seen.add(norm)
             terms.append((keyword, norm))
     return tuple(terms)
 
 
-_CACHE_LIMIT = 100_000  # distinct keyword/exclude sets remembered per digest
+# Distinct keyword sets often share keywords, so each keyword is normalised only once.
+_normalized = functools.lru_cache(maxsize=65536)(normalize)
+
+# Distinct keyword/exclude sets remembered per digest: enough for the popular ones; a bound,
+# because a cache of every set of a million subscribers would cost memory and GC time.
+_CACHE_LIMIT = 8192
+_MEMO_LIMIT = 200_000  # keywords, reasons and picks remembered per digest before starting over
 
 
 class PreparedDigest:
     """A digest with its papers' text normalised once, in selection order (votes, title)."""
 
-    __slots__ = ("_candidates", "_fields", "_hits", "_votes", "digest", "papers")
+    __slots__ = (
+        "_candidates",
+        "_every",
+        "_fields",
+        "_found",
+        "_lock",
+        "_picks",
+        "_reasons",
+        "digest",
+        "papers",
+    )
 
     def __init__(self, digest: Digest) -> None:
         self.digest = digest
@@ -152,49 +189,84 @@ class PreparedDigest:
         self.papers: tuple[Paper, ...] = tuple(
             sorted(digest.papers, key=lambda p: (-(p.votes or 0), titles[p.arxiv_id], p.arxiv_id))
         )
-        self._votes = tuple(p.votes or 0 for p in self.papers)
-        self._fields: tuple[tuple[tuple[str, str], ...], ...] = tuple(
+        texts = (
             ((TITLE, titles[p.arxiv_id]), *((s.name, normalize(s.text)) for s in p.sections))
             for p in self.papers
         )
-        # normalised keyword -> per paper, the first field it is found in (or None)
-        self._hits: dict[str, tuple[str | None, ...]] = {}
-        # (keywords, exclude) -> the picks before votes and cap, in selection order
-        self._candidates: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Pick, ...]] = {}
+        # per paper: (field name, normalised text, its Latin view) for title and sections
+        self._fields: tuple[tuple[tuple[str, str, str], ...], ...] = tuple(
+            tuple((name, text, _latin_view(text)) for name, text in fields) for fields in texts
+        )
+        self._every = tuple(Pick(p) for p in self.papers)
+        # normalised keyword -> (paper index, first field it is found in) for each paper hit
+        self._found: dict[str, tuple[tuple[int, str], ...]] = {}
+        # One Reason per (keyword, field) and one Pick per (paper, reasons), shared by every
+        # selection that gives them: fewer objects to build and for the GC to trace.
+        self._reasons: dict[tuple[str, str], Reason] = {}
+        self._picks: dict[tuple[int, ...], Pick] = {}
+        # (keywords, exclude) -> the picks before votes and cap, in selection order (LRU)
+        self._candidates: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Pick, ...]]
+        self._candidates = OrderedDict()
+        self._lock = threading.Lock()  # the service may select from several threads
 
-    def _fields_hit(self, keyword: str) -> tuple[str | None, ...]:
-        found = self._hits.get(keyword)
+    def _hits(self, keyword: str) -> tuple[tuple[int, str], ...]:
+        found = self._found.get(keyword)
         if found is None:
-            pattern = _pattern(keyword)
-            assert pattern is not None  # _terms keeps only keywords with a pattern
-            found = tuple(
-                next((name for name, text in fields if pattern.search(text)), None)
-                for fields in self._fields
+            term = _term(keyword)
+            assert term is not None  # _terms keeps only keywords with a term
+            search, latin = term.pattern.search, term.latin
+            hits = (
+                (i, next((n for n, text, view in fields if search(view if latin else text)), None))
+                for i, fields in enumerate(self._fields)
             )
-            self._hits[keyword] = found
+            found = tuple((i, field) for i, field in hits if field is not None)
+            if len(self._found) >= _MEMO_LIMIT:
+                self._found.clear()
+            self._found[keyword] = found
         return found
 
     def candidates(self, keywords: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[Pick, ...]:
         """Papers matching any keyword and no exclude, in selection order, with reasons."""
         key = (keywords, exclude)
-        cached = self._candidates.get(key)
-        if cached is not None:
-            return cached
+        with self._lock:
+            cached = self._candidates.get(key)
+            if cached is not None:
+                self._candidates.move_to_end(key)
+                return cached
+        excluded = {i for _, norm in _terms(exclude) for i, _ in self._hits(norm)}
         terms = _terms(keywords)
-        excluded = [self._fields_hit(norm) for _, norm in _terms(exclude)]
-        hits = [(written, self._fields_hit(norm)) for written, norm in terms]
-        picks: list[Pick] = []
-        for i, paper in enumerate(self.papers):
-            if any(fields[i] is not None for fields in excluded):
-                continue
-            reasons = tuple(Reason(w, field) for w, f in hits if (field := f[i]) is not None)
-            if reasons or not terms:
-                picks.append(Pick(paper, reasons))
-        result = tuple(picks)
-        if len(self._candidates) >= _CACHE_LIMIT:
-            self._candidates.clear()
-        self._candidates[key] = result
+        if not terms:
+            result = tuple(pick for i, pick in enumerate(self._every) if i not in excluded)
+        else:
+            reasons: dict[int, list[Reason]] = {}
+            for written, norm in terms:
+                for i, field in self._hits(norm):
+                    if i not in excluded:
+                        reasons.setdefault(i, []).append(self._reason(written, field))
+            result = tuple(self._pick(i, reasons[i]) for i in sorted(reasons))
+        with self._lock:
+            if len(self._candidates) >= _CACHE_LIMIT:
+                self._candidates.popitem(last=False)
+            self._candidates[key] = result
         return result
+
+    def _reason(self, keyword: str, field: str) -> Reason:
+        reason = self._reasons.get((keyword, field))
+        if reason is None:
+            if len(self._reasons) >= _MEMO_LIMIT:
+                self._reasons.clear()
+            reason = self._reasons[(keyword, field)] = Reason(keyword, field)
+        return reason
+
+    def _pick(self, index: int, reasons: list[Reason]) -> Pick:
+        # The ids identify the reasons: the Pick stored under the key keeps them alive.
+        key = (index, *map(id, reasons))
+        pick = self._picks.get(key)
+        if pick is None:
+            if len(self._picks) >= _MEMO_LIMIT:
+                self._picks.clear()
+            pick = self._picks[key] = Pick(self.papers[index], tuple(reasons))
+        return pick
 
     def select(self, profile: Profile) -> tuple[Pick, ...]:
         """The profile's picks: candidates with enough votes, capped at max_papers."""
@@ -236,3 +308,12 @@ def select_papers(digest: Digest | PreparedDigest, profile: Profile) -> tuple[Pi
     """The papers of `digest` that `profile` selects, by votes (desc) then title, with reasons."""
     prepared = digest if isinstance(digest, PreparedDigest) else prepare(digest)
     return prepared.select(profile)
+
+
+def clear_caches() -> None:
+    """Forget compiled keywords and prepared digests (for benchmarks and long-lived tests)."""
+    _term.cache_clear()
+    _terms.cache_clear()
+    _normalized.cache_clear()
+    with _PREPARED_LOCK:
+        _PREPARED.clear()

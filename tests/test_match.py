@@ -306,3 +306,20 @@ def test_real_digest_order_is_votes_then_title() -> None:
     keys = [(-(p.paper.votes or 0), normalize(p.paper.display_title)) for p in picks]
     assert keys == sorted(keys)
     assert len(picks) == 27
+
+
+def test_bounded_caches_evict_without_changing_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter import match
+
+    monkeypatch.setattr(match, "_CACHE_LIMIT", 2)
+    monkeypatch.setattr(match, "_MEMO_LIMIT", 3)
+    d = real("2024-12-13.md")
+    profiles = [
+        Profile(keywords=kw)
+        for kw in [("LLM",), ("diffusion",), ("멀티모달", "LLM"), ("agent", "벤치마크"), ("LoRA",)]
+    ]
+    fresh = [select_papers(PreparedDigest(d), p) for p in profiles]
+    prepared = PreparedDigest(d)
+    for _ in range(3):
+        assert [select_papers(prepared, p) for p in profiles] == fresh
+    assert len(prepared._candidates) <= 2
