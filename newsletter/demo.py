@@ -45,6 +45,26 @@ def step_ingest(ctx: DemoContext) -> None:
         )
 
 
+def step_subscribers(ctx: DemoContext) -> None:
+    """Import the example subscribers and print how many papers each gets from the newest digest."""
+    from .match import Profile, prepare, select_papers
+    from .subscribers import import_subscribers_csv
+
+    report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
+    for error in report.rejected:
+        ctx.echo(f"  {error}")
+    ctx.echo(f"Imported subscribers from {ctx.subscribers_csv}: {report.summary()}")
+    date = ctx.store.latest_date()
+    digest = ctx.store.digest(date) if date is not None else None
+    if digest is None:
+        return
+    prepared = prepare(digest)
+    for s in ctx.store.active_subscribers():
+        picks = select_papers(prepared, Profile.of(s))
+        keywords = "; ".join(s.keywords) or "(every paper)"
+        ctx.echo(f"  {s.email:<28} {len(picks):>2} of {len(digest.papers)} papers  {keywords}")
+
+
 def step_previews(ctx: DemoContext) -> None:
     """Write every active subscriber's email for the newest digest into previews/."""
     from .compose import Composer, write_preview
@@ -95,7 +115,12 @@ def step_deliver(ctx: DemoContext) -> None:
         )
 
 
-STEPS: list[Callable[[DemoContext], None]] = [step_ingest, step_previews, step_deliver]
+STEPS: list[Callable[[DemoContext], None]] = [
+    step_ingest,
+    step_subscribers,
+    step_previews,
+    step_deliver,
+]
 
 
 def run_demo(
