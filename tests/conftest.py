@@ -63,9 +63,13 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return {"NEWSLETTER_DB": str(tmp_path / "cli.db"), "NEWSLETTER_SECRET_KEY": "test-secret-key"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless Debian Chromium through Playwright; skips with the package to install."""
+    """Headless Debian Chromium through Playwright; skips with the package to install.
+
+    Module-scoped: Playwright's sync API keeps an event loop running in this thread while it
+    is open, which would break asyncio tests in other modules.
+    """
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.skip("needs Debian chromium: apt-get install chromium fonts-noto-cjk")
     from playwright.sync_api import sync_playwright
