@@ -17,13 +17,13 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import email.utils
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
-from typing import Any
 from urllib.parse import urlsplit
 
 from .config import Settings
@@ -64,7 +64,9 @@ POLICY = _Policy(linesep=CRLF)
 
 def clean_text(text: str, *, limit: int | None = None) -> str:
     """One line of text: control characters and line breaks become spaces, trimmed, capped."""
-    text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+    # Most text is clean already: printable, single spaces, trimmed (checked in C, fast).
+    if not (text.isprintable() and "  " not in text and text.strip() == text):
+        text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
@@ -150,6 +152,7 @@ def list_unsubscribe(*, url: str, mailto: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=1024)
 def folded_header(name: str, value: str) -> str:
     """One header line as the stdlib would fold and encode it (CRLF-terminated)."""
     return POLICY.fold(name, POLICY.header_factory(name, value))
@@ -234,20 +237,45 @@ def simple_message(
     )
 
 
-def _wrap_base64(encoded: bytes) -> bytes:
-    """Base64 text as CRLF-terminated lines of at most 76 characters."""
-    if len(encoded) <= B64_LINE:
-        return encoded + b"\r\n"
-    return b"".join(encoded[i : i + B64_LINE] + b"\r\n" for i in range(0, len(encoded), B64_LINE))
+def _base64_lines(data: bytes) -> bytes:
+    """`data` in base64 as CRLF-terminated lines of at most 76 characters."""
+    if len(data) <= _B64_BYTES:
+        return binascii.b2a_base64(data)[:-1] + b"\r\n"
+    return b"".join(
+        [binascii.b2a_base64(data[i : i + _B64_BYTES]) for i in range(0, len(data), _B64_BYTES)]
+    ).replace(b"\n", b"\r\n")
+
+
+_SEAM = 192  # static stretches shorter than this are re-encoded with the seam around them
+
+
+class _Static:
+    """A static stretch of a body and its base64 for each start alignment, made on first use."""
+
+    __slots__ = ("data", "encoded")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.encoded: list[tuple[bytes, bytes] | None] = [None, None, None]
+
+    def at(self, skip: int) -> tuple[bytes, bytes]:
+        """(base64 lines of data[skip:] cut to whole 3-byte groups, the bytes left over)."""
+        found = self.encoded[skip]
+        if found is None:
+            whole = skip + (len(self.data) - skip) // 3 * 3
+            found = (_base64_lines(self.data[skip:whole]), self.data[whole:])
+            self.encoded[skip] = found
+        return found
 
 
 class SplicedBody:
     """A UTF-8 body with named holes, base64-encoded once; a fill re-encodes only the seams.
 
     Base64 maps each 3 bytes to 4 characters, so a static stretch can be encoded ahead of
-    time for each of the three alignments it may start at. Filling the holes then encodes
-    only the few bytes around each value; the result is one valid base64 stream whose lines
-    are at most 76 characters, decoding to exactly the body with the values in place.
+    time for each of the three alignments it may start at (each made when first needed).
+    Filling the holes then encodes only the bytes around each value; the result is one valid
+    base64 stream whose lines are at most 76 characters, decoding to exactly the body with
+    the values in place.
     """
 
     __slots__ = ("_pieces", "nbytes")
@@ -264,27 +292,16 @@ class SplicedBody:
                 names.append(holes[found.group()])
                 position = found.end()
         statics.append(body[position:].encode())
-        pieces: list[tuple[str | None, Any]] = []
+        # (hole name, None) or (None, short bytes) or (None, _Static)
+        pieces: list[tuple[str | None, bytes | _Static]] = []
         for i, data in enumerate(statics):
-            pieces.append((None, self._prepare(data)))
+            if data:
+                pieces.append((None, _Static(data) if len(data) >= _SEAM else data))
             if i < len(names):
-                pieces.append((names[i], None))
+                pieces.append((names[i], b""))
         self._pieces = tuple(pieces)
-        # Memory held: the three pre-encoded copies (what the composer's cache budgets by).
-        self.nbytes = sum(len(m) for _, t in pieces if t and t[1] for m, _ in t[1])
-
-    @staticmethod
-    def _prepare(data: bytes) -> tuple[bytes, tuple[tuple[bytes, bytes], ...] | None]:
-        if len(data) < 3 + 2:
-            return data, None  # too short to be worth pre-encoding: it joins the seam
-        table = []
-        for skip in range(3):
-            whole = (len(data) - skip) // 3 * 3
-            middle = data[skip : skip + whole]
-            table.append(
-                (_wrap_base64(binascii.b2a_base64(middle, newline=False)), data[skip + whole :])
-            )
-        return data[:2], tuple(table)
+        # Memory held at most: the raw text and three base64 copies of it.
+        self.nbytes = 5 * sum(len(d) for d in statics)
 
     def holes(self) -> tuple[str, ...]:
         """The hole names in body order (a name may repeat)."""
@@ -297,20 +314,18 @@ class SplicedBody:
         for name, item in self._pieces:
             if name is not None:
                 pending += values[name]
-                continue
-            head, table = item
-            if table is None:
-                pending += head
-                continue
-            skip = -len(pending) % 3
-            if skip:
-                pending += head[:skip]
-            if pending:
-                out.append(_wrap_base64(binascii.b2a_base64(pending, newline=False)))
-            middle, pending = table[skip]
-            out.append(middle)
+            elif isinstance(item, bytes):
+                pending += item
+            else:
+                skip = -len(pending) % 3
+                if skip:
+                    pending += item.data[:skip]
+                if pending:
+                    out.append(_base64_lines(pending))
+                middle, pending = item.at(skip)
+                out.append(middle)
         if pending:
-            out.append(_wrap_base64(binascii.b2a_base64(pending, newline=False)))
+            out.append(_base64_lines(pending))
         return b"".join(out)
 
     def decoded(self, values: Mapping[str, bytes]) -> bytes:

@@ -7,7 +7,9 @@ once with placeholders and fill them in per subscriber (escaped for HTML there).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -133,19 +135,28 @@ def _web_url(url: str | None) -> str | None:
     return url if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def card_for(pick: Pick, *, number: int) -> Card:
-    """The template view of one picked paper."""
-    paper: Paper = pick.paper
+@functools.lru_cache(maxsize=4096)
+def _paper_card(paper: Paper) -> Card:
+    """The view of a paper without number and reasons (cached: each paper shows in many emails)."""
     url = _web_url(paper.url) or f"https://arxiv.org/abs/{quote(paper.arxiv_id, safe='./')}"
     image = _web_url(paper.image) if paper.is_thumbnail else None
     return Card(
-        number=number,
+        number=0,
         title=clean_text(paper.display_title),
         url=url,
         votes="-" if paper.votes is None else str(paper.votes),
         authors=authors_label(paper.authors),
         image=image if image and image.startswith("https://") else None,
         sections=tuple(SectionView(clean_text(s.name), clean_text(s.text)) for s in paper.sections),
+        reasons=(),
+    )
+
+
+def card_for(pick: Pick, *, number: int) -> Card:
+    """The template view of one picked paper."""
+    return dataclasses.replace(
+        _paper_card(pick.paper),
+        number=number,
         reasons=tuple(
             f"{clean_text(r.keyword)} ({'제목' if r.field == 'title' else clean_text(r.field)})"
             for r in pick.reasons
