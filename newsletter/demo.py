@@ -115,11 +115,26 @@ def step_deliver(ctx: DemoContext) -> None:
         )
 
 
+def step_serve(ctx: DemoContext) -> None:
+    """Say how to serve what the demo made: feeds, archive, and the emails' links."""
+    key = ctx.settings.secret_key
+    # The emails' links are signed with this run's key; only the demo's own throwaway key
+    # (cli/demo.py) may be printed, never one the user set.
+    shown = "demo-secret-key-not-for-production"
+    prefix = f"NEWSLETTER_SECRET_KEY={shown} " if key and key.reveal() == shown else ""
+    ctx.echo("Serve the feeds, archive, unsubscribe and preference links of these emails:")
+    ctx.echo(
+        f"  {prefix}newsletter serve --db {ctx.settings.db} --site {ctx.settings.site_dir}"
+        f"   (then open {ctx.settings.base_url.rstrip('/')}/subscribe)"
+    )
+
+
 STEPS: list[Callable[[DemoContext], None]] = [
     step_ingest,
     step_subscribers,
     step_previews,
     step_deliver,
+    step_serve,
 ]
 
 

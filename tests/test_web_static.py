@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.web_server import Running, service
+from newsletter.store import Store
+from tests.web_server import Running, service, service_settings
 
 IDENTITY = {"accept-encoding": "identity"}
 
@@ -184,3 +185,40 @@ def test_a_missing_site_folder_serves_404_not_500(tmp_path: Path) -> None:
     with service(tmp_path, site=False) as web, web.client() as client:
         assert client.get("/rss.xml").status_code == 404
         assert client.get("/healthz").json()["site"] is False
+
+
+def test_every_file_of_a_real_build(tmp_path: Path) -> None:
+    from newsletter.build import build_site
+
+    def build(store: Store) -> None:
+        store.add_subscriber("feedreader@example.com", keywords=["LLM"])
+        settings = service_settings(tmp_path, port=1)
+        build_site(store, settings=settings.replace(topics={"Agents": "agent; 에이전트"}))
+
+    with service(tmp_path, site=False, setup=build) as web, web.client() as client:
+        files = sorted(p for p in web.settings.site_dir.rglob("*") if p.is_file())
+        served = [p for p in files if not p.name.startswith(".")]
+        assert any(p.parent.name == "feeds" for p in served)
+        expected = {
+            "rss.xml": "application/rss+xml",
+            "digests.xml": "application/rss+xml",
+            "atom.xml": "application/atom+xml",
+            "digests.atom": "application/atom+xml",
+            "feed.json": "application/feed+json",
+        }
+        for path in served:
+            rel = path.relative_to(web.settings.site_dir).as_posix()
+            response = client.get(f"/{rel}", headers=IDENTITY)
+            assert response.status_code == 200, rel
+            assert response.content == path.read_bytes()
+            kind = response.headers["content-type"]
+            if rel in expected:
+                assert kind == f"{expected[rel]}; charset=utf-8", rel
+            elif rel.endswith(".atom"):
+                assert kind.startswith("application/atom+xml"), rel
+            elif rel.endswith(".xml"):  # topic and private feeds are RSS
+                assert kind.startswith("application/rss+xml"), rel
+            elif rel.endswith(".html"):
+                assert kind == "text/html; charset=utf-8", rel
+            again = client.get(f"/{rel}", headers={"if-none-match": response.headers["etag"]})
+            assert again.status_code == 304, rel

@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +160,7 @@ def service(
     digests: bool = True,
     smtp_port: int = 25,
     app_options: dict[str, Any] | None = None,
+    setup: Callable[[Store], object] | None = None,
     **changes: Any,
 ) -> Iterator[Running]:
     """The real app on a free port, over a database holding the three fixture digests."""
@@ -171,6 +172,8 @@ def service(
     with Store(settings.db, clock=clock) as store:
         if digests:
             assert not ingest_paths(store, DIGESTS).failed
+        if setup is not None:
+            setup(store)
         app = create_app(settings=settings, clock=clock, **(app_options or {}))
         with running(app, port=port) as url:
             yield Running(url=url, settings=settings, store=store, clock=clock, app=app)

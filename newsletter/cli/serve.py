@@ -58,12 +58,7 @@ def serve(
         config_path, db=db, site_dir=site_dir, serve_host=host, serve_port=port
     )
     app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
-    configure_logging()
-    click.echo(
-        f"serving {settings.site_dir} and {settings.db} on "
-        f"http://{settings.serve_host}:{settings.serve_port} (public URL {settings.base_url})",
-        err=True,
-    )
+    configure_logging()  # from here on stderr carries JSON lines only
     uvicorn.run(
         app,
         host=settings.serve_host,

@@ -15,20 +15,23 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.routing import Route
 
 from ..config import Settings
+from ..deliver import Sender, smtp_sender
 from ..store import Clock, Store, utc_now
 from .logs import AccessLog, log_event
 from .pages import Pages
 from .preferences import preferences_page, preferences_post, preferences_preview
 from .security import CsrfGuard, RateLimiter, SignupLimits
-from .service import MailSender, Service, service
+from .service import Service, service
 from .signup import confirm_page, confirm_post, signup_page, signup_post
 from .static import SiteFiles, StaticSite
 from .unsubscribe import unsubscribe_now, unsubscribe_page
 from .watch import DigestWatcher
+
+# Paths the service answers itself; the built site is never consulted for them.
+SERVICE_PATHS = ("/u/", "/p/", "/subscribe", "/confirm/", "/healthz", "/-/")
 
 
 async def healthz(request: Request) -> Response:
@@ -76,12 +79,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return svc.pages.render(request, "web/error.html", status=status, code=status)
 
 
-def _default_sender(settings: Settings) -> Callable[[], MailSender]:
-    def make() -> MailSender:
-        from ..deliver import smtp_sender  # imported late: only sign-up mail needs it
-
-        sender: MailSender = smtp_sender(settings)
-        return sender
+def _default_sender(settings: Settings) -> Callable[[], Sender]:
+    def make() -> Sender:
+        return smtp_sender(settings)
 
     return make
 
@@ -89,7 +89,7 @@ def _default_sender(settings: Settings) -> Callable[[], MailSender]:
 def create_app(
     *,
     settings: Settings,
-    sender_factory: Callable[[], MailSender] | None = None,
+    sender_factory: Callable[[], Sender] | None = None,
     clock: Clock = utc_now,
     signup_limits: SignupLimits | None = None,
     confirm_days: int = 7,
@@ -98,7 +98,8 @@ def create_app(
 ) -> Starlette:
     """The service for `settings` (ConfigError when the secret key is missing).
 
-    `sender_factory` makes the sender for confirmation mail (default: SMTP from settings);
+    `sender_factory` makes the sender for confirmation mail and for the watched daily job
+    (default: SMTP as the settings say);
     `watch_dir`, when given, is polled every `watch_interval` seconds for new digests, which
     are ingested, built and sent by the same ledger as `newsletter send`.
     """
@@ -119,14 +120,26 @@ def create_app(
         confirm_days=confirm_days,
     )
     watcher = (
-        DigestWatcher(settings=settings, folder=watch_dir, interval=watch_interval, clock=clock)
+        DigestWatcher(
+            settings=settings,
+            folder=watch_dir,
+            sender_factory=svc.sender_factory,
+            interval=watch_interval,
+            clock=clock,
+        )
         if watch_dir is not None
         else None
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log_event("start", db=str(settings.db), site=str(settings.site_dir))
+        log_event(
+            "start",
+            db=str(settings.db),
+            site=str(settings.site_dir),
+            base_url=settings.base_url,
+            watch=str(watch_dir) if watch_dir else None,
+        )
         if watcher is not None:
             watcher.on_change = svc.forget_newest
             watcher.start()
@@ -137,10 +150,6 @@ def create_app(
                 await watcher.stop()
             store.close()
             log_event("stop")
-
-    async def not_found_app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = svc.not_found(Request(scope, receive))
-        await response(scope, receive, send)
 
     routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
@@ -154,7 +163,6 @@ def create_app(
         Route("/confirm/{token}", confirm_page, methods=["GET", "HEAD"]),
         Route("/confirm/{token}", confirm_post, methods=["POST"]),
         Route("/-/{digest}/{name}", asset, methods=["GET", "HEAD"]),
-        Mount("/", app=StaticSite(SiteFiles(settings.site_dir), fallback=not_found_app)),
     ]
     app = Starlette(
         routes=routes,
@@ -163,5 +171,7 @@ def create_app(
     )
     app.state.service = svc
     app.state.watcher = watcher
+    # Added last is outermost: the access log sees every request, the site is served first.
+    app.add_middleware(StaticSite, files=SiteFiles(settings.site_dir), skip=SERVICE_PATHS)
     app.add_middleware(AccessLog)
     return app

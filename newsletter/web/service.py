@@ -6,28 +6,19 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
+from ..deliver import Sender
 from ..model import Digest, Subscriber
-from ..outgoing import OutgoingMessage
 from ..store import Clock, Store
 from ..tokens import read_subscriber_token
 from .pages import Pages
 from .security import CsrfGuard, RateLimiter
 
 _DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is asked again
-
-
-class MailSender(Protocol):
-    """What sign-up needs of a sender (newsletter.deliver's senders have this shape)."""
-
-    async def send(self, message: OutgoingMessage) -> object: ...
-
-    async def aclose(self) -> None: ...
 
 
 @dataclass
@@ -40,7 +31,7 @@ class Service:
     pages: Pages
     csrf: CsrfGuard
     clock: Clock
-    sender_factory: Callable[[], MailSender]
+    sender_factory: Callable[[], Sender]
     per_address: RateLimiter
     per_client: RateLimiter
     confirm_days: int

@@ -246,19 +246,29 @@ _COMMON = [
 
 
 class StaticSite:
-    """An ASGI app serving a `SiteFiles` folder; anything it does not hold goes to `fallback`."""
+    """ASGI middleware serving a `SiteFiles` folder ahead of `app`, which gets everything else.
 
-    def __init__(self, files: SiteFiles, *, fallback: ASGIApp) -> None:
+    Paths under `skip` (the service's own routes) go straight to `app`; so does anything the
+    site does not hold, so one 404 page covers both. Serving before the router keeps a feed
+    poll from being matched against every service route first.
+    """
+
+    def __init__(self, app: ASGIApp, *, files: SiteFiles, skip: tuple[str, ...] = ()) -> None:
+        self.app = app
         self.files = files
-        self.fallback = fallback
+        self.skip = skip
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            await self.fallback(scope, receive, send)
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or scope["path"].startswith(self.skip)
+        ):
+            await self.app(scope, receive, send)
             return
         file = self.files.lookup(scope["path"])
         if file is None:
-            await self.fallback(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         use_gzip = file.gzipped is not None and _accepts_gzip(

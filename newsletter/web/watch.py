@@ -18,12 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Settings
 from ..errors import NewsletterError
 from ..ingest import find_digest_files, ingest_paths
 from ..store import Clock, Store
 from .logs import log_event
+
+if TYPE_CHECKING:
+    from ..deliver import DeliveryReport, Sender
 
 
 @dataclass
@@ -41,9 +45,18 @@ class DigestWatcher:
     """Polls `folder` every `interval` seconds in the background of the service."""
 
     def __init__(
-        self, *, settings: Settings, folder: Path, interval: float = 5.0, clock: Clock
+        self,
+        *,
+        settings: Settings,
+        folder: Path,
+        sender_factory: Callable[[], Sender],
+        interval: float = 5.0,
+        retry_after: float = 300.0,
+        clock: Clock,
     ) -> None:
         self.settings = settings
+        self.sender_factory = sender_factory
+        self.retry_after = retry_after
         self.folder = Path(folder)
         self.interval = interval
         self.clock = clock
@@ -52,6 +65,7 @@ class DigestWatcher:
         self._done: dict[str, tuple[int, int]] = {}  # file -> (mtime_ns, size) when taken
         self._seen: dict[str, tuple[int, int]] = {}  # file -> (mtime_ns, size) at the last poll
         self._first = True
+        self._retry_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def ready_files(self) -> list[Path]:
@@ -78,7 +92,8 @@ class DigestWatcher:
     def run_once(self) -> WatchPass | None:
         """One poll: ingest what is ready; build and send if anything changed (or on the first poll)."""
         ready = self.ready_files()
-        if not ready and not self._first:
+        retry = self._retry_at is not None and time.monotonic() >= self._retry_at
+        if not ready and not self._first and not retry:
             return None
         result = WatchPass()
         try:
@@ -96,8 +111,11 @@ class DigestWatcher:
                         log_event("watch.warning", level=logging.WARNING, notice=str(warning))
                 if changed or self._first:
                     self._publish(store, result)
+                elif retry:
+                    self._publish(store, result, build=False)
         except (NewsletterError, OSError) as exc:
             result.error = str(exc)
+            self._retry_at = time.monotonic() + self.retry_after
             log_event("watch.failed", level=logging.ERROR, error=str(exc)[:300])
         self._first = False
         if result.ingested or result.built or result.sent_date:
@@ -113,11 +131,32 @@ class DigestWatcher:
         self.passes = [*self.passes[-9:], result]
         return result
 
-    def _publish(self, store: Store, result: WatchPass) -> None:
-        """Build the site and send the newest digest (filled in as build and send exist)."""
-        latest = store.latest_date()
-        if latest is None:
+    def _publish(self, store: Store, result: WatchPass, *, build: bool = True) -> None:
+        """Build the site and send the newest digest to whoever the ledger says still needs it."""
+        from ..build import build_site  # the daily job's modules load only when it runs
+        from ..deliver import send_day
+
+        if store.latest_date() is None:
             return
+        if build:
+            build_site(store, settings=self.settings)
+            result.built = True
+
+        async def send() -> DeliveryReport:
+            sender = self.sender_factory()
+            try:
+                return await send_day(
+                    store=store, settings=self.settings, sender=sender, clock=self.clock
+                )
+            finally:
+                await sender.aclose()
+
+        # Runs in the watcher's worker thread, so it gets an event loop of its own.
+        report = asyncio.run(send())
+        result.sent_date = report.date
+        result.delivery = report.summary()
+        # Deferred mail and a stopped run are retried on later polls, not only on the next digest.
+        self._retry_at = None if report.ok else time.monotonic() + self.retry_after
 
     def start(self) -> None:
         """Start polling in the background of the running event loop."""

@@ -1,0 +1,138 @@
+"""The service as a whole: /healthz, JSON logs without tokens, the `serve` command, rate limiter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.web.logs import JsonFormatter, redact_path
+from newsletter.web.security import Limit, RateLimiter
+from tests.web_server import TEST_KEY, free_port, make_site, service
+
+
+def test_healthz(tmp_path: Path) -> None:
+    with service(tmp_path) as web, web.client() as client:
+        response = client.get("/healthz")
+        assert response.status_code == 200
+        assert response.json() == {
+            "ok": True,
+            "db": "ok",
+            "latest_digest": "2024-12-13",
+            "site": True,
+        }
+        web.app.state.service.store.close()  # the database goes away under the service
+        broken = client.get("/healthz")
+        assert broken.status_code == 503
+        assert broken.json()["ok"] is False
+
+
+def test_logs_are_json_lines_without_tokens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="newsletter.web")
+    with service(tmp_path) as web, web.client() as client:
+        someone = web.store.add_subscriber("logged@example.com")
+        token = web.token(someone.id, "unsubscribe")
+        client.post(f"/u/{token}")
+        deadline = time.monotonic() + 5
+        while not any(getattr(r, "path", "").startswith("/u/") for r in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "newsletter.web"]
+    events = [json.loads(line) for line in lines]
+    assert all("\n" not in line for line in lines)
+    request = next(e for e in events if e["event"] == "request" and e["path"].startswith("/u/"))
+    assert request["method"] == "POST" and request["status"] == 200
+    assert request["path"] == f"/u/{token[:6]}…"
+    assert isinstance(request["ms"], float)
+    assert any(e["event"] == "unsubscribe" and e["subscriber"] == someone.id for e in events)
+    assert not any(token in line or TEST_KEY in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/u/MTc.abcdefghijklmnop", "/u/MTc.ab…"),
+        ("/p/MTc.abcdefghijklmnop/preview", "/p/MTc.ab…/preview"),
+        ("/feeds/0123456789abcdef.xml", "/feeds/012345…"),
+        ("/rss.xml", "/rss.xml"),
+    ],
+)
+def test_redact_path(path: str, shown: str) -> None:
+    assert redact_path(path) == shown
+
+
+def test_rate_limiter_window_slides() -> None:
+    now = [0.0]
+    limiter = RateLimiter(Limit(2, 10.0), clock=lambda: now[0], max_keys=3)
+    assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
+    now[0] = 10.5
+    assert limiter.allow("a")
+    for key in "bcdef":  # more keys than it keeps: old ones are dropped, new ones still counted
+        assert limiter.allow(key)
+    assert not all(limiter.allow("f") for _ in range(3))
+
+
+def test_serve_needs_the_secret_key(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "NEWSLETTER_SECRET_KEY": ""}
+    result = runner.invoke(main, ["serve", "--port", "1"], env=env)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "error: NEWSLETTER_SECRET_KEY is not set (a long random string signs subscriber links)"
+    ]
+
+
+def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site")
+    port = free_port()
+    env = {
+        **os.environ,
+        "NEWSLETTER_SECRET_KEY": TEST_KEY,
+        "NEWSLETTER_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    env.pop("NEWSLETTER_CONFIG", None)
+    command = [
+        str(Path(sys.executable).with_name("newsletter")),
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        str(tmp_path / "serve.db"),
+        "--site",
+        str(site),
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, "serve exited early"
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert health.json()["ok"] is True
+        feed = httpx.get(f"http://127.0.0.1:{port}/rss.xml")
+        assert feed.headers["content-type"] == "application/rss+xml; charset=utf-8"
+        assert "server" not in feed.headers
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0
+    logged = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    assert any(e.get("path") == "/rss.xml" and e.get("status") == 200 for e in logged)
+    assert TEST_KEY not in err.decode()
