@@ -139,7 +139,8 @@ def _phrases(text: str, *, name: str) -> tuple[str, ...]:
     phrases: list[str] = []
     seen: set[str] = set()
     for phrase in split_phrases(text):
-        length = len(normalize(phrase))
+        norm = normalize(phrase)
+        length = len(norm)
         if length < MIN_KEYWORD_CHARS:
             raise SubscriberError(
                 f"{name} {phrase!r} is shorter than {MIN_KEYWORD_CHARS} characters",
@@ -152,8 +153,8 @@ def _phrases(text: str, *, name: str) -> tuple[str, ...]:
                 code="keyword_too_long",
                 field=name,
             )
-        if normalize(phrase) not in seen:  # "RAG;rag" is one keyword
-            seen.add(normalize(phrase))
+        if norm not in seen:  # "RAG;rag" is one keyword
+            seen.add(norm)
             phrases.append(phrase)
     if len(phrases) > MAX_KEYWORDS:
         raise SubscriberError(
@@ -168,7 +169,9 @@ def _integer(text: str, *, name: str, code: str, low: int, high: int) -> int | N
     value = text.strip()
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+    # The length check comes first: int() refuses (raises on) strings of 4,300+ digits.
+    digits = value.isascii() and value.isdigit() and len(value) <= len(str(high))
+    if not digits or not low <= int(value) <= high:
         kind = "a non-negative" if low == 0 else "a positive"
         raise SubscriberError(
             f"{name} must be {kind} whole number up to {high}, not {value!r}",

@@ -219,3 +219,17 @@ def test_match_notes_an_unsubscribed_subscriber(loaded: Any) -> None:
     result = loaded("match", "--email", "alex.chen@example.org")
     assert result.exit_code == 0
     assert "unsubscribed and gets no email" in result.stderr
+
+
+def test_import_missing_or_binary_file_is_one_line(cli: Any, tmp_path: Path) -> None:
+    missing = cli("subscribers", "import", str(tmp_path / "missing.csv"))
+    assert missing.exit_code == 1
+    assert missing.stderr == (
+        f"error: {tmp_path / 'missing.csv'}: cannot read: No such file or directory\n"
+    )
+    binary = tmp_path / "subs.xlsx"
+    binary.write_bytes(b"PK\x03\x04\xff\xfe" + bytes(range(256)))
+    result = cli("subscribers", "import", str(binary))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {binary}: not UTF-8 text")
+    assert len(result.stderr.splitlines()) == 1

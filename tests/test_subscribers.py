@@ -106,6 +106,8 @@ def test_validate_preferences_defaults_and_splitting() -> None:
         ({"min_votes": "ten"}, "min_votes_invalid", "min_votes"),
         ({"min_votes": "١٢"}, "min_votes_invalid", "min_votes"),  # Arabic-Indic digits
         ({"min_votes": "99999999999999999999"}, "min_votes_invalid", "min_votes"),
+        ({"min_votes": "9" * 5000}, "min_votes_invalid", "min_votes"),  # int() would raise
+        ({"max_papers": "1" * 5000}, "max_papers_invalid", "max_papers"),
         ({"max_papers": "0"}, "max_papers_invalid", "max_papers"),
         ({"max_papers": "many"}, "max_papers_invalid", "max_papers"),
     ],
