@@ -18,22 +18,34 @@ private feeds, whose file names are secrets.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
 import os
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from xml.sax.saxutils import escape
 
 from .config import Settings
 from .errors import ConfigError, StoreError
-from .feeds import FeedInfo, FeedItem, digest_feed, name_id, page_name, paper_feed, paper_items
-from .match import Profile, select_papers
+from .feeds import (
+    FeedInfo,
+    FeedItem,
+    FeedKind,
+    digest_feeds,
+    name_id,
+    page_name,
+    paper_feeds,
+    paper_items,
+    xml_text,
+)
+from .match import PreparedDigest, Profile, select_papers
 from .model import Digest, Subscriber
 from .site import (
     DaySummary,
@@ -56,11 +68,7 @@ _OWNED = re.compile(r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0
 # Stands in for a private feed's own URL while subscribers with equal filters share one render.
 _SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
 _LOAD_CHUNK = 100  # days loaded from the store at once when many pages need rendering
-_DAILY: tuple[tuple[Literal["rss", "atom"], str], ...] = (
-    ("rss", "digests.xml"),
-    ("atom", "digests.atom"),
-)
-_TOPIC: tuple[tuple[Literal["rss", "atom"], str], ...] = (("rss", "xml"), ("atom", "atom"))
+WRITERS = 4  # threads writing files
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +138,7 @@ class SitePlan:
 
 
 def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink, ...]:
-    title = settings.site_title
+    title = xml_text(settings.site_title)
     links = [
         FeedLink("rss.xml", "application/rss+xml", f"{title} (RSS)", "RSS"),
         FeedLink("atom.xml", "application/atom+xml", f"{title} (Atom)", "Atom"),
@@ -139,20 +147,21 @@ def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink
         FeedLink("digests.atom", "application/atom+xml", f"{title} 일별 (Atom)", "일별 Atom"),
     ]
     for t in topics:
+        name = xml_text(t.name)
         links.append(
             FeedLink(
                 f"topics/{t.slug}.xml",
                 "application/rss+xml",
-                f"{title}: {t.name} (RSS)",
-                f"{t.name} RSS",
+                f"{title}: {name} (RSS)",
+                f"{name} RSS",
             )
         )
         links.append(
             FeedLink(
                 f"topics/{t.slug}.atom",
                 "application/atom+xml",
-                f"{title}: {t.name} (Atom)",
-                f"{t.name} Atom",
+                f"{title}: {name} (Atom)",
+                f"{name} Atom",
             )
         )
     return tuple(links)
@@ -285,20 +294,22 @@ def _feeds(
     newest = max(d.date for d in window)
     ids = {p.arxiv_id for d in window for p in d.papers}
     first_seen = store.first_seen(ids)
+    # Normalise each day's text once for all the topic and subscriber selections below.
+    prepared = [PreparedDigest(d) for d in window] if topics or settings.secret_key else []
     categories: dict[str, list[str]] = {}
     for topic in topics:
         profile = Profile(keywords=topic.keywords)
-        for digest in window:
-            for pick in select_papers(digest, profile):
+        for day in prepared:
+            for pick in select_papers(day, profile):
                 names = categories.setdefault(pick.paper.arxiv_id, [])
                 if topic.name not in names:
                     names.append(topic.name)
     tags = {k: tuple(v) for k, v in categories.items()}
-    title = settings.site_title
+    title = xml_text(settings.site_title)
 
     def select(profile: Profile | None) -> list[FeedItem]:
         return paper_items(
-            window,
+            window if profile is None else prepared,
             first_seen=first_seen,
             base_url=root,
             profile=profile,
@@ -306,47 +317,50 @@ def _feeds(
             template_dir=settings.template_dir,
         )
 
-    def info(path: str, name: str, description: str, *parts: str) -> FeedInfo:
+    def info(name: str, description: str, *parts: str) -> FeedInfo:
         return FeedInfo(
             title=name,
             description=description,
-            feed_url=f"{root}/{path}",
             home_url=f"{root}/",
             id=name_id(settings.list_id, *parts),
             updated=newest,
             author=title,
         )
 
-    items = select(None)
+    def publish(
+        paths: Mapping[FeedKind, str], make: Callable[..., Mapping[FeedKind, bytes]]
+    ) -> None:
+        found = make(urls={kind: f"{root}/{path}" for kind, path in paths.items()})
+        for kind, path in paths.items():
+            plan.files[path] = found[kind]
+
     about = f"{title}: 매일 추천이 많은 AI 논문과 한국어 요약"
-    plan.files["rss.xml"] = paper_feed(
-        items, kind="rss", info=info("rss.xml", title, about, "papers")
+    publish(
+        {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"},
+        functools.partial(paper_feeds, select(None), info=info(title, about, "papers")),
     )
-    plan.files["atom.xml"] = paper_feed(
-        items, kind="atom", info=info("atom.xml", title, about, "papers")
-    )
-    plan.files["feed.json"] = paper_feed(
-        items, kind="json", info=info("feed.json", title, about, "papers")
-    )
-    for kind, path in _DAILY:
-        plan.files[path] = digest_feed(
+    publish(
+        {"rss": "digests.xml", "atom": "digests.atom"},
+        functools.partial(
+            digest_feeds,
             window,
-            kind=kind,
-            info=info(path, f"{title} 일별", f"{title}: 하루에 한 항목", "digests"),
+            info=info(f"{title} 일별", f"{title}: 하루에 한 항목", "digests"),
             base_url=root,
             list_id=settings.list_id,
             template_dir=settings.template_dir,
-        )
+        ),
+    )
     for topic in topics:
-        topic_items = select(Profile(keywords=topic.keywords))
-        about_topic = f"{title}: {topic.name} ({'; '.join(topic.keywords)})"
-        for kind, ext in _TOPIC:
-            path = f"topics/{topic.slug}.{ext}"
-            plan.files[path] = paper_feed(
-                topic_items,
-                kind=kind,
-                info=info(path, f"{title}: {topic.name}", about_topic, "topic", topic.slug),
-            )
+        name = xml_text(topic.name)
+        about_topic = f"{title}: {name} ({'; '.join(topic.keywords)})"
+        publish(
+            {"rss": f"topics/{topic.slug}.xml", "atom": f"topics/{topic.slug}.atom"},
+            functools.partial(
+                paper_feeds,
+                select(Profile(keywords=topic.keywords)),
+                info=info(f"{title}: {name}", about_topic, "topic", topic.slug),
+            ),
+        )
     try:
         key = settings.require_secret_key()
     except ConfigError:
@@ -359,19 +373,18 @@ def _feeds(
         body = rendered.get(profile)
         if body is None:
             picked = select(profile)
-            body = paper_feed(
+            body = paper_feeds(
                 picked,
-                kind="rss",
                 info=FeedInfo(
                     title=f"{title} (내 구독)",
                     description=f"{title}: 구독 설정(키워드, 최소 추천 수)에 맞는 논문",
-                    feed_url=_SELF_PLACEHOLDER,
                     home_url=f"{root}/",
                     id=name_id(settings.list_id, "private"),
                     updated=newest,
                     author=title,
                 ),
-            )
+                urls={"rss": _SELF_PLACEHOLDER},
+            )["rss"]
             rendered[profile] = body
         path = f"{PRIVATE_DIR}{feed_token(subscriber.id, key=key)}.xml"
         plan.files[path] = body.replace(
@@ -400,7 +413,7 @@ def plan_site(
         raise StoreError(f"{settings.db}: no digests stored yet (run: newsletter ingest PATH)")
     topics = topics_from(settings.topics)
     site = SiteInfo(
-        title=settings.site_title,
+        title=xml_text(settings.site_title),
         base_url=settings.base_url,
         feeds=_public_feeds(settings, topics),
         template_dir=settings.template_dir,
@@ -428,7 +441,6 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
             return False
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Write aside and rename, so a reader (or the web server) never sees half a file.
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_bytes(data)
@@ -455,18 +467,23 @@ def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
 
 def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
     """Write the planned files that changed, delete stale ones, and say what happened."""
-    written, unchanged, removed = [], sorted(plan.kept), []
+    written: list[str] = []
+    unchanged = sorted(plan.kept)
+    removed: list[str] = []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name in sorted(plan.files):
-            if _write_if_changed(out_dir / name, plan.files[name]):
-                written.append(name)
-            else:
-                unchanged.append(name)
+        names = sorted(plan.files)
+        for folder in {(out_dir / name).parent for name in names} | {out_dir}:
+            folder.mkdir(parents=True, exist_ok=True)
+        # File writes are mostly kernel time, which threads overlap (the GIL is released).
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            changed = pool.map(lambda n: _write_if_changed(out_dir / n, plan.files[n]), names)
+            for name, was_written in zip(names, changed, strict=True):
+                (written if was_written else unchanged).append(name)
         for name in _stale(out_dir, set(plan.files) | plan.kept, private=plan.private_built):
             (out_dir / name).unlink()
             removed.append(name)
-        manifest = json.dumps(plan.manifest, ensure_ascii=False, indent=0, sort_keys=True)
+        # Compact, so json uses its C encoder: the manifest is read by builds, not people.
+        manifest = json.dumps(plan.manifest, ensure_ascii=False, separators=(",", ":"))
         _write_if_changed(out_dir / MANIFEST, (manifest + "\n").encode())
     except OSError as exc:
         raise ConfigError(f"{out_dir}: cannot write the site: {exc.strerror or exc}") from None

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from feedgen.feed import FeedGenerator
 from markupsafe import Markup
 
-from .match import Profile, normalize, select_papers
+from .match import PreparedDigest, Profile, select_papers
 from .model import Digest, Paper, Section
 from .templates import get_template
 
@@ -40,33 +40,45 @@ GENERATOR = "newsletter"
 
 # XML 1.0 forbids C0 controls but tab/LF/CR, surrogates and U+FFFE/U+FFFF; HTML5 also reports
 # C1 controls and the other noncharacters as parse errors. Drop them all from every output.
-_ILLEGAL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+# The noncharacters beyond the BMP take a slow character class: look for them only in text that
+# has characters beyond the BMP at all (a quick test).
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+_ILLEGAL_ASTRAL = re.compile(
+    "["
     + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(1, 17))
     + "]"
 )
+# Spaces and controls make a URL unusable (and are how a header or markup injection starts).
+_BAD_URL = re.compile("[\\s\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
+
+
+def _has_illegal(text: str) -> bool:
+    return bool(_ILLEGAL.search(text) or (_ASTRAL.search(text) and _ILLEGAL_ASTRAL.search(text)))
 
 
 def xml_text(text: str) -> str:
     """`text` without the characters XML 1.0 and HTML5 do not allow."""
-    return _ILLEGAL.sub("", text)
+    text = _ILLEGAL.sub("", text)
+    return _ILLEGAL_ASTRAL.sub("", text) if _ASTRAL.search(text) else text
 
 
 def web_url(url: str | None) -> str | None:
-    """`url` if it is an absolute http(s) URL without illegal characters, else None."""
-    if not url or not url.startswith(("https://", "http://")) or _ILLEGAL.search(url):
+    """`url` if it is an absolute http(s) URL without spaces or illegal characters, else None."""
+    if not url or not url.startswith(("https://", "http://")):
         return None
-    if any(c.isspace() for c in url):
-        return None
-    return url
+    return None if _BAD_URL.search(url) else url
 
 
 def clean_paper(paper: Paper) -> Paper:
     """`paper` with illegal characters removed from its text and unsafe URLs replaced."""
     link = web_url(paper.url) or arxiv_url(paper.arxiv_id)
     image = web_url(paper.image)
-    fields = (paper.display_title, *paper.authors, *(s.name + s.text for s in paper.sections))
-    if link == paper.url and image == paper.image and not any(_ILLEGAL.search(f) for f in fields):
+    texts = (paper.title, paper.display_title, *paper.authors)
+    texts += tuple(s.name + s.text for s in paper.sections)
+    # Every illegal character is unprintable, and isprintable() is far quicker than a regex.
+    clean = all(t.isprintable() or not _has_illegal(t) for t in texts)
+    if clean and link == paper.url and image == paper.image:
         return paper
     return replace(
         paper,
@@ -97,9 +109,16 @@ def name_id(list_id: str, *parts: str) -> str:
 
 def by_votes(papers: Iterable[Paper]) -> list[Paper]:
     """Papers by votes (unknown last), then title, then id: the order every output uses."""
-    return sorted(
-        papers,
-        key=lambda p: (p.votes is None, -(p.votes or 0), normalize(p.display_title), p.arxiv_id),
+    return sorted(papers, key=vote_order)
+
+
+def vote_order(paper: Paper) -> tuple[bool, int, str, str]:
+    """Sort key: most votes first, unknown votes last, then title, then id."""
+    return (
+        paper.votes is None,
+        -(paper.votes or 0),
+        paper.display_title.casefold(),
+        paper.arxiv_id,
     )
 
 
@@ -111,6 +130,10 @@ def page_name(date: dt.date) -> str:
 def paper_anchor(paper: Paper) -> str:
     """The fragment id of a paper's card on its day page."""
     return f"paper-{paper.arxiv_id}"
+
+
+def _digest(day: Digest | PreparedDigest) -> Digest:
+    return day.digest if isinstance(day, PreparedDigest) else day
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +153,6 @@ class FeedInfo:
 
     title: str
     description: str
-    feed_url: str  # where the file is published: the self link
     home_url: str  # the HTML page the feed belongs to
     id: str  # permanent Atom feed id
     updated: dt.date  # newest digest date of the feed
@@ -145,7 +167,7 @@ def paper_html(paper: Paper, *, page_url: str, template_dir: Path | None = None)
 
 
 def paper_items(
-    digests: Sequence[Digest],
+    digests: Sequence[Digest | PreparedDigest],
     *,
     first_seen: Mapping[str, dt.date],
     base_url: str,
@@ -160,22 +182,23 @@ def paper_items(
     """
     root = base_url.rstrip("/")
     newest: dict[str, tuple[Paper, dt.date]] = {}
-    for digest in sorted(digests, key=lambda d: d.date):
+    # Pass PreparedDigests (text normalised once) when selecting for many profiles.
+    for day in sorted(digests, key=lambda d: _digest(d).date):
         if profile is None:
-            papers: Iterable[Paper] = digest.papers
+            papers: Iterable[Paper] = _digest(day).papers
         else:
-            papers = (pick.paper for pick in select_papers(digest, profile))
+            papers = (pick.paper for pick in select_papers(day, profile))
         for paper in papers:
-            newest[paper.arxiv_id] = (paper, digest.date)
+            newest[paper.arxiv_id] = (paper, _digest(day).date)
     items = []
-    for paper, day in newest.values():
+    for paper, shown in newest.values():
         clean = clean_paper(paper)
-        page_url = f"{root}/{page_name(day)}#{paper_anchor(clean)}"
+        page_url = f"{root}/{page_name(shown)}#{paper_anchor(clean)}"
         items.append(
             FeedItem(
                 paper=clean,
-                published=min(first_seen.get(paper.arxiv_id, day), day),
-                updated=day,
+                published=min(first_seen.get(paper.arxiv_id, shown), shown),
+                updated=shown,
                 content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
                 categories=(categories or {}).get(paper.arxiv_id, ()),
             )
@@ -185,7 +208,8 @@ def paper_items(
     return items
 
 
-def _generator(info: FeedInfo, *, kind: Literal["rss", "atom"]) -> Any:
+def _generator(info: FeedInfo) -> Any:
+    """A FeedGenerator with the feed's metadata; the links depend on the format (`_serialize`)."""
     fg = FeedGenerator()
     fg.id(info.id)
     fg.title(xml_text(info.title))
@@ -193,10 +217,6 @@ def _generator(info: FeedInfo, *, kind: Literal["rss", "atom"]) -> Any:
     fg.language(LANGUAGE)
     fg.generator(GENERATOR)
     fg.author({"name": xml_text(info.author)})
-    feed_type = "application/rss+xml" if kind == "rss" else "application/atom+xml"
-    # feedgen uses the last link added as the RSS channel link: self first, then the page.
-    fg.link(href=info.feed_url, rel="self", type=feed_type)
-    fg.link(href=info.home_url, rel="alternate", type="text/html")
     stamp = day_start(info.updated)
     fg.updated(stamp)
     fg.lastBuildDate(stamp)
@@ -204,18 +224,43 @@ def _generator(info: FeedInfo, *, kind: Literal["rss", "atom"]) -> Any:
     return fg
 
 
-def _serialize(fg: Any, *, kind: Literal["rss", "atom"]) -> bytes:
+def _serialize(fg: Any, *, kind: Literal["rss", "atom"], feed_url: str, home_url: str) -> bytes:
+    """The RSS or Atom bytes of `fg`, whose self link is `feed_url`."""
+    feed_type = "application/rss+xml" if kind == "rss" else "application/atom+xml"
+    # feedgen uses the last link as the RSS channel link: self first, then the page.
+    links = [
+        {"href": feed_url, "rel": "self", "type": feed_type},
+        {"href": home_url, "rel": "alternate", "type": "text/html"},
+    ]
+    fg.link(links, replace=True)
     data: bytes = fg.rss_str(pretty=True) if kind == "rss" else fg.atom_str(pretty=True)
     return data
 
 
-def paper_feed(items: Sequence[FeedItem], *, kind: FeedKind, info: FeedInfo) -> bytes:
-    """A feed of paper entries in the given order, as the bytes of an RSS, Atom or JSON file."""
-    if kind == "json":
-        return _json_feed(items, info=info)
-    fg = _generator(info, kind=kind)
-    if kind == "rss":
-        fg.load_extension("dc", atom=False, rss=True)
+def _write_all(
+    fg: Any, *, info: FeedInfo, urls: Mapping[FeedKind, str], json_feed: bytes | None = None
+) -> dict[FeedKind, bytes]:
+    out: dict[FeedKind, bytes] = {}
+    for kind, url in urls.items():
+        if kind == "json":
+            if json_feed is None:
+                raise ValueError("this feed has no JSON Feed form")
+            out[kind] = json_feed
+        else:
+            out[kind] = _serialize(fg, kind=kind, feed_url=url, home_url=info.home_url)
+    return out
+
+
+def paper_feeds(
+    items: Sequence[FeedItem], *, info: FeedInfo, urls: Mapping[FeedKind, str]
+) -> dict[FeedKind, bytes]:
+    """The same paper entries as RSS, Atom and/or JSON Feed bytes, in the order given.
+
+    `urls` maps each wanted format to where its file is published (its self link). RSS and
+    Atom share one set of feedgen entries, which is most of the work.
+    """
+    fg = _generator(info)
+    fg.load_extension("dc", atom=False, rss=True)
     fg.load_extension("media", atom=True, rss=True)
     for item in items:
         paper = item.paper
@@ -226,32 +271,33 @@ def paper_feed(items: Sequence[FeedItem], *, kind: FeedKind, info: FeedInfo) -> 
         fe.content(item.content_html, type="html")
         fe.published(day_start(item.published))
         fe.updated(day_start(item.updated))
-        # RSS <author> must be an e-mail address, so names go to dc:creator; Atom wants an
-        # author on every entry, falling back to the feed's.
+        # RSS <author> must be an e-mail address, so there the names go to dc:creator (feedgen
+        # leaves RSS authors without an e-mail out); Atom wants an author on every entry.
         names = [a for a in paper.authors if a.strip()] or [info.author]
-        if kind == "rss":
-            fe.dc.dc_creator(", ".join(names))
-        else:
-            fe.author([{"name": name} for name in names])
+        fe.dc.dc_creator(", ".join(names))
+        fe.author([{"name": name} for name in names])
         for category in item.categories:
             fe.category(term=xml_text(category))
         if paper.is_thumbnail and paper.image:
             fe.media.thumbnail(url=paper.image, group=None)
-    return _serialize(fg, kind=kind)
+    json_feed = None
+    if "json" in urls:
+        json_feed = _json_feed(items, info=info, feed_url=urls["json"])
+    return _write_all(fg, info=info, urls=urls, json_feed=json_feed)
 
 
-def digest_feed(
+def digest_feeds(
     digests: Sequence[Digest],
     *,
-    kind: Literal["rss", "atom"],
     info: FeedInfo,
+    urls: Mapping[FeedKind, str],
     base_url: str,
     list_id: str,
     template_dir: Path | None = None,
-) -> bytes:
-    """A feed with one entry per day (newest first) listing that day's papers in full."""
+) -> dict[FeedKind, bytes]:
+    """Feeds with one entry per day (newest first) listing that day's papers in full."""
     root = base_url.rstrip("/")
-    fg = _generator(info, kind=kind)
+    fg = _generator(info)
     template = get_template("site/feed_digest.html", user_dir=template_dir)
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
         page_url = f"{root}/{page_name(digest.date)}"
@@ -270,16 +316,15 @@ def digest_feed(
         stamp = day_start(digest.date)
         fe.published(stamp)
         fe.updated(stamp)
-        if kind == "atom":
-            fe.author({"name": xml_text(info.author)})
-    return _serialize(fg, kind=kind)
+        fe.author({"name": xml_text(info.author)})
+    return _write_all(fg, info=info, urls=urls)
 
 
 def _rfc3339(date: dt.date) -> str:
     return day_start(date).isoformat().replace("+00:00", "Z")
 
 
-def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo) -> bytes:
+def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo, feed_url: str) -> bytes:
     """JSON Feed 1.1 (https://jsonfeed.org/version/1.1)."""
     entries: list[dict[str, Any]] = []
     for item in items:
@@ -303,10 +348,11 @@ def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo) -> bytes:
         "version": JSON_FEED_VERSION,
         "title": xml_text(info.title),
         "home_page_url": info.home_url,
-        "feed_url": info.feed_url,
+        "feed_url": feed_url,
         "description": xml_text(info.description),
         "language": LANGUAGE,
         "authors": [{"name": xml_text(info.author)}],
         "items": entries,
     }
-    return (json.dumps(feed, ensure_ascii=False, indent=1) + "\n").encode()
+    # Compact: only then does json use its C encoder, and readers do not care about layout.
+    return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode()

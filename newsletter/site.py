@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .feeds import by_votes, clean_paper, page_name, xml_text
+from .feeds import by_votes, clean_paper, page_name, vote_order
 from .model import Digest
 from .templates import get_template, template_environment
 
@@ -33,7 +34,10 @@ class FeedLink:
 
 @dataclass(frozen=True, slots=True)
 class SiteInfo:
-    """What every page shows: the site's title, its base URL and its public feeds."""
+    """What every page shows: the site's title, its base URL and its public feeds.
+
+    Its text must already be free of characters XML and HTML forbid (`feeds.xml_text`).
+    """
 
     title: str
     base_url: str
@@ -61,7 +65,7 @@ class DaySummary:
 
 def summarize(digest: Digest) -> DaySummary:
     """The index entry of a digest."""
-    top = [clean_paper(p) for p in by_votes(digest.papers)[:TOP_PAPERS]]
+    top = [clean_paper(p) for p in heapq.nsmallest(TOP_PAPERS, digest.papers, key=vote_order)]
     return DaySummary(
         date=digest.date,
         count=len(digest.papers),
@@ -72,8 +76,8 @@ def summarize(digest: Digest) -> DaySummary:
 def _page(name: str, site: SiteInfo, path: str, **context: object) -> bytes:
     template = get_template(name, user_dir=site.template_dir)
     canonical = f"{site.base_url.rstrip('/')}/{path}"
-    html = template.render(site=site, canonical_url=canonical, **context)
-    return xml_text(html).encode("utf-8")
+    # Paper text arrives cleaned (clean_paper) and build.py cleans the settings it passes in.
+    return template.render(site=site, canonical_url=canonical, **context).encode("utf-8")
 
 
 def render_day(
