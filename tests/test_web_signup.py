@@ -50,7 +50,7 @@ def sign_up(client: httpx.Client, **fields: str) -> httpx.Response:
     return client.post("/subscribe", data={"csrf": csrf_of(form.text), **fields})
 
 
-def mail_to(handler: RecordingHandler, address: str, *, timeout: float = 10) -> EmailMessage:
+def mail_to(handler: RecordingHandler, address: str, *, timeout: float = 30) -> EmailMessage:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found: list[Received] = [r for r in handler.received if address in r.rcpt_tos]

@@ -14,7 +14,7 @@ from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.web_server import Running, service
 
 
-def wait_for(condition: Callable[[], bool], *, timeout: float = 20) -> None:
+def wait_for(condition: Callable[[], bool], *, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

@@ -125,7 +125,7 @@ def service_settings(tmp_path: Path, *, port: int, smtp_port: int = 25, **change
             "smtp_host": "127.0.0.1",
             "smtp_port": smtp_port,
             "smtp_tls": "none",
-            "smtp_timeout": 5,
+            "smtp_timeout": 30,
             **changes,
         },
     )

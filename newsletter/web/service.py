@@ -36,6 +36,7 @@ class Service:
     per_client: RateLimiter
     confirm_days: int
     _newest: tuple[float, Digest | None] | None = field(default=None, repr=False)
+    _purged_at: float = field(default=float("-inf"), repr=False)
 
     def link(self, path: str) -> str:
         """An absolute link on the public base URL."""
@@ -65,6 +66,13 @@ class Service:
     def expired(self, created_at: dt.datetime) -> bool:
         """Whether a sign-up made at `created_at` is too old to confirm."""
         return self.clock() - created_at > dt.timedelta(days=self.confirm_days)
+
+    def purge_stale_signups(self) -> None:
+        """Forget unconfirmed sign-ups past their link's life, at most once an hour."""
+        now = time.monotonic()
+        if now - self._purged_at >= 3600:
+            self._purged_at = now
+            self.store.purge_signups(before=self.clock() - dt.timedelta(days=self.confirm_days + 1))
 
     def not_found(self, request: Request) -> Response:
         """The 404 page: the same for a missing page and a bad token, so nothing is revealed."""

@@ -62,6 +62,7 @@ async def signup_post(request: Request) -> Response:
     if not svc.per_client.allow(client) or not svc.per_address.allow(address.lower()):
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
+    svc.purge_stale_signups()
     signup = svc.store.add_signup(address, keywords=prefs.keywords, min_votes=prefs.min_votes)
     existing = svc.store.subscriber_by_email(address)
     already = existing is not None and existing.status == "active"
