@@ -303,10 +303,6 @@ class SplicedBody:
         # Memory held at most: the raw text and three base64 copies of it.
         self.nbytes = 5 * sum(len(d) for d in statics)
 
-    def holes(self) -> tuple[str, ...]:
-        """The hole names in body order (a name may repeat)."""
-        return tuple(name for name, _ in self._pieces if name is not None)
-
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         """The base64 body (CRLF lines) with each hole replaced by its UTF-8 value."""
         out: list[bytes] = []
@@ -327,10 +323,6 @@ class SplicedBody:
         if pending:
             out.append(_base64_lines(pending))
         return b"".join(out)
-
-    def decoded(self, values: Mapping[str, bytes]) -> bytes:
-        """The raw body with `values` filled in (what a reader's client decodes)."""
-        return binascii.a2b_base64(self.fill(values))
 
 
 class MessageSkeleton:
