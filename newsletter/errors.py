@@ -46,11 +46,8 @@ class SubscriberError(NewsletterError):
         self.source = source
         self.code = code  # stable name of the problem, for translated messages
         self.field = field  # the form or CSV field at fault, when there is one
-        prefix = ""
-        if source is not None and row is not None:
-            prefix = f"{source}: row {row}: "
-        elif row is not None:
-            prefix = f"row {row}: "
+        where = [part for part in (source, None if row is None else f"row {row}") if part]
+        prefix = "".join(f"{part}: " for part in where)
         super().__init__(f"{prefix}{message}")
 
 

@@ -315,11 +315,11 @@ def read_subscribers_csv(path: Path) -> SubscribersCsv:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SubscriberError(
-            f"{path}: not UTF-8 text (byte {exc.start})", source=str(path), code="not_csv"
+            f"not UTF-8 text (byte {exc.start})", source=str(path), code="not_csv"
         ) from None
     except OSError as exc:
         raise SubscriberError(
-            f"{path}: cannot read: {exc.strerror or exc}", source=str(path), code="not_csv"
+            f"cannot read: {exc.strerror or exc}", source=str(path), code="not_csv"
         ) from None
     return parse_subscribers_csv(text, source=str(path))
 
