@@ -216,6 +216,7 @@ def _validate(settings: Settings) -> Settings:
         settings.envelope_from,
         settings.list_id,
         settings.site_title,
+        settings.unsubscribe_mailto,
     ):
         if "\r" in text or "\n" in text:
             raise ConfigError("settings used in email headers must not contain line breaks")

@@ -8,7 +8,6 @@ to keep `List-Unsubscribe` URLs under 70 characters.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 TAG_BYTES = 16  # 128 bits
@@ -25,7 +24,8 @@ def _unb64(text: str) -> bytes:
 
 
 def _tag(key: bytes, purpose: str, subject: str) -> bytes:
-    return hmac.new(key, f"{purpose}\x00{subject}".encode(), hashlib.sha256).digest()[:TAG_BYTES]
+    # hmac.digest is the one-shot C path: noticeably faster than hmac.new(...).digest().
+    return hmac.digest(key, f"{purpose}\x00{subject}".encode(), "sha256")[:TAG_BYTES]
 
 
 def make_token(subject: int | str, *, purpose: str, key: bytes) -> str:

@@ -62,6 +62,7 @@ def test_missing_secret_key_says_how_to_set_it() -> None:
         ({"NEWSLETTER_SMTP_PORT": "many"}, "smtp_port: bad value"),
         ({"NEWSLETTER_CONCURRENCY": "0"}, "at least 1"),
         ({"NEWSLETTER_FROM": "A <a@x>\r\nBcc: victim@x"}, "line breaks"),
+        ({"NEWSLETTER_UNSUBSCRIBE_MAILTO": "u@x\nBcc: victim@x"}, "line breaks"),
     ],
 )
 def test_bad_values_are_config_errors(env: dict[str, str], fragment: str) -> None:
