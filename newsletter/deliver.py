@@ -155,6 +155,7 @@ class _Run:
         record: bool,
         progress: Progress | None,
         give_up_after: int,
+        sent_batch: int,
     ) -> None:
         self.date = date
         self.store = store
@@ -168,6 +169,9 @@ class _Run:
         self.record = record
         self.progress = progress or (lambda outcome: None)
         self.give_up_after = give_up_after
+        self.sent_batch = max(1, sent_batch)
+        self.unflushed: list[tuple[int, int]] = []
+        self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
         self.errors: list[Exception] = []
@@ -290,6 +294,12 @@ class _Run:
             return
         self.finish(subscriber, "failed", 0, error)
 
+    def flush(self) -> None:
+        """Commit the sent outcomes recorded since the last flush."""
+        if self.unflushed:
+            batch, self.unflushed = self.unflushed, []
+            self.store.mark_sent(self.date, batch)
+
     def release(self, subscriber: Subscriber, previous: str) -> None:
         if self.record:
             self.store.release_claim(self.date, subscriber.id, previous=previous)
@@ -304,9 +314,20 @@ class _Run:
         bounced: bool = False,
     ) -> None:
         if self.record:
-            self.store.finish_delivery(
-                self.date, subscriber.id, status=status, attempts=attempts, error=error
-            )
+            if status == "sent":
+                # Sent rows are committed in small batches (one commit per message would cost
+                # as much as the SMTP work). A crash before the flush leaves them `claimed`:
+                # reported as ambiguous, never silently resent.
+                self.unflushed.append((subscriber.id, attempts))
+                now = asyncio.get_running_loop().time()
+                if len(self.unflushed) == 1:
+                    self.first_unflushed = now
+                if len(self.unflushed) >= self.sent_batch or now - self.first_unflushed > 0.25:
+                    self.flush()
+            else:
+                self.store.finish_delivery(
+                    self.date, subscriber.id, status=status, attempts=attempts, error=error
+                )
         report = self.report
         if status == "sent":
             report.sent += 1
@@ -342,13 +363,16 @@ async def deliver(
     record: bool = True,
     progress: Progress | None = None,
     give_up_after: int = 50,
+    sent_batch: int | None = None,
 ) -> DeliveryReport:
     """Send `date`'s email to every active subscriber who still needs it; returns the report.
 
     `compose` returns None for an empty selection (counted as skipped). `retries` is attempts per
     message; temporary failures wait `backoff`, 2x, 4x... seconds in between, then the message is
     left deferred for the next run. `record=False` (dry runs, outboxes) reads the ledger but writes
-    nothing. The sender is not closed here. Errors from `compose` stop the run and propagate.
+    nothing. Sent outcomes are committed `sent_batch` (default 2 x concurrency) at a time, so a
+    crash leaves at most concurrency + sent_batch claims ambiguous. The sender is not closed
+    here. Errors from `compose` stop the run and propagate.
     """
     run = _Run(
         date=date,
@@ -363,6 +387,7 @@ async def deliver(
         record=record,
         progress=progress,
         give_up_after=give_up_after,
+        sent_batch=sent_batch or 2 * max(1, concurrency),
     )
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
@@ -374,6 +399,9 @@ async def deliver(
         run.stop("interrupted")
         await asyncio.wait(workers)
         raise
+    finally:
+        if record:
+            run.flush()
     if run.errors:
         raise run.errors[0]
     if record:

@@ -169,13 +169,44 @@ class SMTPSender:
                 )
             mail_options.append("SMTPUTF8")
         encoding = "utf-8" if "SMTPUTF8" in mail_options else "ascii"
+        # aiosmtplib re-parses both addresses and runs two regular expressions over each
+        # message (line endings, dot-stuffing): a fifth of the CPU a send costs. Plain
+        # addresses and data that is already CRLF-only with no line starting with a dot
+        # (what the composer makes) skip that work; anything else takes aiosmtplib's path.
+        fast = encoding == "ascii" and _plain_address(message.envelope_from, message.recipient)
+        payload = _wire_ready(message.data) if fast else None
+        timeout = self.timeout
         stage = "MAIL"
         try:
-            await client.mail(message.envelope_from, options=mail_options, encoding=encoding)
-            stage = "RCPT"
-            await client.rcpt(message.recipient, encoding=encoding)
+            if fast:
+                options = [option.encode("ascii") for option in mail_options]
+                sender = b"FROM:<" + message.envelope_from.encode() + b">"
+                reply = await client.execute_command(b"MAIL", sender, *options, timeout=timeout)
+                if reply.code != 250:
+                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, "")
+                stage = "RCPT"
+                recipient = b"TO:<" + message.recipient.encode() + b">"
+                reply = await client.execute_command(b"RCPT", recipient, timeout=timeout)
+                if reply.code not in (250, 251):
+                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, "")
+            else:
+                await client.mail(message.envelope_from, options=mail_options, encoding=encoding)
+                stage = "RCPT"
+                await client.rcpt(message.recipient, encoding=encoding)
             stage = "DATA"
-            await client.data(message.data)
+            if payload is None:
+                await client.data(message.data)
+                return
+            reply = await client.execute_command(b"DATA", timeout=timeout)
+            if reply.code != 354:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+            protocol = client.protocol
+            if protocol is None:
+                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+            protocol.write(payload)
+            reply = await protocol.read_response(timeout=timeout)
+            if reply.code != 250:
+                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(client)
             raise self._refusal(exc, stage, message) from None
@@ -218,6 +249,11 @@ class SMTPSender:
         )
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:  # greet now: MAIL is sent without the helpers
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
             if self._user:
                 password = self._password
                 secret = password.reveal() if isinstance(password, Secret) else str(password)
@@ -281,6 +317,24 @@ class SMTPSender:
         with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
             await conn.client.quit()
         conn.client.close()
+
+
+_PLAIN_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~]+(?:\.[!#-'*+\-/-9=?A-Z^-~]+)*@[A-Za-z0-9.\-]+")
+
+
+def _plain_address(*addresses: str) -> bool:
+    """Whether every address is a dot-atom (no quoting needed) that is safe on a command line."""
+    return all(len(a) <= 254 and _PLAIN_ADDRESS.fullmatch(a) for a in addresses)
+
+
+def _wire_ready(data: bytes) -> bytes | None:
+    """`data` plus the end-of-data line, when it is CRLF-only and no line starts with a dot."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        return None  # bare CR or LF: needs normalising (and could smuggle an end of data)
+    if data.startswith(b".") or b"\n." in data:
+        return None  # needs dot-stuffing
+    return data + b".\r\n" if data.endswith(b"\r\n") else data + b"\r\n.\r\n"
 
 
 class _StaleConnection(Exception):

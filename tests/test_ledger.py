@@ -52,6 +52,14 @@ def test_outcomes_count_attempts_and_only_touch_claimed_rows(
         store.finish_delivery(DAY, people[0], status="claimed", attempts=0)
 
 
+def test_sent_outcomes_can_be_committed_in_a_batch(store: Store, people: list[int]) -> None:
+    for sid in people[:3]:
+        store.claim_delivery(DAY, sid, message_id=f"{sid}@x")
+    store.mark_sent(DAY, [(people[0], 1), (people[1], 2), (people[4], 1)])  # 4 was never claimed
+    rows = {r.subscriber_id: (r.status, r.attempts) for r in store.deliveries(DAY)}
+    assert rows == {people[0]: ("sent", 1), people[1]: ("sent", 2), people[2]: ("claimed", 0)}
+
+
 def test_ambiguous_claims_are_taken_over_only_when_asked(store: Store, people: list[int]) -> None:
     store.claim_delivery(DAY, people[1], message_id="m@x")  # a run died here
     assert store.claim_delivery(DAY, people[1], message_id="m@x") is None

@@ -236,8 +236,8 @@ async def test_a_refused_envelope_sender_stops_the_run_and_changes_nothing(store
     assert sum(store.delivery_counts(DAY).values()) == 0
 
 
-async def test_an_address_the_server_cannot_take_fails_permanently() -> None:
-    with smtp_server(RecordingHandler()) as (server, handler):
+async def test_non_ascii_addresses_need_a_server_that_offers_smtputf8() -> None:
+    with smtp_server(RecordingHandler(), enable_SMTPUTF8=False) as (server, handler):
         sender = SMTPSender(host="127.0.0.1", port=server.port, tls="none", timeout=5)
         with pytest.raises(PermanentFailure, match="SMTPUTF8") as caught:
             await sender.send(outgoing("기자@example.com"))
@@ -245,6 +245,25 @@ async def test_an_address_the_server_cannot_take_fails_permanently() -> None:
         await sender.send(outgoing("ok@example.com"))  # the connection is still good
         await sender.aclose()
     assert recipients(handler) == {"ok@example.com": 1}
+    with smtp_server(RecordingHandler(), enable_SMTPUTF8=True) as (server, handler):
+        sender = SMTPSender(host="127.0.0.1", port=server.port, tls="none", timeout=5)
+        await sender.send(outgoing("기자@example.com"))
+        await sender.aclose()
+    assert recipients(handler) == {"기자@example.com": 1}
+
+
+async def test_data_is_dot_stuffed_and_normalised_when_it_needs_it() -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        sender = SMTPSender(host="127.0.0.1", port=server.port, tls="none", timeout=5)
+        tricky = b"Subject: t\r\n\r\n.leading dot\r\n.\r\nbare LF\nend"
+        await sender.send(
+            OutgoingMessage(1, "a@example.com", "b@example.com", "m@example.com", tricky)
+        )
+        plain = b"Subject: t\r\n\r\nfast path\r\n"
+        await sender.send(OutgoingMessage(2, "c@example.com", "b@example.com", "n@x", plain))
+        await sender.aclose()
+    assert handler.received[0].data == b"Subject: t\r\n\r\n.leading dot\r\n.\r\nbare LF\r\nend\r\n"
+    assert handler.received[1].data == plain
 
 
 @pytest.mark.parametrize(

@@ -77,20 +77,21 @@ class LedgerStore(StoreBase):
         so a crash from here on leaves an ambiguous `claimed` row, never a silent resend.
         """
         day, now = date.isoformat(), self.now_text()
+        # The common case is one autocommit statement: one write, its own transaction.
+        cursor = self.conn.execute(
+            """INSERT INTO deliveries (date, subscriber_id, status, message_id, attempts, claimed_at, updated_at)
+               VALUES (?, ?, 'claimed', ?, 0, ?, ?) ON CONFLICT (date, subscriber_id) DO NOTHING""",
+            (day, subscriber_id, message_id, now, now),
+        )
+        if cursor.rowcount == 1:
+            return "new"
         takeable = (*RECLAIMABLE, "claimed") if take_ambiguous else RECLAIMABLE
         with self.transaction() as conn:
-            cursor = conn.execute(
-                """INSERT INTO deliveries (date, subscriber_id, status, message_id, attempts, claimed_at, updated_at)
-                   VALUES (?, ?, 'claimed', ?, 0, ?, ?) ON CONFLICT (date, subscriber_id) DO NOTHING""",
-                (day, subscriber_id, message_id, now, now),
-            )
-            if cursor.rowcount == 1:
-                return "new"
             row = conn.execute(
                 "SELECT status FROM deliveries WHERE date = ? AND subscriber_id = ?",
                 (day, subscriber_id),
             ).fetchone()
-            previous = str(row[0])
+            previous = str(row[0]) if row else ""
             if previous not in takeable:
                 return None
             cursor = conn.execute(
@@ -127,11 +128,22 @@ class LedgerStore(StoreBase):
         """Record the outcome of a claimed delivery: sent, deferred or failed."""
         if status not in ("sent", "deferred", "failed"):
             raise ValueError(f"not an outcome: {status!r}")
+        self.conn.execute(  # one autocommit statement
+            """UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ?
+               WHERE date = ? AND subscriber_id = ? AND status = 'claimed'""",
+            (status, attempts, error, self.now_text(), date.isoformat(), subscriber_id),
+        )
+
+    def mark_sent(self, date: dt.date, sent: Sequence[tuple[int, int]]) -> None:
+        """Record several claimed deliveries as sent, in one transaction: (subscriber id, attempts)."""
+        if not sent:
+            return
+        day, now = date.isoformat(), self.now_text()
         with self.transaction() as conn:
-            conn.execute(
-                """UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ?
-                   WHERE date = ? AND subscriber_id = ? AND status = 'claimed'""",
-                (status, attempts, error, self.now_text(), date.isoformat(), subscriber_id),
+            conn.executemany(
+                """UPDATE deliveries SET status = 'sent', attempts = attempts + ?, last_error = NULL,
+                   updated_at = ? WHERE date = ? AND subscriber_id = ? AND status = 'claimed'""",
+                [(attempts, now, day, sid) for sid, attempts in sent],
             )
 
     def record_skipped(self, date: dt.date, subscriber_ids: Sequence[int]) -> None:
