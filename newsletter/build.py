@@ -46,7 +46,7 @@ from .feeds import (
     xml_text,
 )
 from .match import PreparedDigest, Profile, select_papers
-from .model import Digest, Subscriber
+from .model import Digest
 from .site import (
     DaySummary,
     FeedLink,
@@ -369,7 +369,8 @@ def _feeds(
     plan.private_built = True
     rendered: dict[Profile, bytes] = {}
     for subscriber in store.active_subscribers():
-        profile = private_profile(subscriber, settings=settings)
+        # The papers their email selects (compose.py); the email's card cap is only layout.
+        profile = Profile.of(subscriber)
         body = rendered.get(profile)
         if body is None:
             picked = select(profile)
@@ -390,18 +391,6 @@ def _feeds(
         plan.files[path] = body.replace(
             _SELF_PLACEHOLDER.encode(), escape(f"{root}/{path}", {'"': "&quot;"}).encode()
         )
-
-
-def private_profile(subscriber: Subscriber, *, settings: Settings) -> Profile:
-    """The filters a subscriber's email applies: theirs, capped at the per-email maximum."""
-    profile = Profile.of(subscriber)
-    caps = [c for c in (profile.max_papers, settings.max_papers_per_email) if c is not None]
-    return Profile(
-        keywords=profile.keywords,
-        exclude=profile.exclude,
-        min_votes=profile.min_votes,
-        max_papers=min(caps) if caps else None,
-    )
 
 
 def plan_site(

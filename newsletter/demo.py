@@ -65,6 +65,22 @@ def step_subscribers(ctx: DemoContext) -> None:
         ctx.echo(f"  {s.email:<28} {len(picks):>2} of {len(digest.papers)} papers  {keywords}")
 
 
+def step_site(ctx: DemoContext) -> None:
+    """Build the feeds and the web archive into the site folder and say where they are."""
+    from .build import PRIVATE_DIR, build_site
+
+    report = build_site(ctx.store, settings=ctx.settings)
+    site = ctx.settings.site_dir
+    private = sum(1 for p in (*report.written, *report.unchanged) if p.startswith(PRIVATE_DIR))
+    ctx.echo(
+        f"Built the site in {site}/: {len(report.written)} files written, "
+        f"{len(report.unchanged)} unchanged"
+    )
+    ctx.echo(f"  archive: {site / 'index.html'} (open it in a browser)")
+    ctx.echo(f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml, topics/")
+    ctx.echo(f"  private: {private} subscriber feeds in {site / PRIVATE_DIR}")
+
+
 def step_previews(ctx: DemoContext) -> None:
     """Write every active subscriber's email for the newest digest into previews/."""
     from .compose import Composer, write_preview
@@ -132,6 +148,7 @@ def step_serve(ctx: DemoContext) -> None:
 STEPS: list[Callable[[DemoContext], None]] = [
     step_ingest,
     step_subscribers,
+    step_site,
     step_previews,
     step_deliver,
     step_serve,
