@@ -2,8 +2,11 @@
 
 Choices every feed shares, so that rebuilding from the same store gives the same bytes:
 
-- A digest date D is published at D 00:00:00 UTC (`day_start`). Nothing reads the clock: a
-  feed's `updated`/`lastBuildDate` is the newest digest's timestamp.
+- A digest date D is published at D 00:00:00 UTC (`day_start`); a paper's entry is stamped
+  that many seconds later as it has papers below it in votes that day (`entry_time`), so the
+  times in one feed never repeat (the W3C validator warns on equal Atom `updated` values) and
+  readers that sort by time keep the vote order. Nothing reads the clock: a feed's
+  `updated`/`lastBuildDate` is its newest entry's time.
 - One entry per paper. A paper listed on several days is one entry, dated the day it first
   appeared (published), showing the newest day's data (updated).
 - Entry ids are `https://arxiv.org/abs/<id>`: derived from the arXiv id only, never from the
@@ -102,6 +105,11 @@ def day_start(date: dt.date) -> dt.datetime:
     return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
 
 
+def entry_time(date: dt.date, *, below: int) -> dt.datetime:
+    """When a paper's entry is stamped: its day's start plus one second per paper voted below it."""
+    return day_start(date) + dt.timedelta(seconds=below)
+
+
 def name_id(list_id: str, *parts: str) -> str:
     """A permanent `urn:uuid:` for a feed or daily entry, independent of the base URL."""
     return uuid.uuid5(uuid.NAMESPACE_URL, ":".join(("newsletter", list_id, *parts))).urn
@@ -141,8 +149,8 @@ class FeedItem:
     """One paper entry: the newest data for the paper, dated the day it first appeared."""
 
     paper: Paper
-    published: dt.date  # first day the paper appeared in any digest
-    updated: dt.date  # the day whose data `paper` holds
+    published: dt.datetime  # on the first day the paper appeared in any digest
+    updated: dt.datetime  # on the day whose data `paper` holds
     content_html: str
     categories: tuple[str, ...] = ()
 
@@ -155,7 +163,7 @@ class FeedInfo:
     description: str
     home_url: str  # the HTML page the feed belongs to
     id: str  # permanent Atom feed id
-    updated: dt.date  # newest digest date of the feed
+    updated: dt.date  # newest digest of the feed (its entries may be stamped later that day)
     author: str  # used for the feed, and for entries without authors
 
 
@@ -181,24 +189,29 @@ def paper_items(
     the newest day's data and links to that day's archive page.
     """
     root = base_url.rstrip("/")
-    newest: dict[str, tuple[Paper, dt.date]] = {}
+    newest: dict[str, tuple[Paper, dt.date, int]] = {}
     # Pass PreparedDigests (text normalised once) when selecting for many profiles.
     for day in sorted(digests, key=lambda d: _digest(d).date):
+        digest = _digest(day)
         if profile is None:
-            papers: Iterable[Paper] = _digest(day).papers
+            papers: Iterable[Paper] = digest.papers
         else:
             papers = (pick.paper for pick in select_papers(day, profile))
+        # Ranked among all of the day's papers, so a paper has the same time in every feed.
+        ranked = by_votes(digest.papers)
+        below = {p.arxiv_id: len(ranked) - 1 - n for n, p in enumerate(ranked)}
         for paper in papers:
-            newest[paper.arxiv_id] = (paper, _digest(day).date)
+            newest[paper.arxiv_id] = (paper, digest.date, below[paper.arxiv_id])
     items = []
-    for paper, shown in newest.values():
+    for paper, shown, under in newest.values():
         clean = clean_paper(paper)
         page_url = f"{root}/{page_name(shown)}#{paper_anchor(clean)}"
+        first = min(first_seen.get(paper.arxiv_id, shown), shown)
         items.append(
             FeedItem(
                 paper=clean,
-                published=min(first_seen.get(paper.arxiv_id, shown), shown),
-                updated=shown,
+                published=entry_time(first, below=under),
+                updated=entry_time(shown, below=under),
                 content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
                 categories=(categories or {}).get(paper.arxiv_id, ()),
             )
@@ -208,7 +221,7 @@ def paper_items(
     return items
 
 
-def _generator(info: FeedInfo) -> Any:
+def _generator(info: FeedInfo, *, updated: dt.datetime) -> Any:
     """A FeedGenerator with the feed's metadata; the links depend on the format (`_serialize`)."""
     fg = FeedGenerator()
     fg.id(info.id)
@@ -217,10 +230,9 @@ def _generator(info: FeedInfo) -> Any:
     fg.language(LANGUAGE)
     fg.generator(GENERATOR)
     fg.author({"name": xml_text(info.author)})
-    stamp = day_start(info.updated)
-    fg.updated(stamp)
-    fg.lastBuildDate(stamp)
-    fg.pubDate(stamp)
+    fg.updated(updated)
+    fg.lastBuildDate(updated)
+    fg.pubDate(updated)
     return fg
 
 
@@ -259,7 +271,8 @@ def paper_feeds(
     `urls` maps each wanted format to where its file is published (its self link). RSS and
     Atom share one set of feedgen entries, which is most of the work.
     """
-    fg = _generator(info)
+    latest = max([day_start(info.updated), *(item.updated for item in items)])
+    fg = _generator(info, updated=latest)
     fg.load_extension("dc", atom=False, rss=True)
     fg.load_extension("media", atom=True, rss=True)
     for item in items:
@@ -269,8 +282,8 @@ def paper_feeds(
         fe.title(paper.display_title or paper.arxiv_id)
         fe.link(href=paper.url, rel="alternate", type="text/html")
         fe.content(item.content_html, type="html")
-        fe.published(day_start(item.published))
-        fe.updated(day_start(item.updated))
+        fe.published(item.published)
+        fe.updated(item.updated)
         # RSS <author> must be an e-mail address, so there the names go to dc:creator (feedgen
         # leaves RSS authors without an e-mail out); Atom wants an author on every entry.
         names = [a for a in paper.authors if a.strip()] or [info.author]
@@ -297,7 +310,7 @@ def digest_feeds(
 ) -> dict[FeedKind, bytes]:
     """Feeds with one entry per day (newest first) listing that day's papers in full."""
     root = base_url.rstrip("/")
-    fg = _generator(info)
+    fg = _generator(info, updated=day_start(info.updated))
     template = get_template("site/feed_digest.html", user_dir=template_dir)
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
         page_url = f"{root}/{page_name(digest.date)}"
@@ -320,8 +333,8 @@ def digest_feeds(
     return _write_all(fg, info=info, urls=urls)
 
 
-def _rfc3339(date: dt.date) -> str:
-    return day_start(date).isoformat().replace("+00:00", "Z")
+def _rfc3339(stamp: dt.datetime) -> str:
+    return stamp.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo, feed_url: str) -> bytes:

@@ -152,9 +152,8 @@ def test_rss_follows_the_validator_rules(site: Path) -> None:
         "type": "application/rss+xml",
     }
     assert channel.findtext("link") == f"{BASE}/"
-    assert (
-        channel.findtext("lastBuildDate") == "Fri, 13 Dec 2024 00:00:00 +0000"
-    )  # newest digest, not now
+    # The newest entry's time (the top paper of the newest day), never the build time.
+    assert channel.findtext("lastBuildDate") == "Fri, 13 Dec 2024 00:00:26 +0000"
     items = channel.findall("item")
     for item in items:
         assert RFC822.match(item.findtext("pubDate") or ""), item.findtext("pubDate")
@@ -178,7 +177,7 @@ def test_atom_follows_the_validator_rules(site: Path) -> None:
     root = ET.parse(site / "atom.xml").getroot()
     atom = "{http://www.w3.org/2005/Atom}"
     assert root.findtext(f"{atom}id", "").startswith("urn:uuid:")
-    assert root.findtext(f"{atom}updated") == "2024-12-13T00:00:00+00:00"
+    assert root.findtext(f"{atom}updated") == "2024-12-13T00:00:26+00:00"
     links = {link.get("rel"): link for link in root.findall(f"{atom}link")}
     assert links["self"].get("href") == f"{BASE}/atom.xml"
     assert links["self"].get("type") == "application/atom+xml"
@@ -194,6 +193,11 @@ def test_atom_follows_the_validator_rules(site: Path) -> None:
             dt.datetime.fromisoformat(entry.findtext(f"{atom}{stamp}", ""))
     assert len(ids) == len(set(ids))
     assert "CDATA" not in (site / "atom.xml").read_text(encoding="utf-8")
+    # The validator warns when two entries of a feed share an updated value.
+    for name in ("atom.xml", "digests.atom", "topics/reasoning.atom"):
+        entries = ET.parse(site / name).getroot().iter(f"{atom}entry")
+        stamps = [e.findtext(f"{atom}updated") for e in entries]
+        assert len(stamps) == len(set(stamps)), name
 
 
 def check_json_feed(data: dict[str, Any]) -> None:
@@ -264,7 +268,7 @@ def test_json_feed_follows_version_1_1(site: Path, loaded_store: Store) -> None:
     check_json_feed(data)
     assert data["feed_url"] == f"{BASE}/feed.json"
     first = data["items"][0]
-    assert first["date_published"] == "2024-12-13T00:00:00Z"
+    assert first["date_published"] == "2024-12-13T00:00:26Z"  # 26 papers below it that day
     assert first["image"].startswith("https://cdn-thumbnails.huggingface.co/")
     with pytest.raises(AssertionError):  # the checker itself rejects a broken feed
         check_json_feed({**data, "items": [{**first, "id": 5}]})
@@ -357,10 +361,10 @@ def test_a_paper_on_several_days_is_one_entry_dated_its_first_day(
     assert repeat.published.startswith("2024-05-01") and repeat.updated.startswith("2024-05-03")
     assert "새 요약" in repeat.content[0].value and "추천 30" in repeat.content[0].value
     rss = parsed(out, "rss.xml")
-    assert rss.entries[-1].published == "Wed, 01 May 2024 00:00:00 +0000"
+    assert rss.entries[-1].published == "Wed, 01 May 2024 00:00:01 +0000"
     data = json.loads((out / "feed.json").read_text(encoding="utf-8"))
-    assert data["items"][-1]["date_published"] == "2024-05-01T00:00:00Z"
-    assert data["items"][-1]["date_modified"] == "2024-05-03T00:00:00Z"
+    assert data["items"][-1]["date_published"] == "2024-05-01T00:00:01Z"
+    assert data["items"][-1]["date_modified"] == "2024-05-03T00:00:01Z"
 
 
 def test_feeds_cover_only_the_newest_days(loaded_store: Store, tmp_path: Path) -> None:
