@@ -63,12 +63,23 @@ from .tokens import feed_token
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1
 PRIVATE_DIR = "feeds/"
+_PRIVATE_FEED = re.compile(r"feeds/[0-9a-f]+\.xml")
 # Files a build owns besides its fixed names; any of these it did not produce is stale.
 _OWNED = re.compile(r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0-9a-f]+\.xml)")
 # Stands in for a private feed's own URL while subscribers with equal filters share one render.
 _SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
+_PRIVATE_INDEX = (
+    '<!DOCTYPE html>\n<html lang="ko">\n<head>\n<meta charset="utf-8">\n'
+    "<title>Private feeds</title>\n</head>\n<body>\n<p>구독자별 피드는 "
+    "이메일에 있는 주소로만 열 수 있습니다.</p>\n</body>\n</html>\n"
+).encode()
 _LOAD_CHUNK = 100  # days loaded from the store at once when many pages need rendering
 WRITERS = 4  # threads writing files
+
+
+def is_private_feed(path: str) -> bool:
+    """Whether an output path is a subscriber's private feed (its name is a secret)."""
+    return _PRIVATE_FEED.fullmatch(path) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +402,8 @@ def _feeds(
         plan.files[path] = body.replace(
             _SELF_PLACEHOLDER.encode(), escape(f"{root}/{path}", {'"': "&quot;"}).encode()
         )
+        # Some static servers list folders; an index page keeps the feed names unlisted.
+        plan.files[f"{PRIVATE_DIR}index.html"] = _PRIVATE_INDEX
 
 
 def plan_site(
@@ -431,7 +444,7 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     except FileNotFoundError:
         pass
     # Write aside and rename, so a reader (or the web server) never sees half a file.
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # builds may overlap
     temporary.write_bytes(data)
     os.replace(temporary, path)
     return True

@@ -67,11 +67,11 @@ def step_subscribers(ctx: DemoContext) -> None:
 
 def step_site(ctx: DemoContext) -> None:
     """Build the feeds and the web archive into the site folder and say where they are."""
-    from .build import PRIVATE_DIR, build_site
+    from .build import PRIVATE_DIR, build_site, is_private_feed
 
     report = build_site(ctx.store, settings=ctx.settings)
     site = ctx.settings.site_dir
-    private = sum(1 for p in (*report.written, *report.unchanged) if p.startswith(PRIVATE_DIR))
+    private = sum(1 for p in (*report.written, *report.unchanged) if is_private_feed(p))
     ctx.echo(
         f"Built the site in {site}/: {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"

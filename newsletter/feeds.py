@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from feedgen.feed import FeedGenerator
+from jinja2 import Template
 from markupsafe import Markup
 
 from .match import PreparedDigest, Profile, select_papers
@@ -167,10 +168,16 @@ class FeedInfo:
     author: str  # used for the feed, and for entries without authors
 
 
-@functools.lru_cache(maxsize=4096)
 def paper_html(paper: Paper, *, page_url: str, template_dir: Path | None = None) -> str:
     """A paper's feed content: thumbnail, authors, votes, summary sections, links (escaped)."""
+    # Jinja hands out a new template object when the file changes, so an edited template is
+    # never answered from the cache (serve --watch builds in one long-lived process).
     template = get_template("site/feed_paper.html", user_dir=template_dir)
+    return _render_paper(template, paper, page_url)
+
+
+@functools.lru_cache(maxsize=4096)
+def _render_paper(template: Template, paper: Paper, page_url: str) -> str:
     return template.render(paper=paper, page_url=page_url)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -311,7 +312,36 @@ def test_the_demo_step_builds_the_site_and_says_where(loaded_store: Store, tmp_p
     )
     step_site(ctx)
     site = tmp_path / "demo" / "site"
-    assert lines[0] == f"Built the site in {site}/: 14 files written, 0 unchanged"
+    assert lines[0] == f"Built the site in {site}/: 15 files written, 0 unchanged"
     assert lines[1] == f"  archive: {site / 'index.html'} (open it in a browser)"
     assert lines[3] == f"  private: 1 subscriber feeds in {site / 'feeds'}"
     assert (site / "index.html").is_file() and (site / "rss.xml").is_file()
+
+
+def test_private_feed_folder_is_not_listable(loaded_store: Store, tmp_path: Path) -> None:
+    loaded_store.add_subscriber("reader@example.com")
+    out = tmp_path / "site"
+    report = build(loaded_store, out, make_settings(tmp_path))
+    assert "feeds/index.html" in report.written  # a folder listing would reveal every token
+    strict_parse((out / "feeds" / "index.html").read_text(encoding="utf-8"))
+
+
+def test_an_edited_template_shows_in_the_next_build_of_the_same_process(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    """serve --watch rebuilds in one long-lived process; cached feed content must not go stale."""
+    mine = tmp_path / "templates" / "site"
+    mine.mkdir(parents=True)
+    card = mine / "feed_paper.html"
+    card.write_text("<p>first {{ paper.arxiv_id }}</p>", encoding="utf-8")
+    settings = make_settings(tmp_path, template_dir=tmp_path / "templates")
+    build(loaded_store, tmp_path / "site", settings)
+    assert "&lt;p&gt;first 2412.09596" in (tmp_path / "site" / "rss.xml").read_text(
+        encoding="utf-8"
+    )
+    card.write_text("<p>second {{ paper.arxiv_id }}</p>", encoding="utf-8")
+    os.utime(card, (card.stat().st_atime, card.stat().st_mtime + 5))
+    report = build(loaded_store, tmp_path / "site", settings)
+    assert "rss.xml" in report.written
+    text = (tmp_path / "site" / "rss.xml").read_text(encoding="utf-8")
+    assert "&lt;p&gt;second 2412.09596" in text and "first" not in text

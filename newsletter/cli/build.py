@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..build import PRIVATE_DIR, build_site
+from ..build import PRIVATE_DIR, build_site, is_private_feed
 from .common import common_options, open_store, settings_from
 
 
@@ -54,7 +54,7 @@ def build(
     private = {"written": 0, "removed": 0}
     for action, paths in (("written", report.written), ("removed", report.removed)):
         for path in paths:
-            if path.startswith(PRIVATE_DIR):
+            if is_private_feed(path):
                 private[action] += 1
             else:
                 click.echo(f"{action} {path}")
