@@ -42,7 +42,9 @@ def build(
     Prints one line per written or removed file and a summary, so a CI job can commit (or
     publish) only real changes. Private feed names are secrets and are only counted.
 
-    Example: newsletter build --out site --base-url https://example.github.io/papers
+    \b
+    Example:
+      newsletter build --out site --base-url https://example.github.io/papers
     """
     settings = settings_from(
         config_path, db=db, site_dir=out_dir, base_url=base_url, feed_days=days
