@@ -334,3 +334,34 @@ async def test_cancelling_a_run_leaves_only_in_flight_messages_claimed(store: St
     # In-flight messages are allowed to finish: nothing is left ambiguous by a clean interrupt.
     assert counts["claimed"] == 0
     assert 0 < counts["sent"] < 50
+
+
+async def test_two_runs_at_once_still_mail_everyone_exactly_once(
+    store: Store, tmp_path: Path
+) -> None:
+    people = add_people(store, 60)
+    with (
+        smtp_server(RecordingHandler()) as (server, handler),
+        Store(tmp_path / "test.db") as other,
+    ):
+        first, second = await asyncio.gather(
+            send_all(store, smtp(server.port), concurrency=3),
+            send_all(other, smtp(server.port), concurrency=3),
+        )
+    assert recipients(handler) == Counter(p.email for p in people)
+    assert first.sent + second.sent == 60
+    # The run that ends first may count the other's live claims as ambiguous (it cannot tell
+    # them from a dead run's); by the end nothing is left unresolved.
+    assert store.delivery_counts(DAY)["claimed"] == 0
+
+
+async def test_a_subscriber_no_message_can_be_built_for_fails_alone(store: Store) -> None:
+    people = add_people(store, 3)
+    broken = store.add_subscriber("bad address@example.com")  # stored before validation existed
+    with smtp_server(RecordingHandler()) as (server, handler):
+        report = await send_all(store, smtp(server.port))
+    assert (report.sent, report.failed, report.ok) == (3, 1, False)
+    assert set(recipients(handler)) == {p.email for p in people}
+    (row,) = store.deliveries(DAY, status="failed")
+    assert (row.subscriber_id, row.attempts) == (broken.id, 0)
+    assert "cannot be used as an email address" in (row.last_error or "")

@@ -328,3 +328,13 @@ def test_the_demo_step_delivers_to_its_embedded_server(db: Path, tmp_path: Path)
     assert "earlier runs: 8 sent" in lines[2]
     head = files[0].read_bytes().split(b"\r\n")[:2]
     assert head == [b"Return-Path: <bounces@localhost>", b"Delivered-To: reader0@example.com"]
+
+
+def test_a_day_without_a_digest_is_one_line(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    result = runner.invoke(main, ["send", "--date", "2020-01-01", "--dry-run"], env=cli_env)
+    assert (result.exit_code, result.output) == (
+        1,
+        "error: no digest stored for 2020-01-01 (see: newsletter digests)\n",
+    )
