@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import itertools
 import json
 import os
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,11 +36,13 @@ from .feeds import (
     FeedInfo,
     FeedItem,
     FeedKind,
+    Topic,
     digest_feeds,
     name_id,
     page_name,
     paper_feeds,
     paper_items,
+    topics_from,
     xml_text,
 )
 from .match import PreparedDigest, Profile, select_papers
@@ -80,50 +80,6 @@ WRITERS = 4  # threads writing files
 def is_private_feed(path: str) -> bool:
     """Whether an output path is a subscriber's private feed (its name is a secret)."""
     return _PRIVATE_FEED.fullmatch(path) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Topic:
-    """A topic feed from the configuration: its name, URL slug and keywords."""
-
-    name: str
-    slug: str
-    keywords: tuple[str, ...]
-
-
-def topic_slug(name: str) -> str:
-    """An ASCII file name for a topic: `Large Language Models` -> `large-language-models`.
-
-    When the name has letters ASCII cannot spell (Hangul, say), a short hash of the full name
-    is appended, so `에이전트` and `LLM 에이전트` keep distinct, stable URLs.
-    """
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
-    lost = any(c.isalnum() and not c.isascii() for c in unicodedata.normalize("NFKD", name))
-    if lost or not slug:
-        digest = hashlib.sha256(name.strip().encode()).hexdigest()[:8]
-        slug = f"{slug}-{digest}" if slug else f"topic-{digest}"
-    return slug
-
-
-def topics_from(config: Mapping[str, str]) -> list[Topic]:
-    """The configured topics (name -> "keyword; keyword"), sorted by name; ConfigError if unusable."""
-    topics: list[Topic] = []
-    by_slug: dict[str, str] = {}
-    for name in sorted(config):
-        keywords = tuple(k.strip() for k in config[name].split(";") if k.strip())
-        if not name.strip():
-            raise ConfigError("a topic has an empty name")
-        if not keywords:
-            raise ConfigError(f'topic {name!r} has no keywords (expected "keyword; keyword")')
-        slug = topic_slug(name)
-        if slug in by_slug:
-            raise ConfigError(
-                f"topics {by_slug[slug]!r} and {name!r} would share the feed topics/{slug}.xml; rename one"
-            )
-        by_slug[slug] = name
-        topics.append(Topic(name=name, slug=slug, keywords=keywords))
-    return topics
 
 
 @dataclass(frozen=True, slots=True)

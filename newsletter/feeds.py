@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +35,7 @@ from feedgen.feed import FeedGenerator
 from jinja2 import Template
 from markupsafe import Markup
 
+from .errors import ConfigError
 from .match import PreparedDigest, Profile, select_papers
 from .model import Digest, Paper, Section
 from .templates import get_template
@@ -376,3 +379,47 @@ def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo, feed_url: str) -> b
     }
     # Compact: only then does json use its C encoder, and readers do not care about layout.
     return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A topic feed from the configuration: its name, URL slug and keywords."""
+
+    name: str
+    slug: str
+    keywords: tuple[str, ...]
+
+
+def topic_slug(name: str) -> str:
+    """An ASCII file name for a topic: `Large Language Models` -> `large-language-models`.
+
+    When the name has letters ASCII cannot spell (Hangul, say), a short hash of the full name
+    is appended, so `에이전트` and `LLM 에이전트` keep distinct, stable URLs.
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    lost = any(c.isalnum() and not c.isascii() for c in unicodedata.normalize("NFKD", name))
+    if lost or not slug:
+        digest = hashlib.sha256(name.strip().encode()).hexdigest()[:8]
+        slug = f"{slug}-{digest}" if slug else f"topic-{digest}"
+    return slug
+
+
+def topics_from(config: Mapping[str, str]) -> list[Topic]:
+    """The configured topics (name -> "keyword; keyword"), sorted by name; ConfigError if unusable."""
+    topics: list[Topic] = []
+    by_slug: dict[str, str] = {}
+    for name in sorted(config):
+        keywords = tuple(k.strip() for k in config[name].split(";") if k.strip())
+        if not name.strip():
+            raise ConfigError("a topic has an empty name")
+        if not keywords:
+            raise ConfigError(f'topic {name!r} has no keywords (expected "keyword; keyword")')
+        slug = topic_slug(name)
+        if slug in by_slug:
+            raise ConfigError(
+                f"topics {by_slug[slug]!r} and {name!r} would share the feed topics/{slug}.xml; rename one"
+            )
+        by_slug[slug] = name
+        topics.append(Topic(name=name, slug=slug, keywords=keywords))
+    return topics

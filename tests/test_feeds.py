@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from newsletter.build import BuildReport, build_site, topic_slug, topics_from
+from newsletter.build import BuildReport, build_site
 from newsletter.config import Settings
 from newsletter.errors import ConfigError
+from newsletter.feeds import topic_slug, topics_from
 from newsletter.match import Profile, select_papers
 from newsletter.parse import parse_digest
 from newsletter.store import Store
