@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from .config import Settings
 from .errors import (
     DeliveryError,
-    NewsletterError,
     PermanentFailure,
     SubscriberError,
     TemporaryFailure,
 )
-from .model import Digest, Subscriber
+from .model import Subscriber
 from .outgoing import OutgoingMessage
 from .store import Clock, Store, utc_now
 
@@ -39,7 +38,6 @@ __all__ = [
     "Sender",
     "TemporaryFailure",
     "deliver",
-    "newest_digest",
     "send_day",
     "send_test_copy",
     "smtp_sender",
@@ -428,17 +426,6 @@ async def send_test_copy(
     return None
 
 
-def newest_digest(store: Store, date: dt.date | None) -> Digest:
-    """The digest of `date`, or the newest stored one; a NewsletterError naming what is missing."""
-    day = date or store.latest_date()
-    if day is None:
-        raise NewsletterError("no digests stored yet (run: newsletter ingest PATH)")
-    digest = store.digest(day)
-    if digest is None:
-        raise NewsletterError(f"no digest stored for {day} (see: newsletter digests)")
-    return digest
-
-
 async def send_day(
     *,
     store: Store,
@@ -454,7 +441,7 @@ async def send_day(
     """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries."""
     from .compose import Composer  # rendering is only needed once there is a day to send
 
-    digest = newest_digest(store, date)
+    digest = store.digest_for(date)
     composer = Composer(settings=settings, digest=digest, clock=clock)
     return await deliver(
         date=digest.date,

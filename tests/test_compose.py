@@ -351,7 +351,7 @@ def test_preview_all_and_errors(
     for args, message in [
         (["preview"], "give either --email ADDRESS or --all"),
         (["preview", "--email", "who@example.com"], "no subscriber who@example.com"),
-        (["preview", "--all", "--date", "2020-01-01"], "no digest for 2020-01-01"),
+        (["preview", "--all", "--date", "2020-01-01"], "no digest stored for 2020-01-01"),
     ]:
         failed = runner.invoke(main, args, env=cli_env)
         assert failed.exit_code == 1

@@ -336,5 +336,5 @@ def test_a_day_without_a_digest_is_one_line(
     result = runner.invoke(main, ["send", "--date", "2020-01-01", "--dry-run"], env=cli_env)
     assert (result.exit_code, result.output) == (
         1,
-        "error: no digest stored for 2020-01-01 (see: newsletter digests)\n",
+        "error: no digest stored for 2020-01-01 (newest: 2024-12-13; see: newsletter digests)\n",
     )

@@ -10,8 +10,10 @@ from typing import Any, TypeVar
 import click
 
 from ..config import Settings, load_settings
-from ..errors import NewsletterError
+from ..errors import NewsletterError, SubscriberError
+from ..model import Subscriber
 from ..store import Store
+from ..subscribers import normalize_email
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +51,15 @@ def common_options(func: F) -> F:
 def settings_from(config_path: Path | None, **overrides: Any) -> Settings:
     """The settings for this command: file, environment, then these command-line options."""
     return load_settings(config_path=config_path, overrides=overrides)
+
+
+def find_subscriber(store: Store, email: str) -> Subscriber:
+    """The subscriber with this address (normalised), whatever their status, or a SubscriberError."""
+    address = normalize_email(email)
+    found = store.subscriber_by_email(address)
+    if found is None:
+        raise SubscriberError(f"no subscriber {address}", code="not_found", field="email")
+    return found
 
 
 def open_store(settings: Settings) -> Store:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, SubscriberError
+from ..errors import ConfigError
 from ..match import Profile, select_papers
-from ..subscribers import normalize_email, validate_preferences
-from .common import common_options, open_store, settings_from
+from ..subscribers import validate_preferences
+from .common import common_options, find_subscriber, open_store, settings_from
 
 
 def _describe(profile: Profile) -> str:
@@ -66,15 +66,9 @@ def match(
         raise ConfigError("--email uses the subscriber's own filters; leave out the ad-hoc options")
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
-        date = day.date() if day is not None else store.latest_date()
-        digest = store.digest(date) if date is not None else None
-        if digest is None:
-            stored = ", ".join(d.isoformat() for d in store.digest_dates(limit=5)) or "none"
-            raise ConfigError(f"no digest for {date or 'any date'} (newest stored: {stored})")
+        digest = store.digest_for(day.date() if day is not None else None)
         if email is not None:
-            subscriber = store.subscriber_by_email(normalize_email(email))
-            if subscriber is None:
-                raise SubscriberError(f"no subscriber {email.strip()}", code="not_found")
+            subscriber = find_subscriber(store, email)
             profile, who = Profile.of(subscriber), subscriber.email
             if subscriber.status != "active":
                 click.echo(f"note: {who} is {subscriber.status} and gets no email", err=True)

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from ..compose import Composer, write_preview
-from ..errors import ConfigError, SubscriberError
-from ..subscribers import normalize_email
-from .common import common_options, open_store, settings_from
+from ..errors import ConfigError
+from .common import common_options, find_subscriber, open_store, settings_from
 
 
 @click.command()
@@ -57,15 +56,9 @@ def preview(
         raise ConfigError("give either --email ADDRESS or --all")
     settings = settings_from(config_path, db=db, template_dir=template_dir)
     with open_store(settings) as store:
-        date = day.date() if day is not None else store.latest_date()
-        digest = store.digest(date) if date is not None else None
-        if digest is None:
-            stored = ", ".join(d.isoformat() for d in store.digest_dates(limit=5)) or "none"
-            raise ConfigError(f"no digest for {date or 'any date'} (newest stored: {stored})")
+        digest = store.digest_for(day.date() if day is not None else None)
         if email is not None:
-            subscriber = store.subscriber_by_email(normalize_email(email))
-            if subscriber is None:
-                raise SubscriberError(f"no subscriber {email.strip()}", code="not_found")
+            subscriber = find_subscriber(store, email)
             subscribers = [subscriber]
         else:
             subscribers = list(store.active_subscribers())

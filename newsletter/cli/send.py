@@ -20,7 +20,6 @@ from ..deliver import (
     DeliveryReport,
     Progress,
     Sender,
-    newest_digest,
     send_day,
     send_test_copy,
     smtp_sender,
@@ -163,7 +162,7 @@ def send_and_report(
     """Send one day as the options say, print the summary and exit non-zero unless all went."""
     dry_run, outbox = bool(options.get("dry_run")), options.get("outbox")
     to_address = options.get("to_address")
-    digest = newest_digest(store, date)
+    digest = store.digest_for(date)
     sender = _sender(settings, dry_run=dry_run, outbox=outbox)
 
     if to_address:

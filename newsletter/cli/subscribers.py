@@ -8,7 +8,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import SubscriberError
 from ..store.subscribers import STATUSES
 from ..subscribers import (
     import_subscribers_csv,
@@ -16,7 +15,7 @@ from ..subscribers import (
     validate_name,
     validate_preferences,
 )
-from .common import Group, common_options, open_store, settings_from
+from .common import Group, common_options, find_subscriber, open_store, settings_from
 
 
 @click.group(cls=Group)
@@ -146,8 +145,6 @@ def remove_command(email: str, config_path: Path | None, db: Path | None) -> Non
     address = normalize_email(email)
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
-        found = store.subscriber_by_email(address)
-        if found is None:
-            raise SubscriberError(f"no subscriber {address}", code="not_found", field="email")
+        found = find_subscriber(store, address)
         changed = store.set_status(found.id, "unsubscribed")
     click.echo(f"unsubscribed {address}" if changed else f"{address} was already unsubscribed")

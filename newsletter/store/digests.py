@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..errors import StoreError
 from ..model import Digest, DigestSummary, Paper, Section
 from .base import StoreBase
 
@@ -147,6 +148,18 @@ class DigestStore(StoreBase):
             for k in keys
             if k in sources
         ]
+
+    def digest_for(self, date: dt.date | None) -> Digest:
+        """The digest of `date`, or the newest stored one; a StoreError says what is missing."""
+        day = date or self.latest_date()
+        if day is None:
+            raise StoreError("no digests stored yet (run: newsletter ingest PATH)")
+        digest = self.digest(day)
+        if digest is None:
+            raise StoreError(
+                f"no digest stored for {day} (newest: {self.latest_date()}; see: newsletter digests)"
+            )
+        return digest
 
     def digest(self, date: dt.date) -> Digest | None:
         """One stored digest, or None."""
