@@ -203,7 +203,10 @@ def test_match_defaults_to_newest_digest(loaded: Any) -> None:
     [
         (["--email", "nobody@example.com"], "error: no subscriber nobody@example.com"),
         (["--email", "alex.chen@example.org", "--keywords", "RAG"], "leave out the ad-hoc"),
-        (["--date", "2020-01-01"], "error: no digest stored for 2020-01-01 (newest: 2024-12-13; see: newsletter digests)"),
+        (
+            ["--date", "2020-01-01"],
+            "error: no digest stored for 2020-01-01 (newest: 2024-12-13; see: newsletter digests)",
+        ),
         (["--keywords", "RAG;x"], "shorter than 2 characters"),
         (["--min-votes", "-2"], "min_votes must be a non-negative whole number"),
     ],

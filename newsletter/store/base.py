@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -15,6 +16,16 @@ from ..errors import StoreError
 from .schema import migrations
 
 Clock = Callable[[], dt.datetime]
+
+
+def dump_list(items: Iterable[Any]) -> str:
+    """A list column's stored form: JSON, non-ASCII kept readable."""
+    return json.dumps(list(items), ensure_ascii=False)
+
+
+def load_phrases(text: str) -> tuple[str, ...]:
+    """A stored keyword or exclude list."""
+    return tuple(json.loads(text))
 
 
 def utc_now() -> dt.datetime:

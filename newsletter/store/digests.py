@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from ..errors import StoreError
 from ..model import Digest, DigestSummary, Paper, Section
-from .base import StoreBase
+from .base import StoreBase, dump_list
 
 IngestStatus = Literal["added", "updated", "unchanged"]
 
@@ -33,8 +33,8 @@ def _paper_row(paper: Paper) -> tuple[Any, ...]:
         paper.url,
         paper.image,
         int(paper.is_thumbnail),
-        json.dumps(list(paper.authors), ensure_ascii=False),
-        json.dumps([[s.name, s.text] for s in paper.sections], ensure_ascii=False),
+        dump_list(paper.authors),
+        dump_list([s.name, s.text] for s in paper.sections),
     )
 
 

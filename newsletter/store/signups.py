@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .base import StoreBase
+from .base import StoreBase, dump_list, load_phrases
 
 ConfirmOutcome = Literal["created", "reactivated", "already_active", "already_confirmed"]
 
@@ -42,8 +41,8 @@ def _signup(row: dict[str, Any]) -> Signup:
         id=row["id"],
         email=row["email"],
         name=row["name"],
-        keywords=tuple(json.loads(row["keywords"])),
-        exclude=tuple(json.loads(row["exclude"])),
+        keywords=load_phrases(row["keywords"]),
+        exclude=load_phrases(row["exclude"]),
         min_votes=row["min_votes"],
         max_papers=row["max_papers"],
         created_at=dt.datetime.fromisoformat(row["created_at"]),
@@ -72,8 +71,8 @@ class SignupStore(StoreBase):
                 (
                     email,
                     name,
-                    json.dumps(list(keywords), ensure_ascii=False),
-                    json.dumps(list(exclude), ensure_ascii=False),
+                    dump_list(keywords),
+                    dump_list(exclude),
                     min_votes,
                     max_papers,
                     self.now_text(),

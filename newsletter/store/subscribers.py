@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import SubscriberError
 from ..model import Subscriber
 from ..subscribers import ImportReport, SubscriberRow
-from .base import StoreBase
+from .base import StoreBase, dump_list, load_phrases
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")
 
@@ -19,8 +18,8 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
         id=row["id"],
         email=row["email"],
         name=row["name"],
-        keywords=tuple(json.loads(row["keywords"])),
-        exclude=tuple(json.loads(row["exclude"])),
+        keywords=load_phrases(row["keywords"]),
+        exclude=load_phrases(row["exclude"]),
         min_votes=row["min_votes"],
         max_papers=row["max_papers"],
         status=row["status"],
@@ -56,8 +55,8 @@ class SubscriberStore(StoreBase):
                 (
                     email,
                     name,
-                    json.dumps(list(keywords), ensure_ascii=False),
-                    json.dumps(list(exclude), ensure_ascii=False),
+                    dump_list(keywords),
+                    dump_list(exclude),
                     min_votes,
                     max_papers,
                     status,
@@ -158,8 +157,8 @@ class SubscriberStore(StoreBase):
                    updated_at = ? WHERE id = ?""",
                 (
                     new_name,
-                    json.dumps(list(keywords), ensure_ascii=False),
-                    json.dumps(list(exclude), ensure_ascii=False),
+                    dump_list(keywords),
+                    dump_list(exclude),
                     min_votes,
                     max_papers,
                     self.now_text(),
@@ -191,8 +190,8 @@ class SubscriberStore(StoreBase):
                 prefs = row.preferences
                 values = (
                     row.name,
-                    json.dumps(list(prefs.keywords), ensure_ascii=False),
-                    json.dumps(list(prefs.exclude), ensure_ascii=False),
+                    dump_list(prefs.keywords),
+                    dump_list(prefs.exclude),
                     prefs.min_votes,
                     prefs.max_papers,
                 )
@@ -214,8 +213,8 @@ class SubscriberStore(StoreBase):
                     prefs.max_papers,
                 ) == (
                     old["name"],
-                    tuple(json.loads(old["keywords"])),
-                    tuple(json.loads(old["exclude"])),
+                    load_phrases(old["keywords"]),
+                    load_phrases(old["exclude"]),
                     old["min_votes"],
                     old["max_papers"],
                 ):
