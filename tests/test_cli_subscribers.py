@@ -132,6 +132,7 @@ def test_add_list_remove(cli: Any) -> None:
 
 def test_list_text_and_status_filter(cli: Any) -> None:
     assert "no subscribers" in cli("subscribers", "list").stdout
+    assert cli("subscribers", "list", "--status", "bounced").stdout == "no bounced subscribers\n"
     cli("subscribers", "import", str(EXAMPLE))
     cli("subscribers", "remove", "alex.chen@example.org")
     text = cli("subscribers", "list").stdout

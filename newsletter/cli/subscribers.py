@@ -81,7 +81,12 @@ def list_command(
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     if not found:
-        click.echo("no subscribers (run: newsletter subscribers import CSV)")
+        hint = (
+            f"no {status} subscribers"
+            if status
+            else "no subscribers (run: newsletter subscribers import CSV)"
+        )
+        click.echo(hint)
         return
     for s in found:
         filters = "; ".join(s.keywords) or "(every paper)"
