@@ -29,6 +29,27 @@ class Group(click.Group):
             sys.exit(1)
 
 
+class _Date(click.DateTime):
+    """A YYYY-MM-DD date, shown as such in --help."""
+
+    name = "date"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "YYYY-MM-DD"
+
+
+DATE = _Date(formats=["%Y-%m-%d"])
+
+# --date for commands that read one digest; passed to the command as `day`.
+date_option = click.option(
+    "--date",
+    "day",
+    type=DATE,
+    default=None,
+    help="Digest date YYYY-MM-DD [default: the newest stored].",
+)
+
+
 def common_options(func: F) -> F:
     """Add --config and --db to a command."""
     func = click.option(

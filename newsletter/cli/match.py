@@ -11,7 +11,7 @@ import click
 from ..errors import ConfigError
 from ..match import Profile, select_papers
 from ..subscribers import validate_preferences
-from .common import common_options, find_subscriber, open_store, settings_from
+from .common import common_options, date_option, find_subscriber, open_store, settings_from
 
 
 def _describe(profile: Profile) -> str:
@@ -26,13 +26,7 @@ def _describe(profile: Profile) -> str:
 
 
 @click.command()
-@click.option(
-    "--date",
-    "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Digest date YYYY-MM-DD [default: the newest stored].",
-)
+@date_option
 @click.option("--email", default=None, help="Use this subscriber's filters.")
 @click.option("--keywords", default=None, help='Ad-hoc profile: ";"-separated phrases.')
 @click.option("--exclude", default=None, help='Ad-hoc profile: ";"-separated phrases to exclude.')

@@ -9,17 +9,11 @@ import click
 
 from ..compose import Composer, write_preview
 from ..errors import ConfigError
-from .common import common_options, find_subscriber, open_store, settings_from
+from .common import common_options, date_option, find_subscriber, open_store, settings_from
 
 
 @click.command()
-@click.option(
-    "--date",
-    "day",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    default=None,
-    help="Digest date YYYY-MM-DD [default: the newest stored].",
-)
+@date_option
 @click.option("--email", default=None, help="The subscriber whose email to preview.")
 @click.option("--all", "every", is_flag=True, help="Preview every active subscriber's email.")
 @click.option(

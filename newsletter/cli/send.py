@@ -29,19 +29,9 @@ from ..ingest import ingest_paths
 from ..outbox import CountingSender, OutboxSender
 from ..store import Store
 from ..store.ledger import DELIVERY_STATUSES
-from .common import common_options, open_store, settings_from
+from .common import DATE, common_options, open_store, settings_from
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _Date(click.DateTime):
-    name = "date"
-
-    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        return "YYYY-MM-DD"
-
-
-DATE = _Date(formats=["%Y-%m-%d"])
 
 
 def send_options(func: F) -> F:
