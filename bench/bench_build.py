@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.gen_digests import synthetic_digest, write_digests
-from newsletter.build import MANIFEST, BuildReport, build_site, plan_site
 from newsletter.config import Settings
-from newsletter.ingest import ingest_paths
+from newsletter.digest.ingest import ingest_paths
+from newsletter.publish.build import MANIFEST, BuildReport, build_site, plan_site
 from newsletter.store import Store
 
 RUNS = 5

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.compose import Composer, compose_naive
+from newsletter.audience.match import Profile, select_papers
 from newsletter.config import Settings
-from newsletter.match import Profile, select_papers
+from newsletter.digest.parse import parse_digest
+from newsletter.mail.compose import Composer, compose_naive
 from newsletter.model import Digest, Subscriber
-from newsletter.parse import parse_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = ROOT / "examples" / "digests" / "2024-12-13.md"

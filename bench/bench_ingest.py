@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlite_utils
 
 from bench.gen_digests import write_digests
-from newsletter.ingest import ingest_paths
-from newsletter.parse import parse_digest
+from newsletter.digest.ingest import ingest_paths
+from newsletter.digest.parse import parse_digest
 from newsletter.store import Store
 
 RUNS = 3

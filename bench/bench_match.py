@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.match import (
+from newsletter.audience.match import (
     PreparedDigest,
     Profile,
     _latin_view,
@@ -31,8 +31,8 @@ from newsletter.match import (
     normalize,
     select_papers,
 )
+from newsletter.digest.parse import parse_digest
 from newsletter.model import Digest, Subscriber
-from newsletter.parse import parse_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGESTS = sorted((ROOT / "examples" / "digests").glob("*.md"))

@@ -38,16 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosmtplib
 
-from newsletter.compose import Composer
+from newsletter.audience.match import select_papers
 from newsletter.config import Settings
-from newsletter.deliver import deliver
-from newsletter.ingest import ingest_paths
-from newsletter.mailbox import running_mailbox
-from newsletter.match import select_papers
+from newsletter.delivery.local_server import running_local_server
+from newsletter.delivery.outbox import CountingSender
+from newsletter.delivery.pipeline import deliver
+from newsletter.delivery.smtp import SMTPSender
+from newsletter.digest.ingest import ingest_paths
+from newsletter.mail.compose import Composer
+from newsletter.mail.render import Personal, render_email
 from newsletter.model import Subscriber
-from newsletter.outbox import CountingSender
-from newsletter.render import Personal, render_email
-from newsletter.smtp import SMTPSender
 from newsletter.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +133,7 @@ def sink() -> Iterator[tuple[str, int]]:
             process.kill()
             process.wait()
     else:
-        with running_mailbox(None) as mailbox:
+        with running_local_server(None) as mailbox:
             yield "aiosmtpd", mailbox.port
 
 
@@ -188,7 +188,7 @@ async def naive(db: Path, port: int, count: int) -> float:
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
     start = time.perf_counter()
     await client.connect()
-    from newsletter.match import Profile
+    from newsletter.audience.match import Profile
 
     for subscriber in subscribers:
         profile = Profile.of(subscriber)

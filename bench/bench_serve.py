@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from newsletter.build import build_site  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.ingest import ingest_paths  # noqa: E402
+from newsletter.digest.ingest import ingest_paths  # noqa: E402
+from newsletter.publish.build import build_site  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.tokens import make_token  # noqa: E402
 

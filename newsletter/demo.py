@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
+from .digest.ingest import ingest_paths
 from .errors import NewsletterError
-from .ingest import ingest_paths
 from .store import Store
 
 
@@ -47,8 +47,8 @@ def step_ingest(ctx: DemoContext) -> None:
 
 def step_subscribers(ctx: DemoContext) -> None:
     """Import the example subscribers and print how many papers each gets from the newest digest."""
-    from .match import Profile, prepare, select_papers
-    from .subscribers import import_subscribers_csv
+    from .audience.match import Profile, prepare, select_papers
+    from .audience.subscribers import import_subscribers_csv
 
     report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
     for error in report.rejected:
@@ -67,7 +67,7 @@ def step_subscribers(ctx: DemoContext) -> None:
 
 def step_site(ctx: DemoContext) -> None:
     """Build the feeds and the web archive into the site folder and say where they are."""
-    from .build import PRIVATE_DIR, build_site, is_private_feed
+    from .publish.build import PRIVATE_DIR, build_site, is_private_feed
 
     report = build_site(ctx.store, settings=ctx.settings)
     site = ctx.settings.site_dir
@@ -83,7 +83,7 @@ def step_site(ctx: DemoContext) -> None:
 
 def step_previews(ctx: DemoContext) -> None:
     """Write every active subscriber's email for the newest digest into previews/."""
-    from .compose import Composer, write_preview
+    from .mail.compose import Composer, write_preview
 
     date = ctx.store.latest_date()
     digest = ctx.store.digest(date) if date is not None else None
@@ -103,13 +103,13 @@ def step_deliver(ctx: DemoContext) -> None:
     """Send the newest digest over real SMTP to an embedded server that files each message."""
     import asyncio
 
-    from .deliver import send_day, smtp_sender
-    from .mailbox import running_mailbox
+    from .delivery.local_server import running_local_server
+    from .delivery.pipeline import send_day, smtp_sender
 
     if ctx.store.latest_date() is None:
         return
     folder = ctx.out_dir / "mailbox"
-    with running_mailbox(folder) as mailbox:
+    with running_local_server(folder) as mailbox:
         settings = ctx.settings.replace(
             smtp_host=mailbox.host, smtp_port=mailbox.port, smtp_tls="none"
         )

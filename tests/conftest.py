@@ -37,7 +37,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def loaded_store(store: Store) -> Store:
     """A store holding the three real digests."""
-    from newsletter.ingest import ingest_paths
+    from newsletter.digest.ingest import ingest_paths
 
     report = ingest_paths(store, DIGESTS)
     assert not report.failed

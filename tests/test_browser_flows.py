@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from newsletter.match import Profile, select_papers
+from newsletter.audience.match import Profile, select_papers
 from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.test_web_signup import confirm_link, mail_to
 from tests.web_server import Running, service

@@ -17,12 +17,12 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
-from newsletter.compose import Composer, compose_naive
 from newsletter.config import Settings
+from newsletter.digest.ingest import ingest_paths
 from newsletter.errors import ConfigError, SubscriberError
-from newsletter.ingest import ingest_paths
+from newsletter.mail.compose import Composer, compose_naive
+from newsletter.mail.render import HTML_LIMIT
 from newsletter.model import Digest, Subscriber
-from newsletter.render import HTML_LIMIT
 from newsletter.store import Store
 from newsletter.tokens import feed_token, read_subscriber_token
 

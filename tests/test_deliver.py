@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings
-from newsletter.deliver import DeliveryReport, Sender, deliver, send_test_copy
+from newsletter.delivery.outbox import CountingSender, OutboxSender
+from newsletter.delivery.pipeline import DeliveryReport, Sender, deliver, send_test_copy
+from newsletter.delivery.smtp import SMTPSender
 from newsletter.errors import DeliveryError, TemporaryFailure
-from newsletter.message import simple_message
+from newsletter.mail.message import simple_message
+from newsletter.mail.outgoing import OutgoingMessage
 from newsletter.model import Subscriber
-from newsletter.outbox import CountingSender, OutboxSender
-from newsletter.outgoing import OutgoingMessage
-from newsletter.smtp import SMTPSender
 from newsletter.store import Store
 from tests.conftest import PINNED_NOW
 from tests.smtp_servers import RecordingHandler, smtp_server

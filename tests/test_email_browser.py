@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from newsletter.compose import Composer
 from newsletter.config import Settings
+from newsletter.digest.parse import parse_digest
+from newsletter.mail.compose import Composer
 from newsletter.model import Digest, Subscriber
-from newsletter.parse import parse_digest
 
 from .conftest import DIGESTS, PINNED_NOW
 

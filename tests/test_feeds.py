@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from newsletter.build import BuildReport, build_site
+from newsletter.audience.match import Profile, select_papers
 from newsletter.config import Settings
+from newsletter.digest.parse import parse_digest
 from newsletter.errors import ConfigError
-from newsletter.feeds import topic_slug, topics_from
-from newsletter.match import Profile, select_papers
-from newsletter.parse import parse_digest
+from newsletter.publish.build import BuildReport, build_site
+from newsletter.publish.feeds import topic_slug, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.match import (
+from newsletter.audience.match import (
     Pick,
     PreparedDigest,
     Profile,
@@ -20,8 +20,8 @@ from newsletter.match import (
     prepare,
     select_papers,
 )
+from newsletter.digest.parse import parse_digest
 from newsletter.model import Digest, Paper, Section, Subscriber
-from newsletter.parse import parse_digest
 
 from .conftest import FIXTURES
 
@@ -309,7 +309,7 @@ def test_real_digest_order_is_votes_then_title() -> None:
 
 
 def test_bounded_caches_evict_without_changing_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from newsletter import match
+    from newsletter.audience import match
 
     monkeypatch.setattr(match, "_CACHE_LIMIT", 2)
     monkeypatch.setattr(match, "_MEMO_LIMIT", 3)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, SubscriberError
-from newsletter.message import (
+from newsletter.mail.message import (
     SplicedBody,
     build_message,
     clean_text,

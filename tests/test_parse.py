@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.digest.parse import parse_digest
 from newsletter.errors import DigestError
-from newsletter.parse import parse_digest
 
 from .conftest import DIGESTS
 

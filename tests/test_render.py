@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.audience.match import Pick, Profile, Reason, select_papers
 from newsletter.config import Settings
+from newsletter.digest.parse import parse_digest
 from newsletter.errors import TemplateError
-from newsletter.match import Pick, Profile, Reason, select_papers
-from newsletter.model import Digest, Section
-from newsletter.parse import parse_digest
-from newsletter.render import (
+from newsletter.mail.render import (
     HTML_LIMIT,
     Personal,
     RenderedEmail,
@@ -22,6 +21,7 @@ from newsletter.render import (
     greeting_for,
     render_email,
 )
+from newsletter.model import Digest, Section
 
 from .conftest import FIXTURES
 

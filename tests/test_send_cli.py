@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import main
-from newsletter.ingest import ingest_paths
+from newsletter.digest.ingest import ingest_paths
 from newsletter.store import Store
 from tests.conftest import DIGESTS, FIXTURES
 from tests.smtp_servers import RecordingHandler, smtp_server

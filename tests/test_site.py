@@ -144,7 +144,7 @@ def test_index_lists_days_newest_first_with_counts_and_top_papers(site: Path) ->
 def test_page_matches_golden(
     store: Store, tmp_path: Path, name: str, request: pytest.FixtureRequest
 ) -> None:
-    from newsletter.parse import parse_digest
+    from newsletter.digest.parse import parse_digest
 
     store.save_digests(
         [(parse_digest(DIGESTS[0].read_text(encoding="utf-8")).digest, DIGESTS[0].name)]

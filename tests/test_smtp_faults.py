@@ -17,9 +17,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from newsletter.config import Secret
+from newsletter.delivery.smtp import SMTPSender, is_bounce, reply_text
 from newsletter.errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
-from newsletter.outgoing import OutgoingMessage
-from newsletter.smtp import SMTPSender, is_bounce, reply_text
+from newsletter.mail.outgoing import OutgoingMessage
 from newsletter.store import Store
 from tests.smtp_servers import RecordingHandler, free_port, smtp_server
 from tests.test_deliver import (

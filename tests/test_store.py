@@ -6,7 +6,7 @@ import datetime as dt
 import sqlite3
 from pathlib import Path
 
-from newsletter.ingest import ingest_paths
+from newsletter.digest.ingest import ingest_paths
 from newsletter.store import Store
 
 from .conftest import DIGESTS, FIXTURES

@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
-from newsletter.errors import SubscriberError
-from newsletter.match import Profile, select_papers
-from newsletter.store import Store
-from newsletter.subscribers import (
+from newsletter.audience.match import Profile, select_papers
+from newsletter.audience.subscribers import (
     COLUMNS,
     ERROR_CODES,
     Preferences,
@@ -20,6 +18,8 @@ from newsletter.subscribers import (
     read_subscribers_csv,
     validate_preferences,
 )
+from newsletter.errors import SubscriberError
+from newsletter.store import Store
 
 EXAMPLE = Path(__file__).parent.parent / "subscribers.example.csv"
 HEADER = "email,name,keywords,min_votes,exclude,max_papers\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsletter.match import Profile, select_papers
+from newsletter.audience.match import Profile, select_papers
 from newsletter.model import Subscriber
 from tests.web_server import Running, service
 

@@ -188,7 +188,7 @@ def test_a_missing_site_folder_serves_404_not_500(tmp_path: Path) -> None:
 
 
 def test_every_file_of_a_real_build(tmp_path: Path) -> None:
-    from newsletter.build import build_site
+    from newsletter.publish.build import build_site
 
     def build(store: Store) -> None:
         store.add_subscriber("feedreader@example.com", keywords=["LLM"])

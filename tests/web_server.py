@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 
 from newsletter.config import Settings, load_settings
-from newsletter.ingest import ingest_paths
+from newsletter.digest.ingest import ingest_paths
 from newsletter.store import Store
 from newsletter.tokens import make_token
 from newsletter.web import create_app

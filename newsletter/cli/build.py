@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..build import PRIVATE_DIR, build_site, is_private_feed
+from ..publish.build import PRIVATE_DIR, build_site, is_private_feed
 from .common import common_options, open_store, settings_from
 
 

@@ -9,11 +9,11 @@ from typing import Any, TypeVar
 
 import click
 
+from ..audience.subscribers import normalize_email
 from ..config import Settings, load_settings
 from ..errors import NewsletterError, SubscriberError
 from ..model import Subscriber
 from ..store import Store
-from ..subscribers import normalize_email
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..ingest import ingest_paths
+from ..digest.ingest import ingest_paths
 from .common import common_options, open_store, settings_from
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from ..audience.match import Profile, select_papers
+from ..audience.subscribers import validate_preferences
 from ..errors import ConfigError
-from ..match import Profile, select_papers
-from ..subscribers import validate_preferences
 from .common import common_options, date_option, find_subscriber, open_store, settings_from
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from ..compose import Composer, write_preview
 from ..errors import ConfigError
+from ..mail.compose import Composer, write_preview
 from .common import common_options, date_option, find_subscriber, open_store, settings_from
 
 

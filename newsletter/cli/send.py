@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-from ..build import build_site
 from ..config import Settings
-from ..deliver import (
+from ..delivery.outbox import CountingSender, OutboxSender
+from ..delivery.pipeline import (
     DeliveryReport,
     Progress,
     Sender,
@@ -24,9 +24,9 @@ from ..deliver import (
     send_test_copy,
     smtp_sender,
 )
+from ..digest.ingest import ingest_paths
 from ..errors import ConfigError, NewsletterError
-from ..ingest import ingest_paths
-from ..outbox import CountingSender, OutboxSender
+from ..publish.build import build_site
 from ..store import Store
 from ..store.ledger import DELIVERY_STATUSES
 from .common import DATE, common_options, open_store, settings_from
@@ -156,8 +156,8 @@ def send_and_report(
     sender = _sender(settings, dry_run=dry_run, outbox=outbox)
 
     if to_address:
-        from ..compose import Composer
-        from ..subscribers import normalize_email
+        from ..audience.subscribers import normalize_email
+        from ..mail.compose import Composer
 
         address = normalize_email(to_address)
         composer = Composer(settings=settings, digest=digest, clock=store.clock)

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from ..store.subscribers import STATUSES
-from ..subscribers import (
+from ..audience.subscribers import (
     import_subscribers_csv,
     normalize_email,
     validate_name,
     validate_preferences,
 )
+from ..store.subscribers import STATUSES
 from .common import Group, common_options, find_subscriber, open_store, settings_from
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..audience.subscribers import ImportReport, SubscriberRow
 from ..errors import SubscriberError
 from ..model import Subscriber
-from ..subscribers import ImportReport, SubscriberRow
 from .base import StoreBase, dump_list, load_phrases
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")

@@ -12,8 +12,14 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from ..audience.subscribers import (
+    MAX_KEYWORD_CHARS,
+    MAX_KEYWORDS,
+    MAX_PAPERS,
+    MAX_VOTES,
+    MIN_KEYWORD_CHARS,
+)
 from ..errors import TemplateError
-from ..subscribers import MAX_KEYWORD_CHARS, MAX_KEYWORDS, MAX_PAPERS, MAX_VOTES, MIN_KEYWORD_CHARS
 from ..templates import get_template, template_environment
 from .security import PAGE_HEADERS, CsrfGuard
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from ..audience.match import Pick, Profile, select_papers
+from ..audience.subscribers import Preferences, validate_preferences
 from ..errors import SubscriberError
-from ..match import Pick, Profile, select_papers
 from ..model import Subscriber
-from ..subscribers import Preferences, validate_preferences
 from ..tokens import make_token
 from .logs import log_event
 from .pages import Message, problem

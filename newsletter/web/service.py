@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
-from ..deliver import Sender
+from ..delivery.pipeline import Sender
 from ..model import Digest, Subscriber
 from ..store import Clock, Store
 from ..tokens import read_subscriber_token

@@ -13,11 +13,11 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..audience.subscribers import normalize_email
 from ..errors import SubscriberError
-from ..message import message_domain, simple_message
-from ..outgoing import OutgoingMessage
+from ..mail.message import message_domain, simple_message
+from ..mail.outgoing import OutgoingMessage
 from ..store.signups import Signup
-from ..subscribers import normalize_email
 from ..tokens import make_token, read_token
 from .logs import log_event
 from .pages import Message, problem

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import Settings
+from ..digest.ingest import find_digest_files, ingest_paths
 from ..errors import NewsletterError
-from ..ingest import find_digest_files, ingest_paths
 from ..store import Clock, Store
 from .logs import log_event
 
 if TYPE_CHECKING:
-    from ..deliver import DeliveryReport, Sender
+    from ..delivery.pipeline import DeliveryReport, Sender
 
 
 @dataclass
@@ -133,8 +133,8 @@ class DigestWatcher:
 
     def _publish(self, store: Store, result: WatchPass, *, build: bool = True) -> None:
         """Build the site and send the newest digest to whoever the ledger says still needs it."""
-        from ..build import build_site  # the daily job's modules load only when it runs
-        from ..deliver import send_day
+        from ..delivery.pipeline import send_day
+        from ..publish.build import build_site  # the daily job's modules load only when it runs
 
         if store.latest_date() is None:
             return

@@ -7,10 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DigestError
-from .model import Digest, Notice
+from ..errors import DigestError
+from ..model import Digest, Notice
+from ..store import Store
 from .parse import parse_digest
-from .store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,12 +17,12 @@ from urllib.parse import quote, urlsplit
 import jinja2
 from mjml import mjml2html
 
-from .config import Settings
-from .errors import TemplateError
-from .match import Pick, Profile
+from ..audience.match import Pick, Profile
+from ..config import Settings
+from ..errors import TemplateError
+from ..model import Digest, Paper
+from ..templates import get_template
 from .message import NAME_LIMIT, clean_text
-from .model import Digest, Paper
-from .templates import get_template
 
 HTML_LIMIT = 100_000  # bytes; Gmail clips HTML past ~102 KB and hides the footer with it
 # What the placeholder render may use, leaving room for the longest personal values.

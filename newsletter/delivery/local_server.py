@@ -17,13 +17,13 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from .errors import DeliveryError
+from ..errors import DeliveryError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
-class MailboxHandler:
+class LocalServerHandler:
     """Stores each accepted message as `<n>-<recipient>.eml`, with Return-Path and Delivered-To."""
 
     def __init__(self, folder: Path | None) -> None:
@@ -64,7 +64,7 @@ def _free_port(host: str) -> int:
 class Mailbox:
     """A running embedded SMTP server: `host`, `port`, and how many messages it stored."""
 
-    def __init__(self, controller: Controller, handler: MailboxHandler) -> None:
+    def __init__(self, controller: Controller, handler: LocalServerHandler) -> None:
         self._controller = controller
         self._handler = handler
         self.host: str = controller.hostname
@@ -86,11 +86,11 @@ class Mailbox:
 
 
 @contextmanager
-def running_mailbox(folder: Path | None, *, host: str = "127.0.0.1") -> Iterator[Mailbox]:
+def running_local_server(folder: Path | None, *, host: str = "127.0.0.1") -> Iterator[Mailbox]:
     """Run an SMTP server on `host` and a free port until the block ends; None folder: count only."""
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    handler = MailboxHandler(folder)
+    handler = LocalServerHandler(folder)
     for _ in range(5):  # the free port can be taken between probing and binding
         controller = Controller(handler, hostname=host, port=_free_port(host))
         try:

@@ -19,9 +19,9 @@ import ssl
 
 import aiosmtplib
 
-from .config import Secret, Settings
-from .errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
-from .outgoing import OutgoingMessage
+from ..config import Secret, Settings
+from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
+from ..mail.outgoing import OutgoingMessage
 
 TLS_MODES = ("starttls", "tls", "none")
 # Enhanced status 5.1.x is about the recipient address (RFC 3463), except 5.1.7/5.1.8 (sender).

@@ -26,8 +26,8 @@ from email.message import EmailMessage
 from email.policy import EmailPolicy
 from urllib.parse import urlsplit
 
-from .config import Settings
-from .errors import ConfigError, SubscriberError
+from ..config import Settings
+from ..errors import ConfigError, SubscriberError
 
 CRLF = "\r\n"
 B64_LINE = 76  # RFC 2045: base64 lines of at most 76 characters

@@ -17,7 +17,7 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from .model import Digest, Paper, Subscriber
+from ..model import Digest, Paper, Subscriber
 
 TITLE = "title"
 

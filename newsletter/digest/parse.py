@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from .errors import DigestError
-from .model import Digest, Notice, Paper, Section
+from ..errors import DigestError
+from ..model import Digest, Notice, Paper, Section
 from .texmath import plain_title
 
 HF_BASE = "https://huggingface.co"

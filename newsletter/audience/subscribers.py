@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SubscriberError
+from ..errors import SubscriberError
 from .match import normalize
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 REQUIRED_COLUMNS = ("email", "name", "keywords", "min_votes")
 OPTIONAL_COLUMNS = ("exclude", "max_papers")

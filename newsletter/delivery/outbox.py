@@ -6,8 +6,8 @@ import os
 import re
 from pathlib import Path
 
-from .errors import DeliveryError
-from .outgoing import OutgoingMessage
+from ..errors import DeliveryError
+from ..mail.outgoing import OutgoingMessage
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..model import Digest
+from ..templates import get_template, template_environment
 from .feeds import by_votes, clean_paper, page_name, vote_order
-from .model import Digest
-from .templates import get_template, template_environment
 
 PAGE_TEMPLATES = ("site/base.html", "site/day.html", "site/index.html")
 TOP_PAPERS = 3  # papers listed under each day on the index

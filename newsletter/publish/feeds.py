@@ -35,10 +35,10 @@ from feedgen.feed import FeedGenerator
 from jinja2 import Template
 from markupsafe import Markup
 
-from .errors import ConfigError
-from .match import PreparedDigest, Profile, select_papers
-from .model import Digest, Paper, Section
-from .templates import get_template
+from ..audience.match import PreparedDigest, Profile, select_papers
+from ..errors import ConfigError
+from ..model import Digest, Paper, Section
+from ..templates import get_template
 
 FeedKind = Literal["rss", "atom", "json"]
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"

@@ -30,8 +30,12 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from .config import Settings
-from .errors import ConfigError, StoreError
+from ..audience.match import PreparedDigest, Profile, select_papers
+from ..config import Settings
+from ..errors import ConfigError, StoreError
+from ..model import Digest
+from ..store import Store
+from ..tokens import feed_token
 from .feeds import (
     FeedInfo,
     FeedItem,
@@ -45,8 +49,6 @@ from .feeds import (
     topics_from,
     xml_text,
 )
-from .match import PreparedDigest, Profile, select_papers
-from .model import Digest
 from .site import (
     DaySummary,
     FeedLink,
@@ -57,8 +59,6 @@ from .site import (
     render_index,
     summarize,
 )
-from .store import Store
-from .tokens import feed_token
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1

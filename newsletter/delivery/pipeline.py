@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from .config import Settings
-from .errors import (
+from ..config import Settings
+from ..errors import (
     DeliveryError,
     PermanentFailure,
     SubscriberError,
     TemporaryFailure,
 )
-from .model import Subscriber
-from .outgoing import OutgoingMessage
-from .store import Clock, Store, utc_now
+from ..mail.outgoing import OutgoingMessage
+from ..model import Subscriber
+from ..store import Clock, Store, utc_now
 
 if TYPE_CHECKING:
     from .smtp import SMTPSender
@@ -50,14 +50,14 @@ BATCH = 500
 
 
 def smtp_sender(settings: Settings) -> SMTPSender:
-    """The SMTP sender the settings describe (see newsletter.smtp; imported only when needed)."""
+    """The SMTP sender the settings describe (see newsletter.delivery.smtp; imported only when needed)."""
     from .smtp import smtp_sender as make
 
     return make(settings)
 
 
 class Sender(Protocol):
-    """Where messages go: SMTP (newsletter.smtp), a folder of .eml files (newsletter.outbox).
+    """Where messages go: SMTP (newsletter.delivery.smtp), a folder of .eml files (newsletter.delivery.outbox).
 
     `send` returns once the message is accepted. It raises TemporaryFailure (try again later),
     PermanentFailure (never; `.bounced` when the address does not exist) or any other
@@ -439,7 +439,7 @@ async def send_day(
     progress: Progress | None = None,
 ) -> DeliveryReport:
     """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries."""
-    from .compose import Composer  # rendering is only needed once there is a day to send
+    from ..mail.compose import Composer  # rendering is only needed once there is a day to send
 
     digest = store.digest_for(date)
     composer = Composer(settings=settings, digest=digest, clock=clock)

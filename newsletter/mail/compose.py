@@ -25,9 +25,11 @@ from pathlib import Path
 
 from markupsafe import escape
 
-from .config import Settings
-from .errors import ConfigError
-from .match import Pick, PreparedDigest, Profile, prepare, select_papers
+from ..audience.match import Pick, PreparedDigest, Profile, prepare, select_papers
+from ..config import Settings
+from ..errors import ConfigError
+from ..model import Digest, Subscriber
+from ..tokens import feed_token, make_token
 from .message import (
     CRLF,
     NAME_LIMIT,
@@ -43,7 +45,6 @@ from .message import (
     message_domain,
     message_id_for,
 )
-from .model import Digest, Subscriber
 from .outgoing import OutgoingMessage
 from .render import (
     PERSONAL_FIELDS,
@@ -52,7 +53,6 @@ from .render import (
     greeting_for,
     render_email,
 )
-from .tokens import feed_token, make_token
 
 # Pre-encoded bodies kept for reuse, least recently used out: ~2,000 distinct selections of
 # ~60 KB, and low enough that a send of a million very different subscribers stays < 300 MB.

@@ -1,0 +1,1 @@
+"""Who reads what: subscriber records and filters (pure), keyword matching, and the CSV import."""

@@ -1,0 +1,1 @@
+"""Where an email leaves: the exactly-once send pipeline, SMTP, .eml outboxes, a local SMTP server."""

@@ -1,0 +1,1 @@
+"""Where a digest enters: markdown parsed into papers (pure), TeX titles, and files into the store."""

@@ -1,0 +1,1 @@
+"""One subscriber's email: templates rendered, the MIME message, and the render-once composer."""
