@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from newsletter.audience.match import Profile, select_papers
+from newsletter.audience.match import select_papers
 from newsletter.config import Settings
 from newsletter.digest.parse import parse_digest
 from newsletter.mail.compose import Composer, compose_naive
-from newsletter.model import Digest, Subscriber
+from newsletter.model import Digest, Filters, Subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGEST = ROOT / "examples" / "digests" / "2024-12-13.md"
@@ -56,14 +56,14 @@ def clock() -> dt.datetime:
     return dt.datetime(2024, 12, 13, 9, 0, tzinfo=dt.UTC)
 
 
-def profiles(digest: Digest, count: int) -> list[Profile]:
+def profiles(digest: Digest, count: int) -> list[Filters]:
     """`count` profiles whose selections (papers and reasons) all differ and are non-empty."""
     rng = random.Random(5)
     seen: set[tuple[tuple[str, tuple[str, ...]], ...]] = set()
-    chosen: list[Profile] = []
+    chosen: list[Filters] = []
     for _ in itertools.count():
         size = rng.choice((0, 1, 1, 2, 2, 3))
-        profile = Profile(
+        profile = Filters(
             keywords=tuple(rng.sample(TOPICS, size)),
             exclude=tuple(rng.sample(TOPICS, 1)) if rng.random() < 0.1 else (),
             min_votes=rng.choice((0, 0, 0, 2, 5, 10)),
@@ -79,16 +79,13 @@ def profiles(digest: Digest, count: int) -> list[Profile]:
     raise AssertionError("unreachable")
 
 
-def subscribers(chosen: list[Profile], count: int) -> list[Subscriber]:
+def subscribers(chosen: list[Filters], count: int) -> list[Subscriber]:
     return [
         Subscriber(
             id=i,
             email=f"reader{i}@example.com",
             name=f"{NAMES[i % len(NAMES)]}{i}" if NAMES[i % len(NAMES)] else "",
-            keywords=chosen[i % len(chosen)].keywords,
-            exclude=chosen[i % len(chosen)].exclude,
-            min_votes=chosen[i % len(chosen)].min_votes,
-            max_papers=chosen[i % len(chosen)].max_papers,
+            filters=chosen[i % len(chosen)],
         )
         for i in range(1, count + 1)
     ]

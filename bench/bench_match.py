@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from newsletter.audience.match import (
     PreparedDigest,
-    Profile,
     _latin_view,
     _term,
     clear_caches,
@@ -32,7 +31,7 @@ from newsletter.audience.match import (
     select_papers,
 )
 from newsletter.digest.parse import parse_digest
-from newsletter.model import Digest, Subscriber
+from newsletter.model import Digest, Filters, Subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGESTS = sorted((ROOT / "examples" / "digests").glob("*.md"))
@@ -81,10 +80,12 @@ def shared_sets(vocab: list[str], rng: random.Random) -> list[Subscriber]:
         Subscriber(
             id=i + 1,
             email=f"s{i}@example.com",
-            keywords=keywords if rng.random() > 0.05 else (),
-            exclude=(rng.choice(vocab),) if rng.random() < 0.1 else (),
-            min_votes=rng.choice((0, 0, 0, 5, 10, 20)),
-            max_papers=rng.choice((None, None, None, 5, 10)),
+            filters=Filters(
+                keywords=keywords if rng.random() > 0.05 else (),
+                exclude=(rng.choice(vocab),) if rng.random() < 0.1 else (),
+                min_votes=rng.choice((0, 0, 0, 5, 10, 20)),
+                max_papers=rng.choice((None, None, None, 5, 10)),
+            ),
         )
         for i, keywords in enumerate(chosen)
     ]
@@ -96,13 +97,14 @@ def distinct_sets(vocab: list[str], rng: random.Random) -> list[Subscriber]:
     while len(sets) < SUBSCRIBERS:
         sets.add(tuple(rng.sample(vocab, rng.randint(2, 4))))
     return [
-        Subscriber(id=i, email=f"u{i}@example.com", keywords=k) for i, k in enumerate(sorted(sets))
+        Subscriber(id=i, email=f"u{i}@example.com", filters=Filters(keywords=k))
+        for i, k in enumerate(sorted(sets))
     ]
 
 
 def ours(digest: Digest, subscribers: list[Subscriber]) -> int:
     """Select for every subscriber, one at a time as a delivery run would; count the picks."""
-    return sum(len(select_papers(digest, Profile.of(s))) for s in subscribers)
+    return sum(len(select_papers(digest, s.filters)) for s in subscribers)
 
 
 def naive(digest: Digest, subscribers: list[Subscriber]) -> list[list[str]]:
@@ -115,11 +117,12 @@ def naive(digest: Digest, subscribers: list[Subscriber]) -> list[list[str]]:
     build = _term.__wrapped__  # the same patterns, compiled per subscriber instead of cached
     results = []
     for sub in subscribers:
-        keywords = [(k, build(normalize(k))) for k in sub.keywords]
-        excludes = [build(normalize(k)) for k in sub.exclude]
+        filters = sub.filters
+        keywords = [(k, build(normalize(k))) for k in filters.keywords]
+        excludes = [build(normalize(k)) for k in filters.exclude]
         chosen = []
         for paper, texts in zip(digest.papers, fields, strict=True):
-            if (paper.votes or 0) < sub.min_votes:
+            if (paper.votes or 0) < filters.min_votes:
                 continue
             if any(
                 x and x.pattern.search(v if x.latin else t) for x in excludes for _, t, v in texts
@@ -132,8 +135,10 @@ def naive(digest: Digest, subscribers: list[Subscriber]) -> list[list[str]]:
             ]
             if matched or not keywords:
                 chosen.append(paper)
-        chosen.sort(key=lambda p: (-(p.votes or 0), normalize(p.display_title), p.arxiv_id))
-        results.append([p.arxiv_id for p in chosen[: sub.max_papers]])
+        chosen.sort(
+            key=lambda p: (p.votes is None, -(p.votes or 0), normalize(p.display_title), p.arxiv_id)
+        )
+        results.append([p.arxiv_id for p in chosen[: filters.max_papers]])
     return results
 
 
@@ -164,7 +169,7 @@ def main() -> None:
 
     part = shared[:NAIVE_SLICE]
     clear_caches()
-    expected = [[p.paper.arxiv_id for p in select_papers(digest, Profile.of(s))] for s in part]
+    expected = [[p.paper.arxiv_id for p in select_papers(digest, s.filters)] for s in part]
     naive_times = []
     for _ in range(RUNS):
         re.purge()
@@ -176,8 +181,8 @@ def main() -> None:
 
     print(f"digest 2024-12-13 trimmed to 25 papers; vocabulary {len(vocab)} phrases")
     print(
-        f"{SUBSCRIBERS:,} subscribers, {len({s.keywords for s in shared}):,} distinct keyword sets, "
-        f"{len({Profile.of(s) for s in shared}):,} distinct profiles, {picked:,} picks"
+        f"{SUBSCRIBERS:,} subscribers, {len({s.filters.keywords for s in shared}):,} distinct keyword sets, "
+        f"{len({s.filters for s in shared}):,} distinct profiles, {picked:,} picks"
     )
     print(
         f"ours (compiled + cached):    {ours_s:.2f} s  median of {RUNS}, cold caches (target < 3 s)"

@@ -188,17 +188,16 @@ async def naive(db: Path, port: int, count: int) -> float:
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
     start = time.perf_counter()
     await client.connect()
-    from newsletter.audience.match import Profile
 
     for subscriber in subscribers:
-        profile = Profile.of(subscriber)
+        profile = subscriber.filters
         picks = select_papers(digest, profile)
         base = SETTINGS.base_url
         rendered = render_email(
             settings=SETTINGS,
             digest=digest,
             picks=picks,
-            profile=profile,
+            filters=profile,
             personal=Personal(
                 greeting=f"Hi {subscriber.name}",
                 email=subscriber.email,

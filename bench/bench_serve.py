@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from newsletter.config import load_settings  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
+from newsletter.model import Filters  # noqa: E402
 from newsletter.publish.build import build_site  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.tokens import make_token  # noqa: E402
@@ -210,7 +211,9 @@ def main() -> None:
         with Store(settings.db) as store:
             ingest_paths(store, [ROOT / "examples" / "digests"])
             ids = [
-                store.add_subscriber(f"reader{i}@example.com", keywords=["LLM"]).id
+                store.add_subscriber(
+                    f"reader{i}@example.com", filters=Filters(keywords=("LLM",))
+                ).id
                 for i in range(SUBSCRIBERS)
             ]
             build_site(store, settings=settings)

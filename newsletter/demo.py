@@ -47,8 +47,8 @@ def step_ingest(ctx: DemoContext) -> None:
 
 def step_subscribers(ctx: DemoContext) -> None:
     """Import the example subscribers and print how many papers each gets from the newest digest."""
-    from .audience.match import Profile, prepare, select_papers
-    from .audience.subscribers import import_subscribers_csv
+    from .audience.importing import import_subscribers_csv
+    from .audience.match import prepare, select_papers
 
     report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
     for error in report.rejected:
@@ -60,8 +60,8 @@ def step_subscribers(ctx: DemoContext) -> None:
         return
     prepared = prepare(digest)
     for s in ctx.store.active_subscribers():
-        picks = select_papers(prepared, Profile.of(s))
-        keywords = "; ".join(s.keywords) or "(every paper)"
+        picks = select_papers(prepared, s.filters)
+        keywords = "; ".join(s.filters.keywords) or "(every paper)"
         ctx.echo(f"  {s.email:<28} {len(picks):>2} of {len(digest.papers)} papers  {keywords}")
 
 

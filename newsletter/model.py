@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from .errors import SubscriberError
+
 
 @dataclass(frozen=True, slots=True)
 class Section:
@@ -62,15 +64,64 @@ class DigestSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class Filters:
+    """What a reader asked for; hashable, so equal filters share one selection and rendering.
+
+    The one filter type: subscribers, sign-ups, the preferences form, the CSV, `newsletter
+    match` and topic feeds all hold one of these.
+    """
+
+    keywords: tuple[str, ...] = ()  # OR; empty (or only blank keywords): every paper
+    exclude: tuple[str, ...] = ()  # any hit removes the paper
+    min_votes: int = 0  # "Vote: -" (unknown) never reaches a minimum above 0
+    max_papers: int | None = None  # None: no cap
+
+
+EVERY_PAPER = Filters()
+
+
+@dataclass(frozen=True, slots=True)
 class Subscriber:
     """A subscriber and their filters."""
 
     id: int
     email: str
     name: str = ""
-    keywords: tuple[str, ...] = ()  # empty: every paper
-    exclude: tuple[str, ...] = ()
-    min_votes: int = 0
-    max_papers: int | None = None
+    filters: Filters = EVERY_PAPER
     status: str = "active"  # active | pending | unsubscribed | bounced
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRow:
+    """One valid subscribers-CSV row: a normalised address, a name and filters."""
+
+    row: int
+    email: str
+    name: str
+    filters: Filters
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What importing subscribers did (or would do, on a dry run): addresses per outcome."""
+
+    source: str = "<csv>"
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    unsubscribed: tuple[str, ...] = ()  # with sync: active before, missing from the file
+    rejected: tuple[SubscriberError, ...] = ()
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        """One line of counts, e.g. "3 added, 1 updated, 8 unchanged, 0 rejected"."""
+        counts = [
+            f"{len(self.added)} added",
+            f"{len(self.updated)} updated",
+            f"{len(self.unchanged)} unchanged",
+            f"{len(self.rejected)} rejected",
+        ]
+        if self.unsubscribed:
+            counts.append(f"{len(self.unsubscribed)} unsubscribed")
+        return ", ".join(counts)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from newsletter.audience.match import Profile, select_papers
+from newsletter.audience.match import select_papers
+from newsletter.model import Filters
 from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.test_web_signup import confirm_link, mail_to
 from tests.web_server import Running, service
@@ -74,18 +75,18 @@ def test_sign_up_confirm_tune_and_unsubscribe(
     shot(page, out, "confirmed", width)
     subscriber = running.store.subscriber_by_email(address)
     assert subscriber is not None and subscriber.status == "active"
-    assert subscriber.keywords == ("LLM",) and subscriber.min_votes == 5
+    assert subscriber.filters.keywords == ("LLM",) and subscriber.filters.min_votes == 5
 
     # Preferences: the preview follows the typing, then saving stores it.
     page.click("#preferences-link")
     page.wait_for_selector("#preferences")
     digest = running.store.digest(running.store.latest_date())  # type: ignore[arg-type]
     assert digest is not None
-    before = select_papers(digest, Profile(("LLM",), (), 5, None))
+    before = select_papers(digest, Filters(("LLM",), (), 5, None))
     assert page.get_attribute(".summary", "data-count") == str(len(before))
     page.fill("#keywords", "video\ndiffusion")
     page.fill("#min_votes", "0")
-    after = select_papers(digest, Profile(("video", "diffusion"), (), 0, None))
+    after = select_papers(digest, Filters(("video", "diffusion"), (), 0, None))
     assert len(after) != len(before)
     page.wait_for_selector(f'.summary[data-count="{len(after)}"]')
     shown = page.eval_on_selector_all(".picks a", "links => links.map(a => a.href)")
@@ -105,7 +106,11 @@ def test_sign_up_confirm_tune_and_unsubscribe(
     page.wait_for_selector("#notice")
     saved = running.store.subscriber(subscriber.id)
     assert saved is not None
-    assert (saved.keywords, saved.min_votes, saved.max_papers) == (("video", "diffusion"), 0, 3)
+    assert (saved.filters.keywords, saved.filters.min_votes, saved.filters.max_papers) == (
+        ("video", "diffusion"),
+        0,
+        3,
+    )
 
     # Unsubscribe through the page's link and button.
     page.click("text=구독 취소")

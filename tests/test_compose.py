@@ -22,7 +22,7 @@ from newsletter.digest.ingest import ingest_paths
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.mail.compose import Composer, compose_naive
 from newsletter.mail.render import HTML_LIMIT
-from newsletter.model import Digest, Subscriber
+from newsletter.model import Digest, Filters, Subscriber
 from newsletter.store import Store
 from newsletter.tokens import feed_token, read_subscriber_token
 
@@ -43,10 +43,30 @@ SETTINGS = Settings().replace(
 HOSTILE = "<script>alert(1)</script> & \"Q\" 'x'\r\nBcc: evil@example.com"
 PEOPLE = [
     Subscriber(id=1, email="all@example.com", name=""),
-    Subscriber(id=2, email="minji.kim@example.com", name="김민지", keywords=("RAG", "멀티모달")),
-    Subscriber(id=3, email="alex@example.org", name="Alex Chen", keywords=("LLM",), min_votes=5),
-    Subscriber(id=4, email="evil@example.net", name=HOSTILE, keywords=("diffusion", "video")),
-    Subscriber(id=5, email="cap@example.com", name="O'Neil, Jr.", max_papers=2, exclude=("LLM",)),
+    Subscriber(
+        id=2,
+        email="minji.kim@example.com",
+        name="김민지",
+        filters=Filters(keywords=("RAG", "멀티모달")),
+    ),
+    Subscriber(
+        id=3,
+        email="alex@example.org",
+        name="Alex Chen",
+        filters=Filters(keywords=("LLM",), min_votes=5),
+    ),
+    Subscriber(
+        id=4,
+        email="evil@example.net",
+        name=HOSTILE,
+        filters=Filters(keywords=("diffusion", "video")),
+    ),
+    Subscriber(
+        id=5,
+        email="cap@example.com",
+        name="O'Neil, Jr.",
+        filters=Filters(max_papers=2, exclude=("LLM",)),
+    ),
 ]
 
 
@@ -210,7 +230,9 @@ def test_date_follows_the_clock(digests: dict[str, Digest]) -> None:
 
 
 def test_empty_selection_is_skipped_unless_send_empty(digests: dict[str, Digest]) -> None:
-    nobody = Subscriber(id=9, email="n@example.com", keywords=("no paper says this",))
+    nobody = Subscriber(
+        id=9, email="n@example.com", filters=Filters(keywords=("no paper says this",))
+    )
     composer = Composer(settings=SETTINGS, digest=digests["2024-06-28"], clock=clock)
     assert composer.selection_for(nobody) == ()
     assert composer.compose(nobody) is None
@@ -284,7 +306,11 @@ def normalised(data: bytes) -> str:
 @pytest.mark.parametrize(
     ("name", "day", "person"),
     [
-        ("email-2024-06-28-minji", "2024-06-28", replace(PEOPLE[1], keywords=("LLM", "RAG"))),
+        (
+            "email-2024-06-28-minji",
+            "2024-06-28",
+            replace(PEOPLE[1], filters=Filters(keywords=("LLM", "RAG"))),
+        ),
         ("email-2024-10-16-alex", "2024-10-16", PEOPLE[2]),
     ],
     ids=["minji", "alex"],
@@ -310,9 +336,11 @@ def cli_store(cli_env: dict[str, str]) -> Path:
     db = Path(cli_env["NEWSLETTER_DB"])
     with Store(db) as store:
         assert not ingest_paths(store, DIGESTS).failed
-        store.add_subscriber("minji.kim@example.com", name="김민지", keywords=["RAG", "멀티모달"])
-        store.add_subscriber("alex@example.org", name="Alex", keywords=["LLM"])
-        store.add_subscriber("none@example.org", keywords=["no paper says this"])
+        store.add_subscriber(
+            "minji.kim@example.com", name="김민지", filters=Filters(keywords=("RAG", "멀티모달"))
+        )
+        store.add_subscriber("alex@example.org", name="Alex", filters=Filters(keywords=("LLM",)))
+        store.add_subscriber("none@example.org", filters=Filters(keywords=("no paper says this",)))
         store.add_subscriber("gone@example.org", status="unsubscribed")
     return db
 

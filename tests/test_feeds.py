@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
-from newsletter.audience.match import Profile, select_papers
+from newsletter.audience.match import select_papers
 from newsletter.config import Settings
 from newsletter.digest.parse import parse_digest
 from newsletter.errors import ConfigError
+from newsletter.model import Filters
 from newsletter.publish.build import BuildReport, build_site
 from newsletter.publish.feeds import topic_slug, topics_from
 from newsletter.store import Store
@@ -84,7 +85,7 @@ def parsed(out: Path, name: str) -> Any:
 @pytest.fixture
 def site(loaded_store: Store, tmp_path: Path) -> Path:
     """The site built from the three real digests, with two topics and one subscriber."""
-    loaded_store.add_subscriber("reader@example.com", keywords=["reasoning"])
+    loaded_store.add_subscriber("reader@example.com", filters=Filters(keywords=("reasoning",)))
     out = tmp_path / "site"
     build(loaded_store, out, make_settings(tmp_path))
     return out
@@ -279,7 +280,7 @@ def test_two_builds_are_byte_identical_and_the_second_writes_nothing(
     loaded_store: Store, tmp_path: Path
 ) -> None:
     settings = make_settings(tmp_path)
-    loaded_store.add_subscriber("reader@example.com", keywords=["reasoning"])
+    loaded_store.add_subscriber("reader@example.com", filters=Filters(keywords=("reasoning",)))
     first = build(loaded_store, tmp_path / "a", settings)
     other = build(loaded_store, tmp_path / "b", settings)
     files = sorted(
@@ -379,7 +380,7 @@ def test_feeds_cover_only_the_newest_days(loaded_store: Store, tmp_path: Path) -
 def test_topic_feeds_hold_matching_papers_and_tag_the_main_feed(
     site: Path, loaded_store: Store
 ) -> None:
-    profile = Profile(keywords=("reasoning", "추론"))
+    profile = Filters(keywords=("reasoning", "추론"))
     digests = loaded_store.digests(loaded_store.digest_dates())
     wanted = {pick.paper.arxiv_id for d in digests for pick in select_papers(d, profile)}
     assert wanted
@@ -413,7 +414,7 @@ def test_private_feed_shows_what_the_subscriber_selects(
     loaded_store: Store, tmp_path: Path
 ) -> None:
     reader = loaded_store.add_subscriber(
-        "reader@example.com", keywords=["LLM"], min_votes=10, max_papers=2
+        "reader@example.com", filters=Filters(keywords=("LLM",), min_votes=10, max_papers=2)
     )
     quitter = loaded_store.add_subscriber("quitter@example.com")
     settings = make_settings(tmp_path)
@@ -422,7 +423,7 @@ def test_private_feed_shows_what_the_subscriber_selects(
     token = feed_token(reader.id, key=KEY.encode())
     assert re.fullmatch(r"[0-9a-f]{32}", token)  # 128 bits, from the secret key
     feed = parsed(out, f"feeds/{token}.xml")
-    profile = Profile(keywords=("LLM",), min_votes=10, max_papers=2)
+    profile = Filters(keywords=("LLM",), min_votes=10, max_papers=2)
     wanted = {
         p.paper.arxiv_id
         for d in loaded_store.digests(loaded_store.digest_dates())

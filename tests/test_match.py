@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from newsletter.audience.match import (
     Pick,
     PreparedDigest,
-    Profile,
     Reason,
     keyword_matches,
     normalize,
@@ -21,7 +20,7 @@ from newsletter.audience.match import (
     select_papers,
 )
 from newsletter.digest.parse import parse_digest
-from newsletter.model import Digest, Paper, Section, Subscriber
+from newsletter.model import Digest, Filters, Paper, Section, Subscriber
 
 from .conftest import FIXTURES
 
@@ -183,7 +182,7 @@ def test_a_keyword_set_off_by_spaces_is_always_found(before: str, keyword: str, 
 def test_any_keyword_is_safe_to_match(keywords: list[str], text: str) -> None:
     # Arbitrary strings as keywords never raise (they are escaped, never parsed as regex).
     d = digest(paper("1", text, What_s_New=text))
-    picks = select_papers(d, Profile(keywords=tuple(keywords)))
+    picks = select_papers(d, Filters(keywords=tuple(keywords)))
     assert len(picks) <= 1
 
 
@@ -200,7 +199,7 @@ SAMPLE = digest(
 
 
 def test_keywords_combine_with_or_and_say_why() -> None:
-    picks = select_papers(SAMPLE, Profile(keywords=("RAG", "강화학습")))
+    picks = select_papers(SAMPLE, Filters(keywords=("RAG", "강화학습")))
     assert ids(picks) == ["5", "6", "1", "4"]  # votes desc, then title; None counts as 0
     reasons = {p.paper.arxiv_id: p.reasons for p in picks}
     assert reasons["1"] == (Reason("RAG", "title"),)
@@ -209,53 +208,57 @@ def test_keywords_combine_with_or_and_say_why() -> None:
 
 
 def test_every_matching_keyword_is_a_reason_with_its_first_field() -> None:
-    picks = select_papers(SAMPLE, Profile(keywords=("diffusion", "RAG")))
+    picks = select_papers(SAMPLE, Filters(keywords=("diffusion", "RAG")))
     by_id = {p.paper.arxiv_id: p.reasons for p in picks}
     assert by_id["6"] == (Reason("diffusion", "Technical Details"), Reason("RAG", "title"))
     assert by_id["3"] == (Reason("diffusion", "title"),)
 
 
 def test_exclude_removes_a_paper() -> None:
-    picks = select_papers(SAMPLE, Profile(keywords=("diffusion",), exclude=("survey",)))
+    picks = select_papers(SAMPLE, Filters(keywords=("diffusion",), exclude=("survey",)))
     assert ids(picks) == ["6"]
 
 
 def test_min_votes_applies_on_top_and_unknown_votes_count_as_zero() -> None:
-    assert ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=12))) == ["6", "1"]
-    assert ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=13))) == []
-    assert "4" in ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=0)))
-    assert "4" not in ids(select_papers(SAMPLE, Profile(keywords=("RAG",), min_votes=1)))
+    assert ids(select_papers(SAMPLE, Filters(keywords=("RAG",), min_votes=12))) == ["6", "1"]
+    assert ids(select_papers(SAMPLE, Filters(keywords=("RAG",), min_votes=13))) == []
+    assert "4" in ids(select_papers(SAMPLE, Filters(keywords=("RAG",), min_votes=0)))
+    assert "4" not in ids(select_papers(SAMPLE, Filters(keywords=("RAG",), min_votes=1)))
 
 
 def test_no_keywords_means_every_paper_without_reasons() -> None:
-    picks = select_papers(SAMPLE, Profile())
+    picks = select_papers(SAMPLE, Filters())
     assert ids(picks) == ["3", "2", "5", "6", "1", "4"]
     assert all(p.reasons == () for p in picks)
-    assert ids(select_papers(SAMPLE, Profile(keywords=("  ", "")))) == ids(picks)
+    assert ids(select_papers(SAMPLE, Filters(keywords=("  ", "")))) == ids(picks)
 
 
 def test_max_papers_caps_the_ordered_result() -> None:
-    assert ids(select_papers(SAMPLE, Profile(max_papers=2))) == ["3", "2"]
-    assert ids(select_papers(SAMPLE, Profile(keywords=("RAG",), max_papers=1))) == ["6"]
-    assert ids(select_papers(SAMPLE, Profile(max_papers=0))) == []
+    assert ids(select_papers(SAMPLE, Filters(max_papers=2))) == ["3", "2"]
+    assert ids(select_papers(SAMPLE, Filters(keywords=("RAG",), max_papers=1))) == ["6"]
+    assert ids(select_papers(SAMPLE, Filters(max_papers=0))) == []
 
 
 def test_keyword_spelling_is_kept_in_reasons_and_duplicates_collapse() -> None:
-    picks = select_papers(SAMPLE, Profile(keywords=("ｒａｇ", "RAG")))
+    picks = select_papers(SAMPLE, Filters(keywords=("ｒａｇ", "RAG")))
     assert picks[0].reasons == (Reason("ｒａｇ", "title"),)
 
 
 def test_profile_of_subscriber_is_hashable_and_equal_for_equal_filters() -> None:
-    a = Subscriber(id=1, email="a@example.com", keywords=("RAG",), min_votes=5, max_papers=3)
-    b = Subscriber(id=2, email="b@example.com", keywords=("RAG",), min_votes=5, max_papers=3)
-    assert Profile.of(a) == Profile.of(b) == Profile(("RAG",), (), 5, 3)
-    assert len({Profile.of(a), Profile.of(b)}) == 1
+    a = Subscriber(
+        id=1, email="a@example.com", filters=Filters(keywords=("RAG",), min_votes=5, max_papers=3)
+    )
+    b = Subscriber(
+        id=2, email="b@example.com", filters=Filters(keywords=("RAG",), min_votes=5, max_papers=3)
+    )
+    assert a.filters == b.filters == Filters(("RAG",), (), 5, 3)
+    assert len({a.filters, b.filters}) == 1
 
 
 def test_prepared_digest_is_reused_and_gives_the_same_answer() -> None:
     d = real("2024-12-13.md")
     assert prepare(d) is prepare(d)
-    profile = Profile(keywords=("LLM", "diffusion"), min_votes=5)
+    profile = Filters(keywords=("LLM", "diffusion"), min_votes=5)
     assert select_papers(d, profile) == select_papers(PreparedDigest(d), profile)
 
 
@@ -263,14 +266,14 @@ def test_prepared_digest_is_reused_and_gives_the_same_answer() -> None:
 
 
 def test_real_digest_rag_selects_only_papers_mentioning_rag_as_a_word() -> None:
-    picks = select_papers(real("2024-06-28.md"), Profile(keywords=("RAG",)))
+    picks = select_papers(real("2024-06-28.md"), Filters(keywords=("RAG",)))
     assert ids(picks) == ["2406.19215"]  # SeaKR: "적응형 RAG 방법"
     assert picks[0].reasons == (Reason("RAG", "Performance Highlights"),)
 
 
 def test_real_digest_llm_matches_llms_but_not_mllm() -> None:
     d = real("2024-10-16.md")
-    picks = select_papers(d, Profile(keywords=("LLM",)))
+    picks = select_papers(d, Filters(keywords=("LLM",)))
     titles = [p.paper.display_title for p in picks]
     assert any("LLM×MapReduce" in t for t in titles)
     for pick in picks:
@@ -293,16 +296,16 @@ def test_real_digest_llm_matches_llms_but_not_mllm() -> None:
 
 def test_real_digest_korean_keyword_and_vote_dash() -> None:
     d = real("2024-10-16.md")
-    picks = select_papers(d, Profile(keywords=("강화학습",)))
+    picks = select_papers(d, Filters(keywords=("강화학습",)))
     assert picks and all(r.keyword == "강화학습" for p in picks for r in p.reasons)
     unknown = [p.arxiv_id for p in d.papers if p.votes is None]
     assert len(unknown) == 1
-    assert unknown[0] in ids(select_papers(d, Profile()))
-    assert unknown[0] not in ids(select_papers(d, Profile(min_votes=1)))
+    assert unknown[0] in ids(select_papers(d, Filters()))
+    assert unknown[0] not in ids(select_papers(d, Filters(min_votes=1)))
 
 
 def test_real_digest_order_is_votes_then_title() -> None:
-    picks = select_papers(real("2024-12-13.md"), Profile())
+    picks = select_papers(real("2024-12-13.md"), Filters())
     keys = [(-(p.paper.votes or 0), normalize(p.paper.display_title)) for p in picks]
     assert keys == sorted(keys)
     assert len(picks) == 27
@@ -315,7 +318,7 @@ def test_bounded_caches_evict_without_changing_answers(monkeypatch: pytest.Monke
     monkeypatch.setattr(match, "_MEMO_LIMIT", 3)
     d = real("2024-12-13.md")
     profiles = [
-        Profile(keywords=kw)
+        Filters(keywords=kw)
         for kw in [("LLM",), ("diffusion",), ("멀티모달", "LLM"), ("agent", "벤치마크"), ("LoRA",)]
     ]
     fresh = [select_papers(PreparedDigest(d), p) for p in profiles]

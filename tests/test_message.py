@@ -17,7 +17,6 @@ from newsletter.errors import ConfigError, SubscriberError
 from newsletter.mail.message import (
     SplicedBody,
     build_message,
-    clean_text,
     digest_headers,
     format_address,
     format_date,
@@ -26,6 +25,7 @@ from newsletter.mail.message import (
     message_id_for,
     simple_message,
 )
+from newsletter.text import clean_text
 
 from .conftest import PINNED_NOW
 

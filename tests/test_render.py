@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.audience.match import Pick, Profile, Reason, select_papers
+from newsletter.audience.match import Pick, Reason, select_papers
 from newsletter.config import Settings
 from newsletter.digest.parse import parse_digest
 from newsletter.errors import TemplateError
@@ -21,11 +21,11 @@ from newsletter.mail.render import (
     greeting_for,
     render_email,
 )
-from newsletter.model import Digest, Section
+from newsletter.model import Digest, Filters, Section
 
 from .conftest import FIXTURES
 
-EVERYTHING = Profile()
+EVERYTHING = Filters()
 SETTINGS = Settings().replace(base_url="https://papers.example.com", secret_key="k")
 PERSONAL = Personal(
     greeting=greeting_for("김민지"),
@@ -64,7 +64,7 @@ def tags(html: str) -> Tags:
 
 def render(
     d: Digest,
-    profile: Profile = EVERYTHING,
+    profile: Filters = EVERYTHING,
     *,
     settings: Settings = SETTINGS,
     template_dir: Path | None = None,
@@ -73,7 +73,7 @@ def render(
         settings=settings,
         digest=d,
         picks=select_papers(d, profile),
-        profile=profile,
+        filters=profile,
         personal=PERSONAL,
         template_dir=template_dir,
     )
@@ -116,7 +116,7 @@ def test_the_cap_setting_limits_cards() -> None:
 
 def test_every_card_shows_title_link_votes_authors_sections_and_reason() -> None:
     d = digest("2024-12-13")
-    profile = Profile(keywords=("LLM",))
+    profile = Filters(keywords=("LLM",))
     picks = select_papers(d, profile)
     result = render(d, profile)
     html, text = result.html, result.text
@@ -182,7 +182,7 @@ def test_hostile_paper_text_is_escaped_in_html_and_flattened_in_text() -> None:
     d = Digest(date=dt.date(2024, 6, 28), papers=(evil,))
     picks = (Pick(evil, (Reason("<i>kw</i>", "title"),)),)
     result = render_email(
-        settings=SETTINGS, digest=d, picks=picks, profile=Profile(), personal=PERSONAL
+        settings=SETTINGS, digest=d, picks=picks, filters=Filters(), personal=PERSONAL
     )
     html = result.html
     assert "<script>" not in html and "<img src=x" not in html and "<b>Mallory" not in html
@@ -202,7 +202,7 @@ def test_empty_selection_says_so() -> None:
         settings=SETTINGS,
         digest=digest("2024-06-28"),
         picks=(),
-        profile=Profile(keywords=("no such thing",)),
+        filters=Filters(keywords=("no such thing",)),
         personal=PERSONAL,
     )
     assert result.total == result.shown == 0
@@ -212,7 +212,7 @@ def test_empty_selection_says_so() -> None:
 
 
 def test_footer_describes_filters_and_links() -> None:
-    profile = Profile(keywords=("LLM", "추론"), exclude=("survey",), min_votes=5, max_papers=4)
+    profile = Filters(keywords=("LLM", "추론"), exclude=("survey",), min_votes=5, max_papers=4)
     result = render(digest("2024-12-13"), profile)
     text = result.text
     assert "받는 조건: 키워드 LLM, 추론 · 제외 survey · 추천 5 이상 · 하루 최대 4편" in text

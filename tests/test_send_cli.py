@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from newsletter.cli import main
 from newsletter.digest.ingest import ingest_paths
+from newsletter.model import Filters
 from newsletter.store import Store
 from tests.conftest import DIGESTS, FIXTURES
 from tests.smtp_servers import RecordingHandler, smtp_server
@@ -36,7 +37,9 @@ def db(cli_env: dict[str, str]) -> Path:
         assert not ingest_paths(store, DIGESTS).failed
         for i in range(8):
             store.add_subscriber(f"reader{i}@example.com", name=f"Reader {i}")
-        store.add_subscriber("niche@example.com", keywords=["zzz-no-paper-has-this"])
+        store.add_subscriber(
+            "niche@example.com", filters=Filters(keywords=("zzz-no-paper-has-this",))
+        )
     return path
 
 

@@ -7,18 +7,18 @@ from typing import Any
 
 import pytest
 
-from newsletter.audience.match import Profile, select_papers
+from newsletter.audience.importing import import_subscribers_csv
+from newsletter.audience.match import select_papers
 from newsletter.audience.subscribers import (
     COLUMNS,
     ERROR_CODES,
-    Preferences,
-    import_subscribers_csv,
     normalize_email,
     parse_subscribers_csv,
     read_subscribers_csv,
-    validate_preferences,
+    validate_filters,
 )
 from newsletter.errors import SubscriberError
+from newsletter.model import Filters
 from newsletter.store import Store
 
 EXAMPLE = Path(__file__).parent.parent / "subscribers.example.csv"
@@ -84,13 +84,13 @@ def test_invalid_addresses(text: str) -> None:
 # --- preferences -------------------------------------------------------------------------------
 
 
-def test_validate_preferences_defaults_and_splitting() -> None:
-    assert validate_preferences() == Preferences()
-    prefs = validate_preferences(
+def test_validate_filters_defaults_and_splitting() -> None:
+    assert validate_filters() == Filters()
+    prefs = validate_filters(
         keywords=" RAG ; 강화학습;;rag ", exclude="survey", min_votes=" 10 ", max_papers="5"
     )
-    assert prefs == Preferences(("RAG", "강화학습"), ("survey",), 10, 5)
-    assert validate_preferences(keywords="ＡＩ").keywords == ("ＡＩ",)
+    assert prefs == Filters(("RAG", "강화학습"), ("survey",), 10, 5)
+    assert validate_filters(keywords="ＡＩ").keywords == ("ＡＩ",)
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_invalid_preferences_have_stable_codes(
     fields: dict[str, str], code: str, field: str
 ) -> None:
     with pytest.raises(SubscriberError) as info:
-        validate_preferences(**fields)
+        validate_filters(**fields)
     assert (info.value.code, info.value.field) == (code, field)
     assert code in ERROR_CODES
 
@@ -130,14 +130,12 @@ def test_example_csv_is_valid_and_its_subscribers_get_papers(loaded_store: Store
     assert len(read.rows) >= 10
     emails = [r.email for r in read.rows]
     assert all(e.endswith(("@example.com", "@example.org")) for e in emails)
-    assert any(not r.preferences.keywords for r in read.rows)
-    keywords = [k for r in read.rows for k in r.preferences.keywords]
+    assert any(not r.filters.keywords for r in read.rows)
+    keywords = [k for r in read.rows for k in r.filters.keywords]
     assert any("\uac00" <= c <= "\ud7a3" for k in keywords for c in k)  # Korean ones too
     digests = loaded_store.digests(loaded_store.digest_dates())
     for row in read.rows:
-        p = row.preferences
-        profile = Profile(p.keywords, p.exclude, p.min_votes, p.max_papers)
-        assert any(select_papers(d, profile) for d in digests), row.email
+        assert any(select_papers(d, row.filters) for d in digests), row.email
 
 
 def test_bad_rows_are_named_with_row_numbers_and_good_rows_kept(tmp_path: Path) -> None:
@@ -157,7 +155,7 @@ def test_bad_rows_are_named_with_row_numbers_and_good_rows_kept(tmp_path: Path) 
     read = parse_subscribers_csv(text, source="subs.csv")
     assert [r.email for r in read.rows] == ["ana@example.com", "ANA@example.com", "fa@example.com"]
     assert [r.row for r in read.rows] == [2, 9, 11]
-    assert read.rows[2].preferences.min_votes == 0
+    assert read.rows[2].filters.min_votes == 0
     assert [(e.row, e.code) for e in read.rejected] == [
         (3, "email_invalid"),
         (4, "min_votes_invalid"),
@@ -200,7 +198,7 @@ def test_header_case_bom_crlf_and_optional_columns(tmp_path: Path) -> None:
     )
     read = read_subscribers_csv(path)
     assert read.rejected == ()
-    assert read.rows[0].preferences == Preferences(("RAG",), (), 3, None)
+    assert read.rows[0].filters == Filters(("RAG",), (), 3, None)
 
 
 def test_not_utf8_is_one_error(tmp_path: Path) -> None:
@@ -232,7 +230,7 @@ def test_import_updates_by_normalised_email(store: Store, tmp_path: Path) -> Non
     assert (report.added, report.updated) == ((), ("ana@example.com",))
     found = store.subscriber_by_email("ana@example.com")
     assert found is not None
-    assert (found.keywords, found.max_papers) == (("RAG", "LLM"), 2)
+    assert (found.filters.keywords, found.filters.max_papers) == (("RAG", "LLM"), 2)
     assert len(rows_of(store)) == 1
 
 

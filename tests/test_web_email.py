@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_settings
+from newsletter.model import Filters
 from newsletter.store import Store
 from newsletter.web import create_app
 from newsletter.web.service import Service
@@ -56,8 +57,10 @@ def test_golden_confirmation_email(
 ) -> None:
     store: Store = svc.store
     if already:
-        store.add_subscriber("minji@example.com", keywords=["RAG"])
-    signup = store.add_signup("minji@example.com", keywords=["RAG", "멀티모달"], min_votes=3)
+        store.add_subscriber("minji@example.com", filters=Filters(keywords=("RAG",)))
+    signup = store.add_signup(
+        "minji@example.com", filters=Filters(keywords=("RAG", "멀티모달"), min_votes=3)
+    )
     message = confirmation_message(svc, signup, already_subscribed=already)
     assert message.recipient == "minji@example.com"
     assert message.envelope_from == svc.settings.envelope_from

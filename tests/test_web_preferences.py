@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from newsletter.audience.match import Profile, select_papers
-from newsletter.model import Subscriber
+from newsletter.audience.match import select_papers
+from newsletter.model import Filters, Subscriber
 from tests.web_server import Running, service
 
 _emails = count(1)
@@ -26,7 +26,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 @pytest.fixture
 def reader(web: Running) -> Subscriber:
     return web.store.add_subscriber(
-        f"reader{next(_emails)}@example.com", keywords=["LLM", "에이전트"], min_votes=5
+        f"reader{next(_emails)}@example.com",
+        filters=Filters(keywords=("LLM", "에이전트"), min_votes=5),
     )
 
 
@@ -61,7 +62,7 @@ def test_page_shows_filters_and_todays_selection(web: Running, reader: Subscribe
     assert 'name="min_votes" inputmode="numeric" value="5"' in page.text
     digest = web.store.digest(web.store.latest_date())  # type: ignore[arg-type]
     assert digest is not None
-    expected = select_papers(digest, Profile.of(reader))
+    expected = select_papers(digest, reader.filters)
     assert expected, "the fixture digest should match something"
     assert picks_in(page.text) == [p.paper.arxiv_id for p in expected]
     assert f"{len(expected)} of {len(digest.papers)} papers from {digest.date}" in page.text
@@ -86,7 +87,12 @@ def test_save_changes_the_subscriber(web: Running, reader: Subscriber) -> None:
         assert response.headers["location"] == f"{url}?done=saved"
         page = client.get(response.headers["location"])
     saved = current(web, reader)
-    assert (saved.keywords, saved.exclude, saved.min_votes, saved.max_papers) == (
+    assert (
+        saved.filters.keywords,
+        saved.filters.exclude,
+        saved.filters.min_votes,
+        saved.filters.max_papers,
+    ) == (
         ("diffusion", "video"),
         ("survey",),
         10,
@@ -118,7 +124,7 @@ def test_invalid_values_get_messages_in_both_languages(web: Running, reader: Sub
     assert "Maximum papers must be a whole number" in text
     # What was typed comes back (escaped) so it can be fixed.
     assert "a; LLM</textarea>" in text
-    assert current(web, reader).min_votes == 5  # nothing saved
+    assert current(web, reader).filters.min_votes == 5  # nothing saved
 
 
 def test_typed_text_is_escaped(web: Running, reader: Subscriber) -> None:
@@ -149,13 +155,13 @@ def test_preview_endpoint_matches_the_matcher(web: Running, reader: Subscriber) 
             f"/p/{web.token(reader.id, 'preferences')}/preview", params={"min_votes": "lots"}
         )
         forged = client.get(f"/p/{web.token(reader.id, 'unsubscribe')}/preview")
-    expected = select_papers(digest, Profile(("video", "diffusion"), (), 3, None))
+    expected = select_papers(digest, Filters(("video", "diffusion"), (), 3, None))
     assert fragment.status_code == 200
     assert "<html" not in fragment.text  # a fragment for the page's script to swap in
     assert picks_in(fragment.text) == [p.paper.arxiv_id for p in expected[:4]]
     assert bad.status_code == 200 and "Minimum votes must be" in bad.text
     assert forged.status_code == 404
-    assert current(web, reader).keywords == ("LLM", "에이전트")  # a preview saves nothing
+    assert current(web, reader).filters.keywords == ("LLM", "에이전트")  # a preview saves nothing
 
 
 def test_preview_button_without_script(web: Running, reader: Subscriber) -> None:
@@ -167,7 +173,7 @@ def test_preview_button_without_script(web: Running, reader: Subscriber) -> None
     assert response.status_code == 200
     assert "agent</textarea>" in response.text
     assert picks_in(response.text)
-    assert current(web, reader).keywords == ("LLM", "에이전트")
+    assert current(web, reader).filters.keywords == ("LLM", "에이전트")
 
 
 @pytest.mark.parametrize(
@@ -191,7 +197,7 @@ def test_cross_site_posts_are_refused(web: Running, reader: Subscriber, attack: 
         response = client.post(url, data=data, headers=headers)
     assert response.status_code == 403
     assert "This request was refused" in response.text
-    assert current(web, reader).keywords == ("LLM", "에이전트")
+    assert current(web, reader).filters.keywords == ("LLM", "에이전트")
 
 
 def test_resume_after_unsubscribing(web: Running, reader: Subscriber) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from newsletter.model import Filters
 from newsletter.web.security import Limit, SignupLimits
 from tests.smtp_servers import Received, RecordingHandler, smtp_server
 from tests.web_server import Running, service
@@ -102,7 +103,7 @@ def test_sign_up_confirm_activates(web: tuple[Running, RecordingHandler]) -> Non
         assert again.status_code == 200
     subscriber = running.store.subscriber_by_email(address)
     assert subscriber is not None
-    assert (subscriber.status, subscriber.keywords, subscriber.min_votes) == (
+    assert (subscriber.status, subscriber.filters.keywords, subscriber.filters.min_votes) == (
         "active",
         ("LLM", "agents"),
         7,
@@ -113,7 +114,9 @@ def test_sign_up_confirm_activates(web: tuple[Running, RecordingHandler]) -> Non
 
 def test_repeated_sign_up_does_not_reveal_status(web: tuple[Running, RecordingHandler]) -> None:
     running, handler = web
-    member = running.store.add_subscriber(fresh_address(), keywords=["RAG"], min_votes=3)
+    member = running.store.add_subscriber(
+        fresh_address(), filters=Filters(keywords=("RAG",), min_votes=3)
+    )
     stranger = fresh_address()
     with running.client() as client:
         known = sign_up(client, email=member.email, keywords="hijack", min_votes="0")
@@ -127,7 +130,7 @@ def test_repeated_sign_up_does_not_reveal_status(web: tuple[Running, RecordingHa
     assert "/confirm/" not in text_of(told)
     assert "/confirm/" in text_of(mail_to(handler, stranger))
     after = running.store.subscriber(member.id)
-    assert after is not None and after.keywords == ("RAG",) and after.min_votes == 3
+    assert after is not None and after.filters.keywords == ("RAG",) and after.filters.min_votes == 3
 
 
 def test_confirming_a_stale_sign_up_keeps_an_active_subscribers_filters(
@@ -138,18 +141,22 @@ def test_confirming_a_stale_sign_up_keeps_an_active_subscribers_filters(
     with running.client() as client:
         sign_up(client, email=address, keywords="first", min_votes="1")
         link = confirm_link(mail_to(handler, address))
-        running.store.add_subscriber(address, keywords=["kept"], min_votes=9)
+        running.store.add_subscriber(address, filters=Filters(keywords=("kept",), min_votes=9))
         shown = client.get(link)
         client.post(link, data={"csrf": csrf_of(shown.text)})
     found = running.store.subscriber_by_email(address)
-    assert found is not None and found.keywords == ("kept",) and found.min_votes == 9
+    assert (
+        found is not None and found.filters.keywords == ("kept",) and found.filters.min_votes == 9
+    )
 
 
 def test_confirmation_reactivates_an_unsubscribed_address(
     web: tuple[Running, RecordingHandler],
 ) -> None:
     running, handler = web
-    gone = running.store.add_subscriber(fresh_address(), keywords=["old"], status="unsubscribed")
+    gone = running.store.add_subscriber(
+        fresh_address(), status="unsubscribed", filters=Filters(keywords=("old",))
+    )
     with running.client() as client:
         sign_up(client, email=gone.email, keywords="new topic", min_votes="2")
         link = confirm_link(mail_to(handler, gone.email))
@@ -157,7 +164,11 @@ def test_confirmation_reactivates_an_unsubscribed_address(
         client.post(link, data={"csrf": csrf_of(shown.text)})
     found = running.store.subscriber(gone.id)
     assert found is not None
-    assert (found.status, found.keywords, found.min_votes) == ("active", ("new topic",), 2)
+    assert (found.status, found.filters.keywords, found.filters.min_votes) == (
+        "active",
+        ("new topic",),
+        2,
+    )
 
 
 def test_invalid_form_gets_messages(web: tuple[Running, RecordingHandler]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newsletter.model import Filters
 from newsletter.store import Store
 from tests.web_server import Running, service, service_settings
 
@@ -191,7 +192,7 @@ def test_every_file_of_a_real_build(tmp_path: Path) -> None:
     from newsletter.publish.build import build_site
 
     def build(store: Store) -> None:
-        store.add_subscriber("feedreader@example.com", keywords=["LLM"])
+        store.add_subscriber("feedreader@example.com", filters=Filters(keywords=("LLM",)))
         settings = service_settings(tmp_path, port=1)
         build_site(store, settings=settings.replace(topics={"Agents": "agent; 에이전트"}))
 

@@ -8,6 +8,7 @@ from itertools import count
 import httpx
 import pytest
 
+from newsletter.model import Filters
 from newsletter.tokens import make_token
 from tests.web_server import Running, service
 
@@ -22,7 +23,9 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 @pytest.fixture
 def subscriber_id(web: Running) -> int:
-    return web.store.add_subscriber(f"reader{next(_emails)}@example.com", keywords=["LLM"]).id
+    return web.store.add_subscriber(
+        f"reader{next(_emails)}@example.com", filters=Filters(keywords=("LLM",))
+    ).id
 
 
 def status(web: Running, subscriber_id: int) -> str:

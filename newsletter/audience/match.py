@@ -15,9 +15,10 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..model import Digest, Paper, Subscriber
+from ..model import Digest, Filters, Paper
 
 TITLE = "title"
 
@@ -120,30 +121,10 @@ class Reason:
 
 @dataclass(frozen=True, slots=True)
 class Pick:
-    """A selected paper and the reasons; no reasons when the profile has no keywords."""
+    """A selected paper and the reasons; no reasons when the filters have no keywords."""
 
     paper: Paper
     reasons: tuple[Reason, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Profile:
-    """What a subscriber asked for; hashable, so equal profiles share one selection."""
-
-    keywords: tuple[str, ...] = ()  # OR; empty (or only blank keywords): every paper
-    exclude: tuple[str, ...] = ()  # any hit removes the paper
-    min_votes: int = 0  # "Vote: -" counts as 0
-    max_papers: int | None = None  # None: no cap
-
-    @classmethod
-    def of(cls, subscriber: Subscriber) -> Profile:
-        """The profile a stored subscriber's filters describe."""
-        return cls(
-            keywords=tuple(subscriber.keywords),
-            exclude=tuple(subscriber.exclude),
-            min_votes=subscriber.min_votes,
-            max_papers=subscriber.max_papers,
-        )
 
 
 @functools.lru_cache(maxsize=65536)
@@ -162,6 +143,26 @@ def _terms(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 # Distinct keyword sets often share keywords, so each keyword is normalised only once.
 _normalized = functools.lru_cache(maxsize=65536)(normalize)
 
+
+def paper_order(paper: Paper) -> tuple[bool, int, str, str]:
+    """The one order papers are shown in, in email, feeds and pages alike (a sort key).
+
+    Most votes first; unknown votes ("Vote: -") after every known count, zero included; then
+    the normalised title, then the arXiv id, so equal titles still sort the same every time.
+    """
+    return (
+        paper.votes is None,
+        -(paper.votes or 0),
+        _normalized(paper.display_title),
+        paper.arxiv_id,
+    )
+
+
+def by_votes(papers: Iterable[Paper]) -> list[Paper]:
+    """Papers in `paper_order`."""
+    return sorted(papers, key=paper_order)
+
+
 # Distinct keyword/exclude sets remembered per digest: enough for the popular ones; a bound,
 # because a cache of every set of a million subscribers would cost memory and GC time.
 _CACHE_LIMIT = 8192
@@ -169,7 +170,7 @@ _MEMO_LIMIT = 200_000  # keywords, reasons and picks remembered per digest befor
 
 
 class PreparedDigest:
-    """A digest with its papers' text normalised once, in selection order (votes, title)."""
+    """A digest with its papers' text normalised once, in `paper_order`."""
 
     __slots__ = (
         "_candidates",
@@ -185,12 +186,12 @@ class PreparedDigest:
 
     def __init__(self, digest: Digest) -> None:
         self.digest = digest
-        titles = {p.arxiv_id: normalize(p.display_title) for p in digest.papers}
-        self.papers: tuple[Paper, ...] = tuple(
-            sorted(digest.papers, key=lambda p: (-(p.votes or 0), titles[p.arxiv_id], p.arxiv_id))
-        )
+        self.papers: tuple[Paper, ...] = tuple(by_votes(digest.papers))
         texts = (
-            ((TITLE, titles[p.arxiv_id]), *((s.name, normalize(s.text)) for s in p.sections))
+            (
+                (TITLE, _normalized(p.display_title)),
+                *((s.name, normalize(s.text)) for s in p.sections),
+            )
             for p in self.papers
         )
         # per paper: (field name, normalised text, its Latin view) for title and sections
@@ -268,18 +269,18 @@ class PreparedDigest:
             pick = self._picks[key] = Pick(self.papers[index], tuple(reasons))
         return pick
 
-    def select(self, profile: Profile) -> tuple[Pick, ...]:
-        """The profile's picks: candidates with enough votes, capped at max_papers."""
-        picks = self.candidates(profile.keywords, profile.exclude)
+    def select(self, filters: Filters) -> tuple[Pick, ...]:
+        """The picks of `filters`: candidates with enough votes, capped at max_papers."""
+        picks = self.candidates(filters.keywords, filters.exclude)
         count = len(picks)
-        if profile.min_votes > 0:
+        if filters.min_votes > 0:
             # Candidates are ordered by votes, so those with enough form a prefix.
             count = next(
-                (n for n, pick in enumerate(picks) if (pick.paper.votes or 0) < profile.min_votes),
+                (n for n, pick in enumerate(picks) if (pick.paper.votes or 0) < filters.min_votes),
                 count,
             )
-        if profile.max_papers is not None:
-            count = min(count, max(profile.max_papers, 0))
+        if filters.max_papers is not None:
+            count = min(count, max(filters.max_papers, 0))
         return picks if count == len(picks) else picks[:count]
 
 
@@ -304,10 +305,10 @@ def prepare(digest: Digest) -> PreparedDigest:
     return prepared
 
 
-def select_papers(digest: Digest | PreparedDigest, profile: Profile) -> tuple[Pick, ...]:
-    """The papers of `digest` that `profile` selects, by votes (desc) then title, with reasons."""
+def select_papers(digest: Digest | PreparedDigest, filters: Filters) -> tuple[Pick, ...]:
+    """The papers of `digest` that `filters` select, by votes (desc) then title, with reasons."""
     prepared = digest if isinstance(digest, PreparedDigest) else prepare(digest)
-    return prepared.select(profile)
+    return prepared.select(filters)
 
 
 def clear_caches() -> None:

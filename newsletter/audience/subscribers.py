@@ -1,4 +1,4 @@
-"""Subscriber records: e-mail normalisation, preference validation and the subscribers CSV.
+"""Subscriber records (pure): e-mail normalisation, filter validation and reading the subscribers CSV.
 
 The CSV has a header row (row 1) naming its columns; data rows are numbered from 2, as a
 spreadsheet numbers them. Columns: email, name, keywords, min_votes (required) and exclude,
@@ -11,15 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..errors import SubscriberError
+from ..model import Filters, SubscriberRow
+from ..text import clean_text
 from .match import normalize
-
-if TYPE_CHECKING:
-    from ..store import Store
 
 REQUIRED_COLUMNS = ("email", "name", "keywords", "min_votes")
 OPTIONAL_COLUMNS = ("exclude", "max_papers")
@@ -56,57 +54,12 @@ _PHRASE_SEPARATORS = re.compile(r"[;\r\n]")
 
 
 @dataclass(frozen=True, slots=True)
-class Preferences:
-    """A subscriber's filters, validated."""
-
-    keywords: tuple[str, ...] = ()  # empty: every paper
-    exclude: tuple[str, ...] = ()
-    min_votes: int = 0
-    max_papers: int | None = None  # None: no cap
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriberRow:
-    """One valid CSV row: a normalised address, a name and preferences."""
-
-    row: int
-    email: str
-    name: str
-    preferences: Preferences
-
-
-@dataclass(frozen=True, slots=True)
 class SubscribersCsv:
     """A read subscribers CSV: the valid rows and one error per rejected row."""
 
     source: str
     rows: tuple[SubscriberRow, ...]
     rejected: tuple[SubscriberError, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What importing subscribers did (or would do, on a dry run): addresses per outcome."""
-
-    source: str = "<csv>"
-    added: tuple[str, ...] = ()
-    updated: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    unsubscribed: tuple[str, ...] = ()  # with sync: active before, missing from the file
-    rejected: tuple[SubscriberError, ...] = ()
-    dry_run: bool = False
-
-    def summary(self) -> str:
-        """One line of counts, e.g. "3 added, 1 updated, 8 unchanged, 0 rejected"."""
-        counts = [
-            f"{len(self.added)} added",
-            f"{len(self.updated)} updated",
-            f"{len(self.unchanged)} unchanged",
-            f"{len(self.rejected)} rejected",
-        ]
-        if self.unsubscribed:
-            counts.append(f"{len(self.unsubscribed)} unsubscribed")
-        return ", ".join(counts)
 
 
 def normalize_email(text: str) -> str:
@@ -181,15 +134,15 @@ def _integer(text: str, *, name: str, code: str, low: int, high: int) -> int | N
     return int(value)
 
 
-def validate_preferences(
+def validate_filters(
     *, keywords: str = "", exclude: str = "", min_votes: str = "", max_papers: str = ""
-) -> Preferences:
-    """Preferences from form or CSV text; SubscriberError with a `code` and `field` if invalid.
+) -> Filters:
+    """Filters from form or CSV text; SubscriberError with a `code` and `field` if invalid.
 
     Keywords and exclude are `;`-separated phrases of at least two characters; an empty
     min_votes is 0 and an empty max_papers is no cap.
     """
-    return Preferences(
+    return Filters(
         keywords=_phrases(keywords, name="keywords"),
         exclude=_phrases(exclude, name="exclude"),
         min_votes=_integer(
@@ -257,7 +210,7 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
         row=number,
         email=normalize_email(values.get("email", "")),
         name=validate_name(values.get("name", "")),
-        preferences=validate_preferences(
+        filters=validate_filters(
             keywords=values.get("keywords", ""),
             exclude=values.get("exclude", ""),
             min_votes=values.get("min_votes", ""),
@@ -324,15 +277,49 @@ def read_subscribers_csv(path: Path) -> SubscribersCsv:
     return parse_subscribers_csv(text, source=str(path))
 
 
-def import_subscribers_csv(
-    store: Store, path: Path, *, sync: bool = False, dry_run: bool = False
-) -> ImportReport:
-    """Upsert the CSV's valid rows by e-mail in one transaction; report what changed.
+@dataclass(frozen=True, slots=True)
+class FilterWords:
+    """The words `describe_filters` uses: one set per language the filters are shown in."""
 
-    Subscribers missing from the file are kept; with `sync`, active ones are marked
-    unsubscribed. Statuses are never changed back to active by an import. A dry run writes
-    nothing and reports what would happen.
+    every: str
+    keywords: str
+    exclude: str
+    min_votes: str
+    max_papers: str
+    separator: str  # between keywords
+
+
+ENGLISH = FilterWords(
+    every="every paper",
+    keywords="keywords: {}",
+    exclude="exclude: {}",
+    min_votes="votes >= {}",
+    max_papers="at most {}",
+    separator="; ",
+)
+KOREAN = FilterWords(
+    every="모든 논문",
+    keywords="키워드 {}",
+    exclude="제외 {}",
+    min_votes="추천 {} 이상",
+    max_papers="하루 최대 {}편",
+    separator=", ",
+)
+
+
+def describe_filters(filters: Filters, *, words: FilterWords = ENGLISH) -> tuple[str, ...]:
+    """The filters in words, one part per rule, e.g. ("keywords: RAG; LLM", "votes >= 5").
+
+    Control characters are removed, so a stored keyword can never move a terminal's cursor
+    or break a line of an email.
     """
-    read = read_subscribers_csv(path)
-    report = store.import_subscribers(read.rows, sync=sync, dry_run=dry_run)
-    return replace(report, source=read.source, rejected=read.rejected)
+    keywords = [k for k in map(clean_text, filters.keywords) if k]
+    exclude = [k for k in map(clean_text, filters.exclude) if k]
+    parts = [words.keywords.format(words.separator.join(keywords)) if keywords else words.every]
+    if exclude:
+        parts.append(words.exclude.format(words.separator.join(exclude)))
+    if filters.min_votes > 0:
+        parts.append(words.min_votes.format(filters.min_votes))
+    if filters.max_papers is not None:
+        parts.append(words.max_papers.format(filters.max_papers))
+    return tuple(parts)

@@ -8,21 +8,10 @@ from pathlib import Path
 
 import click
 
-from ..audience.match import Profile, select_papers
-from ..audience.subscribers import validate_preferences
+from ..audience.match import select_papers
+from ..audience.subscribers import describe_filters, validate_filters
 from ..errors import ConfigError
 from .common import common_options, date_option, find_subscriber, open_store, settings_from
-
-
-def _describe(profile: Profile) -> str:
-    parts = [f"keywords: {'; '.join(profile.keywords)}" if profile.keywords else "every paper"]
-    if profile.exclude:
-        parts.append(f"exclude: {'; '.join(profile.exclude)}")
-    if profile.min_votes:
-        parts.append(f"votes >= {profile.min_votes}")
-    if profile.max_papers is not None:
-        parts.append(f"at most {profile.max_papers}")
-    return ", ".join(parts)
 
 
 @click.command()
@@ -63,14 +52,13 @@ def match(
         digest = store.digest_for(day.date() if day is not None else None)
         if email is not None:
             subscriber = find_subscriber(store, email)
-            profile, who = Profile.of(subscriber), subscriber.email
+            filters, who = subscriber.filters, subscriber.email
             if subscriber.status != "active":
                 click.echo(f"note: {who} is {subscriber.status} and gets no email", err=True)
         else:
-            prefs = validate_preferences(**{k: v or "" for k, v in adhoc.items()})
-            profile = Profile(prefs.keywords, prefs.exclude, prefs.min_votes, prefs.max_papers)
+            filters = validate_filters(**{k: v or "" for k, v in adhoc.items()})
             who = "this profile"
-    picks = select_papers(digest, profile)
+    picks = select_papers(digest, filters)
     if as_json:
         data = [
             {
@@ -84,7 +72,7 @@ def match(
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
     click.echo(
-        f"{digest.date}: {len(picks)} of {len(digest.papers)} papers for {who} ({_describe(profile)})"
+        f"{digest.date}: {len(picks)} of {len(digest.papers)} papers for {who} ({', '.join(describe_filters(filters))})"
     )
     for p in picks:
         votes = "-" if p.paper.votes is None else str(p.paper.votes)

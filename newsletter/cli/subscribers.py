@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
+from ..audience.importing import import_subscribers_csv
 from ..audience.subscribers import (
-    import_subscribers_csv,
+    describe_filters,
     normalize_email,
+    validate_filters,
     validate_name,
-    validate_preferences,
 )
 from ..store.subscribers import STATUSES
 from .common import Group, common_options, find_subscriber, open_store, settings_from
@@ -71,10 +72,10 @@ def list_command(
                 "email": s.email,
                 "name": s.name,
                 "status": s.status,
-                "keywords": list(s.keywords),
-                "exclude": list(s.exclude),
-                "min_votes": s.min_votes,
-                "max_papers": s.max_papers,
+                "keywords": list(s.filters.keywords),
+                "exclude": list(s.filters.exclude),
+                "min_votes": s.filters.min_votes,
+                "max_papers": s.filters.max_papers,
             }
             for s in found
         ]
@@ -89,13 +90,7 @@ def list_command(
         click.echo(hint)
         return
     for s in found:
-        filters = "; ".join(s.keywords) or "(every paper)"
-        if s.exclude:
-            filters += f"  exclude: {'; '.join(s.exclude)}"
-        if s.min_votes:
-            filters += f"  votes>={s.min_votes}"
-        if s.max_papers is not None:
-            filters += f"  max {s.max_papers}"
+        filters = ", ".join(describe_filters(s.filters))
         click.echo(f"{s.email:<32} {s.status:<12} {filters}")
     click.echo(f"{len(found)} subscribers")
 
@@ -123,7 +118,7 @@ def add_command(
     Example: newsletter subscribers add ana@example.com --keywords "RAG;강화학습" --min-votes 5
     """
     address = normalize_email(email)
-    prefs = validate_preferences(
+    filters = validate_filters(
         keywords=keywords, exclude=exclude, min_votes=min_votes, max_papers=max_papers
     )
     settings = settings_from(config_path, db=db)
@@ -131,10 +126,7 @@ def add_command(
         added = store.add_subscriber(
             address,
             name=validate_name(name),
-            keywords=prefs.keywords,
-            exclude=prefs.exclude,
-            min_votes=prefs.min_votes,
-            max_papers=prefs.max_papers,
+            filters=filters,
         )
     click.echo(f"added {added.email}")
 

@@ -18,8 +18,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from ..errors import DeliveryError
+from ..text import safe_file_name
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 _LINE_BREAKS = re.compile(r"[\r\n]+")
 
 
@@ -48,7 +48,7 @@ class LocalServerHandler:
                 rcpt = _LINE_BREAKS.sub(" ", str(recipient))
                 # What a final delivery agent prepends, so the envelope survives in the file.
                 trace = f"Return-Path: <{sender}>\r\nDelivered-To: {rcpt}\r\n".encode()
-                name = f"{self._first + number:06d}-{_UNSAFE.sub('_', rcpt)[:100]}.eml"
+                name = f"{self._first + number:06d}-{safe_file_name(rcpt)}.eml"
                 temporary = self.folder / (name + ".tmp")
                 temporary.write_bytes(trace + data)
                 os.replace(temporary, self.folder / name)

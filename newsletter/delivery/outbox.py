@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ..errors import DeliveryError
 from ..mail.outgoing import OutgoingMessage
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
+from ..text import safe_file_name
 
 
 def eml_name(message: OutgoingMessage) -> str:
     """A file name for a message: subscriber id then address, safe on every filesystem."""
-    address = _UNSAFE.sub("_", message.recipient)[:100]
+    address = safe_file_name(message.recipient)
     return f"{message.subscriber_id:07d}-{address}.eml"
 
 

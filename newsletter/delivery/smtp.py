@@ -22,6 +22,7 @@ import aiosmtplib
 from ..config import Secret, Settings
 from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
 from ..mail.outgoing import OutgoingMessage
+from ..text import clean_text
 
 TLS_MODES = ("starttls", "tls", "none")
 # Enhanced status 5.1.x is about the recipient address (RFC 3463), except 5.1.7/5.1.8 (sender).
@@ -31,7 +32,6 @@ _UNKNOWN_USER = re.compile(
     r"|(?:user|mailbox|recipient|address) does not exist|invalid (?:recipient|mailbox)",
     re.IGNORECASE,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 def is_bounce(code: int, text: str) -> bool:
@@ -45,7 +45,7 @@ def is_bounce(code: int, text: str) -> bool:
 
 def reply_text(code: int | None, text: str) -> str:
     """A server reply as one safe line (servers may send anything)."""
-    line = _CONTROL.sub(" ", text).strip()[:300]
+    line = clean_text(text)[:300]
     return f"{code} {line}" if code is not None else line
 
 

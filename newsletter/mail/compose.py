@@ -1,6 +1,6 @@
 """Compose each subscriber's daily email: render once per distinct selection, then personalise.
 
-Subscribers with the same filters (`Profile`) get the same papers, so their email is rendered
+Subscribers with the same filters (`Filters`) get the same papers, so their email is rendered
 (Jinja + MJML) and laid out as MIME once, with placeholders where the personal values go: the
 greeting, the address, and the unsubscribe, preferences and private-feed links. Each
 subscriber then costs a few HMACs, escaping and base64 of the seams (`SplicedBody`): tens of
@@ -25,10 +25,11 @@ from pathlib import Path
 
 from markupsafe import escape
 
-from ..audience.match import Pick, PreparedDigest, Profile, prepare, select_papers
+from ..audience.match import Pick, PreparedDigest, prepare, select_papers
 from ..config import Settings
 from ..errors import ConfigError
-from ..model import Digest, Subscriber
+from ..model import Digest, Filters, Subscriber
+from ..text import clean_text
 from ..tokens import feed_token, make_token
 from .message import (
     CRLF,
@@ -37,7 +38,6 @@ from .message import (
     SplicedBody,
     build_message,
     checked_address,
-    clean_text,
     digest_headers,
     format_address,
     format_date,
@@ -108,7 +108,7 @@ class Composer:
         self._key = settings.require_secret_key()
         self._prepared: PreparedDigest = prepare(digest)
         self._domain = message_domain(settings)
-        self._cache: OrderedDict[Profile, _Layout | None] = OrderedDict()
+        self._cache: OrderedDict[Filters, _Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
         self._lock = threading.Lock()
@@ -125,7 +125,7 @@ class Composer:
 
     def selection_for(self, subscriber: Subscriber) -> tuple[Pick, ...]:
         """The papers this subscriber gets today (before the per-email cap)."""
-        return select_papers(self._prepared, Profile.of(subscriber))
+        return select_papers(self._prepared, subscriber.filters)
 
     def message_id_for(self, subscriber: Subscriber) -> str:
         """The Message-ID of this subscriber's email for this digest (same on every resend)."""
@@ -135,7 +135,7 @@ class Composer:
 
     def rendered_for(self, subscriber: Subscriber) -> RenderedEmail | None:
         """How the subscriber's selection renders (with placeholders), or None when not sent."""
-        layout = self._layout(Profile.of(subscriber))
+        layout = self._layout(subscriber.filters)
         return None if layout is None else layout.rendered
 
     def compose(self, subscriber: Subscriber) -> OutgoingMessage | None:
@@ -143,7 +143,7 @@ class Composer:
 
         Raises SubscriberError when the subscriber's address cannot go into a header.
         """
-        layout = self._layout(Profile.of(subscriber))
+        layout = self._layout(subscriber.filters)
         if layout is None:
             return None
         address = checked_address(subscriber.email)
@@ -182,21 +182,21 @@ class Composer:
         self._last_date = (now, text)
         return text
 
-    def _layout(self, profile: Profile) -> _Layout | None:
+    def _layout(self, filters: Filters) -> _Layout | None:
         with self._lock:
-            if profile in self._cache:
-                self._cache.move_to_end(profile)
-                return self._cache[profile]
-            layout = self._build(profile)
-            self._cache[profile] = layout
+            if filters in self._cache:
+                self._cache.move_to_end(filters)
+                return self._cache[filters]
+            layout = self._build(filters)
+            self._cache[filters] = layout
             self._held += layout.nbytes if layout else 0
             while self._held > self._cache_bytes and len(self._cache) > 1:
                 _, dropped = self._cache.popitem(last=False)
                 self._held -= dropped.nbytes if dropped else 0
             return layout
 
-    def _build(self, profile: Profile) -> _Layout | None:
-        picks = select_papers(self._prepared, profile)
+    def _build(self, filters: Filters) -> _Layout | None:
+        picks = select_papers(self._prepared, filters)
         if not picks and not self.settings.send_empty:
             return None
         markers = self._markers
@@ -204,7 +204,7 @@ class Composer:
             settings=self.settings,
             digest=self.digest,
             picks=picks,
-            profile=profile,
+            filters=filters,
             personal=Personal(**markers),
             template_dir=self._template_dir,
         )
@@ -243,8 +243,8 @@ def compose_naive(
     The reference the fast path is checked against, and the baseline of the benchmark.
     """
     key = settings.require_secret_key()
-    profile = Profile.of(subscriber)
-    picks = select_papers(digest, profile)
+    filters = subscriber.filters
+    picks = select_papers(digest, filters)
     if not picks and not settings.send_empty:
         return None
     personal = personal_for(subscriber, settings=settings, key=key)
@@ -252,7 +252,7 @@ def compose_naive(
         settings=settings,
         digest=digest,
         picks=picks,
-        profile=profile,
+        filters=filters,
         personal=personal,
         template_dir=template_dir,
         limit=limit,

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..errors import ConfigError, SubscriberError
+from ..text import clean_text
 
 CRLF = "\r\n"
 B64_LINE = 76  # RFC 2045: base64 lines of at most 76 characters
@@ -35,9 +36,6 @@ _B64_BYTES = B64_LINE // 4 * 3  # raw bytes per full base64 line (57)
 NAME_LIMIT = 64  # characters of a display name kept (in headers and greetings)
 _VERBATIM = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
 
-# Control characters (C0, DEL, C1) and Unicode line/paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_SPACES = re.compile(r"\s+")
 # Characters a plain (unquoted) display name may hold: RFC 5322 atext and spaces.
 _ATOM_PHRASE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+")
 # A conservative ASCII addr-spec: nothing that could end the header or the angle brackets.
@@ -60,16 +58,6 @@ class _Policy(EmailPolicy):
 
 
 POLICY = _Policy(linesep=CRLF)
-
-
-def clean_text(text: str, *, limit: int | None = None) -> str:
-    """One line of text: control characters and line breaks become spaces, trimmed, capped."""
-    # Most text is clean already: printable, single spaces, trimmed (checked in C, fast).
-    if not (text.isprintable() and "  " not in text and text.strip() == text):
-        text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
 
 
 def message_domain(settings: Settings) -> str:

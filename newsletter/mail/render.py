@@ -12,17 +12,19 @@ import datetime as dt
 import functools
 from dataclasses import dataclass, fields
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 import jinja2
 from mjml import mjml2html
 
-from ..audience.match import Pick, Profile
+from ..audience.match import Pick
+from ..audience.subscribers import KOREAN, describe_filters
 from ..config import Settings
 from ..errors import TemplateError
-from ..model import Digest, Paper
+from ..links import arxiv_url, day_url, web_url
+from ..model import Digest, Filters, Paper
 from ..templates import get_template
-from .message import NAME_LIMIT, clean_text
+from ..text import clean_text
+from .message import NAME_LIMIT
 
 HTML_LIMIT = 100_000  # bytes; Gmail clips HTML past ~102 KB and hides the footer with it
 # What the placeholder render may use, leaving room for the longest personal values.
@@ -110,36 +112,14 @@ def subject_for(*, settings: Settings, date: dt.date, total: int) -> str:
 
 def archive_url(*, settings: Settings, date: dt.date) -> str:
     """The day's page in the web archive."""
-    return f"{settings.base_url.rstrip('/')}/{date.isoformat()}.html"
-
-
-def filters_description(profile: Profile) -> tuple[str, ...]:
-    """The subscriber's filters in words, for the footer."""
-    keywords = [clean_text(k) for k in profile.keywords if clean_text(k)]
-    exclude = [clean_text(k) for k in profile.exclude if clean_text(k)]
-    parts = [f"키워드 {', '.join(keywords)}" if keywords else "모든 논문"]
-    if exclude:
-        parts.append(f"제외 {', '.join(exclude)}")
-    if profile.min_votes > 0:
-        parts.append(f"추천 {profile.min_votes} 이상")
-    if profile.max_papers is not None:
-        parts.append(f"하루 최대 {profile.max_papers}편")
-    return tuple(parts)
-
-
-def _web_url(url: str | None) -> str | None:
-    """`url` if it is an absolute http(s) URL without spaces, else None."""
-    if not url or any(c.isspace() for c in url):
-        return None
-    parts = urlsplit(url)
-    return url if parts.scheme in ("http", "https") and parts.netloc else None
+    return day_url(settings.base_url, date)
 
 
 @functools.lru_cache(maxsize=4096)
 def _paper_card(paper: Paper) -> Card:
     """The view of a paper without number and reasons (cached: each paper shows in many emails)."""
-    url = _web_url(paper.url) or f"https://arxiv.org/abs/{quote(paper.arxiv_id, safe='./')}"
-    image = _web_url(paper.image) if paper.is_thumbnail else None
+    url = web_url(paper.url) or arxiv_url(paper.arxiv_id)
+    image = web_url(paper.image) if paper.is_thumbnail else None
     return Card(
         number=0,
         title=clean_text(paper.display_title),
@@ -193,7 +173,7 @@ def render_email(
     settings: Settings,
     digest: Digest,
     picks: tuple[Pick, ...],
-    profile: Profile,
+    filters: Filters,
     personal: Personal,
     template_dir: Path | None = None,
     limit: int | None = None,
@@ -219,7 +199,7 @@ def render_email(
         "date_label": date_label(digest.date),
         "total": total,
         "archive_url": archive_url(settings=settings, date=digest.date),
-        "filters": filters_description(profile),
+        "filters": describe_filters(filters, words=KOREAN),
         **{name: getattr(personal, name) for name in PERSONAL_FIELDS},
     }
     while True:

@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from ..audience.match import PreparedDigest, Profile, select_papers
+from ..audience.match import PreparedDigest, select_papers
 from ..config import Settings
 from ..errors import ConfigError, StoreError
-from ..model import Digest
+from ..links import page_name
+from ..model import Digest, Filters
 from ..store import Store
 from ..tokens import feed_token
 from .feeds import (
@@ -43,7 +44,6 @@ from .feeds import (
     Topic,
     digest_feeds,
     name_id,
-    page_name,
     paper_feeds,
     paper_items,
     topics_from,
@@ -265,21 +265,21 @@ def _feeds(
     prepared = [PreparedDigest(d) for d in window] if topics or settings.secret_key else []
     categories: dict[str, list[str]] = {}
     for topic in topics:
-        profile = Profile(keywords=topic.keywords)
+        filters = Filters(keywords=topic.keywords)
         for day in prepared:
-            for pick in select_papers(day, profile):
+            for pick in select_papers(day, filters):
                 names = categories.setdefault(pick.paper.arxiv_id, [])
                 if topic.name not in names:
                     names.append(topic.name)
     tags = {k: tuple(v) for k, v in categories.items()}
     title = xml_text(settings.site_title)
 
-    def select(profile: Profile | None) -> list[FeedItem]:
+    def select(filters: Filters | None) -> list[FeedItem]:
         return paper_items(
-            window if profile is None else prepared,
+            window if filters is None else prepared,
             first_seen=first_seen,
             base_url=root,
-            profile=profile,
+            filters=filters,
             categories=tags,
             template_dir=settings.template_dir,
         )
@@ -324,7 +324,7 @@ def _feeds(
             {"rss": f"topics/{topic.slug}.xml", "atom": f"topics/{topic.slug}.atom"},
             functools.partial(
                 paper_feeds,
-                select(Profile(keywords=topic.keywords)),
+                select(Filters(keywords=topic.keywords)),
                 info=info(f"{title}: {name}", about_topic, "topic", topic.slug),
             ),
         )
@@ -334,13 +334,13 @@ def _feeds(
         plan.notices.append("private feeds skipped: NEWSLETTER_SECRET_KEY is not set")
         return
     plan.private_built = True
-    rendered: dict[Profile, bytes] = {}
+    rendered: dict[Filters, bytes] = {}
     for subscriber in store.active_subscribers():
         # The papers their email selects (compose.py); the email's card cap is only layout.
-        profile = Profile.of(subscriber)
-        body = rendered.get(profile)
+        filters = subscriber.filters
+        body = rendered.get(filters)
         if body is None:
-            picked = select(profile)
+            picked = select(filters)
             body = paper_feeds(
                 picked,
                 info=FeedInfo(
@@ -353,7 +353,7 @@ def _feeds(
                 ),
                 urls={"rss": _SELF_PLACEHOLDER},
             )["rss"]
-            rendered[profile] = body
+            rendered[filters] = body
         path = f"{PRIVATE_DIR}{feed_token(subscriber.id, key=key)}.xml"
         plan.files[path] = body.replace(
             _SELF_PLACEHOLDER.encode(), escape(f"{root}/{path}", {'"': "&quot;"}).encode()

@@ -35,9 +35,10 @@ from feedgen.feed import FeedGenerator
 from jinja2 import Template
 from markupsafe import Markup
 
-from ..audience.match import PreparedDigest, Profile, select_papers
+from ..audience.match import PreparedDigest, by_votes, select_papers
 from ..errors import ConfigError
-from ..model import Digest, Paper, Section
+from ..links import arxiv_url, page_name, web_url
+from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
 
 FeedKind = Literal["rss", "atom", "json"]
@@ -56,8 +57,6 @@ _ILLEGAL_ASTRAL = re.compile(
     + "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" for p in range(1, 17))
     + "]"
 )
-# Spaces and controls make a URL unusable (and are how a header or markup injection starts).
-_BAD_URL = re.compile("[\\s\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 
 
 def _has_illegal(text: str) -> bool:
@@ -68,13 +67,6 @@ def xml_text(text: str) -> str:
     """`text` without the characters XML 1.0 and HTML5 do not allow."""
     text = _ILLEGAL.sub("", text)
     return _ILLEGAL_ASTRAL.sub("", text) if _ASTRAL.search(text) else text
-
-
-def web_url(url: str | None) -> str | None:
-    """`url` if it is an absolute http(s) URL without spaces or illegal characters, else None."""
-    if not url or not url.startswith(("https://", "http://")):
-        return None
-    return None if _BAD_URL.search(url) else url
 
 
 def clean_paper(paper: Paper) -> Paper:
@@ -99,11 +91,6 @@ def clean_paper(paper: Paper) -> Paper:
     )
 
 
-def arxiv_url(arxiv_id: str) -> str:
-    """The arXiv abstract page of `arxiv_id`: also the permanent id of its feed entry."""
-    return f"https://arxiv.org/abs/{arxiv_id}"
-
-
 def day_start(date: dt.date) -> dt.datetime:
     """The timestamp a digest date is published at: 00:00:00 UTC that day."""
     return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
@@ -117,26 +104,6 @@ def entry_time(date: dt.date, *, below: int) -> dt.datetime:
 def name_id(list_id: str, *parts: str) -> str:
     """A permanent `urn:uuid:` for a feed or daily entry, independent of the base URL."""
     return uuid.uuid5(uuid.NAMESPACE_URL, ":".join(("newsletter", list_id, *parts))).urn
-
-
-def by_votes(papers: Iterable[Paper]) -> list[Paper]:
-    """Papers by votes (unknown last), then title, then id: the order every output uses."""
-    return sorted(papers, key=vote_order)
-
-
-def vote_order(paper: Paper) -> tuple[bool, int, str, str]:
-    """Sort key: most votes first, unknown votes last, then title, then id."""
-    return (
-        paper.votes is None,
-        -(paper.votes or 0),
-        paper.display_title.casefold(),
-        paper.arxiv_id,
-    )
-
-
-def page_name(date: dt.date) -> str:
-    """The archive page of a day, relative to the site root."""
-    return f"{date.isoformat()}.html"
 
 
 def paper_anchor(paper: Paper) -> str:
@@ -189,24 +156,24 @@ def paper_items(
     *,
     first_seen: Mapping[str, dt.date],
     base_url: str,
-    profile: Profile | None = None,
+    filters: Filters | None = None,
     categories: Mapping[str, tuple[str, ...]] | None = None,
     template_dir: Path | None = None,
 ) -> list[FeedItem]:
-    """One item per paper of `digests` (or per paper `profile` selects), newest first.
+    """One item per paper of `digests` (or per paper `filters` selects), newest first.
 
     Items are ordered by the day they first appeared (newest first), then by votes. Each shows
     the newest day's data and links to that day's archive page.
     """
     root = base_url.rstrip("/")
     newest: dict[str, tuple[Paper, dt.date, int]] = {}
-    # Pass PreparedDigests (text normalised once) when selecting for many profiles.
+    # Pass PreparedDigests (text normalised once) when selecting for many filter sets.
     for day in sorted(digests, key=lambda d: _digest(d).date):
         digest = _digest(day)
-        if profile is None:
+        if filters is None:
             papers: Iterable[Paper] = digest.papers
         else:
-            papers = (pick.paper for pick in select_papers(day, profile))
+            papers = (pick.paper for pick in select_papers(day, filters))
         # Ranked among all of the day's papers, so a paper has the same time in every feed.
         ranked = by_votes(digest.papers)
         below = {p.arxiv_id: len(ranked) - 1 - n for n, p in enumerate(ranked)}

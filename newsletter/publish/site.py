@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..audience.match import by_votes, paper_order
+from ..links import page_name
 from ..model import Digest
 from ..templates import get_template, template_environment
-from .feeds import by_votes, clean_paper, page_name, vote_order
+from .feeds import clean_paper
 
 PAGE_TEMPLATES = ("site/base.html", "site/day.html", "site/index.html")
 TOP_PAPERS = 3  # papers listed under each day on the index
@@ -65,7 +67,7 @@ class DaySummary:
 
 def summarize(digest: Digest) -> DaySummary:
     """The index entry of a digest."""
-    top = [clean_paper(p) for p in heapq.nsmallest(TOP_PAPERS, digest.papers, key=vote_order)]
+    top = [clean_paper(p) for p in heapq.nsmallest(TOP_PAPERS, digest.papers, key=paper_order)]
     return DaySummary(
         date=digest.date,
         count=len(digest.papers),

@@ -13,6 +13,7 @@ from typing import Any, Self
 import sqlite_utils
 
 from ..errors import StoreError
+from ..model import Filters
 from .schema import migrations
 
 Clock = Callable[[], dt.datetime]
@@ -26,6 +27,41 @@ def dump_list(items: Iterable[Any]) -> str:
 def load_phrases(text: str) -> tuple[str, ...]:
     """A stored keyword or exclude list."""
     return tuple(json.loads(text))
+
+
+FILTER_COLUMNS = ("keywords", "exclude", "min_votes", "max_papers")
+
+
+def dump_filters(filters: Filters) -> tuple[str, str, int, int | None]:
+    """Filters as the stored values of FILTER_COLUMNS."""
+    return (
+        dump_list(filters.keywords),
+        dump_list(filters.exclude),
+        filters.min_votes,
+        filters.max_papers,
+    )
+
+
+def load_filters(row: dict[str, Any]) -> Filters:
+    """Filters from a row holding FILTER_COLUMNS."""
+    return Filters(
+        keywords=load_phrases(row["keywords"]),
+        exclude=load_phrases(row["exclude"]),
+        min_votes=row["min_votes"],
+        max_papers=row["max_papers"],
+    )
+
+
+def insert_subscriber(
+    conn: sqlite3.Connection, *, email: str, name: str, filters: Filters, status: str, now: str
+) -> int:
+    """The one INSERT of a subscriber (inside the caller's transaction); the new id."""
+    cursor = conn.execute(
+        """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
+           created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (email, name, *dump_filters(filters), status, now, now, now),
+    )
+    return int(cursor.lastrowid or 0)
 
 
 def utc_now() -> dt.datetime:

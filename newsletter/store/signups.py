@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .base import StoreBase, dump_list, load_phrases
+from ..model import EVERY_PAPER, Filters
+from .base import StoreBase, dump_filters, insert_subscriber, load_filters
 
 ConfirmOutcome = Literal["created", "reactivated", "already_active", "already_confirmed"]
 
@@ -19,10 +19,7 @@ class Signup:
     id: int
     email: str
     name: str
-    keywords: tuple[str, ...]
-    exclude: tuple[str, ...]
-    min_votes: int
-    max_papers: int | None
+    filters: Filters
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
 
@@ -41,10 +38,7 @@ def _signup(row: dict[str, Any]) -> Signup:
         id=row["id"],
         email=row["email"],
         name=row["name"],
-        keywords=load_phrases(row["keywords"]),
-        exclude=load_phrases(row["exclude"]),
-        min_votes=row["min_votes"],
-        max_papers=row["max_papers"],
+        filters=load_filters(row),
         created_at=dt.datetime.fromisoformat(row["created_at"]),
         confirmed_at=dt.datetime.fromisoformat(confirmed) if confirmed else None,
     )
@@ -58,25 +52,14 @@ class SignupStore(StoreBase):
         email: str,
         *,
         name: str = "",
-        keywords: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        min_votes: int = 0,
-        max_papers: int | None = None,
+        filters: Filters = EVERY_PAPER,
     ) -> Signup:
         """Record a sign-up (email already normalised and filters validated)."""
         with self.transaction() as conn:
             cursor = conn.execute(
                 """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    email,
-                    name,
-                    dump_list(keywords),
-                    dump_list(exclude),
-                    min_votes,
-                    max_papers,
-                    self.now_text(),
-                ),
+                (email, name, *dump_filters(filters), self.now_text()),
             )
             new_id = int(cursor.lastrowid or 0)
         found = self.signup(new_id)
@@ -96,26 +79,21 @@ class SignupStore(StoreBase):
         """
         now = self.now_text()
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT email, name, keywords, exclude, min_votes, max_papers, confirmed_at FROM signups WHERE id = ?",
-                (signup_id,),
-            ).fetchone()
-            if row is None:
+            found = self.signup(signup_id)
+            if found is None:
                 return None
-            email, name, keywords, exclude, min_votes, max_papers, confirmed_at = row
+            email, name, filters = found.email, found.name, found.filters
             current = conn.execute(
                 "SELECT id, status FROM subscribers WHERE email = ?", (email,)
             ).fetchone()
-            if confirmed_at is not None and current is not None:
+            if found.confirmed_at is not None and current is not None:
                 return Confirmation(int(current[0]), "already_confirmed")
             outcome: ConfirmOutcome
             if current is None:
-                cursor = conn.execute(
-                    """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
-                       created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)""",
-                    (email, name, keywords, exclude, min_votes, max_papers, now, now, now),
+                subscriber_id = insert_subscriber(
+                    conn, email=email, name=name, filters=filters, status="active", now=now
                 )
-                subscriber_id, outcome = int(cursor.lastrowid or 0), "created"
+                outcome = "created"
             elif current[1] == "active":
                 subscriber_id, outcome = int(current[0]), "already_active"
             else:
@@ -124,7 +102,7 @@ class SignupStore(StoreBase):
                     """UPDATE subscribers SET name = CASE WHEN ? != '' THEN ? ELSE name END, keywords = ?,
                        exclude = ?, min_votes = ?, max_papers = ?, status = 'active', updated_at = ?,
                        status_changed_at = ? WHERE id = ?""",
-                    (name, name, keywords, exclude, min_votes, max_papers, now, now, subscriber_id),
+                    (name, name, *dump_filters(filters), now, now, subscriber_id),
                 )
             conn.execute(
                 "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..audience.subscribers import ImportReport, SubscriberRow
 from ..errors import SubscriberError
-from ..model import Subscriber
-from .base import StoreBase, dump_list, load_phrases
+from ..model import EVERY_PAPER, Filters, ImportReport, Subscriber, SubscriberRow
+from .base import StoreBase, dump_filters, insert_subscriber, load_filters
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")
 
@@ -18,10 +17,7 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
         id=row["id"],
         email=row["email"],
         name=row["name"],
-        keywords=load_phrases(row["keywords"]),
-        exclude=load_phrases(row["exclude"]),
-        min_votes=row["min_votes"],
-        max_papers=row["max_papers"],
+        filters=load_filters(row),
         status=row["status"],
     )
 
@@ -34,39 +30,21 @@ class SubscriberStore(StoreBase):
         email: str,
         *,
         name: str = "",
-        keywords: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        min_votes: int = 0,
-        max_papers: int | None = None,
+        filters: Filters = EVERY_PAPER,
         status: str = "active",
     ) -> Subscriber:
         """Insert a subscriber (email already normalised); SubscriberError if it exists."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        now = self.now_text()
         with self.transaction() as conn:
             if conn.execute("SELECT 1 FROM subscribers WHERE email = ?", (email,)).fetchone():
                 raise SubscriberError(
                     f"{email} is already a subscriber", code="exists", field="email"
                 )
-            cursor = conn.execute(
-                """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
-                   created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (
-                    email,
-                    name,
-                    dump_list(keywords),
-                    dump_list(exclude),
-                    min_votes,
-                    max_papers,
-                    status,
-                    now,
-                    now,
-                    now,
-                ),
+            new_id = insert_subscriber(
+                conn, email=email, name=name, filters=filters, status=status, now=self.now_text()
             )
-            new_id = cursor.lastrowid
-        found = self.subscriber(int(new_id or 0))
+        found = self.subscriber(new_id)
         assert found is not None
         return found
 
@@ -122,48 +100,21 @@ class SubscriberStore(StoreBase):
             )
             return cursor.rowcount == 1
 
-    def update_preferences(
-        self,
-        subscriber_id: int,
-        *,
-        name: str | None = None,
-        keywords: Sequence[str],
-        exclude: Sequence[str],
-        min_votes: int,
-        max_papers: int | None,
+    def update_filters(
+        self, subscriber_id: int, *, filters: Filters, name: str | None = None
     ) -> bool:
         """Replace a subscriber's filters (and name, when given); True if anything changed."""
         current = self.subscriber(subscriber_id)
         if current is None:
             return False
         new_name = current.name if name is None else name
-        if (
-            current.name,
-            current.keywords,
-            current.exclude,
-            current.min_votes,
-            current.max_papers,
-        ) == (
-            new_name,
-            tuple(keywords),
-            tuple(exclude),
-            min_votes,
-            max_papers,
-        ):
+        if (current.name, current.filters) == (new_name, filters):
             return False
         with self.transaction() as conn:
             conn.execute(
                 """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?, max_papers = ?,
                    updated_at = ? WHERE id = ?""",
-                (
-                    new_name,
-                    dump_list(keywords),
-                    dump_list(exclude),
-                    min_votes,
-                    max_papers,
-                    self.now_text(),
-                    subscriber_id,
-                ),
+                (new_name, *dump_filters(filters), self.now_text(), subscriber_id),
             )
         return True
 
@@ -187,37 +138,19 @@ class SubscriberStore(StoreBase):
                 )
             }
             for row in rows:
-                prefs = row.preferences
-                values = (
-                    row.name,
-                    dump_list(prefs.keywords),
-                    dump_list(prefs.exclude),
-                    prefs.min_votes,
-                    prefs.max_papers,
-                )
                 old = current.get(row.email)
                 if old is None:
                     added.append(row.email)
                     if not dry_run:
-                        conn.execute(
-                            """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers,
-                               status, created_at, updated_at, status_changed_at)
-                               VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)""",
-                            (row.email, *values, now, now, now),
+                        insert_subscriber(
+                            conn,
+                            email=row.email,
+                            name=row.name,
+                            filters=row.filters,
+                            status="active",
+                            now=now,
                         )
-                elif (
-                    row.name,
-                    prefs.keywords,
-                    prefs.exclude,
-                    prefs.min_votes,
-                    prefs.max_papers,
-                ) == (
-                    old["name"],
-                    load_phrases(old["keywords"]),
-                    load_phrases(old["exclude"]),
-                    old["min_votes"],
-                    old["max_papers"],
-                ):
+                elif (row.name, row.filters) == (old["name"], load_filters(old)):
                     unchanged.append(row.email)
                 else:
                     updated.append(row.email)
@@ -225,7 +158,7 @@ class SubscriberStore(StoreBase):
                         conn.execute(
                             """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?,
                                max_papers = ?, updated_at = ? WHERE id = ?""",
-                            (*values, now, old["id"]),
+                            (row.name, *dump_filters(row.filters), now, old["id"]),
                         )
             listed = {row.email for row in rows}
             missing = [

@@ -8,6 +8,7 @@ page's script fetches `/p/TOKEN/preview?...` and swaps in the HTML; without scri
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ..audience.match import Pick, Profile, select_papers
-from ..audience.subscribers import Preferences, validate_preferences
+from ..audience.match import Pick, select_papers
+from ..audience.subscribers import validate_filters
 from ..errors import SubscriberError
-from ..model import Subscriber
+from ..model import Filters, Subscriber
 from ..tokens import make_token
 from .logs import log_event
 from .pages import Message, problem
@@ -39,39 +40,39 @@ class Preview:
     cap: int  # the effective cap: the subscriber's, or the newsletter's, whichever is lower
 
 
-def validate_fields(values: Mapping[str, str]) -> tuple[Preferences | None, dict[str, Message]]:
-    """Preferences from form text, or every field's problem (by field name)."""
+def validate_fields(values: Mapping[str, str]) -> tuple[Filters | None, dict[str, Message]]:
+    """Filters from form text, or every field's problem (by field name)."""
     errors: dict[str, Message] = {}
     for name in FIELDS:
         try:
-            validate_preferences(**{name: values.get(name, "")})
+            validate_filters(**{name: values.get(name, "")})
         except SubscriberError as exc:
             errors[exc.field or name] = problem(exc.code)
     if errors:
         return None, errors
-    return validate_preferences(**{name: values.get(name, "") for name in FIELDS}), {}
+    return validate_filters(**{name: values.get(name, "") for name in FIELDS}), {}
 
 
 def form_values(subscriber: Subscriber) -> dict[str, str]:
     """A subscriber's filters as the form shows them (one phrase per line)."""
+    filters = subscriber.filters
     return {
-        "keywords": "\n".join(subscriber.keywords),
-        "exclude": "\n".join(subscriber.exclude),
-        "min_votes": str(subscriber.min_votes),
-        "max_papers": "" if subscriber.max_papers is None else str(subscriber.max_papers),
+        "keywords": "\n".join(filters.keywords),
+        "exclude": "\n".join(filters.exclude),
+        "min_votes": str(filters.min_votes),
+        "max_papers": "" if filters.max_papers is None else str(filters.max_papers),
     }
 
 
-def preview(svc: Service, prefs: Preferences) -> Preview:
-    """Run the matcher on the newest digest with `prefs` and the newsletter's per-email cap."""
+def preview(svc: Service, filters: Filters) -> Preview:
+    """Run the matcher on the newest digest with `filters` and the newsletter's per-email cap."""
     digest = svc.newest_digest()
     cap = svc.settings.max_papers_per_email
-    if prefs.max_papers is not None:
-        cap = min(cap, prefs.max_papers)
+    if filters.max_papers is not None:
+        cap = min(cap, filters.max_papers)
     if digest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
-    profile = Profile(keywords=prefs.keywords, exclude=prefs.exclude, min_votes=prefs.min_votes)
-    picks = select_papers(digest, profile)
+    picks = select_papers(digest, dataclasses.replace(filters, max_papers=None))
     return Preview(
         date=digest.date,
         total=len(digest.papers),
@@ -121,19 +122,13 @@ async def preferences_page(request: Request) -> Response:
     subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
-    prefs = Preferences(
-        keywords=subscriber.keywords,
-        exclude=subscriber.exclude,
-        min_votes=subscriber.min_votes,
-        max_papers=subscriber.max_papers,
-    )
     notice = request.query_params.get("done", "")
     return _page(
         request,
         subscriber,
         values=form_values(subscriber),
         errors={},
-        shown=preview(svc, prefs),
+        shown=preview(svc, subscriber.filters),
         notice=notice if notice in ("saved", "resumed") else "",
     )
 
@@ -154,18 +149,12 @@ async def preferences_post(request: Request) -> Response:
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
         return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
     values = {name: form.get(name, "") for name in FIELDS}
-    prefs, errors = validate_fields(values)
-    if prefs is None:
+    filters, errors = validate_fields(values)
+    if filters is None:
         return _page(request, subscriber, values=values, errors=errors, shown=None, status=422)
     if action == "preview":
-        return _page(request, subscriber, values=values, errors={}, shown=preview(svc, prefs))
-    changed = svc.store.update_preferences(
-        subscriber.id,
-        keywords=prefs.keywords,
-        exclude=prefs.exclude,
-        min_votes=prefs.min_votes,
-        max_papers=prefs.max_papers,
-    )
+        return _page(request, subscriber, values=values, errors={}, shown=preview(svc, filters))
+    changed = svc.store.update_filters(subscriber.id, filters=filters)
     log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
     # Post/redirect/get: reloading the page does not post the form again.
     return RedirectResponse(f"{request.url.path}?done=saved", status_code=303)
@@ -178,10 +167,10 @@ async def preferences_preview(request: Request) -> Response:
     if subscriber is None:
         return svc.not_found(request)
     values = {name: request.query_params.get(name, "")[:20_000] for name in FIELDS}
-    prefs, errors = validate_fields(values)
+    filters, errors = validate_fields(values)
     body = svc.pages.text(
         "web/_preview.html",
-        preview=None if prefs is None else preview(svc, prefs),
+        preview=None if filters is None else preview(svc, filters),
         errors=errors,
     )
     # 200 either way: the fragment itself shows the problems (a 422 would only alarm consoles).

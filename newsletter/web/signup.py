@@ -50,11 +50,11 @@ async def signup_post(request: Request) -> Response:
         address = normalize_email(values["email"])
     except SubscriberError as exc:
         errors["email"] = problem(exc.code)
-    prefs, problems = validate_fields(
+    filters, problems = validate_fields(
         {"keywords": values["keywords"], "min_votes": values["min_votes"]}
     )
     errors.update(problems)
-    if prefs is None or errors:
+    if filters is None or errors:
         return svc.pages.render(
             request, "web/signup.html", status=422, values=values, errors=errors
         )
@@ -63,7 +63,7 @@ async def signup_post(request: Request) -> Response:
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
     svc.purge_stale_signups()
-    signup = svc.store.add_signup(address, keywords=prefs.keywords, min_votes=prefs.min_votes)
+    signup = svc.store.add_signup(address, filters=filters)
     existing = svc.store.subscriber_by_email(address)
     already = existing is not None and existing.status == "active"
     message = confirmation_message(svc, signup, already_subscribed=already)
