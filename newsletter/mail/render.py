@@ -21,7 +21,7 @@ from ..audience.subscribers import KOREAN, describe_filters
 from ..config import Settings
 from ..errors import TemplateError
 from ..links import arxiv_url, day_url, web_url
-from ..model import Digest, Filters, Paper
+from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
 from ..text import clean_text
 from .message import NAME_LIMIT
@@ -50,14 +50,6 @@ PERSONAL_FIELDS = tuple(f.name for f in fields(Personal))
 
 
 @dataclass(frozen=True, slots=True)
-class SectionView:
-    """A summary section as the templates show it."""
-
-    name: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
 class Card:
     """One paper as the templates show it: labels decided, URLs checked."""
 
@@ -67,7 +59,7 @@ class Card:
     votes: str  # "-" when the digest gave no count
     authors: str  # first five, then "외 N명"
     image: str | None  # absolute https thumbnail, or None
-    sections: tuple[SectionView, ...]
+    sections: tuple[Section, ...]  # cleaned to one line each
     reasons: tuple[str, ...]  # e.g. "LLM (제목)"
 
 
@@ -127,7 +119,7 @@ def _paper_card(paper: Paper) -> Card:
         votes="-" if paper.votes is None else str(paper.votes),
         authors=authors_label(paper.authors),
         image=image if image and image.startswith("https://") else None,
-        sections=tuple(SectionView(clean_text(s.name), clean_text(s.text)) for s in paper.sections),
+        sections=tuple(Section(clean_text(s.name), clean_text(s.text)) for s in paper.sections),
         reasons=(),
     )
 

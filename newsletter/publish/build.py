@@ -37,6 +37,16 @@ from ..links import page_name
 from ..model import Digest, Filters
 from ..store import Store
 from ..tokens import feed_token
+from .archive import (
+    DaySummary,
+    FeedLink,
+    SiteInfo,
+    TopPaper,
+    page_fingerprint,
+    render_day,
+    render_index,
+    summarize,
+)
 from .feeds import (
     FeedInfo,
     FeedItem,
@@ -48,16 +58,6 @@ from .feeds import (
     paper_items,
     topics_from,
     xml_text,
-)
-from .site import (
-    DaySummary,
-    FeedLink,
-    SiteInfo,
-    TopPaper,
-    page_fingerprint,
-    render_day,
-    render_index,
-    summarize,
 )
 
 MANIFEST = ".newsletter-build.json"
