@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from newsletter.config import Settings
 from newsletter.errors import ConfigError, SubscriberError
 from newsletter.mail.message import (
-    SplicedBody,
     build_message,
     digest_headers,
     format_address,
@@ -25,6 +24,7 @@ from newsletter.mail.message import (
     message_id_for,
     simple_message,
 )
+from newsletter.mail.splice import SplicedBody
 from newsletter.text import clean_text
 
 from .conftest import PINNED_NOW

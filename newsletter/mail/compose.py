@@ -35,7 +35,6 @@ from .message import (
     CRLF,
     NAME_LIMIT,
     MessageSkeleton,
-    SplicedBody,
     build_message,
     checked_address,
     digest_headers,
@@ -53,6 +52,7 @@ from .render import (
     greeting_for,
     render_email,
 )
+from .splice import SplicedBody
 
 # Pre-encoded bodies kept for reuse, least recently used out: ~2,000 distinct selections of
 # ~60 KB, and low enough that a send of a million very different subscribers stays < 300 MB.
