@@ -13,6 +13,9 @@ from click.testing import CliRunner
 
 from newsletter.store import Store
 
+# Helpers that compare with plain `assert` get pytest's readable diffs too.
+pytest.register_assert_rewrite("tests.pretty_html")
+
 FIXTURES = Path(__file__).parent / "fixtures"
 DIGESTS = sorted(FIXTURES.glob("20*.md"))
 CHROMIUM = "/usr/bin/chromium"
