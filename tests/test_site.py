@@ -191,7 +191,12 @@ def test_hostile_text_is_escaped_in_pages(hostile_site: Path) -> None:
 def test_no_script_runs_in_chromium(hostile_site: Path, browser: Any) -> None:
     page = browser.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def refuse(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
     try:
         for name in ("2024-12-14.html", "index.html"):
             page.goto((hostile_site / name).as_uri())
