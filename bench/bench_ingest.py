@@ -30,9 +30,11 @@ def naive_ingest(db_path: Path, paths: list[Path]) -> None:
     db = sqlite_utils.Database(db_path)
     for path in paths:
         digest = parse_digest(path.read_text(encoding="utf-8"), source=str(path)).digest
-        db["digests"].upsert({"date": digest.date.isoformat(), "source": str(path)}, pk="date")
+        db.table("digests").upsert(
+            {"date": digest.date.isoformat(), "source": str(path)}, pk="date"
+        )
         for i, p in enumerate(digest.papers):
-            db["papers"].upsert(
+            db.table("papers").upsert(
                 {
                     "arxiv_id": p.arxiv_id,
                     "title": p.title,
@@ -41,7 +43,7 @@ def naive_ingest(db_path: Path, paths: list[Path]) -> None:
                 },
                 pk="arxiv_id",
             )
-            db["digest_papers"].upsert(
+            db.table("digest_papers").upsert(
                 {
                     "date": digest.date.isoformat(),
                     "arxiv_id": p.arxiv_id,

@@ -121,17 +121,17 @@ def naive(digest: Digest, subscribers: list[Subscriber]) -> list[list[str]]:
         keywords = [(k, build(normalize(k))) for k in filters.keywords]
         excludes = [build(normalize(k)) for k in filters.exclude]
         chosen = []
-        for paper, texts in zip(digest.papers, fields, strict=True):
+        for paper, views in zip(digest.papers, fields, strict=True):
             if (paper.votes or 0) < filters.min_votes:
                 continue
             if any(
-                x and x.pattern.search(v if x.latin else t) for x in excludes for _, t, v in texts
+                x and x.pattern.search(v if x.latin else t) for x in excludes for _, t, v in views
             ):
                 continue
             matched = [
                 k
                 for k, x in keywords
-                if x and any(x.pattern.search(v if x.latin else t) for _, t, v in texts)
+                if x and any(x.pattern.search(v if x.latin else t) for _, t, v in views)
             ]
             if matched or not keywords:
                 chosen.append(paper)

@@ -24,7 +24,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +139,7 @@ async def unsubscribe_latency(
             await asyncio.sleep(0.01)  # a mail provider's pace, not a flood
         writer.close()
 
-    jobs = [clicks()]
+    jobs: list[Coroutine[object, object, object]] = [clicks()]
     if background is not None:
         jobs.append(hammer(port, background, connections=connections, seconds=seconds))
     await asyncio.gather(*jobs)
@@ -194,7 +194,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     args = parser.parse_args()
-    seconds, runs, conns = args.seconds, args.runs, args.connections
+    seconds: float = args.seconds
+    runs: int = args.runs
+    conns: int = args.connections
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Install the Debian packages the tests (and, with "postfix", the benchmarks) need, when we can.
-# Without root the tests that need them skip and say which package to install.
+# Without root the tests that need them skip and say which package to install (under CI=true
+# a skip fails the run: tests/conftest.py).
 set -eu
-want="chromium fonts-noto-cjk"
+want="chromium fonts-noto-cjk openssl"
 [ "${1:-}" = "postfix" ] && want="$want postfix"
 missing=""
 for pkg in $want; do

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from newsletter.store import Store
+
+# Helpers that compare with plain `assert` get pytest's readable diffs too.
+pytest.register_assert_rewrite("tests.pretty_html")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DIGESTS = sorted(FIXTURES.glob("20*.md"))
@@ -95,3 +99,40 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--update-golden", action="store_true", help="Rewrite golden files from current output."
     )
+
+
+def skips_fail() -> bool:
+    """True in CI (CI set, and not to false or 0).
+
+    CI installs every system package (scripts/system-deps.sh), so a skip there means a test
+    silently did not run.
+    """
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Turn a skip into a failure that keeps its reason; an expected failure stays one."""
+    if report.skipped and not hasattr(report, "wasxfail") and skips_fail():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped in CI (CI={os.environ['CI']}), which must run every test: {reason}"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    _as_failure(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report: pytest.CollectReport = yield  # a module-level skip or importorskip
+    _as_failure(report)
+    return report

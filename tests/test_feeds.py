@@ -128,7 +128,24 @@ def test_feeds_parse_cleanly_with_every_paper_in_order(site: Path, loaded_store:
         assert all(
             e.link == f"https://arxiv.org/abs/{a}" for e, a in zip(feed.entries, order, strict=True)
         )
-        assert feed.feed.language == "ko" if name == "rss.xml" else True
+        assert feed.version == ("rss20" if name == "rss.xml" else "atom10")
+        assert feed.feed.language == "ko"
+    # Atom as the RFC 4287 schema has it: a namespaced <feed xml:lang="ko">, and each of its
+    # entries with exactly one id, title, updated and an HTML content, in the Atom namespace.
+    atom = "{http://www.w3.org/2005/Atom}"
+    root = ET.parse(site / "atom.xml").getroot()
+    assert root.tag == f"{atom}feed"
+    assert root.get("{http://www.w3.org/XML/1998/namespace}lang") == "ko"
+    assert root.findtext(f"{atom}title") == "Daily Papers"
+    entries = root.findall(f"{atom}entry")
+    assert [e.findtext(f"{atom}id") for e in entries] == [
+        f"https://arxiv.org/abs/{a}" for a in order
+    ]
+    for entry in entries:
+        for child in ("id", "title", "updated", "content"):
+            assert len(entry.findall(f"{atom}{child}")) == 1, child
+        content = entry.find(f"{atom}content")
+        assert content is not None and content.get("type") == "html"
     data = json.loads((site / "feed.json").read_text(encoding="utf-8"))
     assert [i["id"] for i in data["items"]] == [f"https://arxiv.org/abs/{a}" for a in order]
     assert data["items"][0]["title"] == titles[order[0]]

@@ -271,27 +271,33 @@ def test_real_digest_rag_selects_only_papers_mentioning_rag_as_a_word() -> None:
     assert picks[0].reasons == (Reason("RAG", "Performance Highlights"),)
 
 
+# Read off tests/fixtures/2024-10-16.md by hand: each paper whose title or sections say LLM or
+# LLMs as a word (Korean particles attached are fine), in votes-then-title order.
+LLM_PAPERS_2024_10_16 = [
+    "2406.15786",  # 19 "What Matters in Transformers?": 대형 언어 모델(LLM)의
+    "2410.10814",  # 19 "Your Mixture-of-Experts LLM Is Secretly ..."
+    "2410.11710",  # 16 MTU-Bench: LLM의
+    "2410.09342",  # 15 "LLM×MapReduce"
+    "2410.10626",  # 13 "Medical LLMs"
+    "2410.11096",  # 12 SecCodePLT: LLM
+    "2410.11795",  # 10 Efficient Diffusion Models: LLMs가
+    "2410.11805",  # 9 NesTools: LLMs의
+    "2410.10934",  # 6 Agent-as-a-Judge: LLM
+    "2410.09745",  # 2 Mutual Reinforcement Effect: LLM (and GIELLM)
+]
+ONLY_MLLM_2024_10_16 = "2410.11779"  # "MLLM can see?": says MLLM, MLLMs, MLLMs의, never LLM
+
+
 def test_real_digest_llm_matches_llms_but_not_mllm() -> None:
     d = real("2024-10-16.md")
+    text = (FIXTURES / "2024-10-16.md").read_text(encoding="utf-8")
+    assert "MLLM can see?" in text and f"abs/{ONLY_MLLM_2024_10_16})" in text
     picks = select_papers(d, Filters(keywords=("LLM",)))
-    titles = [p.paper.display_title for p in picks]
-    assert any("LLM×MapReduce" in t for t in titles)
-    for pick in picks:
-        field = pick.reasons[0].field
-        text = (
-            pick.paper.display_title
-            if field == "title"
-            else next(s.text for s in pick.paper.sections if s.name == field)
-        )
-        assert keyword_matches("LLM", text)
-    # A paper that only mentions MLLM(s) is not an LLM paper.
-    only_mllm = [
-        p
-        for p in d.papers
-        if "MLLM" in p.display_title + "".join(s.text for s in p.sections)
-        and not keyword_matches("LLM", p.display_title + " " + " ".join(s.text for s in p.sections))
-    ]
-    assert not {p.arxiv_id for p in only_mllm} & set(ids(picks))
+    assert ids(picks) == LLM_PAPERS_2024_10_16
+    assert ONLY_MLLM_2024_10_16 not in ids(picks)
+    reasons = {p.paper.arxiv_id: p.reasons for p in picks}
+    assert reasons["2410.10814"] == (Reason("LLM", "title"),)
+    assert reasons["2406.15786"] == (Reason("LLM", "What's New"),)
 
 
 def test_real_digest_korean_keyword_and_vote_dash() -> None:

@@ -16,6 +16,7 @@ from newsletter.cli import main
 from newsletter.store import Store
 
 from .conftest import DIGESTS
+from .pretty_html import assert_matches_golden
 from .test_feeds import BASE, GOLDEN, HOSTILE, build, digest_text, make_settings, save
 
 PUBLIC_FEEDS = {
@@ -151,11 +152,8 @@ def test_page_matches_golden(
     )
     out = tmp_path / "site"
     build(store, out, make_settings(tmp_path))
-    golden = GOLDEN / f"feeds-page-{name}"
-    got = (out / name).read_bytes()
-    if request.config.getoption("--update-golden"):
-        golden.write_bytes(got)
-    assert got == golden.read_bytes()
+    update = bool(request.config.getoption("--update-golden"))
+    assert_matches_golden((out / name).read_bytes(), GOLDEN / f"feeds-page-{name}", update=update)
 
 
 @pytest.fixture
@@ -193,7 +191,12 @@ def test_hostile_text_is_escaped_in_pages(hostile_site: Path) -> None:
 def test_no_script_runs_in_chromium(hostile_site: Path, browser: Any) -> None:
     page = browser.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def refuse(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
     try:
         for name in ("2024-12-14.html", "index.html"):
             page.goto((hostile_site / name).as_uri())

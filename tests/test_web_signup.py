@@ -80,6 +80,7 @@ def without_tokens(html: str) -> str:
 def test_sign_up_confirm_activates(web: tuple[Running, RecordingHandler]) -> None:
     running, handler = web
     address = fresh_address()
+    before = len(running.store.subscribers())
     with running.client() as client:
         page = sign_up(client, email=f"  {address} ", keywords="LLM; agents", min_votes="7")
         assert page.status_code == 200
@@ -99,8 +100,11 @@ def test_sign_up_confirm_activates(web: tuple[Running, RecordingHandler]) -> Non
         done = client.post(link, data={"csrf": csrf_of(shown.text)})
         assert done.status_code == 200
         assert "You are subscribed" in done.text
+        # Confirming again (a double click, a second device) answers like the first time.
         again = client.post(link, data={"csrf": csrf_of(shown.text)})
-        assert again.status_code == 200
+        assert again.status_code == 200 and "You are subscribed" in again.text
+        reopened = client.get(link)  # the link opened later shows the result, not the button
+        assert reopened.status_code == 200 and 'id="confirm"' not in reopened.text
     subscriber = running.store.subscriber_by_email(address)
     assert subscriber is not None
     assert (subscriber.status, subscriber.filters.keywords, subscriber.filters.min_votes) == (
@@ -108,8 +112,9 @@ def test_sign_up_confirm_activates(web: tuple[Running, RecordingHandler]) -> Non
         ("LLM", "agents"),
         7,
     )
-    assert f"/p/{running.token(subscriber.id, 'preferences')}" in done.text
-    assert len(running.store.subscribers()) == len({s.email for s in running.store.subscribers()})
+    preferences = f"/p/{running.token(subscriber.id, 'preferences')}"
+    assert preferences in done.text and preferences in again.text and preferences in reopened.text
+    assert len(running.store.subscribers()) == before + 1  # one sign-up, one subscriber
 
 
 def test_repeated_sign_up_does_not_reveal_status(web: tuple[Running, RecordingHandler]) -> None:

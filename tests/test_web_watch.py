@@ -7,6 +7,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from newsletter.store import Store
 from tests.conftest import FIXTURES
@@ -52,7 +53,7 @@ def test_watch_ingests_builds_and_sends_once(tmp_path: Path) -> None:
             store.add_subscriber("reader@example.com")
 
     with smtp_server() as (controller, handler):
-        settings = {"site": False, "digests": False, "smtp_port": controller.port}
+        settings: dict[str, Any] = {"site": False, "digests": False, "smtp_port": controller.port}
         with service(tmp_path, app_options=options, setup=reader, **settings) as web:
             wait_for(lambda: bool(handler.received))
             with web.client() as client:
