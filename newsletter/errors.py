@@ -58,6 +58,11 @@ class ConfigError(NewsletterError):
 class StoreError(NewsletterError):
     """The database cannot be opened or used as asked."""
 
+    def __init__(self, message: str, *, fault: str = "error") -> None:
+        # What went wrong, for /healthz: "read-only", "full", "corrupt", "busy", "newer" or "error".
+        self.fault = fault
+        super().__init__(message)
+
 
 class TemplateError(NewsletterError):
     """A template is missing or fails to render."""

@@ -20,7 +20,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Bytes of the canonical encoding only: padding, stray characters or spare bits set are
+    refused, so each token has exactly one spelling (ValueError otherwise)."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical unpadded url-safe base64")
+    return data
 
 
 def _tag(key: bytes, purpose: str, subject: str) -> bytes:

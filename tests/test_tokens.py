@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,3 +33,28 @@ def test_feed_token_is_128_bits_and_key_bound() -> None:
     token = feed_token(7, key=KEY)
     assert len(token) == 32 and int(token, 16) >= 0
     assert token != feed_token(7, key=b"other") and token != feed_token(8, key=KEY)
+
+
+def _variants() -> list[str]:
+    token = make_token(1, purpose="unsubscribe", key=KEY)
+    head, tag = token.split(".")
+    assert head == "MQ"  # "1"
+    spare = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other_last = spare[spare.index(tag[-1]) ^ 1]  # same 128 bits, a spare low bit set
+    return [
+        f"MQ==.{tag}",
+        f"MQ.{tag}==",
+        f"MQ.{tag}====",
+        f"!!!!MQ.{tag}",
+        f"MQ.{tag[:10]}!!!!{tag[10:]}",
+        f"MR.{tag}",  # decodes to "1" too, with a spare bit set
+        f"MQ.{tag[:-1]}{other_last}",
+    ]
+
+
+@pytest.mark.parametrize("token", _variants())
+def test_only_the_canonical_spelling_is_accepted(token: str) -> None:
+    canonical = make_token(1, purpose="unsubscribe", key=KEY)
+    assert read_token(canonical, purpose="unsubscribe", key=KEY) == "1"
+    assert read_token(token, purpose="unsubscribe", key=KEY) is None
+    assert read_subscriber_token(token, purpose="unsubscribe", key=KEY) is None

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.web.logs import JsonFormatter, redact_path
 from newsletter.web.security import Limit, RateLimiter
-from tests.web_server import TEST_KEY, free_port, make_site, service
+from tests.web_server import TEST_KEY, first_health, free_port, make_site, service
 
 
 def test_healthz(tmp_path: Path) -> None:
@@ -116,15 +116,7 @@ def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
         command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, "serve exited early"
-                assert time.monotonic() < deadline, "serve did not start"
-                time.sleep(0.1)
+        health = first_health(process, port)
         assert health.json()["ok"] is True
         feed = httpx.get(f"http://127.0.0.1:{port}/rss.xml")
         assert feed.headers["content-type"] == "application/rss+xml; charset=utf-8"

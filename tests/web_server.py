@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -177,3 +178,15 @@ def service(
         app = create_app(settings=settings, clock=clock, **(app_options or {}))
         with running(app, port=port) as url:
             yield Running(url=url, settings=settings, store=store, clock=clock, app=app)
+
+
+def first_health(process: subprocess.Popen[Any], port: int) -> httpx.Response:
+    """The first /healthz answer of a `newsletter serve` subprocess starting on `port`."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        except httpx.TransportError:
+            assert process.poll() is None, "serve exited early"
+            assert time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)

@@ -84,5 +84,15 @@ def find_subscriber(store: Store, email: str) -> Subscriber:
 
 
 def open_store(settings: Settings) -> Store:
-    """The store the settings name; use it as a context manager so it closes."""
-    return Store(settings.db)
+    """The store the settings name, its content checked for damage; use it as a context manager.
+
+    The check reads the digest and subscriber tables (milliseconds): every command reads or
+    writes them, and a damaged page there would otherwise show, publish or send wrong text.
+    """
+    store = Store(settings.db)
+    try:
+        store.check_integrity()
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -1,22 +1,143 @@
-"""The connection every store mixin shares."""
+"""The connection every store mixin shares, and the one place SQLite errors become StoreErrors."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import sqlite_utils
 
 from ..errors import StoreError
 from ..model import Filters
-from .schema import migrations
+from .schema import migrations, newer_migrations
 
 Clock = Callable[[], dt.datetime]
+Doing = Literal["open", "read", "write"]
+
+# SQLite's primary result codes, as the person running newsletter needs to hear them.
+_FAULTS: dict[int, tuple[str, str]] = {
+    sqlite3.SQLITE_BUSY: ("busy", "another process holds the database lock; try again later"),
+    sqlite3.SQLITE_LOCKED: ("busy", "another process holds the database lock; try again later"),
+    sqlite3.SQLITE_READONLY: (
+        "read-only",
+        "the database is read-only; give this user write access to the file and its folder",
+    ),
+    sqlite3.SQLITE_FULL: ("full", "the disk is full; free some space and run again"),
+    sqlite3.SQLITE_IOERR: (
+        "error",
+        "the disk refused a read or write; check it and its free space",
+    ),
+    sqlite3.SQLITE_CORRUPT: (
+        "corrupt",
+        "the database file is damaged; restore it from a backup (README: Failure)",
+    ),
+    sqlite3.SQLITE_NOTADB: (
+        "corrupt",
+        "the file is not a newsletter database, or is damaged; restore it from a backup",
+    ),
+    sqlite3.SQLITE_CANTOPEN: (
+        "error",
+        "the database file cannot be opened; check path and permissions",
+    ),
+}
+_CONTENT_TABLES = ("digests", "papers", "digest_papers", "subscribers", "signups")
+_READS = frozenset({"SELECT", "WITH", "EXPLAIN"})
+
+
+def store_error(path: object, exc: sqlite3.Error, *, doing: Doing) -> StoreError:
+    """One line naming the database, what failed and what to do about it."""
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF  # extended codes hold the primary
+    fault, advice = _FAULTS.get(code, ("error", ""))
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    advice = f"{advice} (sqlite: {detail})" if advice else detail
+    return StoreError(f"{path}: cannot {doing} the database: {advice}", fault=fault)
+
+
+def _doing(sql: str) -> Doing:
+    first = sql.split(None, 1)[0].upper() if sql.strip() else ""
+    reads = first in _READS or (first == "PRAGMA" and "=" not in sql)  # PRAGMA x=y writes
+    return "read" if reads else "write"
+
+
+class _Cursor(sqlite3.Cursor):
+    """A cursor whose every SQLite error leaves as a StoreError (fetches fail on damaged pages too)."""
+
+    def _fail(self, exc: sqlite3.Error, doing: Doing) -> StoreError:
+        return store_error(getattr(self.connection, "path", "<database>"), exc, doing=doing)
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Self:
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise self._fail(exc, _doing(sql)) from exc
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Any], /) -> Self:
+        try:
+            return super().executemany(sql, seq_of_parameters)
+        except sqlite3.Error as exc:
+            raise self._fail(exc, _doing(sql)) from exc
+
+    def executescript(self, sql_script: str, /) -> Self:
+        try:
+            super().executescript(sql_script)
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "write") from exc
+        return self
+
+    def fetchone(self) -> Any:
+        try:
+            return super().fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "read") from exc
+
+    def fetchmany(self, size: int | None = 1) -> list[Any]:
+        try:
+            return super().fetchmany(size)
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "read") from exc
+
+    def fetchall(self) -> list[Any]:
+        try:
+            return super().fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "read") from exc
+
+    def __next__(self) -> Any:
+        try:
+            return super().__next__()
+        except sqlite3.Error as exc:
+            raise self._fail(exc, "read") from exc
+
+
+class _Connection(sqlite3.Connection):
+    """The store's connection: statements run on `_Cursor`s, so no sqlite3 error escapes the store."""
+
+    path: str = "<database>"
+
+    def _cursor(self, sql: str) -> _Cursor:
+        try:
+            return _Cursor(self)
+        except sqlite3.Error as exc:  # e.g. the connection was closed
+            raise store_error(self.path, exc, doing=_doing(sql)) from exc
+
+    def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
+        return self._cursor(sql).execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> _Cursor:
+        return self._cursor(sql).executemany(sql, parameters)
+
+    def executescript(self, sql_script: str, /) -> _Cursor:
+        return self._cursor("").executescript(sql_script)
+
+
+class _RollBack(Exception):
+    """Ends a transaction that only probed whether writing works."""
 
 
 def dump_list(items: Iterable[Any]) -> str:
@@ -78,16 +199,34 @@ class StoreBase:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                str(path), timeout=30, check_same_thread=False, isolation_level=None
+                str(path),
+                timeout=30,
+                check_same_thread=False,
+                isolation_level=None,
+                factory=_Connection,
             )
-            self.db = sqlite_utils.Database(conn)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open the database: {exc.strerror or exc}") from None
+        except sqlite3.Error as exc:
+            raise store_error(path, exc, doing="open") from None
+        conn.path = str(path)
+        self.db = sqlite_utils.Database(conn)
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA busy_timeout=30000")
+            newer = newer_migrations(self.db)
+            if newer:
+                raise StoreError(
+                    f"{path}: written by a newer version of newsletter (schema {newer[-1]});"
+                    " upgrade newsletter to use it",
+                    fault="newer",
+                )
             migrations.apply(self.db)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"{path}: cannot open database: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -103,11 +242,48 @@ class StoreBase:
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException:
+            # A full disk or I/O error may already have rolled back; a failed COMMIT has not.
+            # Rolling back must not hide the error that got us here.
+            if conn.in_transaction:
+                with contextlib.suppress(StoreError):
+                    conn.execute("ROLLBACK")
+            raise
+
+    def check_integrity(self, *, history: bool = False) -> None:
+        """StoreError (fault "corrupt") when SQLite's quick check finds damaged pages.
+
+        By default only the tables holding content (digests, papers, subscribers, sign-ups)
+        are checked: they scale with what is published, and a damaged page there would publish
+        or send wrong text. `history` adds the delivery ledger, which grows every day.
+        """
+        tables = (None,) if history else _CONTENT_TABLES
+        for table in tables:
+            sql = "PRAGMA quick_check" if table is None else f"PRAGMA quick_check('{table}')"
+            problems = [" ".join(str(r[0]).split()) for r in self.conn.execute(sql).fetchall()]
+            if problems != ["ok"]:
+                raise StoreError(
+                    f"{self.path}: the database file is damaged ({problems[-1]});"
+                    " restore it from a backup (README: Failure)",
+                    fault="corrupt",
+                )
+
+    def check_writable(self, *, timeout: float = 2.0) -> None:
+        """StoreError unless a write could start now: read-only file, lock held too long, ...
+
+        Starts a write transaction and a no-op update, then rolls back: nothing is written.
+        """
+        conn = self.conn
+        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        try:
+            with self.transaction():
+                conn.execute("UPDATE _sqlite_migrations SET name = name WHERE 0")
+                raise _RollBack
+        except _RollBack:
+            pass
+        finally:
+            conn.execute("PRAGMA busy_timeout=30000")
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """Rows of a read query as dicts."""

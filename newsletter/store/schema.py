@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlite_utils import Migrations
+from sqlite_utils import Database, Migrations
 
 migrations = Migrations("newsletter")
 
@@ -103,3 +103,9 @@ def m004_signups(db: Any) -> None:
         CREATE INDEX signups_by_email ON signups(email, created_at);
         """
     )
+
+
+def newer_migrations(db: Database) -> list[str]:
+    """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
+    known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define
+    return [m.name for m in migrations.applied(db) if m.name not in known]

@@ -6,6 +6,7 @@ and render a template. Everything else lives in the library.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from starlette.routing import Route
 
 from ..config import Settings
 from ..delivery.pipeline import Sender, smtp_sender
+from ..errors import StoreError
 from ..store import Clock, Store, utc_now
 from .logs import AccessLog, log_event
 from .pages import Pages
@@ -35,13 +37,20 @@ SERVICE_PATHS = ("/u/", "/p/", "/subscribe", "/confirm/", "/healthz", "/-/")
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: JSON saying whether the database answers (and what it holds)."""
+    """GET /healthz: JSON saying whether the database answers and can be written (and what it holds).
+
+    "db" is "ok", or what is wrong: "read-only", "full", "corrupt", "busy", "newer" or "error".
+    """
     svc = service(request)
     try:
         latest = svc.store.latest_date()
+        await asyncio.to_thread(svc.probe_database)
     except Exception as exc:  # any database failure means "not healthy", never a traceback
-        log_event("healthz.failed", level=logging.ERROR, error=type(exc).__name__)
-        return JSONResponse({"ok": False, "db": "error"}, status_code=503)
+        fault = exc.fault if isinstance(exc, StoreError) else "error"
+        log_event("healthz.failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
+        return JSONResponse(
+            {"ok": False, "db": fault}, status_code=503, headers={"cache-control": "no-store"}
+        )
     return JSONResponse(
         {
             "ok": True,

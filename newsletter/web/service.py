@@ -19,6 +19,8 @@ from .pages import Pages
 from .security import CsrfGuard, RateLimiter
 
 _DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is asked again
+# A full quick check reads every page (seconds for a big ledger): /healthz runs one at most this often.
+_INTEGRITY_EVERY = 3600.0
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Service:
     confirm_days: int
     _newest: tuple[float, Digest | None] | None = field(default=None, repr=False)
     _purged_at: float = field(default=float("-inf"), repr=False)
+    _checked_at: float = field(default=float("-inf"), repr=False)
 
     def link(self, path: str) -> str:
         """An absolute link on the public base URL."""
@@ -73,6 +76,18 @@ class Service:
         if now - self._purged_at >= 3600:
             self._purged_at = now
             self.store.purge_signups(before=self.clock() - dt.timedelta(days=self.confirm_days + 1))
+
+    def probe_database(self) -> None:
+        """StoreError unless the database can be written now (and, hourly, has no damaged page).
+
+        Runs on its own connection, so it can wait in a thread without sharing a transaction.
+        """
+        with Store(self.settings.db, clock=self.clock) as store:
+            store.check_writable()
+            now = time.monotonic()
+            if now - self._checked_at >= _INTEGRITY_EVERY:
+                store.check_integrity(history=True)
+                self._checked_at = now
 
     def not_found(self, request: Request) -> Response:
         """The 404 page: the same for a missing page and a bad token, so nothing is revealed."""
