@@ -1,11 +1,13 @@
-"""Compose each subscriber's daily email: render once per distinct selection, then personalise.
+"""Compose each subscriber's daily email from pieces rendered once per day.
 
-Subscribers with the same filters (`Filters`) get the same papers, so their email is rendered
-(Jinja + MJML) and laid out as MIME once, with placeholders where the personal values go: the
-greeting, the address, and the unsubscribe, preferences and private-feed links. Each
-subscriber then costs a few HMACs, escaping and base64 of the seams (`SplicedBody`): tens of
-microseconds instead of the milliseconds of rendering and `EmailMessage` per recipient, which
-`compose_naive` still does as the reference the fast path is tested against.
+The day's frame and each paper's card are rendered (Jinja + MJML) once, with markers where
+personal values go (`day.DayEmail`); a subscriber's email is then their cards joined into the
+frame, base64 assembled from pre-encoded stretches (`splice`), and headers joined around
+their address and signed links. The cost of a day grows with its papers, not with the number
+of distinct filter sets. A template whose output cannot be split that way is rendered whole
+once per distinct selection instead (`_Layout`), as before. `compose_naive` builds the same
+email the straightforward way (Jinja, MJML and `EmailMessage` per recipient): the reference
+both paths are tested against.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from ..errors import ConfigError
 from ..model import Digest, Filters, Subscriber
 from ..text import clean_text
 from ..tokens import feed_token, make_token
+from .day import DayEmail
+from .fragments import NotSpliceable
 from .message import (
     CRLF,
     NAME_LIMIT,
@@ -52,10 +56,9 @@ from .render import (
     greeting_for,
     render_email,
 )
-from .splice import SplicedBody
+from .splice import SplicedBody, encode, piece_bytes
 
-# Pre-encoded bodies kept for reuse, least recently used out: ~2,000 distinct selections of
-# ~60 KB, and low enough that a send of a million very different subscribers stays < 300 MB.
+# Whole renders kept for reuse (templates that do not split), least recently used out.
 CACHE_BYTES = 128 * 1024 * 1024
 
 
@@ -80,17 +83,17 @@ def canonical_body(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """One selection rendered and laid out as MIME, waiting for personal values."""
+    """One selection rendered whole, waiting for personal values (templates that do not split)."""
 
     rendered: RenderedEmail
-    skeleton: MessageSkeleton
+    boundary: str
     html: SplicedBody
     text: SplicedBody
     nbytes: int
 
 
 class Composer:
-    """Builds the day's email for any subscriber; renders each distinct selection only once."""
+    """Builds the day's email for any subscriber from pieces rendered once per day."""
 
     def __init__(
         self,
@@ -108,20 +111,47 @@ class Composer:
         self._key = settings.require_secret_key()
         self._prepared: PreparedDigest = prepare(digest)
         self._domain = message_domain(settings)
+        self._skeleton = MessageSkeleton(settings=settings)
         self._cache: OrderedDict[Filters, _Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
         self._lock = threading.Lock()
+        self._day: DayEmail | None = None
+        self._whole = False  # True: the templates do not split; render each selection whole
         self._last_date: tuple[dt.datetime, str] | None = None
         # Placeholders no digest text can predict, so no paper can smuggle one in.
         nonce = secrets.token_hex(8)
         self._markers = {name: f"nl{nonce}{name.replace('_', '')}" for name in PERSONAL_FIELDS}
+        papers = "\0".join(f"{p.arxiv_id}:{p.votes}" for p in self._prepared.papers)
+        self._boundary = (
+            "=_nl_" + hashlib.sha256(f"{digest.date}\0{papers}".encode()).hexdigest()[:28]
+        )
         # Fail now, not mid-run, when the base URL makes List-Unsubscribe too long to keep.
         big = Subscriber(id=99_999_999, email="check@example.com")
         list_unsubscribe(
             url=personal_for(big, settings=settings, key=self._key).unsubscribe_url,
             mailto=settings.unsubscribe_mailto,
         )
+
+    @property
+    def per_paper(self) -> bool:
+        """Whether emails are assembled from per-paper pieces (False: whole renders)."""
+        return self._day_email() is not None
+
+    def _day_email(self) -> DayEmail | None:
+        if self._day is None and not self._whole:
+            with self._lock:
+                if self._day is None and not self._whole:
+                    try:
+                        self._day = DayEmail(
+                            settings=self.settings,
+                            digest=self.digest,
+                            papers=self._prepared.papers,
+                            template_dir=self._template_dir,
+                        )
+                    except NotSpliceable:
+                        self._whole = True
+        return self._day
 
     def selection_for(self, subscriber: Subscriber) -> tuple[Pick, ...]:
         """The papers this subscriber gets today (before the per-email cap)."""
@@ -134,15 +164,50 @@ class Composer:
         )
 
     def rendered_for(self, subscriber: Subscriber) -> RenderedEmail | None:
-        """How the subscriber's selection renders (with placeholders), or None when not sent."""
-        layout = self._layout(subscriber.filters)
-        return None if layout is None else layout.rendered
+        """How the subscriber's email renders, or None when it is not sent."""
+        day = self._day_email()
+        if day is None:
+            layout = self._layout(subscriber.filters)
+            return None if layout is None else layout.rendered
+        picks = self.selection_for(subscriber)
+        if not picks and not self.settings.send_empty:
+            return None
+        personal = personal_for(subscriber, settings=self.settings, key=self._key)
+        made = day.assemble(picks, filters=subscriber.filters, personal=personal)
+        return RenderedEmail(
+            subject=made.subject,
+            preheader=made.preheader,
+            html=b"".join(map(piece_bytes, made.html)).decode(),
+            text=b"".join(map(piece_bytes, made.text)).decode(),
+            shown=made.shown,
+            total=made.total,
+        )
 
     def compose(self, subscriber: Subscriber) -> OutgoingMessage | None:
         """The subscriber's email, or None when their selection is empty and send_empty is off.
 
         Raises SubscriberError when the subscriber's address cannot go into a header.
         """
+        day = self._day_email()
+        if day is None:
+            return self._compose_whole(subscriber)
+        picks = select_papers(self._prepared, subscriber.filters)
+        if not picks and not self.settings.send_empty:
+            return None
+        address = checked_address(subscriber.email)
+        personal = personal_for(subscriber, settings=self.settings, key=self._key)
+        made = day.assemble(picks, filters=subscriber.filters, personal=personal)
+        return self._message(
+            subscriber,
+            address=address,
+            personal=personal,
+            subject=made.subject,
+            boundary=self._boundary,
+            text=encode(made.text),
+            html=encode(made.html),
+        )
+
+    def _compose_whole(self, subscriber: Subscriber) -> OutgoingMessage | None:
         layout = self._layout(subscriber.filters)
         if layout is None:
             return None
@@ -154,16 +219,39 @@ class Composer:
             value = getattr(personal, name)
             text_values[name] = value.encode()
             html_values[name] = str(escape(value)).encode()
+        return self._message(
+            subscriber,
+            address=address,
+            personal=personal,
+            subject=layout.rendered.subject,
+            boundary=layout.boundary,
+            text=layout.text.fill(text_values),
+            html=layout.html.fill(html_values),
+        )
+
+    def _message(
+        self,
+        subscriber: Subscriber,
+        *,
+        address: str,
+        personal: Personal,
+        subject: str,
+        boundary: str,
+        text: bytes,
+        html: bytes,
+    ) -> OutgoingMessage:
         message_id = self.message_id_for(subscriber)
-        data = layout.skeleton.fill(
+        data = self._skeleton.fill(
             to=format_address(name=clean_text(subscriber.name, limit=NAME_LIMIT), address=address),
             date=self._date(),
             message_id=message_id,
+            subject=subject,
             list_unsubscribe=list_unsubscribe(
                 url=personal.unsubscribe_url, mailto=self.settings.unsubscribe_mailto
             ),
-            text_values=text_values,
-            html_values=html_values,
+            boundary=boundary,
+            text=text,
+            html=html,
         )
         return OutgoingMessage(
             subscriber_id=subscriber.id,
@@ -219,14 +307,7 @@ class Composer:
         for name, marker in markers.items():
             content = content.replace(marker, name)
         digest = hashlib.sha256(content.encode()).hexdigest()
-        skeleton = MessageSkeleton(
-            settings=self.settings,
-            subject=rendered.subject,
-            text=text,
-            html=html,
-            boundary=f"=_nl_{digest[:28]}",
-        )
-        return _Layout(rendered, skeleton, html, text, html.nbytes + text.nbytes)
+        return _Layout(rendered, f"=_nl_{digest[:28]}", html, text, html.nbytes + text.nbytes)
 
 
 def compose_naive(

@@ -20,7 +20,7 @@ import email.utils
 import functools
 import ipaddress
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 from ..config import Settings
 from ..errors import ConfigError, SubscriberError
 from ..text import clean_text
-from .splice import SplicedBody
 
 CRLF = "\r\n"
 NAME_LIMIT = 64  # characters of a display name kept (in headers and greetings)
@@ -225,44 +224,30 @@ def simple_message(
 
 
 class MessageSkeleton:
-    """A multipart/alternative digest prepared once; `fill` makes one subscriber's bytes.
+    """The fixed part of every digest message, prepared once; `fill` makes one subscriber's bytes.
 
-    Headers and bodies are fixed except for To, Date, Message-ID and List-Unsubscribe and
-    the holes of the two bodies, so a fill is string joins and base64 of short seams.
+    Everything but To, Date, Message-ID, Subject, List-Unsubscribe, the boundary and the two
+    base64 bodies is the same for every message of a send, so a fill is a join of bytes.
     """
 
-    __slots__ = ("_html", "_middle", "_tail", "_text", "_top", "boundary")
+    __slots__ = ("_middle", "_subjects", "_top")
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        subject: str,
-        text: SplicedBody,
-        html: SplicedBody,
-        boundary: str,
-    ) -> None:
+    def __init__(self, *, settings: Settings) -> None:
         top = folded_header("From", settings.from_address)
         if settings.reply_to:
             top += folded_header("Reply-To", settings.reply_to)
         self._top = top.encode("ascii")
-        self._middle = (
-            folded_header("Subject", clean_text(subject))
-            + folded_header("List-Id", f"{clean_text(settings.site_title)} <{settings.list_id}>")
-        ).encode("ascii")
-        self.boundary = boundary
-        self._tail = (
-            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            "MIME-Version: 1.0\r\n"
-            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-            "\r\n"
-            f"--{boundary}\r\n"
-            'Content-Type: text/plain; charset="utf-8"\r\n'
-            "Content-Transfer-Encoding: base64\r\n"
-            "\r\n"
-        ).encode("ascii")
-        self._text = text
-        self._html = html
+        list_id = f"{clean_text(settings.site_title)} <{settings.list_id}>"
+        self._middle = folded_header("List-Id", list_id).encode("ascii")
+        self._subjects: dict[str, bytes] = {}  # a day's subjects differ only in the count
+
+    def _subject(self, subject: str) -> bytes:
+        found = self._subjects.get(subject)
+        if found is None:
+            found = folded_header("Subject", clean_text(subject)).encode("ascii")
+            if len(self._subjects) < 4096:
+                self._subjects[subject] = found
+        return found
 
     def fill(
         self,
@@ -270,27 +255,38 @@ class MessageSkeleton:
         to: str,
         date: str,
         message_id: str,
+        subject: str,
         list_unsubscribe: str,
-        text_values: Mapping[str, bytes],
-        html_values: Mapping[str, bytes],
+        boundary: str,
+        text: bytes,
+        html: bytes,
     ) -> bytes:
-        """One subscriber's message: header values already formatted, body values encoded."""
-        boundary = self.boundary
+        """One message: header values already formatted, bodies already in base64 lines."""
         return b"".join(
             (
                 self._top,
                 f"To: {to}\r\nDate: {date}\r\nMessage-ID: <{message_id}>\r\n".encode("ascii"),
+                self._subject(subject),
                 self._middle,
                 b"List-Unsubscribe: ",
                 list_unsubscribe.replace(", <", ",\r\n <").encode("ascii"),
                 b"\r\n",
-                self._tail,
-                self._text.fill(text_values),
+                (
+                    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+                    "MIME-Version: 1.0\r\n"
+                    f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+                    "\r\n"
+                    f"--{boundary}\r\n"
+                    'Content-Type: text/plain; charset="utf-8"\r\n'
+                    "Content-Transfer-Encoding: base64\r\n"
+                    "\r\n"
+                ).encode("ascii"),
+                text,
                 f"--{boundary}\r\n"
                 'Content-Type: text/html; charset="utf-8"\r\n'
                 "Content-Transfer-Encoding: base64\r\n"
                 "\r\n".encode("ascii"),
-                self._html.fill(html_values),
+                html,
                 f"--{boundary}--\r\n".encode("ascii"),
             )
         )

@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import jinja2
 from mjml import mjml2html
 
-from ..audience.match import Pick
+from ..audience.match import Pick, Reason
 from ..audience.subscribers import KOREAN, describe_filters
 from ..config import Settings
 from ..errors import TemplateError
@@ -53,7 +54,7 @@ PERSONAL_FIELDS = tuple(f.name for f in fields(Personal))
 class Card:
     """One paper as the templates show it: labels decided, URLs checked."""
 
-    number: int
+    number: str  # "1", "2"... (text: the composer renders cards once with a marker here)
     title: str
     url: str
     votes: str  # "-" when the digest gave no count
@@ -108,12 +109,12 @@ def archive_url(*, settings: Settings, date: dt.date) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _paper_card(paper: Paper) -> Card:
+def paper_card(paper: Paper) -> Card:
     """The view of a paper without number and reasons (cached: each paper shows in many emails)."""
     url = web_url(paper.url) or arxiv_url(paper.arxiv_id)
     image = web_url(paper.image) if paper.is_thumbnail else None
     return Card(
-        number=0,
+        number="",
         title=clean_text(paper.display_title),
         url=url,
         votes="-" if paper.votes is None else str(paper.votes),
@@ -124,15 +125,18 @@ def _paper_card(paper: Paper) -> Card:
     )
 
 
+def reason_label(reason: Reason) -> str:
+    """Why a paper was chosen, as its keyword chip says it, e.g. "LLM (제목)"."""
+    field = "제목" if reason.field == "title" else clean_text(reason.field)
+    return f"{clean_text(reason.keyword)} ({field})"
+
+
 def card_for(pick: Pick, *, number: int) -> Card:
     """The template view of one picked paper."""
     return dataclasses.replace(
-        _paper_card(pick.paper),
-        number=number,
-        reasons=tuple(
-            f"{clean_text(r.keyword)} ({'제목' if r.field == 'title' else clean_text(r.field)})"
-            for r in pick.reasons
-        ),
+        paper_card(pick.paper),
+        number=str(number),
+        reasons=tuple(reason_label(r) for r in pick.reasons),
     )
 
 
@@ -144,7 +148,8 @@ def preheader_for(*, cards: tuple[Card, ...], total: int) -> str:
     return first if total == 1 else f"{first} 외 {total - 1}편"
 
 
-def _render(name: str, template_dir: Path | None, context: dict[str, object]) -> str:
+def render_template(name: str, template_dir: Path | None, context: Mapping[str, object]) -> str:
+    """Render one email template; TemplateError if it fails."""
     template = get_template(name, user_dir=template_dir)
     try:
         return template.render(context)
@@ -152,12 +157,24 @@ def _render(name: str, template_dir: Path | None, context: dict[str, object]) ->
         raise TemplateError(f"{name}: cannot render: {exc}") from None
 
 
-def _compile(mjml: str) -> str:
+def compile_mjml(mjml: str) -> str:
+    """MJML to HTML; TemplateError if it does not compile."""
     try:
         # No font imports: the stack falls back to the reader's Korean system fonts.
         return mjml2html(mjml, disable_comments=False, fonts={})
     except Exception as exc:  # mjml-python raises bare exceptions from Rust
         raise TemplateError(f"{MJML_TEMPLATE}: MJML does not compile: {exc}") from None
+
+
+def day_values(*, settings: Settings, digest: Digest) -> dict[str, object]:
+    """What every email of the day shows alike (template context)."""
+    return {
+        "site_title": clean_text(settings.site_title),
+        "site_url": settings.base_url.rstrip("/") + "/",
+        "date": digest.date.isoformat(),
+        "date_label": date_label(digest.date),
+        "archive_url": archive_url(settings=settings, date=digest.date),
+    }
 
 
 def render_email(
@@ -183,26 +200,22 @@ def render_email(
     subject = subject_for(settings=settings, date=digest.date, total=total)
     preheader = preheader_for(cards=all_cards, total=total)
     base = {
+        **day_values(settings=settings, digest=digest),
         "subject": subject,
         "preheader": preheader,
-        "site_title": clean_text(settings.site_title),
-        "site_url": settings.base_url.rstrip("/") + "/",
-        "date": digest.date.isoformat(),
-        "date_label": date_label(digest.date),
         "total": total,
-        "archive_url": archive_url(settings=settings, date=digest.date),
         "filters": describe_filters(filters, words=KOREAN),
         **{name: getattr(personal, name) for name in PERSONAL_FIELDS},
     }
     while True:
         context = {**base, "papers": all_cards[:shown], "shown": shown, "more": total - shown}
-        html = _compile(_render(MJML_TEMPLATE, template_dir, context))
+        html = compile_mjml(render_template(MJML_TEMPLATE, template_dir, context))
         size = len(html.encode())
         if limit is not None or size <= HTML_BUDGET or shown == 0:
             break
         # Cards are of similar size: jump close to the fit, then step down one at a time.
         shown = min(shown - 1, shown * HTML_BUDGET // size)
-    text = _render(TEXT_TEMPLATE, template_dir, context)
+    text = render_template(TEXT_TEMPLATE, template_dir, context)
     return RenderedEmail(
         subject=subject, preheader=preheader, html=html, text=text, shown=shown, total=total
     )
