@@ -47,7 +47,7 @@ def step_ingest(ctx: DemoContext) -> None:
 
 def step_subscribers(ctx: DemoContext) -> None:
     """Import the example subscribers and print how many papers each gets from the newest digest."""
-    from .audience.match import Profile, prepare, select_papers
+    from .audience.match import PreparedDigest, Profile, select_papers
     from .audience.subscribers import import_subscribers_csv
 
     report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
@@ -58,7 +58,7 @@ def step_subscribers(ctx: DemoContext) -> None:
     digest = ctx.store.digest(date) if date is not None else None
     if digest is None:
         return
-    prepared = prepare(digest)
+    prepared = PreparedDigest(digest)
     for s in ctx.store.active_subscribers():
         picks = select_papers(prepared, Profile.of(s))
         keywords = "; ".join(s.keywords) or "(every paper)"

@@ -64,17 +64,17 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
 
 def preview(svc: Service, prefs: Preferences) -> Preview:
     """Run the matcher on the newest digest with `prefs` and the newsletter's per-email cap."""
-    digest = svc.newest_digest()
+    newest = svc.newest_digest()
     cap = svc.settings.max_papers_per_email
     if prefs.max_papers is not None:
         cap = min(cap, prefs.max_papers)
-    if digest is None:
+    if newest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
     profile = Profile(keywords=prefs.keywords, exclude=prefs.exclude, min_votes=prefs.min_votes)
-    picks = select_papers(digest, profile)
+    picks = select_papers(newest, profile)
     return Preview(
-        date=digest.date,
-        total=len(digest.papers),
+        date=newest.digest.date,
+        total=len(newest.papers),
         picks=picks[:cap],
         matched=len(picks),
         cap=cap,
