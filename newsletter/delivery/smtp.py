@@ -19,7 +19,7 @@ import ssl
 
 import aiosmtplib
 
-from ..config import Secret, Settings
+from ..config import Secret, Settings, coerce_setting
 from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
 from ..mail.outgoing import OutgoingMessage
 from .smtp_data import send_data
@@ -94,8 +94,9 @@ class SMTPSender:
             raise ConfigError(
                 f"refusing to send SMTP credentials to {host} without TLS (use --smtp-tls starttls or tls)"
             )
-        self.host = host
-        self.port = port
+        # Checked as the settings check them: a bad port or host never reaches the socket layer.
+        self.host: str = coerce_setting("smtp_host", host, source="SMTPSender(host=...)")
+        self.port: int = coerce_setting("smtp_port", port, source="SMTPSender(port=...)")
         self.tls = tls
         self.timeout = timeout
         self.messages_per_connection = max(1, messages_per_connection)
@@ -114,6 +115,14 @@ class SMTPSender:
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
+
+    async def open(self) -> None:
+        """Connect (and log in) once now, so a server that cannot be used fails before any claim."""
+        async with self._slots:
+            if self._closed:
+                raise DeliveryError("the SMTP sender is closed")
+            if not self._idle:
+                self._checkin(await self._connect())
 
     async def send(self, message: OutgoingMessage) -> None:
         """Hand one message to the server; returns only on the 250 after DATA."""
@@ -242,6 +251,12 @@ class SMTPSender:
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()
             if self._user:
+                if not client.supports_extension("auth"):
+                    client.close()
+                    raise DeliveryError(
+                        f"{self.where} offers no AUTH, but an SMTP user ({self._user}) is set; "
+                        "unset NEWSLETTER_SMTP_USER if this relay needs no login"
+                    )
                 password = self._password
                 secret = password.reveal() if isinstance(password, Secret) else str(password)
                 await client.login(self._user, secret)
@@ -273,7 +288,7 @@ class SMTPSender:
             ) from None
         except aiosmtplib.SMTPException as exc:
             client.close()
-            if "STARTTLS" in str(exc):
+            if self.tls == "starttls" and "STARTTLS" in str(exc):
                 raise DeliveryError(
                     f"{self.where} does not offer STARTTLS and TLS mode is starttls "
                     "(use --smtp-tls none only for a relay on a trusted network)"
