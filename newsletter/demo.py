@@ -48,7 +48,7 @@ def step_ingest(ctx: DemoContext) -> None:
 def step_subscribers(ctx: DemoContext) -> None:
     """Import the example subscribers and print how many papers each gets from the newest digest."""
     from .audience.importing import import_subscribers_csv
-    from .audience.match import prepare, select_papers
+    from .audience.match import PreparedDigest, select_papers
 
     report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
     for error in report.rejected:
@@ -58,7 +58,7 @@ def step_subscribers(ctx: DemoContext) -> None:
     digest = ctx.store.digest(date) if date is not None else None
     if digest is None:
         return
-    prepared = prepare(digest)
+    prepared = PreparedDigest(digest)
     for s in ctx.store.active_subscribers():
         picks = select_papers(prepared, s.filters)
         keywords = "; ".join(s.filters.keywords) or "(every paper)"

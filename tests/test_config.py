@@ -144,3 +144,105 @@ def test_a_missing_top_level_key_or_secret_is_noticed() -> None:
     # A key under the wrong section does not count for its own.
     moved = text.replace("feed_days = 30", "").replace("[serve]", "[serve]\nfeed_days = 30")
     assert undocumented(moved) == ["[site] feed_days"]
+
+
+# --- every bad value: one line naming the setting and where the value came from ---------------
+
+BAD_IN_FILE = [
+    ("[smtp]\nport = inf\n", "smtp_port", "[smtp] port"),
+    ("[smtp]\nport = 1e30\n", "smtp_port", "[smtp] port"),
+    ("[smtp]\nport = 70000\n", "smtp_port", "[smtp] port"),
+    ("[smtp]\nport = -1\n", "smtp_port", "[smtp] port"),
+    ("[serve]\nport = 70000\n", "serve_port", "[serve] port"),
+    ('[smtp]\nhost = "relay\\u2028example.com"\n', "smtp_host", "[smtp] host"),
+    ('[smtp]\nhost = "relay example.com"\n', "smtp_host", "[smtp] host"),
+    ('[site]\ntitle = ["Daily", "Papers"]\n', "site_title", "[site] title"),
+    ('[smtp]\ntls = ["starttls"]\n', "smtp_tls", "[smtp] tls"),
+    ("[site]\nfeed_days = 7.5\n", "feed_days", "[site] feed_days"),
+    ("[site]\nfeed_days = 7.0\n", "feed_days", "[site] feed_days"),
+    ("[smtp]\ntimeout = -1\n", "smtp_timeout", "[smtp] timeout"),
+    ("[smtp]\ntimeout = 0\n", "smtp_timeout", "[smtp] timeout"),
+    ("[smtp]\ntimeout = nan\n", "smtp_timeout", "[smtp] timeout"),
+    ("[smtp]\nrate = -0.5\n", "rate", "[smtp] rate"),
+    ("[smtp]\nrate = inf\n", "rate", "[smtp] rate"),
+    ('[email]\nfrom_address = "<<<>>>"\n', "from_address", "[email] from_address"),
+    ('[email]\nfrom_address = "a@x.example, b@x.example"\n', "from_address", "from_address"),
+    ('[email]\nenvelope_from = "Bounces <b@x.example>"\n', "envelope_from", "envelope_from"),
+    ('[email]\nlist_id = "a>b<c"\n', "list_id", "[email] list_id"),
+    ('[email]\nsend_empty = "sometimes"\n', "send_empty", "[email] send_empty"),
+    ('db = ""\n', "db", "newsletter.toml db"),
+]
+
+
+@pytest.mark.parametrize(("toml", "name", "where"), BAD_IN_FILE)
+def test_bad_values_in_the_file_name_the_setting_and_the_file(
+    tmp_path: Path, toml: str, name: str, where: str
+) -> None:
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_path=path, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"setting {name}: bad value ")
+    assert f"from {path} " in message and where in message
+    assert len(message.splitlines()) == 1 and "\u2028" not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "name"),
+    [
+        ("NEWSLETTER_SMTP_PORT", "70000", "smtp_port"),
+        ("NEWSLETTER_SMTP_PORT", "-1", "smtp_port"),
+        ("NEWSLETTER_SMTP_PORT", "25.0", "smtp_port"),
+        ("NEWSLETTER_SERVE_PORT", "0", "serve_port"),
+        ("NEWSLETTER_SMTP_HOST", "relay\u2028example.com", "smtp_host"),
+        ("NEWSLETTER_SERVE_HOST", "", "serve_host"),
+        ("NEWSLETTER_FEED_DAYS", "7.5", "feed_days"),
+        ("NEWSLETTER_SMTP_TIMEOUT", "-3", "smtp_timeout"),
+        ("NEWSLETTER_SMTP_TIMEOUT", "inf", "smtp_timeout"),
+        ("NEWSLETTER_RATE", "-1", "rate"),
+        ("NEWSLETTER_FROM", "<<<>>>", "from_address"),
+        ("NEWSLETTER_REPLY_TO", "nobody", "reply_to"),
+        ("NEWSLETTER_LIST_ID", "a>b<c", "list_id"),
+        ("NEWSLETTER_SITE_TITLE", "Papers\u2028Bcc: x@example.com", "site_title"),
+    ],
+)
+def test_bad_values_in_the_environment_name_the_setting_and_the_variable(
+    variable: str, value: str, name: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={variable: value})
+    message = str(caught.value)
+    assert message.startswith(f"setting {name}: bad value ")
+    assert f"from {variable}: " in message
+    assert len(message.splitlines()) == 1 and "\u2028" not in message
+
+
+def test_bad_options_name_the_option_as_the_command_line_spells_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(
+            environ={}, overrides={"serve_port": 70000}, option_names={"serve_port": "--port"}
+        )
+    assert str(caught.value) == (
+        "setting serve_port: bad value 70000 from option --port: "
+        "must be a port number from 1 to 65535"
+    )
+    with pytest.raises(ConfigError, match="smtp_port: bad value -1 from option --smtp-port"):
+        load_settings(environ={}, overrides={"smtp_port": -1})
+
+
+def test_good_values_of_every_kind_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[site]\nfeed_days = 7\n[smtp]\n"
+        'host = "smtp.例え.jp"\nport = 587\ntimeout = 5\nrate = 0.5\n'
+        '[serve]\nhost = "::"\n'
+        '[email]\nfrom_address = "\\"Papers, Daily\\" <d@x.example>"\nreply_to = ""\n'
+        'list_id = "daily.x.example"\nsend_empty = "yes"\n',
+    )
+    settings = load_settings(
+        config_path=path, environ={"NEWSLETTER_CONCURRENCY": " 4 ", "NEWSLETTER_SMTP_PORT": "2525"}
+    )
+    assert (settings.feed_days, settings.smtp_port, settings.concurrency) == (7, 2525, 4)
+    assert (settings.smtp_timeout, settings.rate, settings.send_empty) == (5.0, 0.5, True)
+    assert (settings.smtp_host, settings.serve_host) == ("smtp.例え.jp", "::")
+    assert settings.from_address == '"Papers, Daily" <d@x.example>'

@@ -264,6 +264,9 @@ class FlakySender:
         self.outcomes = iter(outcomes)
         self.sent: list[str] = []
 
+    async def open(self) -> None:
+        pass
+
     async def send(self, message: OutgoingMessage) -> None:
         outcome = next(self.outcomes, None)
         if outcome is not None:

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
+import re
 import time
+import tracemalloc
 import unicodedata
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from newsletter.audience import match
 from newsletter.audience.match import (
+    KeywordCache,
     Pick,
     PreparedDigest,
     Reason,
     keyword_matches,
     normalize,
-    prepare,
     select_papers,
 )
 from newsletter.digest.parse import parse_digest
@@ -255,11 +259,44 @@ def test_profile_of_subscriber_is_hashable_and_equal_for_equal_filters() -> None
     assert len({a.filters, b.filters}) == 1
 
 
-def test_prepared_digest_is_reused_and_gives_the_same_answer() -> None:
+def test_a_digest_or_a_prepared_digest_give_the_same_answer() -> None:
     d = real("2024-12-13.md")
-    assert prepare(d) is prepare(d)
     profile = Filters(keywords=("LLM", "diffusion"), min_votes=5)
-    assert select_papers(d, profile) == select_papers(PreparedDigest(d), profile)
+    picks = select_papers(d, profile)
+    assert picks and picks == select_papers(PreparedDigest(d), profile)
+
+
+def hangul(rng: random.Random, length: int) -> str:
+    return "".join(chr(rng.randint(0xAC00, 0xD7A3)) for _ in range(length))
+
+
+def test_long_hangul_keywords_cannot_grow_the_keyword_cache_past_its_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = KeywordCache(max_items=100_000, max_bytes=2**18)
+    monkeypatch.setattr(match, "KEYWORDS", cache)
+    keywords = [hangul(random.Random(n), 100) for n in range(200)]  # ~7 KB compiled each
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        found = [keyword_matches(k, f"앞 {k}을 뒤") for k in keywords]
+        re.purge()  # re's own bounded cache of compiled patterns is not ours to measure
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert all(found)
+    assert cache.bytes <= 2**18 and 0 < len(cache) < 100
+    assert grown < 2**19  # all 200 kept would be about 1.4 MB
+
+
+def test_keyword_cache_keeps_the_most_recently_used_within_its_count() -> None:
+    cache = KeywordCache(max_items=3, max_bytes=2**30)
+    terms = {k: cache.term(k) for k in ("LLM", "RAG", "agent")}
+    assert cache.term("LLM") is terms["LLM"]  # a hit, and now the most recent
+    cache.term("diffusion")
+    assert len(cache) == 3
+    assert cache.term("LLM") is terms["LLM"]
+    assert cache.term("RAG") is not terms["RAG"]  # the least recently used was dropped
 
 
 # --- the real digests ------------------------------------------------------------------------

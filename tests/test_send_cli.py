@@ -23,7 +23,7 @@ from newsletter.digest.ingest import ingest_paths
 from newsletter.model import Filters
 from newsletter.store import Store
 from tests.conftest import DIGESTS, FIXTURES
-from tests.smtp_servers import RecordingHandler, smtp_server
+from tests.smtp_servers import RecordingHandler, free_port, smtp_server
 
 NEWEST = "2024-12-13"
 NEWSLETTER = Path(sys.executable).parent / "newsletter"
@@ -112,7 +112,79 @@ def test_tls_required_against_a_server_without_starttls_fails_in_one_line(
     assert result.output.startswith("error: 127.0.0.1:")
     assert "does not offer STARTTLS" in result.output
     assert handler.received == []
-    assert [r.status for r in ledger(db)] == ["skipped"]  # no claim survives
+    assert ledger(db) == []  # the run stopped before it claimed (or even skipped) anyone
+
+
+def no_claims(runner: CliRunner, env: dict[str, str]) -> None:
+    """`newsletter deliveries` shows the day with nothing claimed (or recorded at all)."""
+    shown = invoke(runner, env, "deliveries", "--date", NEWEST, "--json")
+    assert shown.exit_code == 0
+    data = json.loads(shown.output)
+    assert data["counts"]["claimed"] == 0 and data["deliveries"] == []
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "toml", "start"),
+    [
+        (
+            ["--smtp-port", "70000"],
+            {},
+            "",
+            "setting smtp_port: bad value 70000 from option --smtp-port",
+        ),
+        (["--smtp-port", "-1"], {}, "", "setting smtp_port: bad value -1 from option --smtp-port"),
+        ([], {}, "[smtp]\nport = 1e30\n", "setting smtp_port: bad value 1e+30 from "),
+        ([], {}, "[smtp]\nport = inf\n", "setting smtp_port: bad value inf from "),
+        (
+            [],
+            {"NEWSLETTER_SMTP_HOST": "relay\u2028example.com"},
+            "",
+            "setting smtp_host: bad value 'relay\\u2028example.com' from NEWSLETTER_SMTP_HOST",
+        ),
+    ],
+)
+def test_a_bad_smtp_port_or_host_is_one_line_and_claims_nothing(
+    runner: CliRunner,
+    cli_env: dict[str, str],
+    db: Path,
+    tmp_path: Path,
+    args: list[str],
+    env: dict[str, str],
+    toml: str,
+    start: str,
+) -> None:
+    if toml:
+        config = tmp_path / "smtp.toml"
+        config.write_text(toml, encoding="utf-8")
+        args = [*args, "--config", str(config)]
+    result = runner.invoke(main, ["send", "--smtp-tls", "none", *args], env={**cli_env, **env})
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {start}"), result.output
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    no_claims(runner, cli_env)
+
+
+def test_a_server_nobody_listens_on_is_one_line_and_claims_nothing(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    port = free_port()
+    result = runner.invoke(main, ["send", *smtp_args(port)], env=cli_env)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"error: cannot connect to SMTP server 127.0.0.1:{port}: Connection refused\n"
+    )
+    no_claims(runner, cli_env)
+
+
+def test_serve_refuses_a_port_out_of_range_in_one_line(
+    runner: CliRunner, cli_env: dict[str, str]
+) -> None:
+    result = runner.invoke(main, ["serve", "--port", "70000"], env=cli_env)
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: setting serve_port: bad value 70000 from option --port: "
+        "must be a port number from 1 to 65535\n"
+    )
 
 
 def test_the_password_is_never_a_command_line_option(

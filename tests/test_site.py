@@ -267,9 +267,14 @@ def test_cli_build_counts_private_feeds_without_naming_them(
     [
         (
             ["--base-url", "ftp://example.org"],
-            "error: base URL must be an absolute http(s) URL, not 'ftp://example.org'",
+            "error: setting base_url: bad value 'ftp://example.org' from option --base-url: "
+            "must be an absolute http(s) URL",
         ),
-        (["--base-url", "papers.example.org"], "error: base URL must be an absolute http(s) URL"),
+        (
+            ["--base-url", "papers.example.org"],
+            "error: setting base_url: bad value 'papers.example.org' from option --base-url: "
+            "must be an absolute http(s) URL",
+        ),
     ],
 )
 def test_cli_build_rejects_a_bad_base_url(

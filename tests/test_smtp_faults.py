@@ -422,3 +422,77 @@ async def test_nobody_listening_stops_the_run(store: Store) -> None:
     report = await send_all(store, sender)
     assert report.stopped is not None and report.stopped.startswith("cannot connect")
     assert sum(store.delivery_counts(DAY).values()) == 0
+
+
+class ClaimRecordingStore(Store):
+    """The real store, also noting every claim the pipeline makes (even those it releases)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims: list[int] = []
+
+    def claim_delivery(self, date: Any, subscriber_id: int, **kwargs: Any) -> str | None:
+        self.claims.append(subscriber_id)
+        return super().claim_delivery(date, subscriber_id, **kwargs)
+
+
+async def test_a_server_that_cannot_be_reached_fails_the_run_before_any_claim(
+    tmp_path: Path,
+) -> None:
+    with ClaimRecordingStore(tmp_path / "claims.db") as store:
+        add_people(store, 5)
+        sender = SMTPSender(host="127.0.0.1", port=free_port(), tls="none", timeout=2)
+        report = await send_all(store, sender)
+        assert report.stopped is not None and report.stopped.startswith("cannot connect")
+        assert "Connection refused" in report.stopped
+        assert store.claims == []
+        assert sum(store.delivery_counts(DAY).values()) == 0
+
+
+async def test_the_connection_opened_before_the_run_carries_its_first_message(
+    tmp_path: Path,
+) -> None:
+    handler = SessionCountingHandler()
+    with ClaimRecordingStore(tmp_path / "claims.db") as store:
+        people = add_people(store, 3)
+        with smtp_server(handler) as (server, _):
+            report = await send_all(store, smtp(server.port, pool_size=1), concurrency=1)
+        assert report.sent == 3 and sorted(store.claims) == sorted(p.id for p in people)
+    assert handler.sessions == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "setting"),
+    [
+        ("127.0.0.1", 70000, "smtp_port"),
+        ("127.0.0.1", -1, "smtp_port"),
+        ("127.0.0.1", 0, "smtp_port"),
+        ("relay\u2028example.com", 25, "smtp_host"),
+        ("", 25, "smtp_host"),
+    ],
+)
+def test_a_port_or_host_that_cannot_be_connected_to_is_refused_up_front(
+    host: str, port: int, setting: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"^setting {setting}: bad value ") as caught:
+        SMTPSender(host=host, port=port, tls="none")
+    assert "\n" not in str(caught.value) and "\u2028" not in str(caught.value)
+
+
+async def test_a_user_set_for_a_server_without_auth_says_so() -> None:
+    with smtp_server(RecordingHandler()) as (server, handler):
+        sender = SMTPSender(
+            host="127.0.0.1",
+            port=server.port,
+            tls="none",
+            user="news",
+            password=Secret("s3cret"),
+            timeout=5,
+        )
+        with pytest.raises(DeliveryError) as caught:
+            await sender.send(outgoing("a@example.com"))
+    message = str(caught.value)
+    assert message.startswith(f"127.0.0.1:{server.port} offers no AUTH")
+    assert "STARTTLS" not in message and "s3cret" not in message
+    assert not isinstance(caught.value, TemporaryFailure | PermanentFailure)
+    assert handler.received == []

@@ -9,9 +9,9 @@ an `s`/`es` plural on its last word and whitespace or hyphens between its words.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
+import sys
 import threading
 import unicodedata
 from collections import OrderedDict
@@ -78,33 +78,89 @@ def _latin_view(text: str) -> str:
 class _Term:
     """One normalised keyword compiled, and which view of the text it is searched in."""
 
+    norm: str  # the keyword normalised
     pattern: re.Pattern[str]
     latin: bool  # True: search `_latin_view(text)`; False: the normalised text itself
 
 
-@functools.lru_cache(maxsize=65536)
-def _term(keyword: str) -> _Term | None:
+def _compile(norm: str) -> _Term | None:
     """The compiled search for one normalised keyword (None when it holds nothing to find)."""
-    if not keyword:
+    if not norm:
         return None
-    words = [w for w in _SEPARATORS.split(keyword) if w]
+    words = [w for w in _SEPARATORS.split(norm) if w]
     if not words:  # only hyphens and spaces: find them literally
-        return _Term(re.compile(re.escape(keyword)), latin=False)
-    if _HAS_CJK.search(keyword):
+        return _Term(norm, re.compile(re.escape(norm)), latin=False)
+    if _HAS_CJK.search(norm):
         # Korean spacing varies ("멀티모달", "멀티 모달"): spaces and hyphens are optional
         # between its words and between two Hangul syllables, in keyword and text alike.
-        return _Term(re.compile("[ -]*".join(_spacing_free(w) for w in words)), latin=False)
+        return _Term(norm, re.compile("[ -]*".join(_spacing_free(w) for w in words)), latin=False)
     body = "[ -]+".join(re.escape(w) for w in words)
     if _IS_WORD.fullmatch(words[0][0]):
         body = f"(?<!{_WORD}){body}"
     if _IS_WORD.fullmatch(words[-1][-1]):
         body = f"{body}(?:e?s)?(?!{_WORD})"
-    return _Term(re.compile(body), latin=True)
+    return _Term(norm, re.compile(body), latin=True)
+
+
+_ENTRY_OVERHEAD = 200  # bytes of dict entry, _Term object and bookkeeping per keyword (about)
+
+
+class KeywordCache:
+    """Compiled keywords by their text as written, bounded by count and by approximate bytes.
+
+    Least recently used first out. Bytes count the keyword, its normalised form and the
+    compiled pattern (a 100-syllable Hangul keyword compiles to about 7 KB), so long keywords
+    evict sooner instead of growing memory without bound.
+    """
+
+    def __init__(self, *, max_items: int, max_bytes: int) -> None:
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[str, tuple[_Term | None, int]] = OrderedDict()
+        self._lock = threading.Lock()  # the service may select from several threads
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def term(self, keyword: str) -> _Term | None:
+        """The compiled search for `keyword` as a subscriber wrote it (None: nothing to find)."""
+        with self._lock:
+            entry = self._entries.get(keyword)
+            if entry is not None:
+                self._entries.move_to_end(keyword)
+                return entry[0]
+        term = _compile(normalize(keyword))
+        size = _ENTRY_OVERHEAD + sys.getsizeof(keyword)
+        if term is not None:
+            size += sys.getsizeof(term.norm) + sys.getsizeof(term.pattern.pattern)
+            size += sys.getsizeof(term.pattern)  # the pattern's compiled code included
+        with self._lock:
+            previous = self._entries.pop(keyword, None)
+            if previous is not None:  # another thread compiled it meanwhile
+                self.bytes -= previous[1]
+            self._entries[keyword] = (term, size)
+            self.bytes += size
+            while len(self._entries) > self.max_items or (
+                self.bytes > self.max_bytes and len(self._entries) > 1
+            ):
+                self.bytes -= self._entries.popitem(last=False)[1][1]
+        return term
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.bytes = 0
+
+
+# The one cache of compiled keywords, shared by every digest: plenty for a vocabulary of
+# tens of thousands of keywords, and a memory bound for long ones.
+KEYWORDS = KeywordCache(max_items=65_536, max_bytes=32 * 2**20)
 
 
 def keyword_matches(keyword: str, text: str) -> bool:
     """Whether `keyword` occurs in `text` under the matching rules (both normalised here)."""
-    term = _term(normalize(keyword))
+    term = KEYWORDS.term(keyword)
     if term is None:
         return False
     norm = normalize(text)
@@ -127,21 +183,22 @@ class Pick:
     reasons: tuple[Reason, ...] = ()
 
 
-@functools.lru_cache(maxsize=65536)
-def _terms(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """(as written, normalised) per keyword; blanks and normalised duplicates dropped."""
+def _terms(keywords: tuple[str, ...]) -> list[tuple[str, _Term]]:
+    """(as written, compiled) per keyword; blanks and normalised duplicates dropped."""
     seen: set[str] = set()
-    terms: list[tuple[str, str]] = []
+    terms: list[tuple[str, _Term]] = []
     for keyword in keywords:
-        norm = _normalized(keyword)
-        if norm and norm not in seen and _term(norm) is not None:
-            seen.add(norm)
-            terms.append((keyword, norm))
-    return tuple(terms)
+        term = KEYWORDS.term(keyword)
+        if term is not None and term.norm not in seen:
+            seen.add(term.norm)
+            terms.append((keyword, term))
+    return terms
 
 
-# Distinct keyword sets often share keywords, so each keyword is normalised only once.
-_normalized = functools.lru_cache(maxsize=65536)(normalize)
+# Distinct keyword/exclude sets remembered per digest: enough for the popular ones; a bound,
+# because a cache of every set of a million subscribers would cost memory and GC time.
+_CACHE_LIMIT = 8192
+_MEMO_LIMIT = 200_000  # keywords, reasons and picks remembered per digest before starting over
 
 
 def paper_order(paper: Paper) -> tuple[bool, int, str, str]:
@@ -153,7 +210,7 @@ def paper_order(paper: Paper) -> tuple[bool, int, str, str]:
     return (
         paper.votes is None,
         -(paper.votes or 0),
-        _normalized(paper.display_title),
+        normalize(paper.display_title),
         paper.arxiv_id,
     )
 
@@ -161,12 +218,6 @@ def paper_order(paper: Paper) -> tuple[bool, int, str, str]:
 def by_votes(papers: Iterable[Paper]) -> list[Paper]:
     """Papers in `paper_order`."""
     return sorted(papers, key=paper_order)
-
-
-# Distinct keyword/exclude sets remembered per digest: enough for the popular ones; a bound,
-# because a cache of every set of a million subscribers would cost memory and GC time.
-_CACHE_LIMIT = 8192
-_MEMO_LIMIT = 200_000  # keywords, reasons and picks remembered per digest before starting over
 
 
 class PreparedDigest:
@@ -189,7 +240,7 @@ class PreparedDigest:
         self.papers: tuple[Paper, ...] = tuple(by_votes(digest.papers))
         texts = (
             (
-                (TITLE, _normalized(p.display_title)),
+                (TITLE, normalize(p.display_title)),
                 *((s.name, normalize(s.text)) for s in p.sections),
             )
             for p in self.papers
@@ -204,17 +255,15 @@ class PreparedDigest:
         # One Reason per (keyword, field) and one Pick per (paper, reasons), shared by every
         # selection that gives them: fewer objects to build and for the GC to trace.
         self._reasons: dict[tuple[str, str], Reason] = {}
-        self._picks: dict[tuple[int, ...], Pick] = {}
+        self._picks: dict[tuple[int | str, ...], Pick] = {}
         # (keywords, exclude) -> the picks before votes and cap, in selection order (LRU)
         self._candidates: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Pick, ...]]
         self._candidates = OrderedDict()
         self._lock = threading.Lock()  # the service may select from several threads
 
-    def _hits(self, keyword: str) -> tuple[tuple[int, str], ...]:
-        found = self._found.get(keyword)
+    def _hits(self, term: _Term) -> tuple[tuple[int, str], ...]:
+        found = self._found.get(term.norm)
         if found is None:
-            term = _term(keyword)
-            assert term is not None  # _terms keeps only keywords with a term
             search, latin = term.pattern.search, term.latin
             hits = (
                 (i, next((n for n, text, view in fields if search(view if latin else text)), None))
@@ -223,7 +272,7 @@ class PreparedDigest:
             found = tuple((i, field) for i, field in hits if field is not None)
             if len(self._found) >= _MEMO_LIMIT:
                 self._found.clear()
-            self._found[keyword] = found
+            self._found[term.norm] = found
         return found
 
     def candidates(self, keywords: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[Pick, ...]:
@@ -234,14 +283,14 @@ class PreparedDigest:
             if cached is not None:
                 self._candidates.move_to_end(key)
                 return cached
-        excluded = {i for _, norm in _terms(exclude) for i, _ in self._hits(norm)}
+        excluded = {i for _, term in _terms(exclude) for i, _ in self._hits(term)}
         terms = _terms(keywords)
         if not terms:
             result = tuple(pick for i, pick in enumerate(self._every) if i not in excluded)
         else:
             reasons: dict[int, list[Reason]] = {}
-            for written, norm in terms:
-                for i, field in self._hits(norm):
+            for written, term in terms:
+                for i, field in self._hits(term):
                     if i not in excluded:
                         reasons.setdefault(i, []).append(self._reason(written, field))
             result = tuple(self._pick(i, reasons[i]) for i in sorted(reasons))
@@ -260,8 +309,8 @@ class PreparedDigest:
         return reason
 
     def _pick(self, index: int, reasons: list[Reason]) -> Pick:
-        # The ids identify the reasons: the Pick stored under the key keeps them alive.
-        key = (index, *map(id, reasons))
+        # Within one digest the keywords that hit a paper decide the fields, so they are the key.
+        key: tuple[int | str, ...] = (index, *(reason.keyword for reason in reasons))
         pick = self._picks.get(key)
         if pick is None:
             if len(self._picks) >= _MEMO_LIMIT:
@@ -284,37 +333,16 @@ class PreparedDigest:
         return picks if count == len(picks) else picks[:count]
 
 
-_PREPARED: OrderedDict[int, PreparedDigest] = OrderedDict()
-_PREPARED_LOCK = threading.Lock()
-_PREPARED_LIMIT = 16
-
-
-def prepare(digest: Digest) -> PreparedDigest:
-    """The digest's normalised text, computed once per digest object and then reused."""
-    with _PREPARED_LOCK:
-        prepared = _PREPARED.get(id(digest))
-        # The cache holds the digest itself, so its id cannot be reused while it is cached.
-        if prepared is not None and prepared.digest is digest:
-            _PREPARED.move_to_end(id(digest))
-            return prepared
-    prepared = PreparedDigest(digest)
-    with _PREPARED_LOCK:
-        _PREPARED[id(digest)] = prepared
-        while len(_PREPARED) > _PREPARED_LIMIT:
-            _PREPARED.popitem(last=False)
-    return prepared
-
-
 def select_papers(digest: Digest | PreparedDigest, filters: Filters) -> tuple[Pick, ...]:
-    """The papers of `digest` that `filters` select, by votes (desc) then title, with reasons."""
-    prepared = digest if isinstance(digest, PreparedDigest) else prepare(digest)
+    """The papers of `digest` that `filters` select, in `paper_order`, with reasons.
+
+    A Digest is normalised on every call (milliseconds): to select for many filter sets, hold
+    a PreparedDigest and pass that.
+    """
+    prepared = digest if isinstance(digest, PreparedDigest) else PreparedDigest(digest)
     return prepared.select(filters)
 
 
 def clear_caches() -> None:
-    """Forget compiled keywords and prepared digests (for benchmarks and long-lived tests)."""
-    _term.cache_clear()
-    _terms.cache_clear()
-    _normalized.cache_clear()
-    with _PREPARED_LOCK:
-        _PREPARED.clear()
+    """Forget compiled keywords (for benchmarks and long-lived tests)."""
+    KEYWORDS.clear()

@@ -47,7 +47,12 @@ def build(
       newsletter build --out site --base-url https://example.github.io/papers
     """
     settings = settings_from(
-        config_path, db=db, site_dir=out_dir, base_url=base_url, feed_days=days
+        config_path,
+        option_names={"site_dir": "--out", "feed_days": "--days"},
+        db=db,
+        site_dir=out_dir,
+        base_url=base_url,
+        feed_days=days,
     )
     with open_store(settings) as store:
         report = build_site(store, settings=settings)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,9 +69,14 @@ def common_options(func: F) -> F:
     return func
 
 
-def settings_from(config_path: Path | None, **overrides: Any) -> Settings:
-    """The settings for this command: file, environment, then these command-line options."""
-    return load_settings(config_path=config_path, overrides=overrides)
+def settings_from(
+    config_path: Path | None, *, option_names: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """The settings for this command: file, environment, then these command-line options.
+
+    `option_names` spells an option whose name is not the setting's (`{"serve_port": "--port"}`).
+    """
+    return load_settings(config_path=config_path, overrides=overrides, option_names=option_names)
 
 
 def find_subscriber(store: Store, email: str) -> Subscriber:

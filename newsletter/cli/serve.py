@@ -55,7 +55,12 @@ def serve(
     from ..web.logs import configure_logging
 
     settings = settings_from(
-        config_path, db=db, site_dir=site_dir, serve_host=host, serve_port=port
+        config_path,
+        option_names={"site_dir": "--site", "serve_host": "--host", "serve_port": "--port"},
+        db=db,
+        site_dir=site_dir,
+        serve_host=host,
+        serve_port=port,
     )
     app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
     configure_logging()  # from here on stderr carries JSON lines only

@@ -27,6 +27,9 @@ class OutboxSender:
         except OSError as exc:
             raise DeliveryError(f"{directory}: cannot create outbox folder: {exc}") from None
 
+    async def open(self) -> None:
+        """Nothing to do: the folder exists."""
+
     async def send(self, message: OutgoingMessage) -> None:
         """Write the message atomically (a partial file never carries the final name)."""
         path = self.directory / eml_name(message)
@@ -48,6 +51,9 @@ class CountingSender:
     def __init__(self) -> None:
         self.count = 0
         self.bytes = 0
+
+    async def open(self) -> None:
+        """Nothing to open."""
 
     async def send(self, message: OutgoingMessage) -> None:
         """Count the message; nothing leaves the process."""

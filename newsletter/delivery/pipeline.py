@@ -59,10 +59,14 @@ def smtp_sender(settings: Settings) -> SMTPSender:
 class Sender(Protocol):
     """Where messages go: SMTP (newsletter.delivery.smtp), a folder of .eml files (newsletter.delivery.outbox).
 
+    `open` gets ready before the first message is claimed (SMTP: connects and logs in) and
+    raises DeliveryError when the sender cannot work at all, so such a run claims nothing.
     `send` returns once the message is accepted. It raises TemporaryFailure (try again later),
     PermanentFailure (never; `.bounced` when the address does not exist) or any other
     DeliveryError when the sender cannot work at all (no connection, TLS, login): the run stops.
     """
+
+    async def open(self) -> None: ...
 
     async def send(self, message: OutgoingMessage) -> None: ...
 
@@ -372,6 +376,13 @@ async def deliver(
     crash leaves at most concurrency + sent_batch claims ambiguous. The sender is not closed
     here. Errors from `compose` stop the run and propagate.
     """
+    try:
+        await sender.open()
+    except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
+        report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
+        if record:
+            report.ambiguous = store.delivery_counts(date)["claimed"]
+        return report
     run = _Run(
         date=date,
         store=store,

@@ -19,10 +19,11 @@ import ssl
 
 import aiosmtplib
 
-from ..config import Secret, Settings
+from ..config import Secret, Settings, coerce_setting
 from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
 from ..mail.outgoing import OutgoingMessage
 from ..text import clean_text
+from .smtp_data import send_data
 
 TLS_MODES = ("starttls", "tls", "none")
 # Enhanced status 5.1.x is about the recipient address (RFC 3463), except 5.1.7/5.1.8 (sender).
@@ -93,8 +94,9 @@ class SMTPSender:
             raise ConfigError(
                 f"refusing to send SMTP credentials to {host} without TLS (use --smtp-tls starttls or tls)"
             )
-        self.host = host
-        self.port = port
+        # Checked as the settings check them: a bad port or host never reaches the socket layer.
+        self.host: str = coerce_setting("smtp_host", host, source="SMTPSender(host=...)")
+        self.port: int = coerce_setting("smtp_port", port, source="SMTPSender(port=...)")
         self.tls = tls
         self.timeout = timeout
         self.messages_per_connection = max(1, messages_per_connection)
@@ -113,6 +115,14 @@ class SMTPSender:
     @property
     def where(self) -> str:
         return f"{self.host}:{self.port}"
+
+    async def open(self) -> None:
+        """Connect (and log in) once now, so a server that cannot be used fails before any claim."""
+        async with self._slots:
+            if self._closed:
+                raise DeliveryError("the SMTP sender is closed")
+            if not self._idle:
+                self._checkin(await self._connect())
 
     async def send(self, message: OutgoingMessage) -> None:
         """Hand one message to the server; returns only on the 250 after DATA."""
@@ -169,16 +179,14 @@ class SMTPSender:
                 )
             mail_options.append("SMTPUTF8")
         encoding = "utf-8" if "SMTPUTF8" in mail_options else "ascii"
-        # aiosmtplib re-parses both addresses and runs two regular expressions over each
-        # message (line endings, dot-stuffing): a fifth of the CPU a send costs. Plain
-        # addresses and data that is already CRLF-only with no line starting with a dot
-        # (what the composer makes) skip that work; anything else takes aiosmtplib's path.
-        fast = encoding == "ascii" and _plain_address(message.envelope_from, message.recipient)
-        payload = _wire_ready(message.data) if fast else None
+        # aiosmtplib re-parses both addresses with regular expressions; plain ones (what
+        # subscribers have) go on the command line as they are, through its public
+        # execute_command. The message itself goes through `send_data` (see smtp_data).
+        plain = encoding == "ascii" and _plain_address(message.envelope_from, message.recipient)
         timeout = self.timeout
         stage = "MAIL"
         try:
-            if fast:
+            if plain:
                 options = [option.encode("ascii") for option in mail_options]
                 sender = b"FROM:<" + message.envelope_from.encode() + b">"
                 reply = await client.execute_command(b"MAIL", sender, *options, timeout=timeout)
@@ -194,19 +202,7 @@ class SMTPSender:
                 stage = "RCPT"
                 await client.rcpt(message.recipient, encoding=encoding)
             stage = "DATA"
-            if payload is None:
-                await client.data(message.data)
-                return
-            reply = await client.execute_command(b"DATA", timeout=timeout)
-            if reply.code != 354:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-            protocol = client.protocol
-            if protocol is None:
-                raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-            protocol.write(payload)
-            reply = await protocol.read_response(timeout=timeout)
-            if reply.code != 250:
-                raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+            await send_data(client, message.data, timeout=timeout)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(client)
             raise self._refusal(exc, stage, message) from None
@@ -255,6 +251,12 @@ class SMTPSender:
                 except aiosmtplib.SMTPHeloError:
                     await client.helo()
             if self._user:
+                if not client.supports_extension("auth"):
+                    client.close()
+                    raise DeliveryError(
+                        f"{self.where} offers no AUTH, but an SMTP user ({self._user}) is set; "
+                        "unset NEWSLETTER_SMTP_USER if this relay needs no login"
+                    )
                 password = self._password
                 secret = password.reveal() if isinstance(password, Secret) else str(password)
                 await client.login(self._user, secret)
@@ -286,7 +288,7 @@ class SMTPSender:
             ) from None
         except aiosmtplib.SMTPException as exc:
             client.close()
-            if "STARTTLS" in str(exc):
+            if self.tls == "starttls" and "STARTTLS" in str(exc):
                 raise DeliveryError(
                     f"{self.where} does not offer STARTTLS and TLS mode is starttls "
                     "(use --smtp-tls none only for a relay on a trusted network)"
@@ -325,16 +327,6 @@ _PLAIN_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~]+(?:\.[!#-'*+\-/-9=?A-Z^-~]+)
 def _plain_address(*addresses: str) -> bool:
     """Whether every address is a dot-atom (no quoting needed) that is safe on a command line."""
     return all(len(a) <= 254 and _PLAIN_ADDRESS.fullmatch(a) for a in addresses)
-
-
-def _wire_ready(data: bytes) -> bytes | None:
-    """`data` plus the end-of-data line, when it is CRLF-only and no line starts with a dot."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        return None  # bare CR or LF: needs normalising (and could smuggle an end of data)
-    if data.startswith(b".") or b"\n." in data:
-        return None  # needs dot-stuffing
-    return data + b".\r\n" if data.endswith(b"\r\n") else data + b"\r\n.\r\n"
 
 
 class _StaleConnection(Exception):

@@ -66,16 +66,16 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
 
 def preview(svc: Service, filters: Filters) -> Preview:
     """Run the matcher on the newest digest with `filters` and the newsletter's per-email cap."""
-    digest = svc.newest_digest()
+    newest = svc.newest_digest()
     cap = svc.settings.max_papers_per_email
     if filters.max_papers is not None:
         cap = min(cap, filters.max_papers)
-    if digest is None:
+    if newest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
-    picks = select_papers(digest, dataclasses.replace(filters, max_papers=None))
+    picks = select_papers(newest, dataclasses.replace(filters, max_papers=None))
     return Preview(
-        date=digest.date,
-        total=len(digest.papers),
+        date=newest.digest.date,
+        total=len(newest.papers),
         picks=picks[:cap],
         matched=len(picks),
         cap=cap,

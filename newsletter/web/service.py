@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..audience.match import PreparedDigest
 from ..config import Settings
 from ..delivery.pipeline import Sender
-from ..model import Digest, Subscriber
+from ..model import Subscriber
 from ..store import Clock, Store
 from ..tokens import read_subscriber_token
 from .pages import Pages
@@ -37,7 +38,7 @@ class Service:
     per_address: RateLimiter
     per_client: RateLimiter
     confirm_days: int
-    _newest: tuple[float, Digest | None] | None = field(default=None, repr=False)
+    _newest: tuple[float, PreparedDigest | None] | None = field(default=None, repr=False)
     _purged_at: float = field(default=float("-inf"), repr=False)
     _checked_at: float = field(default=float("-inf"), repr=False)
 
@@ -50,17 +51,18 @@ class Service:
         subscriber_id = read_subscriber_token(token, purpose=purpose, key=self.key)
         return None if subscriber_id is None else self.store.subscriber(subscriber_id)
 
-    def newest_digest(self) -> Digest | None:
-        """Today's digest (the newest stored), reused for a few seconds between requests."""
+    def newest_digest(self) -> PreparedDigest | None:
+        """Today's digest (the newest stored), prepared for selection and reused for a while."""
         now = time.monotonic()
         if self._newest is not None and now - self._newest[0] < _DIGEST_TTL:
             return self._newest[1]
-        # A fresh object every few seconds picks up re-ingested digests; in between, the same
-        # object keeps match.prepare's normalised text warm for preview after preview.
+        # Read again every few seconds to pick up re-ingested digests; in between, preview
+        # after preview reuses one digest's normalised text.
         latest = self.store.latest_date()
         digest = None if latest is None else self.store.digest(latest)
-        self._newest = (now, digest)
-        return digest
+        prepared = None if digest is None else PreparedDigest(digest)
+        self._newest = (now, prepared)
+        return prepared
 
     def forget_newest(self) -> None:
         """Drop the cached digest (after the daily job stored a new one)."""
