@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.tokens import feed_token, make_token, read_subscriber_token, read_token
+from newsletter.tokens import (
+    feed_token,
+    make_token,
+    read_signup_token,
+    read_subscriber_token,
+    read_token,
+    signup_token,
+)
 
 KEY = b"k" * 32
 
@@ -32,3 +39,12 @@ def test_feed_token_is_128_bits_and_key_bound() -> None:
     token = feed_token(7, key=KEY)
     assert len(token) == 32 and int(token, 16) >= 0
     assert token != feed_token(7, key=b"other") and token != feed_token(8, key=KEY)
+
+
+def test_signup_token_names_id_and_nonce() -> None:
+    token = signup_token(12, "n0nce-of-16chars", key=KEY)
+    assert read_signup_token(token, key=KEY) == (12, "n0nce-of-16chars")
+    assert read_signup_token(signup_token(12, "", key=KEY), key=KEY) == (12, "")
+    assert read_signup_token(token, key=b"other") is None
+    assert read_signup_token(make_token("x:y", purpose="confirm", key=KEY), key=KEY) is None
+    assert len("https://papers.example.com/confirm/" + token) <= 100

@@ -253,3 +253,25 @@ def test_smtp_failure_still_answers_the_same(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert "Check your email" in response.text
         assert client.get("/healthz").json()["ok"] is True
+
+
+def test_link_of_a_purged_sign_up_never_opens_a_later_one(tmp_path: Path) -> None:
+    with (
+        smtp_server() as (controller, handler),
+        service(tmp_path, smtp_port=controller.port) as running,
+        running.client() as client,
+    ):
+        sign_up(client, email="first@example.com", keywords="", min_votes="0")
+        old_link = confirm_link(mail_to(handler, "first@example.com"))
+        running.clock.advance(days=9)
+        assert running.store.purge_signups(before=running.clock.now) == 1
+        sign_up(client, email="victim@example.com", keywords="", min_votes="0")
+        mail_to(handler, "victim@example.com")
+        shown = client.get(old_link)
+        assert shown.status_code == 404
+        assert "victim" not in shown.text
+        form = client.get("/subscribe")
+        posted = client.post(old_link, data={"csrf": csrf_of(form.text)})
+        assert posted.status_code == 404
+        assert "victim" not in posted.text and "/p/" not in posted.text
+        assert running.store.subscriber_by_email("victim@example.com") is None

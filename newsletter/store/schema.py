@@ -103,3 +103,34 @@ def m004_signups(db: Any) -> None:
         CREATE INDEX signups_by_email ON signups(email, created_at);
         """
     )
+
+
+@migrations()
+def m005_signup_ids_never_reused(db: Any) -> None:
+    """Sign-up ids count up for good (AUTOINCREMENT) and each sign-up holds a random nonce.
+
+    Without AUTOINCREMENT SQLite gave a purged sign-up's id to the next one, and a link signed
+    for the id alone then opened a stranger's sign-up. Rows from before keep an empty nonce.
+    Statements one by one: executescript would commit the migration's transaction half-way.
+    """
+    for statement in (
+        """CREATE TABLE signups_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            keywords TEXT NOT NULL DEFAULT '[]',
+            exclude TEXT NOT NULL DEFAULT '[]',
+            min_votes INTEGER NOT NULL DEFAULT 0,
+            max_papers INTEGER,
+            created_at TEXT NOT NULL,
+            confirmed_at TEXT,
+            nonce TEXT NOT NULL DEFAULT ''      -- random; the confirmation link must name it
+        )""",
+        """INSERT INTO signups_new (id, email, name, keywords, exclude, min_votes, max_papers,
+           created_at, confirmed_at) SELECT id, email, name, keywords, exclude, min_votes,
+           max_papers, created_at, confirmed_at FROM signups""",
+        "DROP TABLE signups",
+        "ALTER TABLE signups_new RENAME TO signups",
+        "CREATE INDEX signups_by_email ON signups(email, created_at)",
+    ):
+        db.execute(statement)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,7 @@ class Signup:
     max_papers: int | None
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
+    nonce: str  # random, named by the confirmation link; "" for sign-ups made before nonces
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ def _signup(row: dict[str, Any]) -> Signup:
         max_papers=row["max_papers"],
         created_at=dt.datetime.fromisoformat(row["created_at"]),
         confirmed_at=dt.datetime.fromisoformat(confirmed) if confirmed else None,
+        nonce=row["nonce"],
     )
 
 
@@ -66,8 +69,8 @@ class SignupStore(StoreBase):
         """Record a sign-up (email already normalised and filters validated)."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at,
+                   nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                 (
                     email,
                     name,
@@ -76,6 +79,7 @@ class SignupStore(StoreBase):
                     min_votes,
                     max_papers,
                     self.now_text(),
+                    secrets.token_urlsafe(12),
                 ),
             )
             new_id = int(cursor.lastrowid or 0)

@@ -1,0 +1,52 @@
+"""Schema migrations applied to databases made by earlier versions: data kept, old flaws fixed."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import sqlite_utils
+
+from newsletter.store import Store
+from newsletter.store.schema import migrations
+from newsletter.tokens import read_signup_token, signup_token
+
+from .conftest import PINNED_NOW
+
+KEY = b"k" * 32
+
+
+def old_database(path: Path, *, before: str, statements: list[str]) -> None:
+    """A database migrated up to (not including) `before`, holding rows those versions wrote."""
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before=before)
+    with db.conn:
+        for statement in statements:
+            db.execute(statement)
+    db.close()
+
+
+def test_m005_keeps_signups_and_never_reuses_their_ids(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_database(
+        path,
+        before="m005_signup_ids_never_reused",
+        statements=[
+            """INSERT INTO signups (email, keywords, created_at) VALUES
+               ('early@example.com', '["RAG"]', '2024-12-01T09:00:00+00:00'),
+               ('late@example.com', '[]', '2024-12-12T09:00:00+00:00')""",
+        ],
+    )
+    with Store(path, clock=lambda: PINNED_NOW) as store:
+        early, late = store.signup(1), store.signup(2)
+        assert early is not None and (early.email, early.keywords) == (
+            "early@example.com",
+            ("RAG",),
+        )
+        assert late is not None and late.nonce == ""
+        # A link sent before the upgrade still opens its own sign-up.
+        assert read_signup_token(signup_token(2, late.nonce, key=KEY), key=KEY) == (2, "")
+        assert store.purge_signups(before=PINNED_NOW + dt.timedelta(days=1)) == 2
+        fresh = store.add_signup("someone.else@example.com")
+    assert fresh.id == 3  # SQLite without AUTOINCREMENT handed out 2 again
+    assert len(fresh.nonce) >= 16
