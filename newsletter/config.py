@@ -7,6 +7,7 @@ Secrets (the HMAC key, the SMTP password) come only from the environment and nev
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -119,6 +120,12 @@ class Settings:
     # [serve]
     serve_host: str = _setting("127.0.0.1", "Address `serve` listens on.", section="serve")
     serve_port: int = _setting(8000, "Port `serve` listens on.", section="serve")
+    trusted_proxies: tuple[str, ...] = _setting(
+        (),
+        "Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For names the client; "
+        "empty: X-Forwarded-For is never believed.",
+        section="serve",
+    )
     # secrets
     secret_key: Secret | None = _setting(
         None,
@@ -180,6 +187,11 @@ def _coerce(name: str, value: Any) -> Any:
             if lowered in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError
+        if kind.startswith("tuple"):
+            items = value.split(",") if isinstance(value, str) else value
+            if not isinstance(items, list | tuple):
+                raise ValueError
+            return tuple(str(item).strip() for item in items if str(item).strip())
         if kind.startswith("dict"):
             if not isinstance(value, Mapping):
                 raise ValueError
@@ -210,6 +222,13 @@ def _validate(settings: Settings) -> Settings:
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name} must be at least 1")
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"setting trusted_proxies: {proxy!r} is not an IP address or CIDR network"
+            ) from None
     for text in (
         settings.from_address,
         settings.reply_to,

@@ -85,3 +85,15 @@ def test_example_config_documents_every_setting_and_loads() -> None:
     text = example.read_text(encoding="utf-8")
     for name, _value, _help in settings.describe():
         assert name.split("_", 1)[-1] in text or name in text, name
+
+
+def test_trusted_proxies_from_file_or_environment_and_checked(tmp_path: Path) -> None:
+    assert load_settings(environ={}).trusted_proxies == ()
+    path = write(tmp_path, '[serve]\ntrusted_proxies = ["10.0.0.0/8", "::1"]\n')
+    assert load_settings(config_path=path, environ={}).trusted_proxies == ("10.0.0.0/8", "::1")
+    env = {"NEWSLETTER_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24"}
+    assert load_settings(environ=env).trusted_proxies == ("192.0.2.1", "198.51.100.0/24")
+    with pytest.raises(ConfigError, match=r"trusted_proxies: 'proxy\.local'"):
+        load_settings(environ={"NEWSLETTER_TRUSTED_PROXIES": "proxy.local"})
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings(config_path=write(tmp_path, "[serve]\ntrusted_proxies = 7\n"), environ={})

@@ -44,10 +44,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def sign_up(client: httpx.Client, **fields: str) -> httpx.Response:
+def sign_up(
+    client: httpx.Client, *, headers: dict[str, str] | None = None, **fields: str
+) -> httpx.Response:
     form = client.get("/subscribe")
     assert form.status_code == 200
-    return client.post("/subscribe", data={"csrf": csrf_of(form.text), **fields})
+    return client.post("/subscribe", data={"csrf": csrf_of(form.text), **fields}, headers=headers)
 
 
 def mail_to(handler: RecordingHandler, address: str, *, timeout: float = 30) -> EmailMessage:

@@ -16,7 +16,7 @@ from ..model import Digest, Subscriber
 from ..store import Clock, Store
 from ..tokens import read_subscriber_token
 from .pages import Pages
-from .security import CsrfGuard, RateLimiter
+from .security import CsrfGuard, Network, RateLimiter
 
 _DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is asked again
 
@@ -35,6 +35,7 @@ class Service:
     per_address: RateLimiter
     per_client: RateLimiter
     confirm_days: int
+    proxies: tuple[Network, ...] = ()  # trusted_proxies: whose X-Forwarded-For is believed
     _newest: tuple[float, Digest | None] | None = field(default=None, repr=False)
     _purged_at: float = field(default=float("-inf"), repr=False)
 

@@ -22,7 +22,7 @@ from ..tokens import make_token, read_signup_token, signup_token
 from .logs import log_event
 from .pages import Message, problem
 from .preferences import validate_fields
-from .security import client_address, read_form
+from .security import address_key, client_address, limiter_key, read_form
 from .service import Service, service
 
 SIGNUP_FIELDS = ("email", "keywords", "min_votes")
@@ -58,8 +58,10 @@ async def signup_post(request: Request) -> Response:
         return svc.pages.render(
             request, "web/signup.html", status=422, values=values, errors=errors
         )
-    client = client_address(request)
-    if not svc.per_client.allow(client) or not svc.per_address.allow(address.lower()):
+    client = client_address(request, trusted=svc.proxies)
+    if not svc.per_client.allow(limiter_key(client)) or not svc.per_address.allow(
+        address_key(address)
+    ):
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
     svc.purge_stale_signups()
