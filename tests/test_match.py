@@ -259,6 +259,21 @@ def test_prepared_digest_is_reused_and_gives_the_same_answer() -> None:
     assert select_papers(d, profile) == select_papers(PreparedDigest(d), profile)
 
 
+@pytest.mark.parametrize(
+    "profile",
+    [
+        Profile(keywords=("LLM", "diffusion", "에이전트"), exclude=("survey",), min_votes=2),
+        Profile(exclude=("video",), max_papers=5),
+        Profile(keywords=("model", "MODEL", " "), min_votes=0),
+    ],
+)
+def test_uncached_selection_gives_the_same_answer(profile: Profile) -> None:
+    d = PreparedDigest(real("2024-12-13.md"))
+    uncached = select_papers(d, profile, cache=False)
+    assert d._found == {} and len(d._candidates) == 0  # nothing remembered
+    assert uncached == select_papers(d, profile)
+
+
 # --- the real digests ------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newsletter.audience import match
 from newsletter.audience.match import Profile, select_papers
 from newsletter.model import Subscriber
 from tests.web_server import Running, service
@@ -219,3 +220,35 @@ def test_no_digest_yet(tmp_path: Path) -> None:
         page = client.get(f"/p/{web.token(someone.id, 'preferences')}")
     assert page.status_code == 200
     assert "No digest stored yet." in page.text
+
+
+def match_cache_sizes() -> dict[str, int]:
+    """How many entries each of the matcher's process-wide caches holds now."""
+    sizes = {
+        name: getattr(match, name).cache_info().currsize
+        for name in ("_term", "_terms", "_normalized")
+    }
+    for n, prepared in enumerate(match._PREPARED.values()):
+        for memo in ("_found", "_candidates", "_reasons", "_picks"):
+            sizes[f"{n}.{memo}"] = len(getattr(prepared, memo))
+    return sizes
+
+
+def test_previews_of_new_keywords_do_not_grow_the_matchers_caches(
+    web: Running, reader: Subscriber
+) -> None:
+    url = f"/p/{web.token(reader.id, 'preferences')}/preview"
+    with web.client() as client:
+        assert client.get(url, params={"keywords": "warm up"}).status_code == 200
+        before = match_cache_sizes()
+        for n in range(300):
+            # Five fresh 100-syllable Hangul keywords per request, as the attack sent.
+            keywords = "\n".join(
+                "".join(chr(0xAC00 + (n * 7919 + k * 104_729 + i * 31) % 11172) for i in range(100))
+                for k in range(5)
+            )
+            response = client.get(url, params={"keywords": keywords})
+            assert response.status_code == 200 and "error" not in response.text
+    after = match_cache_sizes()
+    grown = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    assert max(grown.values()) <= 10, grown

@@ -146,17 +146,20 @@ class Profile:
         )
 
 
-@functools.lru_cache(maxsize=65536)
-def _terms(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def _unique_terms(keywords: tuple[str, ...], *, cache: bool = True) -> tuple[tuple[str, str], ...]:
     """(as written, normalised) per keyword; blanks and normalised duplicates dropped."""
+    norm_of, term_of = (_normalized, _term) if cache else (normalize, _term.__wrapped__)
     seen: set[str] = set()
     terms: list[tuple[str, str]] = []
     for keyword in keywords:
-        norm = _normalized(keyword)
-        if norm and norm not in seen and _term(norm) is not None:
+        norm = norm_of(keyword)
+        if norm and norm not in seen and term_of(norm) is not None:
             seen.add(norm)
             terms.append((keyword, norm))
     return tuple(terms)
+
+
+_terms = functools.lru_cache(maxsize=65536)(_unique_terms)
 
 
 # Distinct keyword sets often share keywords, so each keyword is normalised only once.
@@ -209,41 +212,55 @@ class PreparedDigest:
         self._candidates = OrderedDict()
         self._lock = threading.Lock()  # the service may select from several threads
 
+    def _scan(self, term: _Term | None) -> tuple[tuple[int, str], ...]:
+        assert term is not None  # _terms keeps only keywords with a term
+        search, latin = term.pattern.search, term.latin
+        hits = (
+            (i, next((n for n, text, view in fields if search(view if latin else text)), None))
+            for i, fields in enumerate(self._fields)
+        )
+        return tuple((i, field) for i, field in hits if field is not None)
+
     def _hits(self, keyword: str) -> tuple[tuple[int, str], ...]:
         found = self._found.get(keyword)
         if found is None:
-            term = _term(keyword)
-            assert term is not None  # _terms keeps only keywords with a term
-            search, latin = term.pattern.search, term.latin
-            hits = (
-                (i, next((n for n, text, view in fields if search(view if latin else text)), None))
-                for i, fields in enumerate(self._fields)
-            )
-            found = tuple((i, field) for i, field in hits if field is not None)
+            found = self._scan(_term(keyword))
             if len(self._found) >= _MEMO_LIMIT:
                 self._found.clear()
             self._found[keyword] = found
         return found
 
-    def candidates(self, keywords: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[Pick, ...]:
-        """Papers matching any keyword and no exclude, in selection order, with reasons."""
+    def candidates(
+        self, keywords: tuple[str, ...], exclude: tuple[str, ...], *, cache: bool = True
+    ) -> tuple[Pick, ...]:
+        """Papers matching any keyword and no exclude, in selection order, with reasons.
+
+        With `cache=False` nothing about these keywords is remembered, by this digest or the
+        module: for keywords a stranger can vary at will (a preview), which would fill both.
+        """
         key = (keywords, exclude)
         with self._lock:
             cached = self._candidates.get(key)
             if cached is not None:
                 self._candidates.move_to_end(key)
                 return cached
-        excluded = {i for _, norm in _terms(exclude) for i, _ in self._hits(norm)}
-        terms = _terms(keywords)
+        terms_of = _terms if cache else functools.partial(_unique_terms, cache=False)
+        hits_of = self._hits if cache else lambda norm: self._scan(_term.__wrapped__(norm))
+        reason_of = self._reason if cache else Reason
+        excluded = {i for _, norm in terms_of(exclude) for i, _ in hits_of(norm)}
+        terms = terms_of(keywords)
         if not terms:
             result = tuple(pick for i, pick in enumerate(self._every) if i not in excluded)
         else:
             reasons: dict[int, list[Reason]] = {}
             for written, norm in terms:
-                for i, field in self._hits(norm):
+                for i, field in hits_of(norm):
                     if i not in excluded:
-                        reasons.setdefault(i, []).append(self._reason(written, field))
-            result = tuple(self._pick(i, reasons[i]) for i in sorted(reasons))
+                        reasons.setdefault(i, []).append(reason_of(written, field))
+            pick_of = self._pick if cache else lambda i, found: Pick(self.papers[i], tuple(found))
+            result = tuple(pick_of(i, reasons[i]) for i in sorted(reasons))
+        if not cache:
+            return result
         with self._lock:
             if len(self._candidates) >= _CACHE_LIMIT:
                 self._candidates.popitem(last=False)
@@ -268,9 +285,9 @@ class PreparedDigest:
             pick = self._picks[key] = Pick(self.papers[index], tuple(reasons))
         return pick
 
-    def select(self, profile: Profile) -> tuple[Pick, ...]:
+    def select(self, profile: Profile, *, cache: bool = True) -> tuple[Pick, ...]:
         """The profile's picks: candidates with enough votes, capped at max_papers."""
-        picks = self.candidates(profile.keywords, profile.exclude)
+        picks = self.candidates(profile.keywords, profile.exclude, cache=cache)
         count = len(picks)
         if profile.min_votes > 0:
             # Candidates are ordered by votes, so those with enough form a prefix.
@@ -304,10 +321,15 @@ def prepare(digest: Digest) -> PreparedDigest:
     return prepared
 
 
-def select_papers(digest: Digest | PreparedDigest, profile: Profile) -> tuple[Pick, ...]:
-    """The papers of `digest` that `profile` selects, by votes (desc) then title, with reasons."""
+def select_papers(
+    digest: Digest | PreparedDigest, profile: Profile, *, cache: bool = True
+) -> tuple[Pick, ...]:
+    """The papers of `digest` that `profile` selects, by votes (desc) then title, with reasons.
+
+    `cache=False`: remember nothing about the profile's keywords (see `candidates`).
+    """
     prepared = digest if isinstance(digest, PreparedDigest) else prepare(digest)
-    return prepared.select(profile)
+    return prepared.select(profile, cache=cache)
 
 
 def clear_caches() -> None:

@@ -71,7 +71,8 @@ def preview(svc: Service, prefs: Preferences) -> Preview:
     if digest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
     profile = Profile(keywords=prefs.keywords, exclude=prefs.exclude, min_votes=prefs.min_votes)
-    picks = select_papers(digest, profile)
+    # Uncached: any subscriber may preview any keywords, as often as they like.
+    picks = select_papers(digest, profile, cache=False)
     return Preview(
         date=digest.date,
         total=len(digest.papers),
