@@ -207,6 +207,19 @@ def test_resume_after_unsubscribing(web: Running, reader: Subscriber) -> None:
     assert current(web, reader).status == "active"
 
 
+def test_a_bounced_address_cannot_resume(web: Running, reader: Subscriber) -> None:
+    web.store.set_status(reader.id, "bounced")
+    with web.client(follow_redirects=True) as client:
+        url, csrf = open_page(web, client, reader)
+        page = client.get(url)
+        assert 'id="resume"' not in page.text and 'id="bounced"' in page.text
+        response = client.post(url, data={"csrf": csrf, "action": "resume"})
+    assert response.status_code == 409
+    assert "Mail to this address bounced" in response.text
+    assert "반송" in response.text and "Emails resumed." not in response.text
+    assert current(web, reader).status == "bounced"
+
+
 def test_forged_preferences_token_is_404(web: Running, reader: Subscriber) -> None:
     with web.client() as client:
         for token in (web.token(reader.id, "unsubscribe"), "x.y", web.token(10**9, "preferences")):

@@ -122,6 +122,21 @@ class SubscriberStore(StoreBase):
             )
             return cursor.rowcount == 1
 
+    def resume_subscriber(self, subscriber_id: int) -> bool:
+        """Make an unsubscribed subscriber active again; True if it changed.
+
+        Only `unsubscribed`: a bounced address stays bounced until a confirmed sign-up shows
+        that its mailbox works again.
+        """
+        now = self.now_text()
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """UPDATE subscribers SET status = 'active', updated_at = ?, status_changed_at = ?
+                   WHERE id = ? AND status = 'unsubscribed'""",
+                (now, now, subscriber_id),
+            )
+            return cursor.rowcount == 1
+
     def update_preferences(
         self,
         subscriber_id: int,
