@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from pathlib import Path
 
 import sqlite_utils
@@ -50,3 +51,45 @@ def test_m005_keeps_signups_and_never_reuses_their_ids(tmp_path: Path) -> None:
         fresh = store.add_signup("someone.else@example.com")
     assert fresh.id == 3  # SQLite without AUTOINCREMENT handed out 2 again
     assert len(fresh.nonce) >= 16
+
+
+def test_m006_keeps_case_variants_and_makes_one_the_subscriber(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    columns = "email, status, created_at, updated_at"
+    old_database(
+        path,
+        before="m006_one_subscriber_per_address",
+        statements=[
+            f"""INSERT INTO subscribers ({columns}) VALUES
+                ('Dup@example.com', 'active', '2024-01-01', '2024-01-01'),
+                ('dup@example.com', 'active', '2024-01-02', '2024-01-02'),
+                ('gone@example.com', 'unsubscribed', '2024-01-03', '2024-01-03'),
+                ('GONE@example.com', 'active', '2024-01-04', '2024-01-04'),
+                ('solo@example.com', 'bounced', '2024-01-05', '2024-01-05')""",
+        ],
+    )
+    with Store(path, clock=lambda: PINNED_NOW) as store:
+        statuses = [(s.id, s.email, s.status) for s in store.subscribers()]
+        assert statuses == [
+            (1, "Dup@example.com", "active"),
+            (2, "dup@example.com", "unsubscribed"),  # the later variant stops receiving
+            (3, "gone@example.com", "unsubscribed"),
+            (4, "GONE@example.com", "active"),  # the active variant is the subscriber
+            (5, "solo@example.com", "bounced"),
+        ]
+        found = [store.subscriber_by_email(e) for e in ("DUP@example.com", "gone@example.com")]
+        assert [s.id if s else None for s in found] == [1, 4]
+        assert [s.id for s in store.active_subscribers()] == [1, 4]
+        store.add_subscriber("new@example.com")
+    conn = sqlite_utils.Database(path).conn
+    try:
+        conn.execute(
+            "INSERT INTO subscribers (email, email_key, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            ("NEW@example.com", "new@example.com", "2024-12-13", "2024-12-13"),
+        )
+    except sqlite3.IntegrityError as exc:
+        assert "email_key" in str(exc)
+    else:
+        raise AssertionError("the database took a second subscriber for one address")
+    finally:
+        conn.close()

@@ -150,24 +150,26 @@ def test_bad_rows_are_named_with_row_numbers_and_good_rows_kept(tmp_path: Path) 
         + "di@example.com,Di,RAG;a,0,,\n"  # row 6
         + "\n"  # row 7: blank, skipped
         + "ed@example.com,Ed,LLM,0,,,surplus\n"  # row 8
-        + "ANA@example.com,Ana again,LLM,0,,\n"  # row 9: local part differs, so a new address
+        + "ANA@example.com,Ana again,LLM,0,,\n"  # row 9: one address whatever its case
         + "ana@EXAMPLE.com,Ana twice,LLM,0,,\n"  # row 10: same normalised address as row 2
         + "fa@example.com,Fa,강화학습,,,\n"  # row 11: good, min_votes empty means 0
     )
     read = parse_subscribers_csv(text, source="subs.csv")
-    assert [r.email for r in read.rows] == ["ana@example.com", "ANA@example.com", "fa@example.com"]
-    assert [r.row for r in read.rows] == [2, 9, 11]
-    assert read.rows[2].preferences.min_votes == 0
+    assert [r.email for r in read.rows] == ["ana@example.com", "fa@example.com"]
+    assert [r.row for r in read.rows] == [2, 11]
+    assert read.rows[1].preferences.min_votes == 0
     assert [(e.row, e.code) for e in read.rejected] == [
         (3, "email_invalid"),
         (4, "min_votes_invalid"),
         (5, "newline"),
         (6, "keyword_too_short"),
         (8, "too_many_fields"),
+        (9, "duplicate_email"),
         (10, "duplicate_email"),
     ]
     assert str(read.rejected[0]) == "subs.csv: row 3: not an e-mail address: 'not-an-address'"
-    assert str(read.rejected[5]) == "subs.csv: row 10: ana@example.com is already on row 2"
+    assert str(read.rejected[5]) == "subs.csv: row 9: ANA@example.com is already on row 2"
+    assert str(read.rejected[6]) == "subs.csv: row 10: ana@example.com is already on row 2"
 
 
 def test_unknown_column_lists_the_valid_ones() -> None:
@@ -234,6 +236,21 @@ def test_import_updates_by_normalised_email(store: Store, tmp_path: Path) -> Non
     assert found is not None
     assert (found.keywords, found.max_papers) == (("RAG", "LLM"), 2)
     assert len(rows_of(store)) == 1
+
+
+def test_an_address_is_one_subscriber_whatever_its_case(store: Store, tmp_path: Path) -> None:
+    both = write(tmp_path, HEADER + "Dup@example.com,A,RAG,0,,\ndup@EXAMPLE.com,B,LLM,0,,\n")
+    report = import_subscribers_csv(store, both)
+    assert report.added == ("Dup@example.com",)
+    assert [(e.row, e.code) for e in report.rejected] == [(3, "duplicate_email")]
+    again = import_subscribers_csv(store, write(tmp_path, HEADER + "DUP@example.com,A,GAN,0,,\n"))
+    assert (again.added, again.updated) == ((), ("Dup@example.com",))
+    assert [(r["email"], r["keywords"]) for r in rows_of(store)] == [("Dup@example.com", '["GAN"]')]
+    found = store.subscriber_by_email("dUP@example.com")
+    assert found is not None and found.email == "Dup@example.com"  # kept as typed, for sending
+    with pytest.raises(SubscriberError) as info:
+        store.add_subscriber("dup@example.com")
+    assert info.value.code == "exists"
 
 
 def test_mixed_file_imports_good_rows_and_names_bad_ones(store: Store, tmp_path: Path) -> None:

@@ -277,3 +277,24 @@ def test_link_of_a_purged_sign_up_never_opens_a_later_one(tmp_path: Path) -> Non
         assert posted.status_code == 404
         assert "victim" not in posted.text and "/p/" not in posted.text
         assert running.store.subscriber_by_email("victim@example.com") is None
+
+
+def test_sign_up_in_another_case_is_the_same_subscriber(
+    web: tuple[Running, RecordingHandler],
+) -> None:
+    running, handler = web
+    member = running.store.add_subscriber("Case.Member@example.com", keywords=["RAG"])
+    gone = running.store.add_subscriber("case.gone@example.com", status="unsubscribed")
+    with running.client() as client:
+        sign_up(client, email="case.member@example.com", keywords="hijack", min_votes="0")
+        assert "already receives" in text_of(mail_to(handler, "case.member@example.com"))
+        sign_up(client, email="Case.Gone@example.com", keywords="back", min_votes="0")
+        link = confirm_link(mail_to(handler, "Case.Gone@example.com"))
+        shown = client.get(link)
+        client.post(link, data={"csrf": csrf_of(shown.text)})
+    emails = [s.email.lower() for s in running.store.subscribers()]
+    assert emails.count("case.member@example.com") == emails.count("case.gone@example.com") == 1
+    back = running.store.subscriber(gone.id)
+    assert back is not None and (back.status, back.keywords) == ("active", ("back",))
+    kept = running.store.subscriber(member.id)
+    assert kept is not None and kept.keywords == ("RAG",)

@@ -281,15 +281,15 @@ def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv
         columns = _header(header, source=source)
         rows: list[SubscriberRow] = []
         rejected: list[SubscriberError] = []
-        first_row: dict[str, int] = {}
+        first_row: dict[str, int] = {}  # by address lower-cased: its case names no one new
         for number, cells in enumerate(records, start=2):
             if not any(c.strip() for c in cells):
                 continue  # blank line
             try:
                 row = _row(cells, columns, number=number)
-                if row.email in first_row:
+                if row.email.lower() in first_row:
                     raise SubscriberError(
-                        f"{row.email} is already on row {first_row[row.email]}",
+                        f"{row.email} is already on row {first_row[row.email.lower()]}",
                         code="duplicate_email",
                         field="email",
                     )
@@ -300,7 +300,7 @@ def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv
                     )
                 )
                 continue
-            first_row[row.email] = number
+            first_row[row.email.lower()] = number
             rows.append(row)
     except csv.Error as exc:
         raise SubscriberError(

@@ -134,3 +134,28 @@ def m005_signup_ids_never_reused(db: Any) -> None:
         "CREATE INDEX signups_by_email ON signups(email, created_at)",
     ):
         db.execute(statement)
+
+
+@migrations()
+def m006_one_subscriber_per_address(db: Any) -> None:
+    """An address is one subscriber whatever its case: `email_key` (lower-cased) is unique.
+
+    `email` stays as typed, for sending. Case variants stored before are kept, never deleted:
+    the active one (else the oldest) holds the key, and the others, keyless, stop receiving.
+    """
+    for statement in (
+        # lower(email): the address's identity; NULL only for a variant m006 set aside
+        "ALTER TABLE subscribers ADD COLUMN email_key TEXT",
+        """UPDATE subscribers SET email_key = lower(email) WHERE id IN (
+            SELECT id FROM (
+                SELECT id, row_number() OVER (
+                    PARTITION BY lower(email) ORDER BY status != 'active', id
+                ) AS n FROM subscribers
+            ) WHERE n = 1
+        )""",
+        """UPDATE subscribers SET status = 'unsubscribed', updated_at = strftime('%Y-%m-%dT%H:%M:%S+00:00'),
+           status_changed_at = strftime('%Y-%m-%dT%H:%M:%S+00:00')
+           WHERE email_key IS NULL AND status = 'active'""",
+        "CREATE UNIQUE INDEX subscribers_by_email_key ON subscribers(email_key)",
+    ):
+        db.execute(statement)

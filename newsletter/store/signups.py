@@ -108,16 +108,17 @@ class SignupStore(StoreBase):
                 return None
             email, name, keywords, exclude, min_votes, max_papers, confirmed_at = row
             current = conn.execute(
-                "SELECT id, status FROM subscribers WHERE email = ?", (email,)
+                "SELECT id, status FROM subscribers WHERE email_key = lower(?)", (email,)
             ).fetchone()
             if confirmed_at is not None and current is not None:
                 return Confirmation(int(current[0]), "already_confirmed")
             outcome: ConfirmOutcome
             if current is None:
                 cursor = conn.execute(
-                    """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
-                       created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)""",
-                    (email, name, keywords, exclude, min_votes, max_papers, now, now, now),
+                    """INSERT INTO subscribers (email, email_key, name, keywords, exclude, min_votes,
+                       max_papers, status, created_at, updated_at, status_changed_at)
+                       VALUES (?, lower(?), ?, ?, ?, ?, ?, 'active', ?, ?, ?)""",
+                    (email, email, name, keywords, exclude, min_votes, max_papers, now, now, now),
                 )
                 subscriber_id, outcome = int(cursor.lastrowid or 0), "created"
             elif current[1] == "active":
