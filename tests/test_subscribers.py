@@ -81,6 +81,16 @@ def test_invalid_addresses(text: str) -> None:
     assert info.value.code == "email_invalid" and info.value.field == "email"
 
 
+@pytest.mark.parametrize(
+    "text", ["=?utf-8?q?victim=40evil.com?=@example.com", "a=?b@example.com", "=?x?b?dg==?=@a.io"]
+)
+def test_encoded_words_are_refused(text: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        normalize_email(text)
+    assert info.value.code == "email_encoded" and "encoded word" in str(info.value)
+    assert info.value.code in ERROR_CODES
+
+
 # --- preferences -------------------------------------------------------------------------------
 
 

@@ -298,3 +298,37 @@ def test_sign_up_in_another_case_is_the_same_subscriber(
     assert back is not None and (back.status, back.keywords) == ("active", ("back",))
     kept = running.store.subscriber(member.id)
     assert kept is not None and kept.keywords == ("RAG",)
+
+
+def signup_rows(running: Running) -> list[dict[str, Any]]:
+    return running.store.query("SELECT email FROM signups")
+
+
+def test_encoded_word_address_is_refused_and_nothing_stored(tmp_path: Path) -> None:
+    with (
+        smtp_server() as (controller, handler),
+        service(tmp_path, smtp_port=controller.port) as running,
+        running.client() as client,
+    ):
+        address = "=?utf-8?q?victim=40evil.com?=@example.com"
+        response = sign_up(client, email=address, keywords="", min_votes="0")
+        assert response.status_code == 422
+        assert "encoded" in response.text and "인코딩" in response.text
+        assert signup_rows(running) == []
+    assert handler.received == []
+
+
+def test_a_sign_up_that_fails_after_recording_leaves_no_row(tmp_path: Path) -> None:
+    broken = tmp_path / "templates" / "web"
+    broken.mkdir(parents=True)
+    (broken / "confirm_email.txt").write_text("{{ no_such_value.attribute }}\n", encoding="utf-8")
+    with (
+        smtp_server() as (controller, _),
+        service(
+            tmp_path, smtp_port=controller.port, template_dir=tmp_path / "templates"
+        ) as running,
+        running.client() as client,
+    ):
+        response = sign_up(client, email="unlucky@example.com", keywords="", min_votes="0")
+        assert response.status_code == 500
+        assert signup_rows(running) == []

@@ -35,6 +35,7 @@ MAX_PAPERS = 1_000
 # Every `SubscriberError.code` this module raises, so a user interface can translate each one.
 ERROR_CODES = (
     "email_invalid",  # not an e-mail address
+    "email_encoded",  # holds an RFC 2047 encoded word (=?...?=), which mail readers decode
     "name_too_long",
     "newline",  # CR or LF inside a field
     "keyword_too_short",
@@ -126,6 +127,13 @@ def normalize_email(text: str) -> str:
     ):
         raise SubscriberError(
             f"not an e-mail address: {address!r}", code="email_invalid", field="email"
+        )
+    if "=?" in local:
+        # Header parsers decode =?utf-8?q?victim=40evil.com?= into another address entirely.
+        raise SubscriberError(
+            f"an e-mail address may not hold an encoded word (=?...?=): {address!r}",
+            code="email_encoded",
+            field="email",
         )
     return f"{local}@{domain}"
 

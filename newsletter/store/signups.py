@@ -137,6 +137,11 @@ class SignupStore(StoreBase):
             )
         return Confirmation(subscriber_id, outcome)
 
+    def forget_signup(self, signup_id: int) -> None:
+        """Delete an unconfirmed sign-up (its confirmation could not be sent)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM signups WHERE id = ? AND confirmed_at IS NULL", (signup_id,))
+
     def purge_signups(self, *, before: dt.datetime) -> int:
         """Delete unconfirmed sign-ups made before `before`; how many went."""
         cutoff = before.astimezone(dt.UTC).isoformat(timespec="seconds")

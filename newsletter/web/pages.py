@@ -37,6 +37,10 @@ PROBLEMS: Mapping[str, Message] = {
     "email_invalid": Message(
         "올바른 이메일 주소를 입력해 주세요.", "Please enter a valid e-mail address."
     ),
+    "email_encoded": Message(
+        "이메일 주소에는 인코딩된 단어(=?...?=)를 쓸 수 없습니다.",
+        "An e-mail address cannot hold an encoded word (=?...?=).",
+    ),
     "name_too_long": Message("이름이 너무 깁니다.", "The name is too long."),
     "newline": Message("줄바꿈은 넣을 수 없습니다.", "Line breaks are not allowed here."),
     "keyword_too_short": Message(

@@ -66,9 +66,13 @@ async def signup_post(request: Request) -> Response:
         return svc.pages.render(request, "web/429.html", status=429)
     svc.purge_stale_signups()
     signup = svc.store.add_signup(address, keywords=prefs.keywords, min_votes=prefs.min_votes)
-    existing = svc.store.subscriber_by_email(address)
-    already = existing is not None and existing.status == "active"
-    message = confirmation_message(svc, signup, already_subscribed=already)
+    try:
+        existing = svc.store.subscriber_by_email(address)
+        already = existing is not None and existing.status == "active"
+        message = confirmation_message(svc, signup, already_subscribed=already)
+    except BaseException:
+        svc.store.forget_signup(signup.id)  # a sign-up no e-mail can confirm is no sign-up
+        raise
     log_event("signup", signup=signup.id)
     response = svc.pages.render(request, "web/check_email.html")
     # Sent after the response, so how long SMTP takes says nothing about the address either.
