@@ -12,10 +12,12 @@ from newsletter.audience.subscribers import (
     COLUMNS,
     ERROR_CODES,
     Preferences,
+    escape_controls,
     import_subscribers_csv,
     normalize_email,
     parse_subscribers_csv,
     read_subscribers_csv,
+    validate_name,
     validate_preferences,
 )
 from newsletter.errors import SubscriberError
@@ -120,6 +122,13 @@ def test_validate_preferences_defaults_and_splitting() -> None:
         ({"max_papers": "1" * 5000}, "max_papers_invalid", "max_papers"),
         ({"max_papers": "0"}, "max_papers_invalid", "max_papers"),
         ({"max_papers": "many"}, "max_papers_invalid", "max_papers"),
+        ({"keywords": "RAG;a\x00b"}, "control_character", "keywords"),
+        ({"keywords": "\x1b[31mred"}, "control_character", "keywords"),
+        ({"exclude": "ab\x9bcd"}, "control_character", "exclude"),  # C1 CSI
+        ({"keywords": "ab\x7f"}, "control_character", "keywords"),
+        ({"keywords": "ab\u2028cd"}, "control_character", "keywords"),
+        ({"keywords": "abc\u202edcba"}, "control_character", "keywords"),  # bidi override
+        ({"keywords": "tab\there"}, "control_character", "keywords"),
     ],
 )
 def test_invalid_preferences_have_stable_codes(
@@ -129,6 +138,22 @@ def test_invalid_preferences_have_stable_codes(
         validate_preferences(**fields)
     assert (info.value.code, info.value.field) == (code, field)
     assert code in ERROR_CODES
+
+
+@pytest.mark.parametrize("name", ["\x1b[2JAna", "A\x00na", "A\x85na", "An\u2029a", "\u2066Ana"])
+def test_names_with_control_characters_are_refused(name: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        validate_name(name)
+    assert (info.value.code, info.value.field) == ("control_character", "name")
+    assert "U+" in str(info.value)  # says which character, without printing it
+    assert validate_name(" 김민수 Ana-Lee ") == "김민수 Ana-Lee"
+
+
+def test_escape_controls_makes_stored_text_printable() -> None:
+    assert escape_controls("a\x1b[31mb\x00c\x9bd\u2028e\u202ef\tg") == (
+        "a\\x1b[31mb\\x00c\\x9bd\\u2028e\\u202ef\\x09g"
+    )
+    assert escape_controls("강화학습 RAG") == "강화학습 RAG"
 
 
 # --- reading the CSV ---------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_invalid_values_get_messages_in_both_languages(web: Running, reader: Sub
             data={
                 "csrf": csrf,
                 "keywords": "a; LLM",
-                "exclude": "",
+                "exclude": "x\x1b[2Jy",
                 "min_votes": "-3",
                 "max_papers": "zero",
             },
@@ -117,6 +117,8 @@ def test_invalid_values_get_messages_in_both_languages(web: Running, reader: Sub
     assert "Minimum votes must be a whole number" in text
     assert "최소 추천 수는" in text
     assert "Maximum papers must be a whole number" in text
+    assert '<p class="error" data-field="exclude">제어 문자는 넣을 수 없습니다.' in text
+    assert "Control characters are not allowed here." in text
     # What was typed comes back (escaped) so it can be fixed.
     assert "a; LLM</textarea>" in text
     assert current(web, reader).min_votes == 5  # nothing saved

@@ -38,6 +38,7 @@ ERROR_CODES = (
     "email_encoded",  # holds an RFC 2047 encoded word (=?...?=), which mail readers decode
     "name_too_long",
     "newline",  # CR or LF inside a field
+    "control_character",  # another C0/C1 control, DEL, a line/paragraph separator or bidi control
     "keyword_too_short",
     "keyword_too_long",
     "too_many_keywords",
@@ -54,6 +55,34 @@ ERROR_CODES = (
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PHRASE_SEPARATORS = re.compile(r"[;\r\n]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidi embeddings,
+# overrides and isolates: a terminal or a mail client acts on them instead of showing them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _refuse_controls(text: str, *, field: str) -> None:
+    found = _CONTROL.search(text)
+    if found:
+        raise SubscriberError(
+            f"{field} holds control character U+{ord(found.group()):04X}",
+            code="control_character",
+            field=field,
+        )
+
+
+def escape_controls(text: str, *, json: bool = False) -> str:
+    """`text` with each control character escaped (\\x1b, \\u2028), so it prints as it is stored.
+
+    With `json`, as JSON escapes (\\u001b), for a JSON document: valid and decoding the same.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 and not json else f"\\u{code:04x}"
+
+    # JSON has already escaped C0 in its strings; the C0 left are its own line breaks.
+    return (_JSON_UNESCAPED if json else _CONTROL).sub(escape, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +176,7 @@ def _phrases(text: str, *, name: str) -> tuple[str, ...]:
     phrases: list[str] = []
     seen: set[str] = set()
     for phrase in split_phrases(text):
+        _refuse_controls(phrase, field=name)
         norm = normalize(phrase)
         length = len(norm)
         if length < MIN_KEYWORD_CHARS:
@@ -211,10 +241,11 @@ def validate_preferences(
 
 
 def validate_name(text: str) -> str:
-    """A display name, trimmed; SubscriberError if it is too long or spans lines."""
+    """A display name, trimmed; SubscriberError if it is too long, spans lines or holds controls."""
     name = text.strip()
     if "\r" in name or "\n" in name:
         raise SubscriberError("name holds a line break", code="newline", field="name")
+    _refuse_controls(name, field="name")
     if len(name) > MAX_NAME_CHARS:
         raise SubscriberError(
             f"name is longer than {MAX_NAME_CHARS} characters", code="name_too_long", field="name"

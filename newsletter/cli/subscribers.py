@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..audience.subscribers import (
+    escape_controls,
     import_subscribers_csv,
     normalize_email,
     validate_name,
@@ -78,7 +79,8 @@ def list_command(
             }
             for s in found
         ]
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        # JSON escapes C0 itself; C1, DEL and the separators only when told (valid JSON either way).
+        click.echo(escape_controls(json.dumps(data, indent=2, ensure_ascii=False), json=True))
         return
     if not found:
         hint = (
@@ -96,7 +98,8 @@ def list_command(
             filters += f"  votes>={s.min_votes}"
         if s.max_papers is not None:
             filters += f"  max {s.max_papers}"
-        click.echo(f"{s.email:<32} {s.status:<12} {filters}")
+        # Stored text may predate validation: a terminal must never act on it.
+        click.echo(escape_controls(f"{s.email:<32} {s.status:<12} {filters}"))
     click.echo(f"{len(found)} subscribers")
 
 

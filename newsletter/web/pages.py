@@ -43,6 +43,9 @@ PROBLEMS: Mapping[str, Message] = {
     ),
     "name_too_long": Message("이름이 너무 깁니다.", "The name is too long."),
     "newline": Message("줄바꿈은 넣을 수 없습니다.", "Line breaks are not allowed here."),
+    "control_character": Message(
+        "제어 문자는 넣을 수 없습니다.", "Control characters are not allowed here."
+    ),
     "keyword_too_short": Message(
         f"키워드는 {MIN_KEYWORD_CHARS}자 이상이어야 합니다.",
         f"Each keyword needs at least {MIN_KEYWORD_CHARS} characters.",
