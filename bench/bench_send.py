@@ -100,8 +100,9 @@ def make_db(path: Path, subscribers: int, *, profiles: int = len(PROFILES)) -> N
             if len(rows) == 50_000 or i == subscribers - 1:
                 with store.transaction() as conn:
                     conn.executemany(
-                        """INSERT INTO subscribers (email, name, keywords, exclude, max_papers,
-                           created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                        """INSERT INTO subscribers (email, email_key, name, keywords, exclude,
+                           max_papers, created_at, updated_at)
+                           VALUES (?1, lower(?1), ?2, ?3, ?4, ?5, ?6, ?7)""",
                         rows,
                     )
                 rows = []

@@ -191,6 +191,20 @@ def _topics(value: Any) -> dict[str, str]:
     }
 
 
+def _networks(value: Any) -> tuple[str, ...]:
+    """IP addresses or CIDR networks: a TOML list, or one comma-separated string."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"must be a list of IP addresses or networks, not a {_toml_type(value)}")
+    found = tuple(_text(item).strip() for item in items if _text(item).strip())
+    for item in found:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return found
+
+
 def _secret(value: Any) -> Secret | None:
     return Secret(_text(value)) if value else None
 
@@ -333,6 +347,13 @@ class Settings:
         "127.0.0.1", "Address `serve` listens on.", kind=_host, section="serve"
     )
     serve_port: int = _setting(8000, "Port `serve` listens on.", kind=_PORT, section="serve")
+    trusted_proxies: tuple[str, ...] = _setting(
+        (),
+        "Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For names the client; "
+        "empty: X-Forwarded-For is never believed.",
+        kind=_networks,
+        section="serve",
+    )
     # secrets
     secret_key: Secret | None = _setting(
         None,

@@ -1,6 +1,6 @@
 """Signed, URL-safe tokens for subscriber links (unsubscribe, preferences, feeds, sign-up).
 
-A token names a subscriber id and a purpose and carries an HMAC-SHA256 tag truncated to
+A token names a subscriber id (or a sign-up's id and nonce) and a purpose and carries an HMAC-SHA256 tag truncated to
 128 bits, so it cannot be forged or guessed without the secret key, and it is short enough
 to keep `List-Unsubscribe` URLs under 70 characters.
 """
@@ -67,3 +67,19 @@ def read_subscriber_token(token: str, *, purpose: str, key: bytes) -> int | None
 def feed_token(subscriber_id: int, *, key: bytes) -> str:
     """The unguessable file name of a subscriber's private feed (32 hex chars, 128 bits)."""
     return _tag(key, "feed", str(subscriber_id)).hex()
+
+
+def signup_token(signup_id: int, nonce: str, *, key: bytes) -> str:
+    """The confirmation token of one sign-up: its id and its random nonce."""
+    return make_token(f"{signup_id}:{nonce}" if nonce else signup_id, purpose="confirm", key=key)
+
+
+def read_signup_token(token: str, *, key: bytes) -> tuple[int, str] | None:
+    """(sign-up id, nonce) of a valid confirmation token, or None; "" for links without a nonce."""
+    subject = read_token(token, purpose="confirm", key=key)
+    if subject is None:
+        return None
+    number, _, nonce = subject.partition(":")
+    if not number.isascii() or not number.isdigit():
+        return None
+    return int(number), nonce

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from newsletter.cli import main
+from newsletter.model import Filters
+from newsletter.store import Store
 
 from .conftest import FIXTURES
 
@@ -139,6 +142,36 @@ def test_list_text_and_status_filter(cli: Any) -> None:
     assert "alex.chen@example.org" in text and "12 subscribers" in text
     only = cli("subscribers", "list", "--status", "unsubscribed", "--json")
     assert [p["email"] for p in json.loads(only.stdout)] == ["alex.chen@example.org"]
+
+
+RAW_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def test_control_characters_are_refused_and_stored_ones_listed_escaped(
+    cli: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    refused = cli("subscribers", "add", "ana@example.com", "--name", "\x1b[2J\x1b[31mAna")
+    assert refused.exit_code == 1
+    assert refused.stderr == "error: name holds control character U+001B\n"
+    path = tmp_path / "controls.csv"
+    path.write_text(HEADER + "bo@example.com,Bo,RAG;ab\x00cd,0,,\n", encoding="utf-8")
+    imported = cli("subscribers", "import", str(path))
+    assert imported.exit_code == 1
+    assert imported.stderr == f"{path}: row 2: keywords holds control character U+0000\n"
+    # Rows written before this check (or by other tools) are printed escaped, never raw.
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        store.add_subscriber(
+            "cy@example.com",
+            name="\x1b]0;owned\x07Cy",
+            filters=Filters(keywords=("\x1b[31mred", "c1\x9bx", "line\u2028sep", "bidi\u202egnp")),
+        )
+    text = cli("subscribers", "list").stdout
+    assert not RAW_CONTROLS.search(text)
+    assert "\\x1b[31mred; c1\\x9bx; line\\u2028sep; bidi\\u202egnp" in text
+    data = cli("subscribers", "list", "--json").stdout
+    assert not RAW_CONTROLS.search(data)
+    assert json.loads(data)[0]["name"] == "\x1b]0;owned\x07Cy"  # JSON escapes, data intact
+    assert json.loads(data)[0]["keywords"][1] == "c1\x9bx"
 
 
 # --- match -------------------------------------------------------------------------------------

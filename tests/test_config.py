@@ -246,3 +246,15 @@ def test_good_values_of_every_kind_are_read(tmp_path: Path) -> None:
     assert (settings.smtp_timeout, settings.rate, settings.send_empty) == (5.0, 0.5, True)
     assert (settings.smtp_host, settings.serve_host) == ("smtp.例え.jp", "::")
     assert settings.from_address == '"Papers, Daily" <d@x.example>'
+
+
+def test_trusted_proxies_from_file_or_environment_and_checked(tmp_path: Path) -> None:
+    assert load_settings(environ={}).trusted_proxies == ()
+    path = write(tmp_path, '[serve]\ntrusted_proxies = ["10.0.0.0/8", "::1"]\n')
+    assert load_settings(config_path=path, environ={}).trusted_proxies == ("10.0.0.0/8", "::1")
+    env = {"NEWSLETTER_TRUSTED_PROXIES": "192.0.2.1, 198.51.100.0/24"}
+    assert load_settings(environ=env).trusted_proxies == ("192.0.2.1", "198.51.100.0/24")
+    with pytest.raises(ConfigError, match=r"trusted_proxies.*'proxy\.local'"):
+        load_settings(environ={"NEWSLETTER_TRUSTED_PROXIES": "proxy.local"})
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        load_settings(config_path=write(tmp_path, "[serve]\ntrusted_proxies = 7\n"), environ={})

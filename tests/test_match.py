@@ -299,6 +299,21 @@ def test_keyword_cache_keeps_the_most_recently_used_within_its_count() -> None:
     assert cache.term("RAG") is not terms["RAG"]  # the least recently used was dropped
 
 
+@pytest.mark.parametrize(
+    "profile",
+    [
+        Filters(keywords=("LLM", "diffusion", "에이전트"), exclude=("survey",), min_votes=2),
+        Filters(exclude=("video",), max_papers=5),
+        Filters(keywords=("model", "MODEL", " "), min_votes=0),
+    ],
+)
+def test_uncached_selection_gives_the_same_answer(profile: Filters) -> None:
+    d = PreparedDigest(real("2024-12-13.md"))
+    uncached = select_papers(d, profile, cache=False)
+    assert d._found == {} and len(d._candidates) == 0  # nothing remembered
+    assert uncached == select_papers(d, profile)
+
+
 # --- the real digests ------------------------------------------------------------------------
 
 

@@ -88,12 +88,19 @@ def one_line_error(result: subprocess.CompletedProcess[str], *, starts: str) -> 
 
 
 def corrupt_middle_page(path: Path) -> None:
-    """Overwrite one page in the middle of the file with junk, as a failing disk might."""
+    """Overwrite a page of paper data with junk, as a failing disk might.
+
+    The papers table's root page: data every command reads, and never the schema, so the
+    database still opens (a damaged schema page is a different fault: nothing opens).
+    """
     with sqlite3.connect(path) as conn:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'papers'").fetchone()[
+            0
+        ]
     conn.close()
     data = bytearray(path.read_bytes())
-    middle = (len(data) // page_size // 2) * page_size
+    middle = (root - 1) * page_size
     data[middle : middle + page_size] = bytes((i * 37 + 11) % 256 for i in range(page_size))
     path.write_bytes(bytes(data))
 

@@ -12,10 +12,12 @@ from newsletter.audience.match import select_papers
 from newsletter.audience.subscribers import (
     COLUMNS,
     ERROR_CODES,
+    escape_controls,
     normalize_email,
     parse_subscribers_csv,
     read_subscribers_csv,
     validate_filters,
+    validate_name,
 )
 from newsletter.errors import SubscriberError
 from newsletter.model import Filters
@@ -81,6 +83,16 @@ def test_invalid_addresses(text: str) -> None:
     assert info.value.code == "email_invalid" and info.value.field == "email"
 
 
+@pytest.mark.parametrize(
+    "text", ["=?utf-8?q?victim=40evil.com?=@example.com", "a=?b@example.com", "=?x?b?dg==?=@a.io"]
+)
+def test_encoded_words_are_refused(text: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        normalize_email(text)
+    assert info.value.code == "email_encoded" and "encoded word" in str(info.value)
+    assert info.value.code in ERROR_CODES
+
+
 # --- preferences -------------------------------------------------------------------------------
 
 
@@ -110,6 +122,13 @@ def test_validate_filters_defaults_and_splitting() -> None:
         ({"max_papers": "1" * 5000}, "max_papers_invalid", "max_papers"),
         ({"max_papers": "0"}, "max_papers_invalid", "max_papers"),
         ({"max_papers": "many"}, "max_papers_invalid", "max_papers"),
+        ({"keywords": "RAG;a\x00b"}, "control_character", "keywords"),
+        ({"keywords": "\x1b[31mred"}, "control_character", "keywords"),
+        ({"exclude": "ab\x9bcd"}, "control_character", "exclude"),  # C1 CSI
+        ({"keywords": "ab\x7f"}, "control_character", "keywords"),
+        ({"keywords": "ab\u2028cd"}, "control_character", "keywords"),
+        ({"keywords": "abc\u202edcba"}, "control_character", "keywords"),  # bidi override
+        ({"keywords": "tab\there"}, "control_character", "keywords"),
     ],
 )
 def test_invalid_preferences_have_stable_codes(
@@ -119,6 +138,22 @@ def test_invalid_preferences_have_stable_codes(
         validate_filters(**fields)
     assert (info.value.code, info.value.field) == (code, field)
     assert code in ERROR_CODES
+
+
+@pytest.mark.parametrize("name", ["\x1b[2JAna", "A\x00na", "A\x85na", "An\u2029a", "\u2066Ana"])
+def test_names_with_control_characters_are_refused(name: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        validate_name(name)
+    assert (info.value.code, info.value.field) == ("control_character", "name")
+    assert "U+" in str(info.value)  # says which character, without printing it
+    assert validate_name(" 김민수 Ana-Lee ") == "김민수 Ana-Lee"
+
+
+def test_escape_controls_makes_stored_text_printable() -> None:
+    assert escape_controls("a\x1b[31mb\x00c\x9bd\u2028e\u202ef\tg") == (
+        "a\\x1b[31mb\\x00c\\x9bd\\u2028e\\u202ef\\x09g"
+    )
+    assert escape_controls("강화학습 RAG") == "강화학습 RAG"
 
 
 # --- reading the CSV ---------------------------------------------------------------------------
@@ -148,24 +183,26 @@ def test_bad_rows_are_named_with_row_numbers_and_good_rows_kept(tmp_path: Path) 
         + "di@example.com,Di,RAG;a,0,,\n"  # row 6
         + "\n"  # row 7: blank, skipped
         + "ed@example.com,Ed,LLM,0,,,surplus\n"  # row 8
-        + "ANA@example.com,Ana again,LLM,0,,\n"  # row 9: local part differs, so a new address
+        + "ANA@example.com,Ana again,LLM,0,,\n"  # row 9: one address whatever its case
         + "ana@EXAMPLE.com,Ana twice,LLM,0,,\n"  # row 10: same normalised address as row 2
         + "fa@example.com,Fa,강화학습,,,\n"  # row 11: good, min_votes empty means 0
     )
     read = parse_subscribers_csv(text, source="subs.csv")
-    assert [r.email for r in read.rows] == ["ana@example.com", "ANA@example.com", "fa@example.com"]
-    assert [r.row for r in read.rows] == [2, 9, 11]
-    assert read.rows[2].filters.min_votes == 0
+    assert [r.email for r in read.rows] == ["ana@example.com", "fa@example.com"]
+    assert [r.row for r in read.rows] == [2, 11]
+    assert read.rows[1].filters.min_votes == 0
     assert [(e.row, e.code) for e in read.rejected] == [
         (3, "email_invalid"),
         (4, "min_votes_invalid"),
         (5, "newline"),
         (6, "keyword_too_short"),
         (8, "too_many_fields"),
+        (9, "duplicate_email"),
         (10, "duplicate_email"),
     ]
     assert str(read.rejected[0]) == "subs.csv: row 3: not an e-mail address: 'not-an-address'"
-    assert str(read.rejected[5]) == "subs.csv: row 10: ana@example.com is already on row 2"
+    assert str(read.rejected[5]) == "subs.csv: row 9: ANA@example.com is already on row 2"
+    assert str(read.rejected[6]) == "subs.csv: row 10: ana@example.com is already on row 2"
 
 
 def test_unknown_column_lists_the_valid_ones() -> None:
@@ -232,6 +269,21 @@ def test_import_updates_by_normalised_email(store: Store, tmp_path: Path) -> Non
     assert found is not None
     assert (found.filters.keywords, found.filters.max_papers) == (("RAG", "LLM"), 2)
     assert len(rows_of(store)) == 1
+
+
+def test_an_address_is_one_subscriber_whatever_its_case(store: Store, tmp_path: Path) -> None:
+    both = write(tmp_path, HEADER + "Dup@example.com,A,RAG,0,,\ndup@EXAMPLE.com,B,LLM,0,,\n")
+    report = import_subscribers_csv(store, both)
+    assert report.added == ("Dup@example.com",)
+    assert [(e.row, e.code) for e in report.rejected] == [(3, "duplicate_email")]
+    again = import_subscribers_csv(store, write(tmp_path, HEADER + "DUP@example.com,A,GAN,0,,\n"))
+    assert (again.added, again.updated) == ((), ("Dup@example.com",))
+    assert [(r["email"], r["keywords"]) for r in rows_of(store)] == [("Dup@example.com", '["GAN"]')]
+    found = store.subscriber_by_email("dUP@example.com")
+    assert found is not None and found.email == "Dup@example.com"  # kept as typed, for sending
+    with pytest.raises(SubscriberError) as info:
+        store.add_subscriber("dup@example.com")
+    assert info.value.code == "exists"
 
 
 def test_mixed_file_imports_good_rows_and_names_bad_ones(store: Store, tmp_path: Path) -> None:

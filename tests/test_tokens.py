@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.tokens import feed_token, make_token, read_subscriber_token, read_token
+from newsletter.tokens import (
+    feed_token,
+    make_token,
+    read_signup_token,
+    read_subscriber_token,
+    read_token,
+    signup_token,
+)
 
 KEY = b"k" * 32
 
@@ -58,3 +65,12 @@ def test_only_the_canonical_spelling_is_accepted(token: str) -> None:
     assert read_token(canonical, purpose="unsubscribe", key=KEY) == "1"
     assert read_token(token, purpose="unsubscribe", key=KEY) is None
     assert read_subscriber_token(token, purpose="unsubscribe", key=KEY) is None
+
+
+def test_signup_token_names_id_and_nonce() -> None:
+    token = signup_token(12, "n0nce-of-16chars", key=KEY)
+    assert read_signup_token(token, key=KEY) == (12, "n0nce-of-16chars")
+    assert read_signup_token(signup_token(12, "", key=KEY), key=KEY) == (12, "")
+    assert read_signup_token(token, key=b"other") is None
+    assert read_signup_token(make_token("x:y", purpose="confirm", key=KEY), key=KEY) is None
+    assert len("https://papers.example.com/confirm/" + token) <= 100

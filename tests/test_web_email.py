@@ -14,12 +14,14 @@ from newsletter.config import load_settings
 from newsletter.errors import SubscriberError
 from newsletter.model import Filters
 from newsletter.store import Store
+from newsletter.tokens import read_signup_token
 from newsletter.web import create_app
 from newsletter.web.service import Service
 from newsletter.web.signup import confirmation_message
 from tests.conftest import PINNED_NOW
 
 GOLDEN = Path(__file__).parent / "golden"
+CONFIRM_TOKEN = re.compile(r"/confirm/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def svc(tmp_path: Path) -> Service:
     return found
 
 
-def readable(data: bytes) -> str:
+def decoded(data: bytes) -> str:
     """Headers a reader sees and each part decoded; the random Message-ID part pinned."""
     message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
@@ -50,6 +52,11 @@ def readable(data: bytes) -> str:
         assert part is not None
         lines += [f"--- text/{kind}", str(part.get_content()).rstrip()]
     return "\n".join(lines).replace("\r\n", "\n") + "\n"
+
+
+def readable(data: bytes) -> str:
+    """`decoded`, with confirmation tokens pinned: they hold the sign-up's random nonce."""
+    return CONFIRM_TOKEN.sub("/confirm/TOKEN", decoded(data))
 
 
 @pytest.mark.parametrize("already", [False, True], ids=["new", "already-subscribed"])
@@ -66,6 +73,10 @@ def test_golden_confirmation_email(
     assert message.recipient == "minji@example.com"
     assert message.envelope_from == svc.settings.envelope_from
     got = readable(message.data)
+    tokens = set(CONFIRM_TOKEN.findall(decoded(message.data)))
+    named = {read_signup_token(token, key=svc.key) for token in tokens}
+    assert named == (set() if already else {(signup.id, signup.nonce)})
+    assert already or len(signup.nonce) >= 16
     golden = GOLDEN / f"web-confirm-{'already' if already else 'new'}.txt"
     if request.config.getoption("--update-golden"):
         golden.write_text(got, encoding="utf-8")

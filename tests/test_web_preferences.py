@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from newsletter.audience import match
 from newsletter.audience.match import select_papers
 from newsletter.model import Filters, Subscriber
 from tests.web_server import Running, service
@@ -110,7 +111,7 @@ def test_invalid_values_get_messages_in_both_languages(web: Running, reader: Sub
             data={
                 "csrf": csrf,
                 "keywords": "a; LLM",
-                "exclude": "",
+                "exclude": "x\x1b[2Jy",
                 "min_votes": "-3",
                 "max_papers": "zero",
             },
@@ -122,6 +123,8 @@ def test_invalid_values_get_messages_in_both_languages(web: Running, reader: Sub
     assert "Minimum votes must be a whole number" in text
     assert "최소 추천 수는" in text
     assert "Maximum papers must be a whole number" in text
+    assert '<p class="error" data-field="exclude">제어 문자는 넣을 수 없습니다.' in text
+    assert "Control characters are not allowed here." in text
     # What was typed comes back (escaped) so it can be fixed.
     assert "a; LLM</textarea>" in text
     assert current(web, reader).filters.min_votes == 5  # nothing saved
@@ -212,6 +215,19 @@ def test_resume_after_unsubscribing(web: Running, reader: Subscriber) -> None:
     assert current(web, reader).status == "active"
 
 
+def test_a_bounced_address_cannot_resume(web: Running, reader: Subscriber) -> None:
+    web.store.set_status(reader.id, "bounced")
+    with web.client(follow_redirects=True) as client:
+        url, csrf = open_page(web, client, reader)
+        page = client.get(url)
+        assert 'id="resume"' not in page.text and 'id="bounced"' in page.text
+        response = client.post(url, data={"csrf": csrf, "action": "resume"})
+    assert response.status_code == 409
+    assert "Mail to this address bounced" in response.text
+    assert "반송" in response.text and "Emails resumed." not in response.text
+    assert current(web, reader).status == "bounced"
+
+
 def test_forged_preferences_token_is_404(web: Running, reader: Subscriber) -> None:
     with web.client() as client:
         for token in (web.token(reader.id, "unsubscribe"), "x.y", web.token(10**9, "preferences")):
@@ -225,3 +241,33 @@ def test_no_digest_yet(tmp_path: Path) -> None:
         page = client.get(f"/p/{web.token(someone.id, 'preferences')}")
     assert page.status_code == 200
     assert "No digest stored yet." in page.text
+
+
+def match_cache_sizes(web: Running) -> dict[str, int]:
+    """How many entries the matcher's keyword cache and the service's digest memos hold now."""
+    sizes = {"keywords": len(match.KEYWORDS)}
+    newest = web.app.state.service._newest
+    if newest is not None and newest[1] is not None:
+        for memo in ("_found", "_candidates", "_reasons", "_picks"):
+            sizes[memo] = len(getattr(newest[1], memo))
+    return sizes
+
+
+def test_previews_of_new_keywords_do_not_grow_the_matchers_caches(
+    web: Running, reader: Subscriber
+) -> None:
+    url = f"/p/{web.token(reader.id, 'preferences')}/preview"
+    with web.client() as client:
+        assert client.get(url, params={"keywords": "warm up"}).status_code == 200
+        before = match_cache_sizes(web)
+        for n in range(300):
+            # Five fresh 100-syllable Hangul keywords per request, as the attack sent.
+            keywords = "\n".join(
+                "".join(chr(0xAC00 + (n * 7919 + k * 104_729 + i * 31) % 11172) for i in range(100))
+                for k in range(5)
+            )
+            response = client.get(url, params={"keywords": keywords})
+            assert response.status_code == 200 and "error" not in response.text
+    after = match_cache_sizes(web)
+    grown = {name: after.get(name, 0) - before.get(name, 0) for name in after}
+    assert max(grown.values()) <= 10, grown

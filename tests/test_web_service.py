@@ -118,7 +118,10 @@ def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
     try:
         health = first_health(process, port)
         assert health.json()["ok"] is True
-        feed = httpx.get(f"http://127.0.0.1:{port}/rss.xml")
+        # No trusted_proxies: a client's own X-Forwarded-For does not change who it is.
+        feed = httpx.get(
+            f"http://127.0.0.1:{port}/rss.xml", headers={"x-forwarded-for": "203.0.113.9"}
+        )
         assert feed.headers["content-type"] == "application/rss+xml; charset=utf-8"
         assert "server" not in feed.headers
     finally:
@@ -126,5 +129,6 @@ def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0
     logged = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
-    assert any(e.get("path") == "/rss.xml" and e.get("status") == 200 for e in logged)
+    feeds = [e for e in logged if e.get("path") == "/rss.xml"]
+    assert [(e["status"], e["client"]) for e in feeds] == [(200, "127.0.0.1")]
     assert TEST_KEY not in err.decode()

@@ -45,10 +45,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def sign_up(client: httpx.Client, **fields: str) -> httpx.Response:
+def sign_up(
+    client: httpx.Client, *, headers: dict[str, str] | None = None, **fields: str
+) -> httpx.Response:
     form = client.get("/subscribe")
     assert form.status_code == 200
-    return client.post("/subscribe", data={"csrf": csrf_of(form.text), **fields})
+    return client.post("/subscribe", data={"csrf": csrf_of(form.text), **fields}, headers=headers)
 
 
 def mail_to(handler: RecordingHandler, address: str, *, timeout: float = 30) -> EmailMessage:
@@ -269,3 +271,82 @@ def test_smtp_failure_still_answers_the_same(tmp_path: Path) -> None:
         assert response.status_code == 200
         assert "Check your email" in response.text
         assert client.get("/healthz").json()["ok"] is True
+
+
+def test_link_of_a_purged_sign_up_never_opens_a_later_one(tmp_path: Path) -> None:
+    with (
+        smtp_server() as (controller, handler),
+        service(tmp_path, smtp_port=controller.port) as running,
+        running.client() as client,
+    ):
+        sign_up(client, email="first@example.com", keywords="", min_votes="0")
+        old_link = confirm_link(mail_to(handler, "first@example.com"))
+        running.clock.advance(days=9)
+        assert running.store.purge_signups(before=running.clock.now) == 1
+        sign_up(client, email="victim@example.com", keywords="", min_votes="0")
+        mail_to(handler, "victim@example.com")
+        shown = client.get(old_link)
+        assert shown.status_code == 404
+        assert "victim" not in shown.text
+        form = client.get("/subscribe")
+        posted = client.post(old_link, data={"csrf": csrf_of(form.text)})
+        assert posted.status_code == 404
+        assert "victim" not in posted.text and "/p/" not in posted.text
+        assert running.store.subscriber_by_email("victim@example.com") is None
+
+
+def test_sign_up_in_another_case_is_the_same_subscriber(
+    web: tuple[Running, RecordingHandler],
+) -> None:
+    running, handler = web
+    member = running.store.add_subscriber(
+        "Case.Member@example.com", filters=Filters(keywords=("RAG",))
+    )
+    gone = running.store.add_subscriber("case.gone@example.com", status="unsubscribed")
+    with running.client() as client:
+        sign_up(client, email="case.member@example.com", keywords="hijack", min_votes="0")
+        assert "already receives" in text_of(mail_to(handler, "case.member@example.com"))
+        sign_up(client, email="Case.Gone@example.com", keywords="back", min_votes="0")
+        link = confirm_link(mail_to(handler, "Case.Gone@example.com"))
+        shown = client.get(link)
+        client.post(link, data={"csrf": csrf_of(shown.text)})
+    emails = [s.email.lower() for s in running.store.subscribers()]
+    assert emails.count("case.member@example.com") == emails.count("case.gone@example.com") == 1
+    back = running.store.subscriber(gone.id)
+    assert back is not None and (back.status, back.filters.keywords) == ("active", ("back",))
+    kept = running.store.subscriber(member.id)
+    assert kept is not None and kept.filters.keywords == ("RAG",)
+
+
+def signup_rows(running: Running) -> list[dict[str, Any]]:
+    return running.store.query("SELECT email FROM signups")
+
+
+def test_encoded_word_address_is_refused_and_nothing_stored(tmp_path: Path) -> None:
+    with (
+        smtp_server() as (controller, handler),
+        service(tmp_path, smtp_port=controller.port) as running,
+        running.client() as client,
+    ):
+        address = "=?utf-8?q?victim=40evil.com?=@example.com"
+        response = sign_up(client, email=address, keywords="", min_votes="0")
+        assert response.status_code == 422
+        assert "encoded" in response.text and "인코딩" in response.text
+        assert signup_rows(running) == []
+    assert handler.received == []
+
+
+def test_a_sign_up_that_fails_after_recording_leaves_no_row(tmp_path: Path) -> None:
+    broken = tmp_path / "templates" / "web"
+    broken.mkdir(parents=True)
+    (broken / "confirm_email.txt").write_text("{{ no_such_value.attribute }}\n", encoding="utf-8")
+    with (
+        smtp_server() as (controller, _),
+        service(
+            tmp_path, smtp_port=controller.port, template_dir=tmp_path / "templates"
+        ) as running,
+        running.client() as client,
+    ):
+        response = sign_up(client, email="unlucky@example.com", keywords="", min_votes="0")
+        assert response.status_code == 500
+        assert signup_rows(running) == []

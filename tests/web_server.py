@@ -37,7 +37,13 @@ def running(app: Any, *, port: int | None = None) -> Iterator[str]:
     """Serve `app` until the block ends; yields its base URL, e.g. http://127.0.0.1:43121."""
     port = port or _free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,  # as `newsletter serve`: the app alone reads X-Forwarded-For
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

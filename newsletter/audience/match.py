@@ -183,12 +183,15 @@ class Pick:
     reasons: tuple[Reason, ...] = ()
 
 
-def _terms(keywords: tuple[str, ...]) -> list[tuple[str, _Term]]:
-    """(as written, compiled) per keyword; blanks and normalised duplicates dropped."""
+def _terms(keywords: tuple[str, ...], *, cache: bool = True) -> list[tuple[str, _Term]]:
+    """(as written, compiled) per keyword; blanks and normalised duplicates dropped.
+
+    `cache=False` compiles without keeping anything (see `PreparedDigest.candidates`).
+    """
     seen: set[str] = set()
     terms: list[tuple[str, _Term]] = []
     for keyword in keywords:
-        term = KEYWORDS.term(keyword)
+        term = KEYWORDS.term(keyword) if cache else _compile(normalize(keyword))
         if term is not None and term.norm not in seen:
             seen.add(term.norm)
             terms.append((keyword, term))
@@ -261,39 +264,55 @@ class PreparedDigest:
         self._candidates = OrderedDict()
         self._lock = threading.Lock()  # the service may select from several threads
 
+    def _scan(self, term: _Term) -> tuple[tuple[int, str], ...]:
+        """(paper index, first field `term` is found in) for each paper it is found in."""
+        search, latin = term.pattern.search, term.latin
+        hits = (
+            (i, next((n for n, text, view in fields if search(view if latin else text)), None))
+            for i, fields in enumerate(self._fields)
+        )
+        return tuple((i, field) for i, field in hits if field is not None)
+
     def _hits(self, term: _Term) -> tuple[tuple[int, str], ...]:
         found = self._found.get(term.norm)
         if found is None:
-            search, latin = term.pattern.search, term.latin
-            hits = (
-                (i, next((n for n, text, view in fields if search(view if latin else text)), None))
-                for i, fields in enumerate(self._fields)
-            )
-            found = tuple((i, field) for i, field in hits if field is not None)
+            found = self._scan(term)
             if len(self._found) >= _MEMO_LIMIT:
                 self._found.clear()
             self._found[term.norm] = found
         return found
 
-    def candidates(self, keywords: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[Pick, ...]:
-        """Papers matching any keyword and no exclude, in selection order, with reasons."""
+    def candidates(
+        self, keywords: tuple[str, ...], exclude: tuple[str, ...], *, cache: bool = True
+    ) -> tuple[Pick, ...]:
+        """Papers matching any keyword and no exclude, in selection order, with reasons.
+
+        With `cache=False` nothing about these keywords is remembered, by this digest or the
+        module: for keywords a stranger can vary at will (a preview), which would fill both.
+        """
         key = (keywords, exclude)
         with self._lock:
             cached = self._candidates.get(key)
             if cached is not None:
                 self._candidates.move_to_end(key)
                 return cached
-        excluded = {i for _, term in _terms(exclude) for i, _ in self._hits(term)}
-        terms = _terms(keywords)
+        hits_of = self._hits if cache else self._scan
+        excluded = {i for _, term in _terms(exclude, cache=cache) for i, _ in hits_of(term)}
+        terms = _terms(keywords, cache=cache)
         if not terms:
             result = tuple(pick for i, pick in enumerate(self._every) if i not in excluded)
         else:
             reasons: dict[int, list[Reason]] = {}
             for written, term in terms:
-                for i, field in self._hits(term):
+                for i, field in hits_of(term):
                     if i not in excluded:
-                        reasons.setdefault(i, []).append(self._reason(written, field))
+                        reason = self._reason(written, field) if cache else Reason(written, field)
+                        reasons.setdefault(i, []).append(reason)
+            if not cache:
+                return tuple(Pick(self.papers[i], tuple(reasons[i])) for i in sorted(reasons))
             result = tuple(self._pick(i, reasons[i]) for i in sorted(reasons))
+        if not cache:
+            return result
         with self._lock:
             if len(self._candidates) >= _CACHE_LIMIT:
                 self._candidates.popitem(last=False)
@@ -318,9 +337,9 @@ class PreparedDigest:
             pick = self._picks[key] = Pick(self.papers[index], tuple(reasons))
         return pick
 
-    def select(self, filters: Filters) -> tuple[Pick, ...]:
+    def select(self, filters: Filters, *, cache: bool = True) -> tuple[Pick, ...]:
         """The picks of `filters`: candidates with enough votes, capped at max_papers."""
-        picks = self.candidates(filters.keywords, filters.exclude)
+        picks = self.candidates(filters.keywords, filters.exclude, cache=cache)
         count = len(picks)
         if filters.min_votes > 0:
             # Candidates are ordered by votes, so those with enough form a prefix.
@@ -333,14 +352,16 @@ class PreparedDigest:
         return picks if count == len(picks) else picks[:count]
 
 
-def select_papers(digest: Digest | PreparedDigest, filters: Filters) -> tuple[Pick, ...]:
+def select_papers(
+    digest: Digest | PreparedDigest, filters: Filters, *, cache: bool = True
+) -> tuple[Pick, ...]:
     """The papers of `digest` that `filters` select, in `paper_order`, with reasons.
 
     A Digest is normalised on every call (milliseconds): to select for many filter sets, hold
-    a PreparedDigest and pass that.
+    a PreparedDigest and pass that. `cache=False`: remember nothing about these keywords.
     """
     prepared = digest if isinstance(digest, PreparedDigest) else PreparedDigest(digest)
-    return prepared.select(filters)
+    return prepared.select(filters, cache=cache)
 
 
 def clear_caches() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,10 @@ MAX_PAPERS = 1_000
 # Every `SubscriberError.code` this module raises, so a user interface can translate each one.
 ERROR_CODES = (
     "email_invalid",  # not an e-mail address
+    "email_encoded",  # holds an RFC 2047 encoded word (=?...?=), which mail readers decode
     "name_too_long",
     "newline",  # CR or LF inside a field
+    "control_character",  # another C0/C1 control, DEL, a line/paragraph separator or bidi control
     "keyword_too_short",
     "keyword_too_long",
     "too_many_keywords",
@@ -51,6 +54,34 @@ ERROR_CODES = (
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PHRASE_SEPARATORS = re.compile(r"[;\r\n]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidi embeddings,
+# overrides and isolates: a terminal or a mail client acts on them instead of showing them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _refuse_controls(text: str, *, field: str) -> None:
+    found = _CONTROL.search(text)
+    if found:
+        raise SubscriberError(
+            f"{field} holds control character U+{ord(found.group()):04X}",
+            code="control_character",
+            field=field,
+        )
+
+
+def escape_controls(text: str, *, json: bool = False) -> str:
+    """`text` with each control character escaped (\\x1b, \\u2028), so it prints as it is stored.
+
+    With `json`, as JSON escapes (\\u001b), for a JSON document: valid and decoding the same.
+    """
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 and not json else f"\\u{code:04x}"
+
+    # JSON has already escaped C0 in its strings; the C0 left are its own line breaks.
+    return (_JSON_UNESCAPED if json else _CONTROL).sub(escape, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +111,13 @@ def normalize_email(text: str) -> str:
         raise SubscriberError(
             f"not an e-mail address: {address!r}", code="email_invalid", field="email"
         )
+    if "=?" in local:
+        # Header parsers decode =?utf-8?q?victim=40evil.com?= into another address entirely.
+        raise SubscriberError(
+            f"an e-mail address may not hold an encoded word (=?...?=): {address!r}",
+            code="email_encoded",
+            field="email",
+        )
     return f"{local}@{domain}"
 
 
@@ -92,6 +130,7 @@ def _phrases(text: str, *, name: str) -> tuple[str, ...]:
     phrases: list[str] = []
     seen: set[str] = set()
     for phrase in split_phrases(text):
+        _refuse_controls(phrase, field=name)
         norm = normalize(phrase)
         length = len(norm)
         if length < MIN_KEYWORD_CHARS:
@@ -156,10 +195,11 @@ def validate_filters(
 
 
 def validate_name(text: str) -> str:
-    """A display name, trimmed; SubscriberError if it is too long or spans lines."""
+    """A display name, trimmed; SubscriberError if it is too long, spans lines or holds controls."""
     name = text.strip()
     if "\r" in name or "\n" in name:
         raise SubscriberError("name holds a line break", code="newline", field="name")
+    _refuse_controls(name, field="name")
     if len(name) > MAX_NAME_CHARS:
         raise SubscriberError(
             f"name is longer than {MAX_NAME_CHARS} characters", code="name_too_long", field="name"
@@ -234,15 +274,15 @@ def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv
         columns = _header(header, source=source)
         rows: list[SubscriberRow] = []
         rejected: list[SubscriberError] = []
-        first_row: dict[str, int] = {}
+        first_row: dict[str, int] = {}  # by address lower-cased: its case names no one new
         for number, cells in enumerate(records, start=2):
             if not any(c.strip() for c in cells):
                 continue  # blank line
             try:
                 row = _row(cells, columns, number=number)
-                if row.email in first_row:
+                if row.email.lower() in first_row:
                     raise SubscriberError(
-                        f"{row.email} is already on row {first_row[row.email]}",
+                        f"{row.email} is already on row {first_row[row.email.lower()]}",
                         code="duplicate_email",
                         field="email",
                     )
@@ -253,7 +293,7 @@ def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv
                     )
                 )
                 continue
-            first_row[row.email] = number
+            first_row[row.email.lower()] = number
             rows.append(row)
     except csv.Error as exc:
         raise SubscriberError(
@@ -307,14 +347,16 @@ KOREAN = FilterWords(
 )
 
 
-def describe_filters(filters: Filters, *, words: FilterWords = ENGLISH) -> tuple[str, ...]:
+def describe_filters(
+    filters: Filters, *, words: FilterWords = ENGLISH, clean: Callable[[str], str] = clean_text
+) -> tuple[str, ...]:
     """The filters in words, one part per rule, e.g. ("keywords: RAG; LLM", "votes >= 5").
 
-    Control characters are removed, so a stored keyword can never move a terminal's cursor
-    or break a line of an email.
+    Each phrase goes through `clean`: by default control characters become spaces, so a
+    stored keyword can never move a terminal's cursor or break a line of an email.
     """
-    keywords = [k for k in map(clean_text, filters.keywords) if k]
-    exclude = [k for k in map(clean_text, filters.exclude) if k]
+    keywords = [k for k in map(clean, filters.keywords) if k]
+    exclude = [k for k in map(clean, filters.exclude) if k]
     parts = [words.keywords.format(words.separator.join(keywords)) if keywords else words.every]
     if exclude:
         parts.append(words.exclude.format(words.separator.join(exclude)))

@@ -71,5 +71,7 @@ def serve(
         log_config=None,
         access_log=False,
         server_header=False,
-        proxy_headers=True,
+        # The app reads X-Forwarded-For itself, from `trusted_proxies` only: uvicorn's own
+        # handling believes any loopback peer, so every local client could pick its address.
+        proxy_headers=False,
     )

@@ -11,6 +11,7 @@ import click
 from ..audience.importing import import_subscribers_csv
 from ..audience.subscribers import (
     describe_filters,
+    escape_controls,
     normalize_email,
     validate_filters,
     validate_name,
@@ -79,7 +80,8 @@ def list_command(
             }
             for s in found
         ]
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        # JSON escapes C0 itself; C1, DEL and the separators only when told (valid JSON either way).
+        click.echo(escape_controls(json.dumps(data, indent=2, ensure_ascii=False), json=True))
         return
     if not found:
         hint = (
@@ -90,8 +92,9 @@ def list_command(
         click.echo(hint)
         return
     for s in found:
-        filters = ", ".join(describe_filters(s.filters))
-        click.echo(f"{s.email:<32} {s.status:<12} {filters}")
+        filters = ", ".join(describe_filters(s.filters, clean=str))
+        # Stored text may predate validation: a terminal must never act on it.
+        click.echo(escape_controls(f"{s.email:<32} {s.status:<12} {filters}"))
     click.echo(f"{len(found)} subscribers")
 
 

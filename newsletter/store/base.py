@@ -178,9 +178,10 @@ def insert_subscriber(
 ) -> int:
     """The one INSERT of a subscriber (inside the caller's transaction); the new id."""
     cursor = conn.execute(
-        """INSERT INTO subscribers (email, name, keywords, exclude, min_votes, max_papers, status,
-           created_at, updated_at, status_changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (email, name, *dump_filters(filters), status, now, now, now),
+        """INSERT INTO subscribers (email, email_key, name, keywords, exclude, min_votes, max_papers,
+           status, created_at, updated_at, status_changed_at)
+           VALUES (?, lower(?), ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (email, email, name, *dump_filters(filters), status, now, now, now),
     )
     return int(cursor.lastrowid or 0)
 

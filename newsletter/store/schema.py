@@ -105,6 +105,62 @@ def m004_signups(db: Any) -> None:
     )
 
 
+@migrations()
+def m005_signup_ids_never_reused(db: Any) -> None:
+    """Sign-up ids count up for good (AUTOINCREMENT) and each sign-up holds a random nonce.
+
+    Without AUTOINCREMENT SQLite gave a purged sign-up's id to the next one, and a link signed
+    for the id alone then opened a stranger's sign-up. Rows from before keep an empty nonce.
+    Statements one by one: executescript would commit the migration's transaction half-way.
+    """
+    for statement in (
+        """CREATE TABLE signups_new (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            email TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            keywords TEXT NOT NULL DEFAULT '[]',
+            exclude TEXT NOT NULL DEFAULT '[]',
+            min_votes INTEGER NOT NULL DEFAULT 0,
+            max_papers INTEGER,
+            created_at TEXT NOT NULL,
+            confirmed_at TEXT,
+            nonce TEXT NOT NULL DEFAULT ''      -- random; the confirmation link must name it
+        )""",
+        """INSERT INTO signups_new (id, email, name, keywords, exclude, min_votes, max_papers,
+           created_at, confirmed_at) SELECT id, email, name, keywords, exclude, min_votes,
+           max_papers, created_at, confirmed_at FROM signups""",
+        "DROP TABLE signups",
+        "ALTER TABLE signups_new RENAME TO signups",
+        "CREATE INDEX signups_by_email ON signups(email, created_at)",
+    ):
+        db.execute(statement)
+
+
+@migrations()
+def m006_one_subscriber_per_address(db: Any) -> None:
+    """An address is one subscriber whatever its case: `email_key` (lower-cased) is unique.
+
+    `email` stays as typed, for sending. Case variants stored before are kept, never deleted:
+    the active one (else the oldest) holds the key, and the others, keyless, stop receiving.
+    """
+    for statement in (
+        # lower(email): the address's identity; NULL only for a variant m006 set aside
+        "ALTER TABLE subscribers ADD COLUMN email_key TEXT",
+        """UPDATE subscribers SET email_key = lower(email) WHERE id IN (
+            SELECT id FROM (
+                SELECT id, row_number() OVER (
+                    PARTITION BY lower(email) ORDER BY status != 'active', id
+                ) AS n FROM subscribers
+            ) WHERE n = 1
+        )""",
+        """UPDATE subscribers SET status = 'unsubscribed', updated_at = strftime('%Y-%m-%dT%H:%M:%S+00:00'),
+           status_changed_at = strftime('%Y-%m-%dT%H:%M:%S+00:00')
+           WHERE email_key IS NULL AND status = 'active'""",
+        "CREATE UNIQUE INDEX subscribers_by_email_key ON subscribers(email_key)",
+    ):
+        db.execute(statement)
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ class Signup:
     filters: Filters
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
+    nonce: str  # random, named by the confirmation link; "" for sign-ups made before nonces
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ def _signup(row: dict[str, Any]) -> Signup:
         filters=load_filters(row),
         created_at=dt.datetime.fromisoformat(row["created_at"]),
         confirmed_at=dt.datetime.fromisoformat(confirmed) if confirmed else None,
+        nonce=row["nonce"],
     )
 
 
@@ -57,9 +60,9 @@ class SignupStore(StoreBase):
         """Record a sign-up (email already normalised and filters validated)."""
         with self.transaction() as conn:
             cursor = conn.execute(
-                """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)""",
-                (email, name, *dump_filters(filters), self.now_text()),
+                """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at,
+                   nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                (email, name, *dump_filters(filters), self.now_text(), secrets.token_urlsafe(12)),
             )
             new_id = int(cursor.lastrowid or 0)
         found = self.signup(new_id)
@@ -84,7 +87,7 @@ class SignupStore(StoreBase):
                 return None
             email, name, filters = found.email, found.name, found.filters
             current = conn.execute(
-                "SELECT id, status FROM subscribers WHERE email = ?", (email,)
+                "SELECT id, status FROM subscribers WHERE email_key = lower(?)", (email,)
             ).fetchone()
             if found.confirmed_at is not None and current is not None:
                 return Confirmation(int(current[0]), "already_confirmed")
@@ -109,6 +112,11 @@ class SignupStore(StoreBase):
                 (now, signup_id),
             )
         return Confirmation(subscriber_id, outcome)
+
+    def forget_signup(self, signup_id: int) -> None:
+        """Delete an unconfirmed sign-up (its confirmation could not be sent)."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM signups WHERE id = ? AND confirmed_at IS NULL", (signup_id,))
 
     def purge_signups(self, *, before: dt.datetime) -> int:
         """Delete unconfirmed sign-ups made before `before`; how many went."""

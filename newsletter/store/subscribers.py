@@ -37,7 +37,10 @@ class SubscriberStore(StoreBase):
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM subscribers WHERE email = ?", (email,)).fetchone():
+            # email_key = lower(email): Ana@example.com and ana@example.com are one subscriber.
+            if conn.execute(
+                "SELECT 1 FROM subscribers WHERE email_key = lower(?)", (email,)
+            ).fetchone():
                 raise SubscriberError(
                     f"{email} is already a subscriber", code="exists", field="email"
                 )
@@ -54,8 +57,8 @@ class SubscriberStore(StoreBase):
         return _subscriber(rows[0]) if rows else None
 
     def subscriber_by_email(self, email: str) -> Subscriber | None:
-        """One subscriber by normalised email, whatever their status."""
-        rows = self.query("SELECT * FROM subscribers WHERE email = ?", (email,))
+        """One subscriber by normalised email (in any case), whatever their status."""
+        rows = self.query("SELECT * FROM subscribers WHERE email_key = lower(?)", (email,))
         return _subscriber(rows[0]) if rows else None
 
     def subscribers(self, *, status: str | None = None) -> list[Subscriber]:
@@ -100,6 +103,21 @@ class SubscriberStore(StoreBase):
             )
             return cursor.rowcount == 1
 
+    def resume_subscriber(self, subscriber_id: int) -> bool:
+        """Make an unsubscribed subscriber active again; True if it changed.
+
+        Only `unsubscribed`: a bounced address stays bounced until a confirmed sign-up shows
+        that its mailbox works again.
+        """
+        now = self.now_text()
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """UPDATE subscribers SET status = 'active', updated_at = ?, status_changed_at = ?
+                   WHERE id = ? AND status = 'unsubscribed'""",
+                (now, now, subscriber_id),
+            )
+            return cursor.rowcount == 1
+
     def update_filters(
         self, subscriber_id: int, *, filters: Filters, name: str | None = None
     ) -> bool:
@@ -121,7 +139,7 @@ class SubscriberStore(StoreBase):
     def import_subscribers(
         self, rows: Sequence[SubscriberRow], *, sync: bool = False, dry_run: bool = False
     ) -> ImportReport:
-        """Upsert rows by e-mail in one transaction; statuses are kept, never reactivated.
+        """Upsert rows by e-mail (in any case) in one transaction; statuses are kept, never reactivated.
 
         With `sync`, active subscribers missing from `rows` are marked unsubscribed (never
         deleted). With `dry_run`, nothing is written and the report says what would change.
@@ -131,14 +149,23 @@ class SubscriberStore(StoreBase):
         unchanged: list[str] = []
         now = self.now_text()
         with self.transaction() as conn:
+            # By email_key; rows are ASCII addresses, so str.lower is SQLite's lower().
             current = {
-                r["email"]: r
+                r["email_key"]: r
                 for r in self.query(
-                    "SELECT id, email, name, keywords, exclude, min_votes, max_papers, status FROM subscribers"
+                    """SELECT id, email, email_key, name, keywords, exclude, min_votes, max_papers, status
+                       FROM subscribers WHERE email_key IS NOT NULL"""
                 )
             }
+            listed: set[str] = set()
             for row in rows:
-                old = current.get(row.email)
+                key = row.email.lower()
+                if key in listed:
+                    raise SubscriberError(
+                        f"{row.email} appears twice", row=row.row, code="duplicate_email"
+                    )
+                listed.add(key)
+                old = current.get(key)
                 if old is None:
                     added.append(row.email)
                     if not dry_run:
@@ -151,18 +178,17 @@ class SubscriberStore(StoreBase):
                             now=now,
                         )
                 elif (row.name, row.filters) == (old["name"], load_filters(old)):
-                    unchanged.append(row.email)
+                    unchanged.append(old["email"])
                 else:
-                    updated.append(row.email)
+                    updated.append(old["email"])
                     if not dry_run:
                         conn.execute(
                             """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?,
                                max_papers = ?, updated_at = ? WHERE id = ?""",
                             (row.name, *dump_filters(row.filters), now, old["id"]),
                         )
-            listed = {row.email for row in rows}
             missing = [
-                r for email, r in current.items() if email not in listed and r["status"] == "active"
+                r for key, r in current.items() if key not in listed and r["status"] == "active"
             ]
             if sync and not dry_run:
                 conn.executemany(

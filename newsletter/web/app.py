@@ -25,7 +25,7 @@ from ..store import Clock, Store, utc_now
 from .logs import AccessLog, log_event
 from .pages import Pages
 from .preferences import preferences_page, preferences_post, preferences_preview
-from .security import CsrfGuard, RateLimiter, SignupLimits
+from .security import CsrfGuard, RateLimiter, SignupLimits, trusted_networks
 from .service import Service, service
 from .signup import confirm_page, confirm_post, signup_page, signup_post
 from .static import SiteFiles, StaticSite
@@ -127,6 +127,7 @@ def create_app(
         per_address=RateLimiter(limits.per_address),
         per_client=RateLimiter(limits.per_client),
         confirm_days=confirm_days,
+        proxies=trusted_networks(settings.trusted_proxies),
     )
     watcher = (
         DigestWatcher(

@@ -37,8 +37,15 @@ PROBLEMS: Mapping[str, Message] = {
     "email_invalid": Message(
         "올바른 이메일 주소를 입력해 주세요.", "Please enter a valid e-mail address."
     ),
+    "email_encoded": Message(
+        "이메일 주소에는 인코딩된 단어(=?...?=)를 쓸 수 없습니다.",
+        "An e-mail address cannot hold an encoded word (=?...?=).",
+    ),
     "name_too_long": Message("이름이 너무 깁니다.", "The name is too long."),
     "newline": Message("줄바꿈은 넣을 수 없습니다.", "Line breaks are not allowed here."),
+    "control_character": Message(
+        "제어 문자는 넣을 수 없습니다.", "Control characters are not allowed here."
+    ),
     "keyword_too_short": Message(
         f"키워드는 {MIN_KEYWORD_CHARS}자 이상이어야 합니다.",
         f"Each keyword needs at least {MIN_KEYWORD_CHARS} characters.",

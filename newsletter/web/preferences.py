@@ -72,7 +72,8 @@ def preview(svc: Service, filters: Filters) -> Preview:
         cap = min(cap, filters.max_papers)
     if newest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
-    picks = select_papers(newest, dataclasses.replace(filters, max_papers=None))
+    # Uncached: any subscriber may preview any keywords, as often as they like.
+    picks = select_papers(newest, dataclasses.replace(filters, max_papers=None), cache=False)
     return Preview(
         date=newest.digest.date,
         total=len(newest.papers),
@@ -145,8 +146,18 @@ async def preferences_post(request: Request) -> Response:
         return svc.pages.render(request, "web/403.html", status=403)
     action = form.get("action", "save")
     if action == "resume":
-        changed = svc.store.set_status(subscriber.id, "active")
+        changed = svc.store.resume_subscriber(subscriber.id)
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
+        if not changed and subscriber.status != "active":
+            # Bounced (or pending): only a confirmed sign-up, which proves the mailbox, resumes.
+            return _page(
+                request,
+                subscriber,
+                values=form_values(subscriber),
+                errors={},
+                shown=None,
+                status=409,
+            )
         return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
     values = {name: form.get(name, "") for name in FIELDS}
     filters, errors = validate_fields(values)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -121,7 +122,15 @@ class Limit:
 
 
 class RateLimiter:
-    """Sliding-window counts per key, in memory (one process); old keys are dropped as it grows."""
+    """Sliding-window counts per key, in memory (one process), for at most `max_keys` keys.
+
+    Keys are kept in order of last use: a full limiter forgets keys whose window has passed,
+    then the least recently used, one at a time, so a flood of new keys never resets the
+    count of a key that is still being tried. A key longer than `MAX_KEY_CHARS` is kept as
+    its hash, so no key costs more than a few hundred bytes.
+    """
+
+    MAX_KEY_CHARS = 320
 
     def __init__(
         self, limit: Limit, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 50_000
@@ -129,19 +138,22 @@ class RateLimiter:
         self.limit = limit
         self.clock = clock
         self.max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
+        self._hits: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def allow(self, key: str) -> bool:
         """Count one event for `key`; False (and not counted) when the key is over its limit."""
+        if len(key) > self.MAX_KEY_CHARS:
+            key = "sha256:" + hashlib.sha256(key.encode(errors="replace")).hexdigest()
         now = self.clock()
         horizon = now - self.limit.seconds
         with self._lock:
             hits = self._hits.get(key)
             if hits is None:
-                if len(self._hits) >= self.max_keys:
-                    self._prune(horizon)
+                self._make_room(horizon)
                 hits = self._hits[key] = deque()
+            else:
+                self._hits.move_to_end(key)
             while hits and hits[0] <= horizon:
                 hits.popleft()
             if len(hits) >= self.limit.count:
@@ -149,12 +161,21 @@ class RateLimiter:
             hits.append(now)
             return True
 
-    def _prune(self, horizon: float) -> None:
-        for key in [k for k, hits in self._hits.items() if not hits or hits[-1] <= horizon]:
-            del self._hits[key]
-        if len(self._hits) >= self.max_keys:  # still full of live keys: forget the oldest half
-            for key in list(self._hits)[: self.max_keys // 2]:
-                del self._hits[key]
+    def _make_room(self, horizon: float) -> None:
+        # Least recently used first: keys whose window has passed go (cheap, from the front),
+        # then, only while still full, the least recently used live ones.
+        while self._hits:
+            first = next(iter(self._hits.values()))
+            if first and first[-1] > horizon:
+                break
+            self._hits.popitem(last=False)
+        while len(self._hits) >= self.max_keys:
+            self._hits.popitem(last=False)
+
+    def keys(self) -> tuple[str, ...]:
+        """The keys remembered now, least recently used first."""
+        with self._lock:
+            return tuple(self._hits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +192,73 @@ async def read_form(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def client_address(request: Request) -> str:
-    """The client's IP (uvicorn already applied X-Forwarded-For from trusted proxies)."""
-    return request.client.host if request.client else "unknown"
+# X-Forwarded-For is read up to this many characters from its end (where trusted proxies
+# append) and this many hops: enough for any real chain of proxies.
+_FORWARDED_CHARS = 1024
+_FORWARDED_HOPS = 16
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(addresses: Iterable[str]) -> tuple[Network, ...]:
+    """The `trusted_proxies` setting as networks (a bare address is a network of one)."""
+    return tuple(ipaddress.ip_network(a.strip(), strict=False) for a in addresses)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.strip().removeprefix("[").removesuffix("]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
+    return ip
+
+
+def client_address(request: Request, *, trusted: Sequence[Network] = ()) -> str:
+    """The client's IP: the peer, or behind `trusted` proxies the right-most untrusted hop.
+
+    X-Forwarded-For from anyone else is ignored (a client would choose its own limiter key),
+    and an address that is not an IP never becomes a key: the last trusted hop stands in.
+    """
+    peer = _ip(request.client.host) if request.client else None
+    if peer is None:
+        return "unknown"
+    address = peer
+    if any(peer in network for network in trusted):
+        header = ",".join(request.headers.getlist("x-forwarded-for"))
+        hops = header[-_FORWARDED_CHARS:].split(",")
+        if len(header) > _FORWARDED_CHARS:
+            hops = hops[1:]  # cut somewhere inside: not an address
+        for hop in reversed(hops[-_FORWARDED_HOPS:]):
+            ip = _ip(hop)
+            if ip is None:
+                break
+            address = ip
+            if not any(ip in network for network in trusted):
+                break
+    return str(address)
+
+
+def limiter_key(client: str) -> str:
+    """The rate-limit key of a client IP: IPv6 by /64, which one subscriber line usually gets."""
+    ip = _ip(client)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return client
+
+
+# Providers known to ignore dots in the local part; "+tag" is ignored nearly everywhere.
+_DOTLESS_DOMAINS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
+
+
+def address_key(address: str) -> str:
+    """The rate-limit key of a normalised address: one per mailbox, whatever its spelling.
+
+    `Victim+a@Example.com` and `victim@example.com` reach one mailbox, so they share one count.
+    """
+    local, _, domain = address.lower().rpartition("@")
+    local = local.split("+", 1)[0] or local
+    if domain in _DOTLESS_DOMAINS:
+        local, domain = local.replace(".", ""), _DOTLESS_DOMAINS[domain]
+    return f"{local}@{domain}"

@@ -17,7 +17,7 @@ from ..model import Subscriber
 from ..store import Clock, Store
 from ..tokens import read_subscriber_token
 from .pages import Pages
-from .security import CsrfGuard, RateLimiter
+from .security import CsrfGuard, Network, RateLimiter
 
 _DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is asked again
 # A full quick check reads every page (seconds for a big ledger): /healthz runs one at most this often.
@@ -38,6 +38,7 @@ class Service:
     per_address: RateLimiter
     per_client: RateLimiter
     confirm_days: int
+    proxies: tuple[Network, ...] = ()  # trusted_proxies: whose X-Forwarded-For is believed
     _newest: tuple[float, PreparedDigest | None] | None = field(default=None, repr=False)
     _purged_at: float = field(default=float("-inf"), repr=False)
     _checked_at: float = field(default=float("-inf"), repr=False)

@@ -18,11 +18,11 @@ from ..errors import SubscriberError
 from ..mail.message import message_domain, simple_message
 from ..mail.outgoing import OutgoingMessage
 from ..store.signups import Signup
-from ..tokens import make_token, read_token
+from ..tokens import make_token, read_signup_token, signup_token
 from .logs import log_event
 from .pages import Message, problem
 from .preferences import validate_fields
-from .security import client_address, read_form
+from .security import address_key, client_address, limiter_key, read_form
 from .service import Service, service
 
 SIGNUP_FIELDS = ("email", "keywords", "min_votes")
@@ -58,15 +58,21 @@ async def signup_post(request: Request) -> Response:
         return svc.pages.render(
             request, "web/signup.html", status=422, values=values, errors=errors
         )
-    client = client_address(request)
-    if not svc.per_client.allow(client) or not svc.per_address.allow(address.lower()):
+    client = client_address(request, trusted=svc.proxies)
+    if not svc.per_client.allow(limiter_key(client)) or not svc.per_address.allow(
+        address_key(address)
+    ):
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
     svc.purge_stale_signups()
     signup = svc.store.add_signup(address, filters=filters)
-    existing = svc.store.subscriber_by_email(address)
-    already = existing is not None and existing.status == "active"
-    message = confirmation_message(svc, signup, already_subscribed=already)
+    try:
+        existing = svc.store.subscriber_by_email(address)
+        already = existing is not None and existing.status == "active"
+        message = confirmation_message(svc, signup, already_subscribed=already)
+    except BaseException:
+        svc.store.forget_signup(signup.id)  # a sign-up no e-mail can confirm is no sign-up
+        raise
     log_event("signup", signup=signup.id)
     response = svc.pages.render(request, "web/check_email.html")
     # Sent after the response, so how long SMTP takes says nothing about the address either.
@@ -82,9 +88,7 @@ def confirmation_message(
     context = {
         "email": signup.email,
         "already_subscribed": already_subscribed,
-        "confirm_url": svc.link(
-            f"/confirm/{make_token(signup.id, purpose='confirm', key=svc.key)}"
-        ),
+        "confirm_url": svc.link(f"/confirm/{signup_token(signup.id, signup.nonce, key=svc.key)}"),
         "days": svc.confirm_days,
         "preferences_url": "",
     }
@@ -128,10 +132,14 @@ async def _send(svc: Service, message: OutgoingMessage, signup_id: int) -> None:
 
 
 def _signup_for(svc: Service, token: str) -> Signup | None:
-    subject = read_token(token, purpose="confirm", key=svc.key)
-    if subject is None or not subject.isascii() or not subject.isdigit():
+    named = read_signup_token(token, key=svc.key)
+    if named is None:
         return None
-    return svc.store.signup(int(subject))
+    signup_id, nonce = named
+    signup = svc.store.signup(signup_id)
+    # Ids of purged sign-ups came back before m005: the nonce ties a link to one sign-up for good.
+    # (A plain comparison: the token's HMAC was already checked in constant time.)
+    return signup if signup is not None and signup.nonce == nonce else None
 
 
 def _confirmed(request: Request, subscriber_id: int) -> Response:
