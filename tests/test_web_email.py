@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import email
 import email.policy
 import re
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -37,6 +40,13 @@ def svc(tmp_path: Path) -> Service:
     return found
 
 
+@pytest.fixture
+def store(svc: Service) -> Iterator[Store]:
+    """The test's own connection to the service's database."""
+    with Store(svc.settings.db, clock=svc.clock) as opened:
+        yield opened
+
+
 def readable(data: bytes) -> str:
     """Headers a reader sees and each part decoded; the random Message-ID part pinned."""
     message = email.message_from_bytes(data, policy=email.policy.default)
@@ -52,13 +62,11 @@ def readable(data: bytes) -> str:
 
 @pytest.mark.parametrize("already", [False, True], ids=["new", "already-subscribed"])
 def test_golden_confirmation_email(
-    svc: Service, request: pytest.FixtureRequest, already: bool
+    svc: Service, store: Store, request: pytest.FixtureRequest, already: bool
 ) -> None:
-    store: Store = svc.store
-    if already:
-        store.add_subscriber("minji@example.com", keywords=["RAG"])
+    existing = store.add_subscriber("minji@example.com", keywords=["RAG"]) if already else None
     signup = store.add_signup("minji@example.com", keywords=["RAG", "멀티모달"], min_votes=3)
-    message = confirmation_message(svc, signup, already_subscribed=already)
+    message = confirmation_message(svc, signup, subscriber=existing)
     assert message.recipient == "minji@example.com"
     assert message.envelope_from == svc.settings.envelope_from
     got = readable(message.data)
@@ -72,10 +80,10 @@ def test_golden_confirmation_email(
         assert "https://papers.example.com/confirm/" in got
 
 
-def test_hostile_address_in_confirmation_is_escaped(svc: Service) -> None:
-    signup = svc.store.add_signup('"<b>x</b>"@example.com')
+def test_hostile_address_in_confirmation_is_escaped(svc: Service, store: Store) -> None:
+    signup = store.add_signup('"<b>x</b>"@example.com')
     try:
-        message = confirmation_message(svc, signup, already_subscribed=False)
+        message = confirmation_message(svc, signup, subscriber=None)
     except Exception as exc:  # refusing such an address outright is fine too
         assert "address" in str(exc)
         return
@@ -83,13 +91,11 @@ def test_hostile_address_in_confirmation_is_escaped(svc: Service) -> None:
     assert "<b>x</b>" not in html
 
 
-def test_stale_unconfirmed_signups_are_purged(svc: Service) -> None:
-    import datetime as dt
-
-    old = svc.store.add_signup("old@example.com")
-    kept = svc.store.add_signup("kept@example.com")
-    assert svc.store.confirm_signup(kept.id) is not None
+def test_stale_unconfirmed_signups_are_purged(svc: Service, store: Store) -> None:
+    old = store.add_signup("old@example.com")
+    kept = store.add_signup("kept@example.com")
+    assert store.confirm_signup(kept.id) is not None
     svc.clock = lambda: PINNED_NOW + dt.timedelta(days=svc.confirm_days + 2)
-    svc.purge_stale_signups()
-    assert svc.store.signup(old.id) is None
-    assert svc.store.signup(kept.id) is not None  # a confirmed sign-up is the record of consent
+    asyncio.run(svc.purge_stale_signups())
+    assert store.signup(old.id) is None
+    assert store.signup(kept.id) is not None  # a confirmed sign-up is the record of consent

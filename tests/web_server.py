@@ -149,7 +149,7 @@ class Running:
         return make_token(subject, purpose=purpose, key=self.key)
 
     def client(self, **options: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **options)
+        return httpx.Client(base_url=self.url, **{"timeout": 10, **options})
 
 
 @contextmanager

@@ -35,20 +35,22 @@ def utc_now() -> dt.datetime:
 class StoreBase:
     """An open SQLite database with the schema applied (WAL, foreign keys, busy timeout)."""
 
-    def __init__(self, path: Path | str, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, path: Path | str, *, clock: Clock = utc_now, busy_timeout: float = 30.0
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                str(path), timeout=30, check_same_thread=False, isolation_level=None
+                str(path), timeout=busy_timeout, check_same_thread=False, isolation_level=None
             )
             self.db = sqlite_utils.Database(conn)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
             migrations.apply(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{path}: cannot open database: {exc}") from None

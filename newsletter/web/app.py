@@ -19,12 +19,14 @@ from starlette.routing import Route
 
 from ..config import Settings
 from ..delivery.pipeline import Sender, smtp_sender
+from ..errors import StoreBusy
 from ..store import Clock, Store, utc_now
-from .logs import AccessLog, log_event
+from ..store.pool import StorePool
+from .logs import AccessLog, log_event, redact_path
 from .pages import Pages
 from .preferences import preferences_page, preferences_post, preferences_preview
 from .security import CsrfGuard, RateLimiter, SignupLimits
-from .service import Service, service
+from .service import STORE_THREADS, Service, service
 from .signup import confirm_page, confirm_post, signup_page, signup_post
 from .static import SiteFiles, StaticSite
 from .unsubscribe import unsubscribe_now, unsubscribe_page
@@ -32,13 +34,14 @@ from .watch import DigestWatcher
 
 # Paths the service answers itself; the built site is never consulted for them.
 SERVICE_PATHS = ("/u/", "/p/", "/subscribe", "/confirm/", "/healthz", "/-/")
+RETRY_AFTER = 10  # seconds a client is asked to wait after the database stayed locked
 
 
 async def healthz(request: Request) -> Response:
     """GET /healthz: JSON saying whether the database answers (and what it holds)."""
     svc = service(request)
     try:
-        latest = svc.store.latest_date()
+        latest = await svc.db(Store.latest_date)
     except Exception as exc:  # any database failure means "not healthy", never a traceback
         log_event("healthz.failed", level=logging.ERROR, error=type(exc).__name__)
         return JSONResponse({"ok": False, "db": "error"}, status_code=503)
@@ -71,6 +74,13 @@ async def asset(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     svc = service(request)
+    if isinstance(exc, StoreBusy):
+        # Another process held the database past the busy timeout; nothing was written (the
+        # transaction rolled back), so the client may simply try again: 503, not a 500.
+        log_event("busy", level=logging.WARNING, path=redact_path(request.url.path))
+        response = svc.pages.render(request, "web/error.html", status=503, code=503)
+        response.headers["retry-after"] = str(RETRY_AFTER)
+        return response
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
         return svc.not_found(request)
@@ -95,21 +105,23 @@ def create_app(
     confirm_days: int = 7,
     watch_dir: Path | None = None,
     watch_interval: float = 5.0,
+    busy_timeout: float = 30.0,
 ) -> Starlette:
     """The service for `settings` (ConfigError when the secret key is missing).
 
     `sender_factory` makes the sender for confirmation mail and for the watched daily job
     (default: SMTP as the settings say);
     `watch_dir`, when given, is polled every `watch_interval` seconds for new digests, which
-    are ingested, built and sent by the same ledger as `newsletter send`.
+    are ingested, built and sent by the same ledger as `newsletter send`;
+    `busy_timeout` is how long a write waits for another process's lock before answering 503.
     """
     key = settings.require_secret_key()
     limits = signup_limits or SignupLimits()
     csrf = CsrfGuard(key=key, base_url=settings.base_url)
-    store = Store(settings.db, clock=clock)
+    stores = StorePool(settings.db, clock=clock, size=STORE_THREADS, busy_timeout=busy_timeout)
     svc = Service(
         settings=settings,
-        store=store,
+        stores=stores,
         key=key,
         pages=Pages(csrf=csrf, site_title=settings.site_title, template_dir=settings.template_dir),
         csrf=csrf,
@@ -148,7 +160,7 @@ def create_app(
         finally:
             if watcher is not None:
                 await watcher.stop()
-            store.close()
+            stores.close()
             log_event("stop")
 
     routes = [
@@ -167,7 +179,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            StoreBusy: _http_error,  # answered here, not re-raised to uvicorn as a crash
+            Exception: _http_error,
+        },
     )
     app.state.service = svc
     app.state.watcher = watcher

@@ -19,6 +19,7 @@ from ..audience.match import Pick, Profile, select_papers
 from ..audience.subscribers import Preferences, validate_preferences
 from ..errors import SubscriberError
 from ..model import Subscriber
+from ..store import Store
 from ..tokens import make_token
 from .logs import log_event
 from .pages import Message, problem
@@ -62,9 +63,9 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
     }
 
 
-def preview(svc: Service, prefs: Preferences) -> Preview:
+async def preview(svc: Service, prefs: Preferences) -> Preview:
     """Run the matcher on the newest digest with `prefs` and the newsletter's per-email cap."""
-    digest = svc.newest_digest()
+    digest = await svc.newest_digest()
     cap = svc.settings.max_papers_per_email
     if prefs.max_papers is not None:
         cap = min(cap, prefs.max_papers)
@@ -118,7 +119,7 @@ def _page(
 async def preferences_page(request: Request) -> Response:
     """GET /p/TOKEN: the form with the subscriber's filters and today's selection."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
     prefs = Preferences(
@@ -133,7 +134,7 @@ async def preferences_page(request: Request) -> Response:
         subscriber,
         values=form_values(subscriber),
         errors={},
-        shown=preview(svc, prefs),
+        shown=await preview(svc, prefs),
         notice=notice if notice in ("saved", "resumed") else "",
     )
 
@@ -141,7 +142,7 @@ async def preferences_page(request: Request) -> Response:
 async def preferences_post(request: Request) -> Response:
     """POST /p/TOKEN: save (then redirect back), preview without saving, or resume emails."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
     form = await read_form(request)
@@ -150,7 +151,7 @@ async def preferences_post(request: Request) -> Response:
         return svc.pages.render(request, "web/403.html", status=403)
     action = form.get("action", "save")
     if action == "resume":
-        changed = svc.store.set_status(subscriber.id, "active")
+        changed = await svc.db(Store.set_status, subscriber.id, "active")
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
         return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
     values = {name: form.get(name, "") for name in FIELDS}
@@ -158,8 +159,9 @@ async def preferences_post(request: Request) -> Response:
     if prefs is None:
         return _page(request, subscriber, values=values, errors=errors, shown=None, status=422)
     if action == "preview":
-        return _page(request, subscriber, values=values, errors={}, shown=preview(svc, prefs))
-    changed = svc.store.update_preferences(
+        return _page(request, subscriber, values=values, errors={}, shown=await preview(svc, prefs))
+    changed = await svc.db(
+        Store.update_preferences,
         subscriber.id,
         keywords=prefs.keywords,
         exclude=prefs.exclude,
@@ -174,14 +176,14 @@ async def preferences_post(request: Request) -> Response:
 async def preferences_preview(request: Request) -> Response:
     """GET /p/TOKEN/preview?keywords=...: the preview (or the problems) as an HTML fragment."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
     values = {name: request.query_params.get(name, "")[:20_000] for name in FIELDS}
     prefs, errors = validate_fields(values)
     body = svc.pages.text(
         "web/_preview.html",
-        preview=None if prefs is None else preview(svc, prefs),
+        preview=None if prefs is None else await preview(svc, prefs),
         errors=errors,
     )
     # 200 either way: the fragment itself shows the problems (a 422 would only alarm consoles).

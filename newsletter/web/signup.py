@@ -17,6 +17,8 @@ from ..audience.subscribers import normalize_email
 from ..errors import SubscriberError
 from ..mail.message import message_domain, simple_message
 from ..mail.outgoing import OutgoingMessage
+from ..model import Subscriber
+from ..store import Store
 from ..store.signups import Signup
 from ..tokens import make_token, read_token
 from .logs import log_event
@@ -62,11 +64,13 @@ async def signup_post(request: Request) -> Response:
     if not svc.per_client.allow(client) or not svc.per_address.allow(address.lower()):
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
-    svc.purge_stale_signups()
-    signup = svc.store.add_signup(address, keywords=prefs.keywords, min_votes=prefs.min_votes)
-    existing = svc.store.subscriber_by_email(address)
-    already = existing is not None and existing.status == "active"
-    message = confirmation_message(svc, signup, already_subscribed=already)
+    await svc.purge_stale_signups()
+    signup = await svc.db(
+        Store.add_signup, address, keywords=prefs.keywords, min_votes=prefs.min_votes
+    )
+    existing = await svc.db(Store.subscriber_by_email, address)
+    active = existing if existing is not None and existing.status == "active" else None
+    message = confirmation_message(svc, signup, subscriber=active)
     log_event("signup", signup=signup.id)
     response = svc.pages.render(request, "web/check_email.html")
     # Sent after the response, so how long SMTP takes says nothing about the address either.
@@ -75,24 +79,23 @@ async def signup_post(request: Request) -> Response:
 
 
 def confirmation_message(
-    svc: Service, signup: Signup, *, already_subscribed: bool
+    svc: Service, signup: Signup, *, subscriber: Subscriber | None
 ) -> OutgoingMessage:
-    """The e-mail answering a sign-up: a confirmation link, or (if active) a preferences link."""
+    """The e-mail answering a sign-up: a confirmation link, or (given the active `subscriber`
+    with this address) a preferences link."""
     settings = svc.settings
     context = {
         "email": signup.email,
-        "already_subscribed": already_subscribed,
+        "already_subscribed": subscriber is not None,
         "confirm_url": svc.link(
             f"/confirm/{make_token(signup.id, purpose='confirm', key=svc.key)}"
         ),
         "days": svc.confirm_days,
         "preferences_url": "",
     }
-    if already_subscribed:
-        existing = svc.store.subscriber_by_email(signup.email)
-        assert existing is not None
+    if subscriber is not None:
         context["preferences_url"] = svc.link(
-            f"/p/{make_token(existing.id, purpose='preferences', key=svc.key)}"
+            f"/p/{make_token(subscriber.id, purpose='preferences', key=svc.key)}"
         )
         subject = f"이미 구독 중입니다 · You already receive {settings.site_title}"
     else:
@@ -127,11 +130,11 @@ async def _send(svc: Service, message: OutgoingMessage, signup_id: int) -> None:
         await sender.aclose()
 
 
-def _signup_for(svc: Service, token: str) -> Signup | None:
+async def _signup_for(svc: Service, token: str) -> Signup | None:
     subject = read_token(token, purpose="confirm", key=svc.key)
     if subject is None or not subject.isascii() or not subject.isdigit():
         return None
-    return svc.store.signup(int(subject))
+    return await svc.db(Store.signup, int(subject))
 
 
 def _confirmed(request: Request, subscriber_id: int) -> Response:
@@ -146,11 +149,11 @@ def _confirmed(request: Request, subscriber_id: int) -> Response:
 async def confirm_page(request: Request) -> Response:
     """GET /confirm/TOKEN: a button that confirms (scanners that fetch links confirm nothing)."""
     svc = service(request)
-    signup = _signup_for(svc, request.path_params["token"])
+    signup = await _signup_for(svc, request.path_params["token"])
     if signup is None:
         return svc.not_found(request)
     if signup.confirmed_at is not None:
-        existing = svc.store.subscriber_by_email(signup.email)
+        existing = await svc.db(Store.subscriber_by_email, signup.email)
         if existing is not None:
             return _confirmed(request, existing.id)
     if svc.expired(signup.created_at):
@@ -163,7 +166,7 @@ async def confirm_page(request: Request) -> Response:
 async def confirm_post(request: Request) -> Response:
     """POST /confirm/TOKEN: activate (or create) the subscriber, once."""
     svc = service(request)
-    signup = _signup_for(svc, request.path_params["token"])
+    signup = await _signup_for(svc, request.path_params["token"])
     if signup is None:
         return svc.not_found(request)
     form = await read_form(request)
@@ -172,7 +175,7 @@ async def confirm_post(request: Request) -> Response:
         return svc.pages.render(request, "web/403.html", status=403)
     if signup.confirmed_at is None and svc.expired(signup.created_at):
         return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
-    result = svc.store.confirm_signup(signup.id)
+    result = await svc.db(Store.confirm_signup, signup.id)
     if result is None:
         return svc.not_found(request)
     log_event("confirm", signup=signup.id, subscriber=result.subscriber_id, outcome=result.outcome)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..store import Store
 from ..tokens import make_token
 from .logs import log_event
 from .service import service
@@ -18,7 +19,7 @@ from .service import service
 async def unsubscribe_page(request: Request) -> Response:
     """GET /u/TOKEN: show whose list this is and a button that posts back here."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="unsubscribe")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="unsubscribe")
     if subscriber is None:
         return svc.not_found(request)
     if subscriber.status == "unsubscribed":
@@ -34,11 +35,11 @@ async def unsubscribe_page(request: Request) -> Response:
 async def unsubscribe_now(request: Request) -> Response:
     """POST /u/TOKEN: unsubscribe at once (the body is not read: any body is accepted)."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="unsubscribe")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="unsubscribe")
     if subscriber is None:
         log_event("unsubscribe.rejected", reason="bad token")
         return svc.not_found(request)
-    changed = svc.store.set_status(subscriber.id, "unsubscribed")
+    changed = await svc.db(Store.set_status, subscriber.id, "unsubscribed")
     log_event("unsubscribe", subscriber=subscriber.id, changed=changed)
     return _unsubscribed(request, subscriber.id, email=subscriber.email)
 
