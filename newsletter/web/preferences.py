@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..audience.match import Pick, Profile, select_papers
 from ..audience.subscribers import Preferences, validate_preferences
 from ..errors import SubscriberError
+from ..mail.render import papers_per_email
 from ..model import Subscriber
 from ..store import Store
 from ..tokens import make_token
@@ -66,9 +67,7 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
 async def preview(svc: Service, prefs: Preferences) -> Preview:
     """Run the matcher on the newest digest with `prefs` and the newsletter's per-email cap."""
     digest = await svc.newest_digest()
-    cap = svc.settings.max_papers_per_email
-    if prefs.max_papers is not None:
-        cap = min(cap, prefs.max_papers)
+    cap = papers_per_email(settings=svc.settings, max_papers=prefs.max_papers)
     if digest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
     profile = Profile(keywords=prefs.keywords, exclude=prefs.exclude, min_votes=prefs.min_votes)
