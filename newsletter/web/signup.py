@@ -7,17 +7,14 @@ reads the newsletter; only the e-mail, which goes to the address's owner, says w
 
 from __future__ import annotations
 
-import secrets
-
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..audience.subscribers import normalize_email
 from ..errors import SubscriberError
-from ..mail.message import message_domain, simple_message
+from ..mail.confirmation import confirmation_message
 from ..mail.outgoing import OutgoingMessage
-from ..model import Subscriber
 from ..store import Store
 from ..store.signups import Signup
 from ..tokens import make_token, read_token
@@ -69,54 +66,20 @@ async def signup_post(request: Request) -> Response:
         Store.add_signup, address, keywords=prefs.keywords, min_votes=prefs.min_votes
     )
     existing = await svc.db(Store.subscriber_by_email, address)
-    active = existing if existing is not None and existing.status == "active" else None
-    message = confirmation_message(svc, signup, subscriber=active)
+    message = confirmation_message(
+        settings=svc.settings,
+        key=svc.key,
+        email=signup.email,
+        signup_id=signup.id,
+        subscriber_id=existing.id if existing and existing.status == "active" else None,
+        days=svc.confirm_days,
+        clock=svc.clock,
+    )
     log_event("signup", signup=signup.id)
     response = svc.pages.render(request, "web/check_email.html")
     # Sent after the response, so how long SMTP takes says nothing about the address either.
     response.background = BackgroundTask(_send, svc, message, signup.id)
     return response
-
-
-def confirmation_message(
-    svc: Service, signup: Signup, *, subscriber: Subscriber | None
-) -> OutgoingMessage:
-    """The e-mail answering a sign-up: a confirmation link, or (given the active `subscriber`
-    with this address) a preferences link."""
-    settings = svc.settings
-    context = {
-        "email": signup.email,
-        "already_subscribed": subscriber is not None,
-        "confirm_url": svc.link(
-            f"/confirm/{make_token(signup.id, purpose='confirm', key=svc.key)}"
-        ),
-        "days": svc.confirm_days,
-        "preferences_url": "",
-    }
-    if subscriber is not None:
-        context["preferences_url"] = svc.link(
-            f"/p/{make_token(subscriber.id, purpose='preferences', key=svc.key)}"
-        )
-        subject = f"이미 구독 중입니다 · You already receive {settings.site_title}"
-    else:
-        subject = f"구독을 확인해 주세요 · Confirm your subscription to {settings.site_title}"
-    message_id = f"signup.{signup.id}.{secrets.token_hex(8)}@{message_domain(settings)}"
-    data = simple_message(
-        settings=settings,
-        to=signup.email,
-        subject=subject,
-        text=svc.pages.text("web/confirm_email.txt", **context),
-        html=svc.pages.text("web/confirm_email.html", **context),
-        message_id=message_id,
-        clock=svc.clock,
-    )
-    return OutgoingMessage(
-        subscriber_id=0,
-        recipient=signup.email,
-        envelope_from=settings.envelope_from,
-        message_id=message_id,
-        data=data,
-    )
 
 
 async def _send(svc: Service, message: OutgoingMessage, signup_id: int) -> None:
