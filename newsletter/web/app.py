@@ -84,6 +84,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
         return svc.not_found(request)
+    if status == 403:  # a form posted from another site (CsrfGuard.own_form)
+        return svc.pages.render(request, "web/403.html", status=403)
     if status >= 500:
         log_event("error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
     return svc.pages.render(request, "web/error.html", status=status, code=status)

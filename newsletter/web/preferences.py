@@ -24,7 +24,7 @@ from ..store import Store
 from ..tokens import make_token
 from .logs import log_event
 from .pages import Message, problem
-from .security import PAGE_HEADERS, read_form
+from .security import PAGE_HEADERS
 from .service import Service, service
 
 FIELDS = ("keywords", "exclude", "min_votes", "max_papers")
@@ -144,10 +144,7 @@ async def preferences_post(request: Request) -> Response:
     subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
-    form = await read_form(request)
-    if not svc.csrf.check(request, form.get("csrf")):
-        log_event("preferences.rejected", reason="cross-site", subscriber=subscriber.id)
-        return svc.pages.render(request, "web/403.html", status=403)
+    form = await svc.csrf.own_form(request, event="preferences", subscriber=subscriber.id)
     action = form.get("action", "save")
     if action == "resume":
         changed = await svc.db(Store.set_status, subscriber.id, "active")

@@ -21,7 +21,7 @@ from ..tokens import make_token, read_token
 from .logs import log_event
 from .pages import Message, problem
 from .preferences import validate_fields
-from .security import client_address, read_form
+from .security import client_address
 from .service import Service, service
 
 SIGNUP_FIELDS = ("email", "keywords", "min_votes")
@@ -38,10 +38,7 @@ async def signup_page(request: Request) -> Response:
 async def signup_post(request: Request) -> Response:
     """POST /subscribe: validate, rate-limit, record the sign-up and mail the confirmation."""
     svc = service(request)
-    form = await read_form(request)
-    if not svc.csrf.check(request, form.get("csrf")):
-        log_event("signup.rejected", reason="cross-site")
-        return svc.pages.render(request, "web/403.html", status=403)
+    form = await svc.csrf.own_form(request, event="signup")
     values = {name: form.get(name, "")[:20_000] for name in SIGNUP_FIELDS}
     errors: dict[str, Message] = {}
     address = ""
@@ -132,10 +129,7 @@ async def confirm_post(request: Request) -> Response:
     signup = await _signup_for(svc, request.path_params["token"])
     if signup is None:
         return svc.not_found(request)
-    form = await read_form(request)
-    if not svc.csrf.check(request, form.get("csrf")):
-        log_event("confirm.rejected", reason="cross-site", signup=signup.id)
-        return svc.pages.render(request, "web/403.html", status=403)
+    await svc.csrf.own_form(request, event="confirm", signup=signup.id)
     if signup.confirmed_at is None and svc.expired(signup.created_at):
         return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
     result = await svc.db(Store.confirm_signup, signup.id)
