@@ -119,6 +119,14 @@ class Settings:
     # [serve]
     serve_host: str = _setting("127.0.0.1", "Address `serve` listens on.", section="serve")
     serve_port: int = _setting(8000, "Port `serve` listens on.", section="serve")
+    serve_max_connections: int = _setting(
+        1000,
+        "Open connections `serve` keeps at most (requests beyond get 503, connections are closed).",
+        section="serve",
+    )
+    serve_header_timeout: float = _setting(
+        10.0, "Seconds a client may take to send a request's headers.", section="serve"
+    )
     # secrets
     secret_key: Secret | None = _setting(
         None,
@@ -207,9 +215,12 @@ def _validate(settings: Settings) -> Settings:
         "concurrency",
         "messages_per_connection",
         "retries",
+        "serve_max_connections",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name} must be at least 1")
+    if not settings.serve_header_timeout > 0:
+        raise ConfigError("setting serve_header_timeout must be a positive number of seconds")
     for text in (
         settings.from_address,
         settings.reply_to,

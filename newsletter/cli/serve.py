@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -53,18 +54,13 @@ def serve(
 
     from ..web import create_app
     from ..web.logs import configure_logging
+    from ..web.server import server_config
 
     settings = settings_from(
         config_path, db=db, site_dir=site_dir, serve_host=host, serve_port=port
     )
     app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
     configure_logging()  # from here on stderr carries JSON lines only
-    uvicorn.run(
-        app,
-        host=settings.serve_host,
-        port=settings.serve_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        proxy_headers=True,
-    )
+    # uvicorn re-raises the SIGINT it stopped on once it has shut down; that is a normal stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(server_config(app, settings=settings)).run()
