@@ -14,8 +14,9 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Match, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..delivery.pipeline import Sender, smtp_sender
@@ -24,6 +25,7 @@ from ..store import Clock, Store, utc_now
 from ..store.pool import StorePool
 from .logs import AccessLog, log_event, redact_path
 from .pages import Pages
+from .paths import CanonicalPath
 from .preferences import preferences_page, preferences_post, preferences_preview
 from .security import CsrfGuard, RateLimiter, SignupLimits
 from .service import STORE_THREADS, Service, service
@@ -89,6 +91,26 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log_event("error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
     return svc.pages.render(request, "web/error.html", status=status, code=status)
+
+
+def _slash_redirect(router: Router) -> ASGIApp:
+    """The router's answer when no route matches: a relative redirect to the same path with
+    (or without) a trailing slash when that one matches, else the 404 page."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path != "/":
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            if any(
+                route.matches({**scope, "path": other})[0] != Match.NONE for route in router.routes
+            ):
+                query = scope.get("query_string", b"").decode("latin-1")
+                # Relative: the request's Host header never makes it into a Location.
+                await RedirectResponse(other + (f"?{query}" if query else ""))(scope, receive, send)
+                return
+        raise HTTPException(404)
+
+    return answer
 
 
 def _default_sender(settings: Settings) -> Callable[[], Sender]:
@@ -189,7 +211,12 @@ def create_app(
     )
     app.state.service = svc
     app.state.watcher = watcher
-    # Added last is outermost: the access log sees every request, the site is served first.
+    # Starlette's own trailing-slash redirect writes the request's Host into Location.
+    app.router.redirect_slashes = False
+    app.router.default = _slash_redirect(app.router)
+    # Added last is outermost: every path is canonical before the access log and the
+    # private-path rules see it; the access log sees every request; the site is served first.
     app.add_middleware(StaticSite, files=SiteFiles(settings.site_dir), skip=SERVICE_PATHS)
     app.add_middleware(AccessLog)
+    app.add_middleware(CanonicalPath)
     return app
