@@ -84,6 +84,28 @@ def test_canonical_path(path: str, canonical: str) -> None:
     assert canonical_path(path) == canonical
 
 
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Thu, 01 Jan 99999999999999999999 00:00:00 GMT",
+        "Sat, 01 Jan 10000 00:00:00 GMT",
+        "not a date",
+        "Thu, 01 Jan 1970 00:00:00",  # no zone: not a valid HTTP date
+    ],
+)
+def test_bad_if_modified_since_is_ignored(web: Running, date: str) -> None:
+    status, _, body = exchange(web, get("/rss.xml", f"If-Modified-Since: {date}"))
+    assert status == 200
+    assert b"<rss" in body
+
+
+def test_a_good_if_modified_since_still_answers_304(web: Running) -> None:
+    status, _, body = exchange(
+        web, get("/rss.xml", "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT")
+    )
+    assert (status, body) == (304, b"")
+
+
 def test_redirects_never_name_the_request_host(web: Running) -> None:
     status, headers, _ = exchange(web, get("/subscribe/?from=feed", host="evil.example"))
     assert status == 307

@@ -156,9 +156,11 @@ def not_modified(file: StaticFile, headers: dict[bytes, bytes]) -> bool:
     if ims is not None:
         try:
             since = email.utils.parsedate_to_datetime(ims.decode("latin-1"))
-        except (TypeError, ValueError, IndexError):
+            return since.tzinfo is not None and file.mtime <= int(since.timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            # Unparsable or out of range (year 99999999999999999999): RFC 9110 13.1.3 says
+            # to ignore the header, so the full response goes out.
             return False
-        return since.tzinfo is not None and file.mtime <= int(since.timestamp())
     return False
 
 
