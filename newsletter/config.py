@@ -354,6 +354,18 @@ class Settings:
         kind=_networks,
         section="serve",
     )
+    serve_max_connections: int = _setting(
+        1000,
+        "Open connections `serve` keeps at most (requests beyond get 503, connections are closed).",
+        kind=_whole(1),
+        section="serve",
+    )
+    serve_header_timeout: float = _setting(
+        10.0,
+        "Seconds a client may take to send a request's headers.",
+        kind=_number(0, above=True),
+        section="serve",
+    )
     # secrets
     secret_key: Secret | None = _setting(
         None,

@@ -5,6 +5,7 @@ NewsletterError              anything the user can fix; the CLI prints it as one
 ├── SubscriberError          a subscriber record that is invalid (CSV row)
 ├── ConfigError              a setting or option with a bad value
 ├── StoreError               the database cannot be used as asked
+│   └── StoreBusy            another writer held the database past the busy timeout (retry)
 ├── TemplateError            an email or site template that does not render
 └── DeliveryError            mail could not be handed to the SMTP server (stops a send)
     ├── TemporaryFailure     one message: 4xx, timeout, dropped connection (retried, then deferred)
@@ -62,6 +63,10 @@ class StoreError(NewsletterError):
         # What went wrong, for /healthz: "read-only", "full", "corrupt", "busy", "newer" or "error".
         self.fault = fault
         super().__init__(message)
+
+
+class StoreBusy(StoreError):
+    """Another process held the database locked for longer than the busy timeout; try again."""
 
 
 class TemplateError(NewsletterError):

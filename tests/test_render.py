@@ -19,6 +19,7 @@ from newsletter.mail.render import (
     RenderedEmail,
     authors_label,
     greeting_for,
+    papers_per_email,
     render_email,
 )
 from newsletter.model import Digest, Filters, Section
@@ -112,6 +113,17 @@ def test_the_cap_setting_limits_cards() -> None:
     assert (result.shown, result.total) == (3, 18)
     assert [t for t, _ in tags(result.html).tags].count("h2") == 3
     assert "오늘의 아카이브에서 논문 15편 더 보기" in result.html
+
+
+@pytest.mark.parametrize(
+    ("newsletter", "subscriber", "cap"), [(20, None, 20), (20, 4, 4), (3, 10, 3), (5, 5, 5)]
+)
+def test_papers_per_email_is_the_lower_of_both_caps(
+    newsletter: int, subscriber: int | None, cap: int
+) -> None:
+    # The preferences preview announces this cap; the email must keep to the same one.
+    settings = SETTINGS.replace(max_papers_per_email=newsletter)
+    assert papers_per_email(settings=settings, max_papers=subscriber) == cap
 
 
 def test_every_card_shows_title_link_votes_authors_sections_and_reason() -> None:

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import email
 import email.policy
 import re
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_settings
+from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscriberError
+from newsletter.mail.confirmation import confirmation_message
+from newsletter.mail.outgoing import OutgoingMessage
 from newsletter.model import Filters
 from newsletter.store import Store
+from newsletter.store.signups import Signup
 from newsletter.tokens import read_signup_token
 from newsletter.web import create_app
 from newsletter.web.service import Service
-from newsletter.web.signup import confirmation_message
 from tests.conftest import PINNED_NOW
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -25,8 +30,8 @@ CONFIRM_TOKEN = re.compile(r"/confirm/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Service:
-    settings = load_settings(
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(
         environ={},
         overrides={
             "db": tmp_path / "mail.db",
@@ -36,9 +41,27 @@ def svc(tmp_path: Path) -> Service:
             "from_address": "Daily Papers <digest@papers.example.com>",
         },
     )
-    app = create_app(settings=settings, clock=lambda: PINNED_NOW)
-    found: Service = app.state.service
-    return found
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    with Store(settings.db, clock=lambda: PINNED_NOW) as opened:
+        yield opened
+
+
+def confirmation(
+    settings: Settings, signup: Signup, *, subscriber_id: int | None
+) -> OutgoingMessage:
+    return confirmation_message(
+        settings=settings,
+        key=settings.require_secret_key(),
+        email=signup.email,
+        signup_id=signup.id,
+        nonce=signup.nonce,
+        subscriber_id=subscriber_id,
+        days=7,
+        clock=lambda: PINNED_NOW,
+    )
 
 
 def decoded(data: bytes) -> str:
@@ -61,20 +84,22 @@ def readable(data: bytes) -> str:
 
 @pytest.mark.parametrize("already", [False, True], ids=["new", "already-subscribed"])
 def test_golden_confirmation_email(
-    svc: Service, request: pytest.FixtureRequest, already: bool
+    settings: Settings, store: Store, request: pytest.FixtureRequest, already: bool
 ) -> None:
-    store: Store = svc.store
-    if already:
+    existing = (
         store.add_subscriber("minji@example.com", filters=Filters(keywords=("RAG",)))
+        if already
+        else None
+    )
     signup = store.add_signup(
         "minji@example.com", filters=Filters(keywords=("RAG", "멀티모달"), min_votes=3)
     )
-    message = confirmation_message(svc, signup, already_subscribed=already)
+    message = confirmation(settings, signup, subscriber_id=existing.id if existing else None)
     assert message.recipient == "minji@example.com"
-    assert message.envelope_from == svc.settings.envelope_from
+    assert message.envelope_from == settings.envelope_from
     got = readable(message.data)
     tokens = set(CONFIRM_TOKEN.findall(decoded(message.data)))
-    named = {read_signup_token(token, key=svc.key) for token in tokens}
+    named = {read_signup_token(token, key=settings.require_secret_key()) for token in tokens}
     assert named == (set() if already else {(signup.id, signup.nonce)})
     assert already or len(signup.nonce) >= 16
     golden = GOLDEN / f"web-confirm-{'already' if already else 'new'}.txt"
@@ -87,31 +112,32 @@ def test_golden_confirmation_email(
         assert "https://papers.example.com/confirm/" in got
 
 
-def test_address_that_cannot_be_a_header_is_refused(svc: Service) -> None:
+def test_address_that_cannot_be_a_header_is_refused(settings: Settings, store: Store) -> None:
     # The form refuses it earlier; the message builder refuses it again rather than emit it.
-    signup = svc.store.add_signup('"<b>x</b>"@example.com')
+    signup = store.add_signup('"<b>x</b>"@example.com')
     with pytest.raises(SubscriberError, match="cannot be used as an email address in a header"):
-        confirmation_message(svc, signup, already_subscribed=False)
+        confirmation(settings, signup, subscriber_id=None)
 
 
-def test_markup_characters_of_a_valid_address_are_escaped_in_html(svc: Service) -> None:
+def test_markup_characters_of_a_valid_address_are_escaped_in_html(
+    settings: Settings, store: Store
+) -> None:
     address = "o'hara&co@example.com"  # ' and & are valid in a local part
-    svc.store.add_subscriber(address, filters=Filters(keywords=("RAG",)))
-    signup = svc.store.add_signup(address)
-    message = confirmation_message(svc, signup, already_subscribed=True)
+    existing = store.add_subscriber(address, filters=Filters(keywords=("RAG",)))
+    signup = store.add_signup(address)
+    message = confirmation(settings, signup, subscriber_id=existing.id)
     text, html = readable(message.data).split("--- text/plain", 1)[1].split("--- text/html")
     assert f"{address} already receives" in text
     assert "o&#39;hara&amp;co@example.com already receives" in html
     assert address not in html
 
 
-def test_stale_unconfirmed_signups_are_purged(svc: Service) -> None:
-    import datetime as dt
-
-    old = svc.store.add_signup("old@example.com")
-    kept = svc.store.add_signup("kept@example.com")
-    assert svc.store.confirm_signup(kept.id) is not None
+def test_stale_unconfirmed_signups_are_purged(settings: Settings, store: Store) -> None:
+    svc: Service = create_app(settings=settings, clock=lambda: PINNED_NOW).state.service
+    old = store.add_signup("old@example.com")
+    kept = store.add_signup("kept@example.com")
+    assert store.confirm_signup(kept.id) is not None
     svc.clock = lambda: PINNED_NOW + dt.timedelta(days=svc.confirm_days + 2)
-    svc.purge_stale_signups()
-    assert svc.store.signup(old.id) is None
-    assert svc.store.signup(kept.id) is not None  # a confirmed sign-up is the record of consent
+    asyncio.run(svc.purge_stale_signups())
+    assert store.signup(old.id) is None
+    assert store.signup(kept.id) is not None  # a confirmed sign-up is the record of consent

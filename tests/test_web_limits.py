@@ -79,9 +79,11 @@ def test_huge_forwarded_for_is_neither_kept_nor_logged(
         web.client() as client,
     ):
         for n in range(5):
-            huge = f"203.0.113.{n}, " + "x" * 200_000  # the right-most hop: not an address
+            # The right-most hop is not an address; 20 KB stays under the server's header limit
+            # (bigger headers get 431 before the app sees them), so the limiter gets to see it.
+            huge = f"203.0.113.{n}, " + "x" * 20_000
             response = sign_up(client, email="same@example.com", headers={"x-forwarded-for": huge})
-            assert response.status_code in (200, 429)
+            assert response.status_code == (200 if n == 0 else 429)
         keys = limiters(web).per_client.keys()
     assert keys == ("127.0.0.1",)  # the proxy stands in for a client it cannot name
     limited = [r for r in caplog.records if r.getMessage() == "signup.limited"]

@@ -31,7 +31,7 @@ def test_healthz(tmp_path: Path) -> None:
             "latest_digest": "2024-12-13",
             "site": True,
         }
-        web.app.state.service.store.close()  # the database goes away under the service
+        web.app.state.service.stores.close()  # the database goes away under the service
         broken = client.get("/healthz")
         assert broken.status_code == 503
         assert broken.json()["ok"] is False

@@ -214,6 +214,21 @@ def test_cross_site_sign_up_is_refused(web: tuple[Running, RecordingHandler], at
     assert running.store.subscriber_by_email(address) is None
 
 
+def test_cross_site_confirmation_is_refused(web: tuple[Running, RecordingHandler]) -> None:
+    running, handler = web
+    address = fresh_address()
+    with running.client() as client:
+        assert sign_up(client, email=address, keywords="", min_votes="0").status_code == 200
+        link = confirm_link(mail_to(handler, address))
+        shown = client.get(link)
+        refused = client.post(
+            link, data={"csrf": csrf_of(shown.text)}, headers={"origin": "https://evil.example"}
+        )
+    assert refused.status_code == 403
+    assert "This request was refused" in refused.text
+    assert running.store.subscriber_by_email(address) is None
+
+
 def test_forged_confirmation_is_404(web: tuple[Running, RecordingHandler]) -> None:
     running, _ = web
     with running.client() as client:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import socket
 import subprocess
 import threading
@@ -23,6 +24,7 @@ from newsletter.digest.ingest import ingest_paths
 from newsletter.store import Store
 from newsletter.tokens import make_token
 from newsletter.web import create_app
+from newsletter.web.server import server_config
 from tests.conftest import DIGESTS, PINNED_NOW
 
 
@@ -33,19 +35,10 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running(app: Any, *, port: int | None = None) -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL, e.g. http://127.0.0.1:43121."""
-    port = port or _free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        proxy_headers=False,  # as `newsletter serve`: the app alone reads X-Forwarded-For
-    )
-    server = uvicorn.Server(config)
+def running(app: Any, *, settings: Settings) -> Iterator[str]:
+    """Serve `app` as `newsletter serve` would (limits and timeouts included) until the block
+    ends; yields its base URL, e.g. http://127.0.0.1:43121."""
+    server = uvicorn.Server(server_config(app, settings=settings))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -54,7 +47,7 @@ def running(app: Any, *, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{settings.serve_host}:{settings.serve_port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
@@ -128,6 +121,8 @@ def service_settings(tmp_path: Path, *, port: int, smtp_port: int = 25, **change
             "db": tmp_path / "service.db",
             "site_dir": tmp_path / "site",
             "base_url": f"http://127.0.0.1:{port}",
+            "serve_host": "127.0.0.1",
+            "serve_port": port,
             "secret_key": TEST_KEY,
             "smtp_host": "127.0.0.1",
             "smtp_port": smtp_port,
@@ -156,7 +151,7 @@ class Running:
         return make_token(subject, purpose=purpose, key=self.key)
 
     def client(self, **options: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, **options)
+        return httpx.Client(base_url=self.url, **{"timeout": 10, **options})
 
 
 @contextmanager
@@ -182,7 +177,7 @@ def service(
         if setup is not None:
             setup(store)
         app = create_app(settings=settings, clock=clock, **(app_options or {}))
-        with running(app, port=port) as url:
+        with running(app, settings=settings) as url:
             yield Running(url=url, settings=settings, store=store, clock=clock, app=app)
 
 
@@ -196,3 +191,56 @@ def first_health(process: subprocess.Popen[Any], port: int) -> httpx.Response:
             assert process.poll() is None, "serve exited early"
             assert time.monotonic() < deadline, "serve did not start"
             time.sleep(0.1)
+
+
+# Raw HTTP: httpx and browsers normalise paths and headers; these send the bytes as given.
+
+
+def connect(web: Running, *, timeout: float = 5.0) -> socket.socket:
+    """A plain TCP connection to the service."""
+    host, port = web.url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a read timeout fails the test)."""
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def exchange(web: Running, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send `request` exactly as given; the status, headers (lower-cased) and body."""
+    with connect(web) as sock:
+        sock.sendall(request)
+        data = read_until_closed(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status_line.split()[1]), headers, body
+
+
+def get(target: str, *headers: str, host: str = "127.0.0.1") -> bytes:
+    """The bytes of a GET for `target` as written (no normalisation), closing the connection."""
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}", *headers, "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1")
+
+
+def logged_paths(records: list[logging.LogRecord], *, count: int = 1) -> list[str]:
+    """The paths of the access log's records, once `count` of them are in (the log line is
+    written after the response, so a test may see the response first)."""
+    deadline = time.monotonic() + 5
+    while True:
+        paths = [r.path for r in records if r.name == "newsletter.web" and hasattr(r, "path")]
+        if len(paths) >= count or time.monotonic() > deadline:
+            return paths
+        time.sleep(0.01)

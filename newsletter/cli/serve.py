@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -53,6 +54,7 @@ def serve(
 
     from ..web import create_app
     from ..web.logs import configure_logging
+    from ..web.server import server_config
 
     settings = settings_from(
         config_path,
@@ -64,14 +66,6 @@ def serve(
     )
     app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
     configure_logging()  # from here on stderr carries JSON lines only
-    uvicorn.run(
-        app,
-        host=settings.serve_host,
-        port=settings.serve_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        # The app reads X-Forwarded-For itself, from `trusted_proxies` only: uvicorn's own
-        # handling believes any loopback peer, so every local client could pick its address.
-        proxy_headers=False,
-    )
+    # uvicorn re-raises the SIGINT it stopped on once it has shut down; that is a normal stop.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(server_config(app, settings=settings)).run()

@@ -177,6 +177,12 @@ def day_values(*, settings: Settings, digest: Digest) -> dict[str, object]:
     }
 
 
+def papers_per_email(*, settings: Settings, max_papers: int | None) -> int:
+    """The most paper cards one email shows: the newsletter's cap, or the subscriber's if lower."""
+    cap = settings.max_papers_per_email
+    return cap if max_papers is None else min(cap, max_papers)
+
+
 def render_email(
     *,
     settings: Settings,
@@ -189,13 +195,14 @@ def render_email(
 ) -> RenderedEmail:
     """Render HTML and text for `picks`; at most `limit` cards (default: what fits the budget).
 
-    Without `limit`, the cards are capped at `settings.max_papers_per_email` and then cut
+    Without `limit`, the cards are capped at `papers_per_email` and then cut
     further until the HTML stays under HTML_BUDGET bytes; the cut cards are announced with a
     link to the day's archive, and the footer always stays in.
     """
     template_dir = template_dir or settings.template_dir
     total = len(picks)
-    shown = min(total, settings.max_papers_per_email) if limit is None else min(total, limit)
+    cap = papers_per_email(settings=settings, max_papers=filters.max_papers)
+    shown = min(total, cap if limit is None else limit)
     all_cards = tuple(card_for(p, number=i) for i, p in enumerate(picks, start=1))
     subject = subject_for(settings=settings, date=digest.date, total=total)
     preheader = preheader_for(cards=all_cards, total=total)

@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 
 import sqlite_utils
 
-from ..errors import StoreError
+from ..errors import StoreBusy, StoreError
 from ..model import Filters
 from .schema import migrations, newer_migrations
 
@@ -56,7 +56,8 @@ def store_error(path: object, exc: sqlite3.Error, *, doing: Doing) -> StoreError
     fault, advice = _FAULTS.get(code, ("error", ""))
     detail = " ".join(str(exc).split()) or type(exc).__name__
     advice = f"{advice} (sqlite: {detail})" if advice else detail
-    return StoreError(f"{path}: cannot {doing} the database: {advice}", fault=fault)
+    kind = StoreBusy if fault == "busy" else StoreError  # busy: try again later (web: 503)
+    return kind(f"{path}: cannot {doing} the database: {advice}", fault=fault)
 
 
 def _doing(sql: str) -> Doing:
@@ -193,15 +194,18 @@ def utc_now() -> dt.datetime:
 class StoreBase:
     """An open SQLite database with the schema applied (WAL, foreign keys, busy timeout)."""
 
-    def __init__(self, path: Path | str, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, path: Path | str, *, clock: Clock = utc_now, busy_timeout: float = 30.0
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
+        self.busy_timeout = busy_timeout
         try:
             if str(path) != ":memory:":
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 str(path),
-                timeout=30,
+                timeout=busy_timeout,
                 check_same_thread=False,
                 isolation_level=None,
                 factory=_Connection,
@@ -216,7 +220,7 @@ class StoreBase:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
             newer = newer_migrations(self.db)
             if newer:
                 raise StoreError(
@@ -284,7 +288,7 @@ class StoreBase:
         except _RollBack:
             pass
         finally:
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={round(self.busy_timeout * 1000)}")
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """Rows of a read query as dicts."""

@@ -15,18 +15,21 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Match, Route, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..delivery.pipeline import Sender, smtp_sender
-from ..errors import StoreError
+from ..errors import StoreBusy, StoreError
 from ..store import Clock, Store, utc_now
-from .logs import AccessLog, log_event
+from ..store.pool import StorePool
+from .logs import AccessLog, log_event, redact_path
 from .pages import Pages
+from .paths import CanonicalPath
 from .preferences import preferences_page, preferences_post, preferences_preview
 from .security import CsrfGuard, RateLimiter, SignupLimits, trusted_networks
-from .service import Service, service
+from .service import STORE_THREADS, Service, service
 from .signup import confirm_page, confirm_post, signup_page, signup_post
 from .static import SiteFiles, StaticSite
 from .unsubscribe import unsubscribe_now, unsubscribe_page
@@ -34,17 +37,25 @@ from .watch import DigestWatcher
 
 # Paths the service answers itself; the built site is never consulted for them.
 SERVICE_PATHS = ("/u/", "/p/", "/subscribe", "/confirm/", "/healthz", "/-/")
+RETRY_AFTER = 10  # seconds a client is asked to wait after the database stayed locked
 
 
 async def healthz(request: Request) -> Response:
     """GET /healthz: JSON saying whether the database answers and can be written (and what it holds).
 
-    "db" is "ok", or what is wrong: "read-only", "full", "corrupt", "busy", "newer" or "error".
+    "db" is "ok", "busy" (another process is writing: still healthy), or what is wrong:
+    "read-only", "full", "corrupt", "newer" or "error" (503).
     """
     svc = service(request)
+    state = "ok"
     try:
-        latest = svc.store.latest_date()
-        await asyncio.to_thread(svc.probe_database)
+        latest = await svc.db(Store.latest_date)
+        try:
+            await asyncio.to_thread(svc.probe_database)
+        except StoreBusy:
+            # Another process is writing (a send, an ingest): reads work and writes will once
+            # it is done. Healthy, and saying so keeps a supervisor from restarting us.
+            state = "busy"
     except Exception as exc:  # any database failure means "not healthy", never a traceback
         fault = exc.fault if isinstance(exc, StoreError) else "error"
         log_event("healthz.failed", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
@@ -54,7 +65,7 @@ async def healthz(request: Request) -> Response:
     return JSONResponse(
         {
             "ok": True,
-            "db": "ok",
+            "db": state,
             "latest_digest": latest.isoformat() if latest else None,
             "site": svc.settings.site_dir.is_dir(),
         },
@@ -80,12 +91,41 @@ async def asset(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     svc = service(request)
+    if isinstance(exc, StoreBusy):
+        # Another process held the database past the busy timeout; nothing was written (the
+        # transaction rolled back), so the client may simply try again: 503, not a 500.
+        log_event("busy", level=logging.WARNING, path=redact_path(request.url.path))
+        response = svc.pages.render(request, "web/error.html", status=503, code=503)
+        response.headers["retry-after"] = str(RETRY_AFTER)
+        return response
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 404:
         return svc.not_found(request)
+    if status == 403:  # a form posted from another site (CsrfGuard.own_form)
+        return svc.pages.render(request, "web/403.html", status=403)
     if status >= 500:
         log_event("error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
     return svc.pages.render(request, "web/error.html", status=status, code=status)
+
+
+def _slash_redirect(router: Router) -> ASGIApp:
+    """The router's answer when no route matches: a relative redirect to the same path with
+    (or without) a trailing slash when that one matches, else the 404 page."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if path != "/":
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            if any(
+                route.matches({**scope, "path": other})[0] != Match.NONE for route in router.routes
+            ):
+                query = scope.get("query_string", b"").decode("latin-1")
+                # Relative: the request's Host header never makes it into a Location.
+                await RedirectResponse(other + (f"?{query}" if query else ""))(scope, receive, send)
+                return
+        raise HTTPException(404)
+
+    return answer
 
 
 def _default_sender(settings: Settings) -> Callable[[], Sender]:
@@ -104,21 +144,23 @@ def create_app(
     confirm_days: int = 7,
     watch_dir: Path | None = None,
     watch_interval: float = 5.0,
+    busy_timeout: float = 30.0,
 ) -> Starlette:
     """The service for `settings` (ConfigError when the secret key is missing).
 
     `sender_factory` makes the sender for confirmation mail and for the watched daily job
     (default: SMTP as the settings say);
     `watch_dir`, when given, is polled every `watch_interval` seconds for new digests, which
-    are ingested, built and sent by the same ledger as `newsletter send`.
+    are ingested, built and sent by the same ledger as `newsletter send`;
+    `busy_timeout` is how long a write waits for another process's lock before answering 503.
     """
     key = settings.require_secret_key()
     limits = signup_limits or SignupLimits()
     csrf = CsrfGuard(key=key, base_url=settings.base_url)
-    store = Store(settings.db, clock=clock)
+    stores = StorePool(settings.db, clock=clock, size=STORE_THREADS, busy_timeout=busy_timeout)
     svc = Service(
         settings=settings,
-        store=store,
+        stores=stores,
         key=key,
         pages=Pages(csrf=csrf, site_title=settings.site_title, template_dir=settings.template_dir),
         csrf=csrf,
@@ -158,7 +200,7 @@ def create_app(
         finally:
             if watcher is not None:
                 await watcher.stop()
-            store.close()
+            stores.close()
             log_event("stop")
 
     routes = [
@@ -177,11 +219,20 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _http_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            StoreBusy: _http_error,  # answered here, not re-raised to uvicorn as a crash
+            Exception: _http_error,
+        },
     )
     app.state.service = svc
     app.state.watcher = watcher
-    # Added last is outermost: the access log sees every request, the site is served first.
+    # Starlette's own trailing-slash redirect writes the request's Host into Location.
+    app.router.redirect_slashes = False
+    app.router.default = _slash_redirect(app.router)
+    # Added last is outermost: every path is canonical before the access log and the
+    # private-path rules see it; the access log sees every request; the site is served first.
     app.add_middleware(StaticSite, files=SiteFiles(settings.site_dir), skip=SERVICE_PATHS)
     app.add_middleware(AccessLog)
+    app.add_middleware(CanonicalPath)
     return app

@@ -14,13 +14,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("newsletter.web")
 
 # Path segments after these prefixes are capabilities (signed tokens, private feed names).
-_SECRET_PATH = re.compile(r"^/(u|p|confirm|feeds)/([^/]{1,300})")
+_SECRET_PATH = re.compile(r"^/(u|p|confirm|feeds)/([^/]+)")
 _SHOWN = 6  # characters of a token kept in logs: enough to correlate, far too few to use
+PATH_SHOWN = 200  # characters of a path kept in logs; longer ones are junk or an attack
 
 
 def redact_path(path: str) -> str:
-    """The path with any token cut to its first few characters, e.g. /u/MTc.abc -> /u/MTc.ab…"""
-    return _SECRET_PATH.sub(lambda m: f"/{m.group(1)}/{m.group(2)[:_SHOWN]}…", path, count=1)
+    """The path with any token cut to its first few characters, e.g. /u/MTc.abc -> /u/MTc.ab…
+
+    Expects the canonical path (see paths.py); at most PATH_SHOWN characters are kept.
+    """
+    shown = _SECRET_PATH.sub(lambda m: f"/{m.group(1)}/{m.group(2)[:_SHOWN]}…", path, count=1)
+    return shown if len(shown) <= PATH_SHOWN else shown[:PATH_SHOWN] + "…"
 
 
 class JsonFormatter(logging.Formatter):

@@ -19,11 +19,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..audience.match import Pick, select_papers
 from ..audience.subscribers import validate_filters
 from ..errors import SubscriberError
+from ..mail.render import papers_per_email
 from ..model import Filters, Subscriber
+from ..store import Store
 from ..tokens import make_token
 from .logs import log_event
 from .pages import Message, problem
-from .security import PAGE_HEADERS, read_form
+from .security import PAGE_HEADERS
 from .service import Service, service
 
 FIELDS = ("keywords", "exclude", "min_votes", "max_papers")
@@ -64,12 +66,10 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
     }
 
 
-def preview(svc: Service, filters: Filters) -> Preview:
+async def preview(svc: Service, filters: Filters) -> Preview:
     """Run the matcher on the newest digest with `filters` and the newsletter's per-email cap."""
-    newest = svc.newest_digest()
-    cap = svc.settings.max_papers_per_email
-    if filters.max_papers is not None:
-        cap = min(cap, filters.max_papers)
+    newest = await svc.newest_digest()
+    cap = papers_per_email(settings=svc.settings, max_papers=filters.max_papers)
     if newest is None:
         return Preview(date=None, total=0, picks=(), matched=0, cap=cap)
     # Uncached: any subscriber may preview any keywords, as often as they like.
@@ -120,7 +120,7 @@ def _page(
 async def preferences_page(request: Request) -> Response:
     """GET /p/TOKEN: the form with the subscriber's filters and today's selection."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
     notice = request.query_params.get("done", "")
@@ -129,7 +129,7 @@ async def preferences_page(request: Request) -> Response:
         subscriber,
         values=form_values(subscriber),
         errors={},
-        shown=preview(svc, subscriber.filters),
+        shown=await preview(svc, subscriber.filters),
         notice=notice if notice in ("saved", "resumed") else "",
     )
 
@@ -137,16 +137,13 @@ async def preferences_page(request: Request) -> Response:
 async def preferences_post(request: Request) -> Response:
     """POST /p/TOKEN: save (then redirect back), preview without saving, or resume emails."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
-    form = await read_form(request)
-    if not svc.csrf.check(request, form.get("csrf")):
-        log_event("preferences.rejected", reason="cross-site", subscriber=subscriber.id)
-        return svc.pages.render(request, "web/403.html", status=403)
+    form = await svc.csrf.own_form(request, event="preferences", subscriber=subscriber.id)
     action = form.get("action", "save")
     if action == "resume":
-        changed = svc.store.resume_subscriber(subscriber.id)
+        changed = await svc.db(Store.resume_subscriber, subscriber.id)
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
         if not changed and subscriber.status != "active":
             # Bounced (or pending): only a confirmed sign-up, which proves the mailbox, resumes.
@@ -164,8 +161,10 @@ async def preferences_post(request: Request) -> Response:
     if filters is None:
         return _page(request, subscriber, values=values, errors=errors, shown=None, status=422)
     if action == "preview":
-        return _page(request, subscriber, values=values, errors={}, shown=preview(svc, filters))
-    changed = svc.store.update_filters(subscriber.id, filters=filters)
+        return _page(
+            request, subscriber, values=values, errors={}, shown=await preview(svc, filters)
+        )
+    changed = await svc.db(Store.update_filters, subscriber.id, filters=filters)
     log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
     # Post/redirect/get: reloading the page does not post the form again.
     return RedirectResponse(f"{request.url.path}?done=saved", status_code=303)
@@ -174,14 +173,14 @@ async def preferences_post(request: Request) -> Response:
 async def preferences_preview(request: Request) -> Response:
     """GET /p/TOKEN/preview?keywords=...: the preview (or the problems) as an HTML fragment."""
     svc = service(request)
-    subscriber = svc.subscriber_for(request.path_params["token"], purpose="preferences")
+    subscriber = await svc.subscriber_for(request.path_params["token"], purpose="preferences")
     if subscriber is None:
         return svc.not_found(request)
     values = {name: request.query_params.get(name, "")[:20_000] for name in FIELDS}
     filters, errors = validate_fields(values)
     body = svc.pages.text(
         "web/_preview.html",
-        preview=None if filters is None else preview(svc, filters),
+        preview=None if filters is None else await preview(svc, filters),
         errors=errors,
     )
     # 200 either way: the fragment itself shows the problems (a 422 would only alarm consoles).

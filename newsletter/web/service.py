@@ -6,7 +6,10 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Concatenate, ParamSpec, TypeVar
 
+import anyio
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +18,7 @@ from ..config import Settings
 from ..delivery.pipeline import Sender
 from ..model import Subscriber
 from ..store import Clock, Store
+from ..store.pool import StorePool
 from ..tokens import read_subscriber_token
 from .pages import Pages
 from .security import CsrfGuard, Network, RateLimiter
@@ -23,13 +27,24 @@ _DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is as
 # A full quick check reads every page (seconds for a big ledger): /healthz runs one at most this often.
 _INTEGRITY_EVERY = 3600.0
 
+STORE_THREADS = 16  # store calls running at once (each on its own connection); more wait their turn
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _newest(store: Store) -> PreparedDigest | None:
+    latest = store.latest_date()
+    digest = None if latest is None else store.digest(latest)
+    return None if digest is None else PreparedDigest(digest)
+
 
 @dataclass
 class Service:
     """The service's state, one per app (`request.app.state.service`)."""
 
     settings: Settings
-    store: Store
+    stores: StorePool
     key: bytes
     pages: Pages
     csrf: CsrfGuard
@@ -42,28 +57,42 @@ class Service:
     _newest: tuple[float, PreparedDigest | None] | None = field(default=None, repr=False)
     _purged_at: float = field(default=float("-inf"), repr=False)
     _checked_at: float = field(default=float("-inf"), repr=False)
+    _threads: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(STORE_THREADS), repr=False
+    )
+
+    async def db(
+        self, fn: Callable[Concatenate[Store, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(store, *args, **kwargs)` in a worker thread, as datasette's `execute_fn` does.
+
+        SQLite calls block (up to the busy timeout while another process writes): off the event
+        loop they slow the one request that waits, never the whole service. StoreBusy when the
+        lock outlasts the timeout.
+        """
+        return await anyio.to_thread.run_sync(
+            lambda: self.stores.run(fn, *args, **kwargs), limiter=self._threads
+        )
 
     def link(self, path: str) -> str:
         """An absolute link on the public base URL."""
         return self.settings.base_url.rstrip("/") + path
 
-    def subscriber_for(self, token: str, *, purpose: str) -> Subscriber | None:
+    async def subscriber_for(self, token: str, *, purpose: str) -> Subscriber | None:
         """The subscriber a signed token names, or None for a forged, foreign or stale token."""
         subscriber_id = read_subscriber_token(token, purpose=purpose, key=self.key)
-        return None if subscriber_id is None else self.store.subscriber(subscriber_id)
+        return None if subscriber_id is None else await self.db(Store.subscriber, subscriber_id)
 
-    def newest_digest(self) -> PreparedDigest | None:
-        """Today's digest (the newest stored), prepared for selection and reused for a while."""
+    async def newest_digest(self) -> PreparedDigest | None:
+        """Today's digest (the newest stored), prepared for selection, reused for a few seconds."""
         now = time.monotonic()
         if self._newest is not None and now - self._newest[0] < _DIGEST_TTL:
             return self._newest[1]
         # Read again every few seconds to pick up re-ingested digests; in between, preview
         # after preview reuses one digest's normalised text.
-        latest = self.store.latest_date()
-        digest = None if latest is None else self.store.digest(latest)
-        prepared = None if digest is None else PreparedDigest(digest)
-        self._newest = (now, prepared)
-        return prepared
+        digest = await self.db(_newest)
+        self._newest = (now, digest)
+        return digest
 
     def forget_newest(self) -> None:
         """Drop the cached digest (after the daily job stored a new one)."""
@@ -73,12 +102,13 @@ class Service:
         """Whether a sign-up made at `created_at` is too old to confirm."""
         return self.clock() - created_at > dt.timedelta(days=self.confirm_days)
 
-    def purge_stale_signups(self) -> None:
+    async def purge_stale_signups(self) -> None:
         """Forget unconfirmed sign-ups past their link's life, at most once an hour."""
         now = time.monotonic()
         if now - self._purged_at >= 3600:
             self._purged_at = now
-            self.store.purge_signups(before=self.clock() - dt.timedelta(days=self.confirm_days + 1))
+            before = self.clock() - dt.timedelta(days=self.confirm_days + 1)
+            await self.db(Store.purge_signups, before=before)
 
     def probe_database(self) -> None:
         """StoreError unless the database can be written now (and, hourly, has no damaged page).
@@ -86,7 +116,7 @@ class Service:
         Runs on its own connection, so it can wait in a thread without sharing a transaction.
         """
         with Store(self.settings.db, clock=self.clock) as store:
-            store.check_writable()
+            store.check_writable(timeout=0.25)  # busy is healthy: do not keep the answer waiting
             now = time.monotonic()
             if now - self._checked_at >= _INTEGRITY_EVERY:
                 store.check_integrity(history=True)

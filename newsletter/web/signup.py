@@ -7,22 +7,21 @@ reads the newsletter; only the e-mail, which goes to the address's owner, says w
 
 from __future__ import annotations
 
-import secrets
-
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..audience.subscribers import normalize_email
 from ..errors import SubscriberError
-from ..mail.message import message_domain, simple_message
+from ..mail.confirmation import confirmation_message
 from ..mail.outgoing import OutgoingMessage
+from ..store import Store
 from ..store.signups import Signup
-from ..tokens import make_token, read_signup_token, signup_token
+from ..tokens import make_token, read_signup_token
 from .logs import log_event
 from .pages import Message, problem
 from .preferences import validate_fields
-from .security import address_key, client_address, limiter_key, read_form
+from .security import address_key, client_address, limiter_key
 from .service import Service, service
 
 SIGNUP_FIELDS = ("email", "keywords", "min_votes")
@@ -39,10 +38,7 @@ async def signup_page(request: Request) -> Response:
 async def signup_post(request: Request) -> Response:
     """POST /subscribe: validate, rate-limit, record the sign-up and mail the confirmation."""
     svc = service(request)
-    form = await read_form(request)
-    if not svc.csrf.check(request, form.get("csrf")):
-        log_event("signup.rejected", reason="cross-site")
-        return svc.pages.render(request, "web/403.html", status=403)
+    form = await svc.csrf.own_form(request, event="signup")
     values = {name: form.get(name, "")[:20_000] for name in SIGNUP_FIELDS}
     errors: dict[str, Message] = {}
     address = ""
@@ -64,60 +60,29 @@ async def signup_post(request: Request) -> Response:
     ):
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
-    svc.purge_stale_signups()
-    signup = svc.store.add_signup(address, filters=filters)
+    await svc.purge_stale_signups()
+    signup = await svc.db(Store.add_signup, address, filters=filters)
     try:
-        existing = svc.store.subscriber_by_email(address)
-        already = existing is not None and existing.status == "active"
-        message = confirmation_message(svc, signup, already_subscribed=already)
+        existing = await svc.db(Store.subscriber_by_email, address)
+        message = confirmation_message(
+            settings=svc.settings,
+            key=svc.key,
+            email=signup.email,
+            signup_id=signup.id,
+            nonce=signup.nonce,
+            subscriber_id=existing.id if existing and existing.status == "active" else None,
+            days=svc.confirm_days,
+            clock=svc.clock,
+        )
     except BaseException:
-        svc.store.forget_signup(signup.id)  # a sign-up no e-mail can confirm is no sign-up
+        # A sign-up no e-mail can confirm is no sign-up.
+        await svc.db(Store.forget_signup, signup.id)
         raise
     log_event("signup", signup=signup.id)
     response = svc.pages.render(request, "web/check_email.html")
     # Sent after the response, so how long SMTP takes says nothing about the address either.
     response.background = BackgroundTask(_send, svc, message, signup.id)
     return response
-
-
-def confirmation_message(
-    svc: Service, signup: Signup, *, already_subscribed: bool
-) -> OutgoingMessage:
-    """The e-mail answering a sign-up: a confirmation link, or (if active) a preferences link."""
-    settings = svc.settings
-    context = {
-        "email": signup.email,
-        "already_subscribed": already_subscribed,
-        "confirm_url": svc.link(f"/confirm/{signup_token(signup.id, signup.nonce, key=svc.key)}"),
-        "days": svc.confirm_days,
-        "preferences_url": "",
-    }
-    if already_subscribed:
-        existing = svc.store.subscriber_by_email(signup.email)
-        assert existing is not None
-        context["preferences_url"] = svc.link(
-            f"/p/{make_token(existing.id, purpose='preferences', key=svc.key)}"
-        )
-        subject = f"이미 구독 중입니다 · You already receive {settings.site_title}"
-    else:
-        subject = f"구독을 확인해 주세요 · Confirm your subscription to {settings.site_title}"
-    message_id = f"signup.{signup.id}.{secrets.token_hex(8)}@{message_domain(settings)}"
-    data = simple_message(
-        settings=settings,
-        to=signup.email,
-        subject=subject,
-        text=svc.pages.text("web/confirm_email.txt", **context),
-        html=svc.pages.text("web/confirm_email.html", **context),
-        message_id=message_id,
-        clock=svc.clock,
-    )
-    return OutgoingMessage(
-        subscriber_id=0,
-        recipient=signup.email,
-        envelope_from=settings.envelope_from,
-        message_id=message_id,
-        data=data,
-    )
 
 
 async def _send(svc: Service, message: OutgoingMessage, signup_id: int) -> None:
@@ -131,12 +96,12 @@ async def _send(svc: Service, message: OutgoingMessage, signup_id: int) -> None:
         await sender.aclose()
 
 
-def _signup_for(svc: Service, token: str) -> Signup | None:
+async def _signup_for(svc: Service, token: str) -> Signup | None:
     named = read_signup_token(token, key=svc.key)
     if named is None:
         return None
     signup_id, nonce = named
-    signup = svc.store.signup(signup_id)
+    signup = await svc.db(Store.signup, signup_id)
     # Ids of purged sign-ups came back before m005: the nonce ties a link to one sign-up for good.
     # (A plain comparison: the token's HMAC was already checked in constant time.)
     return signup if signup is not None and signup.nonce == nonce else None
@@ -154,11 +119,11 @@ def _confirmed(request: Request, subscriber_id: int) -> Response:
 async def confirm_page(request: Request) -> Response:
     """GET /confirm/TOKEN: a button that confirms (scanners that fetch links confirm nothing)."""
     svc = service(request)
-    signup = _signup_for(svc, request.path_params["token"])
+    signup = await _signup_for(svc, request.path_params["token"])
     if signup is None:
         return svc.not_found(request)
     if signup.confirmed_at is not None:
-        existing = svc.store.subscriber_by_email(signup.email)
+        existing = await svc.db(Store.subscriber_by_email, signup.email)
         if existing is not None:
             return _confirmed(request, existing.id)
     if svc.expired(signup.created_at):
@@ -171,16 +136,13 @@ async def confirm_page(request: Request) -> Response:
 async def confirm_post(request: Request) -> Response:
     """POST /confirm/TOKEN: activate (or create) the subscriber, once."""
     svc = service(request)
-    signup = _signup_for(svc, request.path_params["token"])
+    signup = await _signup_for(svc, request.path_params["token"])
     if signup is None:
         return svc.not_found(request)
-    form = await read_form(request)
-    if not svc.csrf.check(request, form.get("csrf")):
-        log_event("confirm.rejected", reason="cross-site", signup=signup.id)
-        return svc.pages.render(request, "web/403.html", status=403)
+    await svc.csrf.own_form(request, event="confirm", signup=signup.id)
     if signup.confirmed_at is None and svc.expired(signup.created_at):
         return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
-    result = svc.store.confirm_signup(signup.id)
+    result = await svc.db(Store.confirm_signup, signup.id)
     if result is None:
         return svc.not_found(request)
     log_event("confirm", signup=signup.id, subscriber=result.subscriber_id, outcome=result.outcome)

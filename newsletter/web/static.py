@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 FEED_MAX_AGE = 300  # seconds a reader may reuse a feed before asking again (with its ETag)
@@ -156,9 +157,11 @@ def not_modified(file: StaticFile, headers: dict[bytes, bytes]) -> bool:
     if ims is not None:
         try:
             since = email.utils.parsedate_to_datetime(ims.decode("latin-1"))
-        except (TypeError, ValueError, IndexError):
+            return since.tzinfo is not None and file.mtime <= int(since.timestamp())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            # Unparsable or out of range (year 99999999999999999999): RFC 9110 13.1.3 says
+            # to ignore the header, so the full response goes out.
             return False
-        return since.tzinfo is not None and file.mtime <= int(since.timestamp())
     return False
 
 
@@ -195,8 +198,8 @@ class SiteFiles:
             return None
         return path
 
-    def lookup(self, url_path: str) -> StaticFile | None:
-        """The current file for `url_path`, or None (missing, a folder, outside the site)."""
+    def cached(self, url_path: str) -> StaticFile | None:
+        """The file for `url_path` if it is in memory and unchanged on disk (costs one stat)."""
         cached = self._cache.get(url_path)
         if cached is not None:
             try:
@@ -205,6 +208,13 @@ class SiteFiles:
             except OSError:
                 pass
             self._forget(url_path)
+        return None
+
+    def lookup(self, url_path: str) -> StaticFile | None:
+        """The current file for `url_path`, or None (missing, a folder, outside the site)."""
+        cached = self.cached(url_path)
+        if cached is not None:
+            return cached
         names = self._candidates(url_path)
         if names is None:
             return None
@@ -266,7 +276,10 @@ class StaticSite:
         ):
             await self.app(scope, receive, send)
             return
-        file = self.files.lookup(scope["path"])
+        file = self.files.cached(scope["path"])
+        if file is None:
+            # Reading (and gzipping) a file, or a big one each time, is no job for the event loop.
+            file = await anyio.to_thread.run_sync(self.files.lookup, scope["path"])
         if file is None:
             await self.app(scope, receive, send)
             return

@@ -1,0 +1,152 @@
+"""How uvicorn serves the app, with the limits a public service needs and uvicorn lacks.
+
+uvicorn (0.29 to at least 0.54) has no timeout for a request's headers: its keep-alive timer
+runs only between requests and stops at the first byte, so a client that trickles a header a
+byte at a time, or connects and sends nothing, holds its connection for ever. Nor does it
+bound the request line or the headers (httptools accepts a 65 KB path), and its
+`limit_concurrency` answers 503 only once a request's headers are in, so idle connections
+still pile up. `GuardedHttpTools` adds the three missing guards to uvicorn's httptools
+protocol:
+
+- a request's headers must arrive within `header_timeout` seconds of its first byte (or of
+  the connection opening): 408, then the connection is closed;
+- a request line over MAX_REQUEST_LINE bytes gets 414, headers over MAX_HEADER_BYTES get 431;
+- connections beyond `serve_max_connections` are closed as soon as they open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from ..config import Settings
+
+MAX_REQUEST_LINE = 8 * 1024  # bytes of request target; browsers and mail providers stay far below
+MAX_HEADER_BYTES = 32 * 1024  # bytes of all header names and values of one request
+KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open (uvicorn's default)
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header timeout, size limits and a connection cap."""
+
+    header_timeout: float = 10.0
+    max_connections: int | None = None
+
+    _header_timer: asyncio.TimerHandle | None = None
+    _header_bytes = 0
+    _started = False  # bytes of the current request have arrived (its headers are not complete)
+    _refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.max_connections is not None and len(self.connections) > self.max_connections:
+            # Nothing has been read yet, so nothing is lost; a 503 would cost a read first.
+            self._refused = True
+            transport.abort()
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._header_timer is None and self._idle():
+            self._arm()  # the next request on a kept-alive connection starts its clock
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._started = True
+        self._header_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > MAX_REQUEST_LINE:
+            self._refuse(http.HTTPStatus.REQUEST_URI_TOO_LONG)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._refuse(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        self._started = False
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # Raising in a parser callback (see _refuse) reaches uvicorn as a parse error; the
+        # answer has been written already.
+        if not self._refused:
+            super().send_400_response(msg)
+
+    def _idle(self) -> bool:
+        """No request is being answered: the connection waits for the client's next headers."""
+        return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or not self._idle():
+            return
+        if self._started:
+            self._answer(http.HTTPStatus.REQUEST_TIMEOUT)
+        else:  # nothing of a request arrived: close quietly, as the keep-alive timeout does
+            self.transport.close()
+
+    def _refuse(self, status: http.HTTPStatus) -> None:
+        self._answer(status)
+        raise ValueError(status.phrase)  # stops the parser; uvicorn reports it as a parse error
+
+    def _answer(self, status: http.HTTPStatus) -> None:
+        self._refused = True
+        self._disarm()
+        body = f"{status.value} {status.phrase}\n".encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status.value, status.phrase.encode(), len(body), body)
+        )
+        self.transport.close()
+
+
+def server_config(app: ASGIApp, *, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings for the service: host, port, limits and timeouts from `settings`."""
+    protocol = type(
+        "GuardedHttpTools",
+        (GuardedHttpTools,),
+        {
+            "header_timeout": settings.serve_header_timeout,
+            "max_connections": settings.serve_max_connections,
+        },
+    )
+    return uvicorn.Config(
+        app,
+        host=settings.serve_host,
+        port=settings.serve_port,
+        http=protocol,
+        log_config=None,
+        access_log=False,  # ours (logs.AccessLog) shortens tokens; uvicorn's prints them whole
+        server_header=False,
+        # The app reads X-Forwarded-For itself, from `trusted_proxies` only: uvicorn's own
+        # handling believes any loopback peer, so every local client could pick its address.
+        proxy_headers=False,
+        timeout_keep_alive=KEEP_ALIVE,
+        # Requests being answered at once; beyond it uvicorn answers 503 (connections are
+        # capped by the protocol above, which closes them before anything is read).
+        limit_concurrency=settings.serve_max_connections,
+    )

@@ -1,0 +1,117 @@
+"""The server's own limits: header timeout, request-line and header sizes, connection cap, logs.
+
+uvicorn has no header timeout and no size limits of its own (see newsletter/web/server.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from newsletter.web.logs import PATH_SHOWN
+from newsletter.web.server import MAX_REQUEST_LINE
+from tests.web_server import (
+    Running,
+    connect,
+    exchange,
+    get,
+    logged_paths,
+    read_until_closed,
+    service,
+)
+
+HEADER_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with service(tmp_path_factory.mktemp("limits"), serve_header_timeout=HEADER_TIMEOUT) as running:
+        yield running
+
+
+def test_slow_headers_are_cut_off(web: Running) -> None:
+    start = time.monotonic()
+    with connect(web) as sock:
+        try:
+            for byte in b"GET /rss.xml HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ":
+                sock.send(bytes([byte]))
+                time.sleep(0.1)
+            for _ in range(100):  # then trickle a header forever
+                sock.send(b"a")
+                time.sleep(0.1)
+        except OSError:
+            pass  # the server closed the connection: what this test wants
+        answer = read_until_closed(sock)
+    took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert HEADER_TIMEOUT <= took < HEADER_TIMEOUT + 2, took
+
+
+def test_a_connection_that_sends_nothing_is_closed(web: Running) -> None:
+    start = time.monotonic()
+    with connect(web) as sock:
+        assert read_until_closed(sock) == b""
+    assert time.monotonic() - start < HEADER_TIMEOUT + 2
+
+
+def test_a_kept_alive_connection_gets_the_same_header_timeout(web: Running) -> None:
+    with connect(web) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while not first.endswith(b"}"):  # the whole JSON answer, which may come in pieces
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        start = time.monotonic()
+        try:
+            sock.send(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+            for _ in range(100):
+                sock.send(b"a")
+                time.sleep(0.1)
+        except OSError:
+            pass
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert time.monotonic() - start < HEADER_TIMEOUT + 2
+
+
+def test_an_overlong_request_line_is_refused_and_not_logged(
+    web: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="newsletter.web")
+    status, _, _ = exchange(web, get("/" + "a" * MAX_REQUEST_LINE))
+    assert status == 414
+    assert "a" * 200 not in caplog.text
+
+
+def test_huge_headers_are_refused(web: Running) -> None:
+    big = [f"X-Filler-{i}: {'v' * 1000}" for i in range(40)]
+    status, _, _ = exchange(web, get("/rss.xml", *big))
+    assert status == 431
+
+
+def test_long_paths_are_logged_cut_short(web: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="newsletter.web")
+    status, _, _ = exchange(web, get("/" + "b" * 4000))
+    assert status == 404
+    [path] = logged_paths(caplog.records)
+    assert path == "/" + "b" * (PATH_SHOWN - 1) + "…"
+
+
+def test_connections_beyond_the_cap_are_closed(tmp_path: Path) -> None:
+    with service(tmp_path, serve_max_connections=4, serve_header_timeout=30.0) as web:
+        idle = [connect(web) for _ in range(4)]
+        try:
+            time.sleep(0.2)  # let the server accept them all
+            with connect(web) as extra:
+                extra.sendall(get("/healthz"))
+                assert read_until_closed(extra) == b""
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.2)
+        status, _, _ = exchange(web, get("/healthz"))
+        assert status == 200
