@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 
 from newsletter.tokens import feed_token, make_token, read_subscriber_token, read_token
 
-KEY = b"k" * 32
+from .conftest import TEST_KEY
+
+KEY = TEST_KEY.encode()
 
 
 @given(st.integers(min_value=1, max_value=10**12))

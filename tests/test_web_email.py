@@ -17,7 +17,7 @@ from newsletter.store import Store
 from newsletter.web import create_app
 from newsletter.web.service import Service
 from newsletter.web.signup import confirmation_message
-from tests.conftest import PINNED_NOW
+from tests.conftest import PINNED_NOW, TEST_KEY
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -29,7 +29,7 @@ def svc(tmp_path: Path) -> Service:
         overrides={
             "db": tmp_path / "mail.db",
             "site_dir": tmp_path / "site",
-            "secret_key": "golden-secret-key",
+            "secret_key": TEST_KEY,
             "base_url": "https://papers.example.com",
             "from_address": "Daily Papers <digest@papers.example.com>",
         },

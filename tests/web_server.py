@@ -23,7 +23,7 @@ from newsletter.digest.ingest import ingest_paths
 from newsletter.store import Store
 from newsletter.tokens import make_token
 from newsletter.web import create_app
-from tests.conftest import DIGESTS, PINNED_NOW
+from tests.conftest import DIGESTS, PINNED_NOW, TEST_KEY
 
 
 def _free_port() -> int:
@@ -70,9 +70,6 @@ class MovableClock:
 
     def advance(self, **delta: float) -> None:
         self.now += dt.timedelta(**delta)
-
-
-TEST_KEY = "web-test-secret-key-0123456789"
 
 
 def make_site(root: Path) -> Path:
