@@ -391,6 +391,11 @@ def plan_site(
     return plan
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `data` to a new file at `path`: the one place a build writes bytes."""
+    path.write_bytes(data)
+
+
 def _write_if_changed(path: Path, data: bytes) -> bool:
     """Write `data` to `path` unless it already holds exactly that; True if written."""
     try:
@@ -400,7 +405,7 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
         pass
     # Write aside and rename, so a reader (or the web server) never sees half a file.
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # builds may overlap
-    temporary.write_bytes(data)
+    _write_file(temporary, data)
     os.replace(temporary, path)
     return True
 
