@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
+import secrets
 import statistics
 import sys
 import time
@@ -48,7 +49,9 @@ TOPICS = (
 )  # fmt: skip
 NAMES = ("김민지", "박지수", "Alex Chen", "이현우", "Sara Jones", "최서연", "", "María García")
 SETTINGS = Settings().replace(
-    base_url="https://papers.example.com", secret_key="bench-secret-key", max_papers_per_email=20
+    base_url="https://papers.example.com",
+    secret_key=secrets.token_urlsafe(32),
+    max_papers_per_email=20,
 )
 
 

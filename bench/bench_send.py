@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import resource
+import secrets
 import shutil
 import socket
 import statistics
@@ -69,7 +70,7 @@ PROFILES: list[tuple[list[str], int | None]] = [
     ([], 3),
 ]
 SETTINGS = Settings().replace(
-    secret_key="bench-secret-key",
+    secret_key=secrets.token_urlsafe(32),  # the service refuses weaker keys
     base_url="https://papers.example.com",
     from_address="Daily Papers <digest@papers.example.com>",
     envelope_from="bounces@papers.example.com",

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import os
 import re
+import secrets
 import signal
 import socket
 import statistics
@@ -38,7 +39,7 @@ from newsletter.publish.build import build_site  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.tokens import make_token  # noqa: E402
 
-KEY = "bench-serve-secret-key-0123456789"
+KEY = secrets.token_urlsafe(32)  # the service refuses weaker keys
 FEED = "/rss.xml"
 SUBSCRIBERS = 500
 _LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")

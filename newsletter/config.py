@@ -28,6 +28,11 @@ from .errors import ConfigError
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("newsletter.toml")
+# A signing key must look like 32 random bytes: a subscriber holds tokens signed with it and can
+# try keys offline, so a short or patterned one falls in seconds.
+MIN_KEY_LENGTH = 43  # len(secrets.token_urlsafe(32))
+MIN_KEY_DISTINCT = 10
+KEY_HOWTO = 'generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 class Secret(str):
@@ -41,6 +46,20 @@ class Secret(str):
 
     def __str__(self) -> str:
         return "**********"
+
+
+def key_weakness(key: str) -> str | None:
+    """Why `key` cannot sign subscriber links, or None when it can; never quotes the key."""
+    if len(key) < MIN_KEY_LENGTH:
+        return f"length {len(key)}, under {MIN_KEY_LENGTH} characters"
+    distinct = len(set(key))
+    if distinct < MIN_KEY_DISTINCT:
+        return f"only {distinct} different characters, fewer than {MIN_KEY_DISTINCT}"
+    # The shortest period: a pattern repeated at least twice ("abc123abc123...") adds no entropy.
+    for period in range(1, len(key) // 2 + 1):
+        if key[period:] == key[:-period]:
+            return f"a {period}-character pattern repeated"
+    return None
 
 
 Kind = Callable[[Any], Any]  # coerces one setting's raw value; ValueError(reason) when it cannot
@@ -375,12 +394,17 @@ class Settings:
     )
 
     def require_secret_key(self) -> bytes:
-        """The signing key, or a ConfigError saying how to set it."""
+        """The signing key, or a ConfigError saying how to set a strong one."""
         if not self.secret_key:
             raise ConfigError(
-                "NEWSLETTER_SECRET_KEY is not set (a long random string signs subscriber links)"
+                "NEWSLETTER_SECRET_KEY is not set (a long random string signs subscriber links); "
+                + KEY_HOWTO
             )
-        return self.secret_key.reveal().encode()
+        key = self.secret_key.reveal()
+        weakness = key_weakness(key)
+        if weakness is not None:
+            raise ConfigError(f"NEWSLETTER_SECRET_KEY is too weak: {weakness}; {KEY_HOWTO}")
+        return key.encode()
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied (options given on the command line); None means unset."""

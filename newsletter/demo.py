@@ -6,14 +6,19 @@ Each step is a function of the demo context; later features add their step to `S
 from __future__ import annotations
 
 import datetime as dt
+import os
+import secrets
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
 from .digest.ingest import ingest_paths
-from .errors import NewsletterError
+from .errors import ConfigError, NewsletterError
 from .store import Store
+
+KEY_FILE = "secret-key"
 
 
 @dataclass
@@ -26,6 +31,32 @@ class DemoContext:
     subscribers_csv: Path
     out_dir: Path
     echo: Callable[[str], None]
+    key_file: Path | None = None  # where the demo keeps the key it made; None: the user's own
+
+
+def demo_key(path: Path) -> str:
+    """The demo's signing key kept in `path`: made there (random, mode 0600) on the first run.
+
+    Reusing it keeps the links in earlier runs' emails valid; a fixed key shared by every demo
+    would let anyone forge them.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the demo's key: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot create the demo's key: {exc.strerror}") from None
+    key = secrets.token_urlsafe(32)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(key + "\n")
+    except OSError as exc:
+        path.unlink(missing_ok=True)  # an empty key file would fail every later run
+        raise ConfigError(f"{path}: cannot write the demo's key: {exc.strerror}") from None
+    return key
 
 
 def step_ingest(ctx: DemoContext) -> None:
@@ -133,14 +164,15 @@ def step_deliver(ctx: DemoContext) -> None:
 
 def step_serve(ctx: DemoContext) -> None:
     """Say how to serve what the demo made: feeds, archive, and the emails' links."""
-    key = ctx.settings.secret_key
-    # The emails' links are signed with this run's key; only the demo's own throwaway key
-    # (cli/demo.py) may be printed, never one the user set.
-    shown = "demo-secret-key-not-for-production"
-    prefix = f"NEWSLETTER_SECRET_KEY={shown} " if key and key.reveal() == shown else ""
+    # The emails' links are signed with this run's key. The command names the demo's key file,
+    # never a key: one the user set is already in their environment.
+    prefix = (
+        f"NEWSLETTER_SECRET_KEY=$(cat {shlex.quote(str(ctx.key_file))}) " if ctx.key_file else ""
+    )
+    db, site = (shlex.quote(str(p)) for p in (ctx.settings.db, ctx.settings.site_dir))
     ctx.echo("Serve the feeds, archive, unsubscribe and preference links of these emails:")
     ctx.echo(
-        f"  {prefix}newsletter serve --db {ctx.settings.db} --site {ctx.settings.site_dir}"
+        f"  {prefix}newsletter serve --db {db} --site {site}"
         f"   (then open {ctx.settings.base_url.rstrip('/')}/subscribe)"
     )
 
@@ -163,9 +195,17 @@ def run_demo(
     out_dir: Path,
     echo: Callable[[str], None],
 ) -> None:
-    """Run every demo step in order against the store in `settings.db`."""
+    """Run every demo step in order against the store in `settings.db`.
+
+    Without a key in `settings` the demo signs with its own, kept in `out_dir`/secret-key.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
+    key_file = None
+    if settings.secret_key is None:
+        key_file = out_dir / KEY_FILE
+        settings = settings.replace(secret_key=demo_key(key_file))
+    settings.require_secret_key()  # a weak key stops the demo before it writes anything
     with Store(settings.db) as store:
-        ctx = DemoContext(settings, store, digests_dir, subscribers_csv, out_dir, echo)
+        ctx = DemoContext(settings, store, digests_dir, subscribers_csv, out_dir, echo, key_file)
         for step in STEPS:
             step(ctx)

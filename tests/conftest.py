@@ -20,6 +20,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 DIGESTS = sorted(FIXTURES.glob("20*.md"))
 CHROMIUM = "/usr/bin/chromium"
 PINNED_NOW = dt.datetime(2024, 12, 13, 9, 0, tzinfo=dt.UTC)
+# The signing key of every test: fixed, so golden emails keep their tokens, and as strong as
+# secrets.token_urlsafe(32), since the service refuses weaker keys.
+TEST_KEY = "H-OMfV2st76EgfyGGtuclBRL3dVmFiummXI3sPiTbPk"
+# The fixed key old demos used, and the one line a command answers it with.
+OLD_DEMO_KEY = "demo-secret-key-not-for-production"
+OLD_DEMO_KEY_ERROR = (
+    "error: NEWSLETTER_SECRET_KEY is too weak: length 34, under 43 characters; "
+    'generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+)
 
 
 @pytest.fixture
@@ -64,7 +73,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "NEWSLETTER_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
-    return {"NEWSLETTER_DB": str(tmp_path / "cli.db"), "NEWSLETTER_SECRET_KEY": "test-secret-key"}
+    return {"NEWSLETTER_DB": str(tmp_path / "cli.db"), "NEWSLETTER_SECRET_KEY": TEST_KEY}
 
 
 @pytest.fixture(scope="module")

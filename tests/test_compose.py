@@ -26,11 +26,10 @@ from newsletter.model import Digest, Filters, Subscriber
 from newsletter.store import Store
 from newsletter.tokens import feed_token, read_subscriber_token
 
-from .conftest import DIGESTS, PINNED_NOW
+from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
 from .smtp_servers import RecordingHandler, smtp_server
 
 GOLDEN = Path(__file__).parent / "golden"
-KEY = "test-secret-key"
 SETTINGS = Settings().replace(
     base_url="https://papers.example.com",
     from_address="Daily Papers <digest@papers.example.com>",
@@ -38,7 +37,7 @@ SETTINGS = Settings().replace(
     envelope_from="bounces@papers.example.com",
     list_id="daily-papers.papers.example.com",
     unsubscribe_mailto="unsubscribe@papers.example.com",
-    secret_key=KEY,
+    secret_key=TEST_KEY,
 )
 HOSTILE = "<script>alert(1)</script> & \"Q\" 'x'\r\nBcc: evil@example.com"
 PEOPLE = [
@@ -167,7 +166,8 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     assert https.startswith("https://papers.example.com/u/") and len(https) <= 70
     assert mailto == "mailto:unsubscribe@papers.example.com?subject=unsubscribe"
     assert (
-        read_subscriber_token(https.rsplit("/", 1)[1], purpose="unsubscribe", key=KEY.encode()) == 1
+        read_subscriber_token(https.rsplit("/", 1)[1], purpose="unsubscribe", key=TEST_KEY.encode())
+        == 1
     )
     # Parts: text first, HTML last, UTF-8; the HTML stays under Gmail's clip.
     assert msg.get_content_type() == "multipart/alternative"
@@ -183,9 +183,9 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     prefs = re.search(r'href="https://papers\.example\.com/p/([^"]+)"', html)
     assert (
         prefs
-        and read_subscriber_token(prefs.group(1), purpose="preferences", key=KEY.encode()) == 1
+        and read_subscriber_token(prefs.group(1), purpose="preferences", key=TEST_KEY.encode()) == 1
     )
-    assert f"/feeds/{feed_token(1, key=KEY.encode())}.xml" in html
+    assert f"/feeds/{feed_token(1, key=TEST_KEY.encode())}.xml" in html
     assert "오늘의 아카이브에서 논문 7편 더 보기" in html
 
 

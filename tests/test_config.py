@@ -11,6 +11,8 @@ import pytest
 from newsletter.config import Settings, load_settings
 from newsletter.errors import ConfigError
 
+from .conftest import TEST_KEY
+
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "newsletter.toml"
@@ -41,18 +43,57 @@ def test_config_from_environment_variable_and_topics(tmp_path: Path) -> None:
 
 def test_secret_hidden_and_refused_in_file(tmp_path: Path) -> None:
     settings = load_settings(
-        environ={"NEWSLETTER_SECRET_KEY": "s3cret", "NEWSLETTER_SMTP_PASSWORD": "pw"}
+        environ={"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_SMTP_PASSWORD": "pw"}
     )
-    assert "s3cret" not in repr(settings) and "s3cret" not in str(settings.secret_key)
+    assert TEST_KEY not in repr(settings) and TEST_KEY not in str(settings.secret_key)
     assert "pw" not in str(settings.describe())
-    assert settings.require_secret_key() == b"s3cret"
+    assert settings.require_secret_key() == TEST_KEY.encode()
     with pytest.raises(ConfigError, match="secret"):
         load_settings(config_path=write(tmp_path, '[smtp]\npassword = "x"\n'), environ={})
 
 
 def test_missing_secret_key_says_how_to_set_it() -> None:
-    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY is not set"):
+    with pytest.raises(ConfigError, match="NEWSLETTER_SECRET_KEY is not set") as caught:
         load_settings(environ={}).require_secret_key()
+    assert HOWTO in str(caught.value)
+
+
+HOWTO = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("k3y!", "length 4, under 43 characters"),
+        ("demo-secret-key-not-for-production", "length 34, under 43 characters"),
+        ("H-OMfV2st76EgfyGGtuclBRL3dVmFiummXI3sPiTb", "length 41, under 43 characters"),
+        ("ab" * 30, "only 2 different characters, fewer than 10"),
+        ("012345678" * 5, "only 9 different characters, fewer than 10"),
+        ("0123456789" * 5, "a 10-character pattern repeated"),
+        ("secret-key-0123-" * 3, "a 16-character pattern repeated"),
+        ("H-OMfV2st76EgfyGGtuc" * 2 + "H-OMf", "a 20-character pattern repeated"),
+    ],
+)
+def test_a_weak_secret_key_is_refused_with_how_to_make_one(key: str, why: str) -> None:
+    settings = load_settings(environ={"NEWSLETTER_SECRET_KEY": key})
+    with pytest.raises(ConfigError) as caught:
+        settings.require_secret_key()
+    message = str(caught.value)
+    assert message == f"NEWSLETTER_SECRET_KEY is too weak: {why}; generate one with: {HOWTO}"
+    assert key not in message
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "H-OMfV2st76EgfyGGtuclBRL3dVmFiummXI3sPiTbPk",  # secrets.token_urlsafe(32)
+        "cCr8CpZ2PAPKd6XrNzAbBzwQlPw5RoBleXwUGb97uiw=",  # openssl rand -base64 32
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",  # token_hex(32)
+    ],
+)
+def test_a_random_32_byte_key_is_accepted(key: str) -> None:
+    settings = load_settings(environ={"NEWSLETTER_SECRET_KEY": key})
+    assert settings.require_secret_key() == key.encode()
 
 
 @pytest.mark.parametrize(

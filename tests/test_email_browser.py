@@ -15,11 +15,11 @@ from newsletter.digest.parse import parse_digest
 from newsletter.mail.compose import Composer
 from newsletter.model import Digest, Subscriber
 
-from .conftest import DIGESTS, PINNED_NOW
+from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
 
 pytestmark = pytest.mark.browser
 
-SETTINGS = Settings().replace(base_url="https://papers.example.com", secret_key="test-secret-key")
+SETTINGS = Settings().replace(base_url="https://papers.example.com", secret_key=TEST_KEY)
 READER = Subscriber(id=1, email="minji.kim@example.com", name="김민지")
 WIDTHS = (375, 600)
 

@@ -23,11 +23,10 @@ from newsletter.publish.feeds import topic_slug, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token
 
-from .conftest import DIGESTS
+from .conftest import DIGESTS, TEST_KEY
 
 GOLDEN = Path(__file__).parent / "golden"
 BASE = "https://papers.example.org/daily"
-KEY = "test-secret-key"
 NS = {
     "atom": "http://www.w3.org/2005/Atom",
     "dc": "http://purl.org/dc/elements/1.1/",
@@ -46,7 +45,7 @@ def make_settings(tmp_path: Path, **changes: Any) -> Settings:
         "db": tmp_path / "unused.db",
         "base_url": BASE,
         "site_title": "Daily Papers",
-        "secret_key": KEY,
+        "secret_key": TEST_KEY,
         "topics": {"Reasoning": "reasoning; 추론", "에이전트": "agent; 에이전트"},
     }
     values.update(changes)
@@ -437,7 +436,7 @@ def test_private_feed_shows_what_the_subscriber_selects(
     settings = make_settings(tmp_path)
     out = tmp_path / "site"
     build(loaded_store, out, settings)
-    token = feed_token(reader.id, key=KEY.encode())
+    token = feed_token(reader.id, key=TEST_KEY.encode())
     assert re.fullmatch(r"[0-9a-f]{32}", token)  # 128 bits, from the secret key
     feed = parsed(out, f"feeds/{token}.xml")
     profile = Filters(keywords=("LLM",), min_votes=10, max_papers=2)
@@ -449,7 +448,7 @@ def test_private_feed_shows_what_the_subscriber_selects(
     assert {e.id.rsplit("/", 1)[1] for e in feed.entries} == wanted and len(wanted) <= 6
     self_links = [link.href for link in feed.feed.links if link.rel == "self"]
     assert self_links == [f"{BASE}/feeds/{token}.xml"]  # its own URL, not a shared one
-    quitter_feed = f"feeds/{feed_token(quitter.id, key=KEY.encode())}.xml"
+    quitter_feed = f"feeds/{feed_token(quitter.id, key=TEST_KEY.encode())}.xml"
     assert (out / quitter_feed).exists()
     loaded_store.set_status(quitter.id, "unsubscribed")
     report = build(loaded_store, out, settings)

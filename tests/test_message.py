@@ -27,13 +27,13 @@ from newsletter.mail.message import (
 from newsletter.mail.splice import SplicedBody
 from newsletter.text import clean_text
 
-from .conftest import PINNED_NOW
+from .conftest import PINNED_NOW, TEST_KEY
 
 SETTINGS = Settings().replace(
     base_url="https://papers.example.com",
     from_address="Daily Papers <digest@papers.example.com>",
     reply_to="editor@papers.example.com",
-    secret_key="test-secret-key",
+    secret_key=TEST_KEY,
 )
 
 

@@ -24,7 +24,8 @@ from newsletter.model import Subscriber
 from newsletter.publish.build import build_site
 from newsletter.store import Store
 
-KEY = "kV3q9Zt0bH7wXc2LmN8pR4sY6uA1eG5jT0oQzW3fD9E"
+from .conftest import TEST_KEY
+
 DIGEST = """## Daily Papers (2025-03-03)
 
 ### [Alpha](https://arxiv.org/abs/2503.00001)
@@ -57,7 +58,7 @@ def settings(tmp_path: Path) -> Settings:
         db=tmp_path / "order.db",
         base_url="https://papers.example.com",
         from_address="Daily Papers <digest@papers.example.com>",
-        secret_key=KEY,
+        secret_key=TEST_KEY,
         site_dir=tmp_path / "site",
     )
 
@@ -104,7 +105,7 @@ def test_email_page_feeds_and_match_share_one_order(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
         ["match", "--date", "2025-03-03", "--json", "--db", str(conf.db)],
-        env={"NEWSLETTER_SECRET_KEY": KEY},
+        env={"NEWSLETTER_SECRET_KEY": TEST_KEY},
     )
     assert result.exit_code == 0, result.output
     assert [p["arxiv_id"] for p in json.loads(result.output)] == IDS

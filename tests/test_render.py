@@ -24,10 +24,10 @@ from newsletter.mail.render import (
 )
 from newsletter.model import Digest, Filters, Section
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, TEST_KEY
 
 EVERYTHING = Filters()
-SETTINGS = Settings().replace(base_url="https://papers.example.com", secret_key="k")
+SETTINGS = Settings().replace(base_url="https://papers.example.com", secret_key=TEST_KEY)
 PERSONAL = Personal(
     greeting=greeting_for("김민지"),
     email="minji@example.com",

@@ -22,7 +22,7 @@ from newsletter.cli import main
 from newsletter.digest.ingest import ingest_paths
 from newsletter.model import Filters
 from newsletter.store import Store
-from tests.conftest import DIGESTS, FIXTURES
+from tests.conftest import DIGESTS, FIXTURES, TEST_KEY
 from tests.smtp_servers import RecordingHandler, free_port, smtp_server
 
 NEWEST = "2024-12-13"
@@ -384,7 +384,7 @@ def test_the_demo_step_delivers_to_its_embedded_server(db: Path, tmp_path: Path)
     from newsletter.config import load_settings
     from newsletter.demo import DemoContext, step_deliver
 
-    settings = load_settings(environ={"NEWSLETTER_DB": str(db), "NEWSLETTER_SECRET_KEY": "k"})
+    settings = load_settings(environ={"NEWSLETTER_DB": str(db), "NEWSLETTER_SECRET_KEY": TEST_KEY})
     lines: list[str] = []
     with Store(db) as store:
         ctx = DemoContext(

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.store import Store
 
-from .conftest import DIGESTS
+from .conftest import DIGESTS, OLD_DEMO_KEY, OLD_DEMO_KEY_ERROR
 from .pretty_html import assert_matches_golden
 from .test_feeds import BASE, GOLDEN, HOSTILE, build, digest_text, make_settings, save
 
@@ -246,12 +246,17 @@ def test_cli_build_prints_changes_and_a_summary(
     assert "written rss.xml" in days.stdout and "written 2024-06-28.html" not in days.stdout
 
 
-def test_cli_build_counts_private_feeds_without_naming_them(
-    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
-) -> None:
+def one_day_and_a_reader(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    """A CLI database with one digest and one subscriber, so a build has a private feed."""
     runner.invoke(main, ["ingest", str(DIGESTS[0])], env=cli_env)
     with Store(cli_env["NEWSLETTER_DB"]) as store:
         store.add_subscriber("reader@example.com")
+
+
+def test_cli_build_counts_private_feeds_without_naming_them(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    one_day_and_a_reader(runner, cli_env)
     result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=cli_env)
     assert result.exit_code == 0, result.output
     assert "private feeds: 1 written, 0 removed (feeds/<token>.xml)" in result.stdout
@@ -260,6 +265,17 @@ def test_cli_build_counts_private_feeds_without_naming_them(
     result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=no_key)
     assert result.exit_code == 0
     assert "note: private feeds skipped: NEWSLETTER_SECRET_KEY is not set" in result.stderr
+
+
+def test_cli_build_refuses_a_weak_key_and_writes_nothing(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    one_day_and_a_reader(runner, cli_env)
+    weak = {**cli_env, "NEWSLETTER_SECRET_KEY": OLD_DEMO_KEY}
+    result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=weak)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [OLD_DEMO_KEY_ERROR]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

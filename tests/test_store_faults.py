@@ -23,8 +23,9 @@ import pytest
 from newsletter.digest.ingest import ingest_paths
 from newsletter.errors import StoreError
 from newsletter.store import Store
+from tests.conftest import TEST_KEY
 from tests.smtp_servers import RecordingHandler, smtp_server
-from tests.web_server import TEST_KEY, first_health, free_port, make_site, service
+from tests.web_server import first_health, free_port, make_site, service
 
 from .conftest import DIGESTS
 

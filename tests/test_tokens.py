@@ -15,7 +15,9 @@ from newsletter.tokens import (
     signup_token,
 )
 
-KEY = b"k" * 32
+from .conftest import TEST_KEY
+
+KEY = TEST_KEY.encode()
 
 
 @given(st.integers(min_value=1, max_value=10**12))

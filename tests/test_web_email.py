@@ -23,7 +23,7 @@ from newsletter.store.signups import Signup
 from newsletter.tokens import read_signup_token
 from newsletter.web import create_app
 from newsletter.web.service import Service
-from tests.conftest import PINNED_NOW
+from tests.conftest import PINNED_NOW, TEST_KEY
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIRM_TOKEN = re.compile(r"/confirm/([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
@@ -36,7 +36,7 @@ def settings(tmp_path: Path) -> Settings:
         overrides={
             "db": tmp_path / "mail.db",
             "site_dir": tmp_path / "site",
-            "secret_key": "golden-secret-key",
+            "secret_key": TEST_KEY,
             "base_url": "https://papers.example.com",
             "from_address": "Daily Papers <digest@papers.example.com>",
         },

@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.web.logs import JsonFormatter, redact_path
 from newsletter.web.security import Limit, RateLimiter
-from tests.web_server import TEST_KEY, first_health, free_port, make_site, service
+from tests.conftest import TEST_KEY
+from tests.web_server import first_health, free_port, make_site, service
 
 
 def test_healthz(tmp_path: Path) -> None:
@@ -89,7 +90,8 @@ def test_serve_needs_the_secret_key(runner: CliRunner, cli_env: dict[str, str]) 
     result = runner.invoke(main, ["serve", "--port", "1"], env=env)
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        "error: NEWSLETTER_SECRET_KEY is not set (a long random string signs subscriber links)"
+        "error: NEWSLETTER_SECRET_KEY is not set (a long random string signs subscriber links); "
+        'generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
     ]
 
 

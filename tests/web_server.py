@@ -25,7 +25,7 @@ from newsletter.store import Store
 from newsletter.tokens import make_token
 from newsletter.web import create_app
 from newsletter.web.server import server_config
-from tests.conftest import DIGESTS, PINNED_NOW
+from tests.conftest import DIGESTS, PINNED_NOW, TEST_KEY
 
 
 def _free_port() -> int:
@@ -69,9 +69,6 @@ class MovableClock:
 
     def advance(self, **delta: float) -> None:
         self.now += dt.timedelta(**delta)
-
-
-TEST_KEY = "web-test-secret-key-0123456789"
 
 
 def make_site(root: Path) -> Path:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
 from ..demo import run_demo
 from .common import settings_from
-
-DEMO_KEY = "demo-secret-key-not-for-production"
 
 
 @click.command()
@@ -43,11 +40,8 @@ def demo(digests_dir: Path, subscribers_csv: Path, out_dir: Path) -> None:
 
     Example: newsletter demo --out demo-output
     """
-    # The demo is self-contained: its own database and a throwaway key unless one is set.
-    key = os.environ.get("NEWSLETTER_SECRET_KEY") or DEMO_KEY
-    settings = settings_from(
-        None, db=out_dir / "newsletter.db", site_dir=out_dir / "site", secret_key=key
-    )
+    # The demo is self-contained: its own database, and its own key unless one is set.
+    settings = settings_from(None, db=out_dir / "newsletter.db", site_dir=out_dir / "site")
     run_demo(
         settings=settings,
         digests_dir=digests_dir,

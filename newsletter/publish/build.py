@@ -21,10 +21,8 @@ import datetime as dt
 import functools
 import itertools
 import json
-import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +57,7 @@ from .feeds import (
     topics_from,
     xml_text,
 )
+from .files import write_changed
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1
@@ -74,7 +73,6 @@ _PRIVATE_INDEX = (
     "이메일에 있는 주소로만 열 수 있습니다.</p>\n</body>\n</html>\n"
 ).encode()
 _LOAD_CHUNK = 100  # days loaded from the store at once when many pages need rendering
-WRITERS = 4  # threads writing files
 
 
 def is_private_feed(path: str) -> bool:
@@ -328,11 +326,10 @@ def _feeds(
                 info=info(f"{title}: {name}", about_topic, "topic", topic.slug),
             ),
         )
-    try:
-        key = settings.require_secret_key()
-    except ConfigError:
+    if not settings.secret_key:
         plan.notices.append("private feeds skipped: NEWSLETTER_SECRET_KEY is not set")
         return
+    key = settings.require_secret_key()  # a weak key stops the build, never skips quietly
     plan.private_built = True
     rendered: dict[Filters, bytes] = {}
     for subscriber in store.active_subscribers():
@@ -392,20 +389,6 @@ def plan_site(
     return plan
 
 
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    """Write `data` to `path` unless it already holds exactly that; True if written."""
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    # Write aside and rename, so a reader (or the web server) never sees half a file.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # builds may overlap
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-    return True
-
-
 def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
     """Files of kinds a build owns that this build did not produce."""
     stale = []
@@ -425,30 +408,24 @@ def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
 
 def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
     """Write the planned files that changed, delete stale ones, and say what happened."""
-    written: list[str] = []
-    unchanged = sorted(plan.kept)
+    names = sorted(plan.files)
     removed: list[str] = []
+    # Compact, so json uses its C encoder: the manifest is read by builds, not people.
+    manifest = json.dumps(plan.manifest, ensure_ascii=False, separators=(",", ":"))
+    files = {**{name: plan.files[name] for name in names}, MANIFEST: (manifest + "\n").encode()}
     try:
-        names = sorted(plan.files)
         for folder in {(out_dir / name).parent for name in names} | {out_dir}:
             folder.mkdir(parents=True, exist_ok=True)
-        # File writes are mostly kernel time, which threads overlap (the GIL is released).
-        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-            changed = pool.map(lambda n: _write_if_changed(out_dir / n, plan.files[n]), names)
-            for name, was_written in zip(names, changed, strict=True):
-                (written if was_written else unchanged).append(name)
+        written = write_changed(out_dir, files)
         for name in _stale(out_dir, set(plan.files) | plan.kept, private=plan.private_built):
             (out_dir / name).unlink()
             removed.append(name)
-        # Compact, so json uses its C encoder: the manifest is read by builds, not people.
-        manifest = json.dumps(plan.manifest, ensure_ascii=False, separators=(",", ":"))
-        _write_if_changed(out_dir / MANIFEST, (manifest + "\n").encode())
     except OSError as exc:
         raise ConfigError(f"{out_dir}: cannot write the site: {exc.strerror or exc}") from None
     return BuildReport(
         out_dir=out_dir,
-        written=tuple(written),
-        unchanged=tuple(sorted(unchanged)),
+        written=tuple(name for name in names if name in written),
+        unchanged=tuple(sorted({*plan.kept, *(name for name in names if name not in written)})),
         removed=tuple(removed),
         notices=tuple(plan.notices),
     )

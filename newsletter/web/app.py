@@ -146,7 +146,7 @@ def create_app(
     watch_interval: float = 5.0,
     busy_timeout: float = 30.0,
 ) -> Starlette:
-    """The service for `settings` (ConfigError when the secret key is missing).
+    """The service for `settings` (ConfigError when the secret key is missing or weak).
 
     `sender_factory` makes the sender for confirmation mail and for the watched daily job
     (default: SMTP as the settings say);

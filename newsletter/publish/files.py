@@ -1,0 +1,78 @@
+"""Writing a set of files all or nothing: each is written aside, then all are renamed into place.
+
+A reader (or the web server) never sees half a file, and a build that fails part way, say on a
+full disk, leaves every file as it was and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+WRITERS = 4  # threads writing files
+
+
+def write_changed(out_dir: Path, files: Mapping[str, bytes]) -> set[str]:
+    """Write each file (name relative to `out_dir`) whose bytes changed; the names written.
+
+    Nothing is renamed into place until every changed file is written in full; on a failure the
+    OSError propagates and no temporary file is left. Folders must exist.
+    """
+    staged = _stage_all(out_dir, files)
+    _replace_all(out_dir, staged)
+    return set(staged)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write `data` to a new file at `path`: the one place a build writes bytes."""
+    path.write_bytes(data)
+
+
+def _stage(path: Path, data: bytes) -> Path | None:
+    """A temporary file beside `path` holding `data`, or None when `path` already holds it."""
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return None
+    except FileNotFoundError:
+        pass
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # builds may overlap
+    try:
+        _write_file(temporary, data)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # half a file, say on a full disk
+        raise
+    return temporary
+
+
+def _stage_all(out_dir: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
+    """Each changed file's temporary file by name; on any failure none is left and it raises."""
+    futures: dict[str, Future[Path | None]] = {}
+    try:
+        # File writes are mostly kernel time, which threads overlap (the GIL is released).
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            for name, data in files.items():
+                futures[name] = pool.submit(_stage, out_dir / name, data)
+        # Leaving the pool waited for every write, so a failure cannot race one still running.
+        staged = {name: f.result() for name, f in futures.items()}
+    except BaseException:
+        for future in futures.values():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                temporary = future.result()
+                if temporary is not None:
+                    temporary.unlink(missing_ok=True)
+        raise
+    return {name: temporary for name, temporary in staged.items() if temporary is not None}
+
+
+def _replace_all(out_dir: Path, staged: Mapping[str, Path]) -> None:
+    """Rename every staged file over its target; any not renamed is removed."""
+    pending = dict(staged)
+    try:
+        for name, temporary in staged.items():
+            os.replace(temporary, out_dir / name)
+            del pending[name]
+    finally:
+        for temporary in pending.values():
+            temporary.unlink(missing_ok=True)

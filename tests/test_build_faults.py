@@ -1,0 +1,110 @@
+"""`newsletter build` on a full disk: one line, exit 1, no temporary file, the old site whole."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.publish import files
+
+from .conftest import DIGESTS
+
+LIMIT = 64 * 1024  # bytes a file may have in the subprocess
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path, hidden ones included."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def assert_untouched(out: Path, before: dict[str, bytes]) -> None:
+    """No temporary file left, and every file as the last good build left it."""
+    after = snapshot(out)
+    assert [name for name in after if name.endswith(".tmp")] == []
+    assert sorted(after) == sorted(before)
+    assert [name for name in after if after[name] != before[name]] == []
+
+
+def old_site_then_a_new_day(runner: CliRunner, env: dict[str, str], out: Path) -> dict[str, bytes]:
+    """A site built from two days and a subscriber; then a third day is stored, not built."""
+    assert runner.invoke(main, ["ingest", *map(str, DIGESTS[:2])], env=env).exit_code == 0
+    assert runner.invoke(main, ["subscribers", "add", "reader@example.com"], env=env).exit_code == 0
+    built = runner.invoke(main, ["build", "--out", str(out)], env=env)
+    assert built.exit_code == 0, built.output
+    assert runner.invoke(main, ["ingest", str(DIGESTS[2])], env=env).exit_code == 0
+    return snapshot(out)
+
+
+def test_a_full_disk_leaves_no_temporary_file_and_the_old_site_whole(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "site"
+    before = old_site_then_a_new_day(runner, cli_env, out)
+    real_write = files._write_file
+    calls = 0
+    lock = threading.Lock()
+
+    def fills_up(path: Path, data: bytes) -> None:
+        """The first two files fit; the third gets half written, as on a disk that fills up."""
+        nonlocal calls
+        with lock:
+            calls += 1
+            full = calls >= 3
+        if not full:
+            real_write(path, data)
+            return
+        real_write(path, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(files, "_write_file", fills_up)
+    result = runner.invoke(main, ["build", "--out", str(out)], env=cli_env)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"error: {out}: cannot write the site: No space left on device"
+    ]
+    assert calls >= 3
+    assert_untouched(out, before)
+
+
+def test_a_file_size_limit_through_the_real_command(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "site"
+    before = old_site_then_a_new_day(runner, cli_env, out)
+    # Pages fit under the limit and the main feeds do not: the build writes some files, then fails.
+    assert len(before["index.html"]) < LIMIT < len(before["rss.xml"])
+
+    def limited() -> None:
+        # Writes past LIMIT fail with EFBIG (SIGXFSZ ignored, so the process is not killed).
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
+
+    newsletter = str(Path(sys.executable).with_name("newsletter"))
+    env = {**os.environ, **cli_env}
+    done = subprocess.run(
+        [newsletter, "build", "--out", str(out)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        preexec_fn=limited,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [f"error: {out}: cannot write the site: File too large"]
+    assert_untouched(out, before)
