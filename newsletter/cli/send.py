@@ -332,10 +332,7 @@ def run_daily(
             click.echo(str(warning), err=True)
         for failed in report.failed:
             click.echo(f"error: {failed.error}", err=True)
-        counts = ", ".join(
-            f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "failed")
-        )
-        click.echo(f"ingested {len(report.files)} files: {counts}")
+        click.echo(report.summary())
         if not report.files and store.latest_date() is None:
             raise ConfigError(f"{digest_dir}: no digest files found (expected .md files)")
         built = build_site(store, settings=settings)
