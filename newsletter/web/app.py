@@ -18,7 +18,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..config import Settings
-from ..delivery.pipeline import Sender, smtp_sender
+from ..delivery.pipeline import Sender
+from ..delivery.smtp import smtp_sender
 from ..store import Clock, Store, utc_now
 from .logs import AccessLog, log_event
 from .pages import Pages

@@ -1,7 +1,8 @@
 """The daily job inside the service: poll a folder, and when a digest lands ingest, build, send.
 
-Sending goes through the same delivery ledger as `newsletter send`, so a restart (or a second
-pass over an unchanged folder) never mails anyone twice. Only the newest stored digest is ever
+Each pass calls `newsletter.daily.run_daily`, the same job as `newsletter run`, so sending goes
+through the same delivery ledger: a restart (or a second pass over an unchanged folder) never
+mails anyone twice. Only the newest stored digest is ever
 sent, so pointing the service at a folder of old digests does not mail the whole archive.
 A file is taken only once its size and time stopped changing between two polls (or it is
 older than one poll), so a digest still being copied in is not read half-written.
@@ -18,16 +19,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..digest.ingest import find_digest_files, ingest_paths
+from ..daily import run_daily
+from ..delivery.pipeline import Sender
+from ..digest.ingest import IngestReport, find_digest_files
 from ..errors import NewsletterError
 from ..store import Clock, Store
 from .logs import log_event
-
-if TYPE_CHECKING:
-    from ..delivery.pipeline import DeliveryReport, Sender
 
 
 @dataclass
@@ -96,23 +95,37 @@ class DigestWatcher:
         if not ready and not self._first and not retry:
             return None
         result = WatchPass()
+
+        def ingested(report: IngestReport) -> None:
+            for f in report.files:
+                result.ingested[f.path] = f.status
+                if f.status != "failed":
+                    st = os.stat(f.path)
+                    self._done[f.path] = (st.st_mtime_ns, st.st_size)
+            for warning in report.warnings:
+                log_event("watch.warning", level=logging.WARNING, notice=str(warning))
+
         try:
             with Store(self.settings.db, clock=self.clock) as store:
-                report = ingest_paths(store, ready) if ready else None
-                changed = False
-                if report is not None:
-                    for f in report.files:
-                        result.ingested[f.path] = f.status
-                        if f.status != "failed":
-                            st = os.stat(f.path)
-                            self._done[f.path] = (st.st_mtime_ns, st.st_size)
-                        changed = changed or f.status in ("added", "updated")
-                    for warning in report.warnings:
-                        log_event("watch.warning", level=logging.WARNING, notice=str(warning))
-                if changed or self._first:
-                    self._publish(store, result)
-                elif retry:
-                    self._publish(store, result, build=False)
+                # Runs in the watcher's worker thread, so it gets an event loop of its own.
+                daily = asyncio.run(
+                    run_daily(
+                        store,
+                        settings=self.settings,
+                        digests=ready,
+                        sender_factory=self.sender_factory,
+                        clock=self.clock,
+                        only_if_changed=not (self._first or retry) or store.latest_date() is None,
+                        on_ingested=ingested,
+                    )
+                )
+            result.built = daily.build is not None
+            if daily.delivery is not None:
+                result.sent_date = daily.delivery.date
+                result.delivery = daily.delivery.summary()
+                # Deferred mail and a stopped run are retried later, not only on the next digest.
+                ok = daily.delivery.ok
+                self._retry_at = None if ok else time.monotonic() + self.retry_after
         except (NewsletterError, OSError) as exc:
             result.error = str(exc)
             self._retry_at = time.monotonic() + self.retry_after
@@ -130,33 +143,6 @@ class DigestWatcher:
                 self.on_change()
         self.passes = [*self.passes[-9:], result]
         return result
-
-    def _publish(self, store: Store, result: WatchPass, *, build: bool = True) -> None:
-        """Build the site and send the newest digest to whoever the ledger says still needs it."""
-        from ..delivery.pipeline import send_day
-        from ..publish.build import build_site  # the daily job's modules load only when it runs
-
-        if store.latest_date() is None:
-            return
-        if build:
-            build_site(store, settings=self.settings)
-            result.built = True
-
-        async def send() -> DeliveryReport:
-            sender = self.sender_factory()
-            try:
-                return await send_day(
-                    store=store, settings=self.settings, sender=sender, clock=self.clock
-                )
-            finally:
-                await sender.aclose()
-
-        # Runs in the watcher's worker thread, so it gets an event loop of its own.
-        report = asyncio.run(send())
-        result.sent_date = report.date
-        result.delivery = report.summary()
-        # Deferred mail and a stopped run are retried on later polls, not only on the next digest.
-        self._retry_at = None if report.ok else time.monotonic() + self.retry_after
 
     def start(self) -> None:
         """Start polling in the background of the running event loop."""
