@@ -36,22 +36,26 @@ SERVICE_PATHS = ("/u/", "/p/", "/subscribe", "/confirm/", "/healthz", "/-/")
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: JSON saying whether the database answers (and what it holds)."""
+    """GET /healthz: JSON saying whether the database answers (and what it holds) and, with
+    --watch, whether the daily job's last pass failed (`ok` false, still 200: see the README)."""
     svc = service(request)
     try:
         latest = svc.store.latest_date()
     except Exception as exc:  # any database failure means "not healthy", never a traceback
         log_event("healthz.failed", level=logging.ERROR, error=type(exc).__name__)
         return JSONResponse({"ok": False, "db": "error"}, status_code=503)
-    return JSONResponse(
-        {
-            "ok": True,
-            "db": "ok",
-            "latest_digest": latest.isoformat() if latest else None,
-            "site": svc.settings.site_dir.is_dir(),
-        },
-        headers={"cache-control": "no-store"},
-    )
+    body: dict[str, object] = {
+        "ok": True,
+        "db": "ok",
+        "latest_digest": latest.isoformat() if latest else None,
+        "site": svc.settings.site_dir.is_dir(),
+    }
+    watcher: DigestWatcher | None = request.app.state.watcher
+    if watcher is not None:
+        watch = watcher.health()
+        body["watch"] = watch
+        body["ok"] = watch["ok"]
+    return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
 async def asset(request: Request) -> Response:
