@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Settings
-from .digest.ingest import ingest_paths
+from .digest.ingest import IngestReport
 from .errors import ConfigError, NewsletterError
+from .publish.build import BuildReport
 from .store import Store
 
 KEY_FILE = "secret-key"
@@ -59,16 +60,24 @@ def demo_key(path: Path) -> str:
     return key
 
 
-def step_ingest(ctx: DemoContext) -> None:
-    """Ingest the example digests and print what is stored."""
-    report = ingest_paths(ctx.store, [ctx.digests_dir])
+def step_subscribers(ctx: DemoContext) -> None:
+    """Import the example subscribers (before the daily job, so they get its email)."""
+    from .audience.importing import import_subscribers_csv
+
+    report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
+    for error in report.rejected:
+        ctx.echo(f"  {error}")
+    ctx.echo(f"Imported subscribers from {ctx.subscribers_csv}: {report.summary()}")
+
+
+def _echo_ingest(ctx: DemoContext, report: IngestReport) -> None:
     for warning in report.warnings:
         ctx.echo(f"  {warning}")
     for f in report.failed:
         ctx.echo(f"  error: {f.error}")
     if report.failed:
         raise NewsletterError(f"{len(report.failed)} example digests failed to parse")
-    ctx.echo(f"Ingested {len(report.files)} digests into {ctx.settings.db}:")
+    ctx.echo(f"Into {ctx.settings.db}: {report.summary()}")
     for digest in ctx.store.digests(ctx.store.digest_dates()):
         top = max(digest.papers, key=lambda p: p.votes or 0)
         ctx.echo(
@@ -76,31 +85,9 @@ def step_ingest(ctx: DemoContext) -> None:
         )
 
 
-def step_subscribers(ctx: DemoContext) -> None:
-    """Import the example subscribers and print how many papers each gets from the newest digest."""
-    from .audience.importing import import_subscribers_csv
-    from .audience.match import PreparedDigest, select_papers
+def _echo_site(ctx: DemoContext, report: BuildReport) -> None:
+    from .publish.build import PRIVATE_DIR, is_private_feed
 
-    report = import_subscribers_csv(ctx.store, ctx.subscribers_csv)
-    for error in report.rejected:
-        ctx.echo(f"  {error}")
-    ctx.echo(f"Imported subscribers from {ctx.subscribers_csv}: {report.summary()}")
-    date = ctx.store.latest_date()
-    digest = ctx.store.digest(date) if date is not None else None
-    if digest is None:
-        return
-    prepared = PreparedDigest(digest)
-    for s in ctx.store.active_subscribers():
-        picks = select_papers(prepared, s.filters)
-        keywords = "; ".join(s.filters.keywords) or "(every paper)"
-        ctx.echo(f"  {s.email:<28} {len(picks):>2} of {len(digest.papers)} papers  {keywords}")
-
-
-def step_site(ctx: DemoContext) -> None:
-    """Build the feeds and the web archive into the site folder and say where they are."""
-    from .publish.build import PRIVATE_DIR, build_site, is_private_feed
-
-    report = build_site(ctx.store, settings=ctx.settings)
     site = ctx.settings.site_dir
     private = sum(1 for p in (*report.written, *report.unchanged) if is_private_feed(p))
     ctx.echo(
@@ -110,6 +97,57 @@ def step_site(ctx: DemoContext) -> None:
     ctx.echo(f"  archive: {site / 'index.html'} (open it in a browser)")
     ctx.echo(f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml, topics/")
     ctx.echo(f"  private: {private} subscriber feeds in {site / PRIVATE_DIR}")
+
+
+def step_daily(ctx: DemoContext) -> None:
+    """The daily job (`newsletter run`): ingest the examples, build the site, send the newest
+    day over real SMTP to an embedded server that files each message."""
+    import asyncio
+
+    from .daily import run_daily
+    from .delivery.local_server import running_local_server
+    from .delivery.smtp import smtp_sender
+
+    folder = ctx.out_dir / "mailbox"
+    with running_local_server(folder) as mailbox:
+        settings = ctx.settings.replace(
+            smtp_host=mailbox.host, smtp_port=mailbox.port, smtp_tls="none"
+        )
+        report = asyncio.run(
+            run_daily(
+                ctx.store,
+                settings=settings,
+                digests=[ctx.digests_dir],
+                sender_factory=lambda: smtp_sender(settings),
+                on_ingested=lambda report: _echo_ingest(ctx, report),
+                on_built=lambda report: _echo_site(ctx, report),
+            )
+        )
+        delivery = report.delivery
+        assert delivery is not None  # run_daily sends unless told not to
+        ctx.echo(
+            f"Sent over SMTP to an embedded server on {mailbox.host}:{mailbox.port}: "
+            f"{delivery.date}: {delivery.summary()}"
+        )
+        ctx.echo(
+            f"  {mailbox.count} messages landed in {folder}/ (one .eml each; a re-run sends none)"
+        )
+
+
+def step_matches(ctx: DemoContext) -> None:
+    """Print how many papers each subscriber gets from the newest digest."""
+    from .audience.match import PreparedDigest, select_papers
+
+    date = ctx.store.latest_date()
+    digest = ctx.store.digest(date) if date is not None else None
+    if digest is None:
+        return
+    ctx.echo(f"What each subscriber gets from {digest.date}:")
+    prepared = PreparedDigest(digest)
+    for s in ctx.store.active_subscribers():
+        picks = select_papers(prepared, s.filters)
+        keywords = "; ".join(s.filters.keywords) or "(every paper)"
+        ctx.echo(f"  {s.email:<28} {len(picks):>2} of {len(digest.papers)} papers  {keywords}")
 
 
 def step_previews(ctx: DemoContext) -> None:
@@ -130,38 +168,6 @@ def step_previews(ctx: DemoContext) -> None:
     ctx.echo(f"Wrote {len(written)} email previews for {digest.date} (.html, .txt, .eml) to {out}/")
 
 
-def step_deliver(ctx: DemoContext) -> None:
-    """Send the newest digest over real SMTP to an embedded server that files each message."""
-    import asyncio
-
-    from .delivery.local_server import running_local_server
-    from .delivery.pipeline import send_day, smtp_sender
-
-    if ctx.store.latest_date() is None:
-        return
-    folder = ctx.out_dir / "mailbox"
-    with running_local_server(folder) as mailbox:
-        settings = ctx.settings.replace(
-            smtp_host=mailbox.host, smtp_port=mailbox.port, smtp_tls="none"
-        )
-        sender = smtp_sender(settings)
-
-        async def send() -> str:
-            try:
-                report = await send_day(store=ctx.store, settings=settings, sender=sender)
-            finally:
-                await sender.aclose()
-            return f"{report.date}: {report.summary()}"
-
-        summary = asyncio.run(send())
-        ctx.echo(
-            f"Sent over SMTP to an embedded server on {mailbox.host}:{mailbox.port}: {summary}"
-        )
-        ctx.echo(
-            f"  {mailbox.count} messages landed in {folder}/ (one .eml each; a re-run sends none)"
-        )
-
-
 def step_serve(ctx: DemoContext) -> None:
     """Say how to serve what the demo made: feeds, archive, and the emails' links."""
     # The emails' links are signed with this run's key. The command names the demo's key file,
@@ -178,11 +184,10 @@ def step_serve(ctx: DemoContext) -> None:
 
 
 STEPS: list[Callable[[DemoContext], None]] = [
-    step_ingest,
     step_subscribers,
-    step_site,
+    step_daily,
+    step_matches,
     step_previews,
-    step_deliver,
     step_serve,
 ]
 

@@ -1,115 +1,107 @@
-"""`newsletter demo`: its own random key per output folder, and a serve command that works."""
+"""`newsletter demo` through the real CLI: what it prints, what it writes, and that a re-run sends none."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import os
+import csv
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
-import httpx
 from click.testing import CliRunner
 
 from newsletter.cli import main
-from newsletter.config import key_weakness
-
-from .conftest import OLD_DEMO_KEY, OLD_DEMO_KEY_ERROR, TEST_KEY
-from .web_server import first_health, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "digests"
+SUBSCRIBERS = ROOT / "subscribers.example.csv"
+NEWEST = "2024-12-13"
 
 
-def run_demo(runner: CliRunner, out: Path, env: dict[str, str]) -> str:
-    args = ["demo", "--out", str(out), "--digests", str(ROOT / "examples" / "digests")]
-    result = runner.invoke(
-        main, [*args, "--subscribers", str(ROOT / "subscribers.example.csv")], env=env
-    )
+def demo(runner: CliRunner, env: dict[str, str], out: Path) -> list[str]:
+    args = [
+        "demo",
+        "--out",
+        str(out),
+        "--digests",
+        str(EXAMPLES),
+        "--subscribers",
+        str(SUBSCRIBERS),
+    ]
+    result = runner.invoke(main, args, env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.output.splitlines()
 
 
-def unsubscribe_path(mailbox: Path) -> tuple[str, str]:
-    """The one-click unsubscribe path of a message the demo delivered, and its recipient."""
-    first = sorted(mailbox.glob("*.eml"))[0]
-    message = email.message_from_bytes(first.read_bytes(), policy=email.policy.default)
-    found = re.search(r"<https?://[^/>]+(/u/[^>]+)>", str(message["List-Unsubscribe"]))
-    assert found, message["List-Unsubscribe"]
-    return found.group(1), str(message["To"].addresses[0].addr_spec)
+def line(lines: list[str], start: str) -> str:
+    found = [x for x in lines if x.startswith(start)]
+    assert len(found) == 1, (start, lines)
+    return found[0]
 
 
-def test_demo_makes_a_strong_key_per_folder_keeps_it_and_never_prints_it(
+def test_the_demo_runs_the_daily_job_and_a_second_run_sends_none(
     runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    no_key = {**cli_env, "NEWSLETTER_SECRET_KEY": ""}
-    out = tmp_path / "demo"
-    first = run_demo(runner, out, no_key)
-    key_file = out / "secret-key"
-    key = key_file.read_text(encoding="ascii").strip()
-    assert len(key) == 43 and key_weakness(key) is None
-    assert key_file.stat().st_mode & 0o777 == 0o600
-    assert key not in first
-    serve = (
-        f"  NEWSLETTER_SECRET_KEY=$(cat {key_file}) newsletter serve --db {out / 'newsletter.db'} "
-        f"--site {out / 'site'}   (then open http://127.0.0.1:8000/subscribe)"
+    out = tmp_path / "demo-output"
+    site, mailbox, previews = out / "site", out / "mailbox", out / "previews"
+    with SUBSCRIBERS.open(encoding="utf-8") as f:
+        everyone = {row["email"] for row in csv.DictReader(f)}
+    assert len(everyone) == 12
+
+    first = demo(runner, cli_env, out)
+    assert first[0] == (
+        f"Imported subscribers from {SUBSCRIBERS}: 12 added, 0 updated, 0 unchanged, 0 rejected"
     )
-    assert first.splitlines()[-1] == serve
-
-    again = run_demo(runner, out, no_key)
-    assert key_file.read_text(encoding="ascii").strip() == key  # earlier emails stay valid
-    assert again.splitlines()[-1] == serve
-
-    other = tmp_path / "other"
-    run_demo(runner, other, no_key)
-    assert (other / "secret-key").read_text(encoding="ascii").strip() != key
-
-
-def test_the_printed_serve_command_accepts_the_demo_emails_links(
-    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    out = tmp_path / "demo"
-    command = run_demo(runner, out, {**cli_env, "NEWSLETTER_SECRET_KEY": ""}).splitlines()[-1]
-    command = command.split("   (then open")[0].strip()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # Through a shell, as the user would paste it; its own session so SIGINT reaches serve.
-    process = subprocess.Popen(
-        ["bash", "-c", f"{command} --port {port}"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    assert first[1] == (
+        f"Into {out / 'newsletter.db'}: ingested 3 files: 3 added, 0 updated, 0 unchanged, 0 failed"
     )
-    try:
-        assert first_health(process, port).json()["ok"] is True
-        path, recipient = unsubscribe_path(out / "mailbox")
-        page = httpx.get(f"http://127.0.0.1:{port}{path}")
-        assert page.status_code == 200  # a link signed with another key is a 404
-        assert recipient in page.text
-    finally:
-        os.killpg(process.pid, signal.SIGINT)
-        process.communicate(timeout=20)
+    assert [x.split()[0] for x in first[2:5]] == [NEWEST, "2024-10-16", "2024-06-28"]
+    built = re.fullmatch(
+        rf"Built the site in {re.escape(str(site))}/: (\d+) files written, 0 unchanged",
+        first[5],
+    )
+    assert built is not None
+    assert first[6] == f"  archive: {site / 'index.html'} (open it in a browser)"
+    assert first[8] == f"  private: 12 subscriber feeds in {site / 'feeds'}"
+    sent = line(first, "Sent over SMTP to an embedded server on 127.0.0.1:")
+    assert sent.endswith(f": {NEWEST}: sent 10, skipped 2, deferred 0, failed 0, ambiguous 0")
+    assert line(first, "  10 messages landed in") == (
+        f"  10 messages landed in {mailbox}/ (one .eml each; a re-run sends none)"
+    )
+    assert line(first, "Wrote ") == (
+        f"Wrote 10 email previews for {NEWEST} (.html, .txt, .eml) to {previews}/"
+    )
+    # The key came from the environment, so the hint must not print it.
+    assert line(first, "  newsletter serve").startswith(
+        f"  newsletter serve --db {out / 'newsletter.db'} --site {site}   (then open http"
+    )
+    assert not any(cli_env["NEWSLETTER_SECRET_KEY"] in x for x in first)
 
+    # What it wrote: the site, one .eml per message received, three files per preview.
+    assert (site / "index.html").is_file() and (site / f"{NEWEST}.html").is_file()
+    assert (site / "rss.xml").is_file() and (site / "feed.json").is_file()
+    assert len(list((site / "feeds").glob("*.xml"))) == 12
+    files = sorted(mailbox.glob("*.eml"))
+    assert len(files) == 10
+    for suffix in (".html", ".txt", ".eml"):
+        assert len(list(previews.glob(f"*{suffix}"))) == 10
+    # Messages arrive in any order over several connections: check every file.
+    heads = [f.read_bytes().split(b"\r\n")[:2] for f in files]
+    assert {h[0] for h in heads} == {b"Return-Path: <bounces@localhost>"}
+    delivered = {h[1].removeprefix(b"Delivered-To: ").decode() for h in heads}
+    # Exactly the subscribers the demo says get at least one paper were mailed, once each.
+    matched = {
+        x.split()[0]
+        for x in first
+        if re.fullmatch(r"  \S+@\S+ +\d+ of \d+ papers .*", x) and " 0 of " not in x
+    }
+    assert delivered == matched and len(matched) == 10 and matched <= everyone
 
-def test_demo_uses_the_users_key_without_printing_it_or_writing_one(
-    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    out = tmp_path / "demo"
-    output = run_demo(runner, out, cli_env)
-    assert TEST_KEY not in output
-    assert not (out / "secret-key").exists()
-    assert output.splitlines()[-1].startswith(f"  newsletter serve --db {out / 'newsletter.db'} ")
-
-
-def test_demo_refuses_a_weak_key_the_user_set(
-    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
-) -> None:
-    weak = {**cli_env, "NEWSLETTER_SECRET_KEY": OLD_DEMO_KEY}
-    result = runner.invoke(main, ["demo", "--out", str(tmp_path / "demo")], env=weak)
-    assert result.exit_code == 1
-    assert result.output.splitlines() == [OLD_DEMO_KEY_ERROR]
+    again = demo(runner, cli_env, out)
+    assert again[1].endswith("ingested 3 files: 0 added, 0 updated, 3 unchanged, 0 failed")
+    assert again[5] == f"Built the site in {site}/: 0 files written, {built.group(1)} unchanged"
+    resent = line(again, "Sent over SMTP")
+    assert resent.endswith(
+        f"{NEWEST}: sent 0, skipped 2, deferred 0, failed 0, ambiguous 0 "
+        "(earlier runs: 10 sent, 0 failed)"
+    )
+    assert line(again, "  0 messages landed in").startswith(f"  0 messages landed in {mailbox}/")
+    assert len(list(mailbox.glob("*.eml"))) == 10

@@ -22,7 +22,7 @@ from newsletter.cli import main
 from newsletter.digest.ingest import ingest_paths
 from newsletter.model import Filters
 from newsletter.store import Store
-from tests.conftest import DIGESTS, FIXTURES, TEST_KEY
+from tests.conftest import DIGESTS, FIXTURES
 from tests.smtp_servers import RecordingHandler, free_port, smtp_server
 
 NEWEST = "2024-12-13"
@@ -292,6 +292,72 @@ def test_run_ingests_builds_and_sends_the_newest_day(
     assert got(handler) == {"daily@example.com": 1}
 
 
+def test_run_with_a_bad_file_sends_the_good_days_and_exits_non_zero(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    (folder / f"{NEWEST}.md").write_bytes((FIXTURES / f"{NEWEST}.md").read_bytes())
+    (folder / "broken.md").write_text("# not a digest\n", encoding="utf-8")
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        store.add_subscriber("daily@example.com")
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = invoke(
+            runner,
+            cli_env,
+            "run",
+            str(folder),
+            "--out",
+            str(tmp_path / "site"),
+            *smtp_args(server.port),
+        )
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"error: {folder / 'broken.md'}")
+    assert lines[1] == "ingested 2 files: 1 added, 0 updated, 0 unchanged, 1 failed"
+    assert lines[3] == f"{NEWEST}: sent 1, skipped 0, deferred 0, failed 0, ambiguous 0"
+    assert got(handler) == {"daily@example.com": 1}
+
+
+def test_run_to_an_address_builds_and_sends_one_test_copy(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        store.add_subscriber("daily@example.com")
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = invoke(
+            runner,
+            cli_env,
+            "run",
+            str(FIXTURES),
+            "--out",
+            str(tmp_path / "site"),
+            "--to",
+            "me@example.org",
+            *smtp_args(server.port),
+        )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1].startswith(f"built {tmp_path / 'site'}:")
+    assert lines[2].startswith(f"sent a test copy of {NEWEST} to me@example.org (")
+    assert got(handler) == {"me@example.org": 1}
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        assert store.delivery_counts(dt.date.fromisoformat(NEWEST))["sent"] == 0
+
+
+def test_run_on_an_empty_folder_is_one_line(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(main, ["run", str(empty), "--dry-run"], env=cli_env)
+    assert (result.exit_code, result.output) == (
+        1,
+        f"ingested 0 files: 0 added, 0 updated, 0 unchanged, 0 failed\n"
+        f"error: {empty}: no digest files found (expected .md files)\n",
+    )
+
+
 # --- a process killed mid-send ---------------------------------------------------------------
 
 
@@ -378,35 +444,6 @@ def test_sigterm_lets_messages_in_flight_finish(cli_env: dict[str, str], tmp_pat
     assert ledger(db, "claimed") == []
     sent = {d.email for d in ledger(db, "sent")}
     assert sent == set(got(handler))
-
-
-def test_the_demo_step_delivers_to_its_embedded_server(db: Path, tmp_path: Path) -> None:
-    from newsletter.config import load_settings
-    from newsletter.demo import DemoContext, step_deliver
-
-    settings = load_settings(environ={"NEWSLETTER_DB": str(db), "NEWSLETTER_SECRET_KEY": TEST_KEY})
-    lines: list[str] = []
-    with Store(db) as store:
-        ctx = DemoContext(
-            settings, store, FIXTURES, tmp_path / "none.csv", tmp_path / "demo", lines.append
-        )
-        step_deliver(ctx)
-        step_deliver(ctx)  # a second demo run sends nothing more
-    files = sorted((tmp_path / "demo" / "mailbox").glob("*.eml"))
-    assert len(files) == 8
-    assert lines[0].startswith("Sent over SMTP to an embedded server on 127.0.0.1:")
-    assert lines[0].endswith(f"{NEWEST}: sent 8, skipped 1, deferred 0, failed 0, ambiguous 0")
-    assert (
-        lines[1]
-        == f"  8 messages landed in {tmp_path / 'demo' / 'mailbox'}/ (one .eml each; a re-run sends none)"
-    )
-    assert "earlier runs: 8 sent" in lines[2]
-    # Messages arrive in any order over several connections: check every file, not the first.
-    heads = [f.read_bytes().split(b"\r\n")[:2] for f in files]
-    assert {h[0] for h in heads} == {b"Return-Path: <bounces@localhost>"}
-    assert sorted(h[1] for h in heads) == sorted(
-        b"Delivered-To: " + r.encode() for r in readers(db)
-    )
 
 
 def test_a_day_without_a_digest_is_one_line(

@@ -325,23 +325,6 @@ def test_build_removes_stale_pages_and_feeds_but_nothing_else(
     assert (out / "CNAME").exists() and (out / "notes.html").exists()
 
 
-def test_the_demo_step_builds_the_site_and_says_where(loaded_store: Store, tmp_path: Path) -> None:
-    from newsletter.demo import DemoContext, step_site
-
-    settings = make_settings(tmp_path, site_dir=tmp_path / "demo" / "site")
-    loaded_store.add_subscriber("reader@example.com")
-    lines: list[str] = []
-    ctx = DemoContext(
-        settings, loaded_store, tmp_path, tmp_path / "none.csv", tmp_path / "demo", lines.append
-    )
-    step_site(ctx)
-    site = tmp_path / "demo" / "site"
-    assert lines[0] == f"Built the site in {site}/: 15 files written, 0 unchanged"
-    assert lines[1] == f"  archive: {site / 'index.html'} (open it in a browser)"
-    assert lines[3] == f"  private: 1 subscriber feeds in {site / 'feeds'}"
-    assert (site / "index.html").is_file() and (site / "rss.xml").is_file()
-
-
 def test_private_feed_folder_is_not_listable(loaded_store: Store, tmp_path: Path) -> None:
     loaded_store.add_subscriber("reader@example.com")
     out = tmp_path / "site"

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from newsletter import daily
+from newsletter.delivery.outbox import CountingSender
 from newsletter.store import Store
-from tests.conftest import FIXTURES
+from newsletter.web.logs import JsonFormatter
+from newsletter.web.watch import DigestWatcher
+from tests.conftest import FIXTURES, PINNED_NOW
 from tests.smtp_servers import RecordingHandler, smtp_server
-from tests.web_server import Running, service
+from tests.web_server import Running, service, service_settings
 
 
 def wait_for(condition: Callable[[], bool], *, timeout: float = 60) -> None:
@@ -85,3 +95,238 @@ def test_watch_ingests_builds_and_sends_once(tmp_path: Path) -> None:
     assert [r.rcpt_tos for r in handler.received] == [["reader@example.com"]] * 2
     first_subject, second_subject = subjects(handler)
     assert first_subject != second_subject
+
+
+# --- a pass that fails: logged once, reported by /healthz, retried, never the end of the watcher ---
+
+POISON = dt.date(2024, 12, 12)
+
+
+def day_file(folder: Path, day: str, *, age: float = 3600) -> Path:
+    """The 12-13 fixture under another date, settled `age` seconds ago."""
+    text = (FIXTURES / "2024-12-13.md").read_text(encoding="utf-8")
+    path = folder / f"{day}.md"
+    path.write_text(text.replace("2024-12-13", day), encoding="utf-8")
+    os.utime(path, (time.time() - age, time.time() - age))
+    return path
+
+
+def reader(store: Store) -> None:
+    store.add_subscriber("reader@example.com")
+
+
+def health(web: Running) -> tuple[int, dict[str, Any]]:
+    with web.client() as client:
+        response = client.get("/healthz")
+    return response.status_code, response.json()
+
+
+def direct_watcher(
+    tmp_path: Path, incoming: Path, *, interval: float
+) -> tuple[DigestWatcher, list[CountingSender]]:
+    """A watcher driven by the test (run_once), one reader, counting senders it can inspect."""
+    settings = service_settings(tmp_path, port=1)
+    with Store(settings.db) as store:
+        reader(store)
+    senders: list[CountingSender] = []
+
+    def counting() -> CountingSender:
+        senders.append(CountingSender())
+        return senders[-1]
+
+    watcher = DigestWatcher(
+        settings=settings,
+        folder=incoming,
+        sender_factory=counting,
+        interval=interval,
+        retry_after=60,
+        clock=lambda: PINNED_NOW,
+    )
+    return watcher, senders
+
+
+def test_a_pass_that_raises_is_logged_reported_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    day_file(incoming, "2024-12-13")
+    failing = threading.Event()
+    failing.set()
+    save = Store.save_digests
+
+    def flaky(self: Store, digests: Any) -> Any:
+        # Not a NewsletterError, not an OSError: what a bug anywhere below the watcher raises.
+        if failing.is_set():
+            raise RuntimeError("disk gremlin")
+        return save(self, digests)
+
+    monkeypatch.setattr(Store, "save_digests", flaky)
+    caplog.set_level(logging.INFO, logger="newsletter.web")
+    options = {"watch_dir": incoming, "watch_interval": 0.2}
+    with (
+        smtp_server() as (controller, handler),
+        service(
+            tmp_path,
+            app_options=options,
+            setup=reader,
+            site=False,
+            digests=False,
+            smtp_port=controller.port,
+        ) as web,
+    ):
+        watcher = web.app.state.watcher
+        wait_for(lambda: any(p.error for p in watcher.passes))
+        status, body = health(web)
+        assert status == 200  # the feeds and unsubscribe links still work: see the README
+        assert body["ok"] is False
+        assert body["watch"] == {
+            "ok": False,
+            "error": "RuntimeError: disk gremlin",
+            "at": PINNED_NOW.isoformat(),
+        }
+        assert handler.received == []
+
+        failing.clear()  # the next retry goes through
+        wait_for(lambda: len(handler.received) == 1)
+        next_day(incoming)  # and the watcher still takes new digests
+        wait_for(lambda: len(handler.received) == 2)
+        wait_for(lambda: health(web)[1]["ok"] is True)
+        assert health(web) == (
+            200,
+            {
+                "ok": True,
+                "db": "ok",
+                "latest_digest": "2024-12-14",
+                "site": True,
+                "watch": {"ok": True, "error": None, "at": None},
+            },
+        )
+    assert [r.rcpt_tos for r in handler.received] == [["reader@example.com"]] * 2
+    assert len(set(subjects(handler))) == 2
+    failures = [r for r in caplog.records if r.getMessage() == "watch.failed"]
+    assert failures, "the failure was not logged"
+    for record in failures:
+        assert record.exc_info is None  # one line, no traceback
+        line = JsonFormatter().format(record)
+        assert "\n" not in line and json.loads(line)["error"] == "RuntimeError: disk gremlin"
+
+
+def test_a_digest_that_always_fails_does_not_hold_back_the_next_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    day_file(incoming, "2024-12-12")  # stored, it would overflow an integer column
+    day_file(incoming, "2024-12-13")
+    save = Store.save_digests
+
+    def poisoned(self: Store, digests: Any) -> Any:
+        digests = list(digests)
+        if any(d.date == POISON for d, _ in digests):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return save(self, digests)
+
+    monkeypatch.setattr(Store, "save_digests", poisoned)
+    options = {"watch_dir": incoming, "watch_interval": 0.2}
+    with (
+        smtp_server() as (controller, handler),
+        service(
+            tmp_path,
+            app_options=options,
+            setup=reader,
+            site=False,
+            digests=False,
+            smtp_port=controller.port,
+        ) as web,
+    ):
+        wait_for(lambda: len(handler.received) == 1)  # 12-13, retried without 12-12
+        next_day(incoming)
+        wait_for(lambda: len(handler.received) == 2)
+        status, body = health(web)
+        assert status == 200 and body["ok"] is False  # 12-12 is still failing
+        assert body["watch"]["error"].startswith("OverflowError: Python int too large")
+        assert body["latest_digest"] == "2024-12-14"
+    assert [r.rcpt_tos for r in handler.received] == [["reader@example.com"]] * 2
+
+
+def test_failed_files_are_retried_alone_and_later_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    poison = day_file(incoming, "2024-12-12")
+    day_file(incoming, "2024-12-13")
+    save = Store.save_digests
+    batches: list[list[str]] = []
+
+    def poisoned(self: Store, digests: Any) -> Any:
+        digests = list(digests)
+        batches.append(sorted(str(d.date) for d, _ in digests))
+        if any(d.date == POISON for d, _ in digests):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return save(self, digests)
+
+    monkeypatch.setattr(Store, "save_digests", poisoned)
+    watcher, senders = direct_watcher(tmp_path, incoming, interval=1.0)  # retries in 2 s, 4 s…
+    first = watcher.run_once()
+    assert first is not None and first.error is not None
+    assert first.error.startswith("OverflowError: Python int too large")
+    assert watcher.run_once() is None  # backed off: not retried at the next poll
+    deadline = time.monotonic() + 30
+    while not senders:
+        assert time.monotonic() < deadline, "12-13 was never sent"
+        time.sleep(0.1)
+        watcher.run_once()
+    assert senders[0].count == 1 and watcher.passes[-1].sent_date == dt.date(2024, 12, 13)
+    # After the pass that failed with both, each file was tried on its own.
+    assert batches[0] == ["2024-12-12", "2024-12-13"]
+    assert all(len(b) == 1 for b in batches[1:])
+    assert batches.count(["2024-12-12"]) == 1
+    assert watcher.health()["ok"] is False  # 12-12 is still waiting for its retry
+    retried = len(batches)
+    for _ in range(5):
+        assert watcher.run_once() is None  # its next try is 4 s away
+    assert len(batches) == retried
+
+    # Fixing the file (it changes) takes it at once, and the watcher is healthy again.
+    monkeypatch.setattr(Store, "save_digests", save)
+    poison.write_text(poison.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    os.utime(poison, (time.time() - 3600, time.time() - 3600))
+    fixed = watcher.run_once()
+    assert fixed is not None and fixed.error is None
+    assert fixed.ingested == {str(poison): "added"}
+    assert watcher.health() == {"ok": True, "error": None, "at": None}
+
+
+def test_a_build_that_fails_once_is_retried_with_the_send(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    day_file(incoming, "2024-12-13")
+    build = daily.build_site  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def broken_once(store: Store, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("template blew up")
+        return build(store, **kwargs)
+
+    monkeypatch.setattr(daily, "build_site", broken_once)
+    watcher, senders = direct_watcher(tmp_path, incoming, interval=0.5)
+    settings = watcher.settings
+    first = watcher.run_once()
+    assert first is not None and first.error == "RuntimeError: template blew up"
+    assert first.ingested == {str(incoming / "2024-12-13.md"): "added"}  # stored all the same
+    assert watcher.health()["error"] == "RuntimeError: template blew up"
+    deadline = time.monotonic() + 30
+    while not senders:
+        assert time.monotonic() < deadline, "the build was never retried"
+        time.sleep(0.1)
+        watcher.run_once()
+    last = watcher.passes[-1]
+    assert (last.built, last.error, senders[0].count) == (True, None, 1)
+    assert (settings.site_dir / "2024-12-13.html").is_file()
+    assert watcher.health() == {"ok": True, "error": None, "at": None}

@@ -10,7 +10,7 @@ from .demo import demo
 from .digests import digests, ingest
 from .match import match
 from .preview import preview
-from .send import deliveries, run_daily, send
+from .send import deliveries, run_daily_command, send
 from .serve import serve
 from .subscribers import subscribers
 
@@ -31,4 +31,4 @@ main.add_command(serve)
 main.add_command(build)
 main.add_command(send)
 main.add_command(deliveries)
-main.add_command(run_daily)
+main.add_command(run_daily_command)

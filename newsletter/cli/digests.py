@@ -33,10 +33,7 @@ def ingest(paths: tuple[Path, ...], config_path: Path | None, db: Path | None) -
     if not report.files:
         click.echo("error: no digest files found (expected .md files)", err=True)
         sys.exit(1)
-    summary = ", ".join(
-        f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "failed")
-    )
-    click.echo(f"ingested {len(report.files)} files: {summary}")
+    click.echo(report.summary())
     if report.failed:
         click.echo(f"failed: {', '.join(f.path for f in report.failed)}", err=True)
         sys.exit(1)

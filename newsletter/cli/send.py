@@ -4,121 +4,171 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
+import functools
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from ..audience.subscribers import normalize_email
 from ..config import Settings
+from ..daily import run_daily, send_day, send_test_day
 from ..delivery.outbox import CountingSender, OutboxSender
-from ..delivery.pipeline import (
-    DeliveryReport,
-    Progress,
-    Sender,
-    send_day,
-    send_test_copy,
-    smtp_sender,
-)
-from ..digest.ingest import ingest_paths
+from ..delivery.pipeline import DeliveryReport, Progress, Sender
+from ..digest.ingest import IngestReport
 from ..errors import ConfigError, NewsletterError
-from ..publish.build import build_site
+from ..publish.build import BuildReport
 from ..store import Store
 from ..store.ledger import DELIVERY_STATUSES
 from .common import DATE, common_options, open_store, settings_from
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
-def send_options(func: F) -> F:
-    """The options of every command that sends: server, pace, and what not to do for real."""
-    options = [
-        click.option(
-            "--smtp-host", help="SMTP server, usually a relay [env NEWSLETTER_SMTP_HOST]."
-        ),
-        click.option("--smtp-port", type=int, help="SMTP port [env NEWSLETTER_SMTP_PORT; 25]."),
-        click.option(
-            "--smtp-tls",
-            type=click.Choice(["starttls", "tls", "none"]),
-            help="TLS mode, never downgraded [env NEWSLETTER_SMTP_TLS; starttls]. "
-            "User and password come only from NEWSLETTER_SMTP_USER / _PASSWORD.",
-        ),
-        click.option(
-            "--concurrency", type=click.IntRange(1, 512), help="Parallel SMTP connections [8]."
-        ),
-        click.option(
-            "--rate",
-            type=click.FloatRange(min=0),
-            help="At most N messages per second [0: no limit].",
-        ),
-        click.option(
-            "--retries",
-            type=click.IntRange(min=1),
-            help="Attempts per message before deferring [3].",
-        ),
-        click.option(
-            "--backoff",
-            type=click.FloatRange(min=0),
-            default=1.0,
-            show_default=True,
-            help="Seconds before the first retry; doubles each time.",
-        ),
-        click.option(
-            "--dry-run", is_flag=True, help="Compose and count only: send nothing, record nothing."
-        ),
-        click.option(
-            "--outbox",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Write .eml files into DIR instead of sending (the ledger is read, not written).",
-        ),
-        click.option(
-            "--to",
-            "to_address",
-            metavar="ADDRESS",
-            help="Send one test copy (first non-empty selection) to ADDRESS; no ledger.",
-        ),
-        click.option(
-            "--resend-ambiguous",
-            is_flag=True,
-            help="Also resend claims a crashed run left unresolved (their recipients may get two).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """The options of every command that sends (see `send_options` for their help)."""
+
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_tls: str | None = None
+    concurrency: int | None = None
+    rate: float | None = None
+    retries: int | None = None
+    backoff: float = 1.0
+    dry_run: bool = False
+    outbox: Path | None = None
+    to_address: str | None = None
+    resend_ambiguous: bool = False
+
+    @property
+    def record(self) -> bool:
+        """Whether the ledger is written: not for dry runs and outboxes."""
+        return not (self.dry_run or self.outbox)
+
+    def settings(self, config_path: Path | None, db: Path | None) -> Settings:
+        """The settings for a sending command: file, environment, then these options."""
+        return settings_from(
+            config_path,
+            db=db,
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_tls=self.smtp_tls,
+            concurrency=self.concurrency,
+            rate=self.rate,
+            retries=self.retries,
+        )
+
+    def sender(self, settings: Settings) -> Sender:
+        """An outbox folder, a counter (dry run) or the SMTP server the settings name."""
+        if self.outbox is not None:
+            return OutboxSender(self.outbox)
+        if self.dry_run:
+            return CountingSender()
+        from ..delivery.smtp import smtp_sender  # aiosmtplib loads only when mail really goes
+
+        return smtp_sender(settings)
 
 
-def _settings(config_path: Path | None, db: Path | None, options: dict[str, Any]) -> Settings:
-    return settings_from(
-        config_path,
-        db=db,
-        smtp_host=options.get("smtp_host"),
-        smtp_port=options.get("smtp_port"),
-        smtp_tls=options.get("smtp_tls"),
-        concurrency=options.get("concurrency"),
-        rate=options.get("rate"),
-        retries=options.get("retries"),
-    )
+_SEND_OPTIONS = [
+    click.option("--smtp-host", help="SMTP server, usually a relay [env NEWSLETTER_SMTP_HOST]."),
+    click.option("--smtp-port", type=int, help="SMTP port [env NEWSLETTER_SMTP_PORT; 25]."),
+    click.option(
+        "--smtp-tls",
+        type=click.Choice(["starttls", "tls", "none"]),
+        help="TLS mode, never downgraded [env NEWSLETTER_SMTP_TLS; starttls]. "
+        "User and password come only from NEWSLETTER_SMTP_USER / _PASSWORD.",
+    ),
+    click.option(
+        "--concurrency", type=click.IntRange(1, 512), help="Parallel SMTP connections [8]."
+    ),
+    click.option(
+        "--rate",
+        type=click.FloatRange(min=0),
+        help="At most N messages per second [0: no limit].",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=1),
+        help="Attempts per message before deferring [3].",
+    ),
+    click.option(
+        "--backoff",
+        type=click.FloatRange(min=0),
+        default=1.0,
+        show_default=True,
+        help="Seconds before the first retry; doubles each time.",
+    ),
+    click.option(
+        "--dry-run", is_flag=True, help="Compose and count only: send nothing, record nothing."
+    ),
+    click.option(
+        "--outbox",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Write .eml files into DIR instead of sending (the ledger is read, not written).",
+    ),
+    click.option(
+        "--to",
+        "to_address",
+        metavar="ADDRESS",
+        help="Send one test copy (first non-empty selection) to ADDRESS; no ledger.",
+    ),
+    click.option(
+        "--resend-ambiguous",
+        is_flag=True,
+        help="Also resend claims a crashed run left unresolved (their recipients may get two).",
+    ),
+]
+_SEND_FIELDS = tuple(f.name for f in dataclasses.fields(SendOptions))
+
+
+def send_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Add the options of every command that sends; the command gets them as `options: SendOptions`."""
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> None:
+        options = SendOptions(**{name: kwargs.pop(name) for name in _SEND_FIELDS})
+        func(*args, options=options, **kwargs)
+
+    for option in reversed(_SEND_OPTIONS):
+        command = option(command)
+    return command
 
 
 @contextlib.contextmanager
-def _progress(store: Store, label: str) -> Iterator[Progress | None]:
-    """A progress bar on stderr when it is a terminal; nothing otherwise (logs, CI)."""
+def _progress(store: Store, label: Callable[[], str]) -> Iterator[Progress | None]:
+    """A progress bar on stderr when it is a terminal, shown from the first message; else nothing.
+
+    The label is asked for when the bar appears: `run` knows the day only after its ingest.
+    """
     if not sys.stderr.isatty():
         yield None
         return
-    with click.progressbar(length=store.audience_size(), label=label, file=sys.stderr) as bar:
-        yield lambda outcome: bar.update(1)
+    with contextlib.ExitStack() as stack:
+        bars: list[Any] = []
+
+        def update(outcome: str) -> None:
+            if not bars:
+                bar = click.progressbar(
+                    length=store.audience_size(), label=label(), file=sys.stderr
+                )
+                bars.append(stack.enter_context(bar))
+            bars[0].update(1)
+
+        yield update
 
 
-def _run(coro_factory: Callable[[], Any]) -> Any:
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the send; SIGTERM (a CI timeout, systemd) stops it like Ctrl-C: in-flight mail finishes."""
 
-    async def main() -> Any:
+    async def main() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -134,70 +184,31 @@ def _run(coro_factory: Callable[[], Any]) -> Any:
         ) from None
 
 
-def _sender(settings: Settings, *, dry_run: bool, outbox: Path | None) -> Sender:
-    if outbox is not None:
-        return OutboxSender(outbox)
-    if dry_run:
-        return CountingSender()
-    return smtp_sender(settings)
-
-
-def send_and_report(
-    store: Store,
-    *,
-    settings: Settings,
-    date: dt.date | None,
-    options: dict[str, Any],
+def _send_test_copy(
+    store: Store, *, settings: Settings, date: dt.date, options: SendOptions, to: str
 ) -> None:
-    """Send one day as the options say, print the summary and exit non-zero unless all went."""
-    dry_run, outbox = bool(options.get("dry_run")), options.get("outbox")
-    to_address = options.get("to_address")
-    digest = store.digest_for(date)
-    sender = _sender(settings, dry_run=dry_run, outbox=outbox)
+    """Send one test copy of the day to `to` and say so (`--to`)."""
+    sender = options.sender(settings)
+    address = normalize_email(to)
 
-    if to_address:
-        from ..audience.subscribers import normalize_email
-        from ..mail.compose import Composer
+    async def test_copy() -> tuple[dt.date, Any]:
+        try:
+            return await send_test_day(
+                store=store,
+                settings=settings,
+                sender=sender,
+                to=address,
+                date=date,
+                clock=store.clock,
+            )
+        finally:
+            await sender.aclose()
 
-        address = normalize_email(to_address)
-        composer = Composer(settings=settings, digest=digest, clock=store.clock)
-
-        async def test_copy() -> Any:
-            try:
-                return await send_test_copy(
-                    store=store, compose=composer.compose, sender=sender, to=address
-                )
-            finally:
-                await sender.aclose()
-
-        message = _run(test_copy)
-        if message is None:
-            raise NewsletterError(f"{digest.date}: nothing to send (every selection is empty)")
-        verb = "would send" if dry_run else "wrote" if outbox else "sent"
-        click.echo(f"{verb} a test copy of {digest.date} to {address} ({len(message.data)} bytes)")
-        return
-
-    record = not (dry_run or outbox)
-    with _progress(store, f"sending {digest.date}") as progress:
-
-        async def send() -> DeliveryReport:
-            try:
-                return await send_day(
-                    store=store,
-                    settings=settings,
-                    sender=sender,
-                    date=digest.date,
-                    clock=store.clock,
-                    resend_ambiguous=bool(options.get("resend_ambiguous")),
-                    record=record,
-                    backoff=float(options.get("backoff") or 0.0),
-                    progress=progress,
-                )
-            finally:
-                await sender.aclose()
-
-        report: DeliveryReport = _run(send)
-    _print_report(report, outbox=outbox)
+    day, message = _run(test_copy)
+    if message is None:
+        raise NewsletterError(f"{day}: nothing to send (every selection is empty)")
+    verb = "would send" if options.dry_run else "wrote" if options.outbox else "sent"
+    click.echo(f"{verb} a test copy of {day} to {address} ({len(message.data)} bytes)")
 
 
 def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
@@ -219,9 +230,7 @@ def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
         )
     if report.stopped is not None:
         click.echo(f"error: {report.stopped}", err=True)
-    if report.dry_run and report.stopped is None:
-        return
-    if not report.ok:
+    if report.exit_code:
         sys.exit(1)
 
 
@@ -230,7 +239,7 @@ def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
 @send_options
 @common_options
 def send(
-    date: dt.datetime | None, config_path: Path | None, db: Path | None, **options: Any
+    date: dt.datetime | None, config_path: Path | None, db: Path | None, options: SendOptions
 ) -> None:
     """Send a day's email to every active subscriber who has not had it yet.
 
@@ -240,11 +249,36 @@ def send(
 
     Example: NEWSLETTER_SMTP_HOST=relay.example.com newsletter send --date 2024-12-13
     """
-    settings = _settings(config_path, db, options)
+    settings = options.settings(config_path, db)
+    day = date.date() if date else None
     with open_store(settings) as store:
-        send_and_report(
-            store, settings=settings, date=date.date() if date else None, options=options
-        )
+        digest = store.digest_for(day)
+        if options.to_address:
+            _send_test_copy(
+                store, settings=settings, date=digest.date, options=options, to=options.to_address
+            )
+            return
+        sender = options.sender(settings)
+        with _progress(store, lambda: f"sending {digest.date}") as progress:
+
+            async def send() -> DeliveryReport:
+                try:
+                    return await send_day(
+                        store=store,
+                        settings=settings,
+                        sender=sender,
+                        date=digest.date,
+                        clock=store.clock,
+                        resend_ambiguous=options.resend_ambiguous,
+                        record=options.record,
+                        backoff=options.backoff,
+                        progress=progress,
+                    )
+                finally:
+                    await sender.aclose()
+
+            report = _run(send)
+        _print_report(report, outbox=options.outbox)
 
 
 @click.command()
@@ -310,12 +344,12 @@ def deliveries(
 )
 @send_options
 @common_options
-def run_daily(
+def run_daily_command(
     digest_dir: Path,
     out_dir: Path | None,
     config_path: Path | None,
     db: Path | None,
-    **options: Any,
+    options: SendOptions,
 ) -> None:
     """The daily job: ingest new digests, rebuild the site and feeds, send the newest day.
 
@@ -323,26 +357,50 @@ def run_daily(
 
     Example: newsletter run digests/ --out public/
     """
-    settings = _settings(config_path, db, options)
+    settings = options.settings(config_path, db)
     if out_dir is not None:
         settings = settings.replace(site_dir=out_dir)
     with open_store(settings) as store:
-        report = ingest_paths(store, [digest_dir])
-        for warning in report.warnings:
-            click.echo(str(warning), err=True)
-        for failed in report.failed:
-            click.echo(f"error: {failed.error}", err=True)
-        counts = ", ".join(
-            f"{report.count(s)} {s}" for s in ("added", "updated", "unchanged", "failed")
-        )
-        click.echo(f"ingested {len(report.files)} files: {counts}")
-        if not report.files and store.latest_date() is None:
-            raise ConfigError(f"{digest_dir}: no digest files found (expected .md files)")
-        built = build_site(store, settings=settings)
-        click.echo(
-            f"built {built.out_dir}: {len(built.written)} written, {len(built.unchanged)} unchanged"
-        )
-        # Failed files were reported above; the ledger makes sending the newest stored day safe.
-        send_and_report(store, settings=settings, date=None, options=options)
-        if report.failed:
+
+        def ingested(report: IngestReport) -> None:
+            for warning in report.warnings:
+                click.echo(str(warning), err=True)
+            for failed in report.failed:
+                click.echo(f"error: {failed.error}", err=True)
+            click.echo(report.summary())
+            if not report.files and store.latest_date() is None:
+                raise ConfigError(f"{digest_dir}: no digest files found (expected .md files)")
+
+        def built(report: BuildReport) -> None:
+            click.echo(
+                f"built {report.out_dir}: {len(report.written)} written, "
+                f"{len(report.unchanged)} unchanged"
+            )
+
+        with _progress(store, lambda: f"sending {store.latest_date()}") as progress:
+            # Failed files are reported as they are found; the ledger makes sending the newest
+            # stored day safe whatever else is in the folder.
+            daily = _run(
+                lambda: run_daily(
+                    store,
+                    settings=settings,
+                    digests=[digest_dir],
+                    sender_factory=lambda: options.sender(settings),
+                    send=not options.to_address,
+                    record=options.record,
+                    resend_ambiguous=options.resend_ambiguous,
+                    backoff=options.backoff,
+                    progress=progress,
+                    on_ingested=ingested,
+                    on_built=built,
+                )
+            )
+        if options.to_address:
+            newest = store.digest_for(None).date  # "no digests stored yet" when all failed
+            _send_test_copy(
+                store, settings=settings, date=newest, options=options, to=options.to_address
+            )
+        elif daily.delivery is not None:
+            _print_report(daily.delivery, outbox=options.outbox)
+        if daily.exit_code:
             sys.exit(1)

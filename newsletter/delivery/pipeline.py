@@ -15,9 +15,8 @@ import datetime as dt
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-from ..config import Settings
 from ..errors import (
     DeliveryError,
     PermanentFailure,
@@ -26,34 +25,23 @@ from ..errors import (
 )
 from ..mail.outgoing import OutgoingMessage
 from ..model import Subscriber
-from ..store import Clock, Store, utc_now
-
-if TYPE_CHECKING:
-    from .smtp import SMTPSender
+from ..store import Store
 
 __all__ = [
     "Compose",
     "DeliveryReport",
     "PermanentFailure",
+    "Progress",
     "Sender",
     "TemporaryFailure",
     "deliver",
-    "send_day",
     "send_test_copy",
-    "smtp_sender",
 ]
 
 Compose = Callable[[Subscriber], OutgoingMessage | None]
 Progress = Callable[[str], None]
 T = TypeVar("T")
 BATCH = 500
-
-
-def smtp_sender(settings: Settings) -> SMTPSender:
-    """The SMTP sender the settings describe (see newsletter.delivery.smtp; imported only when needed)."""
-    from .smtp import smtp_sender as make
-
-    return make(settings)
 
 
 class Sender(Protocol):
@@ -94,6 +82,13 @@ class DeliveryReport:
     def ok(self) -> bool:
         """True when nothing is deferred, failed or ambiguous and the run did not stop."""
         return not (self.deferred or self.failed or self.ambiguous or self.stopped)
+
+    @property
+    def exit_code(self) -> int:
+        """1 unless everything went; a dry run, which sends nothing, fails only when it stopped."""
+        if self.dry_run:
+            return 0 if self.stopped is None else 1
+        return 0 if self.ok else 1
 
     def summary(self) -> str:
         """The one-line summary: sent / skipped / deferred / failed / ambiguous."""
@@ -435,35 +430,3 @@ async def send_test_copy(
             await sender.send(message)
             return message
     return None
-
-
-async def send_day(
-    *,
-    store: Store,
-    settings: Settings,
-    sender: Sender,
-    date: dt.date | None = None,
-    clock: Clock = utc_now,
-    resend_ambiguous: bool = False,
-    record: bool = True,
-    backoff: float = 1.0,
-    progress: Progress | None = None,
-) -> DeliveryReport:
-    """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries."""
-    from ..mail.compose import Composer  # rendering is only needed once there is a day to send
-
-    digest = store.digest_for(date)
-    composer = Composer(settings=settings, digest=digest, clock=clock)
-    return await deliver(
-        date=digest.date,
-        store=store,
-        compose=composer.compose,
-        sender=sender,
-        concurrency=settings.concurrency,
-        rate=settings.rate,
-        retries=settings.retries,
-        backoff=backoff,
-        resend_ambiguous=resend_ambiguous,
-        record=record,
-        progress=progress,
-    )

@@ -38,6 +38,18 @@ class IngestReport:
     def count(self, status: str) -> int:
         return sum(1 for f in self.files if f.status == status)
 
+    @property
+    def changed(self) -> bool:
+        """Whether any digest was added or updated (what makes a rebuild and a send worth it)."""
+        return any(f.status in ("added", "updated") for f in self.files)
+
+    def summary(self) -> str:
+        """The one-line summary, e.g. `ingested 3 files: 1 added, 0 updated, 2 unchanged, 0 failed`."""
+        counts = ", ".join(
+            f"{self.count(s)} {s}" for s in ("added", "updated", "unchanged", "failed")
+        )
+        return f"ingested {len(self.files)} files: {counts}"
+
 
 def find_digest_files(paths: Iterable[Path]) -> list[Path]:
     """Expand folders into their `*.md` files (sorted); keep files as given."""

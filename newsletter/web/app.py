@@ -20,7 +20,8 @@ from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
-from ..delivery.pipeline import Sender, smtp_sender
+from ..delivery.pipeline import Sender
+from ..delivery.smtp import smtp_sender
 from ..errors import StoreBusy, StoreError
 from ..store import Clock, Store, utc_now
 from ..store.pool import StorePool
@@ -44,7 +45,8 @@ async def healthz(request: Request) -> Response:
     """GET /healthz: JSON saying whether the database answers and can be written (and what it holds).
 
     "db" is "ok", "busy" (another process is writing: still healthy), or what is wrong:
-    "read-only", "full", "corrupt", "newer" or "error" (503).
+    "read-only", "full", "corrupt", "newer" or "error" (503). With --watch, "watch" says whether
+    the daily job's last pass failed (top-level `ok` false, still 200: see the README).
     """
     svc = service(request)
     state = "ok"
@@ -62,15 +64,18 @@ async def healthz(request: Request) -> Response:
         return JSONResponse(
             {"ok": False, "db": fault}, status_code=503, headers={"cache-control": "no-store"}
         )
-    return JSONResponse(
-        {
-            "ok": True,
-            "db": state,
-            "latest_digest": latest.isoformat() if latest else None,
-            "site": svc.settings.site_dir.is_dir(),
-        },
-        headers={"cache-control": "no-store"},
-    )
+    body: dict[str, object] = {
+        "ok": True,
+        "db": state,
+        "latest_digest": latest.isoformat() if latest else None,
+        "site": svc.settings.site_dir.is_dir(),
+    }
+    watcher: DigestWatcher | None = request.app.state.watcher
+    if watcher is not None:
+        watch = watcher.health()
+        body["watch"] = watch
+        body["ok"] = watch["ok"]
+    return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
 async def asset(request: Request) -> Response:

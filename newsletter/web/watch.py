@@ -1,10 +1,17 @@
 """The daily job inside the service: poll a folder, and when a digest lands ingest, build, send.
 
-Sending goes through the same delivery ledger as `newsletter send`, so a restart (or a second
-pass over an unchanged folder) never mails anyone twice. Only the newest stored digest is ever
-sent, so pointing the service at a folder of old digests does not mail the whole archive.
-A file is taken only once its size and time stopped changing between two polls (or it is
-older than one poll), so a digest still being copied in is not read half-written.
+Each pass calls `newsletter.daily.run_daily`, the same job as `newsletter run`, so sending goes
+through the same delivery ledger: a restart (or a second pass over an unchanged folder) never
+mails anyone twice. Only the newest stored digest is ever sent, so pointing the service at a
+folder of old digests does not mail the whole archive. A file is taken only once its size and
+time stopped changing between two polls (or it is older than one poll), so a digest still being
+copied in is not read half-written.
+
+A pass that fails, whatever the exception, is logged as one line and retried with a growing
+delay (`interval`, doubled per failure, at most `retry_after`); polling never stops. Files that
+were being ingested when a pass failed are retried one per pass, so one bad file cannot hold
+back the digests that arrive after it. `health()` reports the last failure until the work it
+interrupted has succeeded.
 """
 
 from __future__ import annotations
@@ -18,16 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..config import Settings
-from ..digest.ingest import find_digest_files, ingest_paths
+from ..daily import DailyReport, run_daily
+from ..delivery.pipeline import Sender
+from ..digest.ingest import IngestReport, find_digest_files
 from ..errors import NewsletterError
 from ..store import Clock, Store
 from .logs import log_event
 
-if TYPE_CHECKING:
-    from ..delivery.pipeline import DeliveryReport, Sender
+_FileKey = tuple[int, int]  # (mtime_ns, size): a file changed when this does
 
 
 @dataclass
@@ -39,6 +46,29 @@ class WatchPass:
     sent_date: dt.date | None = None
     delivery: str | None = None  # the delivery report's summary line
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFailure:
+    """The last failed pass: what went wrong and when (the service's clock)."""
+
+    error: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Suspect:
+    """A file that was being ingested when a pass failed: retried alone, later each time."""
+
+    key: _FileKey
+    attempts: int
+    retry_at: float  # time.monotonic()
+
+
+def _describe(exc: Exception) -> str:
+    """One line for a log or /healthz: our errors say what to fix; anything else names its type."""
+    text = str(exc) if isinstance(exc, NewsletterError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
 
 
 class DigestWatcher:
@@ -61,18 +91,32 @@ class DigestWatcher:
         self.interval = interval
         self.clock = clock
         self.on_change: Callable[[], None] | None = None
-        self.passes: list[WatchPass] = []  # the last few, newest last (for /healthz and tests)
-        self._done: dict[str, tuple[int, int]] = {}  # file -> (mtime_ns, size) when taken
-        self._seen: dict[str, tuple[int, int]] = {}  # file -> (mtime_ns, size) at the last poll
-        self._first = True
-        self._retry_at: float | None = None
+        self.passes: list[WatchPass] = []  # the last few, newest last (for tests)
+        self.failure: WatchFailure | None = None  # the last failure, until its work succeeded
+        self._done: dict[str, _FileKey] = {}  # file -> key when ingested (or found unparsable)
+        self._seen: dict[str, _FileKey] = {}  # file -> key at the last poll
+        self._suspects: dict[str, _Suspect] = {}
+        self._failures = 0  # failed passes in a row
+        # When to build and send even if no digest changed: at once on the first poll (a restart
+        # finishes what the last run left), later to retry deferred mail or a failed build/send.
+        self._publish_at: float | None = 0.0
+        self._publish_failed = False
         self._task: asyncio.Task[None] | None = None
 
-    def ready_files(self) -> list[Path]:
-        """Files new or changed since they were taken, and no longer being written."""
-        ready: list[Path] = []
-        now = time.time()
-        seen: dict[str, tuple[int, int]] = {}
+    def health(self) -> dict[str, object]:
+        """`{"ok": ..., "error": ..., "at": ...}` for /healthz: not ok while a failure is unresolved."""
+        failure = self.failure
+        if failure is None:
+            return {"ok": True, "error": None, "at": None}
+        return {"ok": False, "error": failure.error, "at": failure.at.isoformat()}
+
+    def ready_files(self, now: float) -> tuple[list[Path], list[Path]]:
+        """(fresh, due): files new or changed since taken and no longer being written; and
+        files a failed pass left behind whose retry time (`now`, monotonic) has come."""
+        fresh: list[Path] = []
+        due: list[Path] = []
+        wall = time.time()
+        seen: dict[str, _FileKey] = {}
         for path in find_digest_files([self.folder]) if self.folder.is_dir() else []:
             try:
                 st = os.stat(path)
@@ -83,41 +127,37 @@ class DigestWatcher:
             seen[name] = key
             if self._done.get(name) == key:
                 continue
-            settled = self._seen.get(name) == key or now - st.st_mtime >= self.interval
-            if settled:
-                ready.append(path)
+            settled = self._seen.get(name) == key or wall - st.st_mtime >= self.interval
+            if not settled:
+                continue
+            suspect = self._suspects.get(name)
+            if suspect is None or suspect.key != key:  # new, or edited since it failed
+                self._suspects.pop(name, None)
+                fresh.append(path)
+            elif now >= suspect.retry_at:
+                due.append(path)
         self._seen = seen
-        return ready
+        return fresh, due
 
     def run_once(self) -> WatchPass | None:
-        """One poll: ingest what is ready; build and send if anything changed (or on the first poll)."""
-        ready = self.ready_files()
-        retry = self._retry_at is not None and time.monotonic() >= self._retry_at
-        if not ready and not self._first and not retry:
+        """One poll: ingest what is ready; build and send if anything changed (or when due).
+
+        Never raises: a failure is logged, kept for /healthz and retried later.
+        """
+        now = time.monotonic()
+        fresh, due = self.ready_files(now)
+        force = self._publish_at is not None and now >= self._publish_at
+        # A file that made a pass fail is retried alone, never in a pass that has other work.
+        batch = fresh if fresh or force else due[:1]
+        if not batch and not force:
             return None
         result = WatchPass()
         try:
-            with Store(self.settings.db, clock=self.clock) as store:
-                report = ingest_paths(store, ready) if ready else None
-                changed = False
-                if report is not None:
-                    for f in report.files:
-                        result.ingested[f.path] = f.status
-                        if f.status != "failed":
-                            st = os.stat(f.path)
-                            self._done[f.path] = (st.st_mtime_ns, st.st_size)
-                        changed = changed or f.status in ("added", "updated")
-                    for warning in report.warnings:
-                        log_event("watch.warning", level=logging.WARNING, notice=str(warning))
-                if changed or self._first:
-                    self._publish(store, result)
-                elif retry:
-                    self._publish(store, result, build=False)
-        except (NewsletterError, OSError) as exc:
-            result.error = str(exc)
-            self._retry_at = time.monotonic() + self.retry_after
-            log_event("watch.failed", level=logging.ERROR, error=str(exc)[:300])
-        self._first = False
+            daily = self._pass(batch, result, force=force)
+        except Exception as exc:  # whatever it is, the watcher must outlive it
+            self._failed(exc, batch, result, force=force, now=now)
+        else:
+            self._succeeded(daily, batch, force=force, now=now)
         if result.ingested or result.built or result.sent_date:
             log_event(
                 "watch.pass",
@@ -131,32 +171,88 @@ class DigestWatcher:
         self.passes = [*self.passes[-9:], result]
         return result
 
-    def _publish(self, store: Store, result: WatchPass, *, build: bool = True) -> None:
-        """Build the site and send the newest digest to whoever the ledger says still needs it."""
-        from ..delivery.pipeline import send_day
-        from ..publish.build import build_site  # the daily job's modules load only when it runs
+    def _pass(self, batch: list[Path], result: WatchPass, *, force: bool) -> DailyReport:
+        """Ingest `batch`; build and send when a digest changed, or when `force`d and any is stored."""
 
-        if store.latest_date() is None:
-            return
-        if build:
-            build_site(store, settings=self.settings)
-            result.built = True
+        def ingested(report: IngestReport) -> None:
+            for f in report.files:
+                result.ingested[f.path] = f.status
+                # The key of the poll, not a new stat: a file that changed since is taken again.
+                # Unparsable files too: they are read again once they change, not every poll.
+                if (key := self._seen.get(f.path)) is not None:
+                    self._done[f.path] = key
+            for warning in report.warnings:
+                log_event("watch.warning", level=logging.WARNING, notice=str(warning))
 
-        async def send() -> DeliveryReport:
-            sender = self.sender_factory()
-            try:
-                return await send_day(
-                    store=store, settings=self.settings, sender=sender, clock=self.clock
+        with Store(self.settings.db, clock=self.clock) as store:
+            # Runs in the watcher's worker thread, so it gets an event loop of its own.
+            daily = asyncio.run(
+                run_daily(
+                    store,
+                    settings=self.settings,
+                    digests=batch,
+                    sender_factory=self.sender_factory,
+                    clock=self.clock,
+                    only_if_changed=not force or store.latest_date() is None,
+                    on_ingested=ingested,
                 )
-            finally:
-                await sender.aclose()
+            )
+        result.built = daily.build is not None
+        if daily.delivery is not None:
+            result.sent_date = daily.delivery.date
+            result.delivery = daily.delivery.summary()
+        return daily
 
-        # Runs in the watcher's worker thread, so it gets an event loop of its own.
-        report = asyncio.run(send())
-        result.sent_date = report.date
-        result.delivery = report.summary()
-        # Deferred mail and a stopped run are retried on later polls, not only on the next digest.
-        self._retry_at = None if report.ok else time.monotonic() + self.retry_after
+    def _delay(self, failures: int) -> float:
+        """Seconds before retrying after `failures` failures in a row: doubling, capped."""
+        return float(min(self.retry_after, self.interval * 2**failures))
+
+    def _failed(
+        self, exc: Exception, batch: list[Path], result: WatchPass, *, force: bool, now: float
+    ) -> None:
+        error = _describe(exc)
+        result.error = error
+        self._failures += 1
+        delay = self._delay(self._failures)  # for the build and send; files count their own
+        # Files not ingested when it failed may be what failed: each is retried on its own.
+        suspects = [str(p) for p in batch if self._done.get(str(p)) != self._seen.get(str(p))]
+        for name in suspects:
+            key = self._seen.get(name)
+            if key is None:
+                continue
+            previous = self._suspects.get(name)
+            attempts = previous.attempts + 1 if previous else 1
+            self._suspects[name] = _Suspect(key, attempts, now + self._delay(attempts))
+        if force or not suspects:  # the build or the send failed, or a due one did not happen
+            self._publish_failed = True
+            self._publish_at = now + delay
+        self.failure = WatchFailure(error=error, at=self.clock())
+        retries = [self._suspects[n].retry_at for n in suspects if n in self._suspects]
+        if self._publish_at is not None:
+            retries.append(self._publish_at)
+        # One line, no traceback: a poison file must not fill the log every few seconds.
+        log_event(
+            "watch.failed",
+            level=logging.ERROR,
+            error=error,
+            files=suspects,
+            retry_in=round(min(retries, default=now) - now, 1),
+        )
+
+    def _succeeded(self, daily: DailyReport, batch: list[Path], *, force: bool, now: float) -> None:
+        self._failures = 0
+        for path in batch:
+            self._suspects.pop(str(path), None)
+        if daily.build is not None:
+            self._publish_failed = False
+            # Deferred mail and a stopped run are retried later, not only on the next digest.
+            sent = daily.delivery is None or daily.delivery.ok
+            self._publish_at = None if sent else now + self.retry_after
+        elif force:  # nothing stored yet: the next digest to land is built and sent
+            self._publish_failed = False
+            self._publish_at = None
+        if not self._suspects and not self._publish_failed:
+            self.failure = None
 
     def start(self) -> None:
         """Start polling in the background of the running event loop."""
@@ -164,8 +260,11 @@ class DigestWatcher:
 
     async def _loop(self) -> None:
         while True:
-            # Ingest, build and send are blocking; a thread keeps the service answering meanwhile.
-            await asyncio.to_thread(self.run_once)
+            try:
+                # Ingest, build and send are blocking; a thread keeps the service answering.
+                await asyncio.to_thread(self.run_once)
+            except Exception as exc:  # run_once records its own failures; this is a last guard
+                log_event("watch.failed", level=logging.ERROR, error=_describe(exc))
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:

@@ -1,0 +1,152 @@
+"""The daily job: ingest new digests, rebuild the site and feeds, send the newest day.
+
+One function for every door: `newsletter run` (cron, CI), `newsletter serve --watch` and
+`newsletter demo` all call `run_daily`, so they ingest, build and send the same way and through
+the same delivery ledger (a second run, or a restart, never mails anyone twice).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Settings
+from .delivery.pipeline import DeliveryReport, Progress, Sender, deliver, send_test_copy
+from .digest.ingest import IngestReport, ingest_paths
+from .mail.compose import Composer
+from .mail.outgoing import OutgoingMessage
+from .publish.build import BuildReport, build_site
+from .store import Clock, Store, utc_now
+
+__all__ = ["DailyReport", "run_daily", "send_day", "send_test_day"]
+
+
+@dataclass(frozen=True, slots=True)
+class DailyReport:
+    """What one daily run did: the ingest, the build and the delivery (None: not done)."""
+
+    ingest: IngestReport = field(default_factory=IngestReport)
+    build: BuildReport | None = None
+    delivery: DeliveryReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every file was ingested and the send left nothing deferred, failed or ambiguous."""
+        return not self.ingest.failed and (self.delivery is None or self.delivery.ok)
+
+    @property
+    def exit_code(self) -> int:
+        """The exit status of `newsletter run`: 1 when a file failed or the send did not all go."""
+        sent = 0 if self.delivery is None else self.delivery.exit_code
+        return 1 if self.ingest.failed or sent else 0
+
+
+async def send_day(
+    *,
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    date: dt.date | None = None,
+    clock: Clock = utc_now,
+    resend_ambiguous: bool = False,
+    record: bool = True,
+    backoff: float = 1.0,
+    progress: Progress | None = None,
+) -> DeliveryReport:
+    """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries.
+
+    The sender is not closed here. A StoreError says when the day (or any digest) is missing.
+    """
+    digest = store.digest_for(date)
+    composer = Composer(settings=settings, digest=digest, clock=clock)
+    return await deliver(
+        date=digest.date,
+        store=store,
+        compose=composer.compose,
+        sender=sender,
+        concurrency=settings.concurrency,
+        rate=settings.rate,
+        retries=settings.retries,
+        backoff=backoff,
+        resend_ambiguous=resend_ambiguous,
+        record=record,
+        progress=progress,
+    )
+
+
+async def send_test_day(
+    *,
+    store: Store,
+    settings: Settings,
+    sender: Sender,
+    to: str,
+    date: dt.date | None = None,
+    clock: Clock = utc_now,
+) -> tuple[dt.date, OutgoingMessage | None]:
+    """Send one test copy of a day (default: the newest) to `to`; no ledger, no subscriber links.
+
+    Returns the day and the message sent (None when every selection is empty). The sender is
+    not closed here.
+    """
+    digest = store.digest_for(date)
+    composer = Composer(settings=settings, digest=digest, clock=clock)
+    message = await send_test_copy(store=store, compose=composer.compose, sender=sender, to=to)
+    return digest.date, message
+
+
+async def run_daily(
+    store: Store,
+    *,
+    settings: Settings,
+    digests: Sequence[Path],
+    sender_factory: Callable[[], Sender],
+    clock: Clock | None = None,
+    only_if_changed: bool = False,
+    send: bool = True,
+    record: bool = True,
+    resend_ambiguous: bool = False,
+    backoff: float = 1.0,
+    progress: Progress | None = None,
+    on_ingested: Callable[[IngestReport], None] | None = None,
+    on_built: Callable[[BuildReport], None] | None = None,
+) -> DailyReport:
+    """Ingest `digests` (files or folders), rebuild `settings.site_dir`, send the newest day.
+
+    Files that fail to parse are reported in the ingest report; the good ones are kept and the
+    run goes on. `only_if_changed` builds and sends only when the ingest added or updated a
+    digest (a watcher polling an unchanged folder); `send=False` stops after the build. The
+    sender is made by `sender_factory` only when there is a day to send, and closed before
+    returning. `on_ingested` and `on_built` see each step as soon as it is done (to print
+    progress). Building and sending with no digest stored raises the store's StoreError.
+    Other arguments are `send_day`'s.
+    """
+    ingest = ingest_paths(store, digests) if digests else IngestReport()
+    if on_ingested is not None:
+        on_ingested(ingest)
+    if only_if_changed and not ingest.changed:
+        return DailyReport(ingest=ingest)
+    built = build_site(store, settings=settings)
+    if on_built is not None:
+        on_built(built)
+    if not send:
+        return DailyReport(ingest=ingest, build=built)
+    # Asked before the sender exists: with nothing stored, nothing is opened.
+    newest = store.digest_for(None).date
+    sender = sender_factory()
+    try:
+        delivery = await send_day(
+            store=store,
+            date=newest,
+            settings=settings,
+            sender=sender,
+            clock=clock or store.clock,
+            resend_ambiguous=resend_ambiguous,
+            record=record,
+            backoff=backoff,
+            progress=progress,
+        )
+    finally:
+        await sender.aclose()
+    return DailyReport(ingest=ingest, build=built, delivery=delivery)
