@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
@@ -88,3 +89,49 @@ def test_bad_config_file_is_one_line(
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: setting smtp_port: bad value 'twenty-five'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+PAPER_HEADING = "## Daily Papers ({date})\n### [T](https://arxiv.org/abs/2401.00001)\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("Vote: 99999999999999999999\n", 3, "vote count 99999999999999999999 is over 10,000,000"),
+        ("Vote: 10000001\n", 3, "vote count 10000001 is over 10,000,000"),
+        ("Vote: " + "9" * 5000 + "\n", 3, "vote count 99999999999999999999… is over 10,000,000"),
+        ("![](https://[x/y.png)\n", 3, "image link is not a valid URL: https://[x/y.png"),
+    ],
+    ids=["vote-over-int64", "vote-over-bound", "vote-5000-digits", "image-bad-ipv6"],
+)
+def test_hostile_values_fail_their_file_only(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    bad = tmp_path / "2024-01-03.md"
+    bad.write_text(PAPER_HEADING.format(date="2024-01-03") + body, encoding="utf-8")
+    result = runner.invoke(main, ["ingest", str(FIXTURES / "2024-06-28.md"), str(bad)], env=cli_env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    assert f"error: {bad}:{line}: {message}\n" in result.stderr
+    assert "Traceback" not in result.output
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
+
+
+def test_bad_ipv6_paper_link_fails_its_file_only(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "2024-01-03.md"
+    bad.write_text(
+        "## Daily Papers (2024-01-03)\n### [T](https://[arxiv.org/abs/2503.00003)\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(main, ["ingest", str(bad), str(FIXTURES / "2024-06-28.md")], env=cli_env)
+    assert result.exit_code == 1
+    assert (
+        f"error: {bad}:2: paper link is not a valid URL: https://[arxiv.org/abs/2503.00003\n"
+        in result.stderr
+    )
+    assert "Traceback" not in result.output
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]

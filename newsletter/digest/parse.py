@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from ..errors import DigestError
 from ..model import Digest, Notice, Paper, Section
@@ -27,6 +27,9 @@ _ARXIV = re.compile(
     re.IGNORECASE,
 )
 _ARXIV_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.co"}
+# Far above any real count (the busiest Hugging Face papers have a few thousand) and far below
+# SQLite's 64-bit INTEGER and Python's 4,300-digit int() limit, so a typo fails its file.
+MAX_VOTES = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +77,40 @@ def _parse_date(text: str, *, source: str, line: int) -> dt.date:
         ) from None
 
 
+def _excerpt(text: str, *, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, so one bad value cannot flood the error line."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _split_url(url: str) -> SplitResult | None:
+    """`url` split into parts, or None when it cannot be (an unclosed `[` IPv6 host)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def arxiv_id_from_url(url: str) -> str | None:
     """Return the arXiv id (without version) that `url` points at, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.hostname not in _ARXIV_HOSTS:
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or parts.hostname not in _ARXIV_HOSTS:
         return None
     match = _ARXIV.match(parts.path)
     return match.group("id") if match else None
 
 
-def _image(url: str) -> tuple[str | None, bool]:
+def _image(url: str, *, source: str, line: int) -> tuple[str | None, bool]:
     """Resolve an image reference; relative ones are uploader avatars on Hugging Face."""
+    parts = _split_url(url)
+    if parts is None:
+        raise DigestError(
+            f"image link is not a valid URL: {_excerpt(url)}", source=source, line=line
+        )
     if url.startswith("/") and not url.startswith("//"):
         return urljoin(HF_BASE, url), False
-    if urlsplit(url).scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https"):
         return None, False
-    return url, "/avatars/" not in urlsplit(url).path
+    return url, "/avatars/" not in parts.path
 
 
 def parse_digest(text: str, *, source: str = "<digest>") -> ParseResult:
@@ -127,6 +148,10 @@ def parse_digest(text: str, *, source: str = "<digest>") -> ParseResult:
                     line=number,
                 )
             url = linked.group("url")
+            if _split_url(url) is None:
+                raise DigestError(
+                    f"paper link is not a valid URL: {_excerpt(url)}", source=source, line=number
+                )
             arxiv_id = arxiv_id_from_url(url)
             if arxiv_id is None:
                 raise DigestError(
@@ -158,17 +183,25 @@ def parse_digest(text: str, *, source: str = "<digest>") -> ParseResult:
                 continue
             continue
         if image := _IMAGE.match(line):
-            draft.image, draft.is_thumbnail = _image(image.group("url"))
+            draft.image, draft.is_thumbnail = _image(image.group("url"), source=source, line=number)
             continue
         if vote := _VOTE.match(line):
             value = vote.group("value")
             if value in ("-", "–", "—", ""):
                 draft.votes = None
             elif value.isascii() and value.isdigit():
-                draft.votes = int(value)
+                # Compare lengths first: int() refuses strings of 4,300+ digits (zeros too).
+                digits = value.lstrip("0") or "0"
+                if len(digits) > len(str(MAX_VOTES)) or int(digits) > MAX_VOTES:
+                    raise DigestError(
+                        f"vote count {_excerpt(value, limit=20)} is over {MAX_VOTES:,}",
+                        source=source,
+                        line=number,
+                    )
+                draft.votes = int(digits)
             else:
                 raise DigestError(
-                    f"bad vote count {value!r} (expected a number or '-')",
+                    f"bad vote count {_excerpt(value, limit=40)!r} (expected a number or '-')",
                     source=source,
                     line=number,
                 )
