@@ -135,3 +135,37 @@ def test_bad_ipv6_paper_link_fails_its_file_only(
     assert "Traceback" not in result.output
     listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
     assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
+
+
+def test_two_files_for_one_date_both_fail_and_others_are_stored(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a" / "2024-06-28.md", tmp_path / "b" / "june-28.md"
+    for path in (first, second):
+        path.parent.mkdir()
+    first.write_text((FIXTURES / "2024-06-28.md").read_text(encoding="utf-8"), encoding="utf-8")
+    second.write_text(
+        (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8").replace("Vote: 14", "Vote: 15"),
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        main, ["ingest", str(first), str(second), str(FIXTURES / "2024-10-16.md")], env=cli_env
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {first}: digest 2024-06-28 is also in {second}; one file per date, none stored",
+        f"error: {second}: digest 2024-06-28 is also in {first}; one file per date, none stored",
+    ]
+    assert "ingested 3 files: 1 added, 0 updated, 0 unchanged, 2 failed" in result.stdout
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-10-16"]
+
+
+def test_one_file_named_twice_is_ingested_once(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    result = runner.invoke(
+        main, ["ingest", str(FIXTURES), str(FIXTURES / "2024-06-28.md")], env=cli_env
+    )
+    assert result.exit_code == 0, result.output
+    assert "ingested 3 files: 3 added, 0 updated, 0 unchanged, 0 failed" in result.stdout
+    assert "warning" not in result.stderr
