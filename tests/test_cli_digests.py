@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,50 @@ def test_one_file_named_twice_is_ingested_once(runner: CliRunner, cli_env: dict[
     assert result.exit_code == 0, result.output
     assert "ingested 3 files: 3 added, 0 updated, 0 unchanged, 0 failed" in result.stdout
     assert "warning" not in result.stderr
+
+
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
+
+
+def run_with_bytes(
+    *args: bytes, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [bytes(NEWSLETTER), *args],
+        env={**os.environ, **env, "PYTHONIOENCODING": "utf-8"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_argument_that_is_not_utf8_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    name = b"\xff-2024-06-28.md"
+    (tmp_path / os.fsdecode(name)).write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    result = run_with_bytes(b"ingest", name, env=cli_env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "error: argument '\\xff-2024-06-28.md' is not UTF-8 text\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_file_name_that_is_not_utf8_fails_that_file_only(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    (folder / os.fsdecode(b"\xff-2024-06-29.md")).write_text(
+        (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8").replace("06-28", "06-29"),
+        encoding="utf-8",
+    )
+    (folder / "2024-06-28.md").write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    result = run_with_bytes(b"ingest", b"digests", env=cli_env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        "error: digests/\\xff-2024-06-29.md: file name is not UTF-8 text; rename the file\n"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert "digests/2024-06-28.md: added 2024-06-28 (9 papers)" in result.stdout

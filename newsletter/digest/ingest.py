@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,11 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     """Read and parse one file; any problem becomes a DigestError naming the file."""
     source = str(path)
     try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:  # a name of non-UTF-8 bytes cannot be stored or shown as text
+        shown = os.fsencode(source).decode("utf-8", "backslashreplace")
+        raise DigestError("file name is not UTF-8 text; rename the file", source=shown) from None
+    try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise DigestError("no such file", source=source) from None
@@ -84,7 +90,7 @@ def ingest_paths(store: Store, paths: Sequence[Path]) -> IngestReport:
         try:
             digest, warnings = read_digest(path)
         except DigestError as exc:
-            read.append((str(path), exc))
+            read.append((exc.source, exc))  # the name as shown, even when not UTF-8
             continue
         report.warnings.extend(warnings)
         read.append((str(path), digest))
