@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
@@ -88,3 +92,130 @@ def test_bad_config_file_is_one_line(
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: setting smtp_port: bad value 'twenty-five'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+PAPER_HEADING = "## Daily Papers ({date})\n### [T](https://arxiv.org/abs/2401.00001)\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        ("Vote: 99999999999999999999\n", 3, "vote count 99999999999999999999 is over 10,000,000"),
+        ("Vote: 10000001\n", 3, "vote count 10000001 is over 10,000,000"),
+        ("Vote: " + "9" * 5000 + "\n", 3, "vote count 99999999999999999999… is over 10,000,000"),
+        ("![](https://[x/y.png)\n", 3, "image link is not a valid URL: https://[x/y.png"),
+    ],
+    ids=["vote-over-int64", "vote-over-bound", "vote-5000-digits", "image-bad-ipv6"],
+)
+def test_hostile_values_fail_their_file_only(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path, body: str, line: int, message: str
+) -> None:
+    bad = tmp_path / "2024-01-03.md"
+    bad.write_text(PAPER_HEADING.format(date="2024-01-03") + body, encoding="utf-8")
+    result = runner.invoke(main, ["ingest", str(FIXTURES / "2024-06-28.md"), str(bad)], env=cli_env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1
+    assert f"error: {bad}:{line}: {message}\n" in result.stderr
+    assert "Traceback" not in result.output
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
+
+
+def test_bad_ipv6_paper_link_fails_its_file_only(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "2024-01-03.md"
+    bad.write_text(
+        "## Daily Papers (2024-01-03)\n### [T](https://[arxiv.org/abs/2503.00003)\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(main, ["ingest", str(bad), str(FIXTURES / "2024-06-28.md")], env=cli_env)
+    assert result.exit_code == 1
+    assert (
+        f"error: {bad}:2: paper link is not a valid URL: https://[arxiv.org/abs/2503.00003\n"
+        in result.stderr
+    )
+    assert "Traceback" not in result.output
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
+
+
+def test_two_files_for_one_date_both_fail_and_others_are_stored(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    first, second = tmp_path / "a" / "2024-06-28.md", tmp_path / "b" / "june-28.md"
+    for path in (first, second):
+        path.parent.mkdir()
+    first.write_text((FIXTURES / "2024-06-28.md").read_text(encoding="utf-8"), encoding="utf-8")
+    second.write_text(
+        (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8").replace("Vote: 14", "Vote: 15"),
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        main, ["ingest", str(first), str(second), str(FIXTURES / "2024-10-16.md")], env=cli_env
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {first}: digest 2024-06-28 is also in {second}; one file per date, none stored",
+        f"error: {second}: digest 2024-06-28 is also in {first}; one file per date, none stored",
+    ]
+    assert "ingested 3 files: 1 added, 0 updated, 0 unchanged, 2 failed" in result.stdout
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-10-16"]
+
+
+def test_one_file_named_twice_is_ingested_once(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    result = runner.invoke(
+        main, ["ingest", str(FIXTURES), str(FIXTURES / "2024-06-28.md")], env=cli_env
+    )
+    assert result.exit_code == 0, result.output
+    assert "ingested 3 files: 3 added, 0 updated, 0 unchanged, 0 failed" in result.stdout
+    assert "warning" not in result.stderr
+
+
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
+
+
+def run_with_bytes(
+    *args: bytes, env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [bytes(NEWSLETTER), *args],
+        env={**os.environ, **env, "PYTHONIOENCODING": "utf-8"},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.slow
+def test_argument_that_is_not_utf8_is_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    name = b"\xff-2024-06-28.md"
+    (tmp_path / os.fsdecode(name)).write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    result = run_with_bytes(b"ingest", name, env=cli_env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "error: argument '\\xff-2024-06-28.md' is not UTF-8 text\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.slow
+def test_file_name_that_is_not_utf8_fails_that_file_only(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    (folder / os.fsdecode(b"\xff-2024-06-29.md")).write_text(
+        (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8").replace("06-28", "06-29"),
+        encoding="utf-8",
+    )
+    (folder / "2024-06-28.md").write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    result = run_with_bytes(b"ingest", b"digests", env=cli_env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert (
+        "error: digests/\\xff-2024-06-29.md: file name is not UTF-8 text; rename the file\n"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert "digests/2024-06-28.md: added 2024-06-28 (9 papers)" in result.stdout

@@ -270,3 +270,33 @@ def test_import_missing_or_binary_file_is_one_line(cli: Any, tmp_path: Path) -> 
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {binary}: not UTF-8 text")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_oversized_field_rejects_its_row_and_keeps_the_rest(cli: Any, tmp_path: Path) -> None:
+    big = "x" * 140_000
+    path = tmp_path / "big.csv"
+    path.write_text(
+        HEADER
+        + "ana@example.com,Ana,RAG,0,,\n"
+        + f"bo@example.com,{big},RAG,0,,\n"
+        + f'cy@example.com,"Cy {big}\nstill Cy",RAG,0,,\n'
+        + "di@example.com,Di,RAG,0,,\n",
+        encoding="utf-8",
+    )
+    result = cli("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{path}: row 3: a field is over 128 KB",
+        f"{path}: row 4: a field is over 128 KB",
+    ]
+    assert result.stdout == f"{path}: 2 added, 0 updated, 0 unchanged, 2 rejected\n"
+    assert [p["email"] for p in listed(cli)] == ["ana@example.com", "di@example.com"]
+
+
+def test_oversized_header_names_the_file_once(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "big-header.csv"
+    path.write_text("email," + "x" * 140_000 + "\nana@example.com,Ana\n", encoding="utf-8")
+    result = cli("subscribers", "import", str(path))
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}: row 1: a field is over 128 KB\n"
+    assert listed(cli) == []

@@ -231,3 +231,14 @@ def test_hostile_image_scheme_is_dropped() -> None:
     )
     (paper,) = parse("## Daily Papers (2024-01-02)\n" + text).digest.papers
     assert paper.image is None and not paper.is_thumbnail
+
+
+@pytest.mark.parametrize(
+    ("vote", "expected"),
+    [("10000000", 10_000_000), ("0" * 5000 + "12", 12), ("0", 0), ("000", 0)],
+    ids=["at-bound", "5000-leading-zeros", "zero", "zeros"],
+)
+def test_votes_up_to_the_bound_parse(vote: str, expected: int) -> None:
+    text = "## Daily Papers (2024-01-02)\n" + PAPER.replace("Vote: 7", f"Vote: {vote}")
+    (paper,) = parse(text).digest.papers
+    assert paper.votes == expected

@@ -8,8 +8,6 @@ max_papers (optional). Keywords and exclude hold `;`-separated phrases. A bad ro
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from pathlib import Path
 from ..errors import SubscriberError
 from ..model import Filters, SubscriberRow
 from ..text import clean_text
+from .csv_records import read_records
 from .match import normalize
 
 REQUIRED_COLUMNS = ("email", "name", "keywords", "min_votes")
@@ -261,44 +260,44 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
 
 def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv:
     """Read CSV text; bad rows are rejected with their row number, bad headers raise."""
-    records = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
-    try:
-        header = next(records, None)
-        if header is None or not any(c.strip() for c in header):
-            raise SubscriberError(
-                f"no header row; expected columns: {', '.join(COLUMNS)}",
-                row=1,
-                source=source,
-                code="not_csv",
-            )
-        columns = _header(header, source=source)
-        rows: list[SubscriberRow] = []
-        rejected: list[SubscriberError] = []
-        first_row: dict[str, int] = {}  # by address lower-cased: its case names no one new
-        for number, cells in enumerate(records, start=2):
-            if not any(c.strip() for c in cells):
-                continue  # blank line
-            try:
-                row = _row(cells, columns, number=number)
-                if row.email.lower() in first_row:
-                    raise SubscriberError(
-                        f"{row.email} is already on row {first_row[row.email.lower()]}",
-                        code="duplicate_email",
-                        field="email",
-                    )
-            except SubscriberError as exc:
-                rejected.append(
-                    SubscriberError(
-                        exc.message, row=number, source=source, code=exc.code, field=exc.field
-                    )
-                )
-                continue
-            first_row[row.email.lower()] = number
-            rows.append(row)
-    except csv.Error as exc:
+    records = read_records(text.removeprefix("\ufeff"))
+    _, header = next(records, (1, []))
+    if isinstance(header, str):  # the header row itself could not be read
+        raise SubscriberError(header, row=1, source=source, code="not_csv")
+    if not any(c.strip() for c in header):
         raise SubscriberError(
-            f"{source}: not a valid CSV file: {exc}", source=source, code="not_csv"
-        ) from None
+            f"no header row; expected columns: {', '.join(COLUMNS)}",
+            row=1,
+            source=source,
+            code="not_csv",
+        )
+    columns = _header(header, source=source)
+    rows: list[SubscriberRow] = []
+    rejected: list[SubscriberError] = []
+    first_row: dict[str, int] = {}  # by address lower-cased: its case names no one new
+    for number, cells in records:
+        if isinstance(cells, str):  # a record the csv module could not read, e.g. too long
+            rejected.append(SubscriberError(cells, row=number, source=source, code="not_csv"))
+            continue
+        if not any(c.strip() for c in cells):
+            continue  # blank line
+        try:
+            row = _row(cells, columns, number=number)
+            if row.email.lower() in first_row:
+                raise SubscriberError(
+                    f"{row.email} is already on row {first_row[row.email.lower()]}",
+                    code="duplicate_email",
+                    field="email",
+                )
+        except SubscriberError as exc:
+            rejected.append(
+                SubscriberError(
+                    exc.message, row=number, source=source, code=exc.code, field=exc.field
+                )
+            )
+            continue
+        first_row[row.email.lower()] = number
+        rows.append(row)
     return SubscribersCsv(source=source, rows=tuple(rows), rejected=tuple(rejected))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +21,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Group(click.Group):
     """A click group that turns any NewsletterError into one line on stderr and exit 1."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Python decodes argv bytes that are not UTF-8 to lone surrogates, which fail later
+        # (printing, SQLite) with a traceback; refuse them here, once, for every command.
+        if ctx.parent is None:
+            for arg in args:
+                try:
+                    arg.encode("utf-8")
+                except UnicodeEncodeError:
+                    shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+                    click.echo(f"error: argument '{shown}' is not UTF-8 text", err=True)
+                    ctx.exit(1)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,19 +53,28 @@ class IngestReport:
 
 
 def find_digest_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into their `*.md` files (sorted); keep files as given."""
+    """Expand folders into their `*.md` files (sorted); keep files as given, each once."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*.md") if p.is_file()))
         else:
             found.append(path)
-    return found
+    # A file named both inside a folder and on its own is one file, not two for one date.
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     """Read and parse one file; any problem becomes a DigestError naming the file."""
     source = str(path)
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:  # a name of non-UTF-8 bytes cannot be stored or shown as text
+        shown = os.fsencode(source).decode("utf-8", "backslashreplace")
+        raise DigestError("file name is not UTF-8 text; rename the file", source=shown) from None
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -81,33 +91,39 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
 
 
 def ingest_paths(store: Store, paths: Sequence[Path]) -> IngestReport:
-    """Parse every digest file under `paths` and store the good ones; bad files are reported."""
+    """Parse every digest file under `paths` and store the good ones; bad files are reported.
+
+    Two files with the same date in one run both fail and neither is stored: which one is
+    right is for the user to say. (In separate runs the later one updates the stored digest.)
+    """
     report = IngestReport()
-    parsed: list[tuple[Digest, str]] = []
-    by_date: dict[dt.date, str] = {}
+    read: list[tuple[str, Digest | DigestError]] = []
     for path in find_digest_files(paths):
         try:
             digest, warnings = read_digest(path)
         except DigestError as exc:
-            report.files.append(FileResult(path=str(path), status="failed", error=str(exc)))
+            read.append((exc.source, exc))  # the name as shown, even when not UTF-8
             continue
         report.warnings.extend(warnings)
-        if digest.date in by_date:
-            report.warnings.append(
-                Notice(
-                    str(path),
-                    None,
-                    f"digest {digest.date} also in {by_date[digest.date]}; this file wins",
-                )
+        read.append((str(path), digest))
+    sources: dict[dt.date, list[str]] = {}
+    for source, got in read:
+        if isinstance(got, Digest):
+            sources.setdefault(got.date, []).append(source)
+    parsed: list[tuple[Digest, str]] = []
+    for source, got in read:
+        if isinstance(got, Digest) and len(sources[got.date]) > 1:
+            others = ", ".join(s for s in sources[got.date] if s != source)
+            got = DigestError(
+                f"digest {got.date} is also in {others}; one file per date, none stored",
+                source=source,
             )
-            parsed = [(d, s) for d, s in parsed if d.date != digest.date]
-            report.files = [f for f in report.files if f.date != digest.date]
-        by_date[digest.date] = str(path)
-        parsed.append((digest, str(path)))
+        if isinstance(got, DigestError):
+            report.files.append(FileResult(path=source, status="failed", error=str(got)))
+            continue
+        parsed.append((got, source))
         report.files.append(
-            FileResult(
-                path=str(path), status="pending", date=digest.date, paper_count=len(digest.papers)
-            )
+            FileResult(path=source, status="pending", date=got.date, paper_count=len(got.papers))
         )
     saved = {s.date: s for s in store.save_digests(parsed)}
     report.files = [

@@ -1,32 +1,38 @@
-"""Parse a daily digest markdown file into a `Digest` (pure: text in, data out)."""
+"""Parse a daily digest markdown file into a `Digest` (pure: text in, data out).
+
+Each line is classified on its own (`lines.classify`); this module decides what every kind
+means where it appears. Nothing is dropped or merged silently: a heading that is not a paper
+heading is a warning naming its line, a heading of another level that links to arXiv is an
+error, and a second `Vote:` or `Authors:` line for one paper is an error.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 from ..errors import DigestError
 from ..model import Digest, Notice, Paper, Section
+from .lines import DayHeader, Field, Heading, Image, SectionStart, classify
 from .texmath import plain_title
 
 HF_BASE = "https://huggingface.co"
+PAPER_HEADING = "### [Title](https://arxiv.org/abs/ID)"
 
-_HEADER = re.compile(r"^##\s+Daily Papers\s*\((?P<date>[^)]*)\)\s*$", re.IGNORECASE)
-_HEADING = re.compile(r"^###\s+(?P<rest>.*)$")
-_LINKED = re.compile(r"^\[(?P<title>.+)\]\((?P<url>\S+?)\)\s*$")
-_IMAGE = re.compile(r"^!\[(?P<alt>[^\]]*)\]\((?P<url>\S*?)\)\s*$")
-_VOTE = re.compile(r"^Votes?\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
-_AUTHORS = re.compile(r"^Authors?\s*:\s*(?P<value>.*?)\s*$", re.IGNORECASE)
-# "- **What's New**: text", "- ***What's New***: text", "- **What's New:** text"
-_SECTION = re.compile(r"^[-*+]\s+\*{2,3}(?P<name>[^*]+?)\*{2,3}\s*(?P<text>.*)$")
 _DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 _ARXIV = re.compile(
     r"^/(?:abs|pdf|html|papers)/(?P<id>\d{4}\.\d{4,5}|[a-z][a-z.\-]*/\d{7})(?:v\d+)?(?:\.pdf)?/?$",
     re.IGNORECASE,
 )
 _ARXIV_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.co"}
+# Far above any real count (the busiest Hugging Face papers have a few thousand) and far below
+# SQLite's 64-bit INTEGER and Python's 4,300-digit int() limit, so a typo fails its file.
+MAX_VOTES = 10_000_000
+# Real lines are under 1,000 characters; a longer one is a broken file, not a long abstract.
+MAX_LINE_CHARS = 100_000
+_NO_VOTES = ("-", "–", "—", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +53,15 @@ class _Draft:
     is_thumbnail: bool = False
     votes: int | None = None
     authors: tuple[str, ...] = ()
-    sections: list[list[str]] | None = None
+    # The line each field came from, so a second one can name the first.
+    field_lines: dict[str, int] = field(default_factory=dict)
+    # (name, lines): a section's lines are joined once at the end, not re-copied per line.
+    sections: list[tuple[str, list[str]]] = field(default_factory=list)
 
     def finish(self) -> Paper:
-        sections = tuple(Section(name=n, text=t.strip()) for n, t in (self.sections or []))
+        sections = tuple(
+            Section(name=name, text="\n".join(lines).strip()) for name, lines in self.sections
+        )
         return Paper(
             arxiv_id=self.arxiv_id,
             title=self.title,
@@ -65,153 +76,224 @@ class _Draft:
         )
 
 
+def _excerpt(text: str, *, limit: int = 80) -> str:
+    """`text` cut to `limit` characters, so one bad value cannot flood the error line."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _parse_date(text: str, *, source: str, line: int) -> dt.date:
     try:
         return dt.date.fromisoformat(text.strip())
     except ValueError:
         raise DigestError(
-            f"bad date {text.strip()!r} (expected YYYY-MM-DD)", source=source, line=line
+            f"bad date {_excerpt(text.strip(), limit=40)!r} (expected YYYY-MM-DD)",
+            source=source,
+            line=line,
         ) from None
+
+
+def _split_url(url: str) -> SplitResult | None:
+    """`url` split into parts, or None when it cannot be (an unclosed `[` IPv6 host)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 def arxiv_id_from_url(url: str) -> str | None:
     """Return the arXiv id (without version) that `url` points at, or None."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.hostname not in _ARXIV_HOSTS:
+    parts = _split_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or parts.hostname not in _ARXIV_HOSTS:
         return None
     match = _ARXIV.match(parts.path)
     return match.group("id") if match else None
 
 
-def _image(url: str) -> tuple[str | None, bool]:
+def _image(url: str, *, source: str, line: int) -> tuple[str | None, bool]:
     """Resolve an image reference; relative ones are uploader avatars on Hugging Face."""
+    parts = _split_url(url)
+    if parts is None:
+        raise DigestError(
+            f"image link is not a valid URL: {_excerpt(url)}", source=source, line=line
+        )
     if url.startswith("/") and not url.startswith("//"):
         return urljoin(HF_BASE, url), False
-    if urlsplit(url).scheme not in ("http", "https"):
+    if parts.scheme not in ("http", "https"):
         return None, False
-    return url, "/avatars/" not in urlsplit(url).path
+    return url, "/avatars/" not in parts.path
+
+
+def _votes(value: str, *, source: str, line: int) -> int | None:
+    if value in _NO_VOTES:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise DigestError(
+            f"bad vote count {_excerpt(value, limit=40)!r} (expected a number or '-')",
+            source=source,
+            line=line,
+        )
+    # Compare lengths first: int() refuses strings of 4,300+ digits (zeros too).
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_VOTES)) or int(digits) > MAX_VOTES:
+        raise DigestError(
+            f"vote count {_excerpt(value, limit=20)} is over {MAX_VOTES:,}",
+            source=source,
+            line=line,
+        )
+    return int(digits)
+
+
+class _Parser:
+    """The state of one parse: the papers so far and the one being read."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.date: dt.date | None = None
+        self.papers: list[Paper] = []
+        self.seen: dict[str, int] = {}  # arXiv id -> line of its heading
+        self.warnings: list[Notice] = []
+        self.draft: _Draft | None = None
+        # Lines under a duplicate paper or a non-paper heading; the warning was given there.
+        self.ignoring = False
+
+    def error(self, message: str, number: int) -> DigestError:
+        return DigestError(message, source=self.source, line=number)
+
+    def warn(self, message: str, number: int) -> None:
+        self.warnings.append(Notice(self.source, number, message))
+
+    def close(self) -> None:
+        if self.draft is not None:
+            self.papers.append(self.draft.finish())
+        self.draft = None
+
+    def line(self, number: int, raw: str) -> None:
+        """Take one line (without its line break) into the parse."""
+        if len(raw) > MAX_LINE_CHARS:
+            raise self.error(
+                f"line is {len(raw):,} characters long; at most {MAX_LINE_CHARS:,}", number
+            )
+        kind = classify(raw)
+        if kind is None:
+            return
+        if isinstance(kind, DayHeader):
+            if self.date is not None or self.papers or self.draft is not None:
+                raise self.error("a second '## Daily Papers' header", number)
+            self.date = _parse_date(kind.date, source=self.source, line=number)
+            return
+        if isinstance(kind, Heading):
+            self.heading(number, kind)
+            return
+        draft = self.draft
+        if self.ignoring:
+            return
+        if draft is None:
+            if self.date is not None:
+                self.warn("text outside any paper ignored", number)
+            return
+        if isinstance(kind, Image):
+            self.image(draft, number, kind.url)
+        elif isinstance(kind, Field):
+            self.field(draft, number, kind)
+        elif isinstance(kind, SectionStart):
+            draft.sections.append((kind.name, [kind.text]))
+        elif draft.sections:
+            draft.sections[-1][1].append(kind.text)  # a wrapped paragraph continues its section
+        else:
+            self.warn(f"unrecognised line in paper at line {draft.line} ignored", number)
+
+    def heading(self, number: int, heading: Heading) -> None:
+        link = heading.link
+        if heading.level == 3:
+            if link is None:
+                raise self.error(
+                    f"paper heading without a link (expected '{PAPER_HEADING}')", number
+                )
+            self.paper(number, title=link[0], url=link[1])
+            return
+        if link is not None and arxiv_id_from_url(link[1]) is not None:
+            raise self.error(
+                f"paper heading with {heading.level} '#' (expected '{PAPER_HEADING}')", number
+            )
+        self.close()
+        self.ignoring = True
+        shown = _excerpt(f"{'#' * heading.level} {heading.text}".strip(), limit=60)
+        self.warn(
+            f"heading {shown!r} is not a paper heading ('{PAPER_HEADING}');"
+            " it and the lines under it are ignored",
+            number,
+        )
+
+    def paper(self, number: int, *, title: str, url: str) -> None:
+        self.close()
+        if not title:
+            raise self.error(f"paper heading without a title (expected '{PAPER_HEADING}')", number)
+        if _split_url(url) is None:
+            raise self.error(f"paper link is not a valid URL: {_excerpt(url)}", number)
+        arxiv_id = arxiv_id_from_url(url)
+        if arxiv_id is None:
+            raise self.error(f"paper link is not an arXiv URL: {_excerpt(url)}", number)
+        if arxiv_id in self.seen:
+            first = self.seen[arxiv_id]
+            self.warn(f"arXiv {arxiv_id} already listed at line {first}; keeping the first", number)
+            self.ignoring = True
+            return
+        self.ignoring = False
+        self.seen[arxiv_id] = number
+        self.draft = _Draft(line=number, title=title, url=url, arxiv_id=arxiv_id)
+
+    def image(self, draft: _Draft, number: int, url: str) -> None:
+        resolved = _image(url, source=self.source, line=number)
+        first = draft.field_lines.get("image")
+        if first is not None:
+            self.warn(
+                f"a second image for the paper at line {draft.line} ignored; keeping line {first}",
+                number,
+            )
+            return
+        draft.field_lines["image"] = number
+        draft.image, draft.is_thumbnail = resolved
+
+    def field(self, draft: _Draft, number: int, field: Field) -> None:
+        first = draft.field_lines.get(field.name)
+        if first is not None:
+            raise self.error(
+                f"a second '{field.name}:' line for the paper at line {draft.line}"
+                f" (the first is line {first})",
+                number,
+            )
+        draft.field_lines[field.name] = number
+        if field.name == "Vote":
+            draft.votes = _votes(field.value, source=self.source, line=number)
+        else:
+            draft.authors = tuple(a.strip() for a in field.value.split(",") if a.strip())
+
+    def result(self) -> ParseResult:
+        """The digest read so far; DigestError if it has no date or no papers."""
+        self.close()
+        date = self.date
+        if date is None:
+            found = _DATE_IN_NAME.search(self.source.replace("\\", "/").rsplit("/", 1)[-1])
+            if found is None:
+                if not self.papers:
+                    raise self.error(
+                        "not a digest: no '## Daily Papers (YYYY-MM-DD)' header and no papers", 1
+                    )
+                raise self.error(
+                    "no date: no '## Daily Papers (YYYY-MM-DD)' header and no YYYY-MM-DD in the file name",
+                    1,
+                )
+            date = _parse_date(found.group(1), source=self.source, line=1)
+        if not self.papers:
+            raise self.error(f"not a digest: no '{PAPER_HEADING}' paper headings", 1)
+        digest = Digest(date=date, papers=tuple(self.papers), source=self.source)
+        return ParseResult(digest=digest, warnings=tuple(self.warnings))
 
 
 def parse_digest(text: str, *, source: str = "<digest>") -> ParseResult:
     """Parse one digest; raise `DigestError` naming `source` and line on malformed input."""
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    date: dt.date | None = None
-    papers: list[Paper] = []
-    seen: dict[str, int] = {}
-    warnings: list[Notice] = []
-    draft: _Draft | None = None
-    skipping = False  # inside a duplicate paper whose lines are ignored
-
-    def close() -> None:
-        nonlocal draft
-        if draft is not None:
-            papers.append(draft.finish())
-        draft = None
-
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.strip()
-        if not line:
-            continue
-        if header := _HEADER.match(line):
-            if date is not None or papers or draft is not None:
-                raise DigestError("a second '## Daily Papers' header", source=source, line=number)
-            date = _parse_date(header.group("date"), source=source, line=number)
-            continue
-        if heading := _HEADING.match(line):
-            close()
-            linked = _LINKED.match(heading.group("rest").strip())
-            if not linked:
-                raise DigestError(
-                    "paper heading without a link (expected '### [Title](https://arxiv.org/abs/ID)')",
-                    source=source,
-                    line=number,
-                )
-            url = linked.group("url")
-            arxiv_id = arxiv_id_from_url(url)
-            if arxiv_id is None:
-                raise DigestError(
-                    f"paper link is not an arXiv URL: {url}", source=source, line=number
-                )
-            if arxiv_id in seen:
-                warnings.append(
-                    Notice(
-                        source,
-                        number,
-                        f"arXiv {arxiv_id} already listed at line {seen[arxiv_id]}; keeping the first",
-                    )
-                )
-                skipping = True
-                continue
-            skipping = False
-            seen[arxiv_id] = number
-            draft = _Draft(
-                line=number, title=linked.group("title").strip(), url=url, arxiv_id=arxiv_id
-            )
-            continue
-        if skipping:
-            continue
-        if draft is None:
-            if line.startswith("#"):
-                continue  # other headings before the first paper
-            if papers or date is not None:
-                warnings.append(Notice(source, number, "text outside any paper ignored"))
-                continue
-            continue
-        if image := _IMAGE.match(line):
-            draft.image, draft.is_thumbnail = _image(image.group("url"))
-            continue
-        if vote := _VOTE.match(line):
-            value = vote.group("value")
-            if value in ("-", "–", "—", ""):
-                draft.votes = None
-            elif value.isascii() and value.isdigit():
-                draft.votes = int(value)
-            else:
-                raise DigestError(
-                    f"bad vote count {value!r} (expected a number or '-')",
-                    source=source,
-                    line=number,
-                )
-            continue
-        if authors := _AUTHORS.match(line):
-            draft.authors = tuple(a.strip() for a in authors.group("value").split(",") if a.strip())
-            continue
-        if section := _SECTION.match(line):
-            name = section.group("name").strip().rstrip(":").strip()
-            body = section.group("text").strip().removeprefix(":").strip()
-            if draft.sections is None:
-                draft.sections = []
-            draft.sections.append([name, body])
-            continue
-        if draft.sections:
-            draft.sections[-1][1] += "\n" + line  # a wrapped paragraph continues its section
-            continue
-        warnings.append(
-            Notice(source, number, f"unrecognised line in paper at line {draft.line} ignored")
-        )
-    close()
-
-    if date is None:
-        found = _DATE_IN_NAME.search(source.replace("\\", "/").rsplit("/", 1)[-1])
-        if found is None:
-            if not papers:
-                raise DigestError(
-                    "not a digest: no '## Daily Papers (YYYY-MM-DD)' header and no papers",
-                    source=source,
-                    line=1,
-                )
-            raise DigestError(
-                "no date: no '## Daily Papers (YYYY-MM-DD)' header and no YYYY-MM-DD in the file name",
-                source=source,
-                line=1,
-            )
-        date = _parse_date(found.group(1), source=source, line=1)
-    if not papers:
-        raise DigestError(
-            "not a digest: no '### [Title](https://arxiv.org/abs/ID)' paper headings",
-            source=source,
-            line=1,
-        )
-    return ParseResult(
-        digest=Digest(date=date, papers=tuple(papers), source=source), warnings=tuple(warnings)
-    )
+    parser = _Parser(source)
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for number, raw in enumerate(lines, start=1):
+        parser.line(number, raw)
+    return parser.result()

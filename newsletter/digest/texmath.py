@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import re
 
+# Escaped braces and dollars stand in as private-use characters until the unescaped ones
+# (grouping and math mode) are dropped, so `\{x\}` and `\$5` stay literal.
+_OPEN, _CLOSE, _DOLLAR = "\ue000", "\ue001", "\ue002"
+_LITERALS = str.maketrans({_OPEN: "{", _CLOSE: "}", _DOLLAR: "$"})
+
 _COMMANDS = {
     "times": "×",
     "cdot": "·",
@@ -77,11 +82,11 @@ _COMMANDS = {
     "cdots": "⋯",
     "%": "%",
     "&": "&",
-    "$": "$",
+    "$": _DOLLAR,
     "#": "#",
     "_": "_",
-    "{": "{",
-    "}": "}",
+    "{": _OPEN,
+    "}": _CLOSE,
     " ": " ",
     ",": " ",
     ";": " ",
@@ -125,5 +130,5 @@ def plain_title(title: str) -> str:
     text = _SCRIPT.sub(_script, text)
     if text.count("$") >= 2:  # a lone "$" is a dollar sign, not math mode
         text = text.replace("$", "")
-    text = re.sub(r"(?<!\\)[{}]", "", text)
+    text = re.sub(r"[{}]", "", text).translate(_LITERALS)
     return re.sub(r"\s+", " ", text).strip()
