@@ -16,7 +16,6 @@ import datetime as dt
 import email
 import email.policy
 import hashlib
-import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from ..audience.match import Pick, PreparedDigest, select_papers
 from ..config import Settings
 from ..errors import ConfigError
 from ..model import Digest, Filters, Subscriber
-from ..text import clean_text
+from ..text import clean_text, safe_file_name
 from ..tokens import feed_token, make_token
 from .day import DayEmail
 from .fragments import NotSpliceable
@@ -381,7 +380,7 @@ class Preview:
 
 def preview_stem(*, date: dt.date, address: str) -> str:
     """A file name (without suffix) for a preview: date and address, filesystem-safe."""
-    return f"{date.isoformat()}_{re.sub(r'[^A-Za-z0-9@._+-]', '_', address)[:120]}"
+    return f"{date.isoformat()}_{safe_file_name(address, limit=120)}"
 
 
 def write_preview(*, composer: Composer, subscriber: Subscriber, out_dir: Path) -> Preview | None:

@@ -16,6 +16,7 @@ whole, once per selection.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import re
 import secrets
@@ -76,6 +77,7 @@ class _Part:
     template: Template
     sequence: tuple[Piece | str, ...]  # bytes/Static: CRLF body pieces; str: a hole's name
     size: int  # UTF-8 bytes of the statics as rendered (LF), for the size budget
+    counts: tuple[tuple[str, int], ...]  # each hole's name and how often it occurs
 
     @classmethod
     def of(cls, tpl: Template) -> _Part:
@@ -85,7 +87,8 @@ class _Part:
                 sequence.append(piece(_crlf(static)))
             if i < len(tpl.holes):
                 sequence.append(tpl.holes[i])
-        return cls(tpl, tuple(sequence), sum(len(s.encode()) for s in tpl.statics))
+        counts = tuple(collections.Counter(tpl.holes).items())
+        return cls(tpl, tuple(sequence), sum(len(s.encode()) for s in tpl.statics), counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +221,17 @@ class Assembled:
 
 
 @dataclass(frozen=True, slots=True)
+class _Head:
+    subject: str
+    preheader: str
+    html: dict[str, bytes]  # subject, preheader and total as the HTML shows them
+    text: dict[str, bytes]
+
+
+_NUMBERS = tuple(str(n).encode() for n in range(1001))  # card numbers (max_papers is <= 1000)
+
+
+@dataclass(frozen=True, slots=True)
 class _Chip:
     html: bytes
     text: bytes
@@ -263,7 +277,9 @@ class DayEmail:
         except TemplateError as exc:  # e.g. a template that does sums with the card number
             raise NotSpliceable(str(exc)) from None
         self._chips: dict[tuple[Reason, ...], _Chip] = {}
-        self._subjects: dict[int, str] = {}
+        self._heads: dict[tuple[int, str], _Head] = {}
+        self._html_filters_sep = self._html.separators.get(FILTERS, " · ")
+        self._text_filters_sep = self._text.separators.get(FILTERS, " · ")
 
     # Rendering the day's pieces ---------------------------------------------------------
 
@@ -343,32 +359,45 @@ class DayEmail:
                 self._chips[reasons] = chip
         return chip
 
+    def _head(self, picks: Sequence[Pick]) -> _Head:
+        """Subject, preheader and count: they depend only on the count and the first paper."""
+        total = len(picks)
+        key = (total, picks[0].paper.arxiv_id if picks else "")
+        head = self._heads.get(key)
+        if head is None:
+            subject = subject_for(settings=self.settings, date=self.digest.date, total=total)
+            first = (paper_card(picks[0].paper),) if picks else ()
+            preheader = preheader_for(cards=first, total=total)
+            texts = {"subject": subject, "preheader": preheader, "total": str(total)}
+            head = _Head(
+                subject,
+                preheader,
+                {name: _escaped(value).encode() for name, value in texts.items()},
+                {name: value.encode() for name, value in texts.items()},
+            )
+            if len(self._heads) < 65536:
+                self._heads[key] = head
+        return head
+
     def assemble(self, picks: Sequence[Pick], *, filters: Filters, personal: Personal) -> Assembled:
         """The subscriber's bodies: cards capped at `max_papers_per_email`, then by HTML size."""
         total = len(picks)
-        subject = self._subjects.get(total)
-        if subject is None:
-            subject = subject_for(settings=self.settings, date=self.digest.date, total=total)
-            self._subjects[total] = subject
-        first = (paper_card(picks[0].paper),) if picks else ()
-        preheader = preheader_for(cards=first, total=total)
-        texts = {name: getattr(personal, name) for name in PERSONAL_FIELDS}
-        texts.update(subject=subject, preheader=preheader, total=str(total))
-        html = {name: _escaped(value).encode() for name, value in texts.items()}
-        text = {name: value.encode() for name, value in texts.items()}
+        head = self._head(picks)
+        html = dict(head.html)
+        text = dict(head.text)
+        for name in PERSONAL_FIELDS:
+            value = getattr(personal, name)
+            text[name] = value.encode()
+            html[name] = _escaped(value).encode()
         described = describe_filters(filters, words=KOREAN)
-        html[FILTERS] = (
-            self._html.separators.get(FILTERS, " · ")
-            .join(_escaped(part) for part in described)
-            .encode()
-        )
-        text[FILTERS] = self._text.separators.get(FILTERS, " · ").join(described).encode()
-        chips = [self._chip(p.reasons) if p.reasons else None for p in picks]
-        rows = [
-            (self._index[p.paper.arxiv_id], chip is not None, str(n).encode(), chip)
-            for n, (p, chip) in enumerate(zip(picks, chips, strict=True), start=1)
-        ]
+        html[FILTERS] = self._html_filters_sep.join(map(_escaped, described)).encode()
+        text[FILTERS] = self._text_filters_sep.join(described).encode()
         shown = min(total, self.settings.max_papers_per_email)
+        rows: list[tuple[int, bool, bytes, _Chip | None]] = []
+        index = self._index
+        for n, pick in enumerate(picks[:shown], start=1):
+            chip = self._chip(pick.reasons) if pick.reasons else None
+            rows.append((index[pick.paper.arxiv_id], chip is not None, _NUMBERS[n], chip))
         while True:
             size = self._html_size(rows, shown, total, html)
             if size <= HTML_BUDGET or shown == 0:
@@ -376,24 +405,24 @@ class DayEmail:
             # Cards are of similar size: jump close to the fit, then step down one at a time.
             shown = min(shown - 1, shown * HTML_BUDGET // size)
         variant = _variant(total, shown)
-        for values in (html, text):
-            values["shown"] = str(shown).encode()
-            values["more"] = str(total - shown).encode()
+        html["shown"] = text["shown"] = str(shown).encode()
+        html["more"] = text["more"] = str(total - shown).encode()
+        shown_rows = rows[:shown]
         return Assembled(
-            subject=subject,
-            preheader=preheader,
+            subject=head.subject,
+            preheader=head.preheader,
             shown=shown,
             total=total,
             html=_fill(
                 self._html,
                 variant,
-                [(i, c, n, ch.html if ch else b"") for i, c, n, ch in rows[:shown]],
+                [(i, c, n, ch.html if ch else b"") for i, c, n, ch in shown_rows],
                 html,
             ),
             text=_fill(
                 self._text,
                 variant,
-                [(i, c, n, ch.text if ch else b"") for i, c, n, ch in rows[:shown]],
+                [(i, c, n, ch.text if ch else b"") for i, c, n, ch in shown_rows],
                 text,
             ),
         )
@@ -406,26 +435,31 @@ class DayEmail:
         values: Mapping[str, bytes],
     ) -> int:
         """Bytes of the HTML as rendered (LF line ends) with `shown` cards."""
-        fmt = self._html
+        cards = self._html.cards
         variant = _variant(total, shown)
-        sizes = {name: len(value) for name, value in values.items()}
-        sizes["shown"] = len(str(shown))
-        sizes["more"] = len(str(total - shown))
         extras: frozenset[int] = frozenset()
         size = 0
         for index, chips, number, chip in rows[:shown]:
-            card = fmt.cards[variant, index, chips]
-            extras |= card.extras
+            card = cards[variant, index, chips]
+            if card.extras:
+                extras |= card.extras
             size += card.part.size
-            for hole in card.part.template.holes:
+            for hole, count in card.part.counts:
                 if hole == NUMBER:
-                    size += len(number)
+                    size += len(number) * count
                 elif hole == REASONS:
-                    size += len(chip.html) if chip else 0
+                    size += (len(chip.html) if chip else 0) * count
                 else:
-                    size += sizes[hole]
-        frame = fmt.frame(variant, extras)
-        return size + frame.size + sum(sizes.get(h, 0) for h in frame.template.holes)
+                    size += len(values[hole]) * count
+        frame = self._html.frame(variant, extras)
+        for hole, count in frame.counts:
+            if hole == "shown":
+                size += len(str(shown)) * count
+            elif hole == "more":
+                size += len(str(total - shown)) * count
+            elif hole != CARDS:
+                size += len(values[hole]) * count
+        return size + frame.size
 
 
 def _variant(total: int, shown: int) -> str:
