@@ -55,13 +55,15 @@ from .render import (
     render_template,
     subject_for,
 )
-from .splice import Piece, piece
+from .splice import Piece, Static, piece
 
 VARIANTS = ("empty", "cards", "more")  # no paper / cards only / cards and "N more" button
 CARDS = "cards"  # the frame's hole where the cards go
 NUMBER, REASONS, FILTERS = "number", "reasons", "filters"
 FRAME_HOLES = ("subject", "preheader", "total", "shown", "more", *PERSONAL_FIELDS)
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+_PERSONAL = frozenset((*PERSONAL_FIELDS, FILTERS, CARDS, NUMBER, REASONS))
+LEADS = 1024  # frame beginnings kept ready per format (~17 KB each with their base64)
 
 Render = Callable[[Sequence[Card], str, Mapping[str, object]], str]
 
@@ -78,6 +80,8 @@ class _Part:
     sequence: tuple[Piece | str, ...]  # bytes/Static: CRLF body pieces; str: a hole's name
     size: int  # UTF-8 bytes of the statics as rendered (LF), for the size budget
     counts: tuple[tuple[str, int], ...]  # each hole's name and how often it occurs
+    lead: int  # sequence items before the first hole that differs per subscriber
+    lead_holes: tuple[str, ...]  # the holes among them (subject, preheader, count...)
 
     @classmethod
     def of(cls, tpl: Template) -> _Part:
@@ -88,7 +92,13 @@ class _Part:
             if i < len(tpl.holes):
                 sequence.append(tpl.holes[i])
         counts = tuple(collections.Counter(tpl.holes).items())
-        return cls(tpl, tuple(sequence), sum(len(s.encode()) for s in tpl.statics), counts)
+        lead = next(
+            (i for i, item in enumerate(sequence) if isinstance(item, str) and item in _PERSONAL),
+            len(sequence),
+        )
+        holes = tuple(item for item in sequence[:lead] if isinstance(item, str))
+        size = sum(len(s.encode()) for s in tpl.statics)
+        return cls(tpl, tuple(sequence), size, counts, lead, holes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +149,8 @@ class _Format:
         self.extras: list[tuple[str, int, str]] = []  # id -> (variant, position, stretch)
         self.cards: dict[tuple[str, int, bool], _Card] = {}
         self.frames: dict[tuple[str, frozenset[int]], _Part] = {}
+        # The frame up to its first personal value, filled and ready to encode, by its values.
+        self.leads: collections.OrderedDict[tuple[object, ...], Static] = collections.OrderedDict()
         self.separators: dict[str, str] = {}
         for variant in ("cards", "more"):
             self._split(variant, cards)
@@ -490,7 +502,24 @@ def _fill(
     extras = frozenset().union(*(card.extras for card in cards))
     out: list[Piece] = []
     append = out.append
-    for item in fmt.frame(variant, extras).sequence:
+    frame = fmt.frame(variant, extras)
+    if frame.lead:
+        # Everything before the greeting depends on a few values only, and starts the body:
+        # one block, encoded once, serves every subscriber with the same count and first paper.
+        key = (variant, extras, *(values[h] for h in frame.lead_holes))
+        block = fmt.leads.get(key)
+        if block is None:
+            block = Static(
+                b"".join(
+                    values[item] if isinstance(item, str) else _raw(item)
+                    for item in frame.sequence[: frame.lead]
+                )
+            )
+            fmt.leads[key] = block
+            if len(fmt.leads) > LEADS:
+                fmt.leads.popitem(last=False)
+        append(block)
+    for item in frame.sequence[frame.lead :]:
         if not isinstance(item, str):
             append(item)
         elif item != CARDS:
