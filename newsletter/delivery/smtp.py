@@ -202,7 +202,7 @@ class SMTPSender:
                 stage = "RCPT"
                 await client.rcpt(message.recipient, encoding=encoding)
             stage = "DATA"
-            await send_data(client, message.data, timeout=timeout)
+            await send_data(client, message.data, timeout=timeout, crlf_only=message.crlf_only)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset(client)
             raise self._refusal(exc, stage, message) from None

@@ -20,13 +20,16 @@ WIRE: DataPath = "wire"  # wire-ready bytes written through the client's protoco
 PUBLIC: DataPath = "public"  # aiosmtplib's documented `SMTP.data()`
 
 
-async def send_data(client: aiosmtplib.SMTP, data: bytes, *, timeout: float) -> DataPath:
+async def send_data(
+    client: aiosmtplib.SMTP, data: bytes, *, timeout: float, crlf_only: bool = False
+) -> DataPath:
     """Send DATA, then `data`; return which path carried it once the server answered 250.
 
+    `crlf_only`: the caller guarantees `data` has no bare CR or LF (skips scanning for them).
     Raises what `client.data()` raises: SMTPDataError on a refusal, SMTPServerDisconnected,
     SMTPTimeoutError.
     """
-    payload = wire_ready(data)
+    payload = wire_ready(data, crlf_only=crlf_only)
     protocol = client.protocol
     if payload is None or protocol is None or not _can_write_raw(protocol):
         await client.data(data, timeout=timeout)
@@ -50,15 +53,18 @@ def _can_write_raw(protocol: Any) -> bool:
     )
 
 
-def wire_ready(data: bytes) -> bytes | None:
+def wire_ready(data: bytes, *, crlf_only: bool = False) -> bytes | None:
     """`data` dot-stuffed and ended with the end-of-data line, when it is CRLF-only.
 
     The same bytes aiosmtplib's `data()` writes; None when a bare CR or LF needs normalising
-    (left to aiosmtplib, since one could smuggle an end of data).
+    (left to aiosmtplib, since one could smuggle an end of data). `crlf_only` skips that scan.
     """
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        return None
+    if not crlf_only:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            return None
+    if b"\r\n." not in data and not data.startswith(b"."):  # base64 bodies never need it
+        return data + b".\r\n" if data.endswith(b"\r\n") else data + b"\r\n.\r\n"
     if data.startswith(b"."):
         data = b"." + data
     data = data.replace(b"\r\n.", b"\r\n..")  # RFC 5321 4.5.2: a line's leading dot is doubled

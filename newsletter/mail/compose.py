@@ -258,6 +258,7 @@ class Composer:
             envelope_from=self.settings.envelope_from,
             message_id=message_id,
             data=data,
+            crlf_only=True,  # the skeleton and the base64 bodies hold CRLF line ends only
         )
 
     def _date(self) -> str:

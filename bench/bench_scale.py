@@ -1,0 +1,223 @@
+"""Scale with real subscribers: every profile different, against Postfix's own tools.
+
+For each size (1k, 20k, 100k subscribers; filters from bench/profiles.py, no two alike):
+- compose alone: every subscriber's message built in this process, CPU seconds -> per core;
+- send: the real `newsletter send` (a subprocess: ledger claim, compose, SMTP, ledger outcome)
+  into Postfix's `smtp-sink`, and in the same run Postfix's `smtp-source -s 16 -d` sending as
+  many messages of the same average size into the same sink; messages/s of each and the ratio;
+- peak RSS of the `newsletter send` process;
+- naive, same run: Jinja + MJML + `EmailMessage` per recipient (`compose_naive`) on a sample.
+
+Needs Debian's postfix for smtp-sink/smtp-source (`make bench` installs it).
+
+    python bench/bench_scale.py                      # 1k, 20k, 100k
+    python bench/bench_scale.py --sizes 1000 20000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.profiles import realistic_filters, vocabulary  # noqa: E402
+from newsletter.config import Settings  # noqa: E402
+from newsletter.digest.ingest import ingest_paths  # noqa: E402
+from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
+from newsletter.model import Subscriber  # noqa: E402
+from newsletter.store import Store  # noqa: E402
+from newsletter.store.base import dump_filters  # noqa: E402
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+NEWSLETTER = Path(sys.executable).parent / "newsletter"
+KEY = secrets.token_urlsafe(32)
+NAMES = ("", "김민지", "Alex Chen", "이서연", "", "O'Neil")
+SETTINGS = Settings().replace(
+    secret_key=KEY,
+    base_url="https://papers.example.com",
+    from_address="Daily Papers <digest@papers.example.com>",
+    envelope_from="bounces@papers.example.com",
+)
+NAIVE_SAMPLE = 300
+
+
+def make_db(path: Path, count: int) -> list[Subscriber]:
+    """A store with the example digests and `count` realistic subscribers (bulk insert)."""
+    with Store(path) as store:
+        assert not ingest_paths(store, [ROOT / "examples" / "digests"]).failed
+        vocab = vocabulary(store.digests(store.digest_dates()))
+        now = store.now_text()
+        rows = [
+            (f"reader{i}@example.com", NAMES[i % len(NAMES)], *dump_filters(f), now, now)
+            for i, f in enumerate(realistic_filters(vocab, count, seed=count))
+        ]
+        with store.transaction() as conn:
+            conn.executemany(
+                """INSERT INTO subscribers (email, email_key, name, keywords, exclude, min_votes,
+                   max_papers, created_at, updated_at) VALUES (?1, lower(?1), ?2, ?3, ?4, ?5, ?6,
+                   ?7, ?8)""",
+                rows,
+            )
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return list(store.active_subscribers())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def sink() -> Iterator[int]:
+    port = free_port()
+    user = ["-u", "root"] if os.geteuid() == 0 else []
+    process = subprocess.Popen([SMTP_SINK, *user, f"127.0.0.1:{port}", "1000"])
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.kill()
+        process.wait()
+
+
+def compose_alone(db: Path, subscribers: list[Subscriber]) -> tuple[float, int, int]:
+    """CPU seconds to compose every subscriber's message once (day rendering included)."""
+    with Store(db) as store:
+        digest = store.digest(store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    clock = dt.datetime.now(dt.UTC)
+    start = time.process_time()
+    composer = Composer(settings=SETTINGS, digest=digest, clock=lambda: clock)
+    sent = size = 0
+    for subscriber in subscribers:
+        message = composer.compose(subscriber)
+        if message is not None:
+            sent += 1
+            size += len(message.data)
+    return time.process_time() - start, sent, size
+
+
+def naive_rate(db: Path, subscribers: list[Subscriber]) -> float:
+    """Messages/s of Jinja + MJML + EmailMessage per recipient, on a sample."""
+    with Store(db) as store:
+        digest = store.digest(store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    clock = dt.datetime.now(dt.UTC)
+    start = time.process_time()
+    built = 0
+    for subscriber in subscribers[:NAIVE_SAMPLE]:
+        if compose_naive(
+            settings=SETTINGS, digest=digest, subscriber=subscriber, clock=lambda: clock
+        ):
+            built += 1
+    return built / (time.process_time() - start)
+
+
+def smtp_source(port: int, count: int, size: int) -> float:
+    """Seconds for smtp-source to send `count` messages of `size` bytes over 16 sessions."""
+    start = time.perf_counter()
+    subprocess.run(
+        [SMTP_SOURCE, "-s", "16", "-d", "-m", str(count), "-l", str(size),
+         "-f", "bounces@papers.example.com", "-t", "reader@example.com", f"127.0.0.1:{port}"],
+        check=True,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def newsletter_send(db: Path, port: int, processes: int) -> tuple[float, float, str]:
+    """Seconds, peak RSS (MB) and summary of the real CLI sending the newest day."""
+    env = {
+        **os.environ,
+        "NEWSLETTER_SECRET_KEY": KEY,
+        "NEWSLETTER_BASE_URL": SETTINGS.base_url,
+        "NEWSLETTER_FROM": SETTINGS.from_address,
+        "NEWSLETTER_ENVELOPE_FROM": SETTINGS.envelope_from,
+    }
+    command = [str(NEWSLETTER), "send", "--db", str(db), "--smtp-host", "127.0.0.1",
+               "--smtp-port", str(port), "--smtp-tls", "none", "--concurrency", "16"]  # fmt: skip
+    if processes > 1:
+        command += ["--processes", str(processes)]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    out = process.stdout.read() if process.stdout else ""
+    assert os.waitstatus_to_exitcode(status) == 0, out
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # workers, if any
+    return seconds, max(usage.ru_maxrss, children) / 1024, out.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000, 20_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=1)
+    args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        for size in args.sizes:
+            base = tmp / f"base-{size}.db"
+            subscribers = make_db(base, size)
+            cpu, built, total = compose_alone(base, subscribers)
+            average = total // max(built, 1)
+            naive = naive_rate(base, subscribers)
+            print(
+                f"{size:,} subscribers, {len(set(s.filters for s in subscribers)):,} distinct "
+                f"profiles; {built:,} get mail (the rest match nothing), {average / 1024:.1f} KB each"
+            )
+            print(
+                f"  compose alone: {built / cpu:,.0f} messages/s per core "
+                f"(naive Jinja+MJML+EmailMessage: {naive:,.0f}/s, {built / cpu / naive:.0f}x)"
+            )
+            ours, theirs, peaks = [], [], []
+            with sink() as port:
+                for run in range(args.runs):
+                    db = tmp / f"run-{size}-{run}.db"
+                    db.write_bytes(base.read_bytes())
+                    seconds, peak, summary = newsletter_send(db, port, args.processes)
+                    source = smtp_source(port, built, average)
+                    ours.append(built / seconds)
+                    theirs.append(built / source)
+                    peaks.append(peak)
+                    print(
+                        f"  run {run + 1}: newsletter send {ours[-1]:,.0f}/s ({seconds:.1f} s, "
+                        f"peak {peak:.0f} MB; {summary}); smtp-source -s 16 -d {theirs[-1]:,.0f}/s",
+                        flush=True,
+                    )
+                    db.unlink()
+            mine, source_rate = statistics.median(ours), statistics.median(theirs)
+            print(
+                f"  median: newsletter send {mine:,.0f}/s, smtp-source {source_rate:,.0f}/s, "
+                f"ratio {mine / source_rate:.2f}x; peak RSS {max(peaks):.0f} MB"
+            )
+            print(json.dumps({"size": size, "send": mine, "source": source_rate,
+                              "compose_per_core": built / cpu, "naive": naive,
+                              "peak_mb": max(peaks)}))  # fmt: skip
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
