@@ -18,7 +18,7 @@ from .digest.ingest import IngestReport, ingest_paths
 from .mail.compose import Composer
 from .mail.outgoing import OutgoingMessage
 from .publish.build import BuildReport, build_site
-from .store import Clock, Store, utc_now
+from .store import Clock, Part, Store, utc_now
 
 __all__ = ["DailyReport", "run_daily", "send_day", "send_test_day"]
 
@@ -54,10 +54,12 @@ async def send_day(
     record: bool = True,
     backoff: float = 1.0,
     progress: Progress | None = None,
+    part: Part | None = None,
 ) -> DeliveryReport:
     """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries.
 
     The sender is not closed here. A StoreError says when the day (or any digest) is missing.
+    `part` (index, count): only the subscribers whose id % count == index (newsletter.parallel).
     """
     digest = store.digest_for(date)
     composer = Composer(settings=settings, digest=digest, clock=clock)
@@ -73,6 +75,7 @@ async def send_day(
         resend_ambiguous=resend_ambiguous,
         record=record,
         progress=progress,
+        part=part,
     )
 
 

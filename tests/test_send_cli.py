@@ -454,3 +454,34 @@ def test_a_day_without_a_digest_is_one_line(
         1,
         "error: no digest stored for 2020-01-01 (newest: 2024-12-13; see: newsletter digests)\n",
     )
+
+
+def test_a_send_split_across_processes_mails_everyone_exactly_once(
+    cli_env: dict[str, str], db: Path
+) -> None:
+    # The real CLI as a subprocess: --processes spawns workers, each with its share of readers.
+    with Store(db) as store:
+        for i in range(8, 40):
+            store.add_subscriber(f"reader{i}@example.com")
+    env = {**os.environ, **cli_env}
+    command = [str(NEWSLETTER), "send", "--processes", "3", "--concurrency", "6"]
+    with smtp_server(RecordingHandler()) as (server, handler):
+        first = subprocess.run(
+            [*command, *smtp_args(server.port)], env=env, capture_output=True, text=True
+        )
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == f"{NEWEST}: sent 40, skipped 1, deferred 0, failed 0, ambiguous 0\n"
+        assert got(handler) == {email: 1 for email in readers(db)}
+        again = subprocess.run(
+            [*command, *smtp_args(server.port)], env=env, capture_output=True, text=True
+        )
+        assert again.returncode == 0, again.stderr
+        assert "sent 0," in again.stdout and "earlier runs: 40 sent" in again.stdout
+    assert len(handler.received) == 40
+    assert {row.status for row in ledger(db)} == {"sent", "skipped"}
+
+
+def test_processes_are_for_send_only(runner: CliRunner, cli_env: dict[str, str], db: Path) -> None:
+    result = runner.invoke(main, ["run", str(FIXTURES), "--processes", "2"], env=cli_env)
+    assert result.exit_code == 1
+    assert result.output == "error: --processes applies to `newsletter send` only\n"

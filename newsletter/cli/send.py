@@ -47,6 +47,7 @@ class SendOptions:
     outbox: Path | None = None
     to_address: str | None = None
     resend_ambiguous: bool = False
+    processes: int = 1
 
     @property
     def record(self) -> bool:
@@ -124,6 +125,14 @@ _SEND_OPTIONS = [
         "--resend-ambiguous",
         is_flag=True,
         help="Also resend claims a crashed run left unresolved (their recipients may get two).",
+    ),
+    click.option(
+        "--processes",
+        type=click.IntRange(1, 64),
+        default=1,
+        show_default=True,
+        help="Send from N processes, each with its share of subscribers and connections "
+        "(one core each; SMTP only).",
     ),
 ]
 _SEND_FIELDS = tuple(f.name for f in dataclasses.fields(SendOptions))
@@ -258,6 +267,18 @@ def send(
                 store, settings=settings, date=digest.date, options=options, to=options.to_address
             )
             return
+        if options.processes > 1 and options.record:
+            from ..parallel import send_day_in_processes
+
+            report = send_day_in_processes(
+                settings=settings,
+                date=digest.date,
+                processes=options.processes,
+                resend_ambiguous=options.resend_ambiguous,
+                backoff=options.backoff,
+            )
+            _print_report(report, outbox=options.outbox)
+            return
         sender = options.sender(settings)
         with _progress(store, lambda: f"sending {digest.date}") as progress:
 
@@ -357,6 +378,8 @@ def run_daily_command(
 
     Example: newsletter run digests/ --out public/
     """
+    if options.processes > 1:
+        raise ConfigError("--processes applies to `newsletter send` only")
     settings = options.settings(config_path, db)
     if out_dir is not None:
         settings = settings.replace(site_dir=out_dir)

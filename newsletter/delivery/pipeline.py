@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..mail.outgoing import OutgoingMessage
 from ..model import Subscriber
-from ..store import Store
+from ..store import Part, Store
 
 __all__ = [
     "Compose",
@@ -153,6 +153,7 @@ class _Run:
         progress: Progress | None,
         give_up_after: int,
         sent_batch: int,
+        part: Part | None,
     ) -> None:
         self.date = date
         self.store = store
@@ -167,6 +168,7 @@ class _Run:
         self.progress = progress or (lambda outcome: None)
         self.give_up_after = give_up_after
         self.sent_batch = max(1, sent_batch)
+        self.part = part
         self.unflushed: list[tuple[int, int]] = []
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
@@ -181,7 +183,8 @@ class _Run:
     async def produce(self) -> None:
         """Compose messages for every active subscriber the ledger says still needs one."""
         try:
-            for batch in _batched(self.store.active_subscribers(batch=BATCH), BATCH):
+            subscribers = self.store.active_subscribers(batch=BATCH, part=self.part)
+            for batch in _batched(subscribers, BATCH):
                 if self.report.stopped:
                     break
                 states = self.store.delivery_states(self.date, [s.id for s in batch])
@@ -361,6 +364,7 @@ async def deliver(
     progress: Progress | None = None,
     give_up_after: int = 50,
     sent_batch: int | None = None,
+    part: Part | None = None,
 ) -> DeliveryReport:
     """Send `date`'s email to every active subscriber who still needs it; returns the report.
 
@@ -369,14 +373,15 @@ async def deliver(
     left deferred for the next run. `record=False` (dry runs, outboxes) reads the ledger but writes
     nothing. Sent outcomes are committed `sent_batch` (default 2 x concurrency) at a time, so a
     crash leaves at most concurrency + sent_batch claims ambiguous. The sender is not closed
-    here. Errors from `compose` stop the run and propagate.
+    here. Errors from `compose` stop the run and propagate. `part` (index, count) sends only to
+    the subscribers whose id % count == index: one process's share of a split send.
     """
     try:
         await sender.open()
     except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
         report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
         if record:
-            report.ambiguous = store.delivery_counts(date)["claimed"]
+            report.ambiguous = store.delivery_counts(date, part=part)["claimed"]
         return report
     run = _Run(
         date=date,
@@ -392,6 +397,7 @@ async def deliver(
         progress=progress,
         give_up_after=give_up_after,
         sent_batch=sent_batch or 2 * max(1, concurrency),
+        part=part,
     )
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
@@ -409,7 +415,7 @@ async def deliver(
     if run.errors:
         raise run.errors[0]
     if record:
-        run.report.ambiguous = store.delivery_counts(date)["claimed"]
+        run.report.ambiguous = store.delivery_counts(date, part=part)["claimed"]
     return run.report
 
 

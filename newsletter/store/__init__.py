@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .base import Clock, StoreBase, utc_now
+from .base import Clock, Part, StoreBase, utc_now
 from .digests import DigestStore, Saved, content_hash
 from .ledger import LedgerStore
 from .signups import SignupStore
 from .subscribers import SubscriberStore
 
-__all__ = ["Clock", "Saved", "Store", "StoreBase", "content_hash", "utc_now"]
+__all__ = ["Clock", "Part", "Saved", "Store", "StoreBase", "content_hash", "utc_now"]
 
 
 class Store(DigestStore, SubscriberStore, LedgerStore, SignupStore):

@@ -18,6 +18,7 @@ from ..model import Filters
 from .schema import migrations, newer_migrations
 
 Clock = Callable[[], dt.datetime]
+Part = tuple[int, int]  # (index, count): the subscribers whose id % count == index
 Doing = Literal["open", "read", "write"]
 
 # SQLite's primary result codes, as the person running newsletter needs to hear them.

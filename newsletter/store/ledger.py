@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .base import StoreBase
+from .base import Part, StoreBase
 
 DELIVERY_STATUSES = ("claimed", "sent", "deferred", "failed", "skipped")
 # A run may take over a row in these states; `claimed` only when resending ambiguous claims.
@@ -178,12 +178,14 @@ class LedgerStore(StoreBase):
                 yield _delivery(row)
             last = rows[-1]["subscriber_id"]
 
-    def delivery_counts(self, date: dt.date) -> dict[str, int]:
-        """How many ledger rows of `date` are in each state (every state present, 0 if none)."""
+    def delivery_counts(self, date: dt.date, *, part: Part | None = None) -> dict[str, int]:
+        """How many ledger rows of `date` (of `part`'s subscribers) are in each state, 0 if none."""
         counts = dict.fromkeys(DELIVERY_STATUSES, 0)
+        index, parts = part or (0, 1)
         for status, count in self.conn.execute(
-            "SELECT status, COUNT(*) FROM deliveries WHERE date = ? GROUP BY status",
-            (date.isoformat(),),
+            """SELECT status, COUNT(*) FROM deliveries WHERE date = ? AND subscriber_id % ? = ?
+               GROUP BY status""",
+            (date.isoformat(), parts, index),
         ):
             counts[str(status)] = int(count)
         return counts

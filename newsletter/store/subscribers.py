@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import SubscriberError
 from ..model import EVERY_PAPER, Filters, ImportReport, Subscriber, SubscriberRow
-from .base import StoreBase, dump_filters, insert_subscriber, load_filters
+from .base import Part, StoreBase, dump_filters, insert_subscriber, load_filters
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")
 
@@ -70,13 +70,21 @@ class SubscriberStore(StoreBase):
             for r in self.query("SELECT * FROM subscribers WHERE status = ? ORDER BY id", (status,))
         ]
 
-    def active_subscribers(self, *, batch: int = 1000) -> Iterator[Subscriber]:
-        """Active subscribers by id, streamed in batches so a million never sit in memory."""
+    def active_subscribers(
+        self, *, batch: int = 1000, part: Part | None = None
+    ) -> Iterator[Subscriber]:
+        """Active subscribers by id, streamed in batches so a million never sit in memory.
+
+        `part` (index, count): only ids with `id % count == index`, one share of a send split
+        across processes.
+        """
+        index, count = part or (0, 1)
         last = 0
         while True:
             rows = self.query(
-                "SELECT * FROM subscribers WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
-                (last, batch),
+                """SELECT * FROM subscribers WHERE status = 'active' AND id > ? AND id % ? = ?
+                   ORDER BY id LIMIT ?""",
+                (last, count, index, batch),
             )
             if not rows:
                 return

@@ -1,0 +1,147 @@
+"""One day's send split across processes: each takes the subscribers whose id % N is its own.
+
+Composing and SMTP are CPU work in Python, so one process uses one core. With `processes` N,
+N worker processes each open the store, render the day, connect their share of the SMTP
+connections and run the exactly-once pipeline over their share of the subscribers. The ledger
+is the same SQLite file and is keyed by (day, subscriber), so the shares never meet: a claim
+is still committed before its message is handed over, in whichever process sends it.
+
+Stopping: the workers ignore Ctrl-C; the parent turns Ctrl-C or SIGTERM into a SIGTERM for each
+worker, which finishes the messages on the wire, as a single process does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import multiprocessing
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from .config import Settings
+from .delivery.pipeline import DeliveryReport
+from .errors import NewsletterError
+
+INTERRUPTED = "interrupted: messages in flight were finished; run again to send the rest"
+
+
+@dataclass(frozen=True, slots=True)
+class _Share:
+    """What one worker needs: plain values, so they cross the process boundary."""
+
+    settings: Settings
+    date: dt.date
+    index: int
+    count: int
+    resend_ambiguous: bool
+    backoff: float
+
+
+def _work(share: _Share, out: Connection) -> None:
+    """A worker: send this share of the day; report back (or say what went wrong)."""
+    from .daily import send_day  # the worker imports what it uses (a spawned process is bare)
+    from .delivery.smtp import smtp_sender
+    from .store import Store
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+
+    async def main() -> DeliveryReport:
+        task = asyncio.current_task()
+        if task is not None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        sender = smtp_sender(share.settings)
+        try:
+            with Store(share.settings.db) as store:
+                return await send_day(
+                    store=store,
+                    settings=share.settings,
+                    sender=sender,
+                    date=share.date,
+                    clock=store.clock,
+                    resend_ambiguous=share.resend_ambiguous,
+                    backoff=share.backoff,
+                    part=(share.index, share.count),
+                )
+        finally:
+            await sender.aclose()
+
+    try:
+        out.send(("report", asyncio.run(main())))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        out.send(("interrupted", INTERRUPTED))
+    except NewsletterError as exc:
+        out.send(("error", str(exc)))
+    except Exception as exc:  # a bug: one line to the parent, never a hung send
+        out.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        out.close()
+
+
+def merge(date: dt.date, reports: list[DeliveryReport]) -> DeliveryReport:
+    """The reports of the shares as one: counts added, the first stop reason kept."""
+    total = DeliveryReport(date=date)
+    for report in reports:
+        for field in dataclasses.fields(DeliveryReport):
+            value = getattr(report, field.name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(total, field.name, getattr(total, field.name) + value)
+        total.stopped = total.stopped or report.stopped
+    return total
+
+
+def send_day_in_processes(
+    *,
+    settings: Settings,
+    date: dt.date,
+    processes: int,
+    resend_ambiguous: bool = False,
+    backoff: float = 1.0,
+) -> DeliveryReport:
+    """Send `date` to every active subscriber who still needs it, from `processes` workers.
+
+    The settings' concurrency is the number of SMTP connections in all; each worker opens its
+    share. NewsletterError when a worker fails (the others finish their share first).
+    """
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding SQLite
+    per_worker = max(1, settings.concurrency // processes)
+    settings = settings.replace(concurrency=per_worker)
+    workers = []
+    for index in range(processes):
+        receive, send = context.Pipe(duplex=False)
+        share = _Share(settings, date, index, processes, resend_ambiguous, backoff)
+        process = context.Process(target=_work, args=(share, send), name=f"send-{index}")
+        process.start()
+        send.close()
+        workers.append((process, receive))
+    results: list[tuple[str, object]] = []
+    # SIGTERM (a CI timeout, systemd) stops the send like Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for process, receive in workers:
+            results.append(_result(receive))
+            process.join()
+    except KeyboardInterrupt:
+        for process, _ in workers:
+            if process.is_alive():
+                process.terminate()  # SIGTERM: the worker finishes what is on the wire
+        for process, _ in workers:
+            process.join()
+        raise NewsletterError(INTERRUPTED) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    errors = [str(value) for kind, value in results if kind != "report"]
+    if errors:
+        raise NewsletterError(errors[0])
+    return merge(date, [value for _, value in results if isinstance(value, DeliveryReport)])
+
+
+def _result(receive: Connection) -> tuple[str, object]:
+    with contextlib.closing(receive):
+        try:
+            kind, value = receive.recv()
+        except EOFError:  # the worker died without a word (killed)
+            return ("error", "a send process stopped unexpectedly; run again to send the rest")
+    return (str(kind), value)
