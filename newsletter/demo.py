@@ -98,18 +98,17 @@ def step_subscribers(ctx: DemoContext) -> None:
 
 def step_site(ctx: DemoContext) -> None:
     """Build the feeds and the web archive into the site folder and say where they are."""
-    from .publish.build import PRIVATE_DIR, build_site, is_private_feed
+    from .publish.build import build_site
 
     report = build_site(ctx.store, settings=ctx.settings)
     site = ctx.settings.site_dir
-    private = sum(1 for p in (*report.written, *report.unchanged) if is_private_feed(p))
     ctx.echo(
         f"Built the site in {site}/: {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"
     )
     ctx.echo(f"  archive: {site / 'index.html'} (open it in a browser)")
     ctx.echo(f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml, topics/")
-    ctx.echo(f"  private: {private} subscriber feeds in {site / PRIVATE_DIR}")
+    ctx.echo("  private: each email links its own feed, served by `newsletter serve`")
 
 
 def step_previews(ctx: DemoContext) -> None:
