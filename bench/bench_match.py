@@ -11,17 +11,16 @@ timed on a slice and scaled up, and its selections are checked equal to ours.
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
 import statistics
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.subscribers import vocabulary
 from newsletter.audience.match import (
     PreparedDigest,
     _compile,
@@ -39,37 +38,6 @@ SUBSCRIBERS = 100_000
 POOL = 3_000  # distinct keyword sets the subscribers draw from
 RUNS = 3
 NAIVE_SLICE = 5_000
-STOPWORDS = {"and", "the", "for", "with", "via", "from", "using", "that", "this", "are", "its"}
-# Korean verb and adjective endings: words ending so are not topics ("보여줍니다", "같은").
-ENDINGS = tuple("다며여고서면지할한된은는인게운린른던록히이해와과도로")
-PARTICLES = ("에서", "으로", "은", "는", "이", "가", "을", "를", "의", "에", "로", "와", "과", "도")
-
-
-def vocabulary(digests: list[Digest]) -> list[str]:
-    """Topic phrases of the digests: English words, title bigrams and Korean words (particles
-    stripped) found in at least 2 papers but not in most of them (those are function words
-    such as "있습니다" or "the", which nobody subscribes to); the 600 most frequent.
-    """
-    frequency: Counter[str] = Counter()
-    papers = [p for d in digests for p in d.papers]
-    for paper in papers:
-        text = " ".join([paper.display_title, *(s.text for s in paper.sections)])
-        terms = set(re.findall(r"[A-Za-z][A-Za-z0-9-]{2,}", text))
-        for word in re.findall(r"[가-힣]{2,}", text):
-            for particle in PARTICLES:
-                if word.endswith(particle) and len(word) > len(particle) + 1:
-                    word = word[: -len(particle)]
-                    break
-            terms.add(word)
-        title = re.findall(r"[A-Za-z][A-Za-z0-9-]+", paper.display_title)
-        terms.update(f"{a} {b}" for a, b in itertools.pairwise(title))
-        frequency.update(terms)
-    topical = {
-        t: n
-        for t, n in frequency.items()
-        if 2 <= n <= len(papers) // 5 and t.lower() not in STOPWORDS and not t.endswith(ENDINGS)
-    }
-    return sorted(topical, key=lambda t: (-topical[t], t))[:600]
 
 
 def shared_sets(vocab: list[str], rng: random.Random) -> list[Subscriber]:

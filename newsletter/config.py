@@ -272,6 +272,12 @@ class Settings:
     feed_days: int = _setting(
         30, "How many of the newest days the feeds cover.", kind=_AT_LEAST_1, section="site"
     )
+    private_feed_bytes: int = _setting(
+        512 * 1024,
+        "Most bytes of a subscriber's private feed; its oldest papers are left out beyond it.",
+        kind=_whole(4096),
+        section="site",
+    )
     topics: dict[str, str] = _setting(
         {}, 'Topic feeds: name = "keyword; keyword".', kind=_topics, section="topics"
     )

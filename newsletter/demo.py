@@ -86,17 +86,15 @@ def _echo_ingest(ctx: DemoContext, report: IngestReport) -> None:
 
 
 def _echo_site(ctx: DemoContext, report: BuildReport) -> None:
-    from .publish.build import PRIVATE_DIR, is_private_feed
 
     site = ctx.settings.site_dir
-    private = sum(1 for p in (*report.written, *report.unchanged) if is_private_feed(p))
     ctx.echo(
         f"Built the site in {site}/: {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"
     )
     ctx.echo(f"  archive: {site / 'index.html'} (open it in a browser)")
     ctx.echo(f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml, topics/")
-    ctx.echo(f"  private: {private} subscriber feeds in {site / PRIVATE_DIR}")
+    ctx.echo("  private: each email links its own feed, served by `newsletter serve`")
 
 
 def step_daily(ctx: DemoContext) -> None:

@@ -3,8 +3,8 @@
 Every subscriber's email is the day's frame with their cards spliced in (mail/day.py). These
 tests compare it, message by message, with the straightforward build (Jinja + MJML +
 `EmailMessage` per recipient, `compose_naive`) for hundreds of all-different profiles, empty
-selections, the 20-card cap and the HTML size cap, and check that the cards are exactly the
-papers `newsletter match --json` selects. A template that does not split falls back to whole
+selections, the 20-card cap and the HTML size cap, and check that the cards and the private
+feed's entries are exactly the papers `newsletter match --json` selects. A template that does not split falls back to whole
 renders and still reads the same.
 """
 
@@ -31,6 +31,7 @@ from newsletter.digest.parse import parse_digest
 from newsletter.mail.compose import Composer, compose_naive
 from newsletter.mail.render import HTML_BUDGET
 from newsletter.model import Digest, Filters, Paper, Section, Subscriber
+from newsletter.publish.private import load_private_feeds
 from newsletter.store import Store
 
 from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
@@ -202,6 +203,11 @@ def test_the_cards_are_the_papers_match_selects(
     composer = Composer(settings=SETTINGS, digest=digest, clock=clock)
     prepared = PreparedDigest(digest)
     runner = CliRunner()
+    with Store(db) as store:
+        feeds = load_private_feeds(
+            store, settings=SETTINGS.replace(private_feed_bytes=50_000_000)
+        )  # no byte cut: every selected paper
+    assert feeds is not None
     profiles = random_profiles(words([digest]), 200, seed=7)
     for n, subscriber in enumerate(subscribers(profiles)):
         message = composer.compose(subscriber)
@@ -218,6 +224,11 @@ def test_the_cards_are_the_papers_match_selects(
             or len(html.encode()) > HTML_BUDGET - 8_000
         )
         assert in_email == selected[: rendered.shown], subscriber.filters
+        feed = feeds.feed(subscriber.filters, feed_url="https://papers.example.com/feeds/x.xml")
+        in_feed = re.findall(
+            r"<guid isPermaLink=\"true\">https://arxiv\.org/abs/([0-9.]+)", feed.body.decode()
+        )
+        assert in_feed == selected and feed.left_out == 0, subscriber.filters
         if n % 5 == 0:  # the CLI too, for a fifth of them (each run opens the store)
             f = subscriber.filters
             args = ["match", "--date", "2024-12-13", "--json", "--db", str(db)]

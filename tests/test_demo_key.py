@@ -67,6 +67,19 @@ def test_demo_makes_a_strong_key_per_folder_keeps_it_and_never_prints_it(
     assert (other / "secret-key").read_text(encoding="ascii").strip() != key
 
 
+def feed_path(mailbox: Path, recipient: str) -> str:
+    """The path of the private-feed link in the demo email sent to `recipient`."""
+    for path in sorted(mailbox.glob("*.eml")):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        if recipient in str(message["To"]):
+            part = message.get_body(preferencelist=("plain",))
+            assert part is not None
+            found = re.search(r"https?://[^/\s]+(/feeds/[A-Za-z0-9_.-]+\.xml)", part.get_content())
+            assert found is not None
+            return found.group(1)
+    raise AssertionError(f"no demo email to {recipient}")
+
+
 def test_the_printed_serve_command_accepts_the_demo_emails_links(
     runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -91,6 +104,12 @@ def test_the_printed_serve_command_accepts_the_demo_emails_links(
         page = httpx.get(f"http://127.0.0.1:{port}{path}")
         assert page.status_code == 200  # a link signed with another key is a 404
         assert recipient in page.text
+        # The private feed each email links: served by `serve` from the store, never a file.
+        feed = httpx.get(f"http://127.0.0.1:{port}{feed_path(out / 'mailbox', recipient)}")
+        assert feed.status_code == 200, feed.text[:200]
+        assert feed.headers["content-type"].startswith("application/rss+xml")
+        assert "private" in feed.headers["cache-control"]
+        assert feed.text.lstrip().startswith("<?xml") and "<item>" in feed.text
     finally:
         os.killpg(process.pid, signal.SIGINT)
         process.communicate(timeout=20)

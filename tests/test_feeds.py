@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -18,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.digest.parse import parse_digest
 from newsletter.errors import ConfigError
 from newsletter.model import Filters
-from newsletter.publish.build import BuildReport, build_site
+from newsletter.publish.build import GZIP_MIN_BYTES, BuildReport, build_site
 from newsletter.publish.feeds import topic_slug, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token
@@ -426,47 +427,42 @@ def test_topic_names_become_stable_distinct_slugs() -> None:
         topics_from({"Empty": " ; "})
 
 
-def test_private_feed_shows_what_the_subscriber_selects(
+def test_build_writes_no_private_feed_and_removes_old_ones_once(
     loaded_store: Store, tmp_path: Path
 ) -> None:
-    reader = loaded_store.add_subscriber(
-        "reader@example.com", filters=Filters(keywords=("LLM",), min_votes=10, max_papers=2)
-    )
-    quitter = loaded_store.add_subscriber("quitter@example.com")
-    settings = make_settings(tmp_path)
+    reader = loaded_store.add_subscriber("reader@example.com")
     out = tmp_path / "site"
-    build(loaded_store, out, settings)
-    token = feed_token(reader.id, key=TEST_KEY.encode())
-    assert re.fullmatch(r"[0-9a-f]{32}", token)  # 128 bits, from the secret key
-    feed = parsed(out, f"feeds/{token}.xml")
-    profile = Filters(keywords=("LLM",), min_votes=10, max_papers=2)
-    wanted = {
-        p.paper.arxiv_id
-        for d in loaded_store.digests(loaded_store.digest_dates())
-        for p in select_papers(d, profile)
-    }
-    assert {e.id.rsplit("/", 1)[1] for e in feed.entries} == wanted and len(wanted) <= 6
-    self_links = [link.href for link in feed.feed.links if link.rel == "self"]
-    assert self_links == [f"{BASE}/feeds/{token}.xml"]  # its own URL, not a shared one
-    quitter_feed = f"feeds/{feed_token(quitter.id, key=TEST_KEY.encode())}.xml"
-    assert (out / quitter_feed).exists()
-    loaded_store.set_status(quitter.id, "unsubscribed")
-    report = build(loaded_store, out, settings)
-    assert report.removed == (quitter_feed,)
-    assert not (out / quitter_feed).exists()
-    manifest = (out / ".newsletter-build.json").read_text(encoding="utf-8")
-    assert token not in manifest  # private feed names are never listed
-
-
-def test_without_a_secret_key_private_feeds_are_skipped_with_a_notice(
-    loaded_store: Store, tmp_path: Path
-) -> None:
-    loaded_store.add_subscriber("reader@example.com")
-    out = tmp_path / "site"
-    report = build(loaded_store, out, make_settings(tmp_path, secret_key=None))
-    assert report.notices == ("private feeds skipped: NEWSLETTER_SECRET_KEY is not set",)
+    old = f"feeds/{feed_token(reader.id, key=TEST_KEY.encode())}.xml"
+    (out / "feeds").mkdir(parents=True)
+    for name in (old, "feeds/index.html"):
+        (out / name).write_text("<rss/>", encoding="utf-8")
+    report = build(loaded_store, out, make_settings(tmp_path))
+    assert report.removed == tuple(sorted((old, "feeds/index.html")))
     assert not (out / "feeds").exists()
-    assert (out / "rss.xml").exists()
+    assert not any(name.startswith("feeds/") for name in report.written)
+    again = build(loaded_store, out, make_settings(tmp_path, secret_key=None))
+    assert again.removed == () and again.written == () and again.notices == ()
+
+
+def test_large_files_get_a_deterministic_gzip_sibling(loaded_store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "site"
+    report = build(loaded_store, out, make_settings(tmp_path))
+    for name in report.written:
+        path = out / name
+        if name.endswith(".gz"):
+            raw = path.read_bytes()
+            assert raw[4:8] == b"\0\0\0\0"  # gzip MTIME field: 0, so rebuilds give equal bytes
+            assert gzip.decompress(raw) == (out / name.removesuffix(".gz")).read_bytes(), name
+        elif path.stat().st_size > GZIP_MIN_BYTES:
+            assert f"{name}.gz" in report.written, name
+        else:
+            assert not (out / f"{name}.gz").exists(), name
+    assert "rss.xml.gz" in report.written
+    # A feed that shrinks below the threshold loses its sibling, never keeps a stale one.
+    with Store(tmp_path / "tiny.db") as tiny:
+        save(tiny, digest_text("2024-12-14", [{"id": "2412.99999", "title": "Tiny"}]))
+        small = build(tiny, out, make_settings(tmp_path))
+    assert "rss.xml.gz" in small.removed and not (out / "rss.xml.gz").exists()
 
 
 def test_hostile_text_is_escaped_in_every_feed(store: Store, tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.store import Store
+from newsletter.tokens import feed_token
 
-from .conftest import DIGESTS, OLD_DEMO_KEY, OLD_DEMO_KEY_ERROR
+from .conftest import DIGESTS, OLD_DEMO_KEY, TEST_KEY
 from .pretty_html import assert_matches_golden
 from .test_feeds import BASE, GOLDEN, HOSTILE, build, digest_text, make_settings, save
 
@@ -235,10 +236,11 @@ def test_cli_build_prints_changes_and_a_summary(
     assert first.exit_code == 0, first.output
     lines = first.stdout.splitlines()
     assert "written rss.xml" in lines and "written 2024-06-28.html" in lines
-    assert lines[-1] == f"built {tmp_path / 'out'}: 9 written, 0 unchanged, 0 removed"
+    assert "written rss.xml.gz" in lines  # a gzip sibling for `serve`, over 32 KB
+    assert lines[-1] == f"built {tmp_path / 'out'}: 16 written, 0 unchanged, 0 removed"
     second = runner.invoke(main, args, env=cli_env)
     assert second.stdout.splitlines() == [
-        f"built {tmp_path / 'out'}: 0 written, 9 unchanged, 0 removed"
+        f"built {tmp_path / 'out'}: 0 written, 16 unchanged, 0 removed"
     ]
     assert "<atom:link" in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")
     assert f'href="{BASE}/rss.xml"' in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")
@@ -246,36 +248,42 @@ def test_cli_build_prints_changes_and_a_summary(
     assert "written rss.xml" in days.stdout and "written 2024-06-28.html" not in days.stdout
 
 
-def one_day_and_a_reader(runner: CliRunner, cli_env: dict[str, str]) -> None:
-    """A CLI database with one digest and one subscriber, so a build has a private feed."""
+def one_day_and_a_reader(runner: CliRunner, cli_env: dict[str, str]) -> int:
+    """A CLI database with one digest and one subscriber; the subscriber's id."""
     runner.invoke(main, ["ingest", str(DIGESTS[0])], env=cli_env)
     with Store(cli_env["NEWSLETTER_DB"]) as store:
-        store.add_subscriber("reader@example.com")
+        return store.add_subscriber("reader@example.com").id
 
 
-def test_cli_build_counts_private_feeds_without_naming_them(
+def test_cli_build_removes_old_private_feeds_without_naming_them(
     runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    one_day_and_a_reader(runner, cli_env)
+    reader = one_day_and_a_reader(runner, cli_env)
+    old = tmp_path / "out" / "feeds" / f"{feed_token(reader, key=TEST_KEY.encode())}.xml"
+    old.parent.mkdir(parents=True)
+    old.write_text("<rss/>", encoding="utf-8")
     result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=cli_env)
     assert result.exit_code == 0, result.output
-    assert "private feeds: 1 written, 0 removed (feeds/<token>.xml)" in result.stdout
+    assert (
+        "private feeds: 1 old files removed (feeds/<token>.xml); "
+        "`newsletter serve` answers these URLs now"
+    ) in result.stdout
     assert not re.search(r"feeds/[0-9a-f]{32}", result.output)
-    no_key = {k: v for k, v in cli_env.items() if k != "NEWSLETTER_SECRET_KEY"}
-    result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=no_key)
-    assert result.exit_code == 0
-    assert "note: private feeds skipped: NEWSLETTER_SECRET_KEY is not set" in result.stderr
+    assert not old.exists()
 
 
-def test_cli_build_refuses_a_weak_key_and_writes_nothing(
+def test_cli_build_needs_no_key_and_writes_no_private_feed(
     runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     one_day_and_a_reader(runner, cli_env)
-    weak = {**cli_env, "NEWSLETTER_SECRET_KEY": OLD_DEMO_KEY}
-    result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=weak)
-    assert result.exit_code == 1
-    assert result.output.splitlines() == [OLD_DEMO_KEY_ERROR]
-    assert not (tmp_path / "out").exists()
+    for env in (
+        {k: v for k, v in cli_env.items() if k != "NEWSLETTER_SECRET_KEY"},
+        {**cli_env, "NEWSLETTER_SECRET_KEY": OLD_DEMO_KEY},  # unused, so not refused either
+    ):
+        result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=env)
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "" and "private" not in result.output
+        assert not (tmp_path / "out" / "feeds").exists()
 
 
 @pytest.mark.parametrize(
@@ -323,14 +331,6 @@ def test_build_removes_stale_pages_and_feeds_but_nothing_else(
     report = build(loaded_store, out, make_settings(tmp_path))
     assert report.removed == ("1999-01-01.html", "topics/old.xml")
     assert (out / "CNAME").exists() and (out / "notes.html").exists()
-
-
-def test_private_feed_folder_is_not_listable(loaded_store: Store, tmp_path: Path) -> None:
-    loaded_store.add_subscriber("reader@example.com")
-    out = tmp_path / "site"
-    report = build(loaded_store, out, make_settings(tmp_path))
-    assert "feeds/index.html" in report.written  # a folder listing would reveal every token
-    strict_parse((out / "feeds" / "index.html").read_text(encoding="utf-8"))
 
 
 def test_an_edited_template_shows_in_the_next_build_of_the_same_process(

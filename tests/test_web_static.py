@@ -142,12 +142,10 @@ def test_head_has_headers_but_no_body(client: httpx.Client) -> None:
     assert response.headers["etag"]
 
 
-def test_private_feed_is_not_for_shared_caches(client: httpx.Client) -> None:
-    response = client.get("/feeds/0123456789abcdef0123456789abcdef.xml")
-    assert response.status_code == 200
-    assert response.headers["cache-control"].startswith("private")
-    assert response.headers["x-robots-tag"] == "noindex"
-    assert client.get("/rss.xml").headers["cache-control"].startswith("public")
+def test_public_feeds_are_for_shared_caches(client: httpx.Client) -> None:
+    response = client.get("/rss.xml")
+    assert response.headers["cache-control"].startswith("public")
+    assert "x-robots-tag" not in response.headers
 
 
 @pytest.mark.parametrize(
@@ -246,7 +244,8 @@ def test_every_file_of_a_real_build(tmp_path: Path) -> None:
     with service(tmp_path, site=False, setup=build) as web, web.client() as client:
         files = sorted(p for p in web.settings.site_dir.rglob("*") if p.is_file())
         served = [p for p in files if not p.name.startswith(".")]
-        assert any(p.parent.name == "feeds" for p in served)
+        assert not any(p.parent.name == "feeds" for p in served)  # served by the service
+        assert any(p.name.endswith(".gz") for p in served)
         expected = {
             "rss.xml": "application/rss+xml",
             "digests.xml": "application/rss+xml",
@@ -270,3 +269,8 @@ def test_every_file_of_a_real_build(tmp_path: Path) -> None:
                 assert kind == "text/html; charset=utf-8", rel
             again = client.get(f"/{rel}", headers={"if-none-match": response.headers["etag"]})
             assert again.status_code == 304, rel
+            sibling = path.with_name(path.name + ".gz")
+            if sibling.exists():  # sent as the build wrote it, not compressed again
+                with client.stream("GET", f"/{rel}", headers={"accept-encoding": "gzip"}) as raw:
+                    assert raw.headers["content-encoding"] == "gzip", rel
+                    assert b"".join(raw.iter_raw()) == sibling.read_bytes(), rel

@@ -72,10 +72,9 @@ class MovableClock:
 
 
 def make_site(root: Path) -> Path:
-    """A small built site by hand: archive pages, RSS, Atom, JSON Feed, a topic and a private feed."""
+    """A small built site by hand: archive pages, RSS, Atom, JSON Feed and a topic."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "topics").mkdir(exist_ok=True)
-    (root / "feeds").mkdir(exist_ok=True)
     items = "".join(
         f"<item><title>Paper {i}</title><link>https://arxiv.org/abs/2412.{i:05d}</link></item>"
         for i in range(40)
@@ -102,7 +101,6 @@ def make_site(root: Path) -> Path:
         "digests.atom": atom,
         "topics/llm.xml": rss,
         "topics/llm.atom": atom,
-        "feeds/0123456789abcdef0123456789abcdef.xml": rss,
         ".newsletter-build.json": "{}",
     }
     for name, text in files.items():

@@ -40,7 +40,9 @@ def build(
     """Write RSS, Atom and JSON feeds and the HTML archive; only changed files are rewritten.
 
     Prints one line per written or removed file and a summary, so a CI job can commit (or
-    publish) only real changes. Private feed names are secrets and are only counted.
+    publish) only real changes. Files over 32 KB get a gzip sibling (NAME.gz) for `serve`.
+    Private feeds are served by `newsletter serve`, never written; the files an older build
+    wrote are removed (only counted: their names are secrets).
 
     \b
     Example:
@@ -58,17 +60,17 @@ def build(
         report = build_site(store, settings=settings)
     for notice in report.notices:
         click.echo(f"note: {notice}", err=True)
-    private = {"written": 0, "removed": 0}
+    private = 0
     for action, paths in (("written", report.written), ("removed", report.removed)):
         for path in paths:
             if is_private_feed(path):
-                private[action] += 1
+                private += 1  # only ever removed: older builds wrote them
             else:
                 click.echo(f"{action} {path}")
-    if private["written"] or private["removed"]:
+    if private:
         click.echo(
-            f"private feeds: {private['written']} written, {private['removed']} removed "
-            f"({PRIVATE_DIR}<token>.xml)"
+            f"private feeds: {private} old files removed ({PRIVATE_DIR}<token>.xml); "
+            "`newsletter serve` answers these URLs now"
         )
     click.echo(
         f"built {report.out_dir}: {len(report.written)} written, "

@@ -6,35 +6,37 @@ Output layout (relative to the site folder; every link is `base_url` + path):
     rss.xml, atom.xml, feed.json           one entry per paper, latest `feed_days` digests
     digests.xml, digests.atom              one entry per day
     topics/<slug>.xml, topics/<slug>.atom  one pair per configured topic
-    feeds/<token>.xml                      one private feed per active subscriber
+    NAME.gz                                gzip of every file above GZIP_MIN_BYTES, for `serve`
+
+Private feeds (`feeds/<token>.xml`) are not files: `newsletter serve` assembles each one on
+request (publish/private.py). A build removes the ones an older build wrote.
 
 Feeds cover only the newest days and are always recomputed. Day pages are many and rarely
 change, so a small manifest in the output folder (`.newsletter-build.json`) records what each
 page was rendered from (the digest's content hash, its neighbours, a fingerprint of templates
-and settings); a rebuild renders only pages whose inputs changed. The manifest never names
-private feeds, whose file names are secrets.
+and settings); a rebuild renders only pages whose inputs changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import gzip
 import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
-from ..audience.match import PreparedDigest, select_papers
+from ..audience.match import PreparedDigest
 from ..config import Settings
 from ..errors import ConfigError, StoreError
 from ..links import page_name
 from ..model import Digest, Filters
 from ..store import Store
-from ..tokens import feed_token
 from .archive import (
     DaySummary,
     FeedLink,
@@ -54,29 +56,28 @@ from .feeds import (
     name_id,
     paper_feeds,
     paper_items,
+    topic_categories,
     topics_from,
     xml_text,
 )
-from .files import write_changed
+from .files import WRITERS, write_changed
 
 MANIFEST = ".newsletter-build.json"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: pages have gzip siblings (a first build renders every page again)
 PRIVATE_DIR = "feeds/"
-_PRIVATE_FEED = re.compile(r"feeds/[0-9a-f]+\.xml")
-# Files a build owns besides its fixed names; any of these it did not produce is stale.
-_OWNED = re.compile(r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0-9a-f]+\.xml)")
-# Stands in for a private feed's own URL while subscribers with equal filters share one render.
-_SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
-_PRIVATE_INDEX = (
-    '<!DOCTYPE html>\n<html lang="ko">\n<head>\n<meta charset="utf-8">\n'
-    "<title>Private feeds</title>\n</head>\n<body>\n<p>구독자별 피드는 "
-    "이메일에 있는 주소로만 열 수 있습니다.</p>\n</body>\n</html>\n"
-).encode()
+GZIP_MIN_BYTES = 32 * 1024  # larger files get a NAME.gz sibling that `serve` sends as it is
+_PRIVATE_FEED = re.compile(r"feeds/([0-9a-f]+\.xml|index\.html)")
+# Files a build owns besides its fixed names; any of these it did not produce is stale. The
+# private feeds older builds wrote are always stale: `serve` answers for them now.
+_OWNED = re.compile(
+    r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/([0-9a-f]+\.xml|index\.html))"
+    r"(\.gz)?"
+)
 _LOAD_CHUNK = 100  # days loaded from the store at once when many pages need rendering
 
 
 def is_private_feed(path: str) -> bool:
-    """Whether an output path is a subscriber's private feed (its name is a secret)."""
+    """Whether an output path is a private feed an older build wrote (its name is a secret)."""
     return _PRIVATE_FEED.fullmatch(path) is not None
 
 
@@ -99,7 +100,6 @@ class SitePlan:
     kept: set[str] = field(default_factory=set)  # day pages the manifest vouches for
     manifest: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
-    private_built: bool = False
 
 
 def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink, ...]:
@@ -254,22 +254,14 @@ def _feeds(
     topics: Sequence[Topic],
     window: Sequence[Digest],
 ) -> None:
-    """The main, daily, topic and private feeds over the newest `feed_days` digests."""
+    """The main, daily and topic feeds over the newest `feed_days` digests."""
     root = settings.base_url.rstrip("/")
     newest = max(d.date for d in window)
     ids = {p.arxiv_id for d in window for p in d.papers}
     first_seen = store.first_seen(ids)
-    # Normalise each day's text once for all the topic and subscriber selections below.
-    prepared = [PreparedDigest(d) for d in window] if topics or settings.secret_key else []
-    categories: dict[str, list[str]] = {}
-    for topic in topics:
-        filters = Filters(keywords=topic.keywords)
-        for day in prepared:
-            for pick in select_papers(day, filters):
-                names = categories.setdefault(pick.paper.arxiv_id, [])
-                if topic.name not in names:
-                    names.append(topic.name)
-    tags = {k: tuple(v) for k, v in categories.items()}
+    # Normalise each day's text once for all the topic selections below.
+    prepared = [PreparedDigest(d) for d in window] if topics else []
+    tags = topic_categories(prepared, topics)
     title = xml_text(settings.site_title)
 
     def select(filters: Filters | None) -> list[FeedItem]:
@@ -326,37 +318,6 @@ def _feeds(
                 info=info(f"{title}: {name}", about_topic, "topic", topic.slug),
             ),
         )
-    if not settings.secret_key:
-        plan.notices.append("private feeds skipped: NEWSLETTER_SECRET_KEY is not set")
-        return
-    key = settings.require_secret_key()  # a weak key stops the build, never skips quietly
-    plan.private_built = True
-    rendered: dict[Filters, bytes] = {}
-    for subscriber in store.active_subscribers():
-        # The papers their email selects (compose.py); the email's card cap is only layout.
-        filters = subscriber.filters
-        body = rendered.get(filters)
-        if body is None:
-            picked = select(filters)
-            body = paper_feeds(
-                picked,
-                info=FeedInfo(
-                    title=f"{title} (내 구독)",
-                    description=f"{title}: 구독 설정(키워드, 최소 추천 수)에 맞는 논문",
-                    home_url=f"{root}/",
-                    id=name_id(settings.list_id, "private"),
-                    updated=newest,
-                    author=title,
-                ),
-                urls={"rss": _SELF_PLACEHOLDER},
-            )["rss"]
-            rendered[filters] = body
-        path = f"{PRIVATE_DIR}{feed_token(subscriber.id, key=key)}.xml"
-        plan.files[path] = body.replace(
-            _SELF_PLACEHOLDER.encode(), escape(f"{root}/{path}", {'"': "&quot;"}).encode()
-        )
-        # Some static servers list folders; an index page keeps the feed names unlisted.
-        plan.files[f"{PRIVATE_DIR}index.html"] = _PRIVATE_INDEX
 
 
 def plan_site(
@@ -389,43 +350,70 @@ def plan_site(
     return plan
 
 
-def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
-    """Files of kinds a build owns that this build did not produce."""
+def _stale(out_dir: Path, produced: set[str], kept: set[str]) -> list[str]:
+    """Files of kinds a build owns that this build neither produced nor kept.
+
+    A `NAME.gz` is stale when NAME is (or was just written too small for a sibling); a kept
+    day page keeps its sibling, written with it by an earlier build.
+    """
     stale = []
     for folder in (out_dir, out_dir / "topics", out_dir / PRIVATE_DIR):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
             name = path.relative_to(out_dir).as_posix()
-            if not path.is_file() or name in produced or not _OWNED.fullmatch(name):
+            if not path.is_file() or name in produced or name in kept:
                 continue
-            # Without the key the build cannot tell which private feeds are current: keep them.
-            if name.startswith(PRIVATE_DIR) and not private:
+            base = name.removesuffix(".gz")
+            if base != name and base in kept:
                 continue
-            stale.append(name)
+            if _OWNED.fullmatch(name) or (base != name and base in produced):
+                stale.append(name)
     return sorted(stale)
 
 
+def gzip_siblings(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`NAME.gz` for each file above GZIP_MIN_BYTES: the same bytes gzipped, deterministically."""
+    large = [name for name in files if len(files[name]) > GZIP_MIN_BYTES]
+
+    def pack(name: str) -> bytes:
+        # mtime=0 and no file name: the same content always gives the same .gz bytes.
+        return gzip.compress(files[name], compresslevel=9, mtime=0)
+
+    # zlib releases the GIL: threads compress the big feeds side by side.
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        return {f"{name}.gz": data for name, data in zip(large, pool.map(pack, large), strict=True)}
+
+
 def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
-    """Write the planned files that changed, delete stale ones, and say what happened."""
-    names = sorted(plan.files)
+    """Write the planned files that changed (and gzip siblings), delete stale ones, and report."""
+    planned = {name: plan.files[name] for name in sorted(plan.files)}
+    # After their files: renamed into place later, a sibling is never older than its file.
+    planned.update(gzip_siblings(planned))
+    names = list(planned)
     removed: list[str] = []
     # Compact, so json uses its C encoder: the manifest is read by builds, not people.
     manifest = json.dumps(plan.manifest, ensure_ascii=False, separators=(",", ":"))
-    files = {**{name: plan.files[name] for name in names}, MANIFEST: (manifest + "\n").encode()}
+    files = {**planned, MANIFEST: (manifest + "\n").encode()}
     try:
         for folder in {(out_dir / name).parent for name in names} | {out_dir}:
             folder.mkdir(parents=True, exist_ok=True)
         written = write_changed(out_dir, files)
-        for name in _stale(out_dir, set(plan.files) | plan.kept, private=plan.private_built):
+        for name in _stale(out_dir, set(planned), plan.kept):
             (out_dir / name).unlink()
             removed.append(name)
+        kept_siblings = {f"{k}.gz" for k in plan.kept if (out_dir / f"{k}.gz").is_file()}
+        private = out_dir / PRIVATE_DIR
+        if any(map(is_private_feed, removed)) and not any(private.iterdir()):
+            private.rmdir()  # emptied of the private feeds an older build wrote
     except OSError as exc:
         raise ConfigError(f"{out_dir}: cannot write the site: {exc.strerror or exc}") from None
     return BuildReport(
         out_dir=out_dir,
         written=tuple(name for name in names if name in written),
-        unchanged=tuple(sorted({*plan.kept, *(name for name in names if name not in written)})),
+        unchanged=tuple(
+            sorted({*plan.kept, *kept_siblings, *(name for name in names if name not in written)})
+        ),
         removed=tuple(removed),
         notices=tuple(plan.notices),
     )

@@ -35,7 +35,7 @@ from feedgen.feed import FeedGenerator
 from jinja2 import Template
 from markupsafe import Markup
 
-from ..audience.match import PreparedDigest, by_votes, select_papers
+from ..audience.match import PreparedDigest, by_votes, paper_order, select_papers
 from ..errors import ConfigError
 from ..links import arxiv_url, page_name, web_url
 from ..model import Digest, Filters, Paper, Section
@@ -151,6 +151,54 @@ def _render_paper(template: Template, paper: Paper, page_url: str) -> str:
     return template.render(paper=paper, page_url=page_url)
 
 
+def shown_days(
+    digests: Sequence[Digest | PreparedDigest], *, filters: Filters | None = None
+) -> dict[str, tuple[Paper, dt.date, int]]:
+    """Each paper's entry source: (its newest selected data, that day, papers voted below it)."""
+    newest: dict[str, tuple[Paper, dt.date, int]] = {}
+    # Pass PreparedDigests (text normalised once) when selecting for many filter sets.
+    for day in sorted(digests, key=lambda d: _digest(d).date):
+        digest = _digest(day)
+        if filters is None:
+            papers: Iterable[Paper] = digest.papers
+        else:
+            papers = (pick.paper for pick in select_papers(day, filters))
+        # Ranked among all of the day's papers, so a paper has the same time in every feed.
+        ranked = by_votes(digest.papers)
+        below = {p.arxiv_id: len(ranked) - 1 - n for n, p in enumerate(ranked)}
+        for paper in papers:
+            newest[paper.arxiv_id] = (paper, digest.date, below[paper.arxiv_id])
+    return newest
+
+
+def feed_item(
+    paper: Paper,
+    *,
+    shown: dt.date,
+    below: int,
+    first_seen: Mapping[str, dt.date],
+    base_url: str,
+    categories: Mapping[str, tuple[str, ...]] | None = None,
+    template_dir: Path | None = None,
+) -> FeedItem:
+    """The entry for `paper` as listed on `shown` (`below` papers under it in votes that day)."""
+    clean = clean_paper(paper)
+    page_url = f"{base_url.rstrip('/')}/{page_name(shown)}#{paper_anchor(clean)}"
+    first = min(first_seen.get(paper.arxiv_id, shown), shown)
+    return FeedItem(
+        paper=clean,
+        published=entry_time(first, below=below),
+        updated=entry_time(shown, below=below),
+        content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
+        categories=(categories or {}).get(paper.arxiv_id, ()),
+    )
+
+
+def item_order(item: FeedItem) -> tuple[int, tuple[bool, int, str, str]]:
+    """The order of paper entries: newest first appearance first, then `paper_order`."""
+    return (-item.published.toordinal(), paper_order(item.paper))
+
+
 def paper_items(
     digests: Sequence[Digest | PreparedDigest],
     *,
@@ -165,36 +213,19 @@ def paper_items(
     Items are ordered by the day they first appeared (newest first), then by votes. Each shows
     the newest day's data and links to that day's archive page.
     """
-    root = base_url.rstrip("/")
-    newest: dict[str, tuple[Paper, dt.date, int]] = {}
-    # Pass PreparedDigests (text normalised once) when selecting for many filter sets.
-    for day in sorted(digests, key=lambda d: _digest(d).date):
-        digest = _digest(day)
-        if filters is None:
-            papers: Iterable[Paper] = digest.papers
-        else:
-            papers = (pick.paper for pick in select_papers(day, filters))
-        # Ranked among all of the day's papers, so a paper has the same time in every feed.
-        ranked = by_votes(digest.papers)
-        below = {p.arxiv_id: len(ranked) - 1 - n for n, p in enumerate(ranked)}
-        for paper in papers:
-            newest[paper.arxiv_id] = (paper, digest.date, below[paper.arxiv_id])
-    items = []
-    for paper, shown, under in newest.values():
-        clean = clean_paper(paper)
-        page_url = f"{root}/{page_name(shown)}#{paper_anchor(clean)}"
-        first = min(first_seen.get(paper.arxiv_id, shown), shown)
-        items.append(
-            FeedItem(
-                paper=clean,
-                published=entry_time(first, below=under),
-                updated=entry_time(shown, below=under),
-                content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
-                categories=(categories or {}).get(paper.arxiv_id, ()),
-            )
+    items = [
+        feed_item(
+            paper,
+            shown=shown,
+            below=below,
+            first_seen=first_seen,
+            base_url=base_url,
+            categories=categories,
+            template_dir=template_dir,
         )
-    rank = {p.arxiv_id: n for n, p in enumerate(by_votes(i.paper for i in items))}
-    items.sort(key=lambda i: (-i.published.toordinal(), rank[i.paper.arxiv_id]))
+        for paper, shown, below in shown_days(digests, filters=filters).values()
+    ]
+    items.sort(key=item_order)
     return items
 
 
@@ -240,6 +271,38 @@ def _write_all(
     return out
 
 
+def _paper_generator(info: FeedInfo, *, updated: dt.datetime) -> Any:
+    fg = _generator(info, updated=updated)
+    fg.load_extension("dc", atom=False, rss=True)
+    fg.load_extension("media", atom=True, rss=True)
+    return fg
+
+
+def _add_paper(fg: Any, item: FeedItem, *, author: str) -> None:
+    paper = item.paper
+    fe = fg.add_entry(order="append")
+    fe.guid(arxiv_url(paper.arxiv_id), permalink=True)
+    fe.title(paper.display_title or paper.arxiv_id)
+    fe.link(href=paper.url, rel="alternate", type="text/html")
+    fe.content(item.content_html, type="html")
+    fe.published(item.published)
+    fe.updated(item.updated)
+    # RSS <author> must be an e-mail address, so there the names go to dc:creator (feedgen
+    # leaves RSS authors without an e-mail out); Atom wants an author on every entry.
+    names = [a for a in paper.authors if a.strip()] or [author]
+    fe.dc.dc_creator(", ".join(names))
+    fe.author([{"name": name} for name in names])
+    for category in item.categories:
+        fe.category(term=xml_text(category))
+    if paper.is_thumbnail and paper.image:
+        fe.media.thumbnail(url=paper.image, group=None)
+
+
+def feed_updated(info: FeedInfo, items: Iterable[FeedItem]) -> dt.datetime:
+    """A paper feed's `updated`/`lastBuildDate`: its newest entry's time (or its day's start)."""
+    return max([day_start(info.updated), *(item.updated for item in items)])
+
+
 def paper_feeds(
     items: Sequence[FeedItem], *, info: FeedInfo, urls: Mapping[FeedKind, str]
 ) -> dict[FeedKind, bytes]:
@@ -248,32 +311,42 @@ def paper_feeds(
     `urls` maps each wanted format to where its file is published (its self link). RSS and
     Atom share one set of feedgen entries, which is most of the work.
     """
-    latest = max([day_start(info.updated), *(item.updated for item in items)])
-    fg = _generator(info, updated=latest)
-    fg.load_extension("dc", atom=False, rss=True)
-    fg.load_extension("media", atom=True, rss=True)
+    fg = _paper_generator(info, updated=feed_updated(info, items))
     for item in items:
-        paper = item.paper
-        fe = fg.add_entry(order="append")
-        fe.guid(arxiv_url(paper.arxiv_id), permalink=True)
-        fe.title(paper.display_title or paper.arxiv_id)
-        fe.link(href=paper.url, rel="alternate", type="text/html")
-        fe.content(item.content_html, type="html")
-        fe.published(item.published)
-        fe.updated(item.updated)
-        # RSS <author> must be an e-mail address, so there the names go to dc:creator (feedgen
-        # leaves RSS authors without an e-mail out); Atom wants an author on every entry.
-        names = [a for a in paper.authors if a.strip()] or [info.author]
-        fe.dc.dc_creator(", ".join(names))
-        fe.author([{"name": name} for name in names])
-        for category in item.categories:
-            fe.category(term=xml_text(category))
-        if paper.is_thumbnail and paper.image:
-            fe.media.thumbnail(url=paper.image, group=None)
+        _add_paper(fg, item, author=info.author)
     json_feed = None
     if "json" in urls:
         json_feed = _json_feed(items, info=info, feed_url=urls["json"])
     return _write_all(fg, info=info, urls=urls, json_feed=json_feed)
+
+
+_RSS_END = b"  </channel>\n"  # what follows the last <item> of a pretty-printed RSS feed
+
+
+def rss_frame(info: FeedInfo, *, updated: dt.datetime, feed_url: str) -> tuple[bytes, bytes]:
+    """The RSS bytes `paper_feeds` writes around its entries: (before the first, after the last).
+
+    `head + b"".join(rss_entry(i) for i in items) + tail` is byte for byte the RSS document of
+    `paper_feeds(items, ...)` when `updated` is `feed_updated(info, items)`.
+    """
+    data = _serialize(
+        _paper_generator(info, updated=updated),
+        kind="rss",
+        feed_url=feed_url,
+        home_url=info.home_url,
+    )
+    at = data.rindex(_RSS_END)
+    return data[:at], data[at:]
+
+
+def rss_entry(item: FeedItem, *, author: str) -> bytes:
+    """One paper's `<item>` element, indented and as `paper_feeds` writes it inside a feed."""
+    info = FeedInfo("-", "-", "https://x.invalid/", "urn:x", dt.date(2000, 1, 1), author)
+    fg = _paper_generator(info, updated=item.updated)
+    _add_paper(fg, item, author=author)
+    data = _serialize(fg, kind="rss", feed_url=info.home_url, home_url=info.home_url)
+    start = data.index(b"    <item>")
+    return data[start : data.rindex(_RSS_END)]
 
 
 def digest_feeds(
@@ -370,6 +443,21 @@ def topic_slug(name: str) -> str:
         digest = hashlib.sha256(name.strip().encode()).hexdigest()[:8]
         slug = f"{slug}-{digest}" if slug else f"topic-{digest}"
     return slug
+
+
+def topic_categories(
+    days: Sequence[Digest | PreparedDigest], topics: Sequence[Topic]
+) -> dict[str, tuple[str, ...]]:
+    """The topic names each paper of `days` belongs to (its feed categories), by arXiv id."""
+    categories: dict[str, list[str]] = {}
+    for topic in topics:
+        filters = Filters(keywords=topic.keywords)
+        for day in days:
+            for pick in select_papers(day, filters):
+                names = categories.setdefault(pick.paper.arxiv_id, [])
+                if topic.name not in names:
+                    names.append(topic.name)
+    return {k: tuple(v) for k, v in categories.items()}
 
 
 def topics_from(config: Mapping[str, str]) -> list[Topic]:

@@ -92,6 +92,13 @@ class SubscriberStore(StoreBase):
                 yield _subscriber(row)
             last = rows[-1]["id"]
 
+    def subscriber_ids(self, *, after: int = 0) -> list[int]:
+        """Ids of every subscriber (any status) above `after`, ascending: new ones since then."""
+        rows = self.conn.execute(
+            "SELECT id FROM subscribers WHERE id > ? ORDER BY id", (after,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def is_active(self, subscriber_id: int) -> bool:
         """Whether the subscriber is active right now (checked just before each send)."""
         row = self.conn.execute(

@@ -29,6 +29,7 @@ from .logs import AccessLog, log_event, redact_path
 from .pages import Pages
 from .paths import CanonicalPath
 from .preferences import preferences_page, preferences_post, preferences_preview
+from .private_feeds import PrivateFeedSource, private_feed
 from .security import CsrfGuard, RateLimiter, SignupLimits, trusted_networks
 from .service import STORE_THREADS, Service, service
 from .signup import confirm_page, confirm_post, signup_page, signup_post
@@ -37,7 +38,7 @@ from .unsubscribe import unsubscribe_now, unsubscribe_page
 from .watch import DigestWatcher
 
 # Paths the service answers itself; the built site is never consulted for them.
-SERVICE_PATHS = ("/u/", "/p/", "/subscribe", "/confirm/", "/healthz", "/-/")
+SERVICE_PATHS = ("/u/", "/p/", "/feeds/", "/subscribe", "/confirm/", "/healthz", "/-/")
 RETRY_AFTER = 10  # seconds a client is asked to wait after the database stayed locked
 
 
@@ -188,6 +189,12 @@ def create_app(
         else None
     )
 
+    private_feeds = PrivateFeedSource(settings=settings, key=key)
+
+    def digest_stored() -> None:
+        svc.forget_newest()
+        private_feeds.forget()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log_event(
@@ -198,7 +205,7 @@ def create_app(
             watch=str(watch_dir) if watch_dir else None,
         )
         if watcher is not None:
-            watcher.on_change = svc.forget_newest
+            watcher.on_change = digest_stored
             watcher.start()
         try:
             yield
@@ -215,6 +222,7 @@ def create_app(
         Route("/p/{token}", preferences_page, methods=["GET", "HEAD"]),
         Route("/p/{token}", preferences_post, methods=["POST"]),
         Route("/p/{token}/preview", preferences_preview, methods=["GET"]),
+        Route("/feeds/{name}", private_feed, methods=["GET", "HEAD"]),
         Route("/subscribe", signup_page, methods=["GET", "HEAD"]),
         Route("/subscribe", signup_post, methods=["POST"]),
         Route("/confirm/{token}", confirm_page, methods=["GET", "HEAD"]),
@@ -231,6 +239,7 @@ def create_app(
         },
     )
     app.state.service = svc
+    app.state.private_feeds = private_feeds
     app.state.watcher = watcher
     # Starlette's own trailing-slash redirect writes the request's Host into Location.
     app.router.redirect_slashes = False

@@ -1,7 +1,9 @@
 """Serving the built site: feeds and archive pages with ETag, Last-Modified, 304s and gzip.
 
 Feed readers poll all day, so a conditional GET must cost a `stat` and a dictionary lookup:
-files are read, hashed and gzipped once, and kept in memory (bounded) until they change.
+files are read, hashed and gzipped once, in a worker thread, and kept in memory (bounded) until
+they change. `build` writes a gzip sibling (`NAME.gz`) of every large file; when it holds the
+file's bytes it is sent as it is, so a multi-megabyte feed is never compressed here.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import gzip
 import hashlib
 import mimetypes
 import os
+import struct
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 FEED_MAX_AGE = 300  # seconds a reader may reuse a feed before asking again (with its ETag)
 _CACHE_BYTES = 64 * 1024 * 1024  # memory for cached files (bodies plus gzipped copies)
-_CACHE_FILE_LIMIT = 4 * 1024 * 1024  # larger files are read on each request instead
+_CACHE_FILE_LIMIT = 24 * 1024 * 1024  # larger files are read (in a thread) on each request
 _GZIP_MIN = 256  # smaller bodies do not shrink enough to be worth a Content-Encoding
 
 _TYPES = {
@@ -42,6 +46,7 @@ _TYPES = {
     ".gif": "image/gif",
     ".ico": "image/x-icon",
     ".woff2": "font/woff2",
+    ".gz": "application/gzip",  # a build's gzip sibling, when asked for by name
 }
 
 
@@ -85,7 +90,6 @@ class StaticFile:
     last_modified: bytes
     content_type: bytes
     cache_control: bytes
-    private: bool  # a subscriber's own feed: no shared caches, no indexing
 
     @property
     def size(self) -> int:
@@ -96,8 +100,22 @@ def _stat_key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def load_file(path: Path, *, url_path: str) -> StaticFile:
-    """Read, hash and (when useful) gzip one file."""
+def _sibling(path: Path, body: bytes) -> bytes | None:
+    """The bytes of `path`'s gzip sibling (NAME.gz) if it holds `body`, else None.
+
+    A gzip member ends with the CRC-32 and size of what it holds: a sibling left from an older
+    file (or a half-finished build) does not match and is ignored, whatever the mtimes say.
+    """
+    try:
+        packed = path.with_name(path.name + ".gz").read_bytes()
+    except OSError:
+        return None
+    trailer = struct.pack("<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)
+    return packed if packed[:2] == b"\x1f\x8b" and packed[-8:] == trailer else None
+
+
+def load_file(path: Path) -> StaticFile:
+    """Read, hash and (when useful) gzip one file, or take its gzip sibling. Blocks: use a thread."""
     with open(path, "rb") as handle:
         st = os.fstat(handle.fileno())
         body = handle.read()
@@ -105,10 +123,9 @@ def load_file(path: Path, *, url_path: str) -> StaticFile:
     gzipped = None
     if _compressible(kind) and len(body) >= _GZIP_MIN:
         # mtime=0 keeps the gzip bytes a pure function of the content.
-        packed = gzip.compress(body, compresslevel=6, mtime=0)
+        packed = _sibling(path, body) or gzip.compress(body, compresslevel=6, mtime=0)
         gzipped = packed if len(packed) < len(body) else None
     mtime = int(st.st_mtime)
-    private = url_path.startswith("/feeds/")
     return StaticFile(
         path=path,
         stat_key=_stat_key(st),
@@ -119,15 +136,15 @@ def load_file(path: Path, *, url_path: str) -> StaticFile:
         last_modified=email.utils.formatdate(mtime, usegmt=True).encode(),
         content_type=kind.encode(),
         cache_control=(
-            f"{'private' if private else 'public'}, max-age={FEED_MAX_AGE}".encode()
+            f"public, max-age={FEED_MAX_AGE}".encode()
             if not kind.startswith("text/html")
             else b"public, max-age=60"
         ),
-        private=private,
     )
 
 
-def _accepts_gzip(value: str) -> bool:
+def accepts_gzip(value: str) -> bool:
+    """Whether an Accept-Encoding value allows gzip."""
     for part in value.split(","):
         coding, _, params = part.strip().partition(";")
         if coding.strip().lower() in ("gzip", "*"):
@@ -136,7 +153,7 @@ def _accepts_gzip(value: str) -> bool:
     return False
 
 
-def _etag_matches(value: str, digest: str) -> bool:
+def etag_matches(value: str, digest: str) -> bool:
     """Weak comparison (RFC 9110 13.1.2), any encoding of the same bytes matching."""
     for tag in value.split(","):
         tag = tag.strip()
@@ -152,7 +169,7 @@ def not_modified(file: StaticFile, headers: dict[bytes, bytes]) -> bool:
     """Whether a conditional GET can be answered with 304 (If-None-Match wins over If-Modified-Since)."""
     inm = headers.get(b"if-none-match")
     if inm is not None:
-        return _etag_matches(inm.decode("latin-1"), file.digest)
+        return etag_matches(inm.decode("latin-1"), file.digest)
     ims = headers.get(b"if-modified-since")
     if ims is not None:
         try:
@@ -223,7 +240,7 @@ class SiteFiles:
             if path is None:
                 continue
             try:
-                found = load_file(path, url_path=url_path)
+                found = load_file(path)
             except OSError:
                 return None
             if found.size <= _CACHE_FILE_LIMIT:
@@ -284,7 +301,7 @@ class StaticSite:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        use_gzip = file.gzipped is not None and _accepts_gzip(
+        use_gzip = file.gzipped is not None and accepts_gzip(
             headers.get(b"accept-encoding", b"").decode("latin-1")
         )
         etag = f'"{file.digest}-gzip"' if use_gzip else f'"{file.digest}"'
@@ -296,8 +313,6 @@ class StaticSite:
         ]
         if file.gzipped is not None:
             out.append((b"vary", b"Accept-Encoding"))
-        if file.private:
-            out.append((b"x-robots-tag", b"noindex"))
         if not_modified(file, headers):
             await send({"type": "http.response.start", "status": 304, "headers": out})
             await send({"type": "http.response.body", "body": b""})

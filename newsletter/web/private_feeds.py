@@ -1,0 +1,150 @@
+"""GET /feeds/<token>.xml: a subscriber's private feed, assembled on request.
+
+The token is the one emails have always linked (`tokens.feed_token`: 128 bits of HMAC over
+the subscriber id, hex). It does not carry the id, so the service keeps an index from token to
+id, computed in a worker thread and extended with the ids added since (one indexed query when
+a token is not found). The subscriber is read from the store on every request: after an
+unsubscribe, a bounce or a deletion the next request answers 404. The feed is assembled from
+entries cached per window (publish/private.py), in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import re
+import time
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config import Settings
+from ..model import Filters
+from ..publish.private import (
+    EntryCache,
+    PrivateFeed,
+    PrivateFeeds,
+    load_private_feeds,
+    window_fingerprint,
+)
+from ..store import Store
+from ..tokens import feed_token
+from .service import service
+from .static import FEED_MAX_AGE, accepts_gzip, etag_matches
+
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+_WINDOW_TTL = 30.0  # seconds a window is used before the store's digests are compared again
+_GZIP_MIN = 1024
+
+
+def _new_tokens(store: Store, *, after: int, key: bytes) -> list[tuple[bytes, int]]:
+    return [(bytes.fromhex(feed_token(i, key=key)), i) for i in store.subscriber_ids(after=after)]
+
+
+class PrivateFeedSource:
+    """The service's private feeds: the token index and the current window, both cached."""
+
+    def __init__(self, *, settings: Settings, key: bytes) -> None:
+        self.settings = settings
+        self.key = key
+        self.entries = EntryCache()  # outlives windows: a new day renders only new entries
+        self._ids: dict[bytes, int] = {}  # 16-byte tag -> subscriber id
+        self._last_id = 0
+        self._index_lock = asyncio.Lock()
+        self._window: tuple[float, PrivateFeeds | None] | None = None
+        self._window_lock = asyncio.Lock()
+
+    async def subscriber_id(self, request: Request, token: str) -> int | None:
+        """The id of the subscriber whose feed token this is, or None."""
+        if not _TOKEN.fullmatch(token):
+            return None
+        tag = bytes.fromhex(token)
+        found = self._ids.get(tag)
+        if found is not None:
+            return found
+        async with self._index_lock:  # one refresh at a time; the others find its result
+            found = self._ids.get(tag)
+            if found is None:
+                added = await service(request).db(_new_tokens, after=self._last_id, key=self.key)
+                self._ids.update(added)
+                if added:
+                    self._last_id = added[-1][1]
+                found = self._ids.get(tag)
+        return found
+
+    def forget(self) -> None:
+        """Compare the window with the store on the next request (a digest was stored)."""
+        self._window = None
+
+    async def window(self, request: Request) -> PrivateFeeds | None:
+        """The private feeds of the current feed window, or None without digests."""
+        now = time.monotonic()
+        current = self._window
+        if current is not None and now - current[0] < _WINDOW_TTL:
+            return current[1]
+        async with self._window_lock:
+            if self._window is not None and self._window is not current:
+                return self._window[1]  # made while this request waited
+            svc = service(request)
+            feeds = current[1] if current is not None else None
+            if feeds is None or await svc.db(window_fingerprint) != feeds.fingerprint:
+                feeds = await svc.db(
+                    load_private_feeds, settings=self.settings, entries=self.entries
+                )
+            self._window = (time.monotonic(), feeds)
+            return feeds
+
+
+def _render(
+    feeds: PrivateFeeds, filters: Filters, *, url: str, packed: bool, known: str | None
+) -> tuple[PrivateFeed, bytes | None, bool]:
+    """The feed; its body to send (None when the client's If-None-Match matches) and if gzipped."""
+    feed = feeds.feed(filters, feed_url=url)
+    if known is not None and etag_matches(known, feed.etag):
+        return feed, None, False
+    if packed and len(feed.body) >= _GZIP_MIN:
+        return feed, gzip.compress(feed.body, compresslevel=6, mtime=0), True
+    return feed, feed.body, False
+
+
+async def private_feed(request: Request) -> Response:
+    """GET /feeds/TOKEN.xml: the subscriber's papers of the feed window as RSS (404 if inactive)."""
+    svc = service(request)
+    source: PrivateFeedSource = request.app.state.private_feeds
+    name: str = request.path_params["name"]
+    token = name.removesuffix(".xml")
+    subscriber_id = None if token == name else await source.subscriber_id(request, token)
+    subscriber = None if subscriber_id is None else await svc.db(Store.subscriber, subscriber_id)
+    if subscriber is None or subscriber.status != "active":
+        return svc.not_found(request)
+    feeds = await source.window(request)
+    if feeds is None:
+        return svc.not_found(request)
+    url = svc.link(f"/feeds/{token}.xml")
+    packed = accepts_gzip(request.headers.get("accept-encoding", ""))
+    feed, body, gzipped = await anyio.to_thread.run_sync(
+        functools.partial(
+            _render,
+            feeds,
+            subscriber.filters,
+            url=url,
+            packed=packed,
+            known=request.headers.get("if-none-match"),
+        )
+    )
+    etag = f'"{feed.etag}-gzip"' if packed and len(feed.body) >= _GZIP_MIN else f'"{feed.etag}"'
+    headers = {
+        "etag": etag,
+        "cache-control": f"private, max-age={FEED_MAX_AGE}",
+        "x-robots-tag": "noindex",
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "vary": "Accept-Encoding",
+    }
+    if body is None:
+        return Response(status_code=304, headers=headers)
+    if gzipped:
+        headers["content-encoding"] = "gzip"
+    return Response(body, headers=headers, media_type="application/rss+xml; charset=utf-8")

@@ -1,0 +1,191 @@
+"""Private feeds assembled on request: the same bytes as the public feed code, a byte budget,
+entries rendered once per paper, and `serve` answering /feeds/<token>.xml over real HTTP."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import feedparser
+import pytest
+
+from newsletter.audience.match import PreparedDigest
+from newsletter.model import Filters
+from newsletter.publish.feeds import paper_feeds, paper_items, topic_categories, topics_from
+from newsletter.publish.private import EntryCache, PrivateFeeds, load_private_feeds
+from newsletter.store import Store
+from newsletter.tokens import feed_token, make_token
+from tests.test_feeds import BASE, NS, RFC822, make_settings
+from tests.web_server import Running, service
+
+READER = Filters(keywords=("LLM", "reasoning"), exclude=("survey",), min_votes=3)
+
+
+def private_feeds(store: Store, tmp_path: Path, **changes: Any) -> PrivateFeeds:
+    feeds = load_private_feeds(store, settings=make_settings(tmp_path, **changes))
+    assert feeds is not None
+    return feeds
+
+
+def expected_rss(store: Store, tmp_path: Path, filters: Filters, *, url: str) -> bytes:
+    """What the public feed code writes for the same papers (the build's old private feed)."""
+    settings = make_settings(tmp_path)
+    window = store.digests(store.digest_dates(limit=settings.feed_days))
+    prepared = [PreparedDigest(d) for d in window]
+    items = paper_items(
+        prepared,
+        first_seen=store.first_seen(),
+        base_url=BASE,
+        filters=filters,
+        categories=topic_categories(prepared, topics_from(settings.topics)),
+    )
+    feeds = private_feeds(store, tmp_path)
+    return paper_feeds(items, info=feeds.info, urls={"rss": url})["rss"]
+
+
+def test_a_private_feed_is_byte_identical_to_the_feed_code_and_valid(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    url = f"{BASE}/feeds/{'ab' * 16}.xml"
+    feed = private_feeds(loaded_store, tmp_path).feed(READER, feed_url=url)
+    assert feed.body == expected_rss(loaded_store, tmp_path, READER, url=url)
+    parsed = feedparser.parse(feed.body)
+    assert not parsed.bozo and parsed.version == "rss20"
+    assert len(parsed.entries) == feed.entries > 5 and feed.left_out == 0
+    channel = ET.fromstring(feed.body).find("channel")
+    assert channel is not None
+    self_link = channel.find("atom:link", NS)
+    assert self_link is not None and self_link.get("href") == url
+    for item in channel.findall("item"):
+        assert RFC822.match(item.findtext("pubDate") or "")
+        guid = item.find("guid")
+        assert guid is not None and guid.text == item.findtext("link")
+    # Every paper, with topic categories: the whole document still matches.
+    every = private_feeds(loaded_store, tmp_path).feed(Filters(), feed_url=url)
+    assert every.body == expected_rss(loaded_store, tmp_path, Filters(), url=url)
+
+
+def test_the_byte_budget_keeps_the_newest_entries_that_fit(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    url = f"{BASE}/feeds/{'cd' * 16}.xml"
+    whole = private_feeds(loaded_store, tmp_path).feed(Filters(), feed_url=url)
+    budget = len(whole.body) // 3
+    capped = private_feeds(loaded_store, tmp_path, private_feed_bytes=budget)
+    feed = capped.feed(Filters(), feed_url=url)
+    assert len(feed.body) <= budget
+    full_ids = [e.id for e in feedparser.parse(whole.body).entries]
+    ids = [e.id for e in feedparser.parse(feed.body).entries]
+    assert 0 < len(ids) < len(full_ids) and ids == full_ids[: len(ids)]  # newest first kept
+    assert feed.left_out == len(full_ids) - len(ids)
+    # The next entry would not have fitted: the feed's bytes are the whole feed's up to it.
+    starts = [n for n in range(len(whole.body)) if whole.body.startswith(b"    <item>", n)]
+    cut = starts[len(ids)]
+    next_item = whole.body[cut : starts[len(ids) + 1]]
+    assert feed.body.endswith(whole.body[starts[len(ids) - 1] : cut] + b"  </channel>\n</rss>\n")
+    assert len(feed.body) + len(next_item) > budget
+
+
+def test_entries_are_rendered_once_per_paper_not_per_subscriber(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    cache = EntryCache()
+    feeds = load_private_feeds(loaded_store, settings=make_settings(tmp_path), entries=cache)
+    assert feeds is not None
+    papers = {
+        p.arxiv_id for d in loaded_store.digests(loaded_store.digest_dates()) for p in d.papers
+    }
+    for n in range(40):
+        feeds.feed(Filters(min_votes=n % 7), feed_url=f"{BASE}/feeds/{n:032x}.xml")
+    assert len(cache) == len(papers)
+    # A new window over the same digests renders nothing again.
+    again = load_private_feeds(loaded_store, settings=make_settings(tmp_path), entries=cache)
+    assert again is not None
+    again.feed(Filters(), feed_url=f"{BASE}/feeds/{'0' * 32}.xml")
+    assert len(cache) == len(papers)
+
+
+# --- over real HTTP ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Any:
+    with service(tmp_path) as running:
+        yield running
+
+
+def feed_url(web: Running, subscriber_id: int) -> str:
+    return f"/feeds/{feed_token(subscriber_id, key=web.key)}.xml"
+
+
+def test_serve_answers_a_private_feed_with_strong_etag_and_304(web: Running) -> None:
+    reader = web.store.add_subscriber("reader@example.com", filters=READER)
+    path = feed_url(web, reader.id)
+    with web.client() as client:
+        response = client.get(path, headers={"accept-encoding": "identity"})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/rss+xml; charset=utf-8"
+        assert response.headers["cache-control"] == "private, max-age=300"
+        assert response.headers["x-robots-tag"] == "noindex"
+        etag = response.headers["etag"]
+        assert etag.startswith('"') and not etag.startswith("W/")
+        parsed = feedparser.parse(response.content)
+        assert not parsed.bozo and len(parsed.entries) > 5
+        selfs = [link.href for link in parsed.feed.links if link.rel == "self"]
+        assert selfs == [web.url + path]
+        again = client.get(path, headers={"if-none-match": etag, "accept-encoding": "identity"})
+        assert again.status_code == 304 and again.content == b""
+        packed = client.get(path, headers={"accept-encoding": "gzip"})
+        assert packed.headers["content-encoding"] == "gzip"
+        assert packed.content == response.content  # httpx decodes it
+
+
+def test_after_one_click_unsubscribe_the_feed_is_gone_at_once(web: Running) -> None:
+    reader = web.store.add_subscriber("leaver@example.com")
+    bounced = web.store.add_subscriber("bounced@example.com")
+    with web.client() as client:
+        assert client.get(feed_url(web, reader.id)).status_code == 200
+        assert client.get(feed_url(web, bounced.id)).status_code == 200
+        token = make_token(reader.id, purpose="unsubscribe", key=web.key)
+        posted = client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click")
+        assert posted.status_code == 200
+        assert client.get(feed_url(web, reader.id)).status_code == 404
+        web.store.set_status(bounced.id, "bounced")
+        assert client.get(feed_url(web, bounced.id)).status_code == 404
+
+
+def test_unknown_forged_or_new_tokens(web: Running) -> None:
+    with web.client() as client:
+        for path in ("/feeds/" + "0" * 32 + ".xml", "/feeds/zz.xml", "/feeds/", "/feeds/x"):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert "Page not found" in response.text
+        # A subscriber added after the service read its index is found all the same.
+        late = web.store.add_subscriber("late@example.com")
+        assert client.get(feed_url(web, late.id)).status_code == 200
+
+
+def test_an_old_private_feed_file_is_never_served(web: Running) -> None:
+    reader = web.store.add_subscriber("old@example.com")
+    path = feed_url(web, reader.id)
+    old = web.settings.site_dir / path.lstrip("/")
+    old.parent.mkdir(exist_ok=True)
+    old.write_text("<rss>stale</rss>", encoding="utf-8")
+    web.store.set_status(reader.id, "unsubscribed")
+    with web.client() as client:
+        assert client.get(path).status_code == 404
+
+
+def test_a_new_digest_shows_in_the_feed(web: Running, tmp_path: Path) -> None:
+    from newsletter.digest.parse import parse_digest
+
+    reader = web.store.add_subscriber("news@example.com")
+    with web.client() as client:
+        before = feedparser.parse(client.get(feed_url(web, reader.id)).content)
+        text = "## Daily Papers (2024-12-20)\n\n### [Brand New](https://arxiv.org/abs/2412.77777)\nVote: 9\n"
+        web.store.save_digests([(parse_digest(text).digest, "new.md")])
+        web.app.state.private_feeds.forget()  # what the digest watcher does after storing
+        after = feedparser.parse(client.get(feed_url(web, reader.id)).content)
+    assert after.entries[0].id == "https://arxiv.org/abs/2412.77777"
+    assert len(after.entries) == len(before.entries) + 1
