@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ..audience.weeks import week_days, week_monday, weekly_due
 from ..config import Settings
 from ..delivery.outbox import CountingSender, OutboxSender
 from ..delivery.pipeline import (
@@ -24,6 +25,7 @@ from ..delivery.pipeline import (
     send_test_copy,
     smtp_sender,
 )
+from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import ingest_paths
 from ..errors import ConfigError, NewsletterError
 from ..publish.build import build_site
@@ -106,12 +108,13 @@ def _settings(config_path: Path | None, db: Path | None, options: dict[str, Any]
 
 
 @contextlib.contextmanager
-def _progress(store: Store, label: str) -> Iterator[Progress | None]:
+def _progress(store: Store, label: str, *, cadence: str) -> Iterator[Progress | None]:
     """A progress bar on stderr when it is a terminal; nothing otherwise (logs, CI)."""
     if not sys.stderr.isatty():
         yield None
         return
-    with click.progressbar(length=store.audience_size(), label=label, file=sys.stderr) as bar:
+    length = store.audience_size(cadence=cadence)
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
         yield lambda outcome: bar.update(1)
 
 
@@ -148,11 +151,17 @@ def send_and_report(
     settings: Settings,
     date: dt.date | None,
     options: dict[str, Any],
-) -> None:
-    """Send one day as the options say, print the summary and exit non-zero unless all went."""
+    week: str | None = None,
+) -> bool:
+    """Send one day (or `week`'s weekly edition) as the options say and print the summary.
+
+    Returns False when something is deferred, failed or ambiguous, or the run stopped.
+    """
     dry_run, outbox = bool(options.get("dry_run")), options.get("outbox")
     to_address = options.get("to_address")
-    digest = store.digest_for(date)
+    weekly = week is not None
+    digest = stored_week(store, week).digest() if week is not None else store.digest_for(date)
+    label = week if week is not None else str(digest.date)
     sender = _sender(settings, dry_run=dry_run, outbox=outbox)
 
     if to_address:
@@ -160,7 +169,7 @@ def send_and_report(
         from ..mail.compose import Composer
 
         address = normalize_email(to_address)
-        composer = Composer(settings=settings, digest=digest, clock=store.clock)
+        composer = Composer(settings=settings, digest=digest, clock=store.clock, weekly=weekly)
 
         async def test_copy() -> Any:
             try:
@@ -172,41 +181,46 @@ def send_and_report(
 
         message = _run(test_copy)
         if message is None:
-            raise NewsletterError(f"{digest.date}: nothing to send (every selection is empty)")
+            raise NewsletterError(f"{label}: nothing to send (every selection is empty)")
         verb = "would send" if dry_run else "wrote" if outbox else "sent"
-        click.echo(f"{verb} a test copy of {digest.date} to {address} ({len(message.data)} bytes)")
-        return
+        click.echo(f"{verb} a test copy of {label} to {address} ({len(message.data)} bytes)")
+        return True
 
     record = not (dry_run or outbox)
-    with _progress(store, f"sending {digest.date}") as progress:
+    with _progress(store, f"sending {label}", cadence="weekly" if weekly else "daily") as progress:
+        common: dict[str, Any] = {
+            "store": store,
+            "settings": settings,
+            "sender": sender,
+            "clock": store.clock,
+            "resend_ambiguous": bool(options.get("resend_ambiguous")),
+            "record": record,
+            "backoff": float(options.get("backoff") or 0.0),
+            "progress": progress,
+        }
 
         async def send() -> DeliveryReport:
             try:
-                return await send_day(
-                    store=store,
-                    settings=settings,
-                    sender=sender,
-                    date=digest.date,
-                    clock=store.clock,
-                    resend_ambiguous=bool(options.get("resend_ambiguous")),
-                    record=record,
-                    backoff=float(options.get("backoff") or 0.0),
-                    progress=progress,
-                )
+                if week is not None:
+                    return await send_week(week=week, **common)
+                return await send_day(date=digest.date, **common)
             finally:
                 await sender.aclose()
 
         report: DeliveryReport = _run(send)
-    _print_report(report, outbox=outbox)
+    return _print_report(report, outbox=outbox, label=label, weekly=weekly)
 
 
-def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
+def _print_report(
+    report: DeliveryReport, *, outbox: Path | None, label: str, weekly: bool = False
+) -> bool:
+    """Print what a run did; whether it went well (a dry run that was not stopped always did)."""
     handed_over = report.sent + report.deferred + report.failed
     if report.stopped is None or handed_over:
-        click.echo(f"{report.date}: {report.summary()}")
+        click.echo(f"{label}: {report.summary()}")
     if outbox is not None:
         click.echo(f"wrote {report.sent} .eml files to {outbox}")
-    hint = f"newsletter deliveries --date {report.date}"
+    hint = f"newsletter deliveries --{'week' if weekly else 'date'} {label}"
     if report.ambiguous:
         click.echo(
             f"warning: {report.ambiguous} messages were claimed by a run that stopped mid-send and may "
@@ -219,41 +233,57 @@ def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
         )
     if report.stopped is not None:
         click.echo(f"error: {report.stopped}", err=True)
-    if report.dry_run and report.stopped is None:
-        return
-    if not report.ok:
-        sys.exit(1)
+    return (report.dry_run and report.stopped is None) or report.ok
 
 
 @click.command()
 @click.option("--date", type=DATE, help="Day to send (YYYY-MM-DD) [default: the newest digest].")
+@click.option(
+    "--week",
+    metavar="YYYY-Www",
+    help="Send this ISO week's weekly edition (e.g. 2025-W09) to weekly subscribers instead.",
+)
 @send_options
 @common_options
 def send(
-    date: dt.datetime | None, config_path: Path | None, db: Path | None, **options: Any
+    date: dt.datetime | None,
+    week: str | None,
+    config_path: Path | None,
+    db: Path | None,
+    **options: Any,
 ) -> None:
-    """Send a day's email to every active subscriber who has not had it yet.
+    """Send a day's email to every active daily subscriber who has not had it yet.
 
-    Each message is claimed in the ledger before it is sent and marked sent on the server's
-    250, so re-running sends only what is missing. Exits 0 only when nothing is deferred,
-    failed or ambiguous.
+    With --week, send that week's edition to the weekly subscribers instead. Each message is
+    claimed in the ledger before it is sent and marked sent on the server's 250, so re-running
+    sends only what is missing. Exits 0 only when nothing is deferred, failed or ambiguous.
 
     Example: NEWSLETTER_SMTP_HOST=relay.example.com newsletter send --date 2024-12-13
     """
+    if date is not None and week is not None:
+        raise click.UsageError("give --date or --week, not both")
     settings = _settings(config_path, db, options)
     with open_store(settings) as store:
-        send_and_report(
-            store, settings=settings, date=date.date() if date else None, options=options
+        ok = send_and_report(
+            store,
+            settings=settings,
+            date=date.date() if date else None,
+            options=options,
+            week=week,
         )
+    if not ok:
+        sys.exit(1)
 
 
 @click.command()
 @click.option("--date", type=DATE, help="Day (YYYY-MM-DD) [default: the newest digest].")
+@click.option("--week", metavar="YYYY-Www", help="The weekly edition of this ISO week instead.")
 @click.option("--status", type=click.Choice(DELIVERY_STATUSES), help="Only rows in this state.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @common_options
 def deliveries(
     date: dt.datetime | None,
+    week: str | None,
     status: str | None,
     as_json: bool,
     config_path: Path | None,
@@ -265,14 +295,17 @@ def deliveries(
     """
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
-        day = date.date() if date else store.latest_date()
+        kind = "weekly" if week is not None else "daily"
+        day = stored_week(store, week).monday if week is not None else None
+        day = day or (date.date() if date else store.latest_date())
         if day is None:
             raise NewsletterError("no digests stored yet (run: newsletter ingest PATH)")
-        counts = store.delivery_counts(day)
-        rows = store.deliveries(day, status=status)
+        counts = store.delivery_counts(day, kind=kind)
+        rows = store.deliveries(day, status=status, kind=kind)
         if as_json:
             data = {
                 "date": day.isoformat(),
+                "kind": kind,
                 "counts": counts,
                 "deliveries": [
                     {
@@ -290,7 +323,8 @@ def deliveries(
             }
             click.echo(json.dumps(data, indent=2, ensure_ascii=False))
             return
-        click.echo(f"{day}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        shown = week if week is not None else day
+        click.echo(f"{shown}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         for r in rows:
             error = f"  {r.last_error}" if r.last_error else ""
             click.echo(f"{r.status:<9} {r.attempts:>2}  {r.updated_at}  {r.email}{error}")
@@ -319,6 +353,9 @@ def run_daily(
 ) -> None:
     """The daily job: ingest new digests, rebuild the site and feeds, send the newest day.
 
+    On the `weekly_day` setting's weekday (default Monday) it also sends last week's weekly
+    edition to weekly subscribers.
+
     Run it from cron or CI; keep the database between runs (it holds the delivery ledger).
 
     Example: newsletter run digests/ --out public/
@@ -343,6 +380,15 @@ def run_daily(
             f"built {built.out_dir}: {len(built.written)} written, {len(built.unchanged)} unchanged"
         )
         # Failed files were reported above; the ledger makes sending the newest stored day safe.
-        send_and_report(store, settings=settings, date=None, options=options)
-        if report.failed:
+        ok = send_and_report(store, settings=settings, date=None, options=options)
+        # On the weekly day, last week's edition too (the ledger makes a second run a no-op).
+        due = weekly_due(store.clock().date(), weekly_day=settings.weekly_day)
+        if due is not None and not store.digests(list(week_days(week_monday(due)))):
+            click.echo(f"{due}: no digests stored for that week, so no weekly edition")
+        elif due is not None:
+            ok = (
+                send_and_report(store, settings=settings, date=None, options=options, week=due)
+                and ok
+            )
+        if report.failed or not ok:
             sys.exit(1)
