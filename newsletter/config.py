@@ -32,6 +32,7 @@ DEFAULT_CONFIG = Path("newsletter.toml")
 # try keys offline, so a short or patterned one falls in seconds.
 MIN_KEY_LENGTH = 43  # len(secrets.token_urlsafe(32))
 MIN_KEY_DISTINCT = 10
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 KEY_HOWTO = 'generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
@@ -278,6 +279,12 @@ class Settings:
         kind=_whole(4096),
         section="site",
     )
+    weekly_papers: int = _setting(
+        10,
+        "Papers per week in the weekly feeds (most votes first).",
+        kind=_AT_LEAST_1,
+        section="site",
+    )
     topics: dict[str, str] = _setting(
         {}, 'Topic feeds: name = "keyword; keyword".', kind=_topics, section="topics"
     )
@@ -322,6 +329,12 @@ class Settings:
         False,
         "Send an email even when a subscriber's selection is empty.",
         kind=_boolean,
+        section="email",
+    )
+    weekly_day: str = _setting(
+        "monday",
+        "Weekday on which `newsletter run` sends the weekly edition of the week before.",
+        kind=_choice(*WEEKDAYS),
         section="email",
     )
     template_dir: Path | None = _setting(

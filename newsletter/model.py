@@ -78,6 +78,9 @@ class Filters:
 
 
 EVERY_PAPER = Filters()
+# How often a subscriber gets mail: every day's digest, or one weekly edition (not a filter:
+# the same filters select from a day or from a week).
+CADENCES = ("daily", "weekly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class Subscriber:
     filters: Filters = EVERY_PAPER
     status: str = "active"  # active | pending | unsubscribed | bounced
     extra: dict[str, str] = field(default_factory=dict)
+    cadence: str = "daily"  # one of CADENCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class SubscriberRow:
     email: str
     name: str
     filters: Filters
+    cadence: str = "daily"
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ def test_import_unknown_column_is_one_line_and_nothing_stored(cli: Any, tmp_path
     assert result.exit_code == 1
     assert result.stderr == (
         f"error: {path}: row 1: unknown column 'topics'; valid columns: "
-        "email, name, keywords, min_votes, exclude, max_papers\n"
+        "email, name, keywords, min_votes, exclude, max_papers, cadence\n"
     )
     assert listed(cli) == []
 
@@ -118,6 +118,7 @@ def test_add_list_remove(cli: Any) -> None:
             "exclude": [],
             "min_votes": 5,
             "max_papers": None,
+            "cadence": "daily",
         }
     ]
     twice = cli("subscribers", "add", "Ana@example.com")

@@ -26,6 +26,9 @@ PUBLIC_FEEDS = {
     "feed.json": "application/feed+json",
     "digests.xml": "application/rss+xml",
     "digests.atom": "application/atom+xml",
+    "weekly.xml": "application/rss+xml",
+    "weekly.atom": "application/atom+xml",
+    "weekly.json": "application/feed+json",
 }
 
 
@@ -237,10 +240,10 @@ def test_cli_build_prints_changes_and_a_summary(
     lines = first.stdout.splitlines()
     assert "written rss.xml" in lines and "written 2024-06-28.html" in lines
     assert "written rss.xml.gz" in lines  # a gzip sibling for `serve`, over 32 KB
-    assert lines[-1] == f"built {tmp_path / 'out'}: 16 written, 0 unchanged, 0 removed"
+    assert lines[-1] == f"built {tmp_path / 'out'}: 22 written, 0 unchanged, 0 removed"
     second = runner.invoke(main, args, env=cli_env)
     assert second.stdout.splitlines() == [
-        f"built {tmp_path / 'out'}: 0 written, 16 unchanged, 0 removed"
+        f"built {tmp_path / 'out'}: 0 written, 22 unchanged, 0 removed"
     ]
     assert "<atom:link" in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")
     assert f'href="{BASE}/rss.xml"' in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")

@@ -2,7 +2,7 @@
 
 The CSV has a header row (row 1) naming its columns; data rows are numbered from 2, as a
 spreadsheet numbers them. Columns: email, name, keywords, min_votes (required) and exclude,
-max_papers (optional). Keywords and exclude hold `;`-separated phrases. A bad row becomes a
+max_papers, cadence (optional; `daily`, the default, or `weekly`). Keywords and exclude hold `;`-separated phrases. A bad row becomes a
 `SubscriberError` naming its row and is left out; the good rows are still imported.
 """
 
@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SubscriberError
-from ..model import Filters, SubscriberRow
+from ..model import CADENCES, Filters, SubscriberRow
 from ..text import clean_text
 from .csv_records import read_records
 from .match import normalize
 
 REQUIRED_COLUMNS = ("email", "name", "keywords", "min_votes")
-OPTIONAL_COLUMNS = ("exclude", "max_papers")
+OPTIONAL_COLUMNS = ("exclude", "max_papers", "cadence")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 MIN_KEYWORD_CHARS = 2
@@ -42,6 +42,7 @@ ERROR_CODES = (
     "too_many_keywords",
     "min_votes_invalid",  # not a non-negative integer
     "max_papers_invalid",  # not a positive integer
+    "cadence_invalid",  # neither daily nor weekly
     "duplicate_email",  # the same address earlier in the same file
     "too_many_fields",  # more cells than the header has columns
     "unknown_column",
@@ -193,6 +194,18 @@ def validate_filters(
     )
 
 
+def validate_cadence(text: str) -> str:
+    """`daily` (also when empty) or `weekly`, in any case; SubscriberError otherwise."""
+    value = text.strip().lower() or "daily"
+    if value not in CADENCES:
+        raise SubscriberError(
+            f"cadence must be daily or weekly, not {text.strip()!r}",
+            code="cadence_invalid",
+            field="cadence",
+        )
+    return value
+
+
 def validate_name(text: str) -> str:
     """A display name, trimmed; SubscriberError if it is too long, spans lines or holds controls."""
     name = text.strip()
@@ -255,6 +268,7 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
             min_votes=values.get("min_votes", ""),
             max_papers=values.get("max_papers", ""),
         ),
+        cadence=validate_cadence(values.get("cadence", "")),
     )
 
 

@@ -18,10 +18,12 @@ from typing import Any, TypeVar
 import click
 
 from ..audience.subscribers import normalize_email
+from ..audience.weeks import week_days, week_monday, weekly_due
 from ..config import Settings
 from ..daily import run_daily, send_day, send_test_day
 from ..delivery.outbox import CountingSender, OutboxSender
 from ..delivery.pipeline import DeliveryReport, Progress, Sender
+from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import IngestReport
 from ..errors import ConfigError, NewsletterError
 from ..publish.build import BuildReport
@@ -152,7 +154,9 @@ def send_options(func: Callable[..., None]) -> Callable[..., None]:
 
 
 @contextlib.contextmanager
-def _progress(store: Store, label: Callable[[], str]) -> Iterator[Progress | None]:
+def _progress(
+    store: Store, label: Callable[[], str], *, cadence: str = "daily"
+) -> Iterator[Progress | None]:
     """A progress bar on stderr when it is a terminal, shown from the first message; else nothing.
 
     The label is asked for when the bar appears: `run` knows the day only after its ingest.
@@ -166,7 +170,7 @@ def _progress(store: Store, label: Callable[[], str]) -> Iterator[Progress | Non
         def update(outcome: str) -> None:
             if not bars:
                 bar = click.progressbar(
-                    length=store.audience_size(), label=label(), file=sys.stderr
+                    length=store.audience_size(cadence=cadence), label=label(), file=sys.stderr
                 )
                 bars.append(stack.enter_context(bar))
             bars[0].update(1)
@@ -220,13 +224,17 @@ def _send_test_copy(
     click.echo(f"{verb} a test copy of {day} to {address} ({len(message.data)} bytes)")
 
 
-def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
+def _print_report(
+    report: DeliveryReport, *, outbox: Path | None, label: str | None = None, weekly: bool = False
+) -> int:
+    """Print what a run did; its exit code (a dry run that was not stopped always went well)."""
+    label = label or str(report.date)
     handed_over = report.sent + report.deferred + report.failed
     if report.stopped is None or handed_over:
-        click.echo(f"{report.date}: {report.summary()}")
+        click.echo(f"{label}: {report.summary()}")
     if outbox is not None:
         click.echo(f"wrote {report.sent} .eml files to {outbox}")
-    hint = f"newsletter deliveries --date {report.date}"
+    hint = f"newsletter deliveries --{'week' if weekly else 'date'} {label}"
     if report.ambiguous:
         click.echo(
             f"warning: {report.ambiguous} messages were claimed by a run that stopped mid-send and may "
@@ -239,28 +247,70 @@ def _print_report(report: DeliveryReport, *, outbox: Path | None) -> None:
         )
     if report.stopped is not None:
         click.echo(f"error: {report.stopped}", err=True)
-    if report.exit_code:
-        sys.exit(1)
+    return report.exit_code
+
+
+def _send_week(store: Store, *, settings: Settings, week: str, options: SendOptions) -> int:
+    """Send `week`'s weekly edition to the weekly subscribers; print the report; its exit code."""
+    if options.to_address or options.processes > 1:
+        raise ConfigError("--to and --processes apply to daily sends, not --week")
+    stored_week(store, week)  # one line when the week holds no digest, before any sender opens
+    sender = options.sender(settings)
+    with _progress(store, lambda: f"sending {week}", cadence="weekly") as progress:
+
+        async def send() -> DeliveryReport:
+            try:
+                return await send_week(
+                    store=store,
+                    settings=settings,
+                    sender=sender,
+                    week=week,
+                    clock=store.clock,
+                    resend_ambiguous=options.resend_ambiguous,
+                    record=options.record,
+                    backoff=options.backoff,
+                    progress=progress,
+                )
+            finally:
+                await sender.aclose()
+
+        report = _run(send)
+    return _print_report(report, outbox=options.outbox, label=week, weekly=True)
 
 
 @click.command()
 @click.option("--date", type=DATE, help="Day to send (YYYY-MM-DD) [default: the newest digest].")
+@click.option(
+    "--week",
+    metavar="YYYY-Www",
+    help="Send this ISO week's weekly edition (e.g. 2025-W09) to weekly subscribers instead.",
+)
 @send_options
 @common_options
 def send(
-    date: dt.datetime | None, config_path: Path | None, db: Path | None, options: SendOptions
+    date: dt.datetime | None,
+    week: str | None,
+    config_path: Path | None,
+    db: Path | None,
+    options: SendOptions,
 ) -> None:
-    """Send a day's email to every active subscriber who has not had it yet.
+    """Send a day's email to every active daily subscriber who has not had it yet.
 
-    Each message is claimed in the ledger before it is sent and marked sent on the server's
-    250, so re-running sends only what is missing. Exits 0 only when nothing is deferred,
-    failed or ambiguous.
+    With --week, send that week's edition to the weekly subscribers instead. Each message is
+    claimed in the ledger before it is sent and marked sent on the server's 250, so re-running
+    sends only what is missing. Exits 0 only when nothing is deferred, failed or ambiguous.
 
     Example: NEWSLETTER_SMTP_HOST=relay.example.com newsletter send --date 2024-12-13
     """
+    if date is not None and week is not None:
+        raise click.UsageError("give --date or --week, not both")
     settings = options.settings(config_path, db)
     day = date.date() if date else None
     with open_store(settings) as store:
+        if week is not None:
+            if _send_week(store, settings=settings, week=week, options=options):
+                sys.exit(1)
+            return
         digest = store.digest_for(day)
         if options.to_address:
             _send_test_copy(
@@ -277,7 +327,8 @@ def send(
                 resend_ambiguous=options.resend_ambiguous,
                 backoff=options.backoff,
             )
-            _print_report(report, outbox=options.outbox)
+            if _print_report(report, outbox=options.outbox):
+                sys.exit(1)
             return
         sender = options.sender(settings)
         with _progress(store, lambda: f"sending {digest.date}") as progress:
@@ -299,16 +350,19 @@ def send(
                     await sender.aclose()
 
             report = _run(send)
-        _print_report(report, outbox=options.outbox)
+        if _print_report(report, outbox=options.outbox):
+            sys.exit(1)
 
 
 @click.command()
 @click.option("--date", type=DATE, help="Day (YYYY-MM-DD) [default: the newest digest].")
+@click.option("--week", metavar="YYYY-Www", help="The weekly edition of this ISO week instead.")
 @click.option("--status", type=click.Choice(DELIVERY_STATUSES), help="Only rows in this state.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @common_options
 def deliveries(
     date: dt.datetime | None,
+    week: str | None,
     status: str | None,
     as_json: bool,
     config_path: Path | None,
@@ -320,14 +374,17 @@ def deliveries(
     """
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
-        day = date.date() if date else store.latest_date()
+        kind = "weekly" if week is not None else "daily"
+        day = stored_week(store, week).monday if week is not None else None
+        day = day or (date.date() if date else store.latest_date())
         if day is None:
             raise NewsletterError("no digests stored yet (run: newsletter ingest PATH)")
-        counts = store.delivery_counts(day)
-        rows = store.deliveries(day, status=status)
+        counts = store.delivery_counts(day, kind=kind)
+        rows = store.deliveries(day, status=status, kind=kind)
         if as_json:
             data = {
                 "date": day.isoformat(),
+                "kind": kind,
                 "counts": counts,
                 "deliveries": [
                     {
@@ -345,7 +402,8 @@ def deliveries(
             }
             click.echo(json.dumps(data, indent=2, ensure_ascii=False))
             return
-        click.echo(f"{day}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        shown = week if week is not None else day
+        click.echo(f"{shown}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
         for r in rows:
             error = f"  {r.last_error}" if r.last_error else ""
             click.echo(f"{r.status:<9} {r.attempts:>2}  {r.updated_at}  {r.email}{error}")
@@ -373,6 +431,9 @@ def run_daily_command(
     options: SendOptions,
 ) -> None:
     """The daily job: ingest new digests, rebuild the site and feeds, send the newest day.
+
+    On the `weekly_day` setting's weekday (default Monday) it also sends last week's weekly
+    edition to weekly subscribers.
 
     Run it from cron or CI; keep the database between runs (it holds the delivery ledger).
 
@@ -425,5 +486,15 @@ def run_daily_command(
             )
         elif daily.delivery is not None:
             _print_report(daily.delivery, outbox=options.outbox)
-        if daily.exit_code:
+        exit_code = daily.exit_code
+        # On the weekly day, last week's edition too (the ledger makes a second run a no-op).
+        due = weekly_due(store.clock().date(), weekly_day=settings.weekly_day)
+        if due is not None and not options.to_address:
+            if not store.digests(list(week_days(week_monday(due)))):
+                click.echo(f"{due}: no digests stored for that week, so no weekly edition")
+            else:
+                exit_code = (
+                    _send_week(store, settings=settings, week=due, options=options) or exit_code
+                )
+        if exit_code:
             sys.exit(1)

@@ -16,6 +16,7 @@ from ..audience.subscribers import (
     validate_filters,
     validate_name,
 )
+from ..model import CADENCES
 from ..store.subscribers import STATUSES
 from .common import Group, common_options, find_subscriber, open_store, settings_from
 
@@ -35,7 +36,8 @@ def import_command(
 ) -> None:
     """Add or update subscribers from a CSV, by e-mail; bad rows are named and skipped.
 
-    Columns: email,name,keywords,min_votes[,exclude,max_papers]; keywords are ;-separated.
+    Columns: email,name,keywords,min_votes[,exclude,max_papers,cadence]; keywords are
+    ;-separated; cadence is daily (default) or weekly.
     Rows are numbered as in a spreadsheet: the header is row 1. Exits 1 if any row is rejected.
 
     Example: newsletter subscribers import subscribers.example.csv --dry-run
@@ -77,6 +79,7 @@ def list_command(
                 "exclude": list(s.filters.exclude),
                 "min_votes": s.filters.min_votes,
                 "max_papers": s.filters.max_papers,
+                "cadence": s.cadence,
             }
             for s in found
         ]
@@ -94,7 +97,8 @@ def list_command(
     for s in found:
         filters = ", ".join(describe_filters(s.filters, clean=str))
         # Stored text may predate validation: a terminal must never act on it.
-        click.echo(escape_controls(f"{s.email:<32} {s.status:<12} {filters}"))
+        weekly = " [weekly]" if s.cadence == "weekly" else ""
+        click.echo(escape_controls(f"{s.email:<32} {s.status:<12} {filters}{weekly}"))
     click.echo(f"{len(found)} subscribers")
 
 
@@ -105,6 +109,13 @@ def list_command(
 @click.option("--exclude", default="", help='";"-separated phrases that remove a paper.')
 @click.option("--min-votes", default="0", help="Only papers with at least this many votes.")
 @click.option("--max-papers", default="", help="At most this many papers per email.")
+@click.option(
+    "--cadence",
+    type=click.Choice(CADENCES),
+    default="daily",
+    show_default=True,
+    help="Every day's email, or one weekly edition.",
+)
 @common_options
 def add_command(
     email: str,
@@ -113,12 +124,13 @@ def add_command(
     exclude: str,
     min_votes: str,
     max_papers: str,
+    cadence: str,
     config_path: Path | None,
     db: Path | None,
 ) -> None:
     """Add one active subscriber.
 
-    Example: newsletter subscribers add ana@example.com --keywords "RAG;강화학습" --min-votes 5
+    Example: newsletter subscribers add ana@example.com --keywords "RAG;강화학습" --cadence weekly
     """
     address = normalize_email(email)
     filters = validate_filters(
@@ -130,8 +142,9 @@ def add_command(
             address,
             name=validate_name(name),
             filters=filters,
+            cadence=cadence,
         )
-    click.echo(f"added {added.email}")
+    click.echo(f"added {added.email}" + (" (weekly)" if cadence == "weekly" else ""))
 
 
 @subscribers.command("remove")

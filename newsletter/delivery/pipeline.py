@@ -154,8 +154,10 @@ class _Run:
         give_up_after: int,
         sent_batch: int,
         part: Part | None,
+        kind: str,
     ) -> None:
         self.date = date
+        self.kind = kind
         self.store = store
         self.compose = compose
         self.sender = sender
@@ -183,11 +185,14 @@ class _Run:
     async def produce(self) -> None:
         """Compose messages for every active subscriber the ledger says still needs one."""
         try:
-            subscribers = self.store.active_subscribers(batch=BATCH, part=self.part)
-            for batch in _batched(subscribers, BATCH):
+            # The daily edition goes to daily readers, the weekly one to weekly readers.
+            audience = self.store.active_subscribers(batch=BATCH, cadence=self.kind, part=self.part)
+            for batch in _batched(audience, BATCH):
                 if self.report.stopped:
                     break
-                states = self.store.delivery_states(self.date, [s.id for s in batch])
+                states = self.store.delivery_states(
+                    self.date, [s.id for s in batch], kind=self.kind
+                )
                 skipped: list[int] = []
                 for subscriber in batch:
                     if self.report.stopped:
@@ -218,7 +223,7 @@ class _Run:
                         continue
                     await self.queue.put(_Job(subscriber, message))
                 if self.record:
-                    self.store.record_skipped(self.date, skipped)
+                    self.store.record_skipped(self.date, skipped, kind=self.kind)
         finally:
             for _ in range(self.concurrency):
                 await self.queue.put(None)
@@ -248,6 +253,7 @@ class _Run:
                 subscriber.id,
                 message_id=message.message_id,
                 take_ambiguous=self.resend_ambiguous,
+                kind=self.kind,
             )
             if taken is None:  # another run claimed or finished it since we looked
                 self.progress("taken")
@@ -289,7 +295,9 @@ class _Run:
 
     def fail_unsendable(self, subscriber: Subscriber, error: str) -> None:
         """A subscriber no message can be built for: failed, without ever reaching a server."""
-        taken = self.record and self.store.claim_delivery(self.date, subscriber.id, message_id="")
+        taken = self.record and self.store.claim_delivery(
+            self.date, subscriber.id, message_id="", kind=self.kind
+        )
         if self.record and taken is None:
             return
         self.finish(subscriber, "failed", 0, error)
@@ -298,11 +306,11 @@ class _Run:
         """Commit the sent outcomes recorded since the last flush."""
         if self.unflushed:
             batch, self.unflushed = self.unflushed, []
-            self.store.mark_sent(self.date, batch)
+            self.store.mark_sent(self.date, batch, kind=self.kind)
 
     def release(self, subscriber: Subscriber, previous: str) -> None:
         if self.record:
-            self.store.release_claim(self.date, subscriber.id, previous=previous)
+            self.store.release_claim(self.date, subscriber.id, previous=previous, kind=self.kind)
 
     def finish(
         self,
@@ -326,7 +334,12 @@ class _Run:
                     self.flush()
             else:
                 self.store.finish_delivery(
-                    self.date, subscriber.id, status=status, attempts=attempts, error=error
+                    self.date,
+                    subscriber.id,
+                    status=status,
+                    attempts=attempts,
+                    error=error,
+                    kind=self.kind,
                 )
         report = self.report
         if status == "sent":
@@ -365,8 +378,12 @@ async def deliver(
     give_up_after: int = 50,
     sent_batch: int | None = None,
     part: Part | None = None,
+    kind: str = "daily",
 ) -> DeliveryReport:
     """Send `date`'s email to every active subscriber who still needs it; returns the report.
+
+    `kind` "daily" sends to daily readers, keyed in the ledger by the digest's day; "weekly"
+    to weekly readers, keyed by the Monday of the week (`date`).
 
     `compose` returns None for an empty selection (counted as skipped). `retries` is attempts per
     message; temporary failures wait `backoff`, 2x, 4x... seconds in between, then the message is
@@ -381,7 +398,7 @@ async def deliver(
     except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
         report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
         if record:
-            report.ambiguous = store.delivery_counts(date, part=part)["claimed"]
+            report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
         return report
     run = _Run(
         date=date,
@@ -398,6 +415,7 @@ async def deliver(
         give_up_after=give_up_after,
         sent_batch=sent_batch or 2 * max(1, concurrency),
         part=part,
+        kind=kind,
     )
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
@@ -415,7 +433,7 @@ async def deliver(
     if run.errors:
         raise run.errors[0]
     if record:
-        run.report.ambiguous = store.delivery_counts(date, part=part)["claimed"]
+        run.report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
     return run.report
 
 

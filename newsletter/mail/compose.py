@@ -102,9 +102,12 @@ class Composer:
         clock: Callable[[], dt.datetime],
         template_dir: Path | None = None,
         cache_bytes: int = CACHE_BYTES,
+        weekly: bool = False,
     ) -> None:
         self.settings = settings
         self.digest = digest
+        # The weekly edition: `digest` holds the week's papers once each, dated its Monday.
+        self.weekly = weekly
         self._clock = clock
         self._template_dir = template_dir or settings.template_dir
         self._key = settings.require_secret_key()
@@ -122,9 +125,8 @@ class Composer:
         nonce = secrets.token_hex(8)
         self._markers = {name: f"nl{nonce}{name.replace('_', '')}" for name in PERSONAL_FIELDS}
         papers = "\0".join(f"{p.arxiv_id}:{p.votes}" for p in self._prepared.papers)
-        self._boundary = (
-            "=_nl_" + hashlib.sha256(f"{digest.date}\0{papers}".encode()).hexdigest()[:28]
-        )
+        seed = f"{digest.date}\0{papers}" + ("\0weekly" if weekly else "")
+        self._boundary = "=_nl_" + hashlib.sha256(seed.encode()).hexdigest()[:28]
         # Fail now, not mid-run, when the base URL makes List-Unsubscribe too long to keep.
         big = Subscriber(id=99_999_999, email="check@example.com")
         list_unsubscribe(
@@ -147,6 +149,7 @@ class Composer:
                             digest=self.digest,
                             papers=self._prepared.papers,
                             template_dir=self._template_dir,
+                            weekly=self.weekly,
                         )
                     except NotSpliceable:
                         self._whole = True
@@ -159,7 +162,10 @@ class Composer:
     def message_id_for(self, subscriber: Subscriber) -> str:
         """The Message-ID of this subscriber's email for this digest (same on every resend)."""
         return message_id_for(
-            date=self.digest.date, subscriber_id=subscriber.id, domain=self._domain
+            date=self.digest.date,
+            subscriber_id=subscriber.id,
+            domain=self._domain,
+            edition="weekly" if self.weekly else "digest",
         )
 
     def rendered_for(self, subscriber: Subscriber) -> RenderedEmail | None:
@@ -295,6 +301,7 @@ class Composer:
             filters=filters,
             personal=Personal(**markers),
             template_dir=self._template_dir,
+            weekly=self.weekly,
         )
         holes = {marker: name for name, marker in markers.items()}
         html_body = canonical_body(rendered.html)
@@ -318,6 +325,7 @@ def compose_naive(
     clock: Callable[[], dt.datetime],
     template_dir: Path | None = None,
     limit: int | None = None,
+    weekly: bool = False,
 ) -> OutgoingMessage | None:
     """The same email the straightforward way: Jinja, MJML and `EmailMessage` per recipient.
 
@@ -340,9 +348,13 @@ def compose_naive(
         personal=personal,
         template_dir=template_dir,
         limit=limit,
+        weekly=weekly,
     )
     message_id = message_id_for(
-        date=digest.date, subscriber_id=subscriber.id, domain=message_domain(settings)
+        date=digest.date,
+        subscriber_id=subscriber.id,
+        domain=message_domain(settings),
+        edition="weekly" if weekly else "digest",
     )
     data = build_message(
         settings=settings,

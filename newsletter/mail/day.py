@@ -259,10 +259,12 @@ class DayEmail:
         digest: Digest,
         papers: Sequence[Paper],
         template_dir: Path | None = None,
+        weekly: bool = False,
     ) -> None:
         """Render and split the day (`papers` in selection order); NotSpliceable if it won't."""
         self.settings = settings
         self.digest = digest
+        self.weekly = weekly
         self._template_dir = template_dir or settings.template_dir
         self._index = {paper.arxiv_id: i for i, paper in enumerate(papers)}
         nonce = secrets.token_hex(8)  # markers no digest text can predict
@@ -276,7 +278,7 @@ class DayEmail:
             FILTERS: (marker["filtersa"], marker["filtersb"]),
             REASONS: (marker["reasonsa"], marker["reasonsb"]),
         }
-        self._day = day_values(settings=settings, digest=digest)
+        self._day = day_values(settings=settings, digest=digest, weekly=weekly)
         cards = [dataclasses.replace(paper_card(p), number=marker[NUMBER]) for p in papers]
         try:
             self._html = _Format(
@@ -377,7 +379,9 @@ class DayEmail:
         key = (total, picks[0].paper.arxiv_id if picks else "")
         head = self._heads.get(key)
         if head is None:
-            subject = subject_for(settings=self.settings, date=self.digest.date, total=total)
+            subject = subject_for(
+                settings=self.settings, date=self.digest.date, total=total, weekly=self.weekly
+            )
             first = (paper_card(picks[0].paper),) if picks else ()
             preheader = preheader_for(cards=first, total=total)
             texts = {"subject": subject, "preheader": preheader, "total": str(total)}

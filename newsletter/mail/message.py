@@ -72,9 +72,14 @@ def message_domain(settings: Settings) -> str:
     return host if re.fullmatch(r"[a-z0-9.\-]+", host) else "localhost"
 
 
-def message_id_for(*, date: dt.date, subscriber_id: int, domain: str) -> str:
-    """The Message-ID (without angle brackets) of one subscriber's digest: same on a resend."""
-    return f"digest.{date.isoformat()}.{int(subscriber_id)}@{domain}"
+def message_id_for(
+    *, date: dt.date, subscriber_id: int, domain: str, edition: str = "digest"
+) -> str:
+    """The Message-ID (without angle brackets) of one subscriber's email: same on a resend.
+
+    `edition` "digest" (a day) or "weekly" (date: the week's Monday), so the two differ.
+    """
+    return f"{edition}.{date.isoformat()}.{int(subscriber_id)}@{domain}"
 
 
 def format_date(moment: dt.datetime) -> str:

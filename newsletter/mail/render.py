@@ -19,6 +19,7 @@ from mjml import mjml2html
 
 from ..audience.match import Pick, Reason
 from ..audience.subscribers import KOREAN, describe_filters
+from ..audience.weeks import week_name
 from ..config import Settings
 from ..errors import TemplateError
 from ..links import arxiv_url, day_url, web_url
@@ -95,9 +96,20 @@ def date_label(date: dt.date) -> str:
     return f"{date.year}년 {date.month}월 {date.day}일 ({WEEKDAYS[date.weekday()]})"
 
 
-def subject_for(*, settings: Settings, date: dt.date, total: int) -> str:
-    """The subject line: site title, date and how many papers were chosen."""
+def week_label(monday: dt.date) -> str:
+    """The weekly edition's header, e.g. "주간 에디션 · 2025-W09 (2월 24일 ~ 3월 2일)"."""
+    sunday = monday + dt.timedelta(days=6)
+    span = f"{monday.month}월 {monday.day}일 ~ {sunday.month}월 {sunday.day}일"
+    return f"주간 에디션 · {week_name(monday)} ({span})"
+
+
+def subject_for(*, settings: Settings, date: dt.date, total: int, weekly: bool = False) -> str:
+    """The subject line: site title, date (or week) and how many papers were chosen."""
     title = clean_text(settings.site_title)
+    if weekly:
+        if total == 0:
+            return f"{title} 주간 {week_name(date)} · 이번 주는 조건에 맞는 논문이 없습니다"
+        return f"{title} 주간 {week_name(date)} · 논문 {total}편"
     if total == 0:
         return f"{title} {date.isoformat()} · 오늘은 조건에 맞는 논문이 없습니다"
     return f"{title} {date.isoformat()} · 논문 {total}편"
@@ -166,14 +178,20 @@ def compile_mjml(mjml: str) -> str:
         raise TemplateError(f"{MJML_TEMPLATE}: MJML does not compile: {exc}") from None
 
 
-def day_values(*, settings: Settings, digest: Digest) -> dict[str, object]:
-    """What every email of the day shows alike (template context)."""
+def day_values(*, settings: Settings, digest: Digest, weekly: bool = False) -> dict[str, object]:
+    """What every email of the day (or of the week, dated its Monday) shows alike."""
+    site_url = settings.base_url.rstrip("/") + "/"
     return {
         "site_title": clean_text(settings.site_title),
-        "site_url": settings.base_url.rstrip("/") + "/",
+        "site_url": site_url,
         "date": digest.date.isoformat(),
-        "date_label": date_label(digest.date),
-        "archive_url": archive_url(settings=settings, date=digest.date),
+        "date_label": week_label(digest.date) if weekly else date_label(digest.date),
+        # A week has no page of its own: the archive's index lists its days.
+        "archive_url": site_url if weekly else archive_url(settings=settings, date=digest.date),
+        "weekly": weekly,
+        "period": "이번 주" if weekly else "오늘",
+        "period_topic": "이번 주는" if weekly else "오늘은",
+        "archive_label": "아카이브" if weekly else "오늘의 아카이브",
     }
 
 
@@ -192,6 +210,7 @@ def render_email(
     personal: Personal,
     template_dir: Path | None = None,
     limit: int | None = None,
+    weekly: bool = False,
 ) -> RenderedEmail:
     """Render HTML and text for `picks`; at most `limit` cards (default: what fits the budget).
 
@@ -204,10 +223,10 @@ def render_email(
     cap = papers_per_email(settings=settings, max_papers=filters.max_papers)
     shown = min(total, cap if limit is None else limit)
     all_cards = tuple(card_for(p, number=i) for i, p in enumerate(picks, start=1))
-    subject = subject_for(settings=settings, date=digest.date, total=total)
+    subject = subject_for(settings=settings, date=digest.date, total=total, weekly=weekly)
     preheader = preheader_for(cards=all_cards, total=total)
     base = {
-        **day_values(settings=settings, digest=digest),
+        **day_values(settings=settings, digest=digest, weekly=weekly),
         "subject": subject,
         "preheader": preheader,
         "total": total,

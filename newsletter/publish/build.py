@@ -5,6 +5,7 @@ Output layout (relative to the site folder; every link is `base_url` + path):
     index.html, YYYY-MM-DD.html            the archive
     rss.xml, atom.xml, feed.json           one entry per paper, latest `feed_days` digests
     digests.xml, digests.atom              one entry per day
+    weekly.xml, weekly.atom, weekly.json   one entry per ISO week: its `weekly_papers` top papers
     topics/<slug>.xml, topics/<slug>.atom  one pair per configured topic
     NAME.gz                                gzip of every file above GZIP_MIN_BYTES, for `serve`
 
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audience.match import PreparedDigest
+from ..audience.weeks import week_name, weeks_of
 from ..config import Settings
 from ..errors import ConfigError, StoreError
 from ..links import page_name
@@ -61,6 +63,7 @@ from .feeds import (
     xml_text,
 )
 from .files import WRITERS, write_changed
+from .weekly import WEEKLY_PATHS, weekly_feeds
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 2  # 2: pages have gzip siblings (a first build renders every page again)
@@ -110,6 +113,9 @@ def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink
         FeedLink("feed.json", "application/feed+json", f"{title} (JSON Feed)", "JSON Feed"),
         FeedLink("digests.xml", "application/rss+xml", f"{title} 일별 (RSS)", "일별 RSS"),
         FeedLink("digests.atom", "application/atom+xml", f"{title} 일별 (Atom)", "일별 Atom"),
+        FeedLink("weekly.xml", "application/rss+xml", f"{title} 주간 (RSS)", "주간 RSS"),
+        FeedLink("weekly.atom", "application/atom+xml", f"{title} 주간 (Atom)", "주간 Atom"),
+        FeedLink("weekly.json", "application/feed+json", f"{title} 주간 (JSON Feed)", "주간 JSON"),
     ]
     for t in topics:
         name = xml_text(t.name)
@@ -304,6 +310,23 @@ def _feeds(
             info=info(f"{title} 일별", f"{title}: 하루에 한 항목", "digests"),
             base_url=root,
             list_id=settings.list_id,
+            template_dir=settings.template_dir,
+        ),
+    )
+    # Whole weeks: the window's oldest week also gets the days before the window began.
+    week_names = {week_name(d.date) for d in window}
+    extra = [d for d in store.digest_dates() if week_name(d) in week_names]
+    have = {d.date: d for d in window}
+    week_digests = [*window, *store.digests([d for d in extra if d not in have])]
+    publish(
+        WEEKLY_PATHS,
+        functools.partial(
+            weekly_feeds,
+            weeks_of(week_digests),
+            info=info(f"{title} 주간", f"{title}: 한 주에 한 항목, 추천이 많은 논문", "weekly"),
+            base_url=root,
+            list_id=settings.list_id,
+            count=settings.weekly_papers,
             template_dir=settings.template_dir,
         ),
     )

@@ -176,14 +176,21 @@ def load_filters(row: dict[str, Any]) -> Filters:
 
 
 def insert_subscriber(
-    conn: sqlite3.Connection, *, email: str, name: str, filters: Filters, status: str, now: str
+    conn: sqlite3.Connection,
+    *,
+    email: str,
+    name: str,
+    filters: Filters,
+    status: str,
+    now: str,
+    cadence: str = "daily",
 ) -> int:
     """The one INSERT of a subscriber (inside the caller's transaction); the new id."""
     cursor = conn.execute(
         """INSERT INTO subscribers (email, email_key, name, keywords, exclude, min_votes, max_papers,
-           status, created_at, updated_at, status_changed_at)
-           VALUES (?, lower(?), ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (email, email, name, *dump_filters(filters), status, now, now, now),
+           status, created_at, updated_at, status_changed_at, cadence)
+           VALUES (?, lower(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (email, email, name, *dump_filters(filters), status, now, now, now, cadence),
     )
     return int(cursor.lastrowid or 0)
 

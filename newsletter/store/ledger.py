@@ -1,4 +1,7 @@
-"""The delivery ledger: one row per (digest date, subscriber), claimed before the message is sent.
+"""The delivery ledger: one row per (kind, date, subscriber), claimed before the message is sent.
+
+`kind` is "daily" (date: the digest's day) or "weekly" (date: the Monday of the ISO week the
+edition covers), so each edition is delivered at most once and the two never share a row.
 
 States: a row is `claimed` (committed before the SMTP transaction starts), then `sent` (the
 server answered 250 to DATA), `deferred` (temporary failure; the next run re-claims it),
@@ -18,6 +21,7 @@ from .base import Part, StoreBase
 DELIVERY_STATUSES = ("claimed", "sent", "deferred", "failed", "skipped")
 # A run may take over a row in these states; `claimed` only when resending ambiguous claims.
 RECLAIMABLE = ("deferred", "skipped")
+KINDS = ("daily", "weekly")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +37,7 @@ class Delivery:
     last_error: str | None
     claimed_at: str
     updated_at: str
+    kind: str = "daily"
 
 
 def _delivery(row: dict[str, Any]) -> Delivery:
@@ -46,20 +51,24 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         last_error=row["last_error"],
         claimed_at=row["claimed_at"],
         updated_at=row["updated_at"],
+        kind=row["kind"],
     )
 
 
 class LedgerStore(StoreBase):
     """Claims and outcomes of deliveries."""
 
-    def delivery_states(self, date: dt.date, subscriber_ids: Sequence[int]) -> dict[int, str]:
+    def delivery_states(
+        self, date: dt.date, subscriber_ids: Sequence[int], *, kind: str = "daily"
+    ) -> dict[int, str]:
         """The ledger status of each of these subscribers for `date` (absent: no row yet)."""
         if not subscriber_ids:
             return {}
         marks = ",".join("?" * len(subscriber_ids))
         rows = self.conn.execute(
-            f"SELECT subscriber_id, status FROM deliveries WHERE date = ? AND subscriber_id IN ({marks})",
-            (date.isoformat(), *subscriber_ids),
+            f"""SELECT subscriber_id, status FROM deliveries
+                WHERE kind = ? AND date = ? AND subscriber_id IN ({marks})""",
+            (kind, date.isoformat(), *subscriber_ids),
         ).fetchall()
         return {int(sid): str(status) for sid, status in rows}
 
@@ -70,6 +79,7 @@ class LedgerStore(StoreBase):
         *,
         message_id: str,
         take_ambiguous: bool = False,
+        kind: str = "daily",
     ) -> str | None:
         """Claim the row before sending; returns the state taken over ("new", "deferred", ...) or None.
 
@@ -79,41 +89,46 @@ class LedgerStore(StoreBase):
         day, now = date.isoformat(), self.now_text()
         # The common case is one autocommit statement: one write, its own transaction.
         cursor = self.conn.execute(
-            """INSERT INTO deliveries (date, subscriber_id, status, message_id, attempts, claimed_at, updated_at)
-               VALUES (?, ?, 'claimed', ?, 0, ?, ?) ON CONFLICT (date, subscriber_id) DO NOTHING""",
-            (day, subscriber_id, message_id, now, now),
+            """INSERT INTO deliveries (kind, date, subscriber_id, status, message_id, attempts, claimed_at,
+               updated_at) VALUES (?, ?, ?, 'claimed', ?, 0, ?, ?)
+               ON CONFLICT (kind, date, subscriber_id) DO NOTHING""",
+            (kind, day, subscriber_id, message_id, now, now),
         )
         if cursor.rowcount == 1:
             return "new"
         takeable = (*RECLAIMABLE, "claimed") if take_ambiguous else RECLAIMABLE
         with self.transaction() as conn:
             row = conn.execute(
-                "SELECT status FROM deliveries WHERE date = ? AND subscriber_id = ?",
-                (day, subscriber_id),
+                "SELECT status FROM deliveries WHERE kind = ? AND date = ? AND subscriber_id = ?",
+                (kind, day, subscriber_id),
             ).fetchone()
             previous = str(row[0]) if row else ""
             if previous not in takeable:
                 return None
             cursor = conn.execute(
                 """UPDATE deliveries SET status = 'claimed', message_id = ?, claimed_at = ?, updated_at = ?
-                   WHERE date = ? AND subscriber_id = ? AND status = ?""",
-                (message_id, now, now, day, subscriber_id, previous),
+                   WHERE kind = ? AND date = ? AND subscriber_id = ? AND status = ?""",
+                (message_id, now, now, kind, day, subscriber_id, previous),
             )
             return previous if cursor.rowcount == 1 else None
 
-    def release_claim(self, date: dt.date, subscriber_id: int, *, previous: str) -> None:
+    def release_claim(
+        self, date: dt.date, subscriber_id: int, *, previous: str, kind: str = "daily"
+    ) -> None:
         """Undo a claim whose message was certainly never handed over (the run stopped first)."""
         day = date.isoformat()
         with self.transaction() as conn:
             if previous == "new":
                 conn.execute(
-                    "DELETE FROM deliveries WHERE date = ? AND subscriber_id = ? AND status = 'claimed'",
-                    (day, subscriber_id),
+                    """DELETE FROM deliveries WHERE kind = ? AND date = ? AND subscriber_id = ?
+                       AND status = 'claimed'""",
+                    (kind, day, subscriber_id),
                 )
             else:
                 conn.execute(
-                    "UPDATE deliveries SET status = ? WHERE date = ? AND subscriber_id = ? AND status = 'claimed'",
-                    (previous, day, subscriber_id),
+                    """UPDATE deliveries SET status = ? WHERE kind = ? AND date = ? AND subscriber_id = ?
+                       AND status = 'claimed'""",
+                    (previous, kind, day, subscriber_id),
                 )
 
     def finish_delivery(
@@ -124,17 +139,20 @@ class LedgerStore(StoreBase):
         status: str,
         attempts: int,
         error: str | None = None,
+        kind: str = "daily",
     ) -> None:
         """Record the outcome of a claimed delivery: sent, deferred or failed."""
         if status not in ("sent", "deferred", "failed"):
             raise ValueError(f"not an outcome: {status!r}")
         self.conn.execute(  # one autocommit statement
             """UPDATE deliveries SET status = ?, attempts = attempts + ?, last_error = ?, updated_at = ?
-               WHERE date = ? AND subscriber_id = ? AND status = 'claimed'""",
-            (status, attempts, error, self.now_text(), date.isoformat(), subscriber_id),
+               WHERE kind = ? AND date = ? AND subscriber_id = ? AND status = 'claimed'""",
+            (status, attempts, error, self.now_text(), kind, date.isoformat(), subscriber_id),
         )
 
-    def mark_sent(self, date: dt.date, sent: Sequence[tuple[int, int]]) -> None:
+    def mark_sent(
+        self, date: dt.date, sent: Sequence[tuple[int, int]], *, kind: str = "daily"
+    ) -> None:
         """Record several claimed deliveries as sent, in one transaction: (subscriber id, attempts)."""
         if not sent:
             return
@@ -142,28 +160,32 @@ class LedgerStore(StoreBase):
         with self.transaction() as conn:
             conn.executemany(
                 """UPDATE deliveries SET status = 'sent', attempts = attempts + ?, last_error = NULL,
-                   updated_at = ? WHERE date = ? AND subscriber_id = ? AND status = 'claimed'""",
-                [(attempts, now, day, sid) for sid, attempts in sent],
+                   updated_at = ? WHERE kind = ? AND date = ? AND subscriber_id = ? AND status = 'claimed'""",
+                [(attempts, now, kind, day, sid) for sid, attempts in sent],
             )
 
-    def record_skipped(self, date: dt.date, subscriber_ids: Sequence[int]) -> None:
+    def record_skipped(
+        self, date: dt.date, subscriber_ids: Sequence[int], *, kind: str = "daily"
+    ) -> None:
         """Note subscribers whose selection was empty (one transaction for the batch)."""
         if not subscriber_ids:
             return
         day, now = date.isoformat(), self.now_text()
         with self.transaction() as conn:
             conn.executemany(
-                """INSERT INTO deliveries (date, subscriber_id, status, attempts, claimed_at, updated_at)
-                   VALUES (?, ?, 'skipped', 0, ?, ?)
-                   ON CONFLICT (date, subscriber_id) DO UPDATE SET status = 'skipped', updated_at = excluded.updated_at
-                   WHERE status IN ('deferred', 'skipped')""",
-                [(day, sid, now, now) for sid in subscriber_ids],
+                """INSERT INTO deliveries (kind, date, subscriber_id, status, attempts, claimed_at, updated_at)
+                   VALUES (?, ?, ?, 'skipped', 0, ?, ?)
+                   ON CONFLICT (kind, date, subscriber_id) DO UPDATE SET status = 'skipped',
+                   updated_at = excluded.updated_at WHERE status IN ('deferred', 'skipped')""",
+                [(kind, day, sid, now, now) for sid in subscriber_ids],
             )
 
-    def deliveries(self, date: dt.date, *, status: str | None = None) -> Iterator[Delivery]:
+    def deliveries(
+        self, date: dt.date, *, status: str | None = None, kind: str = "daily"
+    ) -> Iterator[Delivery]:
         """The ledger rows of `date` by subscriber id (streamed), optionally of one status."""
         sql = """SELECT d.*, s.email FROM deliveries d LEFT JOIN subscribers s ON s.id = d.subscriber_id
-                 WHERE d.date = ? AND d.subscriber_id > ?"""
+                 WHERE d.kind = ? AND d.date = ? AND d.subscriber_id > ?"""
         extra: tuple[str, ...] = ()
         if status is not None:
             sql += " AND d.status = ?"
@@ -171,28 +193,31 @@ class LedgerStore(StoreBase):
         sql += " ORDER BY d.subscriber_id LIMIT 1000"
         last = -1
         while True:
-            rows = self.query(sql, (date.isoformat(), last, *extra))
+            rows = self.query(sql, (kind, date.isoformat(), last, *extra))
             if not rows:
                 return
             for row in rows:
                 yield _delivery(row)
             last = rows[-1]["subscriber_id"]
 
-    def delivery_counts(self, date: dt.date, *, part: Part | None = None) -> dict[str, int]:
+    def delivery_counts(
+        self, date: dt.date, *, kind: str = "daily", part: Part | None = None
+    ) -> dict[str, int]:
         """How many ledger rows of `date` (of `part`'s subscribers) are in each state, 0 if none."""
         counts = dict.fromkeys(DELIVERY_STATUSES, 0)
         index, parts = part or (0, 1)
         for status, count in self.conn.execute(
-            """SELECT status, COUNT(*) FROM deliveries WHERE date = ? AND subscriber_id % ? = ?
-               GROUP BY status""",
-            (date.isoformat(), parts, index),
+            """SELECT status, COUNT(*) FROM deliveries WHERE kind = ? AND date = ?
+               AND subscriber_id % ? = ? GROUP BY status""",
+            (kind, date.isoformat(), parts, index),
         ):
             counts[str(status)] = int(count)
         return counts
 
-    def audience_size(self) -> int:
-        """How many subscribers are active now: the most one send can reach (for progress bars)."""
+    def audience_size(self, *, cadence: str | None = None) -> int:
+        """How many subscribers (of a cadence) are active now: the most one send can reach."""
         row = self.conn.execute(
-            "SELECT COUNT(*) FROM subscribers WHERE status = 'active'"
+            "SELECT COUNT(*) FROM subscribers WHERE status = 'active' AND cadence = coalesce(?, cadence)",
+            (cadence,),
         ).fetchone()
         return int(row[0])

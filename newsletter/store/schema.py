@@ -161,6 +161,47 @@ def m006_one_subscriber_per_address(db: Any) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m007_cadence(db: Any) -> None:
+    """A subscriber (and a sign-up) reads daily or weekly; everyone stored before reads daily."""
+    for table in ("subscribers", "signups"):
+        db.execute(
+            f"""ALTER TABLE {table} ADD COLUMN cadence TEXT NOT NULL DEFAULT 'daily'
+                CHECK (cadence IN ('daily', 'weekly'))"""
+        )
+
+
+@migrations()
+def m008_delivery_kinds(db: Any) -> None:
+    """A ledger row is keyed by (kind, date, subscriber): a weekly edition is its own delivery.
+
+    `kind` is 'daily' (date: the digest's day) or 'weekly' (date: the Monday of the ISO week),
+    so the weekly edition of the week starting on a Monday never collides with that Monday's
+    daily email. Rows from before are daily. Statements one by one (see m005).
+    """
+    for statement in (
+        """CREATE TABLE deliveries_new (
+            date TEXT NOT NULL,                 -- the digest sent; weekly: the week's Monday
+            kind TEXT NOT NULL DEFAULT 'daily' CHECK (kind IN ('daily', 'weekly')),
+            subscriber_id INTEGER NOT NULL REFERENCES subscribers(id),
+            status TEXT NOT NULL CHECK (status IN ('claimed', 'sent', 'deferred', 'failed', 'skipped')),
+            message_id TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            claimed_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (kind, date, subscriber_id)
+        )""",
+        """INSERT INTO deliveries_new (date, kind, subscriber_id, status, message_id, attempts,
+           last_error, claimed_at, updated_at) SELECT date, 'daily', subscriber_id, status,
+           message_id, attempts, last_error, claimed_at, updated_at FROM deliveries""",
+        "DROP TABLE deliveries",
+        "ALTER TABLE deliveries_new RENAME TO deliveries",
+        "CREATE INDEX deliveries_by_status ON deliveries(kind, date, status)",
+    ):
+        db.execute(statement)
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define

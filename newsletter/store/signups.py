@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..model import EVERY_PAPER, Filters
+from ..model import CADENCES, EVERY_PAPER, Filters
 from .base import StoreBase, dump_filters, insert_subscriber, load_filters
 
 ConfirmOutcome = Literal["created", "reactivated", "already_active", "already_confirmed"]
@@ -24,6 +24,7 @@ class Signup:
     created_at: dt.datetime
     confirmed_at: dt.datetime | None
     nonce: str  # random, named by the confirmation link; "" for sign-ups made before nonces
+    cadence: str = "daily"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ def _signup(row: dict[str, Any]) -> Signup:
         created_at=dt.datetime.fromisoformat(row["created_at"]),
         confirmed_at=dt.datetime.fromisoformat(confirmed) if confirmed else None,
         nonce=row["nonce"],
+        cadence=row["cadence"],
     )
 
 
@@ -56,13 +58,23 @@ class SignupStore(StoreBase):
         *,
         name: str = "",
         filters: Filters = EVERY_PAPER,
+        cadence: str = "daily",
     ) -> Signup:
-        """Record a sign-up (email already normalised and filters validated)."""
+        """Record a sign-up (email already normalised, filters and cadence validated)."""
+        if cadence not in CADENCES:
+            raise ValueError(f"unknown cadence {cadence!r}")
         with self.transaction() as conn:
             cursor = conn.execute(
                 """INSERT INTO signups (email, name, keywords, exclude, min_votes, max_papers, created_at,
-                   nonce) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-                (email, name, *dump_filters(filters), self.now_text(), secrets.token_urlsafe(12)),
+                   nonce, cadence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (
+                    email,
+                    name,
+                    *dump_filters(filters),
+                    self.now_text(),
+                    secrets.token_urlsafe(12),
+                    cadence,
+                ),
             )
             new_id = int(cursor.lastrowid or 0)
         found = self.signup(new_id)
@@ -94,7 +106,13 @@ class SignupStore(StoreBase):
             outcome: ConfirmOutcome
             if current is None:
                 subscriber_id = insert_subscriber(
-                    conn, email=email, name=name, filters=filters, status="active", now=now
+                    conn,
+                    email=email,
+                    name=name,
+                    filters=filters,
+                    status="active",
+                    now=now,
+                    cadence=found.cadence,
                 )
                 outcome = "created"
             elif current[1] == "active":
@@ -103,9 +121,9 @@ class SignupStore(StoreBase):
                 subscriber_id, outcome = int(current[0]), "reactivated"
                 conn.execute(
                     """UPDATE subscribers SET name = CASE WHEN ? != '' THEN ? ELSE name END, keywords = ?,
-                       exclude = ?, min_votes = ?, max_papers = ?, status = 'active', updated_at = ?,
-                       status_changed_at = ? WHERE id = ?""",
-                    (name, name, *dump_filters(filters), now, now, subscriber_id),
+                       exclude = ?, min_votes = ?, max_papers = ?, cadence = ?, status = 'active',
+                       updated_at = ?, status_changed_at = ? WHERE id = ?""",
+                    (name, name, *dump_filters(filters), found.cadence, now, now, subscriber_id),
                 )
             conn.execute(
                 "UPDATE signups SET confirmed_at = ? WHERE id = ? AND confirmed_at IS NULL",

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import SubscriberError
-from ..model import EVERY_PAPER, Filters, ImportReport, Subscriber, SubscriberRow
+from ..model import CADENCES, EVERY_PAPER, Filters, ImportReport, Subscriber, SubscriberRow
 from .base import Part, StoreBase, dump_filters, insert_subscriber, load_filters
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")
@@ -19,6 +19,7 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
         name=row["name"],
         filters=load_filters(row),
         status=row["status"],
+        cadence=row["cadence"],
     )
 
 
@@ -32,10 +33,13 @@ class SubscriberStore(StoreBase):
         name: str = "",
         filters: Filters = EVERY_PAPER,
         status: str = "active",
+        cadence: str = "daily",
     ) -> Subscriber:
         """Insert a subscriber (email already normalised); SubscriberError if it exists."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        if cadence not in CADENCES:
+            raise ValueError(f"unknown cadence {cadence!r}")
         with self.transaction() as conn:
             # email_key = lower(email): Ana@example.com and ana@example.com are one subscriber.
             if conn.execute(
@@ -45,7 +49,13 @@ class SubscriberStore(StoreBase):
                     f"{email} is already a subscriber", code="exists", field="email"
                 )
             new_id = insert_subscriber(
-                conn, email=email, name=name, filters=filters, status=status, now=self.now_text()
+                conn,
+                email=email,
+                name=name,
+                filters=filters,
+                status=status,
+                now=self.now_text(),
+                cadence=cadence,
             )
         found = self.subscriber(new_id)
         assert found is not None
@@ -71,20 +81,22 @@ class SubscriberStore(StoreBase):
         ]
 
     def active_subscribers(
-        self, *, batch: int = 1000, part: Part | None = None
+        self, *, batch: int = 1000, cadence: str | None = None, part: Part | None = None
     ) -> Iterator[Subscriber]:
-        """Active subscribers by id, streamed in batches so a million never sit in memory.
+        """Active subscribers (of one cadence, or all) by id, streamed in batches.
 
-        `part` (index, count): only ids with `id % count == index`, one share of a send split
-        across processes.
+        Batches, so a million subscribers never sit in memory. `part` (index, count): only
+        ids with `id % count == index`, one share of a send split across processes.
         """
         index, count = part or (0, 1)
         last = 0
+        where = "" if cadence is None else " AND cadence = ?"
+        more = () if cadence is None else (cadence,)
         while True:
             rows = self.query(
-                """SELECT * FROM subscribers WHERE status = 'active' AND id > ? AND id % ? = ?
-                   ORDER BY id LIMIT ?""",
-                (last, count, index, batch),
+                f"""SELECT * FROM subscribers WHERE status = 'active'{where} AND id > ?
+                    AND id % ? = ? ORDER BY id LIMIT ?""",
+                (*more, last, count, index, batch),
             )
             if not rows:
                 return
@@ -134,20 +146,28 @@ class SubscriberStore(StoreBase):
             return cursor.rowcount == 1
 
     def update_filters(
-        self, subscriber_id: int, *, filters: Filters, name: str | None = None
+        self,
+        subscriber_id: int,
+        *,
+        filters: Filters,
+        name: str | None = None,
+        cadence: str | None = None,
     ) -> bool:
-        """Replace a subscriber's filters (and name, when given); True if anything changed."""
+        """Replace a subscriber's filters (and name, cadence when given); True if anything changed."""
         current = self.subscriber(subscriber_id)
         if current is None:
             return False
         new_name = current.name if name is None else name
-        if (current.name, current.filters) == (new_name, filters):
+        new_cadence = current.cadence if cadence is None else cadence
+        if new_cadence not in CADENCES:
+            raise ValueError(f"unknown cadence {new_cadence!r}")
+        if (current.name, current.filters, current.cadence) == (new_name, filters, new_cadence):
             return False
         with self.transaction() as conn:
             conn.execute(
                 """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?, max_papers = ?,
-                   updated_at = ? WHERE id = ?""",
-                (new_name, *dump_filters(filters), self.now_text(), subscriber_id),
+                   cadence = ?, updated_at = ? WHERE id = ?""",
+                (new_name, *dump_filters(filters), new_cadence, self.now_text(), subscriber_id),
             )
         return True
 
@@ -168,8 +188,8 @@ class SubscriberStore(StoreBase):
             current = {
                 r["email_key"]: r
                 for r in self.query(
-                    """SELECT id, email, email_key, name, keywords, exclude, min_votes, max_papers, status
-                       FROM subscribers WHERE email_key IS NOT NULL"""
+                    """SELECT id, email, email_key, name, keywords, exclude, min_votes, max_papers, status,
+                       cadence FROM subscribers WHERE email_key IS NOT NULL"""
                 )
             }
             listed: set[str] = set()
@@ -191,16 +211,21 @@ class SubscriberStore(StoreBase):
                             filters=row.filters,
                             status="active",
                             now=now,
+                            cadence=row.cadence,
                         )
-                elif (row.name, row.filters) == (old["name"], load_filters(old)):
+                elif (row.name, row.filters, row.cadence) == (
+                    old["name"],
+                    load_filters(old),
+                    old["cadence"],
+                ):
                     unchanged.append(old["email"])
                 else:
                     updated.append(old["email"])
                     if not dry_run:
                         conn.execute(
                             """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?,
-                               max_papers = ?, updated_at = ? WHERE id = ?""",
-                            (row.name, *dump_filters(row.filters), now, old["id"]),
+                               max_papers = ?, cadence = ?, updated_at = ? WHERE id = ?""",
+                            (row.name, *dump_filters(row.filters), row.cadence, now, old["id"]),
                         )
             missing = [
                 r for key, r in current.items() if key not in listed and r["status"] == "active"

@@ -66,6 +66,9 @@ PROBLEMS: Mapping[str, Message] = {
         f"최대 논문 수는 1에서 {MAX_PAPERS:,} 사이의 정수이거나 비워 두어야 합니다.",
         f"Maximum papers must be a whole number from 1 to {MAX_PAPERS:,}, or empty.",
     ),
+    "cadence_invalid": Message(
+        "받는 주기는 매일 또는 매주 중에서 골라 주세요.", "Choose daily or weekly emails."
+    ),
     "invalid": Message("입력을 확인해 주세요.", "Please check this field."),
 }
 

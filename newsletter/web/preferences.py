@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..audience.match import Pick, select_papers
-from ..audience.subscribers import validate_filters
+from ..audience.subscribers import validate_cadence, validate_filters
 from ..errors import SubscriberError
 from ..mail.render import papers_per_email
 from ..model import Filters, Subscriber
@@ -63,6 +63,7 @@ def form_values(subscriber: Subscriber) -> dict[str, str]:
         "exclude": "\n".join(filters.exclude),
         "min_votes": str(filters.min_votes),
         "max_papers": "" if filters.max_papers is None else str(filters.max_papers),
+        "cadence": subscriber.cadence,
     }
 
 
@@ -157,14 +158,21 @@ async def preferences_post(request: Request) -> Response:
             )
         return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
     values = {name: form.get(name, "") for name in FIELDS}
+    values["cadence"] = form.get("cadence", subscriber.cadence)
     filters, errors = validate_fields(values)
+    cadence = subscriber.cadence
+    try:
+        cadence = validate_cadence(values["cadence"])
+    except SubscriberError as exc:
+        errors = {**errors, "cadence": problem(exc.code)}
+        filters = None
     if filters is None:
         return _page(request, subscriber, values=values, errors=errors, shown=None, status=422)
     if action == "preview":
         return _page(
             request, subscriber, values=values, errors={}, shown=await preview(svc, filters)
         )
-    changed = await svc.db(Store.update_filters, subscriber.id, filters=filters)
+    changed = await svc.db(Store.update_filters, subscriber.id, filters=filters, cadence=cadence)
     log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
     # Post/redirect/get: reloading the page does not post the form again.
     return RedirectResponse(f"{request.url.path}?done=saved", status_code=303)

@@ -11,7 +11,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..audience.subscribers import normalize_email
+from ..audience.subscribers import normalize_email, validate_cadence
 from ..errors import SubscriberError
 from ..mail.confirmation import confirmation_message
 from ..mail.outgoing import OutgoingMessage
@@ -24,7 +24,7 @@ from .preferences import validate_fields
 from .security import address_key, client_address, limiter_key
 from .service import Service, service
 
-SIGNUP_FIELDS = ("email", "keywords", "min_votes")
+SIGNUP_FIELDS = ("email", "keywords", "min_votes", "cadence")
 
 
 async def signup_page(request: Request) -> Response:
@@ -50,6 +50,11 @@ async def signup_post(request: Request) -> Response:
         {"keywords": values["keywords"], "min_votes": values["min_votes"]}
     )
     errors.update(problems)
+    cadence = "daily"
+    try:
+        cadence = validate_cadence(values["cadence"])
+    except SubscriberError as exc:
+        errors["cadence"] = problem(exc.code)
     if filters is None or errors:
         return svc.pages.render(
             request, "web/signup.html", status=422, values=values, errors=errors
@@ -61,7 +66,7 @@ async def signup_post(request: Request) -> Response:
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
     await svc.purge_stale_signups()
-    signup = await svc.db(Store.add_signup, address, filters=filters)
+    signup = await svc.db(Store.add_signup, address, filters=filters, cadence=cadence)
     try:
         existing = await svc.db(Store.subscriber_by_email, address)
         message = confirmation_message(
