@@ -8,6 +8,7 @@ from .build import build
 from .common import Group
 from .demo import demo
 from .digests import digests, ingest
+from .dkim import dkim
 from .match import match
 from .preview import preview
 from .send import deliveries, run_daily, send
@@ -32,3 +33,4 @@ main.add_command(build)
 main.add_command(send)
 main.add_command(deliveries)
 main.add_command(run_daily)
+main.add_command(dkim)

@@ -34,6 +34,7 @@ from ..model import Digest, Filters, Subscriber
 from ..text import clean_text
 from ..tokens import feed_token, make_token
 from .day import DayEmail
+from .dkim import sign_for, signer_for
 from .fragments import NotSpliceable
 from .message import (
     CRLF,
@@ -112,6 +113,7 @@ class Composer:
         self._prepared = PreparedDigest(digest)
         self._domain = message_domain(settings)
         self._skeleton = MessageSkeleton(settings=settings)
+        self._signer = signer_for(settings)  # a missing or bad key fails here, not mid-run
         self._cache: OrderedDict[Filters, _Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
@@ -241,9 +243,10 @@ class Composer:
         html: bytes,
     ) -> OutgoingMessage:
         message_id = self.message_id_for(subscriber)
+        now = self._clock()
         data = self._skeleton.fill(
             to=format_address(name=clean_text(subscriber.name, limit=NAME_LIMIT), address=address),
-            date=self._date(),
+            date=self._date(now),
             message_id=message_id,
             subject=subject,
             list_unsubscribe=list_unsubscribe(
@@ -253,6 +256,8 @@ class Composer:
             text=text,
             html=html,
         )
+        if self._signer is not None:
+            data = self._signer.sign(data, now=now)
         return OutgoingMessage(
             subscriber_id=subscriber.id,
             recipient=address,
@@ -261,8 +266,7 @@ class Composer:
             data=data,
         )
 
-    def _date(self) -> str:
-        now = self._clock()
+    def _date(self, now: dt.datetime) -> str:
         last = self._last_date
         if last is not None and last[0] == now:
             return last[1]
@@ -344,6 +348,7 @@ def compose_naive(
     message_id = message_id_for(
         date=digest.date, subscriber_id=subscriber.id, domain=message_domain(settings)
     )
+    now = clock()
     data = build_message(
         settings=settings,
         to=Address(
@@ -354,9 +359,10 @@ def compose_naive(
         text=rendered.text,
         html=rendered.html,
         message_id=message_id,
-        date=clock(),
+        date=now,
         headers=digest_headers(settings=settings, unsubscribe_url=personal.unsubscribe_url),
     )
+    data = sign_for(data, settings=settings, now=now)
     return OutgoingMessage(
         subscriber_id=subscriber.id,
         recipient=subscriber.email,
