@@ -32,7 +32,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..model import Digest, Filters, Subscriber
 from ..text import clean_text
-from ..tokens import feed_token, make_token
+from ..tokens import bounce_token, feed_token, make_token
 from .day import DayEmail
 from .dkim import sign_for, signer_for
 from .fragments import NotSpliceable
@@ -48,6 +48,7 @@ from .message import (
     list_unsubscribe,
     message_domain,
     message_id_for,
+    verp_address,
 )
 from .outgoing import OutgoingMessage
 from .render import (
@@ -74,6 +75,13 @@ def personal_for(subscriber: Subscriber, *, settings: Settings, key: bytes) -> P
         preferences_url=f"{base}/p/{make_token(sid, purpose='preferences', key=key)}",
         feed_url=f"{base}/feeds/{feed_token(sid, key=key)}.xml",
     )
+
+
+def return_path(*, settings: Settings, subscriber_id: int, day: dt.date, key: bytes) -> str:
+    """The envelope sender of one digest email: envelope_from with a VERP token naming
+    subscriber and day, so a bounce names whose email it was whatever the bounce looks like."""
+    token = bounce_token(subscriber_id, day, key=key)
+    return verp_address(settings.envelope_from, token)
 
 
 def canonical_body(text: str) -> str:
@@ -112,7 +120,7 @@ class Composer:
         self._key = settings.require_secret_key()
         self._prepared = PreparedDigest(digest)
         self._domain = message_domain(settings)
-        self._skeleton = MessageSkeleton(settings=settings)
+        self._skeleton = MessageSkeleton(settings=settings, date=digest.date)
         self._signer = signer_for(settings)  # a missing or bad key fails here, not mid-run
         self._cache: OrderedDict[Filters, _Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
@@ -261,7 +269,12 @@ class Composer:
         return OutgoingMessage(
             subscriber_id=subscriber.id,
             recipient=address,
-            envelope_from=self.settings.envelope_from,
+            envelope_from=return_path(
+                settings=self.settings,
+                subscriber_id=subscriber.id,
+                day=self.digest.date,
+                key=self._key,
+            ),
             message_id=message_id,
             data=data,
         )
@@ -360,13 +373,17 @@ def compose_naive(
         html=rendered.html,
         message_id=message_id,
         date=now,
-        headers=digest_headers(settings=settings, unsubscribe_url=personal.unsubscribe_url),
+        headers=digest_headers(
+            settings=settings, unsubscribe_url=personal.unsubscribe_url, date=digest.date
+        ),
     )
     data = sign_for(data, settings=settings, now=now)
     return OutgoingMessage(
         subscriber_id=subscriber.id,
         recipient=subscriber.email,
-        envelope_from=settings.envelope_from,
+        envelope_from=return_path(
+            settings=settings, subscriber_id=subscriber.id, day=digest.date, key=key
+        ),
         message_id=message_id,
         data=data,
     )
