@@ -395,6 +395,16 @@ class Settings:
         kind=_path(optional=True),
         section="dkim",
     )
+    # [bounces]
+    bounces_soft_limit: int = _setting(
+        3,
+        "Soft bounces (4.x.x) within bounces_soft_days that mark a subscriber bounced.",
+        kind=_AT_LEAST_1,
+        section="bounces",
+    )
+    bounces_soft_days: int = _setting(
+        14, "Days over which soft bounces count.", kind=_AT_LEAST_1, section="bounces"
+    )
     # [serve]
     serve_host: str = _setting(
         "127.0.0.1", "Address `serve` listens on.", kind=_host, section="serve"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .bounces import bounces
 from .build import build
 from .common import Group
 from .demo import demo
@@ -34,3 +35,4 @@ main.add_command(send)
 main.add_command(deliveries)
 main.add_command(run_daily)
 main.add_command(dkim)
+main.add_command(bounces)
