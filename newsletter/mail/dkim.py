@@ -6,7 +6,8 @@ canonicalised `relaxed`, the body `simple` (c=relaxed/simple, what most signers 
 
 Signing is done here rather than by dkimpy's `sign`, which re-parses the whole message with
 regular expressions and signs RSA in pure Python: bench/bench_dkim.py measures both (dkimpy
-costs ~10x more per message). dkimpy verifies every signature made here in the tests.
+costs 20x more per message with RSA, 6x with ed25519). dkimpy verifies every signature made
+here, in the tests and in that benchmark.
 """
 
 from __future__ import annotations
