@@ -196,6 +196,21 @@ def _mailbox(*, display_name: bool, optional: bool = False) -> Kind:
     return kind
 
 
+def _optional(kind: Kind) -> Kind:
+    """`kind`, or "" when the value is empty (the setting is off)."""
+
+    def optional(value: Any) -> Any:
+        return "" if value == "" else kind(value)
+
+    return optional
+
+
+def _dns_label(value: Any) -> str:
+    if not _HOST_LABEL.fullmatch(_text(value)):
+        raise ValueError('must be one DNS label such as "news2024"')
+    return str(value)
+
+
 def _list_id(value: Any) -> str:
     if not _DOT_ATOM.fullmatch(_text(value)) or "." not in value:
         raise ValueError('must be a domain-like name such as "daily-papers.example.com"')
@@ -379,6 +394,35 @@ class Settings:
         "Attempts per message on temporary failures before leaving it deferred.",
         kind=_AT_LEAST_1,
         section="smtp",
+    )
+    # [dkim]
+    dkim_selector: str = _setting(
+        "",
+        "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN (empty: no signing).",
+        kind=_optional(_dns_label),
+        section="dkim",
+    )
+    dkim_domain: str = _setting(
+        "",
+        "DKIM signing domain (d=), normally the From address's domain.",
+        kind=_optional(_host),
+        section="dkim",
+    )
+    dkim_key_file: Path | None = _setting(
+        None,
+        "PEM private key (RSA or ed25519) made by `newsletter dkim keygen`.",
+        kind=_path(optional=True),
+        section="dkim",
+    )
+    # [bounces]
+    bounces_soft_limit: int = _setting(
+        3,
+        "Soft bounces (4.x.x) within bounces_soft_days that mark a subscriber bounced.",
+        kind=_AT_LEAST_1,
+        section="bounces",
+    )
+    bounces_soft_days: int = _setting(
+        14, "Days over which soft bounces count.", kind=_AT_LEAST_1, section="bounces"
     )
     # [serve]
     serve_host: str = _setting(

@@ -8,11 +8,16 @@ to keep `List-Unsubscribe` URLs under 70 characters.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hmac
+import re
 
 TAG_BYTES = 16  # 128 bits
 
 PURPOSES = ("unsubscribe", "preferences", "feed", "confirm")
+BOUNCE_TAG_HEX = 20  # 80 bits: forging one could only mark one address bounced
+# Lower case only: some mail systems change the case of local parts.
+BOUNCE_TOKEN = re.compile(rf"([0-9]{{1,12}})-([0-9]{{8}})-([0-9a-f]{{{BOUNCE_TAG_HEX}}})")
 
 
 def _b64(data: bytes) -> str:
@@ -83,3 +88,24 @@ def read_signup_token(token: str, *, key: bytes) -> tuple[int, str] | None:
     if not number.isascii() or not number.isdigit():
         return None
     return int(number), nonce
+
+
+def bounce_token(subscriber_id: int, day: dt.date, *, key: bytes) -> str:
+    """The VERP token of one subscriber's email of `day`: "17-20241213-<80-bit HMAC, hex>"."""
+    subject = f"{int(subscriber_id)}-{day:%Y%m%d}"
+    return f"{subject}-{_tag(key, 'bounce', subject).hex()[:BOUNCE_TAG_HEX]}"
+
+
+def read_bounce_token(token: str, *, key: bytes) -> tuple[int, dt.date] | None:
+    """(subscriber id, day) of a valid VERP token (any case), or None."""
+    found = BOUNCE_TOKEN.fullmatch(token.lower())
+    if found is None:
+        return None
+    number, day, tag = found.groups()
+    expected = _tag(key, "bounce", f"{number}-{day}").hex()[:BOUNCE_TAG_HEX]
+    if not hmac.compare_digest(tag, expected):
+        return None
+    try:
+        return int(number), dt.datetime.strptime(day, "%Y%m%d").date()
+    except ValueError:
+        return None

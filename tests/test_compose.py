@@ -24,7 +24,7 @@ from newsletter.mail.compose import Composer, compose_naive
 from newsletter.mail.render import HTML_LIMIT
 from newsletter.model import Digest, Filters, Subscriber
 from newsletter.store import Store
-from newsletter.tokens import feed_token, read_subscriber_token
+from newsletter.tokens import feed_token, read_bounce_token, read_subscriber_token
 
 from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
 from .smtp_servers import RecordingHandler, smtp_server
@@ -157,7 +157,14 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     assert msg["Date"] == "Fri, 13 Dec 2024 09:00:00 +0000"
     assert msg["Message-ID"] == "<digest.2024-12-13.1@papers.example.com>"
     assert message.message_id == "digest.2024-12-13.1@papers.example.com"
-    assert message.envelope_from == "bounces@papers.example.com"
+    # VERP: the return path names subscriber and day with a token only our key makes.
+    local, _, domain = message.envelope_from.partition("@")
+    assert domain == "papers.example.com" and local.startswith("bounces+1-20241213-")
+    assert read_bounce_token(local.removeprefix("bounces+"), key=TEST_KEY.encode()) == (
+        1,
+        dt.date(2024, 12, 13),
+    )
+    assert msg["Feedback-ID"] == "20241213:digest:daily-papers.papers.example.com"
     assert msg["List-Id"] == "Daily Papers <daily-papers.papers.example.com>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     unsubscribe = re.search(r"List-Unsubscribe: (.*?)\r\n(?! )", head, re.S)
@@ -284,7 +291,8 @@ def test_message_arrives_intact_over_real_smtp(digests: dict[str, Digest]) -> No
     ):
         client.sendmail(message.envelope_from, [message.recipient], message.data)
     (received,) = handler.received
-    assert received.mail_from == "bounces@papers.example.com"
+    assert received.mail_from == message.envelope_from
+    assert received.mail_from.startswith("bounces+2-20241213-")
     assert received.rcpt_tos == ["minji.kim@example.com"]
     assert reading(received.data) == reading(message.data)
     assert received.message["To"].addresses[0].display_name == "김민지"

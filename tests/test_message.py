@@ -162,7 +162,7 @@ def test_list_unsubscribe_is_short_and_never_encoded() -> None:
         html=None,
         message_id="m.1@papers.example.com",
         date=PINNED_NOW,
-        headers=digest_headers(settings=SETTINGS, unsubscribe_url=url),
+        headers=digest_headers(settings=SETTINGS, unsubscribe_url=url, date=PINNED_NOW.date()),
     )
     head = data.split(b"\r\n\r\n", 1)[0].decode()
     unfolded = head.replace("\r\n ", " ")

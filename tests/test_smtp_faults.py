@@ -17,7 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from newsletter.config import Secret
-from newsletter.delivery.smtp import SMTPSender, is_bounce, reply_text
+from newsletter.delivery.refusals import is_bounce
+from newsletter.delivery.smtp import SMTPSender, reply_text
 from newsletter.errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
 from newsletter.mail.outgoing import OutgoingMessage
 from newsletter.store import Store

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.tokens import (
+    bounce_token,
     feed_token,
     make_token,
+    read_bounce_token,
     read_signup_token,
     read_subscriber_token,
     read_token,
@@ -76,3 +81,16 @@ def test_signup_token_names_id_and_nonce() -> None:
     assert read_signup_token(token, key=b"other") is None
     assert read_signup_token(make_token("x:y", purpose="confirm", key=KEY), key=KEY) is None
     assert len("https://papers.example.com/confirm/" + token) <= 100
+
+
+def test_bounce_tokens_name_subscriber_and_day_and_cannot_be_forged() -> None:
+    key = TEST_KEY.encode()
+    day = dt.date(2024, 12, 13)
+    token = bounce_token(17, day, key=key)
+    assert re.fullmatch(r"17-20241213-[0-9a-f]{20}", token)
+    assert read_bounce_token(token, key=key) == (17, day)
+    assert read_bounce_token(token.upper(), key=key) == (17, day)  # a mail system changed case
+    assert read_bounce_token(token, key=b"another key of forty-three characters......") is None
+    assert read_bounce_token(token.replace("17-", "18-"), key=key) is None
+    assert read_bounce_token(token.replace("-20241213-", "-20241214-"), key=key) is None
+    assert read_bounce_token(token[:-1], key=key) is None

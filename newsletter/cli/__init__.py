@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from .bounces import bounces
 from .build import build
 from .common import Group
 from .demo import demo
 from .digests import digests, ingest
+from .dkim import dkim
 from .match import match
 from .preview import preview
 from .send import deliveries, run_daily_command, send
@@ -32,3 +34,5 @@ main.add_command(build)
 main.add_command(send)
 main.add_command(deliveries)
 main.add_command(run_daily_command)
+main.add_command(dkim)
+main.add_command(bounces)

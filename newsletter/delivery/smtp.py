@@ -5,7 +5,8 @@ a client is recycled after `messages_per_connection` messages because relays cap
 explicit: `starttls` requires the server to offer STARTTLS, `tls` connects over TLS, `none` is
 plain text; there is never a silent downgrade. Failures map onto the delivery error tree:
 TemporaryFailure (4xx, timeouts, dropped connections), PermanentFailure (5xx; `bounced` when the
-address does not exist) and plain DeliveryError when the server cannot be used at all.
+address does not exist) and plain DeliveryError when the server cannot be used at all or refuses
+how we send (see delivery/refusals.py).
 """
 
 from __future__ import annotations
@@ -23,25 +24,10 @@ from ..config import Secret, Settings, coerce_setting
 from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
 from ..mail.outgoing import OutgoingMessage
 from ..text import clean_text
+from .refusals import classify_refusal
 from .smtp_data import send_data
 
 TLS_MODES = ("starttls", "tls", "none")
-# Enhanced status 5.1.x is about the recipient address (RFC 3463), except 5.1.7/5.1.8 (sender).
-_ADDRESS_STATUS = re.compile(r"\b5\.1\.(?!7\b|8\b)\d{1,3}\b")
-_UNKNOWN_USER = re.compile(
-    r"user unknown|unknown user|no such (?:user|mailbox|recipient)|mailbox (?:does not exist|not found)"
-    r"|(?:user|mailbox|recipient|address) does not exist|invalid (?:recipient|mailbox)",
-    re.IGNORECASE,
-)
-
-
-def is_bounce(code: int, text: str) -> bool:
-    """Whether a 5xx reply says the recipient address does not exist (never mail it again)."""
-    if not 500 <= code < 600:
-        return False
-    if _ADDRESS_STATUS.search(text):
-        return True
-    return code in (550, 551, 553) and bool(_UNKNOWN_USER.search(text))
 
 
 def reply_text(code: int | None, text: str) -> str:
@@ -219,18 +205,26 @@ class SMTPSender:
         self, exc: aiosmtplib.SMTPResponseException, stage: str, message: OutgoingMessage
     ) -> DeliveryError:
         code, text = exc.code, reply_text(exc.code, exc.message)
-        if 400 <= code < 500:
+        verdict = classify_refusal(
+            stage=stage, code=code, text=exc.message, sender=message.envelope_from
+        )
+        if verdict == "temporary":
             return TemporaryFailure(f"{stage} refused: {text}", code=code)
-        if stage == "MAIL" and code != 552:
-            # The relay refuses our envelope sender or wants authentication: every message
-            # would fail the same way, so the run stops instead of failing them all.
+        if verdict == "stop" and stage == "MAIL":
             return DeliveryError(
                 f"{self.where} refuses envelope sender {message.envelope_from}: {text}"
+            )
+        if verdict == "stop":
+            # About our sender identity, login, TLS or the relay's policy: every message would
+            # be refused alike, so the run stops and no subscriber is marked.
+            return DeliveryError(
+                f"{self.where} refused {stage} for {message.recipient} over how we send, "
+                f"not the address: {text}; no subscriber was changed"
             )
         return PermanentFailure(
             f"{message.recipient}: {stage} refused: {text}",
             code=code,
-            bounced=stage != "MAIL" and is_bounce(code, exc.message),
+            bounced=verdict == "bounce",
         )
 
     async def _connect(self) -> _Connection:

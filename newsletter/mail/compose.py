@@ -31,8 +31,9 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..model import Digest, Filters, Subscriber
 from ..text import clean_text, safe_file_name
-from ..tokens import feed_token, make_token
+from ..tokens import bounce_token, feed_token, make_token
 from .day import DayEmail
+from .dkim import sign_for, signer_for
 from .fragments import NotSpliceable
 from .message import (
     CRLF,
@@ -46,6 +47,7 @@ from .message import (
     list_unsubscribe,
     message_domain,
     message_id_for,
+    verp_address,
 )
 from .outgoing import OutgoingMessage
 from .render import (
@@ -72,6 +74,13 @@ def personal_for(subscriber: Subscriber, *, settings: Settings, key: bytes) -> P
         preferences_url=f"{base}/p/{make_token(sid, purpose='preferences', key=key)}",
         feed_url=f"{base}/feeds/{feed_token(sid, key=key)}.xml",
     )
+
+
+def return_path(*, settings: Settings, subscriber_id: int, day: dt.date, key: bytes) -> str:
+    """The envelope sender of one digest email: envelope_from with a VERP token naming
+    subscriber and day, so a bounce names whose email it was whatever the bounce looks like."""
+    token = bounce_token(subscriber_id, day, key=key)
+    return verp_address(settings.envelope_from, token)
 
 
 def canonical_body(text: str) -> str:
@@ -113,7 +122,8 @@ class Composer:
         self._key = settings.require_secret_key()
         self._prepared = PreparedDigest(digest)
         self._domain = message_domain(settings)
-        self._skeleton = MessageSkeleton(settings=settings)
+        self._skeleton = MessageSkeleton(settings=settings, date=digest.date)
+        self._signer = signer_for(settings)  # a missing or bad key fails here, not mid-run
         self._cache: OrderedDict[Filters, _Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
@@ -246,9 +256,10 @@ class Composer:
         html: bytes,
     ) -> OutgoingMessage:
         message_id = self.message_id_for(subscriber)
+        now = self._clock()
         data = self._skeleton.fill(
             to=format_address(name=clean_text(subscriber.name, limit=NAME_LIMIT), address=address),
-            date=self._date(),
+            date=self._date(now),
             message_id=message_id,
             subject=subject,
             list_unsubscribe=list_unsubscribe(
@@ -258,17 +269,23 @@ class Composer:
             text=text,
             html=html,
         )
+        if self._signer is not None:
+            data = self._signer.sign(data, now=now)
         return OutgoingMessage(
             subscriber_id=subscriber.id,
             recipient=address,
-            envelope_from=self.settings.envelope_from,
+            envelope_from=return_path(
+                settings=self.settings,
+                subscriber_id=subscriber.id,
+                day=self.digest.date,
+                key=self._key,
+            ),
             message_id=message_id,
             data=data,
             crlf_only=True,  # the skeleton and the base64 bodies hold CRLF line ends only
         )
 
-    def _date(self) -> str:
-        now = self._clock()
+    def _date(self, now: dt.datetime) -> str:
         last = self._last_date
         if last is not None and last[0] == now:
             return last[1]
@@ -356,6 +373,7 @@ def compose_naive(
         domain=message_domain(settings),
         edition="weekly" if weekly else "digest",
     )
+    now = clock()
     data = build_message(
         settings=settings,
         to=Address(
@@ -366,13 +384,18 @@ def compose_naive(
         text=rendered.text,
         html=rendered.html,
         message_id=message_id,
-        date=clock(),
-        headers=digest_headers(settings=settings, unsubscribe_url=personal.unsubscribe_url),
+        date=now,
+        headers=digest_headers(
+            settings=settings, unsubscribe_url=personal.unsubscribe_url, date=digest.date
+        ),
     )
+    data = sign_for(data, settings=settings, now=now)
     return OutgoingMessage(
         subscriber_id=subscriber.id,
         recipient=subscriber.email,
-        envelope_from=settings.envelope_from,
+        envelope_from=return_path(
+            settings=settings, subscriber_id=subscriber.id, day=digest.date, key=key
+        ),
         message_id=message_id,
         data=data,
     )

@@ -17,6 +17,7 @@ from ..config import Settings
 from ..errors import TemplateError
 from ..templates import get_template
 from ..tokens import make_token, signup_token
+from .dkim import sign_for
 from .message import message_domain, simple_message
 from .outgoing import OutgoingMessage
 
@@ -65,6 +66,7 @@ def confirmation_message(
         subject = f"구독을 확인해 주세요 · Confirm your subscription to {settings.site_title}"
     # Random, so a repeated sign-up is a new message rather than a duplicate to be dropped.
     message_id = f"signup.{signup_id}.{secrets.token_hex(8)}@{message_domain(settings)}"
+    now = clock()
     data = simple_message(
         settings=settings,
         to=email,
@@ -72,12 +74,12 @@ def confirmation_message(
         text=_render(TEXT_TEMPLATE, settings, context),
         html=_render(HTML_TEMPLATE, settings, context),
         message_id=message_id,
-        clock=clock,
+        clock=lambda: now,
     )
     return OutgoingMessage(
         subscriber_id=0,
         recipient=email,
         envelope_from=settings.envelope_from,
         message_id=message_id,
-        data=data,
+        data=sign_for(data, settings=settings, now=now),
     )

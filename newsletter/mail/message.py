@@ -82,6 +82,17 @@ def message_id_for(
     return f"{edition}.{date.isoformat()}.{int(subscriber_id)}@{domain}"
 
 
+def verp_address(envelope_from: str, token: str) -> str:
+    """The return path carrying a VERP token: bounces@example.com -> bounces+TOKEN@example.com."""
+    local, _, domain = envelope_from.rpartition("@")
+    return f"{local}+{token}@{domain}"
+
+
+def feedback_id(settings: Settings, date: dt.date) -> str:
+    """The Feedback-ID of a day's digest (Gmail's complaint reports group by it): day:kind:list."""
+    return f"{date:%Y%m%d}:digest:{settings.list_id}"
+
+
 def format_date(moment: dt.datetime) -> str:
     """An RFC 5322 Date in UTC with +0000 (a naive datetime is taken to be UTC)."""
     if moment.tzinfo is None:
@@ -194,8 +205,10 @@ def build_message(
     return msg.as_bytes(policy=POLICY)
 
 
-def digest_headers(*, settings: Settings, unsubscribe_url: str) -> list[tuple[str, str]]:
-    """The list headers of a digest email: List-Id and RFC 8058 one-click unsubscribe."""
+def digest_headers(
+    *, settings: Settings, unsubscribe_url: str, date: dt.date
+) -> list[tuple[str, str]]:
+    """The list headers of a digest email: List-Id, RFC 8058 one-click unsubscribe, Feedback-ID."""
     return [
         ("List-Id", f"{clean_text(settings.site_title)} <{settings.list_id}>"),
         (
@@ -203,6 +216,7 @@ def digest_headers(*, settings: Settings, unsubscribe_url: str) -> list[tuple[st
             list_unsubscribe(url=unsubscribe_url, mailto=settings.unsubscribe_mailto),
         ),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Feedback-ID", feedback_id(settings, date)),
     ]
 
 
@@ -235,15 +249,20 @@ class MessageSkeleton:
     base64 bodies is the same for every message of a send, so a fill is a join of bytes.
     """
 
-    __slots__ = ("_middle", "_subjects", "_top")
+    __slots__ = ("_bottom", "_middle", "_subjects", "_top")
 
-    def __init__(self, *, settings: Settings) -> None:
+    def __init__(self, *, settings: Settings, date: dt.date) -> None:
         top = folded_header("From", settings.from_address)
         if settings.reply_to:
             top += folded_header("Reply-To", settings.reply_to)
         self._top = top.encode("ascii")
         list_id = f"{clean_text(settings.site_title)} <{settings.list_id}>"
         self._middle = folded_header("List-Id", list_id).encode("ascii")
+        self._bottom = (
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            + folded_header("Feedback-ID", feedback_id(settings, date))
+            + "MIME-Version: 1.0\r\n"
+        ).encode("ascii")
         self._subjects: dict[str, bytes] = {}  # a day's subjects differ only in the count
 
     def _subject(self, subject: str) -> bytes:
@@ -276,9 +295,8 @@ class MessageSkeleton:
                 b"List-Unsubscribe: ",
                 list_unsubscribe.replace(", <", ",\r\n <").encode("ascii"),
                 b"\r\n",
+                self._bottom,
                 (
-                    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-                    "MIME-Version: 1.0\r\n"
                     f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
                     "\r\n"
                     f"--{boundary}\r\n"

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from .base import Clock, Part, StoreBase, utc_now
+from .bounces import BounceRecord, BounceStore
 from .digests import DigestStore, Saved, content_hash
 from .ledger import LedgerStore
 from .signups import SignupStore
 from .subscribers import SubscriberStore
 
-__all__ = ["Clock", "Part", "Saved", "Store", "StoreBase", "content_hash", "utc_now"]
+__all__ = [
+    "BounceRecord",
+    "Clock",
+    "Part",
+    "Saved",
+    "Store",
+    "StoreBase",
+    "content_hash",
+    "utc_now",
+]
 
 
-class Store(DigestStore, SubscriberStore, LedgerStore, SignupStore):
-    """The whole store: digests, subscribers, the delivery ledger and sign-ups."""
+class Store(DigestStore, SubscriberStore, LedgerStore, SignupStore, BounceStore):
+    """The whole store: digests, subscribers, the delivery ledger, sign-ups and bounces."""

@@ -202,6 +202,27 @@ def m008_delivery_kinds(db: Any) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m009_bounces(db: Any) -> None:
+    """Bounce and complaint reports read from the bounce mailbox: one row per report, never twice."""
+    for statement in (
+        """CREATE TABLE bounces (
+            id INTEGER PRIMARY KEY,
+            report_id TEXT NOT NULL UNIQUE,     -- the report's Message-ID (else a hash): read once
+            subscriber_id INTEGER REFERENCES subscribers(id),  -- NULL: recognised, nobody of ours
+            day TEXT,                           -- the digest it answers, when known
+            kind TEXT NOT NULL CHECK (kind IN ('hard', 'soft', 'complaint', 'ignored')),
+            status TEXT NOT NULL DEFAULT '',    -- enhanced status code, e.g. 5.1.1
+            diagnostic TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT '',    -- the mailbox it came from
+            message_id TEXT,                    -- our message it is about, when found
+            recorded_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX bounces_by_subscriber ON bounces(subscriber_id, kind, recorded_at)",
+    ):
+        db.execute(statement)
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define

@@ -23,6 +23,7 @@ from ..config import Settings
 from ..delivery.pipeline import Sender
 from ..delivery.smtp import smtp_sender
 from ..errors import StoreBusy, StoreError
+from ..mail.dkim import signer_for
 from ..store import Clock, Store, utc_now
 from ..store.pool import StorePool
 from .logs import AccessLog, log_event, redact_path
@@ -152,7 +153,7 @@ def create_app(
     watch_interval: float = 5.0,
     busy_timeout: float = 30.0,
 ) -> Starlette:
-    """The service for `settings` (ConfigError when the secret key is missing or weak).
+    """The service for `settings` (ConfigError when the secret key or DKIM key is unusable).
 
     `sender_factory` makes the sender for confirmation mail and for the watched daily job
     (default: SMTP as the settings say);
@@ -161,6 +162,7 @@ def create_app(
     `busy_timeout` is how long a write waits for another process's lock before answering 503.
     """
     key = settings.require_secret_key()
+    signer_for(settings)  # a missing or bad DKIM key stops the start, not a sign-up
     limits = signup_limits or SignupLimits()
     csrf = CsrfGuard(key=key, base_url=settings.base_url)
     stores = StorePool(settings.db, clock=clock, size=STORE_THREADS, busy_timeout=busy_timeout)

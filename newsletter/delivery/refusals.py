@@ -1,0 +1,67 @@
+"""What an SMTP refusal is about: the recipient, this one message, or our own sending setup.
+
+Only a refusal of the recipient's address may mark a subscriber bounced. A relay that refuses
+our sender identity, login, TLS or policy (Amazon SES in its sandbox answering "Email address is
+not verified", 5.7.x about the sender, 5.5.x for a command it did not like) would refuse every
+message the same way: that stops the run and changes no subscriber. Pure: replies in, a verdict
+out; delivery/smtp.py turns the verdict into the error the pipeline acts on.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Verdict = Literal["temporary", "stop", "bounce", "failed"]
+
+# Enhanced status 5.1.x is about the recipient address (RFC 3463), except 5.1.7/5.1.8 (sender).
+_ADDRESS_STATUS = re.compile(r"\b5\.1\.(?!7\b|8\b)\d{1,3}\b")
+_UNKNOWN_USER = re.compile(
+    r"user unknown|unknown user|no such (?:user|mailbox|recipient)|mailbox (?:does not exist|not found)"
+    r"|(?:user|mailbox|recipient|address) does not exist|invalid (?:recipient|mailbox)",
+    re.IGNORECASE,
+)
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# Words of a refusal about how we send, not about whom to: the relay's setup, our identity.
+_SETUP = re.compile(
+    r"not verified|sandbox|relay(?:ing)?(?: access)? (?:denied|not permitted|prohibited)"
+    r"|authenticat|starttls|tls required|encryption required|sender|from address"
+    r"|not (?:authorized|permitted|allowed) to send",
+    re.IGNORECASE,
+)
+_AUTH_CODES = frozenset({530, 534, 535, 538})  # RFC 4954: authentication required/failed
+
+
+def is_bounce(code: int, text: str) -> bool:
+    """Whether a 5xx reply says the recipient address does not exist (never mail it again)."""
+    if not 500 <= code < 600:
+        return False
+    if _ADDRESS_STATUS.search(text):
+        return True
+    return code in (550, 551, 553) and bool(_UNKNOWN_USER.search(text))
+
+
+def classify_refusal(*, stage: str, code: int, text: str, sender: str) -> Verdict:
+    """What a refusal at `stage` (MAIL, RCPT or DATA) of one message to one recipient means.
+
+    temporary: 4xx, try again later; stop: our setup is refused, every message would be;
+    bounce: the recipient address does not exist; failed: this message, for good.
+    """
+    if 400 <= code < 500:
+        return "temporary"
+    if stage == "MAIL":
+        return "failed" if code == 552 else "stop"  # 552: this message is too big
+    status = _STATUS.search(text)
+    klass, subject = (status[2], status[3]) if status else ("", "")
+    if (
+        code in _AUTH_CODES
+        or 500 <= code <= 504  # a command or parameter the relay does not accept
+        or klass == "5"  # 5.5.x: protocol
+        or (klass == "1" and subject in ("7", "8"))  # bad sender address
+        or _SETUP.search(text)
+        or (sender and sender.lower() in text.lower())
+    ):
+        return "stop"
+    if stage in ("RCPT", "DATA") and is_bounce(code, text):
+        return "bounce"
+    return "failed"

@@ -1,0 +1,291 @@
+"""`newsletter bounces process`: real DSNs, ARF reports, auto-replies and old-style bounces, built
+with `email.message` around real digest emails, in a real Maildir, mbox and .eml folder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import mailbox
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.bounces.parse import read_report
+from newsletter.cli import main
+from newsletter.config import Settings
+from newsletter.digest.ingest import ingest_paths
+from newsletter.mail.compose import Composer
+from newsletter.mail.outgoing import OutgoingMessage
+from newsletter.store import Store
+
+from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
+
+SETTINGS = Settings().replace(secret_key=TEST_KEY)
+
+
+def clock() -> dt.datetime:
+    return PINNED_NOW
+
+
+@pytest.fixture
+def sent(tmp_path: Path) -> dict[str, OutgoingMessage]:
+    """Three subscribers in tmp_path/b.db and the digest email each was sent."""
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        assert not ingest_paths(store, DIGESTS).failed
+        people = [store.add_subscriber(f"{n}@example.org") for n in ("gone", "full", "angry")]
+        composer = Composer(settings=SETTINGS, digest=store.digest_for(None), clock=clock)
+        messages = {p.email.split("@")[0]: composer.compose(p) for p in people}
+    assert all(messages.values())
+    return {k: v for k, v in messages.items() if v is not None}
+
+
+def dsn(
+    returned: OutgoingMessage | None,
+    *,
+    to: str,
+    recipient: str,
+    status: str = "5.1.1",
+    action: str = "failed",
+    message_id: str = "<dsn1@mx.example.org>",
+) -> bytes:
+    """An RFC 3464 delivery status notification about `recipient`, returning its headers."""
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["From"] = "MAILER-DAEMON@mx.example.org"
+    report["To"] = to
+    report["Delivered-To"] = to
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report["Message-ID"] = message_id
+    report["Auto-Submitted"] = "auto-replied"
+    report.attach(MIMEText("Your message could not be delivered.\n"))
+    status_part = MIMEBase("message", "delivery-status")
+    per_message, per_recipient = Message(), Message()
+    per_message["Reporting-MTA"] = "dns; mx.example.org"
+    per_recipient["Final-Recipient"] = f"rfc822; {recipient}"
+    per_recipient["Action"] = action
+    per_recipient["Status"] = status
+    per_recipient["Diagnostic-Code"] = f"smtp; 550 {status} <{recipient}>: User unknown"
+    status_part.set_payload([per_message, per_recipient])
+    report.attach(status_part)
+    if returned is not None:
+        head = returned.data.partition(b"\r\n\r\n")[0].decode() + "\r\n"
+        report.attach(MIMEText(head, "rfc822-headers"))
+    return report.as_bytes()
+
+
+def arf(original: OutgoingMessage, *, recipient: str) -> bytes:
+    """An RFC 5965 abuse report from a mailbox provider, carrying our original message."""
+    report = MIMEMultipart("report", report_type="feedback-report")
+    report["From"] = "fbl@provider.example"
+    report["To"] = "abuse@localhost"
+    report["Subject"] = "Abuse report"
+    report["Message-ID"] = "<arf1@provider.example>"
+    report.attach(MIMEText("This is an email abuse report.\n"))
+    feedback = MIMEBase("message", "feedback-report")
+    feedback.set_payload(
+        f"Feedback-Type: abuse\nUser-Agent: provider-fbl/1.0\nVersion: 1\n"
+        f"Original-Rcpt-To: {recipient}\n"
+    )
+    report.attach(feedback)
+    inner = MIMEBase("message", "rfc822")
+    inner.set_payload([email.message_from_bytes(original.data)])
+    report.attach(inner)
+    return report.as_bytes()
+
+
+def auto_reply(to: str) -> bytes:
+    reply = MIMEText("I am away until Monday.\n")
+    reply["From"] = "gone@example.org"
+    reply["To"] = to
+    reply["Subject"] = "Out of office: Daily Papers 2024-12-13"
+    reply["Auto-Submitted"] = "auto-replied"
+    reply["Message-ID"] = "<away@example.org>"
+    return reply.as_bytes()
+
+
+def maildir_with(path: Path, *messages: bytes) -> mailbox.Maildir:
+    box = mailbox.Maildir(path, create=True)
+    for data in messages:
+        box.add(data)
+    return box
+
+
+def run(tmp_path: Path, source: Path, *extra: str) -> tuple[int, str, str]:
+    env = {"NEWSLETTER_DB": str(tmp_path / "b.db"), "NEWSLETTER_SECRET_KEY": TEST_KEY}
+    result = CliRunner().invoke(main, ["bounces", "process", str(source), *extra], env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def statuses(tmp_path: Path) -> dict[str, str]:
+    with Store(tmp_path / "b.db") as store:
+        return {s.email.split("@")[0]: s.status for s in store.subscribers()}
+
+
+def test_a_hard_bounce_to_the_verp_address_bounces_that_subscriber_once(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    gone = sent["gone"]
+    # The remote names another address (forwarding) and returns no headers: only the VERP
+    # token says whose it was.
+    box = maildir_with(tmp_path / "Maildir", dsn(None, to=gone.envelope_from, recipient="x@y.org"))
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert code == 0
+    counts = json.loads(out)
+    assert (counts["read"], counts["hard"], counts["bounced"], counts["unknown"]) == (1, 1, 1, 0)
+    assert statuses(tmp_path) == {"gone": "bounced", "full": "active", "angry": "active"}
+    (key,) = box.keys()
+    assert box.get_message(key).get_flags() == "S" and box.get_message(key).get_subdir() == "cur"
+    with Store(tmp_path / "b.db") as store:
+        (record,) = store.bounces(1)
+    assert (record.kind, record.status, record.day) == ("hard", "5.1.1", dt.date(2024, 12, 13))
+    assert record.message_id is None
+    assert "User unknown" in record.diagnostic
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert json.loads(out)["read"] == 0  # flagged: not read again
+
+
+def test_soft_bounces_bounce_after_the_limit_and_files_never_count_twice(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    full = sent["full"]
+
+    def soft(n: int) -> bytes:
+        return dsn(
+            full,
+            to=full.envelope_from,
+            recipient=full.recipient,
+            status="4.2.2",
+            message_id=f"<soft{n}@mx.example.org>",
+        )
+
+    box = mailbox.mbox(tmp_path / "bounces.mbox", create=True)
+    for n in (1, 2):
+        box.add(soft(n))
+    box.flush()
+    code, out, _ = run(tmp_path, tmp_path / "bounces.mbox")
+    assert code == 0
+    assert out.strip().endswith("0 subscribers bounced, 0 unsubscribed")
+    assert "2 soft" in out
+    assert statuses(tmp_path)["full"] == "active"
+    code, out, _ = run(tmp_path, tmp_path / "bounces.mbox", "--json")
+    assert (json.loads(out)["soft"], json.loads(out)["already"]) == (0, 2)
+    box.add(soft(3))
+    box.flush()
+    code, out, _ = run(tmp_path, tmp_path / "bounces.mbox", "--json")
+    assert (json.loads(out)["soft"], json.loads(out)["bounced"]) == (1, 1)
+    assert statuses(tmp_path)["full"] == "bounced"
+
+
+def test_a_complaint_unsubscribes_and_delays_and_auto_replies_change_nothing(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    folder = tmp_path / "eml"
+    folder.mkdir()
+    angry, gone = sent["angry"], sent["gone"]
+    (folder / "1.eml").write_bytes(arf(angry, recipient=angry.recipient))
+    (folder / "2.eml").write_bytes(
+        dsn(
+            gone,
+            to=gone.envelope_from,
+            recipient=gone.recipient,
+            status="4.4.1",
+            action="delayed",
+            message_id="<late@mx.example.org>",
+        )
+    )
+    (folder / "3.eml").write_bytes(auto_reply(gone.envelope_from))
+    (folder / "4.eml").write_bytes(b"From: a@b.example\r\nSubject: hello\r\n\r\nJust a letter.\r\n")
+    code, out, _ = run(tmp_path, folder, "--json")
+    counts = json.loads(out)
+    assert code == 0
+    assert (counts["complaints"], counts["unsubscribed"], counts["ignored"], counts["unknown"]) == (
+        1,
+        1,
+        2,
+        1,
+    )
+    assert statuses(tmp_path) == {"gone": "active", "full": "active", "angry": "unsubscribed"}
+    with Store(tmp_path / "b.db") as store:
+        (record,) = store.bounces(3)
+    assert (record.kind, record.diagnostic, record.message_id) == (
+        "complaint",
+        "abuse",
+        angry.message_id,
+    )
+    code, out, _ = run(tmp_path, folder, "--json")
+    assert (json.loads(out)["already"], json.loads(out)["unknown"]) == (3, 1)
+
+
+def test_without_verp_our_message_id_then_the_recipient_names_the_subscriber(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    gone, full = sent["gone"], sent["full"]
+    by_id = dsn(gone, to="bounces@localhost", recipient="forwarded@elsewhere.example")
+    by_address = dsn(
+        None, to="bounces@localhost", recipient=full.recipient, message_id="<dsn2@mx.example.org>"
+    )
+    maildir_with(tmp_path / "Maildir", by_id, by_address)
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert (code, json.loads(out)["bounced"]) == (0, 2)
+    assert statuses(tmp_path) == {"gone": "bounced", "full": "bounced", "angry": "active"}
+
+
+def test_a_forged_verp_token_names_nobody(tmp_path: Path, sent: dict[str, OutgoingMessage]) -> None:
+    real = sent["gone"].envelope_from
+    forged = real[: -len("@localhost") - 1] + ("0" if real[-11] != "0" else "1") + "@localhost"
+    maildir_with(tmp_path / "Maildir", dsn(None, to=forged, recipient="stranger@else.example"))
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    counts = json.loads(out)
+    assert (code, counts["hard"], counts["not_ours"], counts["bounced"]) == (0, 1, 1, 0)
+    assert set(statuses(tmp_path).values()) == {"active"}
+
+
+QMAIL = b"""From: MAILER-DAEMON@mx.example.org\r
+To: bounces+%s@localhost\r
+Subject: failure notice\r
+Message-ID: <qmail1@mx.example.org>\r
+\r
+Hi. This is the qmail-send program at mx.example.org.\r
+I'm afraid I wasn't able to deliver your message to the following addresses.\r
+This is a permanent error; I've given up. Sorry it didn't work out.\r
+\r
+<gone@example.org>:\r
+Sorry, no mailbox here by that name. (#5.1.1)\r
+\r
+--- Below this line is a copy of the message.\r
+\r
+Subject: Daily Papers\r
+"""
+
+
+def test_a_non_standard_bounce_is_read_by_flufl_bounce(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    token = sent["gone"].envelope_from.split("+")[1].split("@")[0]
+    report = read_report(QMAIL % token.encode())
+    assert (report.kind, report.recipients, report.tokens) == (
+        "hard",
+        ("gone@example.org",),
+        (token,),
+    )
+    maildir_with(tmp_path / "Maildir", QMAIL % token.encode())
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert (code, json.loads(out)["bounced"]) == (0, 1)
+    assert statuses(tmp_path)["gone"] == "bounced"
+
+
+def test_a_source_that_is_no_mailbox_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello\n")
+    code, out, err = run(tmp_path, tmp_path / "notes.txt")
+    assert (code, out) == (1, "")
+    assert (
+        err
+        == f"error: {tmp_path / 'notes.txt'}: not an mbox file (it does not start with 'From ')\n"
+    )
+    code, _, err = run(tmp_path, tmp_path / "missing")
+    assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
