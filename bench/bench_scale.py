@@ -1,6 +1,6 @@
 """Scale with real subscribers: every profile different, against Postfix's own tools.
 
-For each size (1k, 20k, 100k subscribers; filters from bench/profiles.py, no two alike):
+For each size (1k, 20k, 100k subscribers; filters from bench/subscribers.py, no two alike):
 - compose alone: every subscriber's message built in this process, CPU seconds -> per core;
 - send: the real `newsletter send` (a subprocess: ledger claim, compose, SMTP, ledger outcome)
   into Postfix's `smtp-sink`, and in the same run Postfix's `smtp-source -s 16 -d` sending as
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.profiles import realistic_filters, vocabulary  # noqa: E402
+from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
