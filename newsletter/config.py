@@ -9,246 +9,26 @@ setting and its source: the file and key, the environment variable or the option
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import email.policy
-import ipaddress
-import math
 import os
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.errors import NonASCIILocalPartDefect
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from . import setting_kinds as kinds
 from .errors import ConfigError
+from .setting_kinds import KEY_HOWTO, WEEKDAYS, Kind, Secret, key_weakness
+
+__all__ = ["WEEKDAYS", "ConfigError", "Secret", "Settings", "key_weakness", "load_settings"]
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("newsletter.toml")
+
+
 # A signing key must look like 32 random bytes: a subscriber holds tokens signed with it and can
 # try keys offline, so a short or patterned one falls in seconds.
-MIN_KEY_LENGTH = 43  # len(secrets.token_urlsafe(32))
-MIN_KEY_DISTINCT = 10
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-KEY_HOWTO = 'generate one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
-
-
-class Secret(str):
-    """A string that hides itself when printed or logged."""
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    def reveal(self) -> str:
-        return str.__str__(self)
-
-    def __str__(self) -> str:
-        return "**********"
-
-
-def key_weakness(key: str) -> str | None:
-    """Why `key` cannot sign subscriber links, or None when it can; never quotes the key."""
-    if len(key) < MIN_KEY_LENGTH:
-        return f"length {len(key)}, under {MIN_KEY_LENGTH} characters"
-    distinct = len(set(key))
-    if distinct < MIN_KEY_DISTINCT:
-        return f"only {distinct} different characters, fewer than {MIN_KEY_DISTINCT}"
-    # The shortest period: a pattern repeated at least twice ("abc123abc123...") adds no entropy.
-    for period in range(1, len(key) // 2 + 1):
-        if key[period:] == key[:-period]:
-            return f"a {period}-character pattern repeated"
-    return None
-
-
-Kind = Callable[[Any], Any]  # coerces one setting's raw value; ValueError(reason) when it cannot
-
-# Line breaks (CR, LF, NEL, U+2028/9) and other control characters: no setting may hold one,
-# because several end up in email headers and every one ends up in a one-line message.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
-_WHOLE = re.compile(r"[+-]?[0-9]+")
-
-
-def _text(value: Any) -> str:
-    """A string on one line (TOML lists, tables and numbers are refused)."""
-    if not isinstance(value, str):
-        raise ValueError(f"must be a string, not a {_toml_type(value)}")
-    if _CONTROL.search(value):
-        raise ValueError("must not contain line breaks or control characters")
-    return value
-
-
-def _whole(minimum: int, maximum: int | None = None, *, what: str = "a whole number") -> Kind:
-    """An integer in [minimum, maximum]; a float, even 7.0, is refused."""
-    bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
-
-    def kind(value: Any) -> int:
-        if isinstance(value, str) and _WHOLE.fullmatch(value.strip()):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be {what} {bounds}")
-        if value < minimum or (maximum is not None and value > maximum):
-            raise ValueError(f"must be {what} {bounds}")
-        return value
-
-    return kind
-
-
-def _number(minimum: float, *, above: bool = False) -> Kind:
-    """A finite number at least `minimum` (more than it when `above`)."""
-    bounds = f"more than {minimum:g}" if above else f"at least {minimum:g}"
-
-    def kind(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise ValueError(f"must be a number {bounds}")
-        try:
-            result = float(value)
-        except ValueError:
-            raise ValueError(f"must be a number {bounds}") from None
-        if not math.isfinite(result) or result < minimum or (above and result == minimum):
-            raise ValueError(f"must be a number {bounds}")
-        return result
-
-    return kind
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    lowered = _text(value).strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _choice(*options: str) -> Kind:
-    def kind(value: Any) -> str:
-        if _text(value) not in options:
-            raise ValueError(f"must be {', '.join(options[:-1])} or {options[-1]}")
-        return str(value)
-
-    return kind
-
-
-def _path(*, optional: bool = False) -> Kind:
-    def kind(value: Any) -> Path | None:
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if _text(value) == "":
-            if optional:
-                return None
-            raise ValueError("must name a file or folder")
-        return Path(value)
-
-    return kind
-
-
-def _url(value: Any) -> str:
-    parts = urlsplit(_text(value))
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("must be an absolute http(s) URL")
-    return str(value)
-
-
-def _host(value: Any) -> str:
-    """An IP address or a host name (international names allowed, as IDNA)."""
-    name = _text(value)
-    with contextlib.suppress(ValueError):
-        return str(ipaddress.ip_address(name))
-    try:
-        ascii_name = name.encode("idna").decode("ascii")
-    except UnicodeError:
-        ascii_name = ""
-    labels = ascii_name.removesuffix(".").split(".")
-    if len(ascii_name) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
-        raise ValueError("must be a host name or an IP address")
-    return name
-
-
-def _mailbox(*, display_name: bool, optional: bool = False) -> Kind:
-    """One email address, with a display name ("Name <a@b>") when `display_name`."""
-    shape = (
-        '"Name <name@example.com>" or "name@example.com"' if display_name else "name@example.com"
-    )
-
-    def kind(value: Any) -> str:
-        address = _text(value)
-        if optional and address == "":
-            return address
-        header = email.policy.default.header_factory("To", address)
-        found = header.addresses
-        defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
-        if (
-            defects
-            or len(found) != 1
-            or not (found[0].username and found[0].domain)
-            or (not display_name and address.strip() != found[0].addr_spec)
-        ):
-            raise ValueError(f"must be one email address such as {shape}")
-        return address
-
-    return kind
-
-
-def _optional(kind: Kind) -> Kind:
-    """`kind`, or "" when the value is empty (the setting is off)."""
-
-    def optional(value: Any) -> Any:
-        return "" if value == "" else kind(value)
-
-    return optional
-
-
-def _dns_label(value: Any) -> str:
-    if not _HOST_LABEL.fullmatch(_text(value)):
-        raise ValueError('must be one DNS label such as "news2024"')
-    return str(value)
-
-
-def _list_id(value: Any) -> str:
-    if not _DOT_ATOM.fullmatch(_text(value)) or "." not in value:
-        raise ValueError('must be a domain-like name such as "daily-papers.example.com"')
-    return str(value)
-
-
-def _topics(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ValueError('must be a table of name = "keyword; keyword"')
-    return {
-        _text(name): "; ".join(map(_text, v)) if isinstance(v, list) else _text(v)
-        for name, v in value.items()
-    }
-
-
-def _networks(value: Any) -> tuple[str, ...]:
-    """IP addresses or CIDR networks: a TOML list, or one comma-separated string."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise ValueError(f"must be a list of IP addresses or networks, not a {_toml_type(value)}")
-    found = tuple(_text(item).strip() for item in items if _text(item).strip())
-    for item in found:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
-    return found
-
-
-def _secret(value: Any) -> Secret | None:
-    return Secret(_text(value)) if value else None
-
-
-def _toml_type(value: Any) -> str:
-    kinds = {bool: "boolean", int: "number", float: "number", list: "list", dict: "table"}
-    return next((n for t, n in kinds.items() if isinstance(value, t)), type(value).__name__)
-
-
 def _setting(
     default: Any, help: str, *, kind: Kind, section: str = "", secret: bool = False
 ) -> Any:
@@ -259,200 +39,198 @@ def _setting(
     return field(default=default, metadata=metadata)
 
 
-_PORT = _whole(1, 65535, what="a port number")
-_AT_LEAST_1 = _whole(1)
-
-
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the service, with its help text and kind next to it."""
 
     # [store]
-    db: Path = _setting(Path("newsletter.db"), "SQLite database file.", kind=_path())
+    db: Path = _setting(Path("newsletter.db"), "SQLite database file.", kind=kinds.path())
     # [site]
     base_url: str = _setting(
         "http://127.0.0.1:8000",
         "Absolute URL where the site and feeds are published.",
-        kind=_url,
+        kind=kinds.url,
         section="site",
     )
     site_title: str = _setting(
         "Daily Papers",
         "Name of the digest in feeds, pages and emails.",
-        kind=_text,
+        kind=kinds.text,
         section="site",
     )
     site_dir: Path = _setting(
-        Path("site"), "Folder `build` writes and `serve` serves.", kind=_path(), section="site"
+        Path("site"), "Folder `build` writes and `serve` serves.", kind=kinds.path(), section="site"
     )
     feed_days: int = _setting(
-        30, "How many of the newest days the feeds cover.", kind=_AT_LEAST_1, section="site"
+        30, "How many of the newest days the feeds cover.", kind=kinds.AT_LEAST_1, section="site"
     )
     private_feed_bytes: int = _setting(
         512 * 1024,
         "Most bytes of a subscriber's private feed; its oldest papers are left out beyond it.",
-        kind=_whole(4096),
+        kind=kinds.whole(4096),
         section="site",
     )
     weekly_papers: int = _setting(
         10,
         "Papers per week in the weekly feeds (most votes first).",
-        kind=_AT_LEAST_1,
+        kind=kinds.AT_LEAST_1,
         section="site",
     )
     topics: dict[str, str] = _setting(
-        {}, 'Topic feeds: name = "keyword; keyword".', kind=_topics, section="topics"
+        {}, 'Topic feeds: name = "keyword; keyword".', kind=kinds.topics, section="topics"
     )
     # [email]
     from_address: str = _setting(
         "Daily Papers <digest@localhost>",
         "From header of every email.",
-        kind=_mailbox(display_name=True),
+        kind=kinds.mailbox(display_name=True),
         section="email",
     )
     reply_to: str = _setting(
         "",
         "Reply-To header (empty: none).",
-        kind=_mailbox(display_name=True, optional=True),
+        kind=kinds.mailbox(display_name=True, optional=True),
         section="email",
     )
     envelope_from: str = _setting(
         "bounces@localhost",
         "Envelope sender (where bounces go), separate from From.",
-        kind=_mailbox(display_name=False),
+        kind=kinds.mailbox(display_name=False),
         section="email",
     )
     list_id: str = _setting(
         "daily-papers.localhost",
         "List-Id of the newsletter (a domain-like name).",
-        kind=_list_id,
+        kind=kinds.list_id,
         section="email",
     )
     unsubscribe_mailto: str = _setting(
         "unsubscribe@localhost",
         "Mailbox offered in List-Unsubscribe next to the https link.",
-        kind=_mailbox(display_name=False, optional=True),
+        kind=kinds.mailbox(display_name=False, optional=True),
         section="email",
     )
     max_papers_per_email: int = _setting(
         20,
         "Cap on paper cards per email, to stay under Gmail's 102 KB clip.",
-        kind=_AT_LEAST_1,
+        kind=kinds.AT_LEAST_1,
         section="email",
     )
     send_empty: bool = _setting(
         False,
         "Send an email even when a subscriber's selection is empty.",
-        kind=_boolean,
+        kind=kinds.boolean,
         section="email",
     )
     weekly_day: str = _setting(
         "monday",
         "Weekday on which `newsletter run` sends the weekly edition of the week before.",
-        kind=_choice(*WEEKDAYS),
+        kind=kinds.choice(*WEEKDAYS),
         section="email",
     )
     template_dir: Path | None = _setting(
         None,
         "Folder of templates overriding the packaged ones.",
-        kind=_path(optional=True),
+        kind=kinds.path(optional=True),
         section="email",
     )
     # [smtp]
     smtp_host: str = _setting(
         "127.0.0.1",
         "SMTP server (a relay: Postfix, SES, Postmark...).",
-        kind=_host,
+        kind=kinds.host,
         section="smtp",
     )
-    smtp_port: int = _setting(25, "SMTP port.", kind=_PORT, section="smtp")
+    smtp_port: int = _setting(25, "SMTP port.", kind=kinds.PORT, section="smtp")
     smtp_tls: str = _setting(
         "starttls",
         "TLS mode: starttls, tls or none (never a silent downgrade).",
-        kind=_choice("starttls", "tls", "none"),
+        kind=kinds.choice("starttls", "tls", "none"),
         section="smtp",
     )
-    smtp_user: str = _setting("", "SMTP user name.", kind=_text, section="smtp")
+    smtp_user: str = _setting("", "SMTP user name.", kind=kinds.text, section="smtp")
     smtp_password: Secret | None = _setting(
-        None, "SMTP password (environment only).", kind=_secret, section="smtp", secret=True
+        None, "SMTP password (environment only).", kind=kinds.secret, section="smtp", secret=True
     )
     smtp_timeout: float = _setting(
         30.0,
         "Seconds to wait for connect and for each SMTP reply, DATA included.",
-        kind=_number(0, above=True),
+        kind=kinds.number(0, above=True),
         section="smtp",
     )
-    concurrency: int = _setting(8, "Parallel SMTP connections.", kind=_AT_LEAST_1, section="smtp")
+    concurrency: int = _setting(
+        8, "Parallel SMTP connections.", kind=kinds.AT_LEAST_1, section="smtp"
+    )
     rate: float = _setting(
-        0.0, "Messages per second at most (0: no limit).", kind=_number(0), section="smtp"
+        0.0, "Messages per second at most (0: no limit).", kind=kinds.number(0), section="smtp"
     )
     messages_per_connection: int = _setting(
-        100, "Recycle a connection after this many messages.", kind=_AT_LEAST_1, section="smtp"
+        100, "Recycle a connection after this many messages.", kind=kinds.AT_LEAST_1, section="smtp"
     )
     retries: int = _setting(
         3,
         "Attempts per message on temporary failures before leaving it deferred.",
-        kind=_AT_LEAST_1,
+        kind=kinds.AT_LEAST_1,
         section="smtp",
     )
     # [dkim]
     dkim_selector: str = _setting(
         "",
         "DKIM selector: the key is published at SELECTOR._domainkey.DOMAIN (empty: no signing).",
-        kind=_optional(_dns_label),
+        kind=kinds.optional(kinds.dns_label),
         section="dkim",
     )
     dkim_domain: str = _setting(
         "",
         "DKIM signing domain (d=), normally the From address's domain.",
-        kind=_optional(_host),
+        kind=kinds.optional(kinds.host),
         section="dkim",
     )
     dkim_key_file: Path | None = _setting(
         None,
         "PEM private key (RSA or ed25519) made by `newsletter dkim keygen`.",
-        kind=_path(optional=True),
+        kind=kinds.path(optional=True),
         section="dkim",
     )
     # [bounces]
     bounces_soft_limit: int = _setting(
         3,
         "Soft bounces (4.x.x) within bounces_soft_days that mark a subscriber bounced.",
-        kind=_AT_LEAST_1,
+        kind=kinds.AT_LEAST_1,
         section="bounces",
     )
     bounces_soft_days: int = _setting(
-        14, "Days over which soft bounces count.", kind=_AT_LEAST_1, section="bounces"
+        14, "Days over which soft bounces count.", kind=kinds.AT_LEAST_1, section="bounces"
     )
     # [serve]
     serve_host: str = _setting(
-        "127.0.0.1", "Address `serve` listens on.", kind=_host, section="serve"
+        "127.0.0.1", "Address `serve` listens on.", kind=kinds.host, section="serve"
     )
-    serve_port: int = _setting(8000, "Port `serve` listens on.", kind=_PORT, section="serve")
+    serve_port: int = _setting(8000, "Port `serve` listens on.", kind=kinds.PORT, section="serve")
     trusted_proxies: tuple[str, ...] = _setting(
         (),
         "Reverse proxies (IPs or CIDR networks) whose X-Forwarded-For names the client; "
         "empty: X-Forwarded-For is never believed.",
-        kind=_networks,
+        kind=kinds.networks,
         section="serve",
     )
     serve_max_connections: int = _setting(
         1000,
         "Open connections `serve` keeps at most (requests beyond get 503, connections are closed).",
-        kind=_whole(1),
+        kind=kinds.whole(1),
         section="serve",
     )
     serve_header_timeout: float = _setting(
         10.0,
         "Seconds a client may take to send a request's headers.",
-        kind=_number(0, above=True),
+        kind=kinds.number(0, above=True),
         section="serve",
     )
     # secrets
     secret_key: Secret | None = _setting(
         None,
         "Key that signs unsubscribe, preference and feed tokens (environment only).",
-        kind=_secret,
+        kind=kinds.secret,
         secret=True,
     )
 

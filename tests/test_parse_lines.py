@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
+from newsletter.digest.lines import Heading, classify
 from newsletter.digest.parse import parse_digest
 from newsletter.errors import DigestError
 
@@ -173,3 +174,18 @@ def test_overlong_line_is_an_error_naming_it() -> None:
         parse_digest(text, source="d.md")
     assert time.perf_counter() - start < 1.0
     assert str(info.value) == "d.md:6: line is 1,020,005 characters long; at most 100,000"
+
+
+@pytest.mark.parametrize("junk", ["\x00", "\u200b", "\x1b", "\ufeff", "\u00a0", " ", "\t"])
+def test_an_invisible_character_inside_the_hashes_keeps_the_heading(junk: str) -> None:
+    # Found by the fuzz test: "#\x00## [Title](...)" was read as text and its paper dropped.
+    found = classify(f"#{junk}## [Step-DPO](https://arxiv.org/abs/2406.18629)")
+    assert isinstance(found, Heading) and found.level == 3
+    assert found.link == ("Step-DPO", "https://arxiv.org/abs/2406.18629")
+
+
+def test_a_paper_heading_inside_a_line_is_an_error_not_a_lost_paper(tmp_path: Path) -> None:
+    # Found by the fuzz test: "¡### [Title](...)" was read as text, its paper dropped.
+    text = "## Daily Papers (2024-06-28)\n\n¡### [Step-DPO](https://arxiv.org/abs/2406.18629)\nVote: 3\n"
+    with pytest.raises(DigestError, match=r"x\.md:3: a paper heading .* must start its line"):
+        parse_digest(text, source="x.md")

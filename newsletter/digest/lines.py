@@ -100,9 +100,25 @@ def split_link(text: str) -> tuple[str, str] | None:
     return text[1:split].strip(), url
 
 
+def _hashes(line: str) -> tuple[int, str]:
+    """The heading level and what follows: every "#" of the leading run counts, even with
+    spacing or invisible characters between them ("#\u00a0## [Title](...)" is level 3)."""
+    level, i, n = 0, 0, len(line)
+    while i < n:
+        if line[i] == "#":
+            level, i = level + 1, i + 1
+            continue
+        j = i
+        while j < n and _invisible(line[j]):
+            j += 1
+        if j in (i, n) or line[j] != "#":
+            break
+        i = j
+    return level, line[i:]
+
+
 def _heading(line: str) -> DayHeader | Heading | None:
-    level = len(line) - len(line.lstrip("#"))
-    rest = line[level:]
+    level, rest = _hashes(line)
     # "#hashtag" or "#1 paper" is text; "#", "# Title", "##Title" and "###[Title](url)" are
     # headings: prose rarely starts with two "#", a digest heading missing its space often does.
     if level == 1 and rest and not rest[0].isspace() and rest[0] != "[":
@@ -138,6 +154,10 @@ def classify(raw: str) -> Line | None:
     line = clean(raw)
     if not line:
         return None
+    if line.startswith("#") and not line.isprintable():
+        # A control or zero-width character inside a heading ("#\x00## [Title](...)") must
+        # not turn it into text: a paper would be lost with only a warning.
+        line = "".join(ch for ch in line if unicodedata.category(ch) not in ("Cc", "Cf"))
     if line.startswith("#") and (heading := _heading(line)) is not None:
         return heading
     if (image := _image(line)) is not None:

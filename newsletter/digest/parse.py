@@ -31,6 +31,9 @@ _ARXIV_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.c
 # SQLite's 64-bit INTEGER and Python's 4,300-digit int() limit, so a typo fails its file.
 MAX_VOTES = 10_000_000
 # Real lines are under 1,000 characters; a longer one is a broken file, not a long abstract.
+# Hashes then "[" near the start of a line that links somewhere: a paper heading with a stray
+# character in it (anchored and bounded, so a hostile line costs one pass).
+_HIDDEN_HEADING = re.compile(r"[^\[\]]{0,12}?#\s*\[")
 MAX_LINE_CHARS = 100_000
 _NO_VOTES = ("-", "–", "—", "")
 
@@ -181,6 +184,15 @@ class _Parser:
                 raise self.error("a second '## Daily Papers' header", number)
             self.date = _parse_date(kind.date, source=self.source, line=number)
             return
+        if (
+            not (isinstance(kind, Heading) and kind.link)
+            and "](http" in raw
+            and _HIDDEN_HEADING.match(raw)
+        ):
+            # "¡### [Title](https://...)" or "##¡# [Title](...)": a paper heading spoiled by a
+            # stray character would otherwise be text or another heading, and its paper lost
+            # with only a warning.
+            raise self.error("a paper heading ('### [Title](url)') must start its line", number)
         if isinstance(kind, Heading):
             self.heading(number, kind)
             return

@@ -16,9 +16,7 @@ whole, once per selection.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,13 +30,21 @@ from ..config import Settings
 from ..errors import TemplateError
 from ..model import Digest, Filters, Paper
 from .fragments import (
-    Insert,
     NotSpliceable,
-    Template,
-    common_position,
-    inserts,
-    list_separators,
-    template,
+)
+from .pieces import (
+    CARDS,
+    FILTERS,
+    FRAME_HOLES,
+    NUMBER,
+    REASONS,
+    VARIANTS,
+    Format,
+    Render,
+    crlf,
+    ended,
+    fill,
+    raw_bytes,
 )
 from .render import (
     HTML_BUDGET,
@@ -55,169 +61,7 @@ from .render import (
     render_template,
     subject_for,
 )
-from .splice import Piece, Static, piece
-
-VARIANTS = ("empty", "cards", "more")  # no paper / cards only / cards and "N more" button
-CARDS = "cards"  # the frame's hole where the cards go
-NUMBER, REASONS, FILTERS = "number", "reasons", "filters"
-FRAME_HOLES = ("subject", "preheader", "total", "shown", "more", *PERSONAL_FIELDS)
-_NEWLINES = re.compile(r"\r\n|\r|\n")
-_PERSONAL = frozenset((*PERSONAL_FIELDS, FILTERS, CARDS, NUMBER, REASONS))
-LEADS = 1024  # frame beginnings kept ready per format (~17 KB each with their base64)
-
-Render = Callable[[Sequence[Card], str, Mapping[str, object]], str]
-
-
-def _crlf(text: str) -> bytes:
-    return _NEWLINES.sub("\r\n", text).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """A template ready to fill: a sequence of pieces and hole names, and its static size."""
-
-    template: Template
-    sequence: tuple[Piece | str, ...]  # bytes/Static: CRLF body pieces; str: a hole's name
-    size: int  # UTF-8 bytes of the statics as rendered (LF), for the size budget
-    counts: tuple[tuple[str, int], ...]  # each hole's name and how often it occurs
-    lead: int  # sequence items before the first hole that differs per subscriber
-    lead_holes: tuple[str, ...]  # the holes among them (subject, preheader, count...)
-
-    @classmethod
-    def of(cls, tpl: Template) -> _Part:
-        sequence: list[Piece | str] = []
-        for i, static in enumerate(tpl.statics):
-            if static:
-                sequence.append(piece(_crlf(static)))
-            if i < len(tpl.holes):
-                sequence.append(tpl.holes[i])
-        counts = tuple(collections.Counter(tpl.holes).items())
-        lead = next(
-            (i for i, item in enumerate(sequence) if isinstance(item, str) and item in _PERSONAL),
-            len(sequence),
-        )
-        holes = tuple(item for item in sequence[:lead] if isinstance(item, str))
-        size = sum(len(s.encode()) for s in tpl.statics)
-        return cls(tpl, tuple(sequence), size, counts, lead, holes)
-
-
-@dataclass(frozen=True, slots=True)
-class _Card:
-    part: _Part
-    extras: frozenset[int]  # the stretches this card adds to the frame (e.g. a head style)
-    lead: tuple[str, ...]  # the statics and number holes before any other hole
-    rest: tuple[Piece | str, ...]  # the sequence after them
-    heads: dict[bytes, Piece] = dataclasses.field(default_factory=dict, compare=False)
-
-    @classmethod
-    def of(cls, part: _Part, extras: frozenset[int]) -> _Card:
-        tpl = part.template
-        stop = next((i for i, h in enumerate(tpl.holes) if h != NUMBER), len(tpl.holes))
-        lead = tpl.statics[: stop + 1]
-        rest: list[Piece | str] = []
-        for i in range(stop, len(tpl.holes)):
-            rest.append(tpl.holes[i])
-            if tpl.statics[i + 1]:
-                rest.append(piece(_crlf(tpl.statics[i + 1])))
-        return cls(part, extras, lead, tuple(rest))
-
-    def head(self, number: bytes) -> Piece:
-        """The card up to its first hole other than its number, with the number in (cached)."""
-        found = self.heads.get(number)
-        if found is None:
-            found = self.heads[number] = piece(_crlf(number.decode().join(self.lead)))
-        return found
-
-
-class _Format:
-    """One body format (HTML or plain text) of the day: frames and cards as templates."""
-
-    def __init__(
-        self,
-        *,
-        render: Callable[[Sequence[Card], str], str],
-        cards: Sequence[Card],
-        markers: Mapping[str, str],
-        pairs: Mapping[str, tuple[str, str]],
-    ) -> None:
-        self.render = render
-        self.markers = markers  # marker -> hole name
-        self.pairs = pairs
-        self.cards_marker = next(m for m, n in markers.items() if n == NUMBER) + "cards"
-        self.bases = {variant: render([], variant) for variant in VARIANTS}
-        self.points: dict[str, int] = {}
-        self.extras: list[tuple[str, int, str]] = []  # id -> (variant, position, stretch)
-        self.cards: dict[tuple[str, int, bool], _Card] = {}
-        self.frames: dict[tuple[str, frozenset[int]], _Part] = {}
-        # The frame up to its first personal value, filled and ready to encode, by its values.
-        self.leads: collections.OrderedDict[tuple[object, ...], Static] = collections.OrderedDict()
-        self.separators: dict[str, str] = {}
-        for variant in ("cards", "more"):
-            self._split(variant, cards)
-        for variant in VARIANTS:  # also learns how the frame joins the filters
-            self.frame(variant, frozenset())
-
-    def _split(self, variant: str, cards: Sequence[Card]) -> None:
-        number = next(m for m, n in self.markers.items() if n == NUMBER)
-        base = self.bases[variant]
-        found: dict[tuple[int, bool], tuple[Insert, list[Insert]]] = {}
-        for index, card in enumerate(cards):
-            for chips in (False, True):
-                grown = self.render([_chipped(card, self.pairs, chips=chips)], variant)
-                stretches = inserts(base, grown)
-                mine = [s for s in stretches if number in s.text]
-                if len(mine) != 1:
-                    raise NotSpliceable("a card's number is not in exactly one inserted stretch")
-                found[index, chips] = (mine[0], [s for s in stretches if s is not mine[0]])
-        point = common_position([own for own, _ in found.values()])
-        self.points[variant] = point
-        groups: dict[str, list[Insert]] = {}
-        for _, others in found.values():
-            for other in others:
-                groups.setdefault(other.text, []).append(other)
-        ids: dict[str, int] = {}
-        for text, members in groups.items():
-            where = common_position(members)
-            ids[text] = len(self.extras)
-            self.extras.append((variant, where, members[0].at(where)))
-        for (index, chips), (own, others) in found.items():
-            text, seps = list_separators(own.at(point), self.pairs)
-            self._agree(seps)
-            self.cards[variant, index, chips] = _Card.of(
-                _Part.of(template(text, self.markers)), frozenset(ids[o.text] for o in others)
-            )
-
-    def _agree(self, seps: Mapping[str, str]) -> None:
-        for name, sep in seps.items():
-            if self.separators.setdefault(name, sep) != sep:
-                raise NotSpliceable(f"{name} is joined in more than one way")
-
-    def frame(self, variant: str, extras: frozenset[int]) -> _Part:
-        """The frame of `variant` with the stretches `extras` added and a hole for the cards."""
-        key = (variant, extras)
-        found = self.frames.get(key)
-        if found is None:
-            stretches = []
-            for i in extras:
-                owner, position, text = self.extras[i]
-                if owner != variant:
-                    raise NotSpliceable("a card's stretch belongs to another variant")
-                stretches.append((position, 1, text))
-            if variant != "empty":
-                stretches.append((self.points[variant], 0, self.cards_marker))
-            text = self.bases[variant]
-            # From the end, so earlier positions stay valid; at one position the cards go last.
-            for position, _, stretch in sorted(stretches, reverse=True):
-                text = text[:position] + stretch + text[position:]
-            text, seps = list_separators(text, self.pairs)
-            self._agree(seps)
-            found = _Part.of(template(text, {**self.markers, self.cards_marker: CARDS}))
-            self.frames[key] = found
-        return found
-
-
-def _chipped(card: Card, pairs: Mapping[str, tuple[str, str]], *, chips: bool) -> Card:
-    return dataclasses.replace(card, reasons=pairs[REASONS] if chips else ())
+from .splice import Piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +125,10 @@ class DayEmail:
         self._day = day_values(settings=settings, digest=digest, weekly=weekly)
         cards = [dataclasses.replace(paper_card(p), number=marker[NUMBER]) for p in papers]
         try:
-            self._html = _Format(
+            self._html = Format(
                 render=self._marked(self._html_of), cards=cards, markers=holes, pairs=pairs
             )
-            self._text = _Format(
+            self._text = Format(
                 render=self._marked(self._text_of), cards=cards, markers=holes, pairs=pairs
             )
             self._check(papers)
@@ -347,14 +191,14 @@ class DayEmail:
                 (self._html, self._html_of, _escaped),
                 (self._text, self._text_of, str),
             ):
-                whole = _crlf(render(cards, variant, hostile))
+                whole = crlf(render(cards, variant, hostile))
                 values = {name: quote(str(hostile[name])).encode() for name in FRAME_HOLES}
                 sep = fmt.separators.get(FILTERS, "")
                 values[FILTERS] = sep.join(quote(f) for f in parts).encode()
                 chip = fmt.separators.get(REASONS, "").join(quote(r) for r in reasons).encode()
                 rows = [(i, chips, str(n).encode(), chip) for n, (i, chips) in enumerate(chosen, 1)]
-                pieces = _fill(fmt, variant, rows, values)
-                if b"".join(_raw(p) for p in pieces) != _ended(whole):
+                pieces = fill(fmt, variant, rows, values)
+                if b"".join(raw_bytes(p) for p in pieces) != ended(whole):
                     raise NotSpliceable(f"the {variant} email does not split into frame and cards")
 
     # One subscriber --------------------------------------------------------------------
@@ -429,13 +273,13 @@ class DayEmail:
             preheader=head.preheader,
             shown=shown,
             total=total,
-            html=_fill(
+            html=fill(
                 self._html,
                 variant,
                 [(i, c, n, ch.html if ch else b"") for i, c, n, ch in shown_rows],
                 html,
             ),
-            text=_fill(
+            text=fill(
                 self._text,
                 variant,
                 [(i, c, n, ch.text if ch else b"") for i, c, n, ch in shown_rows],
@@ -484,63 +328,3 @@ def _variant(total: int, shown: int) -> str:
 
 def _escaped(text: str) -> str:
     return str(escape(text))
-
-
-def _raw(item: Piece) -> bytes:
-    return item if isinstance(item, bytes) else item.data
-
-
-def _ended(body: bytes) -> bytes:
-    """A body as sent: CRLF line ends and a final line break."""
-    return body if body.endswith(b"\r\n") else body + b"\r\n"
-
-
-def _fill(
-    fmt: _Format,
-    variant: str,
-    rows: Sequence[tuple[int, bool, bytes, bytes]],
-    values: Mapping[str, bytes],
-) -> tuple[Piece, ...]:
-    """The body's pieces: the frame with its values, the cards (number, chips) in its hole."""
-    cards = [fmt.cards[variant, index, chips] for index, chips, _, _ in rows]
-    extras = frozenset().union(*(card.extras for card in cards))
-    out: list[Piece] = []
-    append = out.append
-    frame = fmt.frame(variant, extras)
-    if frame.lead:
-        # Everything before the greeting depends on a few values only, and starts the body:
-        # one block, encoded once, serves every subscriber with the same count and first paper.
-        key = (variant, extras, *(values[h] for h in frame.lead_holes))
-        block = fmt.leads.get(key)
-        if block is None:
-            block = Static(
-                b"".join(
-                    values[item] if isinstance(item, str) else _raw(item)
-                    for item in frame.sequence[: frame.lead]
-                )
-            )
-            fmt.leads[key] = block
-            if len(fmt.leads) > LEADS:
-                fmt.leads.popitem(last=False)
-        append(block)
-    for item in frame.sequence[frame.lead :]:
-        if not isinstance(item, str):
-            append(item)
-        elif item != CARDS:
-            append(values[item])
-        else:
-            for card, (_, _, number, chip) in zip(cards, rows, strict=True):
-                append(card.head(number))
-                for part in card.rest:
-                    if not isinstance(part, str):
-                        append(part)
-                    elif part == REASONS:
-                        append(chip)
-                    elif part == NUMBER:
-                        append(number)
-                    else:
-                        append(values[part])
-    last = _raw(out[-1]) if out else b""
-    if not last.endswith(b"\r\n"):
-        append(b"\r\n")
-    return tuple(out)
