@@ -226,18 +226,41 @@ def _topics(value: Any) -> dict[str, str]:
     }
 
 
-def _networks(value: Any) -> tuple[str, ...]:
-    """IP addresses or CIDR networks: a TOML list, or one comma-separated string."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise ValueError(f"must be a list of IP addresses or networks, not a {_toml_type(value)}")
-    found = tuple(_text(item).strip() for item in items if _text(item).strip())
-    for item in found:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
-    return found
+def _list_of(what: str, check: Callable[[str], str | None]) -> Kind:
+    """A tuple of strings from a TOML list or one comma-separated string; `check` says why
+    an item is wrong (None: it is right)."""
+
+    def kind(value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError(f"must be a list of {what}, not a {_toml_type(value)}")
+        found = tuple(_text(item).strip() for item in items if _text(item).strip())
+        for item in found:
+            if (reason := check(item)) is not None:
+                raise ValueError(f"{item!r} is not {reason}")
+        return found
+
+    return kind
+
+
+def _network_problem(item: str) -> str | None:
+    try:
+        ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return "an IP address or CIDR network"
+    return None
+
+
+_TOPIC_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
+# IP addresses or CIDR networks.
+_networks = _list_of("IP addresses or networks", _network_problem)
+# SNS topic ARNs.
+_topic_arns = _list_of(
+    "SNS topic ARNs",
+    lambda item: (
+        None if _TOPIC_ARN.fullmatch(item) else "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+    ),
+)
 
 
 def _secret(value: Any) -> Secret | None:
@@ -424,6 +447,13 @@ class Settings:
     bounces_soft_days: int = _setting(
         14, "Days over which soft bounces count.", kind=_AT_LEAST_1, section="bounces"
     )
+    ses_topic_arns: tuple[str, ...] = _setting(
+        (),
+        "SNS topics whose SES bounce and complaint notifications POST /hooks/ses accepts "
+        "(empty: the hook is off).",
+        kind=_topic_arns,
+        section="bounces",
+    )
     # [serve]
     serve_host: str = _setting(
         "127.0.0.1", "Address `serve` listens on.", kind=_host, section="serve"
@@ -452,6 +482,20 @@ class Settings:
     secret_key: Secret | None = _setting(
         None,
         "Key that signs unsubscribe, preference and feed tokens (environment only).",
+        kind=_secret,
+        secret=True,
+    )
+
+    postmark_hook_user: Secret | None = _setting(
+        None,
+        "User name Postmark gives when it posts to /hooks/postmark (environment only; "
+        "unset: the hook is off).",
+        kind=_secret,
+        secret=True,
+    )
+    postmark_hook_password: Secret | None = _setting(
+        None,
+        "Password Postmark gives when it posts to /hooks/postmark (environment only).",
         kind=_secret,
         secret=True,
     )
