@@ -21,7 +21,15 @@ from . import setting_kinds as kinds
 from .errors import ConfigError
 from .setting_kinds import KEY_HOWTO, WEEKDAYS, Kind, Secret, key_weakness
 
-__all__ = ["WEEKDAYS", "ConfigError", "Secret", "Settings", "key_weakness", "load_settings"]
+__all__ = [
+    "KEY_HOWTO",
+    "WEEKDAYS",
+    "ConfigError",
+    "Secret",
+    "Settings",
+    "key_weakness",
+    "load_settings",
+]
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("newsletter.toml")
@@ -202,6 +210,13 @@ class Settings:
     bounces_soft_days: int = _setting(
         14, "Days over which soft bounces count.", kind=kinds.AT_LEAST_1, section="bounces"
     )
+    ses_topic_arns: tuple[str, ...] = _setting(
+        (),
+        "SNS topics whose SES bounce and complaint notifications POST /hooks/ses accepts "
+        "(empty: the hook is off).",
+        kind=kinds.topic_arns,
+        section="bounces",
+    )
     # [serve]
     serve_host: str = _setting(
         "127.0.0.1", "Address `serve` listens on.", kind=kinds.host, section="serve"
@@ -230,6 +245,20 @@ class Settings:
     secret_key: Secret | None = _setting(
         None,
         "Key that signs unsubscribe, preference and feed tokens (environment only).",
+        kind=kinds.secret,
+        secret=True,
+    )
+
+    postmark_hook_user: Secret | None = _setting(
+        None,
+        "User name Postmark gives when it posts to /hooks/postmark (environment only; "
+        "unset: the hook is off).",
+        kind=kinds.secret,
+        secret=True,
+    )
+    postmark_hook_password: Secret | None = _setting(
+        None,
+        "Password Postmark gives when it posts to /hooks/postmark (environment only).",
         kind=kinds.secret,
         secret=True,
     )

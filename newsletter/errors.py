@@ -7,6 +7,8 @@ NewsletterError              anything the user can fix; the CLI prints it as one
 ├── StoreError               the database cannot be used as asked
 │   └── StoreBusy            another writer held the database past the busy timeout (retry)
 ├── TemplateError            an email or site template that does not render
+├── WebhookError             a provider's webhook request that is malformed (400)
+│   └── WebhookRefused       not signed by the provider, bad credentials, a topic not ours (403)
 └── DeliveryError            mail could not be handed to the SMTP server (stops a send)
     ├── TemporaryFailure     one message: 4xx, timeout, dropped connection (retried, then deferred)
     └── PermanentFailure     one message: 5xx (failed; bounced when the address does not exist)
@@ -71,6 +73,14 @@ class StoreBusy(StoreError):
 
 class TemplateError(NewsletterError):
     """A template is missing or fails to render."""
+
+
+class WebhookError(NewsletterError):
+    """A bounce webhook request is malformed; says which field."""
+
+
+class WebhookRefused(WebhookError):
+    """A bounce webhook request is not from the provider we trust (signature, topic, login)."""
 
 
 class DeliveryError(NewsletterError):

@@ -215,18 +215,41 @@ def topics(value: Any) -> dict[str, str]:
     }
 
 
-def networks(value: Any) -> tuple[str, ...]:
-    """IP addresses or CIDR networks: a TOML list, or one comma-separated string."""
-    items = value.split(",") if isinstance(value, str) else value
-    if not isinstance(items, list | tuple):
-        raise ValueError(f"must be a list of IP addresses or networks, not a {toml_type(value)}")
-    found = tuple(text(item).strip() for item in items if text(item).strip())
-    for item in found:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
-    return found
+def list_of(what: str, check: Callable[[str], str | None]) -> Kind:
+    """A tuple of strings from a TOML list or one comma-separated string; `check` says why
+    an item is wrong (None: it is right)."""
+
+    def kind(value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise ValueError(f"must be a list of {what}, not a {toml_type(value)}")
+        found = tuple(text(item).strip() for item in items if text(item).strip())
+        for item in found:
+            if (reason := check(item)) is not None:
+                raise ValueError(f"{item!r} is not {reason}")
+        return found
+
+    return kind
+
+
+def _network_problem(item: str) -> str | None:
+    try:
+        ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return "an IP address or CIDR network"
+    return None
+
+
+_TOPIC_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
+# IP addresses or CIDR networks.
+networks = list_of("IP addresses or networks", _network_problem)
+# SNS topic ARNs.
+topic_arns = list_of(
+    "SNS topic ARNs",
+    lambda item: (
+        None if _TOPIC_ARN.fullmatch(item) else "an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"
+    ),
+)
 
 
 def secret(value: Any) -> Secret | None:

@@ -54,6 +54,11 @@ class Report:
     message_ids: tuple[str, ...] = ()  # Message-IDs of the returned message (ours, maybe)
 
 
+def verp_tokens(*addresses: str) -> tuple[str, ...]:
+    """The VERP tokens in `addresses` ("bounces+TOKEN@example.com")."""
+    return tuple(token for address in addresses for token in _VERP.findall(address))
+
+
 def _bare(value: str | None) -> str:
     """An address or id from a header value: angle brackets and "rfc822;" type prefixes gone."""
     text = (value or "").strip()

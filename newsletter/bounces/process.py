@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from ..config import Settings
 from ..mail.message import message_domain
 from ..store import BounceRecord, Store
-from ..store.bounces import BounceKind
+from ..store.bounces import BounceKind, Outcome
 from ..tokens import read_bounce_token
 from .parse import Report, read_report
 
@@ -96,6 +96,54 @@ def identify(
     return None, None, None
 
 
+def apply_report(
+    report: Report, *, store: Store, settings: Settings, key: bytes, source: str
+) -> tuple[Outcome, int | None]:
+    """Record one recognised report and apply it: (what happened, whom it was about).
+
+    The one path every source takes (mailbox, webhook), so a bounce counts the same wherever
+    it came from; "seen" when a report with its id was recorded before.
+    """
+    kind: BounceKind = "ignored" if report.kind == "unknown" else report.kind
+    subscriber_id, day, our_id = (None, None, None)
+    if kind != "ignored":
+        subscriber_id, day, our_id = identify(report, store=store, settings=settings, key=key)
+    outcome = store.record_bounce(
+        BounceRecord(
+            report_id=report.report_id,
+            kind=kind,
+            subscriber_id=subscriber_id,
+            day=day,
+            status=report.status,
+            diagnostic=report.diagnostic,
+            source=source,
+            message_id=our_id,
+        ),
+        soft_limit=settings.bounces_soft_limit,
+        soft_days=settings.bounces_soft_days,
+    )
+    return outcome, subscriber_id
+
+
+def count(summary: BounceSummary, report: Report, outcome: Outcome, subscriber: int | None) -> None:
+    """Add what applying `report` did to `summary`."""
+    if outcome == "seen":
+        summary.already += 1
+        return
+    if report.kind == "hard":
+        summary.hard += 1
+    elif report.kind == "soft":
+        summary.soft += 1
+    elif report.kind == "complaint":
+        summary.complaints += 1
+    else:
+        summary.ignored += 1
+    if report.kind != "ignored" and subscriber is None:
+        summary.not_ours += 1
+    summary.bounced += outcome == "bounced"
+    summary.unsubscribed += outcome == "unsubscribed"
+
+
 def process_mailbox(
     mailbox: Mailbox, *, store: Store, settings: Settings, key: bytes
 ) -> BounceSummary:
@@ -111,38 +159,23 @@ def process_mailbox(
             summary.already += 1
             mailbox.done(handle)
             continue
-        kind: BounceKind = report.kind
-        subscriber_id, day, our_id = (None, None, None)
-        if kind != "ignored":
-            subscriber_id, day, our_id = identify(report, store=store, settings=settings, key=key)
-        outcome = store.record_bounce(
-            BounceRecord(
-                report_id=report.report_id,
-                kind=kind,
-                subscriber_id=subscriber_id,
-                day=day,
-                status=report.status,
-                diagnostic=report.diagnostic,
-                source=mailbox.name,
-                message_id=our_id,
-            ),
-            soft_limit=settings.bounces_soft_limit,
-            soft_days=settings.bounces_soft_days,
+        outcome, subscriber_id = apply_report(
+            report, store=store, settings=settings, key=key, source=mailbox.name
         )
         mailbox.done(handle)
-        if outcome == "seen":  # the same report twice in one mailbox
-            summary.already += 1
-            continue
-        if report.kind == "hard":
-            summary.hard += 1
-        elif report.kind == "soft":
-            summary.soft += 1
-        elif report.kind == "complaint":
-            summary.complaints += 1
-        else:
-            summary.ignored += 1
-        if report.kind != "ignored" and subscriber_id is None:
-            summary.not_ours += 1
-        summary.bounced += outcome == "bounced"
-        summary.unsubscribed += outcome == "unsubscribed"
+        count(summary, report, outcome, subscriber_id)
+    return summary
+
+
+def apply_reports(
+    store: Store, reports: Iterable[Report], *, settings: Settings, key: bytes, source: str
+) -> BounceSummary:
+    """Record and apply reports that arrived together (one webhook request), as one summary."""
+    summary = BounceSummary(source=source)
+    for report in reports:
+        summary.read += 1
+        outcome, subscriber_id = apply_report(
+            report, store=store, settings=settings, key=key, source=source
+        )
+        count(summary, report, outcome, subscriber_id)
     return summary

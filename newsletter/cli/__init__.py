@@ -10,6 +10,7 @@ from .common import Group
 from .demo import demo
 from .digests import digests, ingest
 from .dkim import dkim
+from .doctor import doctor
 from .match import match
 from .preview import preview
 from .send import deliveries, run_daily_command, send
@@ -36,3 +37,4 @@ main.add_command(deliveries)
 main.add_command(run_daily_command)
 main.add_command(dkim)
 main.add_command(bounces)
+main.add_command(doctor)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass
 from typing import Literal
 
@@ -44,23 +43,24 @@ class BounceStore(StoreBase):
         """
         now = self.clock()
         with self.transaction() as conn:
-            try:
-                conn.execute(
-                    """INSERT INTO bounces (report_id, subscriber_id, day, kind, status, diagnostic,
-                       source, message_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                    (
-                        record.report_id,
-                        record.subscriber_id,
-                        record.day.isoformat() if record.day else None,
-                        record.kind,
-                        record.status,
-                        record.diagnostic,
-                        record.source,
-                        record.message_id,
-                        self.now_text(),
-                    ),
-                )
-            except sqlite3.IntegrityError:
+            # ON CONFLICT, not a caught IntegrityError: the store turns that into a StoreError.
+            inserted = conn.execute(
+                """INSERT INTO bounces (report_id, subscriber_id, day, kind, status, diagnostic,
+                   source, message_id, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (report_id) DO NOTHING""",
+                (
+                    record.report_id,
+                    record.subscriber_id,
+                    record.day.isoformat() if record.day else None,
+                    record.kind,
+                    record.status,
+                    record.diagnostic,
+                    record.source,
+                    record.message_id,
+                    self.now_text(),
+                ),
+            ).rowcount
+            if not inserted:
                 return "seen"
             sid = record.subscriber_id
             if sid is None:

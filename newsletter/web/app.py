@@ -26,6 +26,7 @@ from ..errors import StoreBusy, StoreError
 from ..mail.dkim import signer_for
 from ..store import Clock, Store, utc_now
 from ..store.pool import StorePool
+from .hooks import Fetcher, SnsCertificates, fetch_https, postmark_hook, ses_hook
 from .logs import AccessLog, log_event, redact_path
 from .pages import Pages
 from .paths import CanonicalPath
@@ -39,7 +40,16 @@ from .unsubscribe import unsubscribe_now, unsubscribe_page
 from .watch import DigestWatcher
 
 # Paths the service answers itself; the built site is never consulted for them.
-SERVICE_PATHS = ("/u/", "/p/", "/feeds/", "/subscribe", "/confirm/", "/healthz", "/-/")
+SERVICE_PATHS = (
+    "/u/",
+    "/p/",
+    "/feeds/",
+    "/subscribe",
+    "/confirm/",
+    "/healthz",
+    "/hooks/",
+    "/-/",
+)
 RETRY_AFTER = 10  # seconds a client is asked to wait after the database stayed locked
 
 
@@ -152,6 +162,7 @@ def create_app(
     watch_dir: Path | None = None,
     watch_interval: float = 5.0,
     busy_timeout: float = 30.0,
+    fetch: Fetcher = fetch_https,
 ) -> Starlette:
     """The service for `settings` (ConfigError when the secret key or DKIM key is unusable).
 
@@ -159,7 +170,8 @@ def create_app(
     (default: SMTP as the settings say);
     `watch_dir`, when given, is polled every `watch_interval` seconds for new digests, which
     are ingested, built and sent by the same ledger as `newsletter send`;
-    `busy_timeout` is how long a write waits for another process's lock before answering 503.
+    `busy_timeout` is how long a write waits for another process's lock before answering 503;
+    `fetch` GETs SNS signing certificates and subscription confirmations for /hooks/ses.
     """
     key = settings.require_secret_key()
     signer_for(settings)  # a missing or bad DKIM key stops the start, not a sign-up
@@ -230,6 +242,8 @@ def create_app(
         Route("/confirm/{token}", confirm_page, methods=["GET", "HEAD"]),
         Route("/confirm/{token}", confirm_post, methods=["POST"]),
         Route("/-/{digest}/{name}", asset, methods=["GET", "HEAD"]),
+        Route("/hooks/postmark", postmark_hook, methods=["POST"]),
+        Route("/hooks/ses", ses_hook, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,
@@ -243,6 +257,7 @@ def create_app(
     app.state.service = svc
     app.state.private_feeds = private_feeds
     app.state.watcher = watcher
+    app.state.sns_certificates = SnsCertificates(fetch=fetch)
     # Starlette's own trailing-slash redirect writes the request's Host into Location.
     app.router.redirect_slashes = False
     app.router.default = _slash_redirect(app.router)
