@@ -21,7 +21,7 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.run
 	$(BIN)/newsletter demo --out demo-output
 
-## make test: lint, type-check and run every test (installs Chromium and CJK fonts when root)
+## make test: lint, type-check and run every test (installs the system packages when root)
 test: $(VENV)/.test system-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -33,7 +33,7 @@ system-deps:
 
 ## make bench: the performance figures quoted in the README
 bench: $(VENV)/.test
-	@sh scripts/system-deps.sh postfix
+	@sh scripts/system-deps.sh
 	$(BIN)/python bench/run_all.py
 
 clean:

@@ -1,10 +1,11 @@
 #!/bin/sh
-# Install the Debian packages the tests (and, with "postfix", the benchmarks) need, when we can.
-# Without root the tests that need them skip and say which package to install (under CI=true
-# a skip fails the run: tests/conftest.py).
+# Install the Debian packages the tests and benchmarks need, when we can: Chromium and Korean
+# fonts (pages, emails), openssl (TLS certificates), SpamAssassin (spam score), Dovecot (IMAP
+# bounces) and Postfix (a real bouncing MTA; the relay benchmark). Without root the tests that
+# need them skip and say which package to install (under CI=true a skip fails the run:
+# tests/conftest.py). The tests run their own Dovecot and Postfix instances on loopback.
 set -eu
-want="chromium fonts-noto-cjk openssl"
-[ "${1:-}" = "postfix" ] && want="$want postfix"
+want="chromium fonts-noto-cjk openssl spamassassin dovecot-imapd postfix"
 missing=""
 for pkg in $want; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

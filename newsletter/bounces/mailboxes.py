@@ -1,17 +1,27 @@
-"""The bounce mailbox on disk: a Maildir, an mbox file or a folder of .eml files (the rim).
+"""The bounce mailbox: a Maildir, an mbox file, a folder of .eml files or an IMAP folder (the rim).
 
 A Maildir marks what was processed the way mail clients do: moved to cur/ with the Seen flag,
-so it is not read again. An mbox or .eml files stay as they are; the store's record of each
+so it is not read again; an IMAP folder the same way (the \\Seen flag), or by moving the
+message to another folder. An mbox or .eml files stay as they are; the store's record of each
 report's Message-ID keeps them from counting twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import imaplib
 import mailbox as stdlib_mailbox
-from collections.abc import Iterator
+import re
+import ssl
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
+from ..config import Secret
+from ..delivery.smtp import is_loopback
 from ..errors import ConfigError
+from ..text import clean_text
 
 
 class MaildirSource:
@@ -79,3 +89,171 @@ def open_mailbox(path: Path) -> MaildirSource | MboxSource | EmlFolder:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     raise ConfigError(f"{path}: no such Maildir, mbox file or folder of .eml files")
+
+
+IMAP_TLS_MODES = ("tls", "starttls", "none")
+_UID = re.compile(rb"\bUID (\d+)\b")
+
+
+def _quoted(folder: str) -> str:
+    """A folder name as an IMAP quoted string (imaplib sends arguments as they are)."""
+    if not folder or not folder.isascii() or any(c in folder for c in "\r\n\0"):
+        raise ConfigError(f"IMAP folder {folder!r}: use a non-empty ASCII name")
+    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ImapSource:
+    """An IMAP folder; a processed message gets the \\Seen flag, or moves to `move_to`.
+
+    Flagging reads only unseen messages; moving reads every message left in the folder, so a
+    person who opened the bounce mailbox in a mail client hides nothing from the next pass.
+    TLS is explicit as for SMTP: `tls` (port 993), `starttls` (fails when the server does not
+    offer it) or `none`, which is refused for anything but this machine.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        user: str,
+        password: Secret | str | None,
+        port: int | None = None,
+        tls: str = "tls",
+        folder: str = "INBOX",
+        move_to: str | None = None,
+        timeout: float = 30.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if tls not in IMAP_TLS_MODES:
+            raise ConfigError(f"IMAP TLS mode must be tls, starttls or none, not {tls!r}")
+        if not user or not password:
+            raise ConfigError("IMAP needs --imap-user and NEWSLETTER_IMAP_PASSWORD")
+        if tls == "none" and not is_loopback(host):
+            raise ConfigError(
+                f"refusing to send IMAP credentials to {host} without TLS "
+                "(use --imap-tls tls or starttls)"
+            )
+        self.host, self.user, self.tls = host, user, tls
+        self.port = port if port is not None else (993 if tls == "tls" else 143)
+        self.folder, self.move_to = _quoted(folder), move_to and _quoted(move_to)
+        self.name = f"imap://{user}@{host}:{self.port}/{folder}"
+        self._password = password
+        self._timeout = timeout
+        self._tls_context = tls_context
+        self._client: imaplib.IMAP4 | None = None
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"ImapSource({self.name}, tls={self.tls})"
+
+    def __enter__(self) -> ImapSource:
+        self.open()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect, log in and select the folder; a ConfigError says what failed."""
+        where = f"{self.host}:{self.port}"
+        context = self._tls_context or ssl.create_default_context()
+        try:
+            if self.tls == "tls":
+                client: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                    self.host, self.port, ssl_context=context, timeout=self._timeout
+                )
+            else:
+                client = imaplib.IMAP4(self.host, self.port, timeout=self._timeout)
+            self._client = client
+        except (OSError, imaplib.IMAP4.error) as exc:
+            self.close()
+            raise ConfigError(f"IMAP server {where}: cannot connect: {_describe(exc)}") from None
+        if self.tls == "starttls":
+            if "STARTTLS" not in client.capabilities:  # never a silent downgrade
+                self.close()
+                raise ConfigError(
+                    f"IMAP server {where} does not offer STARTTLS and --imap-tls is starttls"
+                )
+            try:
+                client.starttls(ssl_context=context)
+            except (OSError, imaplib.IMAP4.error) as exc:
+                self.close()
+                raise ConfigError(
+                    f"IMAP server {where}: STARTTLS failed: {_describe(exc)}"
+                ) from None
+        password = self._password
+        secret = password.reveal() if isinstance(password, Secret) else str(password)
+        try:
+            client.login(self.user, secret)
+        except (OSError, imaplib.IMAP4.error) as exc:
+            self.close()
+            raise ConfigError(f"IMAP server {where}: login failed: {_describe(exc)}") from None
+        self._call("SELECT", client.select, self.folder)
+        if self.move_to:
+            self._call("STATUS", client.status, self.move_to, "(MESSAGES)")  # it exists
+
+    def close(self) -> None:
+        """Log out (expunging nothing more); safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None:
+            # The connection is gone either way.
+            with contextlib.suppress(OSError, imaplib.IMAP4.error):
+                client.logout()
+
+    @property
+    def _connected(self) -> imaplib.IMAP4:
+        if self._client is None:
+            raise ConfigError(f"{self.name}: not connected")
+        return self._client
+
+    def _call(self, name: str, method: Callable[..., tuple[str, Any]], *args: str) -> list[Any]:
+        """`method(*args)`'s data; any failure or a reply other than OK as a ConfigError."""
+        try:
+            kind, data = method(*args)
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise ConfigError(f"{self.name}: IMAP {name} failed: {_describe(exc)}") from None
+        if kind != "OK":
+            raise ConfigError(f"{self.name}: IMAP {name} failed: {_describe(data)}")
+        return list(data)
+
+    def _uid(self, name: str, *args: str) -> list[Any]:
+        return self._call(name, self._connected.uid, name, *args)
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        # UIDs, not sequence numbers: moving a message renumbers the rest of the folder.
+        (found,) = self._uid("SEARCH", "ALL" if self.move_to else "UNSEEN")
+        for uid in (found or b"").split():
+            data = self._uid("FETCH", uid.decode(), "(UID BODY.PEEK[])")
+            for item in data:
+                # PEEK: reading is not processing; an unknown message stays unseen.
+                if isinstance(item, tuple) and _UID.search(item[0]):
+                    yield uid.decode(), bytes(item[1])
+                    break
+
+    def done(self, key: str) -> None:
+        if not self.move_to:
+            self._uid("STORE", key, "+FLAGS.SILENT", "(\\Seen)")
+            return
+        client = self._connected
+        if "MOVE" in client.capabilities:
+            self._uid("MOVE", key, self.move_to)
+            return
+        self._uid("COPY", key, self.move_to)
+        self._uid("STORE", key, "+FLAGS.SILENT", "(\\Deleted)")
+        if "UIDPLUS" in client.capabilities:
+            self._uid("EXPUNGE", key)  # only this message, not others marked deleted
+        else:
+            self._call("EXPUNGE", client.expunge)
+
+
+def _describe(reason: object) -> str:
+    """An IMAP error or reply as one safe line."""
+    if isinstance(reason, list | tuple):
+        reason = b" ".join(r for r in reason if isinstance(r, bytes))
+    if isinstance(reason, bytes):
+        reason = reason.decode("utf-8", "replace")
+    text = str(reason) or type(reason).__name__
+    if text.startswith(("b'", 'b"')):  # imaplib quotes the server's bytes
+        text = text[2:-1]
+    return clean_text(text)[:300]

@@ -36,7 +36,8 @@ def reply_text(code: int | None, text: str) -> str:
     return f"{code} {line}" if code is not None else line
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine (credentials may then travel without TLS)."""
     if host == "localhost":
         return True
     try:
@@ -76,7 +77,7 @@ class SMTPSender:
             raise ConfigError(f"SMTP TLS mode must be starttls, tls or none, not {tls!r}")
         if user and not password:
             raise ConfigError("SMTP user is set but NEWSLETTER_SMTP_PASSWORD is not")
-        if user and tls == "none" and not _is_loopback(host):
+        if user and tls == "none" and not is_loopback(host):
             raise ConfigError(
                 f"refusing to send SMTP credentials to {host} without TLS (use --smtp-tls starttls or tls)"
             )
