@@ -12,6 +12,7 @@ Needs Debian's postfix for smtp-sink/smtp-source (`make bench` installs it).
 
     python bench/bench_scale.py                      # 1k, 20k, 100k
     python bench/bench_scale.py --sizes 1000 20000 --runs 3
+    python bench/bench_scale.py --sizes 20000 --dkim rsa     # every message DKIM-signed
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
+from newsletter.mail.dkim import generate_key  # noqa: E402
 from newsletter.model import Subscriber  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.store.base import dump_filters  # noqa: E402
@@ -102,14 +104,16 @@ def sink() -> Iterator[int]:
         process.wait()
 
 
-def compose_alone(db: Path, subscribers: list[Subscriber]) -> tuple[float, int, int]:
+def compose_alone(
+    db: Path, subscribers: list[Subscriber], settings: Settings = SETTINGS
+) -> tuple[float, int, int]:
     """CPU seconds to compose every subscriber's message once (day rendering included)."""
     with Store(db) as store:
         digest = store.digest(store.latest_date())  # type: ignore[arg-type]
     assert digest is not None
     clock = dt.datetime.now(dt.UTC)
     start = time.process_time()
-    composer = Composer(settings=SETTINGS, digest=digest, clock=lambda: clock)
+    composer = Composer(settings=settings, digest=digest, clock=lambda: clock)
     sent = size = 0
     for subscriber in subscribers:
         message = composer.compose(subscriber)
@@ -146,10 +150,13 @@ def smtp_source(port: int, count: int, size: int) -> float:
     return time.perf_counter() - start
 
 
-def newsletter_send(db: Path, port: int, processes: int) -> tuple[float, float, str]:
+def newsletter_send(
+    db: Path, port: int, processes: int, extra_env: dict[str, str]
+) -> tuple[float, float, str]:
     """Seconds, peak RSS (MB) and summary of the real CLI sending the newest day."""
     env = {
         **os.environ,
+        **extra_env,
         "NEWSLETTER_SECRET_KEY": KEY,
         "NEWSLETTER_BASE_URL": SETTINGS.base_url,
         "NEWSLETTER_FROM": SETTINGS.from_address,
@@ -174,14 +181,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000, 20_000, 100_000])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--dkim", choices=("rsa", "ed25519"), help="DKIM-sign every message")
     args = parser.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
+        settings, extra_env = SETTINGS, {}
+        if args.dkim:
+            key = tmp / "dkim.pem"
+            key.write_bytes(generate_key(args.dkim))
+            settings = SETTINGS.replace(
+                dkim_selector="bench", dkim_domain="papers.example.com", dkim_key_file=key
+            )
+            extra_env = {
+                "NEWSLETTER_DKIM_SELECTOR": "bench",
+                "NEWSLETTER_DKIM_DOMAIN": "papers.example.com",
+                "NEWSLETTER_DKIM_KEY_FILE": str(key),
+            }
+            print(f"every message DKIM-signed ({args.dkim})")
         for size in args.sizes:
             base = tmp / f"base-{size}.db"
             subscribers = make_db(base, size)
-            cpu, built, total = compose_alone(base, subscribers)
+            cpu, built, total = compose_alone(base, subscribers, settings)
             average = total // max(built, 1)
             naive = naive_rate(base, subscribers)
             print(
@@ -197,7 +218,7 @@ def main() -> None:
                 for run in range(args.runs):
                     db = tmp / f"run-{size}-{run}.db"
                     db.write_bytes(base.read_bytes())
-                    seconds, peak, summary = newsletter_send(db, port, args.processes)
+                    seconds, peak, summary = newsletter_send(db, port, args.processes, extra_env)
                     source = smtp_source(port, built, average)
                     ours.append(built / seconds)
                     theirs.append(built / source)
