@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..links import arxiv_url, page_name, web_url
 from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
+from .feedtitles import TitleEntry, TitleFeed
 
 FeedKind = Literal["rss", "atom", "json"]
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -210,6 +211,8 @@ def _generator(info: FeedInfo, *, updated: dt.datetime) -> Any:
     fg.updated(updated)
     fg.lastBuildDate(updated)
     fg.pubDate(updated)
+    # Titles holding markup-like text (`<think>`) are declared or defused (feedtitles.py).
+    fg.register_extension("titles", TitleFeed, TitleEntry, atom=True, rss=True)
     return fg
 
 
