@@ -272,6 +272,18 @@ class Settings:
     feed_days: int = _setting(
         30, "How many of the newest days the feeds cover.", kind=_AT_LEAST_1, section="site"
     )
+    feed_max_entries: int = _setting(
+        150,
+        "Entries at most in each main, topic and daily feed; older papers are in archive/.",
+        kind=_AT_LEAST_1,
+        section="site",
+    )
+    feed_max_bytes: int = _setting(
+        500_000,
+        "Bytes at most of each feed file (fewer entries when they would not fit).",
+        kind=_whole(10_000),
+        section="site",
+    )
     topics: dict[str, str] = _setting(
         {}, 'Topic feeds: name = "keyword; keyword".', kind=_topics, section="topics"
     )

@@ -7,6 +7,10 @@ Output layout (relative to the site folder; every link is `base_url` + path):
     digests.xml, digests.atom              one entry per day
     topics/<slug>.xml, topics/<slug>.atom  one pair per configured topic
     feeds/<token>.xml                      one private feed per active subscriber
+    archive/YYYY-MM.xml, .atom             the main feed's RFC 5005 monthly archives
+
+Each main, topic and daily feed holds at most `feed_max_entries` entries and `feed_max_bytes`
+bytes; every stored paper not in the main feed is in one monthly archive document.
 
 Feeds cover only the newest days and are always recomputed. Day pages are many and rarely
 change, so a small manifest in the output folder (`.newsletter-build.json`) records what each
@@ -23,7 +27,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -45,6 +49,9 @@ from .archive import (
     render_index,
     summarize,
 )
+from .budget import fit_entries
+from .feedarchive import SECTION as ARCHIVE_SECTION
+from .feedarchive import archive_feeds
 from .feeds import (
     FeedInfo,
     FeedItem,
@@ -58,13 +65,17 @@ from .feeds import (
     xml_text,
 )
 from .files import write_changed
+from .history import FeedHistory, archive_months
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1
 PRIVATE_DIR = "feeds/"
 _PRIVATE_FEED = re.compile(r"feeds/[0-9a-f]+\.xml")
 # Files a build owns besides its fixed names; any of these it did not produce is stale.
-_OWNED = re.compile(r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0-9a-f]+\.xml)")
+_OWNED = re.compile(
+    r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0-9a-f]+\.xml"
+    r"|archive/\d{4}-\d{2}\.(xml|atom))"
+)
 # Stands in for a private feed's own URL while subscribers with equal filters share one render.
 _SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
 _PRIVATE_INDEX = (
@@ -253,8 +264,12 @@ def _feeds(
     settings: Settings,
     topics: Sequence[Topic],
     window: Sequence[Digest],
-) -> None:
-    """The main, daily, topic and private feeds over the newest `feed_days` digests."""
+    stored_days: int,
+) -> frozenset[str]:
+    """The main, daily, topic and private feeds over the newest `feed_days` digests.
+
+    Returns the papers the main feed holds; the archive documents hold the others.
+    """
     root = settings.base_url.rstrip("/")
     newest = max(d.date for d in window)
     ids = {p.arxiv_id for d in window for p in d.papers}
@@ -282,7 +297,9 @@ def _feeds(
             template_dir=settings.template_dir,
         )
 
-    def info(name: str, description: str, *parts: str) -> FeedInfo:
+    def info(
+        name: str, description: str, *parts: str, history: FeedHistory | None = None
+    ) -> FeedInfo:
         return FeedInfo(
             title=name,
             description=description,
@@ -290,45 +307,65 @@ def _feeds(
             id=name_id(settings.list_id, *parts),
             updated=newest,
             author=title,
+            history=history,
         )
 
     def publish(
-        paths: Mapping[FeedKind, str], make: Callable[..., Mapping[FeedKind, bytes]]
-    ) -> None:
-        found = make(urls={kind: f"{root}/{path}" for kind, path in paths.items()})
+        paths: Mapping[FeedKind, str],
+        make: Callable[..., Mapping[FeedKind, bytes]],
+        entries: Sequence[Any],
+        feed: FeedInfo,
+    ) -> int:
+        """Write the feeds of as many leading `entries` as the budget allows; how many."""
+        urls = {kind: f"{root}/{path}" for kind, path in paths.items()}
+        count, found = fit_entries(
+            entries,
+            lambda chosen: make(chosen, urls=urls, info=feed),
+            max_entries=settings.feed_max_entries,
+            max_bytes=settings.feed_max_bytes,
+        )
+        if count < len(entries) and feed.history is not None and feed.history.complete:
+            # The budget dropped entries, so the feed no longer holds everything.
+            found = make(entries[:count], urls=urls, info=replace(feed, history=None))
         for kind, path in paths.items():
             plan.files[path] = found[kind]
+        return count
 
+    # A feed over every stored day holds everything (RFC 5005 complete) unless the budget cuts it.
+    whole = FeedHistory(complete=True) if len(window) >= stored_days else None
     about = f"{title}: 매일 추천이 많은 AI 논문과 한국어 요약"
-    publish(
-        {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"},
-        functools.partial(paper_feeds, select(None), info=info(title, about, "papers")),
-    )
+    papers = select(None)
+    main: dict[FeedKind, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+    # Fitted with a stand-in prev-archive link as long as the real one, then written for real.
+    stand_in = info(title, about, "papers", history=FeedHistory(prev="0000-00"))
+    count = publish(main, paper_feeds, papers, stand_in)
+    current = frozenset(item.paper.arxiv_id for item in papers[:count])
+    months = archive_months(store.first_seen(), current)
+    history = FeedHistory(prev=max(months)) if months else FeedHistory(complete=True)
+    publish(main, paper_feeds, papers[:count], replace(stand_in, history=history))
     publish(
         {"rss": "digests.xml", "atom": "digests.atom"},
         functools.partial(
             digest_feeds,
-            window,
-            info=info(f"{title} 일별", f"{title}: 하루에 한 항목", "digests"),
             base_url=root,
             list_id=settings.list_id,
             template_dir=settings.template_dir,
         ),
+        sorted(window, key=lambda d: d.date, reverse=True),
+        info(f"{title} 일별", f"{title}: 하루에 한 항목", "digests", history=whole),
     )
     for topic in topics:
         name = xml_text(topic.name)
         about_topic = f"{title}: {name} ({'; '.join(topic.keywords)})"
         publish(
             {"rss": f"topics/{topic.slug}.xml", "atom": f"topics/{topic.slug}.atom"},
-            functools.partial(
-                paper_feeds,
-                select(Filters(keywords=topic.keywords)),
-                info=info(f"{title}: {name}", about_topic, "topic", topic.slug),
-            ),
+            paper_feeds,
+            select(Filters(keywords=topic.keywords)),
+            info(f"{title}: {name}", about_topic, "topic", topic.slug, history=whole),
         )
     if not settings.secret_key:
         plan.notices.append("private feeds skipped: NEWSLETTER_SECRET_KEY is not set")
-        return
+        return current
     key = settings.require_secret_key()  # a weak key stops the build, never skips quietly
     plan.private_built = True
     rendered: dict[Filters, bytes] = {}
@@ -357,6 +394,35 @@ def _feeds(
         )
         # Some static servers list folders; an index page keeps the feed names unlisted.
         plan.files[f"{PRIVATE_DIR}index.html"] = _PRIVATE_INDEX
+    return current
+
+
+def _archive_feeds(
+    store: Store,
+    plan: SitePlan,
+    *,
+    settings: Settings,
+    site: SiteInfo,
+    out_dir: Path,
+    current: frozenset[str],
+    hashes: Mapping[dt.date, str],
+    incremental: bool,
+) -> None:
+    """The main feed's monthly archive documents (feedarchive.py), recorded in the manifest."""
+    fingerprint = f"{page_fingerprint(site)}:{settings.list_id}"
+    found = archive_feeds(
+        store,
+        settings=settings,
+        current=current,
+        hashes=hashes,
+        out_dir=out_dir,
+        manifest=MANIFEST,
+        fingerprint=fingerprint,
+        incremental=incremental,
+    )
+    plan.files.update(found.files)
+    plan.kept |= found.kept
+    plan.manifest[ARCHIVE_SECTION] = {"fingerprint": fingerprint, "records": found.records}
 
 
 def plan_site(
@@ -385,14 +451,26 @@ def plan_site(
         incremental=incremental,
         window={d.date: d for d in window},
     )
-    _feeds(store, plan, settings=settings, topics=topics, window=window)
+    current = _feeds(
+        store, plan, settings=settings, topics=topics, window=window, stored_days=len(hashes)
+    )
+    _archive_feeds(
+        store,
+        plan,
+        settings=settings,
+        site=site,
+        out_dir=out_dir,
+        current=current,
+        hashes=hashes,
+        incremental=incremental,
+    )
     return plan
 
 
 def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
     """Files of kinds a build owns that this build did not produce."""
     stale = []
-    for folder in (out_dir, out_dir / "topics", out_dir / PRIVATE_DIR):
+    for folder in (out_dir, out_dir / "topics", out_dir / PRIVATE_DIR, out_dir / "archive"):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():

@@ -41,6 +41,7 @@ from ..links import arxiv_url, page_name, web_url
 from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
 from .feedtitles import TitleEntry, TitleFeed
+from .history import FeedHistory, HistoryExtension
 
 FeedKind = Literal["rss", "atom", "json"]
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -137,6 +138,7 @@ class FeedInfo:
     id: str  # permanent Atom feed id
     updated: dt.date  # newest digest of the feed (its entries may be stamped later that day)
     author: str  # used for the feed, and for entries without authors
+    history: FeedHistory | None = None  # RFC 5005 links and flags (RSS and Atom only)
 
 
 def paper_html(paper: Paper, *, page_url: str, template_dir: Path | None = None) -> str:
@@ -213,6 +215,10 @@ def _generator(info: FeedInfo, *, updated: dt.datetime) -> Any:
     fg.pubDate(updated)
     # Titles holding markup-like text (`<think>`) are declared or defused (feedtitles.py).
     fg.register_extension("titles", TitleFeed, TitleEntry, atom=True, rss=True)
+    if info.history is not None:
+        fg.register_extension("history", HistoryExtension, atom=True, rss=True)
+        fg.history.history = info.history
+        fg.history.root = info.home_url.rstrip("/")
     return fg
 
 
@@ -225,6 +231,8 @@ def _serialize(fg: Any, *, kind: Literal["rss", "atom"], feed_url: str, home_url
         {"href": home_url, "rel": "alternate", "type": "text/html"},
     ]
     fg.link(links, replace=True)
+    if hasattr(fg, "history"):
+        fg.history.kind = kind  # archive links name the document of the same format
     data: bytes = fg.rss_str(pretty=True) if kind == "rss" else fg.atom_str(pretty=True)
     return data
 
