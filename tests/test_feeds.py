@@ -339,7 +339,13 @@ def test_rebuild_after_a_new_digest_matches_a_full_build(store: Store, tmp_path:
     )
     report = build(store, tmp_path / "inc", settings)
     pages = {p for p in report.written if p.endswith(".html")}
-    assert pages == {"2024-03-02.html", "2024-03-05.html", "2024-03-06.html", "index.html"}
+    assert pages == {
+        "2024-03-02.html",
+        "2024-03-05.html",
+        "2024-03-06.html",
+        "index.html",
+        "papers/2403.00001.html",  # its text changed; the other paper pages did not
+    }
     assert {"2024-03-01.html", "2024-03-03.html", "2024-03-04.html"} <= set(report.unchanged)
     build(store, tmp_path / "full", settings)
     for path in (tmp_path / "full").rglob("*"):

@@ -35,7 +35,7 @@ from xml.sax.saxutils import escape
 from ..audience.match import PreparedDigest, select_papers
 from ..config import Settings
 from ..errors import ConfigError, StoreError
-from ..links import page_name
+from ..links import page_name, paper_page_name
 from ..model import Digest, Filters
 from ..store import Store
 from ..tokens import feed_token
@@ -66,6 +66,10 @@ from .feeds import (
 )
 from .files import write_changed
 from .history import FeedHistory, archive_months
+from .manifest import StepOutput
+from .paperpages import SECTION as PAPER_SECTION
+from .paperpages import paper_pages
+from .sitemap import robots, sitemap
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1
@@ -74,7 +78,7 @@ _PRIVATE_FEED = re.compile(r"feeds/[0-9a-f]+\.xml")
 # Files a build owns besides its fixed names; any of these it did not produce is stale.
 _OWNED = re.compile(
     r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/[0-9a-f]+\.xml"
-    r"|archive/\d{4}-\d{2}\.(xml|atom))"
+    r"|archive/\d{4}-\d{2}\.(xml|atom)|papers/[^/]+\.html)"
 )
 # Stands in for a private feed's own URL while subscribers with equal filters share one render.
 _SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
@@ -111,6 +115,12 @@ class SitePlan:
     manifest: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     private_built: bool = False
+
+    def absorb(self, section: str, found: StepOutput, *, fingerprint: str) -> None:
+        """Take an incremental step's files and record its manifest section."""
+        self.files.update(found.files)
+        self.kept |= found.kept
+        self.manifest[section] = found.section(fingerprint)
 
 
 def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink, ...]:
@@ -420,9 +430,39 @@ def _archive_feeds(
         fingerprint=fingerprint,
         incremental=incremental,
     )
-    plan.files.update(found.files)
-    plan.kept |= found.kept
-    plan.manifest[ARCHIVE_SECTION] = {"fingerprint": fingerprint, "records": found.records}
+    plan.absorb(ARCHIVE_SECTION, found, fingerprint=fingerprint)
+
+
+def _paper_pages(
+    store: Store,
+    plan: SitePlan,
+    *,
+    site: SiteInfo,
+    topics: Sequence[Topic],
+    out_dir: Path,
+    hashes: Mapping[dt.date, str],
+    incremental: bool,
+) -> None:
+    """Paper pages whose inputs changed (paperpages.py), the sitemap and robots.txt."""
+    fingerprint = f"{page_fingerprint(site)}:{topics!r}"
+    paper_dates = store.paper_dates()
+    found = paper_pages(
+        store,
+        site=site,
+        topics=topics,
+        hashes=hashes,
+        paper_dates=paper_dates,
+        out_dir=out_dir,
+        manifest=MANIFEST,
+        fingerprint=fingerprint,
+        incremental=incremental,
+    )
+    plan.absorb(PAPER_SECTION, found, fingerprint=fingerprint)
+    pages: list[tuple[str, dt.date | None]] = [("", max(hashes))]
+    pages += [(page_name(d), d) for d in sorted(hashes, reverse=True)]
+    pages += [(paper_page_name(a), max(ds)) for a, ds in sorted(paper_dates.items())]
+    plan.files["sitemap.xml"] = sitemap(pages, base_url=site.base_url)
+    plan.files["robots.txt"] = robots(base_url=site.base_url)
 
 
 def plan_site(
@@ -464,13 +504,28 @@ def plan_site(
         hashes=hashes,
         incremental=incremental,
     )
+    _paper_pages(
+        store,
+        plan,
+        site=site,
+        topics=topics,
+        out_dir=out_dir,
+        hashes=hashes,
+        incremental=incremental,
+    )
     return plan
 
 
 def _stale(out_dir: Path, produced: set[str], *, private: bool) -> list[str]:
     """Files of kinds a build owns that this build did not produce."""
     stale = []
-    for folder in (out_dir, out_dir / "topics", out_dir / PRIVATE_DIR, out_dir / "archive"):
+    for folder in (
+        out_dir,
+        out_dir / "topics",
+        out_dir / PRIVATE_DIR,
+        out_dir / "archive",
+        out_dir / "papers",
+    ):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():

@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..config import Settings
 from ..store import Store
 from .feeds import FeedInfo, FeedKind, name_id, paper_feeds, paper_items, xml_text
 from .history import archive_key, archive_months, archive_path, neighbours
-from .manifest import file_size, read_section
+from .manifest import StepOutput, file_size, read_section
 
 SECTION = "archives"
 
 
 @dataclass
-class ArchiveFeeds:
+class ArchiveFeeds(StepOutput):
     """What the archive step produced: files to write, files still current, manifest records."""
 
-    files: dict[str, bytes] = field(default_factory=dict)
-    kept: set[str] = field(default_factory=set)
-    records: dict[str, Any] = field(default_factory=dict)
     months: tuple[str, ...] = ()
 
 

@@ -37,7 +37,7 @@ from markupsafe import Markup
 
 from ..audience.match import PreparedDigest, by_votes, select_papers
 from ..errors import ConfigError
-from ..links import arxiv_url, page_name, web_url
+from ..links import arxiv_url, page_name, paper_page_name, web_url
 from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
 from .feedtitles import TitleEntry, TitleFeed
@@ -141,17 +141,19 @@ class FeedInfo:
     history: FeedHistory | None = None  # RFC 5005 links and flags (RSS and Atom only)
 
 
-def paper_html(paper: Paper, *, page_url: str, template_dir: Path | None = None) -> str:
+def paper_html(
+    paper: Paper, *, page_url: str, paper_url: str, template_dir: Path | None = None
+) -> str:
     """A paper's feed content: thumbnail, authors, votes, summary sections, links (escaped)."""
     # Jinja hands out a new template object when the file changes, so an edited template is
     # never answered from the cache (serve --watch builds in one long-lived process).
     template = get_template("site/feed_paper.html", user_dir=template_dir)
-    return _render_paper(template, paper, page_url)
+    return _render_paper(template, paper, page_url, paper_url)
 
 
 @functools.lru_cache(maxsize=4096)
-def _render_paper(template: Template, paper: Paper, page_url: str) -> str:
-    return template.render(paper=paper, page_url=page_url)
+def _render_paper(template: Template, paper: Paper, page_url: str, paper_url: str) -> str:
+    return template.render(paper=paper, page_url=page_url, paper_url=paper_url)
 
 
 def paper_items(
@@ -192,7 +194,12 @@ def paper_items(
                 paper=clean,
                 published=entry_time(first, below=under),
                 updated=entry_time(shown, below=under),
-                content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
+                content_html=paper_html(
+                    clean,
+                    page_url=page_url,
+                    paper_url=f"{root}/{paper_page_name(clean.arxiv_id)}",
+                    template_dir=template_dir,
+                ),
                 categories=(categories or {}).get(paper.arxiv_id, ()),
             )
         )
@@ -305,7 +312,12 @@ def digest_feeds(
         papers = [clean_paper(p) for p in by_votes(digest.papers)]
         bodies = [
             Markup(
-                paper_html(p, page_url=f"{page_url}#{paper_anchor(p)}", template_dir=template_dir)
+                paper_html(
+                    p,
+                    page_url=f"{page_url}#{paper_anchor(p)}",
+                    paper_url=f"{root}/{paper_page_name(p.arxiv_id)}",
+                    template_dir=template_dir,
+                )
             )
             for p in papers
         ]

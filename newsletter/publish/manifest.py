@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+
+@dataclass
+class StepOutput:
+    """What an incremental build step produced: files to write, files still current, records."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    kept: set[str] = field(default_factory=set)
+    records: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, fingerprint: str) -> dict[str, Any]:
+        """The step's manifest section, records sorted so a rebuild writes a fresh build's bytes."""
+        return {"fingerprint": fingerprint, "records": dict(sorted(self.records.items()))}
 
 
 def read_section(path: Path, section: str, *, fingerprint: str) -> dict[str, Any]:
