@@ -123,7 +123,11 @@ def test_sitemap_lists_every_public_page_and_robots_keeps_private_feeds_out(
     ns = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
     root = ET.parse(site / "sitemap.xml").getroot()
     locs = {u.findtext(f"{ns}loc"): u.findtext(f"{ns}lastmod") for u in root.findall(f"{ns}url")}
-    pages = {f"{BASE}/{p.relative_to(site).as_posix()}" for p in site.rglob("*.html")}
+    pages = {
+        f"{BASE}/{p.relative_to(site).as_posix()}"
+        for p in site.rglob("*.html")
+        if p.name != "search.html"  # noindex: results are not pages to list
+    }
     pages = {p.removesuffix("index.html") for p in pages}
     assert set(locs) == pages
     assert locs[f"{BASE}/papers/2406.18629.html"] == "2024-06-28"

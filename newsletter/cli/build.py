@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..publish.build import PRIVATE_DIR, build_site, is_private_feed
+from ..publish.searchindex import INDEX_DIR, write_search_index
 from .common import common_options, open_store, settings_from
 
 
@@ -56,6 +57,10 @@ def build(
     )
     with open_store(settings) as store:
         report = build_site(store, settings=settings)
+        # Pagefind rebuilds its index whole: only after a build that changed something.
+        if report.written or report.removed or not (report.out_dir / INDEX_DIR).is_dir():
+            write_search_index(report.out_dir)
+            click.echo(f"search index: {INDEX_DIR}/ rebuilt")
     for notice in report.notices:
         click.echo(f"note: {notice}", err=True)
     private = {"written": 0, "removed": 0}

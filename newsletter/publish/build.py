@@ -69,6 +69,7 @@ from .history import FeedHistory, archive_months
 from .manifest import StepOutput
 from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
+from .search import search_page
 from .sitemap import robots, sitemap
 
 MANIFEST = ".newsletter-build.json"
@@ -463,6 +464,7 @@ def _paper_pages(
     pages += [(paper_page_name(a), max(ds)) for a, ds in sorted(paper_dates.items())]
     plan.files["sitemap.xml"] = sitemap(pages, base_url=site.base_url)
     plan.files["robots.txt"] = robots(base_url=site.base_url)
+    plan.files.update(search_page(site))
 
 
 def plan_site(

@@ -22,6 +22,7 @@ from ..links import arxiv_pdf_url, arxiv_url, hf_paper_url, page_name, paper_pag
 from ..model import Digest, Paper
 from .archive import SiteInfo, render_page
 from .feeds import clean_paper, paper_anchor
+from .korean import extra_terms
 
 DESCRIPTION_CHARS = 200  # OpenGraph descriptions are cut by most previews near here
 _ARXIV_NEW = re.compile(r"(\d\d)(\d\d)\.\d{4,5}")
@@ -150,6 +151,11 @@ def json_ld(record: PaperRecord, *, url: str) -> Markup:
     return Markup(text)
 
 
+def _search_text(paper: Paper) -> str:
+    sections = (f"{s.name} {s.text}" for s in paper.sections)
+    return " ".join((paper.display_title, *paper.authors, *sections))
+
+
 def render_paper(record: PaperRecord, *, site: SiteInfo) -> bytes:
     """The page of one paper."""
     paper = record.paper
@@ -181,4 +187,7 @@ def render_paper(record: PaperRecord, *, site: SiteInfo) -> bytes:
         page_url=url,
         json_ld=json_ld(record, url=url),
         bibtex=bibtex(record),
+        search_terms=" ".join(extra_terms(_search_text(paper))),
+        months=sorted({d.date.isoformat()[:7] for d in record.days}),
+        newest=record.days[-1].date.isoformat(),
     )
