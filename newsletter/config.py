@@ -155,6 +155,10 @@ def _url(value: Any) -> str:
     return str(value)
 
 
+def _url_or_empty(value: Any) -> str:
+    return "" if _text(value) == "" else _url(value)
+
+
 def _host(value: Any) -> str:
     """An IP address or a host name (international names allowed, as IDNA)."""
     name = _text(value)
@@ -271,6 +275,12 @@ class Settings:
     )
     feed_days: int = _setting(
         30, "How many of the newest days the feeds cover.", kind=_AT_LEAST_1, section="site"
+    )
+    websub_hub: str = _setting(
+        "",
+        "WebSub hub the public feeds name (rel=hub) and `build --ping` notifies; empty: none.",
+        kind=_url_or_empty,
+        section="site",
     )
     feed_max_entries: int = _setting(
         150,

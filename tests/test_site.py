@@ -83,6 +83,7 @@ def test_pages_are_valid_html5_in_korean_with_every_feed_discoverable(site: Path
         "2024-06-28.html",
         "2024-10-16.html",
         "2024-12-13.html",
+        "feeds.html",
         "index.html",
     ]
     for page in pages:
@@ -236,10 +237,10 @@ def test_cli_build_prints_changes_and_a_summary(
     assert first.exit_code == 0, first.output
     lines = first.stdout.splitlines()
     assert "written rss.xml" in lines and "written 2024-06-28.html" in lines
-    assert lines[-1] == f"built {tmp_path / 'out'}: 67 written, 0 unchanged, 0 removed"
+    assert lines[-1] == f"built {tmp_path / 'out'}: 69 written, 0 unchanged, 0 removed"
     second = runner.invoke(main, args, env=cli_env)
     assert second.stdout.splitlines() == [
-        f"built {tmp_path / 'out'}: 0 written, 67 unchanged, 0 removed"
+        f"built {tmp_path / 'out'}: 0 written, 69 unchanged, 0 removed"
     ]
     assert "<atom:link" in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")
     assert f'href="{BASE}/rss.xml"' in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")
@@ -337,7 +338,7 @@ def test_the_demo_step_builds_the_site_and_says_where(loaded_store: Store, tmp_p
     )
     step_site(ctx)
     site = tmp_path / "demo" / "site"
-    assert lines[0] == f"Built the site in {site}/: 73 files written, 0 unchanged"
+    assert lines[0] == f"Built the site in {site}/: 75 files written, 0 unchanged"
     assert lines[1] == f"  archive: {site / 'index.html'} (open it in a browser)"
     assert lines[3] == f"  private: 1 subscriber feeds in {site / 'feeds'}"
     assert (site / "index.html").is_file() and (site / "rss.xml").is_file()

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
 from ..publish.build import PRIVATE_DIR, build_site, is_private_feed
 from ..publish.searchindex import INDEX_DIR, write_search_index
+from ..publish.websub import ping as notify_hub
+from ..publish.websub import pinged_feeds
 from .common import common_options, open_store, settings_from
 
 
@@ -30,11 +33,17 @@ from .common import common_options, open_store, settings_from
     default=None,
     help="How many of the newest digests the feeds cover [setting feed_days, 30].",
 )
+@click.option(
+    "--ping",
+    is_flag=True,
+    help="Tell the WebSub hub (setting websub_hub) which public feeds changed.",
+)
 @common_options
 def build(
     out_dir: Path | None,
     base_url: str | None,
     days: int | None,
+    ping: bool,
     config_path: Path | None,
     db: Path | None,
 ) -> None:
@@ -45,7 +54,7 @@ def build(
 
     \b
     Example:
-      newsletter build --out site --base-url https://example.github.io/papers
+      newsletter build --out site --base-url https://example.github.io/papers --ping
     """
     settings = settings_from(
         config_path,
@@ -55,6 +64,8 @@ def build(
         base_url=base_url,
         feed_days=days,
     )
+    if ping and not settings.websub_hub:
+        raise ConfigError("--ping needs a hub: set websub_hub ([site] or NEWSLETTER_WEBSUB_HUB)")
     with open_store(settings) as store:
         report = build_site(store, settings=settings)
         # Pagefind rebuilds its index whole: only after a build that changed something.
@@ -79,3 +90,8 @@ def build(
         f"built {report.out_dir}: {len(report.written)} written, "
         f"{len(report.unchanged)} unchanged, {len(report.removed)} removed"
     )
+    if ping:
+        changed = pinged_feeds(report.written)
+        root = settings.base_url.rstrip("/")
+        count = notify_hub(settings.websub_hub, [f"{root}/{path}" for path in changed])
+        click.echo(f"pinged {settings.websub_hub}: {count} changed feeds")

@@ -71,6 +71,7 @@ from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
 from .search import search_page
 from .sitemap import robots, sitemap
+from .subscribe import OPML, opml, subscribe_page
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1
@@ -319,6 +320,7 @@ def _feeds(
             updated=newest,
             author=title,
             history=history,
+            hub=settings.websub_hub,
         )
 
     def publish(
@@ -465,6 +467,8 @@ def _paper_pages(
     plan.files["sitemap.xml"] = sitemap(pages, base_url=site.base_url)
     plan.files["robots.txt"] = robots(base_url=site.base_url)
     plan.files.update(search_page(site))
+    plan.files[OPML] = opml(site.feeds, site=site)
+    plan.files["feeds.html"] = subscribe_page(site)
 
 
 def plan_site(

@@ -42,6 +42,7 @@ from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
 from .feedtitles import TitleEntry, TitleFeed
 from .history import FeedHistory, HistoryExtension
+from .websub import HubExtension
 
 FeedKind = Literal["rss", "atom", "json"]
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -139,6 +140,7 @@ class FeedInfo:
     updated: dt.date  # newest digest of the feed (its entries may be stamped later that day)
     author: str  # used for the feed, and for entries without authors
     history: FeedHistory | None = None  # RFC 5005 links and flags (RSS and Atom only)
+    hub: str = ""  # WebSub hub named with rel="hub" (RSS and Atom); empty: none
 
 
 def paper_html(
@@ -226,6 +228,9 @@ def _generator(info: FeedInfo, *, updated: dt.datetime) -> Any:
         fg.register_extension("history", HistoryExtension, atom=True, rss=True)
         fg.history.history = info.history
         fg.history.root = info.home_url.rstrip("/")
+    if info.hub:
+        fg.register_extension("websub", HubExtension, atom=True, rss=True)
+        fg.websub.hub = info.hub
     return fg
 
 
