@@ -21,8 +21,12 @@ $(VENV)/.test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.run
 	$(BIN)/newsletter demo --out demo-output
 
+# axe-core, for the accessibility tests (package.json pins it).
+node_modules/.package-lock.json: package.json
+	npm install --no-audit --no-fund --silent
+
 ## make test: lint, type-check and run every test (installs Chromium and CJK fonts when root)
-test: $(VENV)/.test system-deps
+test: $(VENV)/.test system-deps node_modules/.package-lock.json
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
