@@ -68,10 +68,6 @@ def build(
         raise ConfigError("--ping needs a hub: set websub_hub ([site] or NEWSLETTER_WEBSUB_HUB)")
     with open_store(settings) as store:
         report = build_site(store, settings=settings)
-        # Pagefind rebuilds its index whole: only after a build that changed something.
-        if report.written or report.removed or not (report.out_dir / INDEX_DIR).is_dir():
-            write_search_index(report.out_dir)
-            click.echo(f"search index: {INDEX_DIR}/ rebuilt")
     for notice in report.notices:
         click.echo(f"note: {notice}", err=True)
     private = {"written": 0, "removed": 0}
@@ -86,6 +82,10 @@ def build(
             f"private feeds: {private['written']} written, {private['removed']} removed "
             f"({PRIVATE_DIR}<token>.xml)"
         )
+    # Pagefind rebuilds its index whole: only after a build that changed something.
+    if report.written or report.removed or not (report.out_dir / INDEX_DIR).is_dir():
+        write_search_index(report.out_dir)
+        click.echo(f"search index: {INDEX_DIR}/ rebuilt")
     click.echo(
         f"built {report.out_dir}: {len(report.written)} written, "
         f"{len(report.unchanged)} unchanged, {len(report.removed)} removed"

@@ -8,6 +8,10 @@ Output layout (relative to the site folder; every link is `base_url` + path):
     topics/<slug>.xml, topics/<slug>.atom  one pair per configured topic
     feeds/<token>.xml                      one private feed per active subscriber
     archive/YYYY-MM.xml, .atom             the main feed's RFC 5005 monthly archives
+    papers/<arxiv_id>.html                 one page per stored paper (paperpages.py)
+    sitemap.xml, robots.txt                public pages; private feeds disallowed
+    search.html, search.js                 the search page (the index: searchindex.py, by the CLI)
+    feeds.opml, feeds.html                 every public feed, to import or to subscribe
 
 Each main, topic and daily feed holds at most `feed_max_entries` entries and `feed_max_bytes`
 bytes; every stored paper not in the main feed is in one monthly archive document.
@@ -35,7 +39,7 @@ from xml.sax.saxutils import escape
 from ..audience.match import PreparedDigest, select_papers
 from ..config import Settings
 from ..errors import ConfigError, StoreError
-from ..links import page_name, paper_page_name
+from ..links import page_name
 from ..model import Digest, Filters
 from ..store import Store
 from ..tokens import feed_token
@@ -50,6 +54,7 @@ from .archive import (
     summarize,
 )
 from .budget import fit_entries
+from .extras import site_extras
 from .feedarchive import SECTION as ARCHIVE_SECTION
 from .feedarchive import archive_feeds
 from .feeds import (
@@ -69,9 +74,6 @@ from .history import FeedHistory, archive_months
 from .manifest import StepOutput
 from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
-from .search import search_page
-from .sitemap import robots, sitemap
-from .subscribe import OPML, opml, subscribe_page
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 1
@@ -410,67 +412,6 @@ def _feeds(
     return current
 
 
-def _archive_feeds(
-    store: Store,
-    plan: SitePlan,
-    *,
-    settings: Settings,
-    site: SiteInfo,
-    out_dir: Path,
-    current: frozenset[str],
-    hashes: Mapping[dt.date, str],
-    incremental: bool,
-) -> None:
-    """The main feed's monthly archive documents (feedarchive.py), recorded in the manifest."""
-    fingerprint = f"{page_fingerprint(site)}:{settings.list_id}"
-    found = archive_feeds(
-        store,
-        settings=settings,
-        current=current,
-        hashes=hashes,
-        out_dir=out_dir,
-        manifest=MANIFEST,
-        fingerprint=fingerprint,
-        incremental=incremental,
-    )
-    plan.absorb(ARCHIVE_SECTION, found, fingerprint=fingerprint)
-
-
-def _paper_pages(
-    store: Store,
-    plan: SitePlan,
-    *,
-    site: SiteInfo,
-    topics: Sequence[Topic],
-    out_dir: Path,
-    hashes: Mapping[dt.date, str],
-    incremental: bool,
-) -> None:
-    """Paper pages whose inputs changed (paperpages.py), the sitemap and robots.txt."""
-    fingerprint = f"{page_fingerprint(site)}:{topics!r}"
-    paper_dates = store.paper_dates()
-    found = paper_pages(
-        store,
-        site=site,
-        topics=topics,
-        hashes=hashes,
-        paper_dates=paper_dates,
-        out_dir=out_dir,
-        manifest=MANIFEST,
-        fingerprint=fingerprint,
-        incremental=incremental,
-    )
-    plan.absorb(PAPER_SECTION, found, fingerprint=fingerprint)
-    pages: list[tuple[str, dt.date | None]] = [("", max(hashes))]
-    pages += [(page_name(d), d) for d in sorted(hashes, reverse=True)]
-    pages += [(paper_page_name(a), max(ds)) for a, ds in sorted(paper_dates.items())]
-    plan.files["sitemap.xml"] = sitemap(pages, base_url=site.base_url)
-    plan.files["robots.txt"] = robots(base_url=site.base_url)
-    plan.files.update(search_page(site))
-    plan.files[OPML] = opml(site.feeds, site=site)
-    plan.files["feeds.html"] = subscribe_page(site)
-
-
 def plan_site(
     store: Store, *, settings: Settings, out_dir: Path, incremental: bool = True
 ) -> SitePlan:
@@ -500,25 +441,35 @@ def plan_site(
     current = _feeds(
         store, plan, settings=settings, topics=topics, window=window, stored_days=len(hashes)
     )
-    _archive_feeds(
+    # The steps below keep their own manifest sections, each under its own fingerprint.
+    shared = page_fingerprint(site)
+    archives = f"{shared}:{settings.list_id}"
+    found = archive_feeds(
         store,
-        plan,
         settings=settings,
-        site=site,
-        out_dir=out_dir,
         current=current,
         hashes=hashes,
+        out_dir=out_dir,
+        manifest=MANIFEST,
+        fingerprint=archives,
         incremental=incremental,
     )
-    _paper_pages(
+    plan.absorb(ARCHIVE_SECTION, found, fingerprint=archives)
+    papers = f"{shared}:{topics!r}"
+    paper_dates = store.paper_dates()
+    pages = paper_pages(
         store,
-        plan,
         site=site,
         topics=topics,
-        out_dir=out_dir,
         hashes=hashes,
+        paper_dates=paper_dates,
+        out_dir=out_dir,
+        manifest=MANIFEST,
+        fingerprint=papers,
         incremental=incremental,
     )
+    plan.absorb(PAPER_SECTION, pages, fingerprint=papers)
+    plan.files.update(site_extras(site, hashes=hashes, paper_dates=paper_dates))
     return plan
 
 

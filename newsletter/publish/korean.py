@@ -10,6 +10,7 @@ words or their beginnings, so each paper page is also indexed with
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 
@@ -70,14 +71,17 @@ _HANGUL_WORD = re.compile(r"[\uac00-\ud7a3]+")
 _TOKEN = re.compile(r"[\w\-]+")
 _ENGLISH = re.compile(r"[A-Za-z][A-Za-z0-9\-]*")
 _MIN_STEM = 2
+_PARTICLE_SET = frozenset(PARTICLES)
+_SIZES = sorted({len(p) for p in PARTICLES}, reverse=True)
 
 
+@functools.lru_cache(maxsize=65536)  # the same words recur across thousands of papers
 def strip_particles(word: str) -> str:
     """A Hangul word without its trailing particles: `모델들을` -> `모델`."""
     for _ in range(2):  # a plural and a case particle: 모델-들-을
-        for particle in PARTICLES:
-            if word.endswith(particle) and len(word) - len(particle) >= _MIN_STEM:
-                word = word[: -len(particle)]
+        for size in _SIZES:  # longest first, so `에서는` is taken before `는`
+            if len(word) - size >= _MIN_STEM and word[-size:] in _PARTICLE_SET:
+                word = word[:-size]
                 break
         else:
             break
