@@ -47,10 +47,11 @@ def build(
     config_path: Path | None,
     db: Path | None,
 ) -> None:
-    """Write RSS, Atom and JSON feeds and the HTML archive; only changed files are rewritten.
+    """Write the feeds, their monthly archives and the HTML site; only changed files are rewritten.
 
     Prints one line per written or removed file and a summary, so a CI job can commit (or
-    publish) only real changes. Private feed names are secrets and are only counted.
+    publish) only real changes. Private feed names are secrets and are only counted. When
+    anything changed, the Pagefind search index is rebuilt; --ping tells the WebSub hub.
 
     \b
     Example:
