@@ -23,7 +23,8 @@ demo: $(VENV)/.run
 
 # axe-core, for the accessibility tests (package.json pins it).
 node_modules/.package-lock.json: package.json
-	npm install --no-audit --no-fund --silent
+	@if command -v npm >/dev/null 2>&1; then npm install --no-audit --no-fund --silent; \
+	else echo "note: npm missing; the accessibility tests will skip (apt-get install npm)"; fi
 
 ## make test: lint, type-check and run every test (installs Chromium and CJK fonts when root)
 test: $(VENV)/.test system-deps node_modules/.package-lock.json
