@@ -84,6 +84,24 @@ class Settings:
         kind=kinds.AT_LEAST_1,
         section="site",
     )
+    websub_hub: str = _setting(
+        "",
+        "WebSub hub the public feeds name (rel=hub) and `build --ping` notifies; empty: none.",
+        kind=kinds.url_or_empty,
+        section="site",
+    )
+    feed_max_entries: int = _setting(
+        150,
+        "Entries at most in each main, topic and daily feed; older papers are in archive/.",
+        kind=kinds.AT_LEAST_1,
+        section="site",
+    )
+    feed_max_bytes: int = _setting(
+        500_000,
+        "Bytes at most of each feed file (fewer entries when they would not fit).",
+        kind=kinds.whole(10_000),
+        section="site",
+    )
     topics: dict[str, str] = _setting(
         {}, 'Topic feeds: name = "keyword; keyword".', kind=kinds.topics, section="topics"
     )

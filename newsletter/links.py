@@ -36,3 +36,21 @@ def page_name(date: dt.date) -> str:
 def day_url(base_url: str, date: dt.date) -> str:
     """The absolute URL of a day's archive page under `base_url`."""
     return f"{base_url.rstrip('/')}/{page_name(date)}"
+
+
+def paper_page_name(arxiv_id: str) -> str:
+    """A paper's own page, relative to the site root: `papers/<arxiv_id>.html`.
+
+    Old-style ids (`hep-th/9901001`) hold a slash, which becomes `_` in the file name.
+    """
+    return f"papers/{arxiv_id.replace('/', '_')}.html"
+
+
+def arxiv_pdf_url(arxiv_id: str) -> str:
+    """The PDF of `arxiv_id` on arXiv."""
+    return f"https://arxiv.org/pdf/{quote(arxiv_id, safe='./')}"
+
+
+def hf_paper_url(arxiv_id: str) -> str:
+    """The paper's page on Hugging Face Papers."""
+    return f"https://huggingface.co/papers/{quote(arxiv_id, safe='./')}"

@@ -145,6 +145,11 @@ def url(value: Any) -> str:
     return str(value)
 
 
+def url_or_empty(value: Any) -> str:
+    """An absolute http(s) URL, or empty for none."""
+    return "" if text(value) == "" else url(value)
+
+
 def host(value: Any) -> str:
     """An IP address or a host name (international names allowed, as IDNA)."""
     name = text(value)

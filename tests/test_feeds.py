@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import html
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -339,7 +340,13 @@ def test_rebuild_after_a_new_digest_matches_a_full_build(store: Store, tmp_path:
     )
     report = build(store, tmp_path / "inc", settings)
     pages = {p for p in report.written if p.endswith(".html")}
-    assert pages == {"2024-03-02.html", "2024-03-05.html", "2024-03-06.html", "index.html"}
+    assert pages == {
+        "2024-03-02.html",
+        "2024-03-05.html",
+        "2024-03-06.html",
+        "index.html",
+        "papers/2403.00001.html",  # its text changed; the other paper pages did not
+    }
     assert {"2024-03-01.html", "2024-03-03.html", "2024-03-04.html"} <= set(report.unchanged)
     build(store, tmp_path / "full", settings)
     for path in (tmp_path / "full").rglob("*"):
@@ -488,7 +495,11 @@ def test_hostile_text_is_escaped_in_every_feed(store: Store, tmp_path: Path) -> 
         assert b"\x0b" not in raw and b"\x01" not in raw, name
         entry = parsed(out, name).entries[0]
         if not name.startswith("digests"):
-            assert entry.title == HOSTILE + " end"
+            # RSS cannot declare a title's type: tag-like text is defused; Atom declares html.
+            if name != "atom.xml" and name.endswith(".xml"):
+                assert entry.title == '‹script›alert(1)‹/script› & "quotes" end'
+            else:
+                assert entry.title == '&lt;script&gt;alert(1)&lt;/script&gt; &amp; "quotes" end'
         content = entry.content[0].value if "content" in entry else entry.description
         assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in content
         assert "<script" not in content
@@ -528,3 +539,70 @@ def test_feed_matches_golden(small_site: Path, name: str, request: pytest.Fixtur
     if request.config.getoption("--update-golden"):
         golden.write_bytes(got)
     assert got == golden.read_bytes()
+
+
+# The W3C Feed Validation Service's rules for titles (feedvalidator/validators.py `nonhtml`):
+# an end tag of an HTML element in RSS text is ContainsHTML; in an Atom text construct without a
+# type, ContainsUndeclaredHTML; so is an HTML entity name left in the text.
+MARKUP_TITLE = "Retrieval <script>x</script> & <think>"
+_HTML_END_TAG = re.compile(r"</(\w+)>")
+_HTML_TAGS = {"script", "b", "i", "p", "sub", "sup", "em", "a", "span", "div", "think"}
+_ENTITY = re.compile(r"&(#?\w+)")
+
+
+def _looks_like_html(text: str) -> bool:
+    from html.entities import name2codepoint
+
+    tags = [t.lower() for t in _HTML_END_TAG.findall(text)]
+    entities = [e for e in _ENTITY.findall(text) if e in name2codepoint or not e.isalpha()]
+    return bool(set(tags) & _HTML_TAGS or entities)
+
+
+def test_titles_with_markup_like_text_follow_the_validator_rules(
+    store: Store, tmp_path: Path
+) -> None:
+    save(
+        store,
+        digest_text(
+            "2024-12-14",
+            [
+                {"id": "2412.99998", "title": MARKUP_TITLE, "votes": 9},
+                {"id": "2412.99997", "title": "Thinking <b>fast</b> &amp; slow", "votes": 3},
+            ],
+        ),
+    )
+    out = tmp_path / "site"
+    build(store, out, make_settings(tmp_path, site_title="Papers <i>daily</i> & co"))
+    written = [
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.suffix in (".xml", ".atom")
+    ]
+    assert {"rss.xml", "atom.xml", "digests.xml", "digests.atom"} <= set(written)
+    for name in written:
+        root = ET.parse(out / name).getroot()
+        if root.tag == "rss":
+            titles = root.findall("channel/title") + root.findall("channel/item/title")
+            for title in titles:
+                assert not _looks_like_html(title.text or ""), (name, title.text)
+        else:
+            atom = "{http://www.w3.org/2005/Atom}"
+            titles = root.findall(f"{atom}title") + root.findall(f"{atom}entry/{atom}title")
+            titles += root.findall(f"{atom}subtitle")
+            for title in titles:
+                text = title.text or ""
+                if any(c in text for c in "<>&"):
+                    assert title.get("type") == "html", (name, text)
+                    text = html.unescape(text)  # what a reader displays: the title as written
+                    assert "<" not in text or title.get("type") == "html"
+                assert title.get("type") == "html" or not _looks_like_html(text), (name, text)
+    rss = ET.parse(out / "rss.xml").getroot()
+    shown = [t.text for t in rss.findall("channel/item/title")]
+    assert shown == ["Retrieval ‹script›x‹/script› & ‹think›", "Thinking ‹b›fast‹/b› ＆amp; slow"]
+    assert rss.findtext("channel/title") == "Papers ‹i›daily‹/i› & co"
+    atom = "{http://www.w3.org/2005/Atom}"
+    entries = ET.parse(out / "atom.xml").getroot().findall(f"{atom}entry")
+    first = entries[0].find(f"{atom}title")
+    assert first is not None and first.get("type") == "html"
+    assert html.unescape(first.text or "") == MARKUP_TITLE
+    assert parsed(out, "atom.xml").entries[0].title == html.escape(MARKUP_TITLE, quote=False)
+    data = json.loads((out / "feed.json").read_text(encoding="utf-8"))
+    assert data["items"][0]["title"] == MARKUP_TITLE  # JSON Feed titles are plain text

@@ -81,11 +81,13 @@ def test_strict_parser_rejects_broken_html() -> None:
 
 
 def test_pages_are_valid_html5_in_korean_with_every_feed_discoverable(site: Path) -> None:
-    pages = sorted(site.glob("*.html"))
+    # search.html is the one page with scripts (tests/test_search.py).
+    pages = sorted(p for p in site.glob("*.html") if p.name != "search.html")
     assert [p.name for p in pages] == [
         "2024-06-28.html",
         "2024-10-16.html",
         "2024-12-13.html",
+        "feeds.html",
         "index.html",
     ]
     for page in pages:
@@ -240,10 +242,10 @@ def test_cli_build_prints_changes_and_a_summary(
     lines = first.stdout.splitlines()
     assert "written rss.xml" in lines and "written 2024-06-28.html" in lines
     assert "written rss.xml.gz" in lines  # a gzip sibling for `serve`, over 32 KB
-    assert lines[-1] == f"built {tmp_path / 'out'}: 22 written, 0 unchanged, 0 removed"
+    assert lines[-1] == f"built {tmp_path / 'out'}: 82 written, 0 unchanged, 0 removed"
     second = runner.invoke(main, args, env=cli_env)
     assert second.stdout.splitlines() == [
-        f"built {tmp_path / 'out'}: 0 written, 22 unchanged, 0 removed"
+        f"built {tmp_path / 'out'}: 0 written, 82 unchanged, 0 removed"
     ]
     assert "<atom:link" in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")
     assert f'href="{BASE}/rss.xml"' in (tmp_path / "out" / "rss.xml").read_text(encoding="utf-8")

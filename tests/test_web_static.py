@@ -263,7 +263,9 @@ def test_every_file_of_a_real_build(tmp_path: Path) -> None:
                 assert kind == f"{expected[rel]}; charset=utf-8", rel
             elif rel.endswith(".atom"):
                 assert kind.startswith("application/atom+xml"), rel
-            elif rel.endswith(".xml"):  # topic and private feeds are RSS
+            elif rel == "sitemap.xml":
+                assert kind.startswith("application/xml"), rel
+            elif rel.endswith(".xml"):  # topic, archive and private feeds are RSS
                 assert kind.startswith("application/rss+xml"), rel
             elif rel.endswith(".html"):
                 assert kind == "text/html; charset=utf-8", rel

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..audience.match import by_votes, paper_order
-from ..links import page_name
+from ..links import page_name, paper_page_name
 from ..model import Digest
 from ..templates import get_template, template_environment
 from .feeds import clean_paper
 
-PAGE_TEMPLATES = ("site/base.html", "site/day.html", "site/index.html")
+PAGE_TEMPLATES = ("site/base.html", "site/day.html", "site/index.html", "site/paper.html")
 TOP_PAPERS = 3  # papers listed under each day on the index
 
 
@@ -75,7 +75,7 @@ def summarize(digest: Digest) -> DaySummary:
     )
 
 
-def _page(name: str, site: SiteInfo, path: str, **context: object) -> bytes:
+def render_page(name: str, site: SiteInfo, path: str, **context: object) -> bytes:
     template = get_template(name, user_dir=site.template_dir)
     canonical = f"{site.base_url.rstrip('/')}/{path}"
     # Paper text arrives cleaned (clean_paper) and build.py cleans the settings it passes in.
@@ -90,12 +90,13 @@ def render_day(
     following: dt.date | None = None,
 ) -> bytes:
     """The archive page of one day: every paper in full, by votes, with links to its neighbours."""
-    return _page(
+    return render_page(
         "site/day.html",
         site,
         page_name(digest.date),
         date=digest.date.isoformat(),
         papers=[clean_paper(p) for p in by_votes(digest.papers)],
+        paper_pages={p.arxiv_id: paper_page_name(p.arxiv_id) for p in digest.papers},
         previous=previous.isoformat() if previous else None,
         following=following.isoformat() if following else None,
     )
@@ -104,7 +105,7 @@ def render_day(
 def render_index(days: Sequence[DaySummary], *, site: SiteInfo) -> bytes:
     """The front page: every day, newest first, with its count and top papers."""
     ordered = sorted(days, key=lambda d: d.date, reverse=True)
-    return _page(
+    return render_page(
         "site/index.html",
         site,
         "",  # the canonical address of the front page is the folder itself

@@ -8,6 +8,14 @@ Output layout (relative to the site folder; every link is `base_url` + path):
     weekly.xml, weekly.atom, weekly.json   one entry per ISO week: its `weekly_papers` top papers
     topics/<slug>.xml, topics/<slug>.atom  one pair per configured topic
     NAME.gz                                gzip of every file above GZIP_MIN_BYTES, for `serve`
+    archive/YYYY-MM.xml, .atom             the main feed's RFC 5005 monthly archives
+    papers/<arxiv_id>.html                 one page per stored paper (paperpages.py)
+    sitemap.xml, robots.txt                public pages; private feeds disallowed
+    search.html, search.js                 the search page (the index: searchindex.py, by the CLI)
+    feeds.opml, feeds.html                 every public feed, to import or to subscribe
+
+Each main, topic and daily feed holds at most `feed_max_entries` entries and `feed_max_bytes`
+bytes; every stored paper not in the main feed is in one monthly archive document.
 
 Private feeds (`feeds/<token>.xml`) are not files: `newsletter serve` assembles each one on
 request (publish/private.py). A build removes the ones an older build wrote.
@@ -28,7 +36,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +57,10 @@ from .archive import (
     render_index,
     summarize,
 )
+from .budget import fit_entries
+from .extras import site_extras
+from .feedarchive import SECTION as ARCHIVE_SECTION
+from .feedarchive import archive_feeds
 from .feeds import (
     FeedInfo,
     FeedItem,
@@ -63,6 +75,10 @@ from .feeds import (
     xml_text,
 )
 from .files import WRITERS, write_changed
+from .history import FeedHistory, archive_months
+from .manifest import StepOutput
+from .paperpages import SECTION as PAPER_SECTION
+from .paperpages import paper_pages
 from .weekly import WEEKLY_PATHS, weekly_feeds
 
 MANIFEST = ".newsletter-build.json"
@@ -73,7 +89,8 @@ _PRIVATE_FEED = re.compile(r"feeds/([0-9a-f]+\.xml|index\.html)")
 # Files a build owns besides its fixed names; any of these it did not produce is stale. The
 # private feeds older builds wrote are always stale: `serve` answers for them now.
 _OWNED = re.compile(
-    r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/([0-9a-f]+\.xml|index\.html))"
+    r"(\d{4}-\d{2}-\d{2}\.html|topics/[^/]+\.(xml|atom)|feeds/([0-9a-f]+\.xml|index\.html)"
+    r"|archive/\d{4}-\d{2}\.(xml|atom)|papers/[^/]+\.html)"
     r"(\.gz)?"
 )
 _LOAD_CHUNK = 100  # days loaded from the store at once when many pages need rendering
@@ -103,6 +120,12 @@ class SitePlan:
     kept: set[str] = field(default_factory=set)  # day pages the manifest vouches for
     manifest: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
+
+    def absorb(self, section: str, found: StepOutput, *, fingerprint: str) -> None:
+        """Take an incremental step's files and record its manifest section."""
+        self.files.update(found.files)
+        self.kept |= found.kept
+        self.manifest[section] = found.section(fingerprint)
 
 
 def _public_feeds(settings: Settings, topics: Sequence[Topic]) -> tuple[FeedLink, ...]:
@@ -259,8 +282,12 @@ def _feeds(
     settings: Settings,
     topics: Sequence[Topic],
     window: Sequence[Digest],
-) -> None:
-    """The main, daily and topic feeds over the newest `feed_days` digests."""
+    stored_days: int,
+) -> frozenset[str]:
+    """The main, daily, weekly and topic feeds over the newest `feed_days` digests.
+
+    Returns the papers the main feed holds; the archive documents hold the others.
+    """
     root = settings.base_url.rstrip("/")
     newest = max(d.date for d in window)
     ids = {p.arxiv_id for d in window for p in d.papers}
@@ -280,7 +307,9 @@ def _feeds(
             template_dir=settings.template_dir,
         )
 
-    def info(name: str, description: str, *parts: str) -> FeedInfo:
+    def info(
+        name: str, description: str, *parts: str, history: FeedHistory | None = None
+    ) -> FeedInfo:
         return FeedInfo(
             title=name,
             description=description,
@@ -288,59 +317,80 @@ def _feeds(
             id=name_id(settings.list_id, *parts),
             updated=newest,
             author=title,
+            history=history,
+            hub=settings.websub_hub,
         )
 
     def publish(
-        paths: Mapping[FeedKind, str], make: Callable[..., Mapping[FeedKind, bytes]]
-    ) -> None:
-        found = make(urls={kind: f"{root}/{path}" for kind, path in paths.items()})
+        paths: Mapping[FeedKind, str],
+        make: Callable[..., Mapping[FeedKind, bytes]],
+        entries: Sequence[Any],
+        feed: FeedInfo,
+    ) -> int:
+        """Write the feeds of as many leading `entries` as the budget allows; how many."""
+        urls = {kind: f"{root}/{path}" for kind, path in paths.items()}
+        count, found = fit_entries(
+            entries,
+            lambda chosen: make(chosen, urls=urls, info=feed),
+            max_entries=settings.feed_max_entries,
+            max_bytes=settings.feed_max_bytes,
+        )
+        if count < len(entries) and feed.history is not None and feed.history.complete:
+            # The budget dropped entries, so the feed no longer holds everything.
+            found = make(entries[:count], urls=urls, info=replace(feed, history=None))
         for kind, path in paths.items():
             plan.files[path] = found[kind]
+        return count
 
+    # A feed over every stored day holds everything (RFC 5005 complete) unless the budget cuts it.
+    whole = FeedHistory(complete=True) if len(window) >= stored_days else None
     about = f"{title}: 매일 추천이 많은 AI 논문과 한국어 요약"
-    publish(
-        {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"},
-        functools.partial(paper_feeds, select(None), info=info(title, about, "papers")),
-    )
+    papers = select(None)
+    main: dict[FeedKind, str] = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+    # Fitted with a stand-in prev-archive link as long as the real one, then written for real.
+    stand_in = info(title, about, "papers", history=FeedHistory(prev="0000-00"))
+    count = publish(main, paper_feeds, papers, stand_in)
+    current = frozenset(item.paper.arxiv_id for item in papers[:count])
+    months = archive_months(store.first_seen(), current)
+    history = FeedHistory(prev=max(months)) if months else FeedHistory(complete=True)
+    publish(main, paper_feeds, papers[:count], replace(stand_in, history=history))
     publish(
         {"rss": "digests.xml", "atom": "digests.atom"},
         functools.partial(
             digest_feeds,
-            window,
-            info=info(f"{title} 일별", f"{title}: 하루에 한 항목", "digests"),
             base_url=root,
             list_id=settings.list_id,
             template_dir=settings.template_dir,
         ),
+        sorted(window, key=lambda d: d.date, reverse=True),
+        info(f"{title} 일별", f"{title}: 하루에 한 항목", "digests", history=whole),
     )
     # Whole weeks: the window's oldest week also gets the days before the window began.
     week_names = {week_name(d.date) for d in window}
     extra = [d for d in store.digest_dates() if week_name(d) in week_names]
     have = {d.date: d for d in window}
     week_digests = [*window, *store.digests([d for d in extra if d not in have])]
-    publish(
-        WEEKLY_PATHS,
-        functools.partial(
-            weekly_feeds,
-            weeks_of(week_digests),
-            info=info(f"{title} 주간", f"{title}: 한 주에 한 항목, 추천이 많은 논문", "weekly"),
-            base_url=root,
-            list_id=settings.list_id,
-            count=settings.weekly_papers,
-            template_dir=settings.template_dir,
-        ),
+    weekly = weekly_feeds(
+        weeks_of(week_digests),
+        info=info(f"{title} 주간", f"{title}: 한 주에 한 항목, 추천이 많은 논문", "weekly"),
+        urls={kind: f"{root}/{path}" for kind, path in WEEKLY_PATHS.items()},
+        base_url=root,
+        list_id=settings.list_id,
+        count=settings.weekly_papers,
+        template_dir=settings.template_dir,
     )
+    for kind, path in WEEKLY_PATHS.items():
+        plan.files[path] = weekly[kind]
     for topic in topics:
         name = xml_text(topic.name)
         about_topic = f"{title}: {name} ({'; '.join(topic.keywords)})"
         publish(
             {"rss": f"topics/{topic.slug}.xml", "atom": f"topics/{topic.slug}.atom"},
-            functools.partial(
-                paper_feeds,
-                select(Filters(keywords=topic.keywords)),
-                info=info(f"{title}: {name}", about_topic, "topic", topic.slug),
-            ),
+            paper_feeds,
+            select(Filters(keywords=topic.keywords)),
+            info(f"{title}: {name}", about_topic, "topic", topic.slug, history=whole),
         )
+    return current
 
 
 def plan_site(
@@ -369,7 +419,38 @@ def plan_site(
         incremental=incremental,
         window={d.date: d for d in window},
     )
-    _feeds(store, plan, settings=settings, topics=topics, window=window)
+    current = _feeds(
+        store, plan, settings=settings, topics=topics, window=window, stored_days=len(hashes)
+    )
+    # The steps below keep their own manifest sections, each under its own fingerprint.
+    shared = page_fingerprint(site)
+    archives = f"{shared}:{settings.list_id}"
+    found = archive_feeds(
+        store,
+        settings=settings,
+        current=current,
+        hashes=hashes,
+        out_dir=out_dir,
+        manifest=MANIFEST,
+        fingerprint=archives,
+        incremental=incremental,
+    )
+    plan.absorb(ARCHIVE_SECTION, found, fingerprint=archives)
+    papers = f"{shared}:{topics!r}"
+    paper_dates = store.paper_dates()
+    pages = paper_pages(
+        store,
+        site=site,
+        topics=topics,
+        hashes=hashes,
+        paper_dates=paper_dates,
+        out_dir=out_dir,
+        manifest=MANIFEST,
+        fingerprint=papers,
+        incremental=incremental,
+    )
+    plan.absorb(PAPER_SECTION, pages, fingerprint=papers)
+    plan.files.update(site_extras(site, hashes=hashes, paper_dates=paper_dates))
     return plan
 
 
@@ -380,7 +461,13 @@ def _stale(out_dir: Path, produced: set[str], kept: set[str]) -> list[str]:
     day page keeps its sibling, written with it by an earlier build.
     """
     stale = []
-    for folder in (out_dir, out_dir / "topics", out_dir / PRIVATE_DIR):
+    for folder in (
+        out_dir,
+        out_dir / "topics",
+        out_dir / PRIVATE_DIR,
+        out_dir / "archive",
+        out_dir / "papers",
+    ):
         if not folder.is_dir():
             continue
         for path in folder.iterdir():

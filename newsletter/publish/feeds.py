@@ -37,9 +37,12 @@ from markupsafe import Markup
 
 from ..audience.match import PreparedDigest, by_votes, paper_order, select_papers
 from ..errors import ConfigError
-from ..links import arxiv_url, page_name, web_url
+from ..links import arxiv_url, page_name, paper_page_name, web_url
 from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
+from .feedtitles import TitleEntry, TitleFeed
+from .history import FeedHistory, HistoryExtension
+from .websub import HubExtension
 
 FeedKind = Literal["rss", "atom", "json"]
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -136,19 +139,23 @@ class FeedInfo:
     id: str  # permanent Atom feed id
     updated: dt.date  # newest digest of the feed (its entries may be stamped later that day)
     author: str  # used for the feed, and for entries without authors
+    history: FeedHistory | None = None  # RFC 5005 links and flags (RSS and Atom only)
+    hub: str = ""  # WebSub hub named with rel="hub" (RSS and Atom); empty: none
 
 
-def paper_html(paper: Paper, *, page_url: str, template_dir: Path | None = None) -> str:
+def paper_html(
+    paper: Paper, *, page_url: str, paper_url: str, template_dir: Path | None = None
+) -> str:
     """A paper's feed content: thumbnail, authors, votes, summary sections, links (escaped)."""
     # Jinja hands out a new template object when the file changes, so an edited template is
     # never answered from the cache (serve --watch builds in one long-lived process).
     template = get_template("site/feed_paper.html", user_dir=template_dir)
-    return _render_paper(template, paper, page_url)
+    return _render_paper(template, paper, page_url, paper_url)
 
 
 @functools.lru_cache(maxsize=4096)
-def _render_paper(template: Template, paper: Paper, page_url: str) -> str:
-    return template.render(paper=paper, page_url=page_url)
+def _render_paper(template: Template, paper: Paper, page_url: str, paper_url: str) -> str:
+    return template.render(paper=paper, page_url=page_url, paper_url=paper_url)
 
 
 def shown_days(
@@ -189,7 +196,12 @@ def feed_item(
         paper=clean,
         published=entry_time(first, below=below),
         updated=entry_time(shown, below=below),
-        content_html=paper_html(clean, page_url=page_url, template_dir=template_dir),
+        content_html=paper_html(
+            clean,
+            page_url=page_url,
+            paper_url=f"{base_url.rstrip('/')}/{paper_page_name(clean.arxiv_id)}",
+            template_dir=template_dir,
+        ),
         categories=(categories or {}).get(paper.arxiv_id, ()),
     )
 
@@ -241,6 +253,15 @@ def _generator(info: FeedInfo, *, updated: dt.datetime) -> Any:
     fg.updated(updated)
     fg.lastBuildDate(updated)
     fg.pubDate(updated)
+    # Titles holding markup-like text (`<think>`) are declared or defused (feedtitles.py).
+    fg.register_extension("titles", TitleFeed, TitleEntry, atom=True, rss=True)
+    if info.history is not None:
+        fg.register_extension("history", HistoryExtension, atom=True, rss=True)
+        fg.history.history = info.history
+        fg.history.root = info.home_url.rstrip("/")
+    if info.hub:
+        fg.register_extension("websub", HubExtension, atom=True, rss=True)
+        fg.websub.hub = info.hub
     return fg
 
 
@@ -253,6 +274,8 @@ def _serialize(fg: Any, *, kind: Literal["rss", "atom"], feed_url: str, home_url
         {"href": home_url, "rel": "alternate", "type": "text/html"},
     ]
     fg.link(links, replace=True)
+    if hasattr(fg, "history"):
+        fg.history.kind = kind  # archive links name the document of the same format
     data: bytes = fg.rss_str(pretty=True) if kind == "rss" else fg.atom_str(pretty=True)
     return data
 
@@ -367,7 +390,12 @@ def digest_feeds(
         papers = [clean_paper(p) for p in by_votes(digest.papers)]
         bodies = [
             Markup(
-                paper_html(p, page_url=f"{page_url}#{paper_anchor(p)}", template_dir=template_dir)
+                paper_html(
+                    p,
+                    page_url=f"{page_url}#{paper_anchor(p)}",
+                    paper_url=f"{root}/{paper_page_name(p.arxiv_id)}",
+                    template_dir=template_dir,
+                )
             )
             for p in papers
         ]

@@ -18,7 +18,7 @@ from typing import Any
 from markupsafe import Markup
 
 from ..audience.weeks import Week
-from ..links import day_url
+from ..links import day_url, paper_page_name
 from ..templates import get_template
 from .feeds import (
     JSON_FEED_VERSION,
@@ -55,6 +55,7 @@ def _entry(
             paper_html(
                 paper,
                 page_url=f"{day_url(base_url, item.date)}#{paper_anchor(paper)}",
+                paper_url=f"{base_url.rstrip('/')}/{paper_page_name(paper.arxiv_id)}",
                 template_dir=template_dir,
             )
         )

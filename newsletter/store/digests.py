@@ -174,6 +174,16 @@ class DigestStore(StoreBase):
         wanted = set(arxiv_ids) if arxiv_ids is not None else None
         return {a: dt.date.fromisoformat(d) for a, d in rows if wanted is None or a in wanted}
 
+    def paper_dates(self) -> dict[str, tuple[dt.date, ...]]:
+        """Every stored paper's digest dates, oldest first, read without loading any paper."""
+        rows = self.conn.execute(
+            "SELECT arxiv_id, date FROM digest_papers ORDER BY arxiv_id, date"
+        ).fetchall()
+        found: dict[str, list[dt.date]] = {}
+        for arxiv_id, date in rows:
+            found.setdefault(arxiv_id, []).append(dt.date.fromisoformat(date))
+        return {k: tuple(v) for k, v in found.items()}
+
     def digest_hashes(self) -> dict[dt.date, str]:
         """The content hash of every stored digest by date, read without loading any paper."""
         rows = self.conn.execute("SELECT date, content_hash FROM digests").fetchall()

@@ -1,0 +1,89 @@
+"""Paper pages for a build: only those whose inputs changed are loaded and rendered.
+
+A paper page depends on the digests that list the paper (their content hashes), the topic
+configuration and the templates. The manifest keeps, per paper, a hash of those inputs and the
+page's size; a rebuild renders a page only when that hash or the file on disk differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..audience.match import PreparedDigest, select_papers
+from ..links import paper_page_name
+from ..model import Digest, Filters
+from ..store import Store
+from .archive import SiteInfo
+from .feeds import Topic
+from .manifest import StepOutput, file_size, read_section
+from .papers import PaperRecord, paper_key, paper_records, render_paper
+
+SECTION = "papers"
+BATCH = 500  # papers rendered per load from the store, bounding memory on a first build
+
+
+@dataclass
+class PaperPages(StepOutput):
+    """What the paper step produced: files to write, files still current, manifest records."""
+
+
+def topics_of(records: Mapping[str, PaperRecord], topics: Sequence[Topic]) -> dict[str, list[str]]:
+    """The topic names each paper matches (as the topic feeds match them)."""
+    if not topics or not records:
+        return {}
+    day = PreparedDigest(Digest(date=dt.date.min, papers=tuple(r.paper for r in records.values())))
+    found: dict[str, list[str]] = {}
+    for topic in topics:
+        for pick in select_papers(day, Filters(keywords=topic.keywords)):
+            found.setdefault(pick.paper.arxiv_id, []).append(topic.name)
+    return found
+
+
+def paper_pages(
+    store: Store,
+    *,
+    site: SiteInfo,
+    topics: Sequence[Topic],
+    hashes: Mapping[dt.date, str],
+    paper_dates: Mapping[str, Sequence[dt.date]],
+    out_dir: Path,
+    manifest: str,
+    fingerprint: str,
+    incremental: bool = True,
+) -> PaperPages:
+    """Every stored paper's page; unchanged ones are kept as they are on disk."""
+    previous = (
+        read_section(out_dir / manifest, SECTION, fingerprint=fingerprint) if incremental else {}
+    )
+    result = PaperPages()
+    dirty: list[str] = []
+    keys: dict[str, str] = {}
+    for arxiv_id, dates in sorted(paper_dates.items()):
+        key = paper_key(arxiv_id, dates, hashes=hashes, topics=(), fingerprint=fingerprint)
+        keys[arxiv_id] = key
+        path = paper_page_name(arxiv_id)
+        record = previous.get(arxiv_id)
+        if (
+            isinstance(record, dict)
+            and record.get("key") == key
+            and file_size(out_dir / path) == record.get("size")
+        ):
+            result.kept.add(path)
+            result.records[arxiv_id] = record
+        else:
+            dirty.append(arxiv_id)
+    for start in range(0, len(dirty), BATCH):
+        batch = set(dirty[start : start + BATCH])
+        dates = sorted({d for i in batch for d in paper_dates[i]})
+        loaded = paper_records(store.digests(dates))
+        wanted = {k: r for k, r in loaded.items() if k in batch}
+        matched = topics_of(wanted, topics)
+        for arxiv_id, record in wanted.items():
+            record = replace(record, topics=tuple(matched.get(arxiv_id, ())))
+            page = render_paper(record, site=site)
+            result.files[paper_page_name(arxiv_id)] = page
+            result.records[arxiv_id] = {"key": keys[arxiv_id], "size": len(page)}
+    return result

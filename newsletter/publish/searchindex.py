@@ -1,0 +1,57 @@
+"""Writing the Pagefind index of the paper pages into `<site>/pagefind/` (runs the pagefind binary).
+
+Pagefind reads the built paper pages (what it indexes is declared in them, see search.py) and
+has no incremental update, so the index is rebuilt whole into a folder beside the live one and
+swapped in: the search page never sees half an index.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+
+INDEX_DIR = "pagefind"
+LANGUAGE = "ko"
+PAGES = "papers/*.html"
+
+
+def write_search_index(out_dir: Path) -> Path:
+    """Index the paper pages of the site in `out_dir` into `out_dir/pagefind/`, replacing it whole."""
+    live = out_dir / INDEX_DIR
+    fresh = out_dir / f".{INDEX_DIR}.new"
+    old = out_dir / f".{INDEX_DIR}.old"
+    for leftover in (fresh, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    command = [
+        sys.executable,
+        "-m",
+        "pagefind",
+        "--site",
+        str(out_dir),
+        "--glob",
+        PAGES,
+        "--force-language",
+        LANGUAGE,
+        "--output-path",
+        str(fresh),
+    ]
+    try:
+        # A separate process by design: Pagefind is a native binary, run once per build.
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot run pagefind: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        shutil.rmtree(fresh, ignore_errors=True)
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        raise ConfigError(
+            f"pagefind failed ({lines[-1]}); install it with: pip install 'pagefind[bin]'"
+        )
+    if live.exists():
+        live.rename(old)
+    fresh.rename(live)
+    shutil.rmtree(old, ignore_errors=True)
+    return live

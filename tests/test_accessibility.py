@@ -1,0 +1,68 @@
+"""WCAG 2.1 AA in real Chromium: axe-core finds no violation on the site's kinds of page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from tests.web_server import Running, service
+
+from .conftest import TEST_KEY
+
+AXE = Path(__file__).resolve().parent.parent / "node_modules" / "axe-core" / "axe.min.js"
+TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+PAGES = [
+    "index.html",
+    "2024-10-16.html",
+    "papers/2406.18629.html",
+    "search.html?q=에이전트",
+    "feeds.html",
+]
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE.is_file():
+        pytest.skip("needs axe-core: npm install (package.json)")
+    return AXE.read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Running]:
+    """The real service over HTTP serving what the real `newsletter build` wrote."""
+    with service(tmp_path, site=False) as running:
+        env = {"NEWSLETTER_DB": str(running.settings.db), "NEWSLETTER_SECRET_KEY": TEST_KEY}
+        args = ["build", "--out", str(running.settings.site_dir), "--base-url", running.url]
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, result.output
+        yield running
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_pages_have_no_wcag_21_aa_violations(
+    browser: Any, site: Running, axe_source: str, scheme: str
+) -> None:
+    # Only the checker is injected around the pages' Content-Security-Policy.
+    context = browser.new_context(bypass_csp=True, locale="ko-KR", color_scheme=scheme)
+    page = context.new_page()
+    found: dict[str, list[str]] = {}
+    for path in PAGES:
+        page.goto(f"{site.url}/{path}")
+        if path.startswith("search.html"):
+            page.wait_for_selector("#results li")
+        page.add_script_tag(content=axe_source)
+        result = page.evaluate(
+            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS
+        )
+        found[path] = [
+            f"{v['id']}: {node['target']}" for v in result["violations"] for node in v["nodes"]
+        ]
+    context.close()
+    assert found == {path: [] for path in PAGES}
