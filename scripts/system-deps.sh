@@ -6,6 +6,8 @@
 # tests/conftest.py). The tests run their own Dovecot and Postfix instances on loopback.
 set -eu
 want="chromium fonts-noto-cjk openssl spamassassin dovecot-imapd postfix"
+# npm installs axe-core for the accessibility tests; a machine with Node.js already has it.
+command -v npm >/dev/null 2>&1 || want="$want npm"
 missing=""
 for pkg in $want; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
