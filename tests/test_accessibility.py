@@ -66,3 +66,62 @@ def test_pages_have_no_wcag_21_aa_violations(
         ]
     context.close()
     assert found == {path: [] for path in PAGES}
+
+
+def violations(page: Any, axe_source: str) -> list[str]:
+    page.add_script_tag(content=axe_source)
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS
+    )
+    return [f"{v['id']}: {node['target']}" for v in result["violations"] for node in v["nodes"]]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_service_pages_and_an_email_have_no_wcag_21_aa_violations(
+    browser: Any, site: Running, axe_source: str, scheme: str
+) -> None:
+    from newsletter.mail.compose import Composer
+
+    reader = site.store.add_subscriber("reader@example.com", name="김민지")
+    paths = [
+        "/subscribe",
+        f"/p/{site.token(reader.id, 'preferences')}",
+        f"/u/{site.token(reader.id, 'unsubscribe')}",
+    ]
+    context = browser.new_context(bypass_csp=True, locale="ko-KR", color_scheme=scheme)
+    page = context.new_page()
+    found: dict[str, list[str]] = {}
+    for path in paths:
+        page.goto(f"{site.url}{path}")
+        found[path.split("/")[1]] = violations(page, axe_source)
+    digest = site.store.digest_for(None)
+    composer = Composer(settings=site.settings, digest=digest, clock=site.clock)
+    rendered = composer.rendered_for(reader)
+    assert rendered is not None and rendered.shown > 0
+    page.set_content(rendered.html)
+    found["email"] = violations(page, axe_source)
+    context.close()
+    assert found == {"subscribe": [], "p": [], "u": [], "email": []}
+
+
+def test_a_paper_page_carries_its_sharing_card_in_chromium(browser: Any, site: Running) -> None:
+    # What a link preview reads: OpenGraph and Twitter tags as the browser parsed the page.
+    page = browser.new_page()
+    page.goto(f"{site.url}/papers/2406.18629.html")
+    meta = page.evaluate(
+        """() => Object.fromEntries([...document.querySelectorAll('meta[property], meta[name]')]
+            .map(m => [m.getAttribute('property') || m.getAttribute('name'), m.content]))"""
+    )
+    title = page.locator("h1").inner_text()
+    page.close()
+    assert (
+        meta["og:title"]
+        == title
+        == "Step-DPO: Step-wise Preference Optimization for Long-chain Reasoning of LLMs"
+    )
+    assert meta["og:type"] == "article" and meta["twitter:card"] == "summary_large_image"
+    assert meta["og:url"] == f"{site.url}/papers/2406.18629.html"
+    assert (
+        meta["og:image"].endswith("/2406.18629.png") and meta["twitter:image"] == meta["og:image"]
+    )
+    assert meta["citation_arxiv_id"] == "2406.18629"
