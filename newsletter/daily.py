@@ -15,9 +15,11 @@ from pathlib import Path
 from .config import Settings
 from .delivery.pipeline import DeliveryReport, Progress, Sender, deliver, send_test_copy
 from .digest.ingest import IngestReport, ingest_paths
+from .errors import ConfigError
 from .mail.compose import Composer
 from .mail.outgoing import OutgoingMessage
 from .publish.build import BuildReport, build_site
+from .publish.searchindex import refresh_search_index
 from .store import Clock, Part, Store, utc_now
 
 __all__ = ["DailyReport", "run_daily", "send_day", "send_test_day"]
@@ -30,6 +32,7 @@ class DailyReport:
     ingest: IngestReport = field(default_factory=IngestReport)
     build: BuildReport | None = None
     delivery: DeliveryReport | None = None
+    search_error: str | None = None  # the search index failed; the pages and mail still went
 
     @property
     def ok(self) -> bool:
@@ -131,10 +134,17 @@ async def run_daily(
     if only_if_changed and not ingest.changed:
         return DailyReport(ingest=ingest)
     built = build_site(store, settings=settings)
+    # The search page needs its index beside the pages it searches; a failing index must not
+    # hold back the day's mail, so it is reported, not raised.
+    search_error = None
+    try:
+        refresh_search_index(built.out_dir, changed=bool(built.written or built.removed))
+    except ConfigError as exc:
+        search_error = str(exc)
     if on_built is not None:
         on_built(built)
     if not send:
-        return DailyReport(ingest=ingest, build=built)
+        return DailyReport(ingest=ingest, build=built, search_error=search_error)
     # Asked before the sender exists: with nothing stored, nothing is opened.
     newest = store.digest_for(None).date
     sender = sender_factory()
@@ -152,4 +162,4 @@ async def run_daily(
         )
     finally:
         await sender.aclose()
-    return DailyReport(ingest=ingest, build=built, delivery=delivery)
+    return DailyReport(ingest=ingest, build=built, delivery=delivery, search_error=search_error)

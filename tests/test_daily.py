@@ -224,3 +224,39 @@ async def test_a_dry_run_records_nothing(tmp_path: Path, readers: Store) -> None
     assert report.delivery.dry_run and sender.count == 3
     assert counts["sent"] == counts["claimed"] == 0
     assert report.exit_code == 0
+
+
+async def test_a_failing_search_index_is_reported_and_the_mail_still_goes(
+    tmp_path: Path, digests: Path, readers: Store
+) -> None:
+    # A file where Pagefind must write its new index makes the real pagefind fail.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / ".pagefind.new").write_text("in the way")
+    with readers as store:
+        sender = CountingSender()
+        report = await run_daily(
+            store,
+            settings=make_settings(tmp_path),
+            digests=[digests],
+            sender_factory=lambda: sender,
+        )
+    assert report.search_error is not None and report.search_error.startswith("pagefind failed")
+    assert report.delivery is not None and report.delivery.sent == sender.count == 3
+    assert (site / f"{NEWEST}.html").is_file() and not (site / "pagefind").exists()
+    assert report.exit_code == 0
+
+
+async def test_the_search_index_is_built_beside_the_pages(
+    tmp_path: Path, digests: Path, readers: Store
+) -> None:
+    with readers as store:
+        report = await run_daily(
+            store,
+            settings=make_settings(tmp_path),
+            digests=[digests],
+            sender_factory=CountingSender,
+            send=False,
+        )
+    assert report.search_error is None
+    assert (tmp_path / "site" / "pagefind" / "pagefind.js").is_file()

@@ -109,9 +109,14 @@ def test_every_feed_stays_within_its_byte_budget(loaded_store: Store, tmp_path: 
     out = tmp_path / "site"
     limit = 60_000
     build_site(loaded_store, settings=make_settings(tmp_path, feed_max_bytes=limit), out_dir=out)
-    for name in (*FEED_FILES, "topics/reasoning.xml", "topics/reasoning.atom"):
+    weekly = ("weekly.xml", "weekly.atom", "weekly.json")
+    for name in (*FEED_FILES, *weekly, "topics/reasoning.xml", "topics/reasoning.atom"):
         size = (out / name).stat().st_size
         assert size <= limit, (name, size)
+    # The three weeks take about 65 KB whole: the budget keeps the newest weeks that fit.
+    weeks = ET.parse(out / "weekly.atom").getroot().findall(f"{ATOM}entry")
+    titles = [w.findtext(f"{ATOM}title", "") for w in weeks]
+    assert titles == ["Daily Papers 2024-W50 주간 (10편)", "Daily Papers 2024-W42 주간 (10편)"]
     entries = ET.parse(out / "atom.xml").getroot().findall(f"{ATOM}entry")
     assert 10 < len(entries) < len(loaded_store.first_seen())  # filled, not emptied
     # The papers the budget left out are in the archives, still each exactly once.

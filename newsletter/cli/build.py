@@ -8,7 +8,7 @@ import click
 
 from ..errors import ConfigError
 from ..publish.build import PRIVATE_DIR, build_site, is_private_feed
-from ..publish.searchindex import INDEX_DIR, write_search_index
+from ..publish.searchindex import INDEX_DIR, refresh_search_index
 from ..publish.websub import ping as notify_hub
 from ..publish.websub import pinged_feeds
 from .common import common_options, open_store, settings_from
@@ -85,9 +85,7 @@ def build(
             f"private feeds: {private} old files removed ({PRIVATE_DIR}<token>.xml); "
             "`newsletter serve` answers these URLs now"
         )
-    # Pagefind rebuilds its index whole: only after a build that changed something.
-    if report.written or report.removed or not (report.out_dir / INDEX_DIR).is_dir():
-        write_search_index(report.out_dir)
+    if refresh_search_index(report.out_dir, changed=bool(report.written or report.removed)):
         click.echo(f"search index: {INDEX_DIR}/ rebuilt")
     click.echo(
         f"built {report.out_dir}: {len(report.written)} written, "

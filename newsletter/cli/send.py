@@ -479,6 +479,8 @@ def run_daily_command(
                     on_built=built,
                 )
             )
+        if daily.search_error is not None:
+            click.echo(f"warning: search index not rebuilt: {daily.search_error}", err=True)
         if options.to_address:
             newest = store.digest_for(None).date  # "no digests stored yet" when all failed
             _send_test_copy(

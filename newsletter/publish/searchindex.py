@@ -55,3 +55,14 @@ def write_search_index(out_dir: Path) -> Path:
     fresh.rename(live)
     shutil.rmtree(old, ignore_errors=True)
     return live
+
+
+def refresh_search_index(out_dir: Path, *, changed: bool) -> bool:
+    """Rebuild the index after a build that `changed` files, or when it is missing; whether it ran.
+
+    Pagefind rebuilds its index whole, so an unchanged site keeps the one it has.
+    """
+    if not changed and (out_dir / INDEX_DIR).is_dir():
+        return False
+    write_search_index(out_dir)
+    return True

@@ -163,17 +163,18 @@ def site_feeds(
     extra = [d for d in store.digest_dates() if week_name(d) in week_names]
     have = {d.date: d for d in window}
     week_digests = [*window, *store.digests([d for d in extra if d not in have])]
-    weekly = weekly_feeds(
-        weeks_of(week_digests),
-        info=info(f"{title} 주간", f"{title}: 한 주에 한 항목, 추천이 많은 논문", "weekly"),
-        urls={kind: f"{root}/{path}" for kind, path in WEEKLY_PATHS.items()},
-        base_url=root,
-        list_id=settings.list_id,
-        count=settings.weekly_papers,
-        template_dir=settings.template_dir,
+    publish(
+        WEEKLY_PATHS,
+        functools.partial(
+            weekly_feeds,
+            base_url=root,
+            list_id=settings.list_id,
+            count=settings.weekly_papers,
+            template_dir=settings.template_dir,
+        ),
+        sorted(weeks_of(week_digests), key=lambda w: w.monday, reverse=True),
+        info(f"{title} 주간", f"{title}: 한 주에 한 항목, 추천이 많은 논문", "weekly"),
     )
-    for kind, path in WEEKLY_PATHS.items():
-        files[path] = weekly[kind]
     for topic in topics:
         name = xml_text(topic.name)
         about_topic = f"{title}: {name} ({'; '.join(topic.keywords)})"
