@@ -154,3 +154,22 @@ def test_unchanged_archive_months_are_neither_rendered_nor_rewritten(
         third = build_site(store, settings=settings, out_dir=out)
         assert third.written == ("archive/2024-06.atom",)
         assert sorted(store.loaded) == ["2024-06-28", "2024-12-13"]
+
+
+def _categories(chain: list[tuple[str, list[str], ET.Element]]) -> dict[str, list[str]]:
+    return {
+        e.findtext(f"{ATOM}id", ""): sorted(c.get("term", "") for c in e.findall(f"{ATOM}category"))
+        for _, _, root in chain
+        for e in root.findall(f"{ATOM}entry")
+    }
+
+
+def test_archived_entries_keep_their_topic_categories(loaded_store: Store, tmp_path: Path) -> None:
+    whole, capped = tmp_path / "whole", tmp_path / "capped"
+    build_site(loaded_store, settings=make_settings(tmp_path), out_dir=whole)
+    build_site(loaded_store, settings=_capped(tmp_path), out_dir=capped)
+    in_archives = {i for _, ids, _ in _atom_chain(capped)[1:] for i in ids}
+    archived = {k: v for k, v in _categories(_atom_chain(capped)).items() if k in in_archives}
+    # The same entries, with the same categories, as when the main feed holds everything.
+    assert archived == {k: v for k, v in _categories(_atom_chain(whole)).items() if k in archived}
+    assert sum(1 for v in archived.values() if v) >= 3

@@ -259,10 +259,11 @@ def plan_site(
     plan.files.update(feed_files)
     # The steps below keep their own manifest sections, each under its own fingerprint.
     shared = page_fingerprint(site)
-    archives = f"{shared}:{settings.list_id}"
+    archives = f"{shared}:{settings.list_id}:{topics!r}"
     found = archive_feeds(
         store,
         settings=settings,
+        topics=topics,
         current=current,
         hashes=hashes,
         out_dir=out_dir,

@@ -9,13 +9,22 @@ rebuilding leaves untouched months alone.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
 from ..store import Store
-from .feeds import FeedInfo, FeedKind, name_id, paper_feeds, paper_items, xml_text
+from .feeds import (
+    FeedInfo,
+    FeedKind,
+    Topic,
+    name_id,
+    paper_feeds,
+    paper_items,
+    topic_categories,
+    xml_text,
+)
 from .history import archive_key, archive_months, archive_path, neighbours
 from .manifest import StepOutput, file_size, read_section
 
@@ -33,6 +42,7 @@ def archive_feeds(
     store: Store,
     *,
     settings: Settings,
+    topics: Sequence[Topic] = (),
     current: Collection[str],
     hashes: Mapping[dt.date, str],
     out_dir: Path,
@@ -40,7 +50,10 @@ def archive_feeds(
     fingerprint: str,
     incremental: bool = True,
 ) -> ArchiveFeeds:
-    """Every stored paper not in the main feed (`current`), in one archive document per month."""
+    """Every stored paper not in the main feed (`current`), in one archive document per month.
+
+    Entries carry the `topics` they match as categories, as in the main feed.
+    """
     root = settings.base_url.rstrip("/")
     title = xml_text(settings.site_title)
     first_seen = store.first_seen()
@@ -75,12 +88,14 @@ def archive_feeds(
             continue
         wanted = set(ids)
         dates = sorted({d for i in ids for d in paper_dates.get(i, ())})
+        days = store.digests(dates)
         items = [
             item
             for item in paper_items(
-                store.digests(dates),
+                days,
                 first_seen=first_seen,
                 base_url=root,
+                categories=topic_categories(days, topics),
                 template_dir=settings.template_dir,
             )
             if item.paper.arxiv_id in wanted
