@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.gen_digests import synthetic_digest, write_digests
 from newsletter.config import Settings
 from newsletter.digest.ingest import ingest_paths
-from newsletter.publish.build import MANIFEST, BuildReport, build_site, plan_site
+from newsletter.publish.build import MANIFEST, BuildReport, build_site, gzip_siblings, plan_site
 from newsletter.store import Store
 
 RUNS = 5
@@ -32,11 +32,12 @@ START = dt.date(2021, 1, 1)
 def naive_build(store: Store, *, settings: Settings, out: Path) -> int:
     """Render everything and write every file; returns how many files were written."""
     plan = plan_site(store, settings=settings, out_dir=out, incremental=False)
-    for name, data in plan.files.items():
+    files = {**plan.files, **gzip_siblings(plan.files)}  # the .gz siblings `serve` sends
+    for name, data in files.items():
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    return len(plan.files)
+    return len(files)
 
 
 def timed_build(db: Path, settings: Settings, out: Path) -> tuple[float, float, BuildReport]:

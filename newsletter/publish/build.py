@@ -32,6 +32,7 @@ import datetime as dt
 import gzip
 import itertools
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -290,31 +291,31 @@ def plan_site(
     return plan
 
 
-def _stale(out_dir: Path, produced: set[str], kept: set[str]) -> list[str]:
-    """Files of kinds a build owns that this build neither produced nor kept.
+def _listing(out_dir: Path) -> set[str]:
+    """The files (as site paths) in the folders a build owns: one directory read each, no stat."""
+    found: set[str] = set()
+    for sub in ("", "topics/", PRIVATE_DIR, "archive/", "papers/"):
+        try:
+            with os.scandir(out_dir / sub) as entries:
+                found.update(sub + e.name for e in entries if e.is_file(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
+
+
+def _stale(listing: set[str], produced: set[str], kept: set[str]) -> list[str]:
+    """Files of kinds a build owns (in `listing`) that this build neither produced nor kept.
 
     A `NAME.gz` is stale when NAME is (or was just written too small for a sibling); a kept
     day page keeps its sibling, written with it by an earlier build.
     """
     stale = []
-    for folder in (
-        out_dir,
-        out_dir / "topics",
-        out_dir / PRIVATE_DIR,
-        out_dir / "archive",
-        out_dir / "papers",
-    ):
-        if not folder.is_dir():
+    for name in listing - produced - kept:
+        base = name.removesuffix(".gz")
+        if base != name and base in kept:
             continue
-        for path in folder.iterdir():
-            name = path.relative_to(out_dir).as_posix()
-            if not path.is_file() or name in produced or name in kept:
-                continue
-            base = name.removesuffix(".gz")
-            if base != name and base in kept:
-                continue
-            if _OWNED.fullmatch(name) or (base != name and base in produced):
-                stale.append(name)
+        if _OWNED.fullmatch(name) or (base != name and base in produced):
+            stale.append(name)
     return sorted(stale)
 
 
@@ -345,10 +346,11 @@ def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
         for folder in {(out_dir / name).parent for name in names} | {out_dir}:
             folder.mkdir(parents=True, exist_ok=True)
         written = write_changed(out_dir, files)
-        for name in _stale(out_dir, set(planned), plan.kept):
+        listing = _listing(out_dir)
+        for name in _stale(listing, set(planned), plan.kept):
             (out_dir / name).unlink()
             removed.append(name)
-        kept_siblings = {f"{k}.gz" for k in plan.kept if (out_dir / f"{k}.gz").is_file()}
+        kept_siblings = {f"{k}.gz" for k in plan.kept if f"{k}.gz" in listing}
         private = out_dir / PRIVATE_DIR
         if any(map(is_private_feed, removed)) and not any(private.iterdir()):
             private.rmdir()  # emptied of the private feeds an older build wrote
