@@ -21,7 +21,7 @@ from newsletter.digest.parse import parse_digest
 from newsletter.errors import ConfigError
 from newsletter.model import Filters
 from newsletter.publish.build import GZIP_MIN_BYTES, BuildReport, build_site
-from newsletter.publish.feeds import topic_slug, topics_from
+from newsletter.publish.topics import topic_slug, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token
 

@@ -12,8 +12,9 @@ import pytest
 
 from newsletter.audience.match import PreparedDigest
 from newsletter.model import Filters
-from newsletter.publish.feeds import paper_feeds, paper_items, topic_categories, topics_from
+from newsletter.publish.feeds import paper_feeds, paper_items
 from newsletter.publish.private import EntryCache, PrivateFeeds, load_private_feeds
+from newsletter.publish.topics import topic_categories, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token, make_token
 from tests.test_feeds import BASE, NS, RFC822, make_settings

@@ -7,13 +7,14 @@ import click
 from .bounces import bounces
 from .build import build
 from .common import Group
+from .deliveries import deliveries
 from .demo import demo
 from .digests import digests, ingest
 from .dkim import dkim
 from .doctor import doctor
 from .match import match
 from .preview import preview
-from .send import deliveries, run_daily_command, send
+from .send import run_daily_command, send
 from .serve import serve
 from .subscribers import subscribers
 

@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import json
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
@@ -28,7 +27,6 @@ from ..digest.ingest import IngestReport
 from ..errors import ConfigError, NewsletterError
 from ..publish.build import BuildReport
 from ..store import Store
-from ..store.ledger import DELIVERY_STATUSES
 from .common import DATE, common_options, open_store, settings_from
 
 T = TypeVar("T")
@@ -255,16 +253,37 @@ def _send_week(store: Store, *, settings: Settings, week: str, options: SendOpti
     if options.to_address or options.processes > 1:
         raise ConfigError("--to and --processes apply to daily sends, not --week")
     stored_week(store, week)  # one line when the week holds no digest, before any sender opens
-    sender = options.sender(settings)
-    with _progress(store, lambda: f"sending {week}", cadence="weekly") as progress:
+    report = _deliver(
+        functools.partial(send_week, week=week),
+        store=store,
+        settings=settings,
+        options=options,
+        label=week,
+        cadence="weekly",
+    )
+    return _print_report(report, outbox=options.outbox, label=week, weekly=True)
 
-        async def send() -> DeliveryReport:
+
+def _deliver(
+    send: Callable[..., Coroutine[Any, Any, DeliveryReport]],
+    *,
+    store: Store,
+    settings: Settings,
+    options: SendOptions,
+    label: str,
+    cadence: str = "daily",
+) -> DeliveryReport:
+    """Run `send` (send_day or send_week with its day or week bound) with a new sender, closed
+    after, and a progress bar; the options' ledger and retry choices."""
+    sender = options.sender(settings)
+    with _progress(store, lambda: f"sending {label}", cadence=cadence) as progress:
+
+        async def go() -> DeliveryReport:
             try:
-                return await send_week(
+                return await send(
                     store=store,
                     settings=settings,
                     sender=sender,
-                    week=week,
                     clock=store.clock,
                     resend_ambiguous=options.resend_ambiguous,
                     record=options.record,
@@ -274,8 +293,7 @@ def _send_week(store: Store, *, settings: Settings, week: str, options: SendOpti
             finally:
                 await sender.aclose()
 
-        report = _run(send)
-    return _print_report(report, outbox=options.outbox, label=week, weekly=True)
+        return _run(go)
 
 
 @click.command()
@@ -330,83 +348,15 @@ def send(
             if _print_report(report, outbox=options.outbox):
                 sys.exit(1)
             return
-        sender = options.sender(settings)
-        with _progress(store, lambda: f"sending {digest.date}") as progress:
-
-            async def send() -> DeliveryReport:
-                try:
-                    return await send_day(
-                        store=store,
-                        settings=settings,
-                        sender=sender,
-                        date=digest.date,
-                        clock=store.clock,
-                        resend_ambiguous=options.resend_ambiguous,
-                        record=options.record,
-                        backoff=options.backoff,
-                        progress=progress,
-                    )
-                finally:
-                    await sender.aclose()
-
-            report = _run(send)
+        report = _deliver(
+            functools.partial(send_day, date=digest.date),
+            store=store,
+            settings=settings,
+            options=options,
+            label=str(digest.date),
+        )
         if _print_report(report, outbox=options.outbox):
             sys.exit(1)
-
-
-@click.command()
-@click.option("--date", type=DATE, help="Day (YYYY-MM-DD) [default: the newest digest].")
-@click.option("--week", metavar="YYYY-Www", help="The weekly edition of this ISO week instead.")
-@click.option("--status", type=click.Choice(DELIVERY_STATUSES), help="Only rows in this state.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@common_options
-def deliveries(
-    date: dt.datetime | None,
-    week: str | None,
-    status: str | None,
-    as_json: bool,
-    config_path: Path | None,
-    db: Path | None,
-) -> None:
-    """Show the delivery ledger of a day: who was sent what, and what failed.
-
-    Example: newsletter deliveries --date 2024-12-13 --status deferred
-    """
-    settings = settings_from(config_path, db=db)
-    with open_store(settings) as store:
-        kind = "weekly" if week is not None else "daily"
-        day = stored_week(store, week).monday if week is not None else None
-        day = day or (date.date() if date else store.latest_date())
-        if day is None:
-            raise NewsletterError("no digests stored yet (run: newsletter ingest PATH)")
-        counts = store.delivery_counts(day, kind=kind)
-        rows = store.deliveries(day, status=status, kind=kind)
-        if as_json:
-            data = {
-                "date": day.isoformat(),
-                "kind": kind,
-                "counts": counts,
-                "deliveries": [
-                    {
-                        "subscriber_id": r.subscriber_id,
-                        "email": r.email,
-                        "status": r.status,
-                        "message_id": r.message_id,
-                        "attempts": r.attempts,
-                        "last_error": r.last_error,
-                        "claimed_at": r.claimed_at,
-                        "updated_at": r.updated_at,
-                    }
-                    for r in rows
-                ],
-            }
-            click.echo(json.dumps(data, indent=2, ensure_ascii=False))
-            return
-        shown = week if week is not None else day
-        click.echo(f"{shown}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-        for r in rows:
-            error = f"  {r.last_error}" if r.last_error else ""
-            click.echo(f"{r.status:<9} {r.attempts:>2}  {r.updated_at}  {r.email}{error}")
 
 
 @click.command("run")

@@ -58,7 +58,6 @@ from .extras import site_extras
 from .feedarchive import SECTION as ARCHIVE_SECTION
 from .feedarchive import archive_feeds
 from .feeds import (
-    topics_from,
     xml_text,
 )
 from .files import WRITERS, write_changed
@@ -66,6 +65,7 @@ from .manifest import StepOutput
 from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
 from .sitefeeds import public_feeds, site_feeds
+from .topics import topics_from
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 2  # 2: pages have gzip siblings (a first build renders every page again)

@@ -18,15 +18,14 @@ from ..store import Store
 from .feeds import (
     FeedInfo,
     FeedKind,
-    Topic,
     name_id,
     paper_feeds,
     paper_items,
-    topic_categories,
     xml_text,
 )
 from .history import archive_key, archive_months, archive_path, neighbours
 from .manifest import StepOutput, file_size, read_section
+from .topics import Topic, topic_categories
 
 SECTION = "archives"
 

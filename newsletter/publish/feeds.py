@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import json
 import re
-import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -36,7 +34,6 @@ from jinja2 import Template
 from markupsafe import Markup
 
 from ..audience.match import PreparedDigest, by_votes, paper_order, select_papers
-from ..errors import ConfigError
 from ..links import arxiv_url, page_name, paper_page_name, web_url
 from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
@@ -435,6 +432,11 @@ def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo, feed_url: str) -> b
         if item.categories:
             entry["tags"] = [xml_text(c) for c in item.categories]
         entries.append(entry)
+    return json_feed(info, feed_url=feed_url, items=entries)
+
+
+def json_feed(info: FeedInfo, *, feed_url: str, items: Sequence[Mapping[str, Any]]) -> bytes:
+    """JSON Feed 1.1 bytes: `items` under the feed's title, home page, description and author."""
     feed = {
         "version": JSON_FEED_VERSION,
         "title": xml_text(info.title),
@@ -443,66 +445,7 @@ def _json_feed(items: Sequence[FeedItem], *, info: FeedInfo, feed_url: str) -> b
         "description": xml_text(info.description),
         "language": LANGUAGE,
         "authors": [{"name": xml_text(info.author)}],
-        "items": entries,
+        "items": list(items),
     }
     # Compact: only then does json use its C encoder, and readers do not care about layout.
     return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-@dataclass(frozen=True, slots=True)
-class Topic:
-    """A topic feed from the configuration: its name, URL slug and keywords."""
-
-    name: str
-    slug: str
-    keywords: tuple[str, ...]
-
-
-def topic_slug(name: str) -> str:
-    """An ASCII file name for a topic: `Large Language Models` -> `large-language-models`.
-
-    When the name has letters ASCII cannot spell (Hangul, say), a short hash of the full name
-    is appended, so `에이전트` and `LLM 에이전트` keep distinct, stable URLs.
-    """
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
-    lost = any(c.isalnum() and not c.isascii() for c in unicodedata.normalize("NFKD", name))
-    if lost or not slug:
-        digest = hashlib.sha256(name.strip().encode()).hexdigest()[:8]
-        slug = f"{slug}-{digest}" if slug else f"topic-{digest}"
-    return slug
-
-
-def topic_categories(
-    days: Sequence[Digest | PreparedDigest], topics: Sequence[Topic]
-) -> dict[str, tuple[str, ...]]:
-    """The topic names each paper of `days` belongs to (its feed categories), by arXiv id."""
-    categories: dict[str, list[str]] = {}
-    for topic in topics:
-        filters = Filters(keywords=topic.keywords)
-        for day in days:
-            for pick in select_papers(day, filters):
-                names = categories.setdefault(pick.paper.arxiv_id, [])
-                if topic.name not in names:
-                    names.append(topic.name)
-    return {k: tuple(v) for k, v in categories.items()}
-
-
-def topics_from(config: Mapping[str, str]) -> list[Topic]:
-    """The configured topics (name -> "keyword; keyword"), sorted by name; ConfigError if unusable."""
-    topics: list[Topic] = []
-    by_slug: dict[str, str] = {}
-    for name in sorted(config):
-        keywords = tuple(k.strip() for k in config[name].split(";") if k.strip())
-        if not name.strip():
-            raise ConfigError("a topic has an empty name")
-        if not keywords:
-            raise ConfigError(f'topic {name!r} has no keywords (expected "keyword; keyword")')
-        slug = topic_slug(name)
-        if slug in by_slug:
-            raise ConfigError(
-                f"topics {by_slug[slug]!r} and {name!r} would share the feed topics/{slug}.xml; rename one"
-            )
-        by_slug[slug] = name
-        topics.append(Topic(name=name, slug=slug, keywords=keywords))
-    return topics

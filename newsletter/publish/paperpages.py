@@ -17,9 +17,9 @@ from ..links import paper_page_name
 from ..model import Digest, Filters
 from ..store import Store
 from .archive import SiteInfo
-from .feeds import Topic
 from .manifest import StepOutput, file_size, read_section
 from .papers import PaperRecord, paper_key, paper_records, render_paper
+from .topics import Topic
 
 SECTION = "papers"
 BATCH = 500  # papers rendered per load from the store, bounding memory on a first build

@@ -31,10 +31,9 @@ from .feeds import (
     name_id,
     rss_entry,
     rss_frame,
-    topic_categories,
-    topics_from,
     xml_text,
 )
+from .topics import topic_categories, topics_from
 
 # Stands in for a feed's own URL in cached frames; each subscriber's URL replaces it.
 _SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"

@@ -22,15 +22,14 @@ from .feeds import (
     FeedInfo,
     FeedItem,
     FeedKind,
-    Topic,
     digest_feeds,
     name_id,
     paper_feeds,
     paper_items,
-    topic_categories,
     xml_text,
 )
 from .history import FeedHistory, archive_months
+from .topics import Topic, topic_categories
 from .weekly import WEEKLY_PATHS, weekly_feeds
 
 

@@ -10,7 +10,6 @@ its `updated` moves on with each day, which is how readers learn that it changed
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from ..audience.weeks import Week
 from ..links import day_url, paper_page_name
 from ..templates import get_template
 from .feeds import (
-    JSON_FEED_VERSION,
-    LANGUAGE,
     FeedInfo,
     FeedKind,
     _generator,
@@ -30,6 +27,7 @@ from .feeds import (
     _write_all,
     clean_paper,
     day_start,
+    json_feed,
     name_id,
     paper_anchor,
     paper_html,
@@ -114,25 +112,16 @@ def _json(
 ) -> bytes:
     """JSON Feed 1.1 with one item per week."""
     author = [{"name": xml_text(info.author)}]
-    feed = {
-        "version": JSON_FEED_VERSION,
-        "title": xml_text(info.title),
-        "home_page_url": info.home_url,
-        "feed_url": feed_url,
-        "description": xml_text(info.description),
-        "language": LANGUAGE,
-        "authors": author,
-        "items": [
-            {
-                "id": name_id(list_id, "week", week.name),
-                "url": entry["url"],
-                "title": entry["title"],
-                "content_html": entry["content"],
-                "date_published": _rfc3339(entry["published"]),
-                "date_modified": _rfc3339(entry["updated"]),
-                "authors": author,
-            }
-            for week, entry in entries
-        ],
-    }
-    return (json.dumps(feed, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    items = [
+        {
+            "id": name_id(list_id, "week", week.name),
+            "url": entry["url"],
+            "title": entry["title"],
+            "content_html": entry["content"],
+            "date_published": _rfc3339(entry["published"]),
+            "date_modified": _rfc3339(entry["updated"]),
+            "authors": author,
+        }
+        for week, entry in entries
+    ]
+    return json_feed(info, feed_url=feed_url, items=items)
