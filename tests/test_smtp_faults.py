@@ -411,9 +411,9 @@ class ClaimRecordingStore(Store):
         super().__init__(*args, **kwargs)
         self.claims: list[int] = []
 
-    def claim_delivery(self, date: Any, subscriber_id: int, **kwargs: Any) -> str | None:
-        self.claims.append(subscriber_id)
-        return super().claim_delivery(date, subscriber_id, **kwargs)
+    def claim_deliveries(self, date: Any, claims: Any, **kwargs: Any) -> dict[int, str | None]:
+        self.claims.extend(subscriber_id for subscriber_id, _ in claims)
+        return super().claim_deliveries(date, claims, **kwargs)
 
 
 async def test_a_server_that_cannot_be_reached_fails_the_run_before_any_claim(

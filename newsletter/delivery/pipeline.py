@@ -1,10 +1,12 @@
 """The send pipeline: every active subscriber gets one day's email exactly once, through a Sender.
 
-For each active subscriber (streamed in batches, so memory stays flat): look up the ledger, compose
-the message, then in one of `concurrency` workers check the subscriber is still active, claim the
-ledger row (committed before anything is sent), send with retries and backoff, and record the
-outcome. `sent` is written only after the server's 250 to DATA. A claim left by a run that died
-is ambiguous: reported, and resent only when asked (`resend_ambiguous`).
+For each active subscriber (streamed in batches, so memory stays flat): look up the ledger and
+compose the message; claim the ledger rows of `concurrency` composed messages at a time (one
+transaction, committed before anything is sent); then in one of `concurrency` workers check the
+subscriber is still active (an unsubscribe that committed meanwhile releases the claim), send
+with retries and backoff, and record the outcome. `sent` is written only after the server's 250
+to DATA. A claim left by a run that died is ambiguous: reported, and resent only when asked
+(`resend_ambiguous`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..errors import (
 from ..mail.outgoing import OutgoingMessage
 from ..model import Subscriber
 from ..store import Part, Store
+from ..store.ledger import INACTIVE
 
 __all__ = [
     "Compose",
@@ -109,6 +112,7 @@ class DeliveryReport:
 class _Job:
     subscriber: Subscriber
     message: OutgoingMessage
+    previous: str = "new"  # the ledger state its claim took over
 
 
 class _Pacer:
@@ -176,7 +180,9 @@ class _Run:
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
         self.errors: list[Exception] = []
-        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency * 2)
+        # Claimed messages wait here: with the group being claimed and those in flight, a crash
+        # leaves at most about 3 x concurrency claims (+ unflushed sent rows) ambiguous.
+        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency)
 
     def stop(self, reason: str) -> None:
         if self.report.stopped is None:
@@ -194,6 +200,7 @@ class _Run:
                     self.date, [s.id for s in batch], kind=self.kind
                 )
                 skipped: list[int] = []
+                group: list[_Job] = []
                 for subscriber in batch:
                     if self.report.stopped:
                         break
@@ -221,18 +228,53 @@ class _Run:
                         skipped.append(subscriber.id)
                         self.progress("skipped")
                         continue
-                    await self.queue.put(_Job(subscriber, message))
+                    group.append(_Job(subscriber, message))
+                    if len(group) >= self.concurrency:
+                        await self.hand_over(group)
+                        group = []
+                if group and not self.report.stopped:
+                    await self.hand_over(group)
                 if self.record:
                     self.store.record_skipped(self.date, skipped, kind=self.kind)
         finally:
             for _ in range(self.concurrency):
                 await self.queue.put(None)
 
+    async def hand_over(self, group: list[_Job]) -> None:
+        """Claim the group's rows in one transaction and queue the claimed messages."""
+        jobs = group
+        if self.record:
+            taken = self.store.claim_deliveries(
+                self.date,
+                [(job.subscriber.id, job.message.message_id) for job in group],
+                take_ambiguous=self.resend_ambiguous,
+                kind=self.kind,
+            )
+            jobs = []
+            for job in group:
+                previous = taken[job.subscriber.id]
+                if previous is None:  # another run claimed or finished it since we looked
+                    self.progress("taken")
+                elif previous == INACTIVE:
+                    self.report.unsubscribed += 1
+                    self.progress("unsubscribed")
+                else:
+                    jobs.append(dataclasses.replace(job, previous=previous))
+        queued = 0
+        try:
+            for job in jobs:
+                await self.queue.put(job)
+                queued += 1
+        finally:
+            for job in jobs[queued:]:  # interrupted: claimed, never handed to a worker
+                self.release(job.subscriber, job.previous)
+
     async def work(self) -> None:
-        """Take composed messages off the queue and deliver them until the queue ends."""
+        """Take claimed messages off the queue and deliver them until the queue ends."""
         while (job := await self.queue.get()) is not None:
             if self.report.stopped:
-                continue  # drain: queued messages were never claimed
+                self.release(job.subscriber, job.previous)  # drain: claimed, never sent
+                continue
             try:
                 await self.deliver_one(job)
             except Exception as exc:  # a bug or a broken database: stop, re-raise after the drain
@@ -240,25 +282,13 @@ class _Run:
                 self.stop(f"unexpected error: {exc}")
 
     async def deliver_one(self, job: _Job) -> None:
-        subscriber, message = job.subscriber, job.message
-        # Checked right before the claim, so an unsubscribe that committed meanwhile is honoured.
+        subscriber, message, previous = job.subscriber, job.message, job.previous
+        # Checked right before sending, so an unsubscribe that committed meanwhile is honoured.
         if not self.store.is_active(subscriber.id):
+            self.release(subscriber, previous)
             self.report.unsubscribed += 1
             self.progress("unsubscribed")
             return
-        previous = "new"
-        if self.record:
-            taken = self.store.claim_delivery(
-                self.date,
-                subscriber.id,
-                message_id=message.message_id,
-                take_ambiguous=self.resend_ambiguous,
-                kind=self.kind,
-            )
-            if taken is None:  # another run claimed or finished it since we looked
-                self.progress("taken")
-                return
-            previous = taken
         attempts, last_error = 0, ""
         while True:
             await self.pacer.wait()
@@ -388,8 +418,9 @@ async def deliver(
     `compose` returns None for an empty selection (counted as skipped). `retries` is attempts per
     message; temporary failures wait `backoff`, 2x, 4x... seconds in between, then the message is
     left deferred for the next run. `record=False` (dry runs, outboxes) reads the ledger but writes
-    nothing. Sent outcomes are committed `sent_batch` (default 2 x concurrency) at a time, so a
-    crash leaves at most concurrency + sent_batch claims ambiguous. The sender is not closed
+    nothing. Claims are committed `concurrency` at a time and sent outcomes `sent_batch` (default
+    2 x concurrency) at a time, so a crash leaves at most 3 x concurrency (claimed and queued or
+    in flight) + sent_batch claims ambiguous. The sender is not closed
     here. Errors from `compose` stop the run and propagate. `part` (index, count) sends only to
     the subscribers whose id % count == index: one process's share of a split send.
     """

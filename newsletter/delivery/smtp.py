@@ -1,8 +1,9 @@
-"""SMTPSender: hands messages to an SMTP server (a relay) over a pool of reused aiosmtplib clients.
+"""SMTPSender: hands messages to an SMTP server (a relay) over a pool of reused connections.
 
-Each client serialises its own transactions, so the pool holds one client per concurrent send;
-a client is recycled after `messages_per_connection` messages because relays cap them. TLS is
-explicit: `starttls` requires the server to offer STARTTLS, `tls` connects over TLS, `none` is
+aiosmtplib opens each connection (greeting, EHLO, TLS, login); a Session (delivery/session.py)
+then runs its transactions, pipelined when the server offers PIPELINING. Each connection
+carries one transaction at a time, so the pool holds one per concurrent send; one is recycled
+after `messages_per_connection` messages because relays cap them. TLS is explicit: `starttls` requires the server to offer STARTTLS, `tls` connects over TLS, `none` is
 plain text; there is never a silent downgrade. Failures map onto the delivery error tree:
 TemporaryFailure (4xx, timeouts, dropped connections), PermanentFailure (5xx; `bounced` when the
 address does not exist) and plain DeliveryError when the server cannot be used at all or refuses
@@ -12,7 +13,6 @@ how we send (see delivery/refusals.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import os
 import re
@@ -25,7 +25,7 @@ from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFail
 from ..mail.outgoing import OutgoingMessage
 from ..text import clean_text
 from .refusals import classify_refusal
-from .smtp_data import send_data
+from .session import Refused, Reply, Session, SessionLost, wire_payload
 
 TLS_MODES = ("starttls", "tls", "none")
 
@@ -47,12 +47,12 @@ def is_loopback(host: str) -> bool:
 
 
 class _Connection:
-    """One connected client and how many messages it has carried."""
+    """One open session and how many messages it has carried."""
 
-    __slots__ = ("client", "count")
+    __slots__ = ("count", "session")
 
-    def __init__(self, client: aiosmtplib.SMTP) -> None:
-        self.client = client
+    def __init__(self, session: Session) -> None:
+        self.session = session
         self.count = 0
 
 
@@ -117,7 +117,7 @@ class SMTPSender:
             if self._closed:
                 raise DeliveryError("the SMTP sender is closed")
             conn = self._idle.pop() if self._idle else None
-            if conn is not None and not conn.client.is_connected:
+            if conn is not None and not conn.session.is_open:
                 conn = None
             for _ in range(2):
                 if conn is None:
@@ -132,7 +132,7 @@ class SMTPSender:
                     conn = None
                     stale = str(exc)
                 except PermanentFailure:
-                    if conn.client.is_connected:
+                    if conn.session.is_open:
                         self._checkin(conn)  # a refused message leaves a usable connection
                     else:
                         self._discard(conn)
@@ -155,59 +155,40 @@ class SMTPSender:
         await asyncio.gather(*(self._quit(conn) for conn in idle))
 
     async def _transaction(self, conn: _Connection, message: OutgoingMessage) -> None:
-        client = conn.client
-        mail_options = []
-        if client.supports_extension("size"):
-            mail_options.append(f"SIZE={len(message.data)}")
+        session = conn.session
+        options = b""
+        if session.size:
+            options += b" SIZE=%d" % len(message.data)
+        encoding = "ascii"
         if not message.recipient.isascii() or not message.envelope_from.isascii():
-            if not client.supports_extension("smtputf8"):
+            if not session.smtputf8:
                 raise PermanentFailure(
                     f"{message.recipient}: the server does not accept non-ASCII addresses (SMTPUTF8)"
                 )
-            mail_options.append("SMTPUTF8")
-        encoding = "utf-8" if "SMTPUTF8" in mail_options else "ascii"
-        # aiosmtplib re-parses both addresses with regular expressions; plain ones (what
-        # subscribers have) go on the command line as they are, through its public
-        # execute_command. The message itself goes through `send_data` (see smtp_data).
-        plain = encoding == "ascii" and _plain_address(message.envelope_from, message.recipient)
-        timeout = self.timeout
-        stage = "MAIL"
+            options += b" SMTPUTF8"
+            encoding = "utf-8"
         try:
-            if plain:
-                options = [option.encode("ascii") for option in mail_options]
-                sender = b"FROM:<" + message.envelope_from.encode() + b">"
-                reply = await client.execute_command(b"MAIL", sender, *options, timeout=timeout)
-                if reply.code != 250:
-                    raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, "")
-                stage = "RCPT"
-                recipient = b"TO:<" + message.recipient.encode() + b">"
-                reply = await client.execute_command(b"RCPT", recipient, timeout=timeout)
-                if reply.code not in (250, 251):
-                    raise aiosmtplib.SMTPRecipientRefused(reply.code, reply.message, "")
-            else:
-                await client.mail(message.envelope_from, options=mail_options, encoding=encoding)
-                stage = "RCPT"
-                await client.rcpt(message.recipient, encoding=encoding)
-            stage = "DATA"
-            await send_data(client, message.data, timeout=timeout, crlf_only=message.crlf_only)
-        except aiosmtplib.SMTPResponseException as exc:
-            await self._reset(client)
-            raise self._refusal(exc, stage, message) from None
+            sender = command_address(message.envelope_from).encode(encoding)
+            recipient = command_address(message.recipient).encode(encoding)
         except ValueError as exc:  # an address that cannot go on an SMTP command line
-            await self._reset(client)
             raise PermanentFailure(f"{message.recipient}: {exc}") from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        payload = wire_payload(message.data, crlf_only=message.crlf_only)
+        try:
+            await session.send(sender=sender, recipient=recipient, options=options, payload=payload)
+        except Refused as exc:
+            await session.reset()
+            raise self._refusal(exc.reply, exc.stage, message) from None
+        except (OSError, TimeoutError) as exc:
+            session.close()
             what = _describe(exc)
-            if stage == "MAIL" and conn.count > 0 and not isinstance(exc, TimeoutError):
+            if session.stage == "MAIL" and conn.count > 0 and not isinstance(exc, TimeoutError):
                 raise _StaleConnection(f"{self.where}: {what}") from None
-            raise TemporaryFailure(f"{self.where}: {what} during {stage}") from None
+            raise TemporaryFailure(f"{self.where}: {what} during {session.stage}") from None
 
-    def _refusal(
-        self, exc: aiosmtplib.SMTPResponseException, stage: str, message: OutgoingMessage
-    ) -> DeliveryError:
-        code, text = exc.code, reply_text(exc.code, exc.message)
+    def _refusal(self, reply: Reply, stage: str, message: OutgoingMessage) -> DeliveryError:
+        code, text = reply.code, reply_text(reply.code, reply.text)
         verdict = classify_refusal(
-            stage=stage, code=code, text=exc.message, sender=message.envelope_from
+            stage=stage, code=code, text=reply.text, sender=message.envelope_from
         )
         if verdict == "temporary":
             return TemporaryFailure(f"{stage} refused: {text}", code=code)
@@ -289,8 +270,13 @@ class SMTPSender:
                     "(use --smtp-tls none only for a relay on a trusted network)"
                 ) from None
             raise DeliveryError(f"{self.where}: {_describe(exc)}") from None
+        try:
+            session = Session.take_over(client, timeout=self.timeout)
+        except SessionLost as exc:
+            client.close()
+            raise TemporaryFailure(f"{self.where}: {exc}") from None
         self._connected_once = True
-        return _Connection(client)
+        return _Connection(session)
 
     def _checkin(self, conn: _Connection) -> None:
         if self._closed:
@@ -300,28 +286,27 @@ class SMTPSender:
 
     @staticmethod
     def _discard(conn: _Connection) -> None:
-        conn.client.close()
-
-    @staticmethod
-    async def _reset(client: aiosmtplib.SMTP) -> None:
-        try:
-            await client.rset()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-            client.close()
+        conn.session.close()
 
     @staticmethod
     async def _quit(conn: _Connection) -> None:
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
-            await conn.client.quit()
-        conn.client.close()
+        await conn.session.quit()
 
 
-_PLAIN_ADDRESS = re.compile(r"[!#-'*+\-/-9=?A-Z^-~]+(?:\.[!#-'*+\-/-9=?A-Z^-~]+)*@[A-Za-z0-9.\-]+")
+# A dot-atom local part (RFC 5321 4.1.2; UTF-8 allowed as in RFC 6531) at a domain.
+_ATEXT = r"[!#-'*+\-/-9=?A-Z^-~\u0080-\U0010ffff]+"
+_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@[^\s<>()\[\]\\,;:\"@]+")
 
 
-def _plain_address(*addresses: str) -> bool:
-    """Whether every address is a dot-atom (no quoting needed) that is safe on a command line."""
-    return all(len(a) <= 254 and _PLAIN_ADDRESS.fullmatch(a) for a in addresses)
+def command_address(address: str) -> str:
+    """`address` as it goes between < and > on MAIL or RCPT; ValueError if it cannot.
+
+    Only dot-atom local parts (what subscribers' addresses are): nothing that could end the
+    address early or start another command. An empty address is the null sender.
+    """
+    if address == "" or (len(address) <= 254 and _ADDRESS.fullmatch(address)):
+        return address
+    raise ValueError(f"{address!r} cannot be written on an SMTP command line")
 
 
 class _StaleConnection(Exception):

@@ -22,6 +22,8 @@ DELIVERY_STATUSES = ("claimed", "sent", "deferred", "failed", "skipped")
 # A run may take over a row in these states; `claimed` only when resending ambiguous claims.
 RECLAIMABLE = ("deferred", "skipped")
 KINDS = ("daily", "weekly")
+INACTIVE = "inactive"  # claim_deliveries: the subscriber is not active, nothing was claimed
+_CLAIMS_PER_STATEMENT = 100  # 6 values each, well under SQLite's 32,766 variables
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,21 +98,88 @@ class LedgerStore(StoreBase):
         )
         if cursor.rowcount == 1:
             return "new"
-        takeable = (*RECLAIMABLE, "claimed") if take_ambiguous else RECLAIMABLE
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT status FROM deliveries WHERE kind = ? AND date = ? AND subscriber_id = ?",
-                (kind, day, subscriber_id),
-            ).fetchone()
-            previous = str(row[0]) if row else ""
-            if previous not in takeable:
-                return None
-            cursor = conn.execute(
-                """UPDATE deliveries SET status = 'claimed', message_id = ?, claimed_at = ?, updated_at = ?
-                   WHERE kind = ? AND date = ? AND subscriber_id = ? AND status = ?""",
-                (message_id, now, now, kind, day, subscriber_id, previous),
-            )
-            return previous if cursor.rowcount == 1 else None
+            return self._take_over(conn, kind, day, subscriber_id, message_id, now, take_ambiguous)
+
+    def claim_deliveries(
+        self,
+        date: dt.date,
+        claims: Sequence[tuple[int, str]],
+        *,
+        take_ambiguous: bool = False,
+        kind: str = "daily",
+    ) -> dict[int, str | None]:
+        """Claim several rows in one transaction, each only while its subscriber is active.
+
+        `claims` holds (subscriber id, message id). For each id the result is what
+        `claim_delivery` returns (the state taken over, or None when another run holds or has
+        finished it), or INACTIVE when the subscriber is no longer active (nothing claimed).
+        Committed when this returns.
+        """
+        if not claims:
+            return {}
+        day, now = date.isoformat(), self.now_text()
+        results: dict[int, str | None] = {}
+        with self.transaction() as conn:
+            for start in range(0, len(claims), _CLAIMS_PER_STATEMENT):
+                chunk = claims[start : start + _CLAIMS_PER_STATEMENT]
+                marks = ",".join("?" * len(chunk))
+                active = {
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT id FROM subscribers WHERE status = 'active' AND id IN ({marks})",
+                        [subscriber_id for subscriber_id, _ in chunk],
+                    )
+                }
+                wanted = [(i, m) for i, m in chunk if i in active]
+                results.update((i, INACTIVE) for i, _ in chunk if i not in active)
+                if not wanted:
+                    continue
+                values = ",".join("(?, ?, ?, 'claimed', ?, 0, ?, ?)" for _ in wanted)
+                inserted = {
+                    row[0]
+                    for row in conn.execute(
+                        f"""INSERT INTO deliveries (kind, date, subscriber_id, status, message_id,
+                           attempts, claimed_at, updated_at) VALUES {values}
+                           ON CONFLICT (kind, date, subscriber_id) DO NOTHING
+                           RETURNING subscriber_id""",
+                        [v for i, m in wanted for v in (kind, day, i, m, now, now)],
+                    )
+                }
+                for subscriber_id, message_id in wanted:
+                    if subscriber_id in inserted:
+                        results[subscriber_id] = "new"
+                    else:  # a row exists: taken over only from a state a run may take
+                        results[subscriber_id] = self._take_over(
+                            conn, kind, day, subscriber_id, message_id, now, take_ambiguous
+                        )
+        return results
+
+    @staticmethod
+    def _take_over(
+        conn: Any,
+        kind: str,
+        day: str,
+        subscriber_id: int,
+        message_id: str,
+        now: str,
+        take_ambiguous: bool,
+    ) -> str | None:
+        """Inside a transaction: claim an existing row if its state may be taken; its old state."""
+        takeable = (*RECLAIMABLE, "claimed") if take_ambiguous else RECLAIMABLE
+        row = conn.execute(
+            "SELECT status FROM deliveries WHERE kind = ? AND date = ? AND subscriber_id = ?",
+            (kind, day, subscriber_id),
+        ).fetchone()
+        previous = str(row[0]) if row else ""
+        if previous not in takeable:
+            return None
+        cursor = conn.execute(
+            """UPDATE deliveries SET status = 'claimed', message_id = ?, claimed_at = ?, updated_at = ?
+               WHERE kind = ? AND date = ? AND subscriber_id = ? AND status = ?""",
+            (message_id, now, now, kind, day, subscriber_id, previous),
+        )
+        return previous if cursor.rowcount == 1 else None
 
     def release_claim(
         self, date: dt.date, subscriber_id: int, *, previous: str, kind: str = "daily"
