@@ -3,6 +3,7 @@ entries rendered once per paper, and `serve` answering /feeds/<token>.xml over r
 
 from __future__ import annotations
 
+import gzip
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from newsletter.publish.private import EntryCache, PrivateFeeds, load_private_fe
 from newsletter.publish.topics import topic_categories, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token, make_token
+from newsletter.web.private_feeds import PackedFeeds
 from tests.test_feeds import BASE, NS, RFC822, make_settings
 from tests.web_server import Running, service
 
@@ -140,6 +142,41 @@ def test_serve_answers_a_private_feed_with_strong_etag_and_304(web: Running) -> 
         packed = client.get(path, headers={"accept-encoding": "gzip"})
         assert packed.headers["content-encoding"] == "gzip"
         assert packed.content == response.content  # httpx decodes it
+
+
+def test_a_feed_fetched_again_is_gzipped_once_and_an_other_readers_is_not_confused(
+    web: Running,
+) -> None:
+    first = web.store.add_subscriber("first@example.com", filters=READER)
+    second = web.store.add_subscriber("second@example.com", filters=READER)  # same papers
+    packed: PackedFeeds = web.app.state.private_feeds.packed
+    raw: list[bytes] = []
+    with web.client() as client:
+        for reader in (first, second, first):
+            path = feed_url(web, reader.id)
+            response = client.get(path, headers={"accept-encoding": "gzip"})
+            assert response.headers["content-encoding"] == "gzip"
+            assert selves(response.content) == [web.url + path]  # each reader's own feed
+            raw.append(response.content)
+    assert raw[0] == raw[2] != raw[1]
+    assert len(packed._packed) == 2  # the third request found the first's gzip
+
+
+def test_gzipped_feeds_are_kept_within_their_byte_limit_newest_used_last_out() -> None:
+    bodies = {f"etag{n}": bytes([n]) * 3000 + b"%d" % n for n in range(5)}
+    size = len(gzip.compress(bodies["etag0"], mtime=0))
+    packed = PackedFeeds(limit=3 * size + size // 2)
+    for etag in ("etag0", "etag1", "etag2"):
+        assert gzip.decompress(packed.gzip(etag, bodies[etag])) == bodies[etag]
+    packed.gzip("etag0", bodies["etag0"])  # used again: now the newest
+    packed.gzip("etag3", bodies["etag3"])  # over the limit: etag1, least recently used, goes
+    assert list(packed._packed) == ["etag2", "etag0", "etag3"]
+    assert packed.size == sum(len(v) for v in packed._packed.values()) <= packed.limit
+
+
+def selves(document: bytes) -> list[str]:
+    parsed = feedparser.parse(document)
+    return [link.href for link in parsed.feed.links if link.rel == "self"]
 
 
 def test_after_one_click_unsubscribe_the_feed_is_gone_at_once(web: Running) -> None:

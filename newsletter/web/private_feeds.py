@@ -5,7 +5,8 @@ the subscriber id, hex). It does not carry the id, so the service keeps an index
 id, computed in a worker thread and extended with the ids added since (one indexed query when
 a token is not found). The subscriber is read from the store on every request: after an
 unsubscribe, a bounce or a deletion the next request answers 404. The feed is assembled from
-entries cached per window (publish/private.py), in a worker thread.
+entries cached per window (publish/private.py), in a worker thread; its gzip form is kept by
+ETag (a bounded cache), so a reader that fetches an unchanged feed again costs no compression.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import asyncio
 import functools
 import gzip
 import re
+import threading
 import time
+from collections import OrderedDict
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -37,6 +40,33 @@ from .static import FEED_MAX_AGE, accepts_gzip, etag_matches
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 _WINDOW_TTL = 30.0  # seconds a window is used before the store's digests are compared again
 _GZIP_MIN = 1024
+_PACKED_BYTES = 32 * 1024 * 1024  # gzipped feeds kept, least recently used out
+
+
+class PackedFeeds:
+    """Gzipped feed bodies by ETag, at most `limit` bytes of them; safe across worker threads."""
+
+    def __init__(self, limit: int = _PACKED_BYTES) -> None:
+        self.limit = limit
+        self.size = 0
+        self._packed: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def gzip(self, etag: str, body: bytes) -> bytes:
+        """`body` gzipped (the same bytes each time for one ETag)."""
+        with self._lock:
+            packed = self._packed.get(etag)
+            if packed is not None:
+                self._packed.move_to_end(etag)
+                return packed
+        packed = gzip.compress(body, compresslevel=6, mtime=0)  # outside the lock
+        with self._lock:
+            if etag not in self._packed and len(packed) <= self.limit:
+                self._packed[etag] = packed
+                self.size += len(packed)
+                while self.size > self.limit:
+                    self.size -= len(self._packed.popitem(last=False)[1])
+        return packed
 
 
 def _new_tokens(store: Store, *, after: int, key: bytes) -> list[tuple[bytes, int]]:
@@ -50,6 +80,7 @@ class PrivateFeedSource:
         self.settings = settings
         self.key = key
         self.entries = EntryCache()  # outlives windows: a new day renders only new entries
+        self.packed = PackedFeeds()
         self._ids: dict[bytes, int] = {}  # 16-byte tag -> subscriber id
         self._last_id = 0
         self._index_lock = asyncio.Lock()
@@ -98,14 +129,23 @@ class PrivateFeedSource:
 
 
 def _render(
-    feeds: PrivateFeeds, filters: Filters, *, url: str, packed: bool, known: str | None
+    feeds: PrivateFeeds,
+    filters: Filters,
+    *,
+    url: str,
+    packed: PackedFeeds | None,
+    known: str | None,
 ) -> tuple[PrivateFeed, bytes | None, bool]:
-    """The feed; its body to send (None when the client's If-None-Match matches) and if gzipped."""
+    """The feed; its body to send (None when the client's If-None-Match matches) and if gzipped.
+
+    `packed`: where gzipped bodies are kept, when the client accepts gzip.
+    """
     feed = feeds.feed(filters, feed_url=url)
     if known is not None and etag_matches(known, feed.etag):
         return feed, None, False
-    if packed and len(feed.body) >= _GZIP_MIN:
-        return feed, gzip.compress(feed.body, compresslevel=6, mtime=0), True
+    if packed is not None and len(feed.body) >= _GZIP_MIN:
+        # The ETag is a hash of the body (which names its own URL): same ETag, same bytes.
+        return feed, packed.gzip(feed.etag, feed.body), True
     return feed, feed.body, False
 
 
@@ -130,7 +170,7 @@ async def private_feed(request: Request) -> Response:
             feeds,
             subscriber.filters,
             url=url,
-            packed=packed,
+            packed=source.packed if packed else None,
             known=request.headers.get("if-none-match"),
         )
     )
