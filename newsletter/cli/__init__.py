@@ -1,41 +1,53 @@
-"""The `newsletter` command: a thin door into the library, one module per command group."""
+"""The `newsletter` command: a thin door into the library, one module per command group.
+
+Each command's module is imported when that command runs (or `--help` lists them all), so
+`newsletter send` does not load the site builder, the DNS checks or the bounce parsers.
+"""
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from .bounces import bounces
-from .build import build
 from .common import Group
-from .deliveries import deliveries
-from .demo import demo
-from .digests import digests, ingest
-from .dkim import dkim
-from .doctor import doctor
-from .match import match
-from .preview import preview
-from .send import run_daily_command, send
-from .serve import serve
-from .subscribers import subscribers
+
+# command name -> (module under newsletter.cli, attribute)
+COMMANDS = {
+    "bounces": ("bounces", "bounces"),
+    "build": ("build", "build"),
+    "deliveries": ("deliveries", "deliveries"),
+    "demo": ("demo", "demo"),
+    "digests": ("digests", "digests"),
+    "dkim": ("dkim", "dkim"),
+    "doctor": ("doctor", "doctor"),
+    "ingest": ("digests", "ingest"),
+    "match": ("match", "match"),
+    "preview": ("preview", "preview"),
+    "run": ("send", "run_daily_command"),
+    "send": ("send", "send"),
+    "serve": ("serve", "serve"),
+    "subscribers": ("subscribers", "subscribers"),
+}
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(Group):
+    """The top group: commands listed by name, imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module, attribute = where
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="newsletter")
 def main() -> None:
     """Feeds, an archive and per-subscriber emails from daily AI paper digests."""
-
-
-main.add_command(ingest)
-main.add_command(digests)
-main.add_command(demo)
-main.add_command(subscribers)
-main.add_command(match)
-main.add_command(preview)
-main.add_command(serve)
-main.add_command(build)
-main.add_command(send)
-main.add_command(deliveries)
-main.add_command(run_daily_command)
-main.add_command(dkim)
-main.add_command(bounces)
-main.add_command(doctor)
