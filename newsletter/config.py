@@ -124,6 +124,13 @@ class Settings:
         kind=kinds.mailbox(display_name=False),
         section="email",
     )
+    verp: bool = _setting(
+        True,
+        "Give each email its own return path, envelope_from with a signed token "
+        "(bounces+TOKEN@...); off for relays that allow only the one address.",
+        kind=kinds.boolean,
+        section="email",
+    )
     list_id: str = _setting(
         "daily-papers.localhost",
         "List-Id of the newsletter (a domain-like name).",

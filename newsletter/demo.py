@@ -86,14 +86,14 @@ def _echo_ingest(ctx: DemoContext, report: IngestReport) -> None:
 
 
 def _echo_site(ctx: DemoContext, report: BuildReport) -> None:
-
     site = ctx.settings.site_dir
     ctx.echo(
         f"Built the site in {site}/: {len(report.written)} files written, "
         f"{len(report.unchanged)} unchanged"
     )
     ctx.echo(f"  archive: {site / 'index.html'} (open it in a browser)")
-    ctx.echo(f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml, topics/")
+    topics = ", topics/" if ctx.settings.topics else ""  # topic feeds exist only when configured
+    ctx.echo(f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml{topics}")
     ctx.echo("  private: each email links its own feed, served by `newsletter serve`")
 
 

@@ -138,6 +138,23 @@ def test_fast_path_reads_exactly_like_the_stdlib_build(
     )
 
 
+def test_with_verp_off_every_email_returns_to_envelope_from_itself(
+    digests: dict[str, Digest],
+) -> None:
+    settings = SETTINGS.replace(verp=False)
+    composer = Composer(settings=settings, digest=digests["2024-12-13"], clock=clock)
+    naive = compose_naive(
+        settings=settings, digest=digests["2024-12-13"], subscriber=PEOPLE[0], clock=clock
+    )
+    sent = [composer.compose(person) for person in PEOPLE[:3]]
+    assert naive is not None and all(message is not None for message in sent)
+    assert (
+        {m.envelope_from for m in sent if m}
+        == {naive.envelope_from}
+        == {"bounces@papers.example.com"}
+    )
+
+
 def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> None:
     person = PEOPLE[0]  # no keywords: every one of the 27 papers
     message = Composer(settings=SETTINGS, digest=digests["2024-12-13"], clock=clock).compose(person)

@@ -60,6 +60,9 @@ def test_the_demo_runs_the_daily_job_and_a_second_run_sends_none(
     )
     assert built is not None
     assert first[6] == f"  archive: {site / 'index.html'} (open it in a browser)"
+    # The demo configures no topics, so no topics/ folder is promised.
+    assert first[7] == f"  feeds:   {site}/rss.xml, atom.xml, feed.json, digests.xml"
+    assert not (site / "topics").exists()
     assert first[8] == "  private: each email links its own feed, served by `newsletter serve`"
     sent = line(first, "Sent over SMTP to an embedded server on 127.0.0.1:")
     assert sent.endswith(f": {NEWEST}: sent 10, skipped 2, deferred 0, failed 0, ambiguous 0")

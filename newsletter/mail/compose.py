@@ -78,7 +78,10 @@ def personal_for(subscriber: Subscriber, *, settings: Settings, key: bytes) -> P
 
 def return_path(*, settings: Settings, subscriber_id: int, day: dt.date, key: bytes) -> str:
     """The envelope sender of one digest email: envelope_from with a VERP token naming
-    subscriber and day, so a bounce names whose email it was whatever the bounce looks like."""
+    subscriber and day, so a bounce names whose email it was whatever the bounce looks like.
+    With `verp` off, envelope_from itself (bounces are then told apart by Message-ID)."""
+    if not settings.verp:
+        return settings.envelope_from
     token = bounce_token(subscriber_id, day, key=key)
     return verp_address(settings.envelope_from, token)
 
