@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from newsletter.mail.confirmation import confirmation_message
 from newsletter.model import Filters
+from newsletter.web import signup as signup_module
 from newsletter.web.security import Limit, SignupLimits
 from tests.smtp_servers import Received, RecordingHandler, smtp_server
 from tests.web_server import Running, service
@@ -365,3 +368,26 @@ def test_a_sign_up_that_fails_after_recording_leaves_no_row(tmp_path: Path) -> N
         response = sign_up(client, email="unlucky@example.com", keywords="", min_votes="0")
         assert response.status_code == 500
         assert signup_rows(running) == []
+
+
+def test_the_confirmation_is_rendered_and_signed_off_the_event_loop(
+    web: tuple[Running, RecordingHandler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running, handler = web
+    where: list[bool] = []
+
+    def recording(**options: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            where.append(True)  # called on the event loop thread
+        except RuntimeError:
+            where.append(False)
+        return real(**options)
+
+    real = confirmation_message
+    monkeypatch.setattr(signup_module, "confirmation_message", recording)
+    address = fresh_address()
+    with running.client() as client:
+        assert sign_up(client, email=address, keywords="LLM").status_code == 200
+    assert confirm_link(mail_to(handler, address))  # the real message still went out
+    assert where == [False]
