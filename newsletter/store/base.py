@@ -124,7 +124,9 @@ class _Connection(sqlite3.Connection):
 
     def _cursor(self, sql: str) -> _Cursor:
         try:
-            return _Cursor(self)
+            # Through cursor(factory): on CPython 3.11 `_Cursor(self)` leaves ~75 bytes behind
+            # in the connection for every cursor made (200 MB after a million-subscriber send).
+            return self.cursor(_Cursor)
         except sqlite3.Error as exc:  # e.g. the connection was closed
             raise store_error(self.path, exc, doing=_doing(sql)) from exc
 
