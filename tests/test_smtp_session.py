@@ -33,6 +33,7 @@ def outgoing(recipient: str, body: bytes = b"body\r\n", *, sid: int = 1) -> Outg
 # --- A scripted server: says what arrived before each reply --------------------------------------
 
 Answer = Callable[[str, bytes], bytes | None]
+DROP = b"(drop the connection)"
 
 
 @dataclass
@@ -105,6 +106,9 @@ class Scripted:
             replies.append(self.reply("DATA", group[2], b"354 go ahead\r\n"))
         else:
             replies.append(b"554 5.5.1 Error: no valid recipients\r\n")
+        if DROP in replies:  # the server goes away mid-transaction
+            writer.transport.abort()
+            return
         writer.write(b"".join(replies))
         if replies[2].startswith(b"354"):
             await self.body(reader, writer, deliver=all(r.startswith(b"2") for r in replies[:2]))
@@ -240,6 +244,20 @@ async def test_a_server_that_sends_garbage_is_a_temporary_failure(garbage: bytes
         await sender.aclose()
     assert server.sessions == 2
     assert [m.split(b"\r\n")[1] for m in server.messages][-1] == b"To: s@example.com"
+
+
+async def test_a_connection_dropped_mid_transaction_is_temporary_then_replaced() -> None:
+    server = Scripted(pipelining=True, answer=lambda verb, line: DROP if verb == "RCPT" else None)
+    async with scripted(server) as port:
+        sender = sender_for(port, pool_size=1)
+        await sender.open()  # a fresh connection: its first transaction is not retried
+        with pytest.raises(TemporaryFailure, match=r"closed the connection during MAIL"):
+            await sender.send(outgoing("r@example.com"))
+        server.answer = None
+        await sender.send(outgoing("s@example.com", sid=2))
+        await sender.aclose()
+    assert server.sessions == 2
+    assert [m.split(b"\r\n")[1] for m in server.messages] == [b"To: s@example.com"]
 
 
 async def test_aiosmtpd_with_pipelining_offered_gets_the_same_bytes() -> None:
