@@ -130,6 +130,10 @@ def test_the_public_api_is_importable_from_the_top() -> None:
         "DeliveryError",
     ):
         assert name in newsletter.__all__ and hasattr(newsletter, name), name
+    # The API is imported lazily (PEP 562): every name it promises must resolve, and be listed.
+    for name in newsletter.__all__:
+        assert getattr(newsletter, name) is not None, name
+    assert set(newsletter.__all__) <= set(dir(newsletter))
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", newsletter.__version__)
     assert issubclass(newsletter.DigestError, newsletter.NewsletterError)
 

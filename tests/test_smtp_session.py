@@ -297,7 +297,8 @@ async def test_many_messages_through_postfix_smtp_sink_arrive_whole(tmp_path: Pa
     try:
         for _ in range(100):
             try:
-                await asyncio.open_connection("127.0.0.1", port)
+                _, probe = await asyncio.open_connection("127.0.0.1", port)
+                probe.close()
                 break
             except OSError:
                 await asyncio.sleep(0.05)

@@ -3,8 +3,9 @@
 aiosmtplib opens each connection (greeting, EHLO, TLS, login); a Session (delivery/session.py)
 then runs its transactions, pipelined when the server offers PIPELINING. Each connection
 carries one transaction at a time, so the pool holds one per concurrent send; one is recycled
-after `messages_per_connection` messages because relays cap them. TLS is explicit: `starttls` requires the server to offer STARTTLS, `tls` connects over TLS, `none` is
-plain text; there is never a silent downgrade. Failures map onto the delivery error tree:
+after `messages_per_connection` messages because relays cap them. TLS is explicit: `starttls`
+requires the server to offer STARTTLS, `tls` connects over TLS, `none` is plain text; there is
+never a silent downgrade. Failures map onto the delivery error tree:
 TemporaryFailure (4xx, timeouts, dropped connections), PermanentFailure (5xx; `bounced` when the
 address does not exist) and plain DeliveryError when the server cannot be used at all or refuses
 how we send (see delivery/refusals.py).
