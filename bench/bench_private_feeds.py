@@ -48,7 +48,7 @@ NAIVE_SLICE = 100
 
 CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from pathlib import Path
     from newsletter.config import load_settings
     from newsletter.publish.build import build_site
@@ -66,8 +66,8 @@ CHILD = textwrap.dedent(
         else:
             done = len(build_site(store, settings=settings).written)
     wall = time.perf_counter() - started
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-    print(json.dumps({"wall": wall, "rss_mb": rss, "files": done}))
+    from bench.peak import own_peak_mb
+    print(json.dumps({"wall": wall, "rss_mb": own_peak_mb(), "files": done}))
     """
 )
 

@@ -21,7 +21,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import secrets
 import socket
 import statistics
@@ -36,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import peak  # noqa: E402
 from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
@@ -152,8 +152,9 @@ def smtp_source(port: int, count: int, size: int) -> float:
 
 def newsletter_send(
     db: Path, port: int, processes: int, extra_env: dict[str, str]
-) -> tuple[float, float, str]:
-    """Seconds, peak RSS (MB) and summary of the real CLI sending the newest day."""
+) -> tuple[float, float, float, str]:
+    """Seconds, CPU seconds (its workers included), peak RSS (MB) and summary of the real CLI
+    sending the newest day."""
     env = {
         **os.environ,
         **extra_env,
@@ -167,13 +168,12 @@ def newsletter_send(
     if processes > 1:
         command += ["--processes", str(processes)]
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(process.pid, 0)
+    # Through bench/peak.py: this process's size would otherwise count as the send's.
+    done = subprocess.run(peak.wrap(command), env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    out = process.stdout.read() if process.stdout else ""
-    assert os.waitstatus_to_exitcode(status) == 0, out
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # workers, if any
-    return seconds, max(usage.ru_maxrss, children) / 1024, out.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stdout + done.stderr
+    peak_mb, cpu = peak.parse(done.stderr)  # its workers included
+    return seconds, cpu, peak_mb, done.stdout.strip().splitlines()[-1]
 
 
 def main() -> None:
@@ -213,12 +213,15 @@ def main() -> None:
                 f"  compose alone: {built / cpu:,.0f} messages/s per core "
                 f"(naive Jinja+MJML+EmailMessage: {naive:,.0f}/s, {built / cpu / naive:.0f}x)"
             )
-            ours, theirs, peaks = [], [], []
+            ours, theirs, peaks, cpus = [], [], [], []
             with sink() as port:
                 for run in range(args.runs):
                     db = tmp / f"run-{size}-{run}.db"
                     db.write_bytes(base.read_bytes())
-                    seconds, peak, summary = newsletter_send(db, port, args.processes, extra_env)
+                    seconds, used, peak, summary = newsletter_send(
+                        db, port, args.processes, extra_env
+                    )
+                    cpus.append(used / built)
                     source = smtp_source(port, built, average)
                     ours.append(built / seconds)
                     theirs.append(built / source)
@@ -233,6 +236,11 @@ def main() -> None:
             print(
                 f"  median: newsletter send {mine:,.0f}/s, smtp-source {source_rate:,.0f}/s, "
                 f"ratio {mine / source_rate:.2f}x; peak RSS {max(peaks):.0f} MB"
+            )
+            per = statistics.median(cpus)
+            print(
+                f"  send CPU per message {per * 1e6:.0f} µs, of which composing "
+                f"{cpu / built * 1e6:.0f} µs ({cpu / built / per:.0%}; compose alone's figure)"
             )
             print(json.dumps({"size": size, "send": mine, "source": source_rate,
                               "compose_per_core": built / cpu, "naive": naive,

@@ -20,7 +20,6 @@ import asyncio
 import datetime as dt
 import json
 import os
-import resource
 import secrets
 import shutil
 import socket
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosmtplib
 
+from bench.peak import own_peak_mb
 from newsletter.audience.match import PreparedDigest, select_papers
 from newsletter.config import Settings
 from newsletter.delivery.local_server import running_local_server
@@ -266,15 +266,21 @@ def memory_child(db: Path) -> None:
             return report.sent, time.perf_counter() - start
 
     sent, seconds = asyncio.run(run())
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"sent": sent, "seconds": seconds, "peak_mb": peak_kb / 1024}))
+    print(json.dumps({"sent": sent, "seconds": seconds, "peak_mb": own_peak_mb()}))
 
 
-def memory(tmp: Path, sizes: list[int]) -> None:
-    print("memory: ledger + compose, counting sender, peak RSS of a fresh process")
+def memory(tmp: Path, sizes: list[int], *, realistic: bool) -> None:
+    """Peak RSS per size: 200 selections, or (`realistic`) every subscriber's own filters."""
+    from bench.bench_scale import make_db as make_realistic_db  # bench/subscribers.py profiles
+
+    kind = "realistic subscribers, no two alike" if realistic else "200 selections"
+    print(f"memory: ledger + compose, counting sender, peak RSS of a fresh process ({kind})")
     for size in sizes:
         db = tmp / f"memory-{size}.db"
-        make_db(db, size, profiles=200)
+        if realistic:
+            make_realistic_db(db, size)
+        else:
+            make_db(db, size, profiles=200)
         out = subprocess.run(
             [sys.executable, __file__, "--memory-child", str(db)],
             check=True,
@@ -339,7 +345,8 @@ def main() -> None:
         if not args.skip_throughput:
             throughput(tmp)
         if args.sizes:
-            memory(tmp, args.sizes)
+            memory(tmp, args.sizes, realistic=False)
+            memory(tmp, args.sizes, realistic=True)
 
 
 if __name__ == "__main__":
