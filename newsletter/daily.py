@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .delivery.pipeline import DeliveryReport, Progress, Sender, deliver, send_test_copy
@@ -18,9 +19,10 @@ from .digest.ingest import IngestReport, ingest_paths
 from .errors import ConfigError
 from .mail.compose import Composer
 from .mail.outgoing import OutgoingMessage
-from .publish.build import BuildReport, build_site
-from .publish.searchindex import refresh_search_index
 from .store import Clock, Part, Store, utc_now
+
+if TYPE_CHECKING:  # the site's builder is imported when a run builds, not for a send
+    from .publish.build import BuildReport
 
 __all__ = ["DailyReport", "run_daily", "send_day", "send_test_day"]
 
@@ -133,6 +135,9 @@ async def run_daily(
         on_ingested(ingest)
     if only_if_changed and not ingest.changed:
         return DailyReport(ingest=ingest)
+    from .publish.build import build_site
+    from .publish.searchindex import refresh_search_index
+
     built = build_site(store, settings=settings)
     # The search page needs its index beside the pages it searches; a failing index must not
     # hold back the day's mail, so it is reported, not raised.

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,9 +25,11 @@ from ..delivery.pipeline import DeliveryReport, Progress, Sender
 from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import IngestReport
 from ..errors import ConfigError, NewsletterError
-from ..publish.build import BuildReport
 from ..store import Store
 from .common import DATE, common_options, open_store, settings_from
+
+if TYPE_CHECKING:  # `send` does not build the site; `run` imports the builder when it does
+    from ..publish.build import BuildReport
 
 T = TypeVar("T")
 

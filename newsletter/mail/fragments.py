@@ -10,7 +10,6 @@ Markers in the rendered text become holes filled per subscriber.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,25 +31,26 @@ class Insert:
         """The stretch as inserted at `position` (a rotation of the text at `left`)."""
         if not self.left <= position <= self.right:
             raise NotSpliceable(f"no common place for an insert at {position}")
-        k = position - self.left
+        k = (position - self.left) % len(self.text)  # a slide may pass the whole text
         return self.text[k:] + self.text[:k]
 
 
-def _slide(base: str, position: int, text: str) -> Insert:
-    left, at_left = position, text
-    while left > 0 and base[left - 1] == at_left[-1]:
-        at_left = at_left[-1] + at_left[:-1]
-        left -= 1
-    right, at_right = position, text
-    while right < len(base) and base[right] == at_right[0]:
-        at_right = at_right[1:] + at_right[0]
-        right += 1
-    return Insert(left, at_left, right)
+def _prefix_length(a: str, b: str) -> int:
+    """Length of the common prefix of `a` and `b` (binary search: slices compare in C)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
-def _common_suffix(a: str, b: str, limit: int) -> int:
+def _suffix_length(a: str, b: str, limit: int) -> int:
+    """Length of the common suffix of `a` and `b`, at most `limit`."""
     low, high = 0, min(len(a), len(b), limit)
-    while low < high:  # binary search: slices compare in C
+    while low < high:
         middle = (low + high + 1) // 2
         if a[len(a) - middle :] == b[len(b) - middle :]:
             low = middle
@@ -59,10 +59,35 @@ def _common_suffix(a: str, b: str, limit: int) -> int:
     return low
 
 
+def _slide(base: str, position: int, text: str) -> Insert:
+    """The range of positions at which inserting a rotation of `text` gives the same result.
+
+    Sliding right by one is possible while the next character of the base equals the text's
+    first (the text then rotates left by one), so the distance is the common prefix of the base
+    after `position` and the text repeated; sliding left mirrors it. Compared a text's length
+    at a time, never character by character.
+    """
+    size = len(text)
+    right = position
+    while True:
+        step = _prefix_length(base[right : right + size], text)
+        right += step
+        if step < size:
+            break
+    left = position
+    while True:
+        step = _suffix_length(base[max(left - size, 0) : left], text, size)
+        left -= step
+        if step < size:
+            break
+    k = (position - left) % size  # each step left moves the text's last character to its front
+    return Insert(left, text[size - k :] + text[: size - k], right)
+
+
 def inserts(base: str, grown: str) -> tuple[Insert, ...]:
     """The stretches (at most two) that make `grown` out of `base`; NotSpliceable otherwise."""
-    start = len(os.path.commonprefix([base, grown]))  # noqa: RUF071 - characters are meant
-    end = _common_suffix(base, grown, min(len(base), len(grown)) - start)
+    start = _prefix_length(base, grown)
+    end = _suffix_length(base, grown, min(len(base), len(grown)) - start)
     old, new = base[start : len(base) - end], grown[start : len(grown) - end]
     if not new:
         return ()
