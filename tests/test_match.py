@@ -384,3 +384,54 @@ def test_bounded_caches_evict_without_changing_answers(monkeypatch: pytest.Monke
     for _ in range(3):
         assert [select_papers(prepared, p) for p in profiles] == fresh
     assert len(prepared._candidates) <= 2
+
+
+def spellings(rng: random.Random, text: str) -> str:
+    """A stretch of `text` as a reader might type it: cut anywhere, Hangul spaced out or run
+    together, spaces as hyphens, any case."""
+    start = rng.randrange(len(text))
+    stretch = text[start : start + rng.randint(1, 24)]
+    if rng.random() < 0.3:
+        stretch = " ".join(stretch)  # "멀 티 모 달", "l o r a"
+    if rng.random() < 0.3:
+        stretch = stretch.replace(" ", rng.choice(["", "-", "  "]))
+    return stretch.upper() if rng.random() < 0.3 else stretch
+
+
+def test_selection_finds_exactly_what_each_field_matches_for_typed_keywords() -> None:
+    # Keywords cut from this day's text (most are found) and from another day's (most are
+    # not, and are ruled out before any pattern is compiled): each keyword's papers must be
+    # those with a field that `keyword_matches` finds it in, and the reason its first field.
+    day, other = real("2024-12-13.md"), real("2024-10-16.md")
+    prepared = PreparedDigest(day)
+    rng = random.Random(11)
+    texts = [
+        text
+        for d in (day, other)
+        for p in d.papers
+        for text in (p.display_title, *(s.text for s in p.sections))
+    ]
+    found = 0
+    for _ in range(600):
+        keyword = spellings(rng, rng.choice(texts))
+        expected = []
+        for p in prepared.papers:
+            fields = [("title", p.display_title), *((s.name, s.text) for s in p.sections)]
+            first = next((name for name, text in fields if keyword_matches(keyword, text)), None)
+            if first is not None:
+                expected.append((p.arxiv_id, first))
+        picks = select_papers(prepared, Filters(keywords=(keyword,)))
+        if normalize(keyword):
+            assert [(p.paper.arxiv_id, p.reasons[0].field) for p in picks] == expected, keyword
+        found += bool(expected)
+    assert 100 < found < 500  # both kinds were tried
+
+
+def test_a_keyword_absent_from_the_day_is_not_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = KeywordCache(max_items=100, max_bytes=2**20)
+    monkeypatch.setattr(match, "KEYWORDS", cache)
+    prepared = PreparedDigest(real("2024-12-13.md"))
+    assert not select_papers(prepared, Filters(keywords=("quantum chromodynamics",)))
+    assert len(cache) == 0
+    assert select_papers(prepared, Filters(keywords=("LLM",)))
+    assert len(cache) == 1

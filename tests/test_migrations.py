@@ -9,6 +9,7 @@ from pathlib import Path
 import sqlite_utils
 
 from newsletter.store import Store
+from newsletter.store.base import SCHEMA
 from newsletter.store.schema import migrations
 from newsletter.tokens import read_signup_token, signup_token
 
@@ -93,3 +94,18 @@ def test_m006_keeps_case_variants_and_makes_one_the_subscriber(tmp_path: Path) -
         raise AssertionError("the database took a second subscriber for one address")
     finally:
         conn.close()
+
+
+def test_the_fast_open_knows_every_migration_this_version_defines() -> None:
+    # A store whose migrations are all applied opens without sqlite-utils (store/base.py):
+    # its list must be schema.py's, or a new migration would never run on an opened store.
+    defined = [m.name for m in migrations.pending(sqlite_utils.Database(memory=True))]
+    assert list(SCHEMA) == defined
+
+
+def test_a_store_missing_its_newest_migration_gets_it_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_database(path, before=SCHEMA[-1], statements=[])
+    with Store(path) as store:
+        applied = store.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
+        assert sorted(name for (name,) in applied) == list(SCHEMA)

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from newsletter import daily
 from newsletter.delivery.outbox import CountingSender
+from newsletter.publish import build as publish_build
 from newsletter.store import Store
 from newsletter.web.logs import JsonFormatter
 from newsletter.web.watch import DigestWatcher
@@ -305,7 +305,7 @@ def test_a_build_that_fails_once_is_retried_with_the_send(
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     day_file(incoming, "2024-12-13")
-    build = daily.build_site  # type: ignore[attr-defined]
+    build = publish_build.build_site
     calls: list[int] = []
 
     def broken_once(store: Store, **kwargs: Any) -> Any:
@@ -314,7 +314,7 @@ def test_a_build_that_fails_once_is_retried_with_the_send(
             raise RuntimeError("template blew up")
         return build(store, **kwargs)
 
-    monkeypatch.setattr(daily, "build_site", broken_once)
+    monkeypatch.setattr(publish_build, "build_site", broken_once)  # daily imports it per run
     watcher, senders = direct_watcher(tmp_path, incoming, interval=0.5)
     settings = watcher.settings
     first = watcher.run_once()

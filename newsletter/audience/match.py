@@ -41,6 +41,12 @@ _CJK_RUNS = re.compile(f"[{_CJK}]+")
 _WORD = r"[^\W_]"
 _IS_WORD = re.compile(_WORD)
 _SEPARATORS = re.compile(r"[ -]+")
+_GAP = "\x01"  # joins the squeezed fields of a digest (a keyword holding it is never ruled out)
+
+
+def _squeeze(text: str) -> str:
+    """`text` without spaces and hyphens."""
+    return text.replace(" ", "").replace("-", "")
 
 
 def normalize(text: str) -> str:
@@ -183,21 +189,6 @@ class Pick:
     reasons: tuple[Reason, ...] = ()
 
 
-def _terms(keywords: tuple[str, ...], *, cache: bool = True) -> list[tuple[str, _Term]]:
-    """(as written, compiled) per keyword; blanks and normalised duplicates dropped.
-
-    `cache=False` compiles without keeping anything (see `PreparedDigest.candidates`).
-    """
-    seen: set[str] = set()
-    terms: list[tuple[str, _Term]] = []
-    for keyword in keywords:
-        term = KEYWORDS.term(keyword) if cache else _compile(normalize(keyword))
-        if term is not None and term.norm not in seen:
-            seen.add(term.norm)
-            terms.append((keyword, term))
-    return terms
-
-
 # Distinct keyword/exclude sets remembered per digest: enough for the popular ones; a bound,
 # because a cache of every set of a million subscribers would cost memory and GC time.
 _CACHE_LIMIT = 8192
@@ -231,9 +222,11 @@ class PreparedDigest:
         "_every",
         "_fields",
         "_found",
+        "_keywords",
         "_lock",
         "_picks",
         "_reasons",
+        "_squeezed",
         "digest",
         "papers",
     )
@@ -253,6 +246,14 @@ class PreparedDigest:
             tuple((name, text, _latin_view(text)) for name, text in fields) for fields in texts
         )
         self._every = tuple(Pick(p) for p in self.papers)
+        # Every field's text without spaces and hyphens: a keyword whose words, run together,
+        # are not in it cannot match anywhere (its pattern only allows spaces and hyphens
+        # between them), so most of a large vocabulary is ruled out without compiling it.
+        self._squeezed = _GAP.join(
+            _squeeze(text) for fields in self._fields for _, text, _ in fields
+        )
+        # keyword as written -> (normalised, its hits); None: nothing to find
+        self._keywords: dict[str, tuple[str, tuple[tuple[int, str], ...]] | None] = {}
         # normalised keyword -> (paper index, first field it is found in) for each paper hit
         self._found: dict[str, tuple[tuple[int, str], ...]] = {}
         # One Reason per (keyword, field) and one Pick per (paper, reasons), shared by every
@@ -282,6 +283,49 @@ class PreparedDigest:
             self._found[term.norm] = found
         return found
 
+    def _absent(self, norm: str) -> bool:
+        """True when the normalised keyword cannot occur in any field (no pattern needed)."""
+        words = "".join(_SEPARATORS.split(norm))
+        # NUL stands for a Hangul run in the view Latin keywords are searched in: keep those.
+        return bool(words) and not {_GAP, "\x00"} & set(words) and words not in self._squeezed
+
+    def _keyword(
+        self, written: str, *, cache: bool
+    ) -> tuple[str, tuple[tuple[int, str], ...]] | None:
+        """(the keyword normalised, (paper index, first field) of each hit); None: blank."""
+        if cache and written in self._keywords:
+            return self._keywords[written]
+        norm = normalize(written)
+        found: tuple[str, tuple[tuple[int, str], ...]] | None
+        if not norm:
+            found = None
+        elif self._absent(norm):
+            found = (norm, ())
+        elif not cache:
+            term = _compile(norm)
+            found = None if term is None else (norm, self._scan(term))
+        else:
+            term = KEYWORDS.term(written)
+            found = None if term is None else (term.norm, self._hits(term))
+        if cache:
+            if len(self._keywords) >= _MEMO_LIMIT:
+                self._keywords.clear()
+            self._keywords[written] = found
+        return found
+
+    def _terms(
+        self, keywords: tuple[str, ...], *, cache: bool
+    ) -> list[tuple[str, tuple[tuple[int, str], ...]]]:
+        """(as written, its hits) per keyword; blanks and normalised duplicates dropped."""
+        seen: set[str] = set()
+        terms = []
+        for keyword in keywords:
+            found = self._keyword(keyword, cache=cache)
+            if found is not None and found[0] not in seen:
+                seen.add(found[0])
+                terms.append((keyword, found[1]))
+        return terms
+
     def candidates(
         self, keywords: tuple[str, ...], exclude: tuple[str, ...], *, cache: bool = True
     ) -> tuple[Pick, ...]:
@@ -296,15 +340,14 @@ class PreparedDigest:
             if cached is not None:
                 self._candidates.move_to_end(key)
                 return cached
-        hits_of = self._hits if cache else self._scan
-        excluded = {i for _, term in _terms(exclude, cache=cache) for i, _ in hits_of(term)}
-        terms = _terms(keywords, cache=cache)
+        excluded = {i for _, hits in self._terms(exclude, cache=cache) for i, _ in hits}
+        terms = self._terms(keywords, cache=cache)
         if not terms:
             result = tuple(pick for i, pick in enumerate(self._every) if i not in excluded)
         else:
             reasons: dict[int, list[Reason]] = {}
-            for written, term in terms:
-                for i, field in hits_of(term):
+            for written, hits in terms:
+                for i, field in hits:
                     if i not in excluded:
                         reason = self._reason(written, field) if cache else Reason(written, field)
                         reasons.setdefault(i, []).append(reason)

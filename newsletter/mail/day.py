@@ -17,6 +17,7 @@ whole, once per selection.
 from __future__ import annotations
 
 import dataclasses
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,7 +135,8 @@ class DayEmail:
             self._check(papers)
         except TemplateError as exc:  # e.g. a template that does sums with the card number
             raise NotSpliceable(str(exc)) from None
-        self._chips: dict[tuple[Reason, ...], _Chip] = {}
+        self._chips: dict[int, tuple[tuple[Reason, ...], _Chip]] = {}
+        self._chips_by_value: dict[tuple[Reason, ...], _Chip] = {}
         self._heads: dict[tuple[int, str], _Head] = {}
         self._html_filters_sep = self._html.separators.get(FILTERS, " · ")
         self._text_filters_sep = self._text.separators.get(FILTERS, " · ")
@@ -204,7 +206,12 @@ class DayEmail:
     # One subscriber --------------------------------------------------------------------
 
     def _chip(self, reasons: tuple[Reason, ...]) -> _Chip:
-        chip = self._chips.get(reasons)
+        # Picks and their reasons are shared within a digest (`PreparedDigest`), so the
+        # tuple's identity is the cheap key; the entry keeps the tuple, so no id is reused.
+        found = self._chips.get(id(reasons))
+        if found is not None and found[0] is reasons:
+            return found[1]
+        chip = self._chips_by_value.get(reasons)
         if chip is None:
             labels = [reason_label(r) for r in reasons]
             html_sep = self._html.separators.get(REASONS, ", ")
@@ -213,8 +220,10 @@ class DayEmail:
                 html_sep.join(_escaped(label) for label in labels).encode(),
                 text_sep.join(labels).encode(),
             )
-            if len(self._chips) < 65536:
-                self._chips[reasons] = chip
+            if len(self._chips_by_value) < 65536:
+                self._chips_by_value[reasons] = chip
+        if len(self._chips) < 65536:
+            self._chips[id(reasons)] = (reasons, chip)
         return chip
 
     def _head(self, picks: Sequence[Pick]) -> _Head:
@@ -247,8 +256,8 @@ class DayEmail:
         text = dict(head.text)
         for name in PERSONAL_FIELDS:
             value = getattr(personal, name)
-            text[name] = value.encode()
-            html[name] = _escaped(value).encode()
+            text[name] = raw = value.encode()
+            html[name] = _escaped(value).encode() if _ESCAPED.search(value) else raw
         described = describe_filters(filters, words=KOREAN)
         html[FILTERS] = self._html_filters_sep.join(map(_escaped, described)).encode()
         text[FILTERS] = self._text_filters_sep.join(described).encode()
@@ -328,3 +337,6 @@ def _variant(total: int, shown: int) -> str:
 
 def _escaped(text: str) -> str:
     return str(escape(text))
+
+
+_ESCAPED = re.compile("[&<>\"']")  # the characters `escape` (and Jinja) replace

@@ -11,11 +11,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import sqlite_utils
-
 from ..errors import StoreBusy, StoreError
 from ..model import Filters
-from .schema import migrations, newer_migrations
+
+# The migrations this version defines (store/schema.py; a test checks the two agree). A
+# database that holds exactly these opens without loading sqlite-utils' migration machinery.
+SCHEMA = (
+    "m001_digests",
+    "m002_subscribers",
+    "m003_deliveries",
+    "m004_signups",
+    "m005_signup_ids_never_reused",
+    "m006_one_subscriber_per_address",
+    "m007_cadence",
+    "m008_delivery_kinds",
+    "m009_bounces",
+)
 
 Clock = Callable[[], dt.datetime]
 Part = tuple[int, int]  # (index, count): the subscribers whose id % count == index
@@ -197,6 +208,34 @@ def insert_subscriber(
     return int(cursor.lastrowid or 0)
 
 
+def _current(conn: sqlite3.Connection) -> bool:
+    """Whether the database holds exactly this version's migrations (the usual open)."""
+    table = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlite_migrations'"
+    if conn.execute(table).fetchone() is None:  # a new database
+        return False
+    rows = conn.execute(
+        "SELECT name FROM _sqlite_migrations WHERE migration_set = 'newsletter'"
+    ).fetchall()
+    return sorted(name for (name,) in rows) == list(SCHEMA)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path | str) -> None:
+    """Apply the pending migrations; StoreError when a newer newsletter wrote the database."""
+    import sqlite_utils
+
+    from .schema import migrations, newer_migrations
+
+    db = sqlite_utils.Database(conn)
+    newer = newer_migrations(db)
+    if newer:
+        raise StoreError(
+            f"{path}: written by a newer version of newsletter (schema {newer[-1]});"
+            " upgrade newsletter to use it",
+            fault="newer",
+        )
+    migrations.apply(db)
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -225,27 +264,17 @@ class StoreBase:
         except sqlite3.Error as exc:
             raise store_error(path, exc, doing="open") from None
         conn.path = str(path)
-        self.db = sqlite_utils.Database(conn)
+        self.conn: sqlite3.Connection = conn
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
-            newer = newer_migrations(self.db)
-            if newer:
-                raise StoreError(
-                    f"{path}: written by a newer version of newsletter (schema {newer[-1]});"
-                    " upgrade newsletter to use it",
-                    fault="newer",
-                )
-            migrations.apply(self.db)
+            if not _current(conn):
+                _migrate(conn, path)
         except BaseException:
             conn.close()
             raise
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self.db.conn
 
     def now_text(self) -> str:
         return self.clock().astimezone(dt.UTC).isoformat(timespec="seconds")
