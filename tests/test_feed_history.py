@@ -12,7 +12,7 @@ from newsletter.model import Digest
 from newsletter.publish.build import build_site
 from newsletter.store import Store
 
-from .test_feeds import BASE, make_settings
+from .sites import BASE, make_settings
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 FH = "{http://purl.org/syndication/history/1.0}"

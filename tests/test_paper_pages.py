@@ -14,8 +14,8 @@ from newsletter.store import Store
 
 from .conftest import DIGESTS
 from .pretty_html import assert_matches_golden
+from .sites import BASE, GOLDEN, build, digest_text, make_settings, save
 from .test_feed_history import LoadCountingStore
-from .test_feeds import BASE, GOLDEN, build, digest_text, make_settings, save
 from .test_site import head_of, strict_parse
 
 MARKUP_TITLE = "Retrieval <script>x</script> & <think>"

@@ -19,8 +19,9 @@ from newsletter.publish.topics import topic_categories, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token, make_token
 from newsletter.web.private_feeds import PackedFeeds
-from tests.test_feeds import BASE, NS, RFC822, make_settings
 from tests.web_server import Running, service
+
+from .sites import BASE, NS, RFC822, make_settings
 
 READER = Filters(keywords=("LLM", "reasoning"), exclude=("survey",), min_votes=3)
 

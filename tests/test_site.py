@@ -18,7 +18,7 @@ from newsletter.tokens import feed_token
 
 from .conftest import DIGESTS, OLD_DEMO_KEY, TEST_KEY
 from .pretty_html import assert_matches_golden
-from .test_feeds import BASE, GOLDEN, HOSTILE, build, digest_text, make_settings, save
+from .sites import BASE, GOLDEN, HOSTILE, build, digest_text, make_settings, save
 
 PUBLIC_FEEDS = {
     "rss.xml": "application/rss+xml",

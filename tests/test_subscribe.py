@@ -17,7 +17,7 @@ from newsletter.cli import main
 from newsletter.store import Store
 
 from .conftest import DIGESTS
-from .test_feeds import BASE, build, make_settings
+from .sites import BASE, build, make_settings
 from .test_site import head_of, strict_parse
 
 ATOM = "{http://www.w3.org/2005/Atom}"

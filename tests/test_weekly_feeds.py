@@ -21,7 +21,7 @@ from newsletter.audience.weeks import (
 from newsletter.digest.parse import parse_digest
 from newsletter.store import Store
 
-from .test_feeds import BASE, GOLDEN, build, digest_text, make_settings, save
+from .sites import BASE, GOLDEN, build, digest_text, make_settings, save
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 WEEKLY = ("weekly.xml", "weekly.atom", "weekly.json")

@@ -14,7 +14,7 @@ from newsletter.model import Filters
 from newsletter.store import Store
 from tests.smtp_servers import RecordingHandler, smtp_server
 
-from .test_feeds import digest_text, save
+from .sites import digest_text, save
 from .test_migrations import old_database
 
 WEEKLY, DAILY = "weekly@example.com", "daily@example.com"
