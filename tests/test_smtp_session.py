@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -48,6 +49,7 @@ class Scripted:
     messages: list[bytes] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     early: list[str] = field(default_factory=list)
+    greetings: list[str] = field(default_factory=list)  # the name each EHLO or HELO gave
     sessions: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -58,6 +60,7 @@ class Scripted:
                 verb = line[:4].upper().decode("ascii", "replace")
                 self.commands.append(verb)
                 if verb in ("EHLO", "HELO"):
+                    self.greetings.append(line[5:].strip().decode("ascii", "replace"))
                     extensions = [b"SIZE 10000000", b"8BITMIME"]
                     if self.pipelining:
                         extensions.append(b"PIPELINING")
@@ -277,6 +280,28 @@ async def test_aiosmtpd_with_pipelining_offered_gets_the_same_bytes() -> None:
         await sender.aclose()
     assert len(handler.received) == 6
     assert {r.data.split(b"\r\n\r\n", 1)[1] for r in handler.received} == {dotted + b"\r\n"}
+
+
+async def test_the_ehlo_name_is_looked_up_once_per_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    # socket.getfqdn is a DNS lookup that can take seconds; a connection per 2 messages must
+    # not repeat it, and every connection must still greet with the name it found.
+    lookups: list[str] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(name)
+        return "sender.example.net"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    server = Scripted(pipelining=True)
+    async with scripted(server) as port:
+        sender = sender_for(port, pool_size=2, messages_per_connection=2)
+        await sender.open()
+        for n in range(8):
+            await sender.send(outgoing(f"r{n}@example.com", sid=n))
+        await sender.aclose()
+    assert server.sessions >= 4
+    assert len(lookups) == 1
+    assert server.greetings == ["sender.example.net"] * server.sessions
 
 
 # --- Postfix's smtp-sink: a real PIPELINING server --------------------------------------------

@@ -222,6 +222,9 @@ class SMTPSender:
         )
         try:
             await client.connect()
+            # The EHLO name: found once (aiosmtplib asks socket.getfqdn, a DNS lookup that can
+            # take seconds, in a thread per connection), then given to every later connection.
+            self._local_hostname = self._local_hostname or client.local_hostname
             if client.is_ehlo_or_helo_needed:  # greet now: MAIL is sent without the helpers
                 try:
                     await client.ehlo()
