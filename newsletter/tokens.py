@@ -92,7 +92,7 @@ def read_signup_token(token: str, *, key: bytes) -> tuple[int, str] | None:
 
 def bounce_token(subscriber_id: int, day: dt.date, *, key: bytes) -> str:
     """The VERP token of one subscriber's email of `day`: "17-20241213-<80-bit HMAC, hex>"."""
-    subject = f"{int(subscriber_id)}-{day.isoformat().replace('-', '')}"  # YYYYMMDD
+    subject = f"{int(subscriber_id)}-{day.year:04d}{day.month:02d}{day.day:02d}"
     return f"{subject}-{_tag(key, 'bounce', subject).hex()[:BOUNCE_TAG_HEX]}"
 
 

@@ -304,6 +304,27 @@ async def test_the_ehlo_name_is_looked_up_once_per_sender(monkeypatch: pytest.Mo
     assert server.greetings == ["sender.example.net"] * server.sessions
 
 
+async def test_an_ehlo_name_unfit_to_pass_on_is_looked_up_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # aiosmtplib refuses a name with spaces when it is given one; such a name is not kept.
+    lookups: list[str] = []
+
+    def getfqdn(name: str = "") -> str:
+        lookups.append(name)
+        return "two words"
+
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    server = Scripted(pipelining=True)
+    async with scripted(server) as port:
+        sender = sender_for(port, pool_size=1, messages_per_connection=1)
+        for n in range(3):
+            await sender.send(outgoing(f"r{n}@example.com", sid=n))
+        await sender.aclose()
+    assert len(server.messages) == 3
+    assert len(lookups) == server.sessions == 3
+
+
 # --- Postfix's smtp-sink: a real PIPELINING server --------------------------------------------
 
 SMTP_SINK = "/usr/sbin/smtp-sink"

@@ -252,8 +252,8 @@ class PreparedDigest:
         self._squeezed = _GAP.join(
             _squeeze(text) for fields in self._fields for _, text, _ in fields
         )
-        # keyword as written -> (normalised, its hits); None: nothing to find
-        self._keywords: dict[str, tuple[str, tuple[tuple[int, str], ...]] | None] = {}
+        # keyword as written -> (normalised, its hits); ("", ()): blank, nothing to find
+        self._keywords: dict[str, tuple[str, tuple[tuple[int, str], ...]]] = {}
         # normalised keyword -> (paper index, first field it is found in) for each paper hit
         self._found: dict[str, tuple[tuple[int, str], ...]] = {}
         # One Reason per (keyword, field) and one Pick per (paper, reasons), shared by every
@@ -289,24 +289,25 @@ class PreparedDigest:
         # NUL stands for a Hangul run in the view Latin keywords are searched in: keep those.
         return bool(words) and not {_GAP, "\x00"} & set(words) and words not in self._squeezed
 
-    def _keyword(
-        self, written: str, *, cache: bool
-    ) -> tuple[str, tuple[tuple[int, str], ...]] | None:
-        """(the keyword normalised, (paper index, first field) of each hit); None: blank."""
-        if cache and written in self._keywords:
-            return self._keywords[written]
+    def _keyword(self, written: str, *, cache: bool) -> tuple[str, tuple[tuple[int, str], ...]]:
+        """(the keyword normalised, (paper index, first field) of each hit); ("", ()): blank."""
+        if cache:
+            # One lookup: another thread may clear the memo between a test and a read.
+            known = self._keywords.get(written)
+            if known is not None:
+                return known
         norm = normalize(written)
-        found: tuple[str, tuple[tuple[int, str], ...]] | None
+        found: tuple[str, tuple[tuple[int, str], ...]] = ("", ())
         if not norm:
-            found = None
+            pass
         elif self._absent(norm):
             found = (norm, ())
         elif not cache:
             term = _compile(norm)
-            found = None if term is None else (norm, self._scan(term))
+            found = found if term is None else (norm, self._scan(term))
         else:
             term = KEYWORDS.term(written)
-            found = None if term is None else (term.norm, self._hits(term))
+            found = found if term is None else (term.norm, self._hits(term))
         if cache:
             if len(self._keywords) >= _MEMO_LIMIT:
                 self._keywords.clear()
@@ -320,10 +321,10 @@ class PreparedDigest:
         seen: set[str] = set()
         terms = []
         for keyword in keywords:
-            found = self._keyword(keyword, cache=cache)
-            if found is not None and found[0] not in seen:
-                seen.add(found[0])
-                terms.append((keyword, found[1]))
+            norm, hits = self._keyword(keyword, cache=cache)
+            if norm and norm not in seen:
+                seen.add(norm)
+                terms.append((keyword, hits))
         return terms
 
     def candidates(

@@ -57,6 +57,13 @@ class _Connection:
         self.count = 0
 
 
+def _usable_name(name: str | None) -> bool:
+    """Whether a name found for EHLO can be given to the next connection as it is."""
+    if not name:
+        return False
+    return name.isascii() and name.isprintable() and " " not in name
+
+
 class SMTPSender:
     """Sends messages over a pool of reused SMTP connections (implements deliver.Sender)."""
 
@@ -224,7 +231,8 @@ class SMTPSender:
             await client.connect()
             # The EHLO name: found once (aiosmtplib asks socket.getfqdn, a DNS lookup that can
             # take seconds, in a thread per connection), then given to every later connection.
-            self._local_hostname = self._local_hostname or client.local_hostname
+            if self._local_hostname is None and _usable_name(client.local_hostname):
+                self._local_hostname = client.local_hostname
             if client.is_ehlo_or_helo_needed:  # greet now: MAIL is sent without the helpers
                 try:
                     await client.ehlo()

@@ -216,7 +216,7 @@ def _current(conn: sqlite3.Connection) -> bool:
     rows = conn.execute(
         "SELECT name FROM _sqlite_migrations WHERE migration_set = 'newsletter'"
     ).fetchall()
-    return sorted(name for (name,) in rows) == list(SCHEMA)
+    return sorted(name for (name,) in rows) == sorted(SCHEMA)
 
 
 def _migrate(conn: sqlite3.Connection, path: Path | str) -> None:
