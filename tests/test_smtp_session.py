@@ -282,16 +282,22 @@ async def test_aiosmtpd_with_pipelining_offered_gets_the_same_bytes() -> None:
     assert {r.data.split(b"\r\n\r\n", 1)[1] for r in handler.received} == {dotted + b"\r\n"}
 
 
-async def test_the_ehlo_name_is_looked_up_once_per_sender(monkeypatch: pytest.MonkeyPatch) -> None:
-    # socket.getfqdn is a DNS lookup that can take seconds; a connection per 2 messages must
-    # not repeat it, and every connection must still greet with the name it found.
+def counted_getfqdn(monkeypatch: pytest.MonkeyPatch, answer: str) -> list[str]:
+    """socket.getfqdn answering `answer`; the list of its calls."""
     lookups: list[str] = []
 
     def getfqdn(name: str = "") -> str:
         lookups.append(name)
-        return "sender.example.net"
+        return answer
 
     monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    return lookups
+
+
+async def test_the_ehlo_name_is_looked_up_once_per_sender(monkeypatch: pytest.MonkeyPatch) -> None:
+    # socket.getfqdn is a DNS lookup that can take seconds; a connection per 2 messages must
+    # not repeat it, and every connection must still greet with the name it found.
+    lookups = counted_getfqdn(monkeypatch, "sender.example.net")
     server = Scripted(pipelining=True)
     async with scripted(server) as port:
         sender = sender_for(port, pool_size=2, messages_per_connection=2)
@@ -308,13 +314,7 @@ async def test_an_ehlo_name_unfit_to_pass_on_is_looked_up_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # aiosmtplib refuses a name with spaces when it is given one; such a name is not kept.
-    lookups: list[str] = []
-
-    def getfqdn(name: str = "") -> str:
-        lookups.append(name)
-        return "two words"
-
-    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    lookups = counted_getfqdn(monkeypatch, "two words")
     server = Scripted(pipelining=True)
     async with scripted(server) as port:
         sender = sender_for(port, pool_size=1, messages_per_connection=1)
