@@ -21,7 +21,7 @@ import pytest
 
 from newsletter.delivery.session import wire_payload
 from newsletter.delivery.smtp import SMTPSender, command_address
-from newsletter.errors import PermanentFailure, TemporaryFailure
+from newsletter.errors import DeliveryError, PermanentFailure, TemporaryFailure
 from newsletter.mail.outgoing import OutgoingMessage
 from tests.smtp_servers import RecordingHandler, free_port, smtp_server, stop_process
 
@@ -46,7 +46,9 @@ class Scripted:
     pipelining: bool = True
     answer: Answer | None = None  # (command or "END", line/body) -> reply bytes, or None for OK
     data_after_refusal: bool = False  # answer 354 to DATA even when MAIL or RCPT was refused
+    answer_then_drop: bool = False  # a DROP reply: first send the replies before it (pipelined)
     messages: list[bytes] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)  # every message body received
     commands: list[str] = field(default_factory=list)
     early: list[str] = field(default_factory=list)
     greetings: list[str] = field(default_factory=list)  # the name each EHLO or HELO gave
@@ -110,6 +112,9 @@ class Scripted:
         else:
             replies.append(b"554 5.5.1 Error: no valid recipients\r\n")
         if DROP in replies:  # the server goes away mid-transaction
+            if self.answer_then_drop:  # after sending the replies before the drop
+                writer.write(b"".join(replies[: replies.index(DROP)]))
+                await writer.drain()
             writer.transport.abort()
             return
         writer.write(b"".join(replies))
@@ -124,6 +129,7 @@ class Scripted:
             assert line, "connection closed inside DATA"
             lines.append(line[1:] if line.startswith(b".") else line)
         data = b"".join(lines)
+        self.bodies.append(data)  # whatever came after 354, delivered or not
         reply = self.reply("END", data, b"250 queued\r\n") if deliver else b"554 no recipients\r\n"
         if deliver and reply.startswith(b"250"):
             self.messages.append(data)
@@ -210,6 +216,7 @@ async def test_data_accepted_after_every_recipient_was_refused_is_ended_empty() 
             await sender.send(outgoing("gone@example.com", b"never delivered\r\n"))
         await sender.aclose()
     assert server.messages == []  # the scripted server refused the empty body: nothing went
+    assert server.bodies == [b""]  # and the message itself was never written after the 354
     assert server.commands[-2:] == ["RSET", "QUIT"]
 
 
@@ -224,6 +231,38 @@ async def test_a_temporary_refusal_of_mail_from_is_temporary(pipelining: bool) -
         with pytest.raises(TemporaryFailure, match=r"MAIL refused: 451 4\.3\.0 try later"):
             await sender.send(outgoing("r@example.com"))
         await sender.aclose()
+    assert server.messages == []
+
+
+@pytest.mark.parametrize(
+    ("refusing", "reply", "raised", "says"),
+    [
+        ("MAIL", b"554 5.7.1 sender rejected\r\n", DeliveryError, "refuses envelope sender"),
+        ("RCPT", b"550 5.1.1 no such user\r\n", PermanentFailure, "RCPT refused: 550 5.1.1"),
+    ],
+)
+async def test_a_refusal_followed_by_a_hang_up_is_still_a_refusal(
+    refusing: str, reply: bytes, raised: type[Exception], says: str
+) -> None:
+    # Exim's `drop` refuses and closes: the refusal read before the close decides, so a
+    # refused sender stops the run and an unknown address bounces, instead of a retry.
+    stages = ["MAIL", "RCPT", "DATA"]
+    after = stages[stages.index(refusing) + 1]
+
+    def answer(verb: str, line: bytes) -> bytes | None:
+        return reply if verb == refusing else DROP if verb == after else None
+
+    server = Scripted(
+        pipelining=True, answer=answer, answer_then_drop=True, data_after_refusal=True
+    )
+    async with scripted(server) as port:
+        sender = sender_for(port, pool_size=1)
+        await sender.open()
+        with pytest.raises(raised, match=says) as caught:
+            await sender.send(outgoing("r@example.com"))
+        await sender.aclose()
+    if isinstance(caught.value, PermanentFailure):
+        assert caught.value.bounced
     assert server.messages == []
 
 

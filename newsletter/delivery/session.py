@@ -167,10 +167,22 @@ class Session(asyncio.Protocol):
         """
         mail = b"MAIL FROM:<" + sender + b">" + options + b"\r\n"
         rcpt = b"RCPT TO:<" + recipient + b">\r\n"
-        self.stage = "MAIL"
         if self.pipelining:
+            self.stage = "MAIL"
             self.write(mail + rcpt + b"DATA\r\n")
-            replies = (await self.reply(), await self._staged("RCPT"), await self._staged("DATA"))
+            replies: list[Reply] = []
+            try:
+                for stage, _ in _STAGES:
+                    self.stage = stage
+                    replies.append(await self.reply())
+            except (OSError, TimeoutError):
+                # A refusal read before the server hung up (or went quiet) is the answer:
+                # "554 sender rejected" then a close must stop the run, not be retried.
+                refused = _first_refusal(replies)
+                if refused is None:
+                    raise
+                self.close()  # the replies still owed would fall out of step
+                raise refused from None
             refused = _first_refusal(replies)
             if refused is not None:
                 if replies[2].code == 354:
@@ -180,11 +192,7 @@ class Session(asyncio.Protocol):
                     await self.reply()
                 raise refused
         else:
-            for stage, command, expected in (
-                ("MAIL", mail, (250,)),
-                ("RCPT", rcpt, (250, 251)),
-                ("DATA", b"DATA\r\n", (354,)),
-            ):
+            for (stage, expected), command in zip(_STAGES, (mail, rcpt, b"DATA\r\n"), strict=True):
                 self.stage = stage
                 self.write(command)
                 reply = await self.reply()
@@ -220,24 +228,21 @@ class Session(asyncio.Protocol):
     def close(self) -> None:
         self._fail(SessionLost("the connection was closed"))
 
-    async def _staged(self, stage: str) -> Reply:
-        self.stage = stage
-        return await self.reply()
-
 
 def _time_out(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError("the server did not answer in time"))
 
 
-def _first_refusal(replies: tuple[Reply, Reply, Reply]) -> Refused | None:
-    mail, rcpt, data = replies
-    if mail.code != 250:
-        return Refused("MAIL", mail)
-    if rcpt.code not in (250, 251):
-        return Refused("RCPT", rcpt)
-    if data.code != 354:
-        return Refused("DATA", data)
+# Each step of a transaction and the reply codes that let it go on.
+_STAGES = (("MAIL", (250,)), ("RCPT", (250, 251)), ("DATA", (354,)))
+
+
+def _first_refusal(replies: list[Reply]) -> Refused | None:
+    """The first of the replies (to MAIL, RCPT, DATA in turn) that refuses its step."""
+    for (stage, expected), reply in zip(_STAGES, replies, strict=False):
+        if reply.code not in expected:
+            return Refused(stage, reply)
     return None
 
 
