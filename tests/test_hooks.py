@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from cryptography.x509.oid import NameOID
 from newsletter.config import load_settings
 from newsletter.errors import ConfigError
 from newsletter.store import Store
+from newsletter.web.hooks import fetch_https
 
 from .web_server import Running, service
 
@@ -442,3 +445,26 @@ def test_hook_settings_come_from_the_environment() -> None:
     assert settings.ses_topic_arns == (TOPIC, "arn:aws-cn:sns:cn-north-1:123456789012:t")
     with pytest.raises(ConfigError, match=r"NEWSLETTER_SES_TOPIC_ARNS: 'ses' is not an SNS topic"):
         load_settings(environ={"NEWSLETTER_SES_TOPIC_ARNS": "ses"})
+
+
+def test_a_garbled_answer_from_the_certificate_host_is_an_oserror() -> None:
+    # The routes turn an OSError into a 503 that SNS retries; urllib passes http.client's
+    # BadStatusLine on as it is, which would have been a 500 with a traceback.
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(1)
+        port = listening.getsockname()[1]
+
+        def answer() -> None:
+            conn, _ = listening.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"220 not http\r\n")
+
+        thread = threading.Thread(target=answer)
+        thread.start()
+        try:
+            with pytest.raises(OSError, match="garbled answer: BadStatusLine"):
+                fetch_https(f"http://127.0.0.1:{port}/cert.pem", timeout=5)
+        finally:
+            thread.join()

@@ -9,6 +9,7 @@ a malformed body, 503 when the signing certificate cannot be fetched (SNS tries 
 
 from __future__ import annotations
 
+import http.client
 import logging
 import urllib.request
 from collections import OrderedDict
@@ -32,10 +33,17 @@ Fetcher = Callable[[str], bytes]  # GETs an https URL and returns the body; rais
 
 
 def fetch_https(url: str, *, timeout: float = 10.0) -> bytes:
-    """GET `url` (already checked to be https on an SNS host) and return its body."""
-    with urllib.request.urlopen(url, timeout=timeout) as answer:
-        body: bytes = answer.read(MAX_BODY)
-        return body
+    """GET `url` (already checked to be https on an SNS host) and return its body.
+
+    Every failure is an OSError, the one thing callers catch: urllib passes on the
+    http.client errors of a garbled answer (BadStatusLine, IncompleteRead) as they are.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            body: bytes = answer.read(MAX_BODY)
+            return body
+    except http.client.HTTPException as exc:
+        raise OSError(f"a garbled answer: {type(exc).__name__}") from None
 
 
 @dataclass
