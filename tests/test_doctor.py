@@ -265,8 +265,39 @@ def test_relay_login_accepted_and_refused() -> None:
             )
             check = check_relay(settings, timeout=5)
             assert check.status == status, check
-            expected = "login as news accepted" if status == "ok" else "refused the login as news"
+            expected = "login as news accepted" if status == "ok" else "refused the login of news"
             assert expected in check.detail
+
+
+def test_relay_keeps_sends_guards_on_credentials() -> None:
+    """Like `send`, the doctor never sends a password in clear text, nor logs in without one."""
+    attempts: list[Any] = []
+
+    def recording(*args: Any) -> Any:
+        attempts.append(args[-1])
+        return _authenticator(*args)
+
+    with smtp_server(authenticator=recording, auth_require_tls=False) as (controller, _):
+        no_password = load_settings(
+            environ={},
+            overrides={"smtp_port": controller.port, "smtp_user": "news", "smtp_tls": "none"},
+        )
+        check = check_relay(no_password, timeout=5)
+    assert (check.status, check.detail) == (
+        "fail",
+        "SMTP user is set but NEWSLETTER_SMTP_PASSWORD is not",
+    )
+    assert attempts == []  # no login with an empty password
+    remote = load_settings(
+        environ={"NEWSLETTER_SMTP_PASSWORD": "right"},
+        overrides={"smtp_host": "192.0.2.25", "smtp_user": "news", "smtp_tls": "none"},
+    )
+    check = check_relay(remote, timeout=1)
+    assert (check.status, check.detail) == (
+        "fail",
+        "refusing to send SMTP credentials to 192.0.2.25 without TLS "
+        "(use --smtp-tls starttls or tls)",
+    )
 
 
 def test_relay_without_starttls_fails_when_starttls_is_required(
@@ -279,10 +310,15 @@ def test_relay_without_starttls_fails_when_starttls_is_required(
         check = check_relay(required, timeout=5)
         assert (check.status, check.detail) == (
             "fail",
-            f"127.0.0.1:{controller.port} does not offer STARTTLS and smtp_tls is starttls",
+            f"127.0.0.1:{controller.port} does not offer STARTTLS and TLS mode is starttls "
+            "(use --smtp-tls none only for a relay on a trusted network)",
         )
     gone = check_relay(plain, timeout=5)  # the server is stopped now
-    assert gone.status == "fail" and gone.detail.startswith("cannot talk to")
+    assert gone.status == "fail"
+    assert (
+        gone.detail
+        == f"cannot connect to SMTP server 127.0.0.1:{controller.port}: Connection refused"
+    )
 
 
 # base_url -------------------------------------------------------------------------------------

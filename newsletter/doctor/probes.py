@@ -2,66 +2,41 @@
 
 from __future__ import annotations
 
-import smtplib
-import ssl
+import asyncio
 import urllib.error
 import urllib.request
 import uuid
 
 from ..config import Settings
+from ..delivery.smtp import SMTPSender, smtp_sender
+from ..errors import ConfigError, NewsletterError
+from ..text import clean_text
 from .report import Check
 
 
 def check_relay(settings: Settings, *, timeout: float) -> Check:
-    """Connect to the relay as `send` would: STARTTLS offered when required, the login accepted."""
-    where = f"{settings.smtp_host}:{settings.smtp_port}"
-    done = []
+    """Connect to the relay with `send`'s own sender: its TLS mode, its login, its refusals."""
     try:
-        context = ssl.create_default_context()
-        client = (
-            smtplib.SMTP_SSL(
-                settings.smtp_host, settings.smtp_port, timeout=timeout, context=context
-            )
-            if settings.smtp_tls == "tls"
-            else smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
+        sender = smtp_sender(settings.replace(smtp_timeout=timeout))
+        asyncio.run(_open_and_close(sender))
+    except NewsletterError as exc:
+        advice = (
+            "fix the [smtp] settings: `newsletter send` refuses them too"
+            if isinstance(exc, ConfigError)
+            else "check smtp_host, smtp_port, smtp_tls and the login, and that the relay is up"
         )
-        with client:
-            client.ehlo()
-            if settings.smtp_tls == "starttls":
-                if not client.has_extn("starttls"):
-                    return Check.fail(
-                        "relay",
-                        f"{where} does not offer STARTTLS and smtp_tls is starttls",
-                        "turn on STARTTLS at the relay, or use tls (port 465); none only on a trusted network",
-                    )
-                client.starttls(context=context)
-                client.ehlo()
-                done.append("STARTTLS")
-            elif settings.smtp_tls == "tls":
-                done.append("TLS")
-            if settings.smtp_user:
-                password = settings.smtp_password.reveal() if settings.smtp_password else ""
-                client.login(settings.smtp_user, password)
-                done.append(f"login as {settings.smtp_user} accepted")
-    except smtplib.SMTPAuthenticationError as exc:
-        return Check.fail(
-            "relay",
-            f"{where} refused the login as {settings.smtp_user}: {exc.smtp_code}",
-            "check smtp_user and NEWSLETTER_SMTP_PASSWORD",
-        )
-    except smtplib.SMTPNotSupportedError:
-        return Check.fail(
-            "relay",
-            f"{where} offers no login (AUTH) but smtp_user is set",
-            "unset smtp_user, or use the relay's submission port (587)",
-        )
-    except (OSError, smtplib.SMTPException) as exc:
-        return Check.fail(
-            "relay",
-            f"cannot talk to {where}: {type(exc).__name__}: {exc}"[:300],
-            "check smtp_host, smtp_port and smtp_tls, and that the relay is up",
-        )
-    return Check.ok("relay", f"{where} answers" + "".join(f", {d}" for d in done))
+        return Check.fail("relay", clean_text(str(exc), limit=300), advice)
+    done = {"starttls": ", STARTTLS", "tls": ", TLS"}.get(settings.smtp_tls, "")
+    if settings.smtp_user:
+        done += f", login as {settings.smtp_user} accepted"
+    return Check.ok("relay", f"{sender.where} answers{done}")
+
+
+async def _open_and_close(sender: SMTPSender) -> None:
+    try:
+        await sender.open()
+    finally:
+        await sender.aclose()
 
 
 def _status(request: urllib.request.Request, *, timeout: float) -> int:
