@@ -341,19 +341,24 @@ def test_build_removes_stale_pages_and_feeds_but_nothing_else(
 def test_an_edited_template_shows_in_the_next_build_of_the_same_process(
     loaded_store: Store, tmp_path: Path
 ) -> None:
-    """serve --watch rebuilds in one long-lived process; cached feed content must not go stale."""
+    """serve --watch rebuilds in one long-lived process; cached feed content must not go stale.
+
+    Nor may the incremental steps keep what the old template rendered: the monthly archives.
+    """
     mine = tmp_path / "templates" / "site"
     mine.mkdir(parents=True)
     card = mine / "feed_paper.html"
     card.write_text("<p>first {{ paper.arxiv_id }}</p>", encoding="utf-8")
-    settings = make_settings(tmp_path, template_dir=tmp_path / "templates")
-    build(loaded_store, tmp_path / "site", settings)
-    assert "&lt;p&gt;first 2412.09596" in (tmp_path / "site" / "rss.xml").read_text(
-        encoding="utf-8"
-    )
+    # Ten entries a feed: the older papers go to archive/YYYY-MM documents.
+    settings = make_settings(tmp_path, template_dir=tmp_path / "templates", feed_max_entries=10)
+    site = tmp_path / "site"
+    build(loaded_store, site, settings)
+    assert "&lt;p&gt;first 2412.09596" in (site / "rss.xml").read_text(encoding="utf-8")
+    assert "&lt;p&gt;first 2406.18629" in (site / "archive/2024-06.xml").read_text(encoding="utf-8")
     card.write_text("<p>second {{ paper.arxiv_id }}</p>", encoding="utf-8")
     os.utime(card, (card.stat().st_atime, card.stat().st_mtime + 5))
-    report = build(loaded_store, tmp_path / "site", settings)
-    assert "rss.xml" in report.written
-    text = (tmp_path / "site" / "rss.xml").read_text(encoding="utf-8")
-    assert "&lt;p&gt;second 2412.09596" in text and "first" not in text
+    report = build(loaded_store, site, settings)
+    assert {"rss.xml", "archive/2024-06.xml", "archive/2024-06.atom"} <= set(report.written)
+    for name in ("rss.xml", "archive/2024-06.xml"):
+        text = (site / name).read_text(encoding="utf-8")
+        assert "&lt;p&gt;second " in text and "first" not in text, name

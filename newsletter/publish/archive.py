@@ -20,7 +20,6 @@ from ..model import Digest
 from ..templates import get_template, template_environment
 from .feeds import clean_paper
 
-PAGE_TEMPLATES = ("site/base.html", "site/day.html", "site/index.html", "site/paper.html")
 TOP_PAPERS = 3  # papers listed under each day on the index
 
 
@@ -113,17 +112,20 @@ def render_index(days: Sequence[DaySummary], *, site: SiteInfo) -> bytes:
     )
 
 
-def page_fingerprint(site: SiteInfo) -> str:
-    """A hash of everything besides its digest that a day page depends on.
+def site_fingerprint(site: SiteInfo) -> str:
+    """A hash of everything besides the store that a build's pages and feeds depend on.
 
-    Covers the templates' sources (a user folder may override them), this module's code and
-    the site settings, so a build can trust a page written under the same fingerprint.
+    Covers every site template in effect (a user folder may override any of them), the code of
+    this package and of `links.py`, and the site settings, so a build can trust a page or feed
+    written under the same fingerprint.
     """
     env = template_environment(site.template_dir)
-    h = hashlib.sha256(Path(__file__).read_bytes())
-    h.update(Path(__file__).with_name("feeds.py").read_bytes())
-    for name in PAGE_TEMPLATES:
-        assert env.loader is not None
+    assert env.loader is not None
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for module in [*sorted(here.glob("*.py")), here.parent / "links.py"]:
+        h.update(module.name.encode() + b"\0" + module.read_bytes())
+    for name in env.list_templates(filter_func=lambda n: n.startswith("site/")):
         source, _, _ = env.loader.get_source(env, name)
         h.update(name.encode() + b"\0" + source.encode())
     h.update(repr(site).encode())

@@ -22,8 +22,8 @@ request (publish/private.py). A build removes the ones an older build wrote.
 
 Feeds cover only the newest days and are always recomputed. Day pages are many and rarely
 change, so a small manifest in the output folder (`.newsletter-build.json`) records what each
-page was rendered from (the digest's content hash, its neighbours, a fingerprint of templates
-and settings); a rebuild renders only pages whose inputs changed.
+page was rendered from (the digest's content hash, its neighbours, a fingerprint of templates,
+code and settings); a rebuild renders only pages whose inputs changed.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ from .archive import (
     DaySummary,
     SiteInfo,
     TopPaper,
-    page_fingerprint,
     render_day,
     render_index,
+    site_fingerprint,
     summarize,
 )
 from .extras import site_extras
@@ -161,9 +161,9 @@ def _archive(
     hashes: Mapping[dt.date, str],
     incremental: bool,
     window: Mapping[dt.date, Digest],
+    fingerprint: str,
 ) -> None:
     """Day pages whose inputs changed, the index, and the manifest describing them."""
-    fingerprint = page_fingerprint(site)
     previous = _read_manifest(out_dir, fingerprint=fingerprint) if incremental else {}
     ordered = sorted(dates)
     neighbours = {
@@ -243,6 +243,8 @@ def plan_site(
         template_dir=settings.template_dir,
     )
     plan = SitePlan()
+    # Every step keeps its records under this (and its own settings): see site_fingerprint.
+    shared = site_fingerprint(site)
     window = store.digests(store.digest_dates(limit=settings.feed_days))
     _archive(
         store,
@@ -253,13 +255,13 @@ def plan_site(
         hashes=hashes,
         incremental=incremental,
         window={d.date: d for d in window},
+        fingerprint=shared,
     )
     feed_files, current = site_feeds(
         store, settings=settings, topics=topics, window=window, stored_days=len(hashes)
     )
     plan.files.update(feed_files)
     # The steps below keep their own manifest sections, each under its own fingerprint.
-    shared = page_fingerprint(site)
     archives = f"{shared}:{settings.list_id}:{topics!r}"
     found = archive_feeds(
         store,
