@@ -4,7 +4,10 @@ a real aiosmtpd relay, and the service (or a static-only server) over real HTTP.
 from __future__ import annotations
 
 import json
+import socket
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -345,6 +348,42 @@ def test_base_url_of_a_static_server_fails(tmp_path: Path, key_pem: bytes) -> No
     assert "answers 405" in check.detail
     nobody = check_base_url(settings, timeout=2)  # stopped: nothing listens
     assert nobody.status == "fail" and "does not answer" in nobody.detail
+
+
+@contextmanager
+def greeting_server(greeting: bytes) -> Iterator[int]:
+    """A TCP server on loopback that answers every connection with `greeting`, then closes it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(greeting)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_base_url_that_does_not_speak_http_fails_in_one_line(
+    tmp_path: Path, key_pem: bytes
+) -> None:
+    with greeting_server(b"220 hello\r\n") as port:
+        settings = settings_for(tmp_path, key_pem, base_url=f"http://127.0.0.1:{port}")
+        check = check_base_url(settings, timeout=5)
+    assert check.status == "fail"
+    assert check.detail == f"http://127.0.0.1:{port} does not answer: BadStatusLine: 220 hello"
 
 
 # The command ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import urllib.error
 import urllib.request
 import uuid
@@ -57,10 +58,12 @@ def check_base_url(settings: Settings, *, timeout: float) -> Check:
             urllib.request.Request(bogus, data=b"List-Unsubscribe=One-Click", method="POST"),
             timeout=timeout,
         )
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: something listens but does not speak HTTP (an SMTP port: BadStatusLine).
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, http.client.HTTPException) else exc
         return Check.fail(
             "base_url",
-            f"{base} does not answer: {exc}"[:300],
+            clean_text(f"{base} does not answer: {why}", limit=300),
             "run `newsletter serve` behind base_url (a reverse proxy passing every path)",
         )
     if post == 405:
