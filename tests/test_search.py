@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from newsletter.publish.korean import extra_terms, strip_particles
 from tests.web_server import Running, service
 
 from .conftest import TEST_KEY
+from .sites import digest_text, save
 
 
 @pytest.mark.parametrize(
@@ -73,12 +75,19 @@ def _text(paper: Paper) -> str:
     return f"{paper.display_title} {' '.join(paper.authors)} {sections}"
 
 
+# A paper without authors: its page has no authors meta for the results line to show.
+NO_AUTHORS = digest_text("2024-12-14", [{"id": "2412.77777", "title": "Quokka", "authors": ""}])
+
+
 @pytest.fixture
 def searchable(tmp_path: Path) -> Iterator[Running]:
-    """The real service over HTTP serving a site the real `newsletter build` wrote."""
+    """The real service over HTTP serving a site the real `newsletter build` wrote.
+
+    It holds the fixture digests and a day with a paper without authors (NO_AUTHORS).
+    """
     config = tmp_path / "newsletter.toml"
     config.write_text('[topics]\nRAG = "RAG; retrieval"\n', encoding="utf-8")
-    with service(tmp_path, site=False) as running:
+    with service(tmp_path, site=False, setup=lambda store: save(store, NO_AUTHORS)) as running:
         env = {
             "NEWSLETTER_DB": str(running.settings.db),
             "NEWSLETTER_SECRET_KEY": TEST_KEY,
@@ -147,4 +156,20 @@ def test_search_filters_by_month_and_topic_and_sorts_by_votes(
     page.goto(f"{searchable.url}/2024-06-28.html")
     page.click("a.search-link")
     page.wait_for_selector("#search-form")
+    page.close()
+
+
+@pytest.mark.browser
+def test_a_result_shows_its_date_votes_and_only_the_authors_it_has(
+    browser: Any, searchable: Running
+) -> None:
+    page = browser.new_page()
+    assert _search(page, f"{searchable.url}/search.html?q=quokka") == ["2412.77777"]
+    assert page.inner_text("#results .meta") == "2024-12-14 · 추천 5"
+    digest = searchable.store.digest(dt.date(2024, 6, 28))
+    assert digest is not None
+    paper = next(p for p in digest.papers if p.arxiv_id == "2406.18629")
+    assert _search(page, f"{searchable.url}/search.html?q=Step-DPO")[0] == "2406.18629"
+    line = page.inner_text("#results .meta")
+    assert line == f"2024-06-28 · 추천 {paper.votes} · {', '.join(paper.authors)}"
     page.close()

@@ -45,7 +45,10 @@ function show(data) {
   heading.append(link);
   const meta = document.createElement("p");
   meta.className = "meta";
-  meta.textContent = `${data.meta.date} · 추천 ${data.meta.votes} · ${data.meta.authors}`;
+  // A paper without authors has no authors meta: leave it out rather than show "undefined".
+  meta.textContent = [data.meta.date, `추천 ${data.meta.votes}`, data.meta.authors]
+    .filter(Boolean)
+    .join(" · ");
   item.append(heading, meta, excerpt(data.excerpt || ""));
   list.append(item);
 }
