@@ -145,8 +145,8 @@ class Settings:
     )
     max_papers_per_email: int = _setting(
         20,
-        "Cap on paper cards per email, to stay under Gmail's 102 KB clip.",
-        kind=kinds.AT_LEAST_1,
+        "Cap on paper cards per email, to stay under Gmail's 102 KB clip (1 to 1000).",
+        kind=kinds.whole(1, 1000),  # as a subscriber's own cap (audience.subscribers.MAX_PAPERS)
         section="email",
     )
     send_empty: bool = _setting(

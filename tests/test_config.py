@@ -299,3 +299,15 @@ def test_trusted_proxies_from_file_or_environment_and_checked(tmp_path: Path) ->
         load_settings(environ={"NEWSLETTER_TRUSTED_PROXIES": "proxy.local"})
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_settings(config_path=write(tmp_path, "[serve]\ntrusted_proxies = 7\n"), environ={})
+
+
+def test_a_card_cap_over_a_thousand_is_refused_in_one_line() -> None:
+    # Card numbers are prepared up to 1000 (mail/day.py): more would fail mid-send.
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={"NEWSLETTER_MAX_PAPERS_PER_EMAIL": "2000"})
+    assert str(caught.value).startswith("setting max_papers_per_email: bad value '2000'")
+    assert "from 1 to 1000" in str(caught.value)
+    assert (
+        load_settings(environ={"NEWSLETTER_MAX_PAPERS_PER_EMAIL": "1000"}).max_papers_per_email
+        == 1000
+    )

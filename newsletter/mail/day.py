@@ -45,7 +45,6 @@ from .pieces import (
     crlf,
     ended,
     fill,
-    raw_bytes,
 )
 from .render import (
     HTML_BUDGET,
@@ -62,7 +61,7 @@ from .render import (
     render_template,
     subject_for,
 )
-from .splice import Piece
+from .splice import Piece, piece_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,8 @@ class _Head:
     text: dict[str, bytes]
 
 
-_NUMBERS = tuple(str(n).encode() for n in range(1001))  # card numbers (max_papers is <= 1000)
+# Card numbers: max_papers_per_email is at most 1000 (config), as a subscriber's own cap.
+_NUMBERS = tuple(str(n).encode() for n in range(1001))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +135,7 @@ class DayEmail:
             self._check(papers)
         except TemplateError as exc:  # e.g. a template that does sums with the card number
             raise NotSpliceable(str(exc)) from None
-        self._chips: dict[int, tuple[tuple[Reason, ...], _Chip]] = {}
-        self._chips_by_value: dict[tuple[Reason, ...], _Chip] = {}
+        self._chips: dict[tuple[Reason, ...], _Chip] = {}
         self._heads: dict[tuple[int, str], _Head] = {}
         self._html_filters_sep = self._html.separators.get(FILTERS, " · ")
         self._text_filters_sep = self._text.separators.get(FILTERS, " · ")
@@ -200,18 +199,13 @@ class DayEmail:
                 chip = fmt.separators.get(REASONS, "").join(quote(r) for r in reasons).encode()
                 rows = [(i, chips, str(n).encode(), chip) for n, (i, chips) in enumerate(chosen, 1)]
                 pieces = fill(fmt, variant, rows, values)
-                if b"".join(raw_bytes(p) for p in pieces) != ended(whole):
+                if b"".join(piece_bytes(p) for p in pieces) != ended(whole):
                     raise NotSpliceable(f"the {variant} email does not split into frame and cards")
 
     # One subscriber --------------------------------------------------------------------
 
     def _chip(self, reasons: tuple[Reason, ...]) -> _Chip:
-        # Picks and their reasons are shared within a digest (`PreparedDigest`), so the
-        # tuple's identity is the cheap key; the entry keeps the tuple, so no id is reused.
-        found = self._chips.get(id(reasons))
-        if found is not None and found[0] is reasons:
-            return found[1]
-        chip = self._chips_by_value.get(reasons)
+        chip = self._chips.get(reasons)
         if chip is None:
             labels = [reason_label(r) for r in reasons]
             html_sep = self._html.separators.get(REASONS, ", ")
@@ -220,10 +214,8 @@ class DayEmail:
                 html_sep.join(_escaped(label) for label in labels).encode(),
                 text_sep.join(labels).encode(),
             )
-            if len(self._chips_by_value) < 65536:
-                self._chips_by_value[reasons] = chip
-        if len(self._chips) < 65536:
-            self._chips[id(reasons)] = (reasons, chip)
+            if len(self._chips) < 65536:
+                self._chips[reasons] = chip
         return chip
 
     def _head(self, picks: Sequence[Pick]) -> _Head:

@@ -24,15 +24,13 @@ from .fragments import (
     template,
 )
 from .render import PERSONAL_FIELDS, Card
-from .splice import Piece, Static, piece
+from .splice import Piece, piece, piece_bytes
 
 VARIANTS = ("empty", "cards", "more")  # no paper / cards only / cards and "N more" button
 CARDS = "cards"  # the frame's hole where the cards go
 NUMBER, REASONS, FILTERS = "number", "reasons", "filters"
 FRAME_HOLES = ("subject", "preheader", "total", "shown", "more", *PERSONAL_FIELDS)
 _NEWLINES = re.compile(r"\r\n|\r|\n")
-_PERSONAL = frozenset((*PERSONAL_FIELDS, FILTERS, CARDS, NUMBER, REASONS))
-LEADS = 1024  # frame beginnings kept ready per format (~17 KB each with their base64)
 
 Render = Callable[[Sequence[Card], str, Mapping[str, object]], str]
 
@@ -49,8 +47,6 @@ class Part:
     sequence: tuple[Piece | str, ...]  # bytes/Static: CRLF body pieces; str: a hole's name
     size: int  # UTF-8 bytes of the statics as rendered (LF), for the size budget
     counts: tuple[tuple[str, int], ...]  # each hole's name and how often it occurs
-    lead: int  # sequence items before the first hole that differs per subscriber
-    lead_holes: tuple[str, ...]  # the holes among them (subject, preheader, count...)
 
     @classmethod
     def of(cls, tpl: Template) -> Part:
@@ -61,13 +57,8 @@ class Part:
             if i < len(tpl.holes):
                 sequence.append(tpl.holes[i])
         counts = tuple(collections.Counter(tpl.holes).items())
-        lead = next(
-            (i for i, item in enumerate(sequence) if isinstance(item, str) and item in _PERSONAL),
-            len(sequence),
-        )
-        holes = tuple(item for item in sequence[:lead] if isinstance(item, str))
         size = sum(len(s.encode()) for s in tpl.statics)
-        return cls(tpl, tuple(sequence), size, counts, lead, holes)
+        return cls(tpl, tuple(sequence), size, counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +109,6 @@ class Format:
         self.extras: list[tuple[str, int, str]] = []  # id -> (variant, position, stretch)
         self.cards: dict[tuple[str, int, bool], CardPieces] = {}
         self.frames: dict[tuple[str, frozenset[int]], Part] = {}
-        # The frame up to its first personal value, filled and ready to encode, by its values.
-        self.leads: collections.OrderedDict[tuple[object, ...], Static] = collections.OrderedDict()
         self.separators: dict[str, str] = {}
         for variant in ("cards", "more"):
             self._split(variant, cards)
@@ -189,10 +178,6 @@ def chipped(card: Card, pairs: Mapping[str, tuple[str, str]], *, chips: bool) ->
     return dataclasses.replace(card, reasons=pairs[REASONS] if chips else ())
 
 
-def raw_bytes(item: Piece) -> bytes:
-    return item if isinstance(item, bytes) else item.data
-
-
 def ended(body: bytes) -> bytes:
     """A body as sent: CRLF line ends and a final line break."""
     return body if body.endswith(b"\r\n") else body + b"\r\n"
@@ -210,23 +195,7 @@ def fill(
     out: list[Piece] = []
     append = out.append
     frame = fmt.frame(variant, extras)
-    if frame.lead:
-        # Everything before the greeting depends on a few values only, and starts the body:
-        # one block, encoded once, serves every subscriber with the same count and first paper.
-        key = (variant, extras, *(values[h] for h in frame.lead_holes))
-        block = fmt.leads.get(key)
-        if block is None:
-            block = Static(
-                b"".join(
-                    values[item] if isinstance(item, str) else raw_bytes(item)
-                    for item in frame.sequence[: frame.lead]
-                )
-            )
-            fmt.leads[key] = block
-            if len(fmt.leads) > LEADS:
-                fmt.leads.popitem(last=False)
-        append(block)
-    for item in frame.sequence[frame.lead :]:
+    for item in frame.sequence:
         if not isinstance(item, str):
             append(item)
         elif item != CARDS:
@@ -243,7 +212,7 @@ def fill(
                         append(number)
                     else:
                         append(values[part])
-    last = raw_bytes(out[-1]) if out else b""
+    last = piece_bytes(out[-1]) if out else b""
     if not last.endswith(b"\r\n"):
         append(b"\r\n")
     return tuple(out)
