@@ -440,16 +440,21 @@ key_file = "{tmp_path / "s1.private"}"
     assert "Traceback" not in bad.output
 
 
-def test_doctor_weak_key_and_bad_dns_option(
-    dns: Dns, tmp_path: Path, key_pem: bytes, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "server", ["not a server:x", "example.com", "300.1.1.1", "[dns.example]:53"]
+)
+def test_doctor_dns_option_must_be_an_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    bad_option = runner.invoke(main, ["doctor", "--dns", "not a server:x"], env={})
+    bad_option = CliRunner().invoke(main, ["doctor", "--dns", server], env={})
     assert bad_option.exit_code == 1
-    assert bad_option.output.strip() == (
-        "error: --dns 'not a server:x': must be an IP address with an optional :PORT"
+    assert bad_option.output == (
+        f"error: --dns {server!r}: must be an IP address with an optional :PORT\n"
     )
+
+
+def test_doctor_weak_key(dns: Dns, tmp_path: Path, key_pem: bytes) -> None:
     checks = diagnose(
         settings_for(tmp_path, key_pem, secret_key="short", base_url="http://127.0.0.1:9"),
         lookup=dns.serve(good_records(key_pem)),

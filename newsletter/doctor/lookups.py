@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import dns.exception
 import dns.resolver
 
@@ -12,6 +14,14 @@ class DnsFailure(NewsletterError):
     """The DNS server did not answer (timeout, refused, server failure)."""
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _server(address: str) -> tuple[str, int]:
     """HOST[:PORT] or [IPv6]:PORT of a DNS server; ConfigError when it is not one."""
     host, port = address, "53"
@@ -20,7 +30,8 @@ def _server(address: str) -> tuple[str, int]:
         port = rest.removeprefix(":") or "53"
     elif address.count(":") == 1:
         host, port = address.split(":")
-    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    # dnspython takes only addresses as servers; a name would raise a bare ValueError later.
+    if not _is_address(host) or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"--dns {address!r}: must be an IP address with an optional :PORT")
     return host, int(port)
 
