@@ -12,14 +12,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..audience.match import PreparedDigest, select_papers
 from ..links import paper_page_name
-from ..model import Digest, Filters
+from ..model import Digest
 from ..store import Store
 from .archive import SiteInfo
 from .manifest import StepOutput, file_size, read_section
-from .papers import PaperRecord, paper_key, paper_records, render_paper
-from .topics import Topic
+from .papers import paper_key, paper_records, render_paper
+from .topics import Topic, topic_categories
 
 SECTION = "papers"
 BATCH = 500  # papers rendered per load from the store, bounding memory on a first build
@@ -28,18 +27,6 @@ BATCH = 500  # papers rendered per load from the store, bounding memory on a fir
 @dataclass
 class PaperPages(StepOutput):
     """What the paper step produced: files to write, files still current, manifest records."""
-
-
-def topics_of(records: Mapping[str, PaperRecord], topics: Sequence[Topic]) -> dict[str, list[str]]:
-    """The topic names each paper matches (as the topic feeds match them)."""
-    if not topics or not records:
-        return {}
-    day = PreparedDigest(Digest(date=dt.date.min, papers=tuple(r.paper for r in records.values())))
-    found: dict[str, list[str]] = {}
-    for topic in topics:
-        for pick in select_papers(day, Filters(keywords=topic.keywords)):
-            found.setdefault(pick.paper.arxiv_id, []).append(topic.name)
-    return found
 
 
 def paper_pages(
@@ -80,9 +67,11 @@ def paper_pages(
         dates = sorted({d for i in batch for d in paper_dates[i]})
         loaded = paper_records(store.digests(dates))
         wanted = {k: r for k, r in loaded.items() if k in batch}
-        matched = topics_of(wanted, topics)
+        # As the topic feeds match them: on each paper's newest data.
+        newest = Digest(date=dt.date.min, papers=tuple(r.paper for r in wanted.values()))
+        matched = topic_categories([newest], topics)
         for arxiv_id, record in wanted.items():
-            record = replace(record, topics=tuple(matched.get(arxiv_id, ())))
+            record = replace(record, topics=matched.get(arxiv_id, ()))
             page = render_paper(record, site=site)
             result.files[paper_page_name(arxiv_id)] = page
             result.records[arxiv_id] = {"key": keys[arxiv_id], "size": len(page)}

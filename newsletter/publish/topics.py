@@ -41,10 +41,14 @@ def topic_categories(
     days: Sequence[Digest | PreparedDigest], topics: Sequence[Topic]
 ) -> dict[str, tuple[str, ...]]:
     """The topic names each paper of `days` belongs to (its feed categories), by arXiv id."""
+    if not topics:
+        return {}
+    # Each day's text is normalised once for every topic, not once per topic.
+    prepared = [d if isinstance(d, PreparedDigest) else PreparedDigest(d) for d in days]
     categories: dict[str, list[str]] = {}
     for topic in topics:
         filters = Filters(keywords=topic.keywords)
-        for day in days:
+        for day in prepared:
             for pick in select_papers(day, filters):
                 names = categories.setdefault(pick.paper.arxiv_id, [])
                 if topic.name not in names:
