@@ -191,6 +191,21 @@ def test_dkim_record_must_be_the_key_files_public_half(
     assert unsigned.status == "warn"
 
 
+def test_dkim_half_set_fails_as_send_does(dns: Dns, tmp_path: Path, key_pem: bytes) -> None:
+    """Only [dkim] domain set: send refuses to start, so the doctor fails, and nothing is signed."""
+    settings = settings_for(tmp_path, key_pem, dkim_selector="", dkim_key_file="")
+    lookup = dns.serve(good_records(key_pem))
+    dkim = check_dkim_record(settings, lookup)
+    assert (dkim.status, dkim.detail) == (
+        "fail",
+        "DKIM needs dkim_selector, dkim_domain and dkim_key_file; "
+        "dkim_selector, dkim_key_file not set",
+    )
+    alignment = check_alignment(settings, lookup)
+    assert alignment.status == "warn"  # only SPF's envelope domain aligns: no signature
+    assert alignment.detail.startswith(f"no DKIM signature to align with From {DOMAIN}")
+
+
 # DMARC and alignment --------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from email.utils import parseaddr
 
 from ..config import KEY_HOWTO, Settings, key_weakness
 from ..errors import ConfigError
-from ..mail.dkim import dns_txt
+from ..mail.dkim import dns_txt, signer_for
 from .lookups import DnsFailure
 from .probes import check_base_url, check_relay
 from .records import Lookup, aligned, check_spf, dkim_key, dmarc_record, tags
@@ -94,19 +94,24 @@ def check_spf_record(settings: Settings, lookup: Lookup) -> Check:
 
 
 def check_dkim_record(settings: Settings, lookup: Lookup) -> Check:
-    """The DKIM record at SELECTOR._domainkey.DOMAIN publishes the key file's public key."""
-    if not settings.dkim_selector:
+    """The DKIM record at SELECTOR._domainkey.DOMAIN publishes the public half of send's key."""
+    try:
+        signer = signer_for(settings)  # what `send` signs with, or its refusal
+    except ConfigError as exc:
+        return Check.fail(
+            "dkim", str(exc), "fix the [dkim] settings: `newsletter send` refuses them too"
+        )
+    if signer is None:
         return Check.warn(
             "dkim",
             "emails are not DKIM-signed",
             "make a key with `newsletter dkim keygen` and set [dkim] selector, domain, key_file",
         )
-    name = f"{settings.dkim_selector}._domainkey.{settings.dkim_domain}"
-    if settings.dkim_key_file is None:
-        return Check.fail("dkim", "[dkim] key_file is not set", "set it to the key's PEM file")
+    name = f"{signer.selector}._domainkey.{signer.domain}"
+    assert settings.dkim_key_file is not None  # signer_for read it
     try:
         expected = dkim_key(dns_txt(settings.dkim_key_file.read_bytes()))
-    except (OSError, ConfigError) as exc:
+    except (OSError, ConfigError) as exc:  # changed since signer_for read it
         return Check.fail("dkim", f"cannot read the DKIM key file: {exc}", "check [dkim] key_file")
     records = [t for t in lookup.txt(name) if "p=" in t]
     if not records:
@@ -154,6 +159,15 @@ def check_dmarc(settings: Settings, lookup: Lookup) -> Check:
     )
 
 
+def _signing_domain(settings: Settings) -> str | None:
+    """The d= that `send` signs with; None when it does not sign (DKIM off, or refused)."""
+    try:
+        signer = signer_for(settings)
+    except ConfigError:
+        return None
+    return signer.domain if signer else None
+
+
 def check_alignment(settings: Settings, lookup: Lookup) -> Check:
     """From aligns with the DKIM domain (or at least the envelope sender's) under DMARC's rules."""
     domain = _domain(settings.from_address)
@@ -162,15 +176,14 @@ def check_alignment(settings: Settings, lookup: Lookup) -> Check:
     dkim_strict = rules.get("adkim", "r").lower() == "s"
     spf_strict = rules.get("aspf", "r").lower() == "s"
     mode = "strict" if dkim_strict else "relaxed"
-    if settings.dkim_domain and aligned(settings.dkim_domain, domain, strict=dkim_strict):
-        return Check.ok(
-            "alignment", f"DKIM d={settings.dkim_domain} aligns with From {domain} ({mode})"
-        )
+    signed = _signing_domain(settings)
+    if signed and aligned(signed, domain, strict=dkim_strict):
+        return Check.ok("alignment", f"DKIM d={signed} aligns with From {domain} ({mode})")
     envelope = _domain(settings.envelope_from)
     detail = (
-        f"DKIM d={settings.dkim_domain} does not align with From {domain} ({mode})"
-        if settings.dkim_domain
-        else f"no DKIM domain to align with From {domain}"
+        f"DKIM d={signed} does not align with From {domain} ({mode})"
+        if signed
+        else f"no DKIM signature to align with From {domain}"
     )
     if aligned(envelope, domain, strict=spf_strict):
         return Check.warn(
