@@ -89,6 +89,17 @@ def test_send_week_mails_weekly_readers_once_with_the_weeks_papers(
     assert rows == [("daily", "2025-02-24"), ("weekly", "2025-02-24")]
 
 
+def test_deliveries_of_a_day_and_a_week_at_once_is_refused(
+    runner: CliRunner, cli_env: dict[str, str]
+) -> None:
+    week_of_digests(Path(cli_env["NEWSLETTER_DB"]), dt.date(2025, 2, 24))
+    args = ["deliveries", "--week", "2025-W09", "--date", "2025-02-24"]
+    result = runner.invoke(main, args, env=cli_env)
+    assert result.exit_code == 2
+    assert "give --date or --week, not both" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_bad_week_is_one_line(runner: CliRunner, cli_env: dict[str, str]) -> None:
     week_of_digests(Path(cli_env["NEWSLETTER_DB"]), dt.date(2025, 2, 24))
     for week, said in (
