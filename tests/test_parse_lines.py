@@ -189,3 +189,20 @@ def test_a_paper_heading_inside_a_line_is_an_error_not_a_lost_paper(tmp_path: Pa
     text = "## Daily Papers (2024-06-28)\n\n¡### [Step-DPO](https://arxiv.org/abs/2406.18629)\nVote: 3\n"
     with pytest.raises(DigestError, match=r"x\.md:3: a paper heading .* must start its line"):
         parse_digest(text, source="x.md")
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Issue #[12](https://github.com/a/b/issues/12) fixed",
+        "- **Code**: #[repo](https://github.com/a/b)",
+        "See # [docs](https://example.com)",
+        "→ #[12](https://github.com/a/b/issues/12)",
+        "Fixes #[3](https://arxiv.org/abs/2401.00009) too",
+    ],
+)
+def test_a_hash_and_link_inside_prose_is_section_text(line: str) -> None:
+    result = parse_digest(HEADER + FIRST + line + "\n", source="d.md")
+    (paper,) = result.digest.papers
+    assert line.removeprefix("- **Code**: ") in paper.sections[-1].text
+    assert result.warnings == ()

@@ -31,10 +31,13 @@ _ARXIV_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.c
 # SQLite's 64-bit INTEGER and Python's 4,300-digit int() limit, so a typo fails its file.
 MAX_VOTES = 10_000_000
 # Real lines are under 1,000 characters; a longer one is a broken file, not a long abstract.
-# Hashes then "[" near the start of a line that links somewhere: a paper heading with a stray
-# character in it (anchored and bounded, so a hostile line costs one pass).
-_HIDDEN_HEADING = re.compile(r"[^\[\]]{0,12}?#\s*\[")
 MAX_LINE_CHARS = 100_000
+# "#" then "[" after a few stray non-word characters: a paper heading spoiled by one, such as
+# "¡### [Title](...)" (anchored and bounded, so a hostile line costs one pass). A word before
+# the "#" is prose: "Issue #[12](...)".
+_HIDDEN_HEADING = re.compile(r"[^\w\[\]]{0,12}?#\s*\[")
+# Where each markdown link in a line points; brackets end a target, so each character is read once.
+_LINK_TARGET = re.compile(r"\]\(\s*(https?://[^\s\[\]()]+)", re.IGNORECASE)
 _NO_VOTES = ("-", "–", "—", "")
 
 
@@ -112,6 +115,11 @@ def arxiv_id_from_url(url: str) -> str | None:
     return match.group("id") if match else None
 
 
+def _links_to_arxiv(text: str) -> bool:
+    """Whether any markdown link in `text` points at an arXiv paper."""
+    return any(arxiv_id_from_url(target[1]) for target in _LINK_TARGET.finditer(text))
+
+
 def _image(url: str, *, source: str, line: int) -> tuple[str | None, bool]:
     """Resolve an image reference; relative ones are uploader avatars on Hugging Face."""
     parts = _split_url(url)
@@ -186,11 +194,11 @@ class _Parser:
             return
         if (
             not (isinstance(kind, Heading) and kind.link)
-            and "](http" in raw
             and _HIDDEN_HEADING.match(raw)
+            and _links_to_arxiv(raw)
         ):
-            # "¡### [Title](https://...)" or "##¡# [Title](...)": a paper heading spoiled by a
-            # stray character would otherwise be text or another heading, and its paper lost
+            # "¡### [Title](https://arxiv...)" or "##¡# [Title](...)": a paper heading spoiled by
+            # a stray character would otherwise be text or another heading, and its paper lost
             # with only a warning.
             raise self.error("a paper heading ('### [Title](url)') must start its line", number)
         if isinstance(kind, Heading):
