@@ -206,3 +206,43 @@ def test_a_hash_and_link_inside_prose_is_section_text(line: str) -> None:
     (paper,) = result.digest.papers
     assert line.removeprefix("- **Code**: ") in paper.sections[-1].text
     assert result.warnings == ()
+
+
+def test_a_hash_in_a_paper_heading_title_is_an_error_not_a_deeper_heading() -> None:
+    text = HEADER + FIRST + "### #1 [Lost](https://arxiv.org/abs/2412.00002)\nVote: 5\n"
+    with pytest.raises(DigestError) as info:
+        parse_digest(text, source="d.md")
+    assert str(info.value) == (
+        "d.md:6: paper heading without a link (expected '### [Title](https://arxiv.org/abs/ID)')"
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#### #1 [Lost](https://arxiv.org/abs/2412.00002)",
+        "## See [Lost](https://arxiv.org/abs/2412.00002) here",
+        "# [Lost](https://arxiv.org/abs/2412.00002) and more",
+    ],
+)
+def test_a_heading_linking_to_arxiv_anywhere_is_an_error(line: str) -> None:
+    with pytest.raises(DigestError) as info:
+        parse_digest(HEADER + FIRST + line + "\nVote: 5\n", source="d.md")
+    assert str(info.value) == (
+        f"d.md:6: heading {line!r} links to arXiv;"
+        " a paper heading is '### [Title](https://arxiv.org/abs/ID)'"
+    )
+
+
+def test_invisible_characters_in_a_paper_title_are_kept() -> None:
+    title = "Coder 👩\u200d💻 soft\u00adhyphen \u2060end"
+    found = classify(f"#\x00##\u200b [{title}](https://arxiv.org/abs/2401.00001)\x00")
+    assert found == Heading(
+        level=3,
+        text=f"[{title}](https://arxiv.org/abs/2401.00001)",
+        link=(title, "https://arxiv.org/abs/2401.00001"),
+    )
+    (paper,) = parse_digest(
+        HEADER + f"### [{title}](https://arxiv.org/abs/2401.00001)\n", source="d.md"
+    ).digest.papers
+    assert paper.title == title

@@ -4,7 +4,8 @@ Every line is exactly one kind. A line that starts with `##`, or with `#` follow
 a `[` or nothing, is a `Heading` of its level whatever its text, so the parser has to decide about
 every heading-like line and cannot mistake one for text that continues a section.
 Leading and trailing whitespace, BOMs and control characters are ignored (copy-paste and
-bad exports leave them), so `\\ufeff### [Title](url)` is still a paper heading.
+bad exports leave them), so `\\ufeff### [Title](url)` is still a paper heading; so are
+those inside the run of `#` and before its `[`, but never those in the heading's text.
 
 No regular expression here can backtrack more than a constant per character: links are
 split with `str` methods on the last `](`, so a 100 KB line of `](` parses in milliseconds.
@@ -73,8 +74,13 @@ class Text:
 Line = DayHeader | Heading | Image | Field | SectionStart | Text
 
 
+def _unprintable(ch: str) -> bool:
+    """A control or format character that is not spacing (NUL, ESC, BOM, zero-width space)."""
+    return not ch.isspace() and unicodedata.category(ch) in ("Cc", "Cf")
+
+
 def _invisible(ch: str) -> bool:
-    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf")
+    return ch.isspace() or _unprintable(ch)
 
 
 def clean(raw: str) -> str:
@@ -101,20 +107,20 @@ def split_link(text: str) -> tuple[str, str] | None:
 
 
 def _hashes(line: str) -> tuple[int, str]:
-    """The heading level and what follows: every "#" of the leading run counts, even with
-    spacing or invisible characters between them ("#\u00a0## [Title](...)" is level 3)."""
-    level, i, n = 0, 0, len(line)
-    while i < n:
-        if line[i] == "#":
-            level, i = level + 1, i + 1
-            continue
-        j = i
-        while j < n and _invisible(line[j]):
-            j += 1
-        if j in (i, n) or line[j] != "#":
-            break
-        i = j
-    return level, line[i:]
+    r"""The heading level and what follows the run of "#".
+
+    Control and zero-width characters inside the run are skipped ("#\x00## Title" is level 3).
+    Spacing is skipped only when the run then reaches a link ("#\u00a0## [Title](...)" is
+    level 3), so a "#" in the text stays text ("### #1 [Title](...)" is level 3, "#1 ..." its text).
+    """
+    n, end = len(line), 0
+    while end < n and (line[end] == "#" or _invisible(line[end])):
+        end += 1
+    if end == n or line[end] != "[":
+        end = 0
+        while end < n and (line[end] == "#" or _unprintable(line[end])):
+            end += 1
+    return line.count("#", 0, end), line[end:]
 
 
 def _heading(line: str) -> DayHeader | Heading | None:
@@ -123,7 +129,7 @@ def _heading(line: str) -> DayHeader | Heading | None:
     # headings: prose rarely starts with two "#", a digest heading missing its space often does.
     if level == 1 and rest and not rest[0].isspace() and rest[0] != "[":
         return None
-    rest = rest.strip()
+    rest = clean(rest)
     if level == 2 and (day := _DAY.fullmatch(rest)):
         return DayHeader(day.group("date"))
     return Heading(level=level, text=rest, link=split_link(rest))
@@ -154,10 +160,6 @@ def classify(raw: str) -> Line | None:
     line = clean(raw)
     if not line:
         return None
-    if line.startswith("#") and not line.isprintable():
-        # A control or zero-width character inside a heading ("#\x00## [Title](...)") must
-        # not turn it into text: a paper would be lost with only a warning.
-        line = "".join(ch for ch in line if unicodedata.category(ch) not in ("Cc", "Cf"))
     if line.startswith("#") and (heading := _heading(line)) is not None:
         return heading
     if (image := _image(line)) is not None:

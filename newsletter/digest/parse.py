@@ -2,8 +2,8 @@
 
 Each line is classified on its own (`lines.classify`); this module decides what every kind
 means where it appears. Nothing is dropped or merged silently: a heading that is not a paper
-heading is a warning naming its line, a heading of another level that links to arXiv is an
-error, and a second `Vote:` or `Authors:` line for one paper is an error.
+heading is a warning naming its line, a heading of another level with an arXiv link anywhere
+in its text is an error, and a second `Vote:` or `Authors:` line for one paper is an error.
 """
 
 from __future__ import annotations
@@ -192,18 +192,13 @@ class _Parser:
                 raise self.error("a second '## Daily Papers' header", number)
             self.date = _parse_date(kind.date, source=self.source, line=number)
             return
-        if (
-            not (isinstance(kind, Heading) and kind.link)
-            and _HIDDEN_HEADING.match(raw)
-            and _links_to_arxiv(raw)
-        ):
-            # "¡### [Title](https://arxiv...)" or "##¡# [Title](...)": a paper heading spoiled by
-            # a stray character would otherwise be text or another heading, and its paper lost
-            # with only a warning.
-            raise self.error("a paper heading ('### [Title](url)') must start its line", number)
         if isinstance(kind, Heading):
             self.heading(number, kind)
             return
+        if _HIDDEN_HEADING.match(raw) and _links_to_arxiv(raw):
+            # "¡### [Title](https://arxiv...)": a paper heading spoiled by a stray character would
+            # otherwise be text, and its paper lost with only a warning.
+            raise self.error("a paper heading ('### [Title](url)') must start its line", number)
         draft = self.draft
         if self.ignoring:
             return
@@ -231,13 +226,19 @@ class _Parser:
                 )
             self.paper(number, title=link[0], url=link[1])
             return
-        if link is not None and arxiv_id_from_url(link[1]) is not None:
+        shown = _excerpt(f"{'#' * heading.level} {heading.text}".strip(), limit=60)
+        if _links_to_arxiv(heading.text):
+            # "#### #1 [Title](https://arxiv...)" is a paper heading too: never a lost paper.
+            if link is None:
+                raise self.error(
+                    f"heading {shown!r} links to arXiv; a paper heading is '{PAPER_HEADING}'",
+                    number,
+                )
             raise self.error(
                 f"paper heading with {heading.level} '#' (expected '{PAPER_HEADING}')", number
             )
         self.close()
         self.ignoring = True
-        shown = _excerpt(f"{'#' * heading.level} {heading.text}".strip(), limit=60)
         self.warn(
             f"heading {shown!r} is not a paper heading ('{PAPER_HEADING}');"
             " it and the lines under it are ignored",
