@@ -28,6 +28,7 @@ from newsletter.doctor.checks import (
     check_dmarc,
     check_spf_record,
     diagnose,
+    dmarc_for,
 )
 from newsletter.doctor.lookups import DnsLookup
 from newsletter.doctor.probes import check_base_url, check_relay
@@ -51,11 +52,13 @@ class Zone(BaseResolver):  # type: ignore[misc]
 
     def __init__(self, records: Records) -> None:
         self.records = records
+        self.asked: list[tuple[str, str]] = []
 
     def resolve(self, request: Any, handler: Any) -> Any:
         reply = request.reply()
         name = str(request.q.qname).rstrip(".").lower()
         kind = QTYPE[request.q.qtype]
+        self.asked.append((name, kind))
         for rdata in self.records.get((name, kind), []):
             reply.add_answer(RR(request.q.qname, request.q.qtype, rdata=rdata, ttl=60))
         if not any(held == name for held, _ in self.records):
@@ -201,7 +204,7 @@ def test_dkim_half_set_fails_as_send_does(dns: Dns, tmp_path: Path, key_pem: byt
         "DKIM needs dkim_selector, dkim_domain and dkim_key_file; "
         "dkim_selector, dkim_key_file not set",
     )
-    alignment = check_alignment(settings, lookup)
+    alignment = check_alignment(settings, dmarc=dmarc_for(settings, lookup))
     assert alignment.status == "warn"  # only SPF's envelope domain aligns: no signature
     assert alignment.detail.startswith(f"no DKIM signature to align with From {DOMAIN}")
 
@@ -226,7 +229,8 @@ def test_dmarc_policy(
     del records[(f"_dmarc.{DOMAIN}", "TXT")]
     if record is not None:
         records[(f"_dmarc.{DOMAIN}", "TXT")] = [txt(record)]
-    check = check_dmarc(settings_for(tmp_path, key_pem), dns.serve(records))
+    settings = settings_for(tmp_path, key_pem)
+    check = check_dmarc(settings, dmarc=dmarc_for(settings, dns.serve(records)))
     assert check.status == status, check
 
 
@@ -236,7 +240,8 @@ def test_dmarc_falls_back_to_the_organisational_domain(
     records = good_records(key_pem)
     del records[(f"_dmarc.{DOMAIN}", "TXT")]
     records[("_dmarc.example.com", "TXT")] = [txt("v=DMARC1; p=none")]
-    check = check_dmarc(settings_for(tmp_path, key_pem), dns.serve(records))
+    settings = settings_for(tmp_path, key_pem)
+    check = check_dmarc(settings, dmarc=dmarc_for(settings, dns.serve(records)))
     assert (check.status, check.detail) == ("warn", "_dmarc.example.com: p=none (monitoring only)")
 
 
@@ -262,8 +267,21 @@ def test_alignment_of_from_with_dkim(
     records = good_records(key_pem)
     records[(f"_dmarc.{DOMAIN}", "TXT")] = [txt(f"v=DMARC1; p=reject; adkim={adkim}")]
     settings = settings_for(tmp_path, key_pem, dkim_domain=dkim_domain, envelope_from=envelope)
-    check = check_alignment(settings, dns.serve(records))
+    check = check_alignment(settings, dmarc=dmarc_for(settings, dns.serve(records)))
     assert check.status == status, check
+
+
+def test_diagnose_asks_for_the_dmarc_record_once(dns: Dns, tmp_path: Path, key_pem: bytes) -> None:
+    """DMARC and alignment read one answer: with a dead DNS server, one timeout, not two."""
+    closed = free_port()
+    settings = settings_for(
+        tmp_path, key_pem, smtp_port=closed, base_url=f"http://127.0.0.1:{closed}"
+    )
+    lookup = dns.serve(good_records(key_pem))
+    dns.zone.asked.clear()
+    checks = {c.name: c.status for c in diagnose(settings, lookup=lookup, timeout=2)}
+    assert (checks["dmarc"], checks["alignment"]) == ("ok", "ok")
+    assert dns.zone.asked.count((f"_dmarc.{DOMAIN}", "TXT")) == 1
 
 
 # Relay ----------------------------------------------------------------------------------------

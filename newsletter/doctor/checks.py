@@ -134,17 +134,21 @@ def check_dkim_record(settings: Settings, lookup: Lookup) -> Check:
     return Check.ok("dkim", f"{name} publishes the key of {settings.dkim_key_file} ({expected[0]})")
 
 
-def check_dmarc(settings: Settings, lookup: Lookup) -> Check:
-    """The From domain publishes a DMARC policy, and says how strict it is."""
+def dmarc_for(settings: Settings, lookup: Lookup) -> tuple[str, str] | None:
+    """(where, record) of the DMARC policy governing the From domain; None when there is none."""
+    return dmarc_record(_domain(settings.from_address), lookup)
+
+
+def check_dmarc(settings: Settings, *, dmarc: tuple[str, str] | None) -> Check:
+    """The From domain publishes a DMARC policy (`dmarc_for`), and says how strict it is."""
     domain = _domain(settings.from_address)
-    found = dmarc_record(domain, lookup)
-    if found is None:
+    if dmarc is None:
         return Check.fail(
             "dmarc",
             f"no DMARC record for {domain}",
             f'publish TXT "v=DMARC1; p=none; rua=mailto:dmarc@{domain}" at _dmarc.{domain}, then tighten it',
         )
-    where, record = found
+    where, record = dmarc
     policy = tags(record).get("p", "").lower()
     if policy in ("quarantine", "reject"):
         return Check.ok("dmarc", f"{where}: p={policy}")
@@ -168,11 +172,10 @@ def _signing_domain(settings: Settings) -> str | None:
     return signer.domain if signer else None
 
 
-def check_alignment(settings: Settings, lookup: Lookup) -> Check:
+def check_alignment(settings: Settings, *, dmarc: tuple[str, str] | None) -> Check:
     """From aligns with the DKIM domain (or at least the envelope sender's) under DMARC's rules."""
     domain = _domain(settings.from_address)
-    found = dmarc_record(domain, lookup)
-    rules = tags(found[1]) if found else {}
+    rules = tags(dmarc[1]) if dmarc else {}
     dkim_strict = rules.get("adkim", "r").lower() == "s"
     spf_strict = rules.get("aspf", "r").lower() == "s"
     mode = "strict" if dkim_strict else "relaxed"
@@ -198,19 +201,24 @@ def check_alignment(settings: Settings, lookup: Lookup) -> Check:
     )
 
 
+def _unanswered(name: str, exc: DnsFailure) -> Check:
+    return Check.fail(name, str(exc), "check the DNS server (--dns) or the network")
+
+
 def diagnose(settings: Settings, *, lookup: Lookup, timeout: float = 10.0) -> list[Check]:
     """Every check, in order; none raises (a DNS failure is that check's fail)."""
     checks = [check_key(settings)]
-    for name, dns_check in (
-        ("spf", check_spf_record),
-        ("dkim", check_dkim_record),
-        ("dmarc", check_dmarc),
-        ("alignment", check_alignment),
-    ):
+    for name, dns_check in (("spf", check_spf_record), ("dkim", check_dkim_record)):
         try:
             checks.append(dns_check(settings, lookup))
         except DnsFailure as exc:
-            checks.append(Check.fail(name, str(exc), "check the DNS server (--dns) or the network"))
+            checks.append(_unanswered(name, exc))
+    try:
+        dmarc = dmarc_for(settings, lookup)  # once for two checks: a dead server waits once
+    except DnsFailure as exc:
+        checks += [_unanswered("dmarc", exc), _unanswered("alignment", exc)]
+    else:
+        checks += [check_dmarc(settings, dmarc=dmarc), check_alignment(settings, dmarc=dmarc)]
     checks.append(check_relay(settings, timeout=timeout))
     checks.append(check_base_url(settings, timeout=timeout))
     return checks
