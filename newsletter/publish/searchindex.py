@@ -17,6 +17,21 @@ from ..errors import ConfigError
 INDEX_DIR = "pagefind"
 LANGUAGE = "ko"
 PAGES = "papers/*.html"
+TIMEOUT = 900  # seconds; 25,000 paper pages index in well under a minute
+
+
+def _failure(output: str) -> str:
+    """One line saying why pagefind failed, from its output (a Rust panic names the cause on
+    the line after "panicked at"; its last line is only a note about backtraces)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if any("No module named" in line and "pagefind" in line for line in lines):
+        return "pagefind is not installed; install it with: pip install 'pagefind[bin]'"
+    for i, line in enumerate(lines):
+        if "panicked at" in line and i + 1 < len(lines):
+            return f"pagefind failed: {lines[i + 1]}"
+        if line.lower().startswith("error"):
+            return f"pagefind failed: {line}"
+    return f"pagefind failed: {lines[-1] if lines else 'no output'}"
 
 
 def write_search_index(out_dir: Path) -> Path:
@@ -41,18 +56,21 @@ def write_search_index(out_dir: Path) -> Path:
     ]
     try:
         # A separate process by design: Pagefind is a native binary, run once per build.
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise ConfigError(f"pagefind did not finish within {TIMEOUT} s") from None
     except OSError as exc:
         raise ConfigError(f"cannot run pagefind: {exc.strerror or exc}") from None
     if done.returncode != 0:
         shutil.rmtree(fresh, ignore_errors=True)
-        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
-        raise ConfigError(
-            f"pagefind failed ({lines[-1]}); install it with: pip install 'pagefind[bin]'"
-        )
-    if live.exists():
-        live.rename(old)
-    fresh.rename(live)
+        raise ConfigError(_failure(done.stderr or done.stdout))
+    try:
+        if live.exists():
+            live.rename(old)
+        fresh.rename(live)
+    except OSError as exc:
+        raise ConfigError(f"cannot put the search index in place: {exc.strerror or exc}") from None
     shutil.rmtree(old, ignore_errors=True)
     return live
 
