@@ -45,6 +45,15 @@ def site(tmp_path: Path) -> Iterator[Running]:
         yield running
 
 
+def violations(page: Any, axe_source: str) -> list[str]:
+    """What axe-core finds against WCAG 2.1 AA on the page as it is now: rule and element."""
+    page.add_script_tag(content=axe_source)
+    result = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS
+    )
+    return [f"{v['id']}: {node['target']}" for v in result["violations"] for node in v["nodes"]]
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_pages_have_no_wcag_21_aa_violations(
     browser: Any, site: Running, axe_source: str, scheme: str
@@ -57,23 +66,9 @@ def test_pages_have_no_wcag_21_aa_violations(
         page.goto(f"{site.url}/{path}")
         if path.startswith("search.html"):
             page.wait_for_selector("#results li")
-        page.add_script_tag(content=axe_source)
-        result = page.evaluate(
-            "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS
-        )
-        found[path] = [
-            f"{v['id']}: {node['target']}" for v in result["violations"] for node in v["nodes"]
-        ]
+        found[path] = violations(page, axe_source)
     context.close()
     assert found == {path: [] for path in PAGES}
-
-
-def violations(page: Any, axe_source: str) -> list[str]:
-    page.add_script_tag(content=axe_source)
-    result = page.evaluate(
-        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", TAGS
-    )
-    return [f"{v['id']}: {node['target']}" for v in result["violations"] for node in v["nodes"]]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -105,7 +100,8 @@ def test_service_pages_and_an_email_have_no_wcag_21_aa_violations(
 
 
 def test_a_paper_page_carries_its_sharing_card_in_chromium(browser: Any, site: Running) -> None:
-    # What a link preview reads: OpenGraph and Twitter tags as the browser parsed the page.
+    # What a link preview reads, as the browser parsed the page; the other card tags are
+    # checked without a browser (test_paper_pages.py).
     page = browser.new_page()
     page.goto(f"{site.url}/papers/2406.18629.html")
     meta = page.evaluate(
@@ -119,9 +115,4 @@ def test_a_paper_page_carries_its_sharing_card_in_chromium(browser: Any, site: R
         == title
         == "Step-DPO: Step-wise Preference Optimization for Long-chain Reasoning of LLMs"
     )
-    assert meta["og:type"] == "article" and meta["twitter:card"] == "summary_large_image"
-    assert meta["og:url"] == f"{site.url}/papers/2406.18629.html"
-    assert (
-        meta["og:image"].endswith("/2406.18629.png") and meta["twitter:image"] == meta["og:image"]
-    )
-    assert meta["citation_arxiv_id"] == "2406.18629"
+    assert meta["og:type"] == "article"

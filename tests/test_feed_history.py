@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.config import Settings
-from newsletter.model import Digest
 from newsletter.publish.build import build_site
 from newsletter.store import Store
 
-from .sites import BASE, make_settings
+from .sites import BASE, FIXTURE_PAPERS, LoadCountingStore, fixture_ids, make_settings
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 FH = "{http://purl.org/syndication/history/1.0}"
@@ -52,8 +49,11 @@ def _rss_chain(out: Path) -> list[list[str]]:
     return found
 
 
-def _every_paper(store: Store) -> list[str]:
-    return sorted(f"https://arxiv.org/abs/{a}" for a in store.first_seen())
+def _every_paper() -> list[str]:
+    """The entry ids of every paper in the fixture digests."""
+    ids = [f"https://arxiv.org/abs/{a}" for a in fixture_ids()]
+    assert len(ids) == FIXTURE_PAPERS
+    return ids
 
 
 def _capped(tmp_path: Path, **changes: object) -> Settings:
@@ -75,9 +75,9 @@ def test_prev_archive_from_the_main_feed_reaches_every_paper_exactly_once(
     ]
     seen = [i for _, ids, _ in chain for i in ids]
     assert len(chain[0][1]) == 10
-    assert sorted(seen) == _every_paper(loaded_store)  # each paper once: no duplicates
+    assert sorted(seen) == _every_paper()  # each paper once: no duplicates
     rss = _rss_chain(out)
-    assert sorted(i for ids in rss for i in ids) == _every_paper(loaded_store)
+    assert sorted(i for ids in rss for i in ids) == _every_paper()
     main = chain[0][2]
     assert main.find(f"{FH}archive") is None and main.find(f"{FH}complete") is None
     for n, (name, _, root) in enumerate(chain[1:], start=1):
@@ -118,24 +118,9 @@ def test_every_feed_stays_within_its_byte_budget(loaded_store: Store, tmp_path: 
     titles = [w.findtext(f"{ATOM}title", "") for w in weeks]
     assert titles == ["Daily Papers 2024-W50 주간 (10편)", "Daily Papers 2024-W42 주간 (10편)"]
     entries = ET.parse(out / "atom.xml").getroot().findall(f"{ATOM}entry")
-    assert 10 < len(entries) < len(loaded_store.first_seen())  # filled, not emptied
+    assert 10 < len(entries) < FIXTURE_PAPERS  # filled, not emptied
     # The papers the budget left out are in the archives, still each exactly once.
-    assert sorted(i for _, ids, _ in _atom_chain(out) for i in ids) == _every_paper(loaded_store)
-
-
-def test_default_budgets_keep_every_feed_under_512_kb() -> None:
-    assert Settings().feed_max_bytes <= 512 * 1024
-    assert Settings().feed_max_entries == 150
-
-
-class LoadCountingStore(Store):
-    """A real store that records which days a build loads."""
-
-    loaded: list[str]
-
-    def digests(self, dates: Sequence[dt.date]) -> list[Digest]:
-        self.loaded.extend(d.isoformat() for d in dates)
-        return super().digests(dates)
+    assert sorted(i for _, ids, _ in _atom_chain(out) for i in ids) == _every_paper()
 
 
 def test_unchanged_archive_months_are_neither_rendered_nor_rewritten(

@@ -14,18 +14,22 @@ from newsletter.store import Store
 
 from .conftest import DIGESTS
 from .pretty_html import assert_matches_golden
-from .sites import BASE, GOLDEN, build, digest_text, make_settings, save
-from .test_feed_history import LoadCountingStore
-from .test_site import head_of, strict_parse
-
-MARKUP_TITLE = "Retrieval <script>x</script> & <think>"
-
-
-@pytest.fixture
-def site(loaded_store: Store, tmp_path: Path) -> Path:
-    out = tmp_path / "site"
-    build(loaded_store, out, make_settings(tmp_path))
-    return out
+from .sites import (
+    BASE,
+    FIXTURE_PAPERS,
+    GOLDEN,
+    MARKUP_TITLE,
+    LoadCountingStore,
+    build,
+    digest_text,
+    fixture_ids,
+    head_of,
+    make_settings,
+    save,
+    site_fixture,  # noqa: F401 (a fixture)
+    small_site_fixture,  # noqa: F401 (a fixture)
+    strict_parse,
+)
 
 
 def metas(page: Path) -> dict[str, list[str]]:
@@ -37,10 +41,9 @@ def metas(page: Path) -> dict[str, list[str]]:
     return found
 
 
-def test_every_stored_paper_has_a_valid_page_linked_from_its_days(
-    site: Path, loaded_store: Store
-) -> None:
-    ids = sorted(loaded_store.first_seen())
+def test_every_stored_paper_has_a_valid_page_linked_from_its_days(site: Path) -> None:
+    ids = fixture_ids()
+    assert len(ids) == FIXTURE_PAPERS
     assert sorted(p.stem for p in (site / "papers").glob("*.html")) == ids
     for page in (site / "papers").glob("*.html"):
         strict_parse(page.read_text(encoding="utf-8"))
@@ -156,14 +159,7 @@ def test_only_changed_paper_pages_are_rendered_again(store: Store, tmp_path: Pat
         assert build(counting, out, settings).written == ("papers/2412.00001.html",)
 
 
-def test_paper_page_matches_golden(
-    store: Store, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    store.save_digests(
-        [(parse_digest(DIGESTS[0].read_text(encoding="utf-8")).digest, DIGESTS[0].name)]
-    )
-    out = tmp_path / "site"
-    build(store, out, make_settings(tmp_path))
+def test_paper_page_matches_golden(small_site: Path, request: pytest.FixtureRequest) -> None:
     update = bool(request.config.getoption("--update-golden"))
-    page = (out / "papers/2406.18629.html").read_bytes()
+    page = (small_site / "papers/2406.18629.html").read_bytes()
     assert_matches_golden(page, GOLDEN / "paper-2406.18629.html", update=update)

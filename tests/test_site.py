@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,19 @@ from newsletter.tokens import feed_token
 
 from .conftest import DIGESTS, OLD_DEMO_KEY, TEST_KEY
 from .pretty_html import assert_matches_golden
-from .sites import BASE, GOLDEN, HOSTILE, build, digest_text, make_settings, save
+from .sites import (
+    BASE,
+    GOLDEN,
+    HOSTILE,
+    build,
+    digest_text,
+    head_of,
+    make_settings,
+    save,
+    site_fixture,  # noqa: F401 (a fixture)
+    small_site_fixture,  # noqa: F401 (a fixture)
+    strict_parse,
+)
 
 PUBLIC_FEEDS = {
     "rss.xml": "application/rss+xml",
@@ -30,48 +41,6 @@ PUBLIC_FEEDS = {
     "weekly.atom": "application/atom+xml",
     "weekly.json": "application/feed+json",
 }
-
-
-class Head(HTMLParser):
-    """Collects the <link>, <meta> and <html> attributes of a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[dict[str, str]] = []
-        self.metas: list[dict[str, str]] = []
-        self.html: dict[str, str] = {}
-        self.ids: list[str] = []
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "link":
-            self.links.append(values)
-        elif tag == "meta":
-            self.metas.append(values)
-        elif tag == "html":
-            self.html = values
-        if "id" in values:
-            self.ids.append(values["id"])
-        if tag == "a" and "href" in values:
-            self.hrefs.append(values["href"])
-
-
-def head_of(path: Path) -> Head:
-    head = Head()
-    head.feed(path.read_text(encoding="utf-8"))
-    return head
-
-
-def strict_parse(text: str) -> Any:
-    return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(text)
-
-
-@pytest.fixture
-def site(loaded_store: Store, tmp_path: Path) -> Path:
-    out = tmp_path / "site"
-    build(loaded_store, out, make_settings(tmp_path))
-    return out
 
 
 def test_strict_parser_rejects_broken_html() -> None:
@@ -148,18 +117,10 @@ def test_index_lists_days_newest_first_with_counts_and_top_papers(site: Path) ->
 
 
 @pytest.mark.parametrize("name", ["index.html", "2024-06-28.html"])
-def test_page_matches_golden(
-    store: Store, tmp_path: Path, name: str, request: pytest.FixtureRequest
-) -> None:
-    from newsletter.digest.parse import parse_digest
-
-    store.save_digests(
-        [(parse_digest(DIGESTS[0].read_text(encoding="utf-8")).digest, DIGESTS[0].name)]
-    )
-    out = tmp_path / "site"
-    build(store, out, make_settings(tmp_path))
+def test_page_matches_golden(small_site: Path, name: str, request: pytest.FixtureRequest) -> None:
     update = bool(request.config.getoption("--update-golden"))
-    assert_matches_golden((out / name).read_bytes(), GOLDEN / f"feeds-page-{name}", update=update)
+    page = (small_site / name).read_bytes()
+    assert_matches_golden(page, GOLDEN / f"feeds-page-{name}", update=update)
 
 
 @pytest.fixture

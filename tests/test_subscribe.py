@@ -17,8 +17,14 @@ from newsletter.cli import main
 from newsletter.store import Store
 
 from .conftest import DIGESTS
-from .sites import BASE, build, make_settings
-from .test_site import head_of, strict_parse
+from .sites import (
+    BASE,
+    build,
+    head_of,
+    make_settings,
+    site_fixture,  # noqa: F401 (a fixture)
+    strict_parse,
+)
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 PUBLIC = [
@@ -31,13 +37,6 @@ PUBLIC = [
     "weekly.atom",
     "weekly.json",
 ]
-
-
-@pytest.fixture
-def site(loaded_store: Store, tmp_path: Path) -> Path:
-    out = tmp_path / "site"
-    build(loaded_store, out, make_settings(tmp_path))
-    return out
 
 
 def test_opml_lists_every_public_feed_and_no_private_one(site: Path) -> None:
