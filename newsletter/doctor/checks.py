@@ -12,9 +12,8 @@ from email.utils import parseaddr
 from ..config import KEY_HOWTO, Settings, key_weakness
 from ..errors import ConfigError
 from ..mail.dkim import dns_txt, signer_for
-from .lookups import DnsFailure
 from .probes import check_base_url, check_relay
-from .records import Lookup, aligned, check_spf, dkim_key, dmarc_record, tags
+from .records import DnsFailure, Lookup, aligned, check_spf, dkim_key, dmarc_record, tags
 from .report import Check
 
 # Addresses that never send to the internet themselves (Python's is_private also counts the

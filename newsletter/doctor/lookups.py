@@ -7,11 +7,8 @@ import ipaddress
 import dns.exception
 import dns.resolver
 
-from ..errors import ConfigError, NewsletterError
-
-
-class DnsFailure(NewsletterError):
-    """The DNS server did not answer (timeout, refused, server failure)."""
+from ..errors import ConfigError
+from .records import DnsFailure
 
 
 def _is_address(host: str) -> bool:

@@ -14,13 +14,19 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from ..errors import NewsletterError
+
 SpfResult = Literal["pass", "fail", "softfail", "neutral", "none", "permerror"]
 _QUALIFIERS: dict[str, SpfResult] = {"+": "pass", "-": "fail", "~": "softfail", "?": "neutral"}
 MAX_LOOKUPS = 10  # RFC 7208 4.6.4: DNS-querying terms one check may use
 
 
+class DnsFailure(NewsletterError):
+    """The DNS server did not answer (timeout, refused, server failure)."""
+
+
 class Lookup(Protocol):
-    """DNS answers; an empty list when the name or record type does not exist."""
+    """DNS answers: [] when the name or record type does not exist, DnsFailure when none comes."""
 
     def txt(self, name: str) -> list[str]: ...
 
