@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -133,9 +134,23 @@ def test_the_public_api_is_importable_from_the_top() -> None:
     # The API is imported lazily (PEP 562): every name it promises must resolve, and be listed.
     for name in newsletter.__all__:
         assert getattr(newsletter, name) is not None, name
-    assert set(newsletter.__all__) <= set(dir(newsletter))
+    # ... and be importable from where the lazy table says it lives.
+    assert set(newsletter._WHERE) | {"__version__"} == set(newsletter.__all__)
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", newsletter.__version__)
     assert issubclass(newsletter.DigestError, newsletter.NewsletterError)
+
+
+def test_a_send_does_not_import_the_site_builder() -> None:
+    # `newsletter send` imports what a send needs: the builder (feeds, pages, Pagefind) is
+    # imported by `run` and `build` only (daily.py, cli/send.py import it when they build).
+    code = (
+        "import sys, newsletter.cli.send, newsletter.daily\n"
+        "print(sorted(m for m in sys.modules if m.startswith('newsletter.publish.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert "newsletter.publish.build" not in done.stdout, done.stdout
 
 
 def test_the_readme_module_map_names_every_module_and_nothing_else() -> None:
