@@ -257,8 +257,15 @@ def plan_site(
         window={d.date: d for d in window},
         fingerprint=shared,
     )
-    feed_files, current = site_feeds(
-        store, settings=settings, topics=topics, window=window, stored_days=len(hashes)
+    paper_dates = store.paper_dates()  # every stored paper's days: read once for every step
+    first_seen = {arxiv_id: dates[0] for arxiv_id, dates in paper_dates.items()}
+    feed_files, months = site_feeds(
+        store,
+        settings=settings,
+        topics=topics,
+        window=window,
+        stored_days=len(hashes),
+        first_seen=first_seen,
     )
     plan.files.update(feed_files)
     # The steps below keep their own manifest sections, each under its own fingerprint.
@@ -267,7 +274,9 @@ def plan_site(
         store,
         settings=settings,
         topics=topics,
-        current=current,
+        months=months,
+        paper_dates=paper_dates,
+        first_seen=first_seen,
         hashes=hashes,
         out_dir=out_dir,
         manifest=MANIFEST,
@@ -276,7 +285,6 @@ def plan_site(
     )
     plan.absorb(ARCHIVE_SECTION, found, fingerprint=archives)
     papers = f"{shared}:{topics!r}"
-    paper_dates = store.paper_dates()
     pages = paper_pages(
         store,
         site=site,

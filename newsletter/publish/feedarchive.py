@@ -9,7 +9,7 @@ rebuilding leaves untouched months alone.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from .feeds import (
     paper_items,
     xml_text,
 )
-from .history import archive_key, archive_months, archive_path, neighbours
+from .history import archive_key, archive_path, neighbours
 from .manifest import StepOutput, file_size, read_section
 from .topics import Topic, topic_categories
 
@@ -42,23 +42,23 @@ def archive_feeds(
     *,
     settings: Settings,
     topics: Sequence[Topic] = (),
-    current: Collection[str],
+    months: Mapping[str, Sequence[str]],
+    paper_dates: Mapping[str, Sequence[dt.date]],
+    first_seen: Mapping[str, dt.date],
     hashes: Mapping[dt.date, str],
     out_dir: Path,
     manifest: str,
     fingerprint: str,
     incremental: bool = True,
 ) -> ArchiveFeeds:
-    """Every stored paper not in the main feed (`current`), in one archive document per month.
+    """One archive document per month of `months`: the papers not in the main feed.
 
-    Entries carry the `topics` they match as categories, as in the main feed.
+    `paper_dates` holds every stored paper's digest dates, oldest first, and `first_seen` the
+    first of them. Entries carry the `topics` they match as categories, as in the main feed.
     """
     root = settings.base_url.rstrip("/")
     title = xml_text(settings.site_title)
-    first_seen = store.first_seen()
-    months = archive_months(first_seen, current)
     histories = neighbours(list(months))
-    paper_dates = store.paper_dates()
     previous = (
         read_section(out_dir / manifest, SECTION, fingerprint=fingerprint) if incremental else {}
     )

@@ -6,6 +6,7 @@ bytes; the main feed links its RFC 5005 monthly archives (written by `feedarchiv
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -73,17 +74,16 @@ def site_feeds(
     topics: Sequence[Topic],
     window: Sequence[Digest],
     stored_days: int,
-) -> tuple[dict[str, bytes], frozenset[str]]:
+    first_seen: Mapping[str, dt.date],
+) -> tuple[dict[str, bytes], dict[str, tuple[str, ...]]]:
     """The main, daily, weekly and topic feeds over the newest `feed_days` digests.
 
-    Returns their files and the papers the main feed holds (the archive documents hold the
-    others).
+    `first_seen` is the day every stored paper first appeared. Returns the feeds' files and the
+    papers the main feed does not hold by month (`archive_months`): the archive documents'.
     """
     files: dict[str, bytes] = {}
     root = settings.base_url.rstrip("/")
     newest = max(d.date for d in window)
-    ids = {p.arxiv_id for d in window for p in d.papers}
-    first_seen = store.first_seen(ids)
     # Normalise each day's text once for all the topic selections below.
     prepared = [PreparedDigest(d) for d in window] if topics else []
     tags = topic_categories(prepared, topics)
@@ -143,7 +143,7 @@ def site_feeds(
     stand_in = info(title, about, "papers", history=FeedHistory(prev="0000-00"))
     count = publish(main, paper_feeds, papers, stand_in)
     current = frozenset(item.paper.arxiv_id for item in papers[:count])
-    months = archive_months(store.first_seen(), current)
+    months = archive_months(first_seen, current)
     history = FeedHistory(prev=max(months)) if months else FeedHistory(complete=True)
     publish(main, paper_feeds, papers[:count], replace(stand_in, history=history))
     publish(
@@ -183,4 +183,4 @@ def site_feeds(
             select(Filters(keywords=topic.keywords)),
             info(f"{title}: {name}", about_topic, "topic", topic.slug, history=whole),
         )
-    return files, current
+    return files, months
