@@ -22,8 +22,8 @@ demo: $(VENV)/.run
 	$(BIN)/newsletter demo --out demo-output
 
 # axe-core, for the accessibility tests (package.json pins it).
-node_modules/.package-lock.json: package.json
-	@if command -v npm >/dev/null 2>&1; then npm install --no-audit --no-fund --silent; \
+node_modules/.package-lock.json: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --silent; \
 	else echo "note: npm missing; the accessibility tests will skip (apt-get install npm)"; fi
 
 ## make test: lint, type-check and run every test (installs the system packages when root)

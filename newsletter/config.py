@@ -35,8 +35,6 @@ ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("newsletter.toml")
 
 
-# A signing key must look like 32 random bytes: a subscriber holds tokens signed with it and can
-# try keys offline, so a short or patterned one falls in seconds.
 def _setting(
     default: Any, help: str, *, kind: Kind, section: str = "", secret: bool = False
 ) -> Any:

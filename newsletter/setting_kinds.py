@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# A signing key must look like 32 random bytes: a subscriber holds tokens signed with it and can
+# try keys offline, so a short or patterned one falls in seconds.
 MIN_KEY_LENGTH = 43  # len(secrets.token_urlsafe(32))
 MIN_KEY_DISTINCT = 10
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

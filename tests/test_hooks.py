@@ -265,8 +265,7 @@ def test_postmark_without_the_login_changes_nothing(
 )
 def test_postmark_malformed_body_is_400(web: tuple[Running, Fetcher], body: bytes) -> None:
     running, _ = web
-    with running.client() as client:
-        answer = client.post("/hooks/postmark", content=body, auth=(HOOK_USER, HOOK_PASSWORD))
+    answer = post_postmark(running, body)
     assert answer.status_code == 400
     assert "Traceback" not in answer.text
     assert answer.json()["error"].startswith("Postmark: ")

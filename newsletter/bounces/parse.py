@@ -100,19 +100,16 @@ def _returned(msg: Message) -> tuple[tuple[str, ...], tuple[str, ...]]:
             inner = inner[0] if isinstance(inner, list) and inner else inner
             if isinstance(inner, Message):
                 found.append(_bare(str(inner.get("Message-ID", ""))))
-                tokens += _VERP.findall(str(inner.get("Return-Path", "")))
+                tokens += verp_tokens(str(inner.get("Return-Path", "")))
         elif kind == "text/rfc822-headers":
             headers = email.message_from_bytes(bytes(part.get_payload(decode=True) or b""))
             found.append(_bare(str(headers.get("Message-ID", ""))))
-            tokens += _VERP.findall(str(headers.get("Return-Path", "")))
+            tokens += verp_tokens(str(headers.get("Return-Path", "")))
     return tuple(dict.fromkeys(f for f in found if f)), tuple(dict.fromkeys(tokens))
 
 
 def _tokens(msg: Message) -> tuple[str, ...]:
-    found = []
-    for name in _DELIVERED:
-        for value in msg.get_all(name, []) or []:
-            found += _VERP.findall(str(value))
+    found = verp_tokens(*(str(v) for name in _DELIVERED for v in msg.get_all(name, []) or []))
     return tuple(dict.fromkeys(found))
 
 

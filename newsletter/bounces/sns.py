@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ..errors import WebhookError, WebhookRefused
+from .webhooks import json_object
 
 SnsType = Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]
 _TYPES = ("Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation")
@@ -77,12 +77,7 @@ class SnsMessage:
 
 def read_sns(body: bytes) -> SnsMessage:
     """The SNS message in a POST body; WebhookError naming what is missing or malformed."""
-    try:
-        data: Any = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise WebhookError("SNS: the body is not JSON") from None
-    if not isinstance(data, dict):
-        raise WebhookError("SNS: the body is not a JSON object")
+    data = json_object(body, source="SNS")
     kind = data.get("Type")
     if kind not in _TYPES:
         raise WebhookError(f"SNS: unknown Type {str(kind)[:40]!r}")

@@ -35,7 +35,8 @@ _SES_BOUNCES: dict[str, Kind] = {"Permanent": "hard", "Transient": "soft", "Unde
 _DIAGNOSTIC = 300  # characters of the remote server's words kept
 
 
-def _json_object(body: bytes, *, source: str) -> dict[str, Any]:
+def json_object(body: bytes, *, source: str) -> dict[str, Any]:
+    """The JSON object in a webhook body; WebhookError naming `source` otherwise."""
     try:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -74,7 +75,7 @@ def check_basic_auth(header: str | None, *, user: str, password: str) -> None:
 def postmark_report(body: bytes) -> Report:
     """The Report of one Postmark Bounce or SpamComplaint webhook; WebhookError if malformed."""
     source = "Postmark"
-    data = _json_object(body, source=source)
+    data = json_object(body, source=source)
     event_id = data.get("ID")
     if isinstance(event_id, bool) or not isinstance(event_id, int | str) or event_id == "":
         raise WebhookError(f"{source}: field ID is missing")
@@ -127,7 +128,7 @@ def ses_reports(message: str) -> list[Report]:
     """The Reports of one SES notification (the SNS Message): one per bounced or complaining
     recipient; none for deliveries and other event types. WebhookError if malformed."""
     source = "SES"
-    data = _json_object(message.encode("utf-8"), source=source)
+    data = json_object(message.encode("utf-8"), source=source)
     kind_name = data.get("notificationType", data.get("eventType"))
     tokens, message_ids = _mail_ids(data.get("mail"))
     if kind_name == "Bounce":
