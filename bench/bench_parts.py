@@ -6,7 +6,11 @@
 - the end-of-data scan: finding a line that starts with a dot in real composed messages, ours
   (visiting each dot) against `b"\\r\\n." in data`, same messages, same run;
 - ledger claims: one commit per message (`claim_delivery`) against a group of 16 in one
-  transaction (`claim_deliveries`), same store, same run.
+  transaction (`claim_deliveries`), same store, same run;
+- fixed cost of a day: rendering the day's pieces once (`DayEmail`), and the real
+  `newsletter send` of a store with no subscribers into Postfix's smtp-sink (start-up, store,
+  connection), medians of 5;
+- cards: how many distinct cards (paper, number, chips) the 20k emails hold, in how many uses.
 
     python bench/bench_parts.py
 """
@@ -24,10 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_scale import SETTINGS, make_db  # noqa: E402
+from bench.bench_scale import SETTINGS, make_db, newsletter_send, sink  # noqa: E402
 from newsletter.audience.match import select_papers  # noqa: E402
 from newsletter.delivery.session import _line_starts_with_dot  # noqa: E402
 from newsletter.mail.compose import Composer, personal_for  # noqa: E402
+from newsletter.mail.day import DayEmail  # noqa: E402
 from newsletter.mail.message import checked_address  # noqa: E402
 from newsletter.mail.splice import encode  # noqa: E402
 from newsletter.model import Subscriber  # noqa: E402
@@ -77,6 +82,9 @@ def compose_steps(db: Path, subscribers: list[Subscriber]) -> tuple[dict[str, fl
             html=html,
         )
         e = now()
+        if count == 0:  # the steps timed here are `compose`'s own, in its order
+            whole = composer.compose(subscriber)
+            assert whole is not None and message.data == whole.data
         for step, seconds in zip(STEPS, (a - start, b - a, c - b, d - c, e - d), strict=True):
             spent[step] += seconds
         count += 1
@@ -120,6 +128,45 @@ def claims(db: Path, tmp: Path, ids: list[int]) -> tuple[float, float]:
     return timings[0], timings[1]
 
 
+def day_render(db: Path) -> float:
+    """Seconds to render the newest day's pieces once (median of 5, fresh each time)."""
+    with Store(db) as store:
+        digest = store.digest(store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    clock = dt.datetime.now(dt.UTC)
+    papers = Composer(settings=SETTINGS, digest=digest, clock=lambda: clock)._prepared.papers
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        DayEmail(settings=SETTINGS, digest=digest, papers=papers)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def empty_send(tmp: Path) -> float:
+    """Wall seconds of the real `newsletter send` with no subscribers (median of 5)."""
+    db = tmp / "empty.db"
+    make_db(db, 0)
+    with sink() as port:
+        return statistics.median(newsletter_send(db, port, 1, {})[0] for _ in range(5))
+
+
+def distinct_cards(db: Path, subscribers: list[Subscriber]) -> tuple[int, int]:
+    """(distinct cards, cards in all) in the emails: a card is a paper, its number, its chips."""
+    with Store(db) as store:
+        digest = store.digest(store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    cap = SETTINGS.max_papers_per_email
+    seen: set[tuple[str, int, tuple[object, ...]]] = set()
+    uses = 0
+    composer = Composer(settings=SETTINGS, digest=digest, clock=lambda: dt.datetime.now(dt.UTC))
+    for subscriber in subscribers:
+        picks = select_papers(composer._prepared, subscriber.filters)[:cap]
+        uses += len(picks)
+        seen.update((p.paper.arxiv_id, n, p.reasons) for n, p in enumerate(picks, start=1))
+    return len(seen), uses
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -142,6 +189,16 @@ def main() -> None:
         print(
             f"line-start dot scan, {len(messages):,} composed messages: {ours * 1e6:.1f} µs each, "
             f'against {naive * 1e6:.1f} µs for b"\\r\\n." in data ({naive / ours:.1f}x)'
+        )
+        cards, uses = distinct_cards(db, subscribers)
+        print(
+            f"cards: {cards:,} distinct (paper, number, chips) in {uses:,} uses, selections "
+            f"capped at {SETTINGS.max_papers_per_email} "
+            f"({uses / cards:.1f} uses each)"
+        )
+        print(
+            f"fixed cost: the day's pieces render in {day_render(db) * 1e3:.0f} ms; "
+            f"`newsletter send` with no subscribers takes {empty_send(tmp):.2f} s (medians of 5)"
         )
         ids = [s.id for s in subscribers]
         runs = [claims(db, tmp, ids) for _ in range(3)]
