@@ -10,6 +10,9 @@ from urllib.parse import quote
 # surrogates and noncharacters are not allowed in XML or HTML.
 _BAD_URL = re.compile("[\\s\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]")
 _HOST = re.compile(r"[^/?#\[\]@]+(?::\d*)?")  # a host name (no IP literal) and optional port
+# Private feeds, `feeds/<token>.xml`: `serve` answers them and their names are secrets, so
+# robots.txt keeps crawlers out, WebSub is never told of them, and a build removes old copies.
+PRIVATE_DIR = "feeds/"
 
 
 def web_url(url: str | None) -> str | None:

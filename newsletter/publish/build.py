@@ -42,6 +42,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, StoreError
+from ..links import PRIVATE_DIR as PRIVATE_DIR  # cli/build.py names it from here
 from ..links import page_name
 from ..model import Digest
 from ..store import Store
@@ -69,7 +70,6 @@ from .topics import topics_from
 
 MANIFEST = ".newsletter-build.json"
 MANIFEST_VERSION = 2  # 2: pages have gzip siblings (a first build renders every page again)
-PRIVATE_DIR = "feeds/"
 GZIP_MIN_BYTES = 32 * 1024  # larger files get a NAME.gz sibling that `serve` sends as it is
 _PRIVATE_FEED = re.compile(r"feeds/([0-9a-f]+\.xml|index\.html)")
 # Files a build owns besides its fixed names; any of these it did not produce is stale. The

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
@@ -30,13 +29,6 @@ from .topics import Topic, topic_categories
 SECTION = "archives"
 
 
-@dataclass
-class ArchiveFeeds(StepOutput):
-    """What the archive step produced: files to write, files still current, manifest records."""
-
-    months: tuple[str, ...] = ()
-
-
 def archive_feeds(
     store: Store,
     *,
@@ -50,7 +42,7 @@ def archive_feeds(
     manifest: str,
     fingerprint: str,
     incremental: bool = True,
-) -> ArchiveFeeds:
+) -> StepOutput:
     """One archive document per month of `months`: the papers not in the main feed.
 
     `paper_dates` holds every stored paper's digest dates, oldest first, and `first_seen` the
@@ -62,7 +54,7 @@ def archive_feeds(
     previous = (
         read_section(out_dir / manifest, SECTION, fingerprint=fingerprint) if incremental else {}
     )
-    result = ArchiveFeeds(months=tuple(months))
+    result = StepOutput()
     for month, ids in months.items():
         key = archive_key(
             month,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..links import paper_page_name
@@ -24,11 +24,6 @@ SECTION = "papers"
 BATCH = 500  # papers rendered per load from the store, bounding memory on a first build
 
 
-@dataclass
-class PaperPages(StepOutput):
-    """What the paper step produced: files to write, files still current, manifest records."""
-
-
 def paper_pages(
     store: Store,
     *,
@@ -40,16 +35,16 @@ def paper_pages(
     manifest: str,
     fingerprint: str,
     incremental: bool = True,
-) -> PaperPages:
+) -> StepOutput:
     """Every stored paper's page; unchanged ones are kept as they are on disk."""
     previous = (
         read_section(out_dir / manifest, SECTION, fingerprint=fingerprint) if incremental else {}
     )
-    result = PaperPages()
+    result = StepOutput()
     dirty: list[str] = []
     keys: dict[str, str] = {}
     for arxiv_id, dates in sorted(paper_dates.items()):
-        key = paper_key(arxiv_id, dates, hashes=hashes, topics=(), fingerprint=fingerprint)
+        key = paper_key(arxiv_id, dates, hashes=hashes, fingerprint=fingerprint)
         keys[arxiv_id] = key
         path = paper_page_name(arxiv_id)
         record = previous.get(arxiv_id)

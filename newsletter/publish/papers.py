@@ -71,11 +71,13 @@ def paper_key(
     dates: Sequence[dt.date],
     *,
     hashes: Mapping[dt.date, str],
-    topics: Sequence[str],
     fingerprint: str,
 ) -> str:
-    """A hash of everything a paper page is rendered from, for incremental builds."""
-    parts = [fingerprint, arxiv_id, *(f"{d}:{hashes.get(d, '')}" for d in dates), *topics]
+    """A hash of everything a paper page is rendered from, for incremental builds.
+
+    `fingerprint` covers the templates, the code and the settings, the topics included.
+    """
+    parts = [fingerprint, arxiv_id, *(f"{d}:{hashes.get(d, '')}" for d in dates)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -178,7 +180,6 @@ def render_paper(record: PaperRecord, *, site: SiteInfo) -> bytes:
         votes=record.votes,
         days=days,
         topics=record.topics,
-        first=record.first.isoformat(),
         citation_date=record.first.strftime("%Y/%m/%d"),
         description=_description(paper),
         abs_url=arxiv_url(paper.arxiv_id),

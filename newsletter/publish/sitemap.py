@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
-PRIVATE_DIR = "feeds/"  # where build.py writes the private feeds, whose names are secrets
+from ..links import PRIVATE_DIR
 
 
 def sitemap(pages: Iterable[tuple[str, dt.date | None]], *, base_url: str) -> bytes:

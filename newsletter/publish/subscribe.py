@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 from .archive import FeedLink, SiteInfo, render_page
 
@@ -42,7 +42,7 @@ def opml(feeds: Sequence[FeedLink], *, site: SiteInfo) -> bytes:
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<opml version="2.0">',
         "<head>",
-        f"<title>{_text(site.title)}</title>",
+        f"<title>{escape(site.title)}</title>",
         "</head>",
         "<body>",
     ]
@@ -57,17 +57,12 @@ def opml(feeds: Sequence[FeedLink], *, site: SiteInfo) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def subscribe_page(site: SiteInfo) -> bytes:
     """`feeds.html`: every public feed with its address and links for common readers."""
     root = site.base_url.rstrip("/")
     feeds = [
         {
             "title": feed.title,
-            "label": feed.label,
             "href": feed.href,
             "type": feed.type,
             "url": f"{root}/{feed.href}",

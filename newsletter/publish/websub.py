@@ -15,8 +15,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..errors import ConfigError
+from ..links import PRIVATE_DIR
+from .history import ARCHIVE_DIR, ATOM
 
-ATOM = "http://www.w3.org/2005/Atom"
 TIMEOUT = 10.0  # seconds per hub request
 
 
@@ -70,6 +71,6 @@ def pinged_feeds(written: Iterable[str]) -> list[str]:
         path
         for path in written
         if path.endswith((".xml", ".atom"))
-        and not path.startswith(("feeds/", "archive/"))  # private feeds and stable archives
+        and not path.startswith((PRIVATE_DIR, ARCHIVE_DIR))  # private feeds, stable archives
         and path != "sitemap.xml"
     ]
