@@ -117,7 +117,8 @@ def site_fingerprint(site: SiteInfo) -> str:
 
     Covers every site template in effect (a user folder may override any of them), the code of
     this package and of `links.py`, and the site settings, so a build can trust a page or feed
-    written under the same fingerprint.
+    written under the same fingerprint. A new version that writes its files differently thus
+    renders everything again on its first build.
     """
     env = template_environment(site.template_dir)
     assert env.loader is not None

@@ -34,7 +34,7 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +62,14 @@ from .feeds import (
     xml_text,
 )
 from .files import WRITERS, write_changed
-from .manifest import StepOutput
+from .manifest import StepOutput, file_size, read_section
 from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
 from .sitefeeds import public_feeds, site_feeds
 from .topics import topics_from
 
 MANIFEST = ".newsletter-build.json"
-MANIFEST_VERSION = 2  # 2: pages have gzip siblings (a first build renders every page again)
+DAYS_SECTION = "days"  # the manifest's records of day pages
 GZIP_MIN_BYTES = 32 * 1024  # larger files get a NAME.gz sibling that `serve` sends as it is
 _PRIVATE_FEED = re.compile(r"feeds/([0-9a-f]+\.xml|index\.html)")
 # Files a build owns besides its fixed names; any of these it did not produce is stale. The
@@ -103,7 +103,7 @@ class SitePlan:
     """The outputs of a build before anything is written."""
 
     files: dict[str, bytes] = field(default_factory=dict)
-    kept: set[str] = field(default_factory=set)  # day pages the manifest vouches for
+    kept: set[str] = field(default_factory=set)  # pages and feeds the manifest vouches for
     manifest: dict[str, Any] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
 
@@ -112,20 +112,6 @@ class SitePlan:
         self.files.update(found.files)
         self.kept |= found.kept
         self.manifest[section] = found.section(fingerprint)
-
-
-def _read_manifest(out_dir: Path, *, fingerprint: str) -> dict[str, Any]:
-    """The previous build's record of day pages, or {} when missing, unreadable or stale."""
-    try:
-        data = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION:
-        return {}
-    if data.get("fingerprint") != fingerprint or not isinstance(data.get("days"), dict):
-        return {}
-    days: dict[str, Any] = data["days"]
-    return days
 
 
 def _summary_from(record: Any) -> DaySummary | None:
@@ -138,13 +124,6 @@ def _summary_from(record: Any) -> DaySummary | None:
         return None
 
 
-def _page_size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
 def _load(store: Store, dates: Iterable[dt.date]) -> Iterable[Digest]:
     ordered = sorted(dates)
     for start in range(0, len(ordered), _LOAD_CHUNK):
@@ -153,19 +132,22 @@ def _load(store: Store, dates: Iterable[dt.date]) -> Iterable[Digest]:
 
 def _archive(
     store: Store,
-    plan: SitePlan,
     *,
     site: SiteInfo,
     out_dir: Path,
-    dates: Sequence[dt.date],
     hashes: Mapping[dt.date, str],
     incremental: bool,
     window: Mapping[dt.date, Digest],
     fingerprint: str,
-) -> None:
-    """Day pages whose inputs changed, the index, and the manifest describing them."""
-    previous = _read_manifest(out_dir, fingerprint=fingerprint) if incremental else {}
-    ordered = sorted(dates)
+) -> StepOutput:
+    """Day pages whose inputs changed, the index, and the records describing the pages."""
+    previous = (
+        read_section(out_dir / MANIFEST, DAYS_SECTION, fingerprint=fingerprint)
+        if incremental
+        else {}
+    )
+    result = StepOutput()
+    ordered = sorted(hashes)
     neighbours = {
         d: (ordered[i - 1] if i else None, ordered[i + 1] if i + 1 < len(ordered) else None)
         for i, d in enumerate(ordered)
@@ -189,7 +171,6 @@ def _archive(
         # A re-ingested day may have rewritten papers that other days list too.
         dirty |= store.dates_sharing_papers(changed)
     summaries: dict[dt.date, DaySummary] = {}
-    records: dict[str, Any] = {}
     for d in ordered:
         record = recorded(d)
         summary = _summary_from({**record, "date": d.isoformat()})
@@ -197,22 +178,22 @@ def _archive(
             d in dirty
             or summary is None
             or any(record.get(k) != v for k, v in inputs(d).items())
-            or _page_size(out_dir / page_name(d)) != record.get("size")
+            or file_size(out_dir / page_name(d)) != record.get("size")
         ):
             dirty.add(d)
             continue
         summaries[d] = summary
-        records[d.isoformat()] = record
-        plan.kept.add(page_name(d))
+        result.records[d.isoformat()] = record
+        result.kept.add(page_name(d))
     loaded = [window[d] for d in dirty if d in window]
     for digest in itertools.chain(loaded, _load(store, dirty - window.keys())):
         d = digest.date
         prev, nxt = neighbours[d]
         page = render_day(digest, site=site, previous=prev, following=nxt)
-        plan.files[page_name(d)] = page
+        result.files[page_name(d)] = page
         summary = summarize(digest)
         summaries[d] = summary
-        records[d.isoformat()] = {
+        result.records[d.isoformat()] = {
             **inputs(d),
             "size": len(page),
             "summary": {
@@ -220,12 +201,8 @@ def _archive(
                 "top": [[p.arxiv_id, p.title, p.votes] for p in summary.top],
             },
         }
-    plan.files["index.html"] = render_index(list(summaries.values()), site=site)
-    plan.manifest = {
-        "version": MANIFEST_VERSION,
-        "fingerprint": fingerprint,
-        "days": dict(sorted(records.items())),
-    }
+    result.files["index.html"] = render_index(list(summaries.values()), site=site)
+    return result
 
 
 def plan_site(
@@ -246,17 +223,16 @@ def plan_site(
     # Every step keeps its records under this (and its own settings): see site_fingerprint.
     shared = site_fingerprint(site)
     window = store.digests(store.digest_dates(limit=settings.feed_days))
-    _archive(
+    days = _archive(
         store,
-        plan,
         site=site,
         out_dir=out_dir,
-        dates=list(hashes),
         hashes=hashes,
         incremental=incremental,
         window={d.date: d for d in window},
         fingerprint=shared,
     )
+    plan.absorb(DAYS_SECTION, days, fingerprint=shared)
     paper_dates = store.paper_dates()  # every stored paper's days: read once for every step
     first_seen = {arxiv_id: dates[0] for arxiv_id, dates in paper_dates.items()}
     feed_files, months = site_feeds(
