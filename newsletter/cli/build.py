@@ -85,14 +85,14 @@ def build(
             f"private feeds: {private} old files removed ({PRIVATE_DIR}<token>.xml); "
             "`newsletter serve` answers these URLs now"
         )
+    if ping:  # before the search index, whose failure must not lose the hub its notice
+        changed = pinged_feeds(report.written)
+        root = settings.base_url.rstrip("/")
+        count = notify_hub(settings.websub_hub, [f"{root}/{path}" for path in changed])
+        click.echo(f"pinged {settings.websub_hub}: {count} changed feeds")
     if refresh_search_index(report.out_dir, changed=bool(report.written or report.removed)):
         click.echo(f"search index: {INDEX_DIR}/ rebuilt")
     click.echo(
         f"built {report.out_dir}: {len(report.written)} written, "
         f"{len(report.unchanged)} unchanged, {len(report.removed)} removed"
     )
-    if ping:
-        changed = pinged_feeds(report.written)
-        root = settings.base_url.rstrip("/")
-        count = notify_hub(settings.websub_hub, [f"{root}/{path}" for path in changed])
-        click.echo(f"pinged {settings.websub_hub}: {count} changed feeds")
