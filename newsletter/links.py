@@ -49,6 +49,11 @@ def paper_page_name(arxiv_id: str) -> str:
     return f"papers/{arxiv_id.replace('/', '_')}.html"
 
 
+def paper_url(base_url: str, arxiv_id: str) -> str:
+    """The absolute URL of a paper's own page under `base_url`."""
+    return f"{base_url.rstrip('/')}/{paper_page_name(arxiv_id)}"
+
+
 def arxiv_pdf_url(arxiv_id: str) -> str:
     """The PDF of `arxiv_id` on arXiv."""
     return f"https://arxiv.org/pdf/{quote(arxiv_id, safe='./')}"

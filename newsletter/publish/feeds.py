@@ -34,7 +34,7 @@ from jinja2 import Template
 from markupsafe import Markup
 
 from ..audience.match import PreparedDigest, by_votes, paper_order, select_papers
-from ..links import arxiv_url, page_name, paper_page_name, web_url
+from ..links import arxiv_url, day_url, paper_url, web_url
 from ..model import Digest, Filters, Paper, Section
 from ..templates import get_template
 from .feedtitles import TitleEntry, TitleFeed
@@ -187,7 +187,7 @@ def feed_item(
 ) -> FeedItem:
     """The entry for `paper` as listed on `shown` (`below` papers under it in votes that day)."""
     clean = clean_paper(paper)
-    page_url = f"{base_url.rstrip('/')}/{page_name(shown)}#{paper_anchor(clean)}"
+    page_url = f"{day_url(base_url, shown)}#{paper_anchor(clean)}"
     first = min(first_seen.get(paper.arxiv_id, shown), shown)
     return FeedItem(
         paper=clean,
@@ -196,7 +196,7 @@ def feed_item(
         content_html=paper_html(
             clean,
             page_url=page_url,
-            paper_url=f"{base_url.rstrip('/')}/{paper_page_name(clean.arxiv_id)}",
+            paper_url=paper_url(base_url, clean.arxiv_id),
             template_dir=template_dir,
         ),
         categories=(categories or {}).get(paper.arxiv_id, ()),
@@ -383,14 +383,14 @@ def digest_feeds(
     fg = _generator(info, updated=day_start(info.updated))
     template = get_template("site/feed_digest.html", user_dir=template_dir)
     for digest in sorted(digests, key=lambda d: d.date, reverse=True):
-        page_url = f"{root}/{page_name(digest.date)}"
+        page_url = day_url(root, digest.date)
         papers = [clean_paper(p) for p in by_votes(digest.papers)]
         bodies = [
             Markup(
                 paper_html(
                     p,
                     page_url=f"{page_url}#{paper_anchor(p)}",
-                    paper_url=f"{root}/{paper_page_name(p.arxiv_id)}",
+                    paper_url=paper_url(root, p.arxiv_id),
                     template_dir=template_dir,
                 )
             )

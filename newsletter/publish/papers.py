@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from ..links import arxiv_pdf_url, arxiv_url, hf_paper_url, page_name, paper_page_name
+from ..links import arxiv_pdf_url, arxiv_url, hf_paper_url, page_name, paper_page_name, paper_url
 from ..model import Digest, Paper
 from .archive import SiteInfo, render_page
 from .feeds import clean_paper, paper_anchor
@@ -162,7 +162,7 @@ def render_paper(record: PaperRecord, *, site: SiteInfo) -> bytes:
     """The page of one paper."""
     paper = record.paper
     path = paper_page_name(paper.arxiv_id)
-    url = f"{site.base_url.rstrip('/')}/{path}"
+    url = paper_url(site.base_url, paper.arxiv_id)
     days = [
         {
             "date": d.date.isoformat(),

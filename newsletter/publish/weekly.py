@@ -17,7 +17,7 @@ from typing import Any
 from markupsafe import Markup
 
 from ..audience.weeks import Week
-from ..links import day_url, paper_page_name
+from ..links import day_url, paper_url
 from ..templates import get_template
 from .feeds import (
     FeedInfo,
@@ -53,7 +53,7 @@ def _entry(
             paper_html(
                 paper,
                 page_url=f"{day_url(base_url, item.date)}#{paper_anchor(paper)}",
-                paper_url=f"{base_url.rstrip('/')}/{paper_page_name(paper.arxiv_id)}",
+                paper_url=paper_url(base_url, paper.arxiv_id),
                 template_dir=template_dir,
             )
         )
