@@ -18,6 +18,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import speedups
+
+speedups.install()  # the compiled compose path only while it matches its sources
+
 if TYPE_CHECKING:
     from .audience.match import Pick, select_papers
     from .config import Settings, load_settings

@@ -404,8 +404,10 @@ def test_sigkill_mid_send_then_rerun_misses_nobody_and_doubles_only_ambiguous_cl
 
         rerun = invoke(runner, cli_env, "send", *smtp_args(server.port))
         ambiguous = {d.email for d in ledger(db, "claimed")}
-        # At most one per connection in flight, plus sent outcomes not yet committed (2 x 4).
-        assert 1 <= len(ambiguous) <= 4 + 8
+        # `deliver`'s bound: the claimed group waiting for room in the queue, the queue and
+        # the messages in flight (3 x concurrency 4), plus sent outcomes not yet committed
+        # (2 x 4). Under load the queue fills, so the in-flight bound alone (12) does not hold.
+        assert 1 <= len(ambiguous) <= 3 * 4 + 8
         assert rerun.exit_code == 1  # ambiguous claims are not "all sent"
         assert f"ambiguous {len(ambiguous)}" in rerun.output
         assert "--resend-ambiguous" in rerun.output

@@ -1,0 +1,90 @@
+"""The compiled compose path: used when it matches its sources, never otherwise, and the
+plain-Python path it falls back to builds the same emails (the equality tests, run pure)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newsletter import speedups
+
+ROOT = Path(__file__).resolve().parent.parent
+NOT_BUILT = "the compose path is not compiled, or its build is stale: run `make compile` (needs gcc and python3-dev)"
+SHOW_FILE = "import newsletter.mail.splice as m, sys; sys.stdout.write(m.__file__)"
+
+
+def _loaded_from(package_parent: Path, *, pure: bool = False) -> str:
+    """The file `newsletter.mail.splice` loads from in a fresh interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    env.pop(speedups.PURE, None)
+    if pure:
+        env[speedups.PURE] = "1"
+    done = subprocess.run(
+        [sys.executable, "-c", SHOW_FILE],
+        cwd=package_parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_the_compiled_modules_are_the_ones_loaded() -> None:
+    if not speedups.built():
+        pytest.skip(NOT_BUILT)
+    assert speedups.current(), "the build is stale: run `make compile`"
+    for name in speedups.MODULES:
+        module = importlib.import_module(name)
+        assert str(module.__file__).endswith(".so"), name
+    assert speedups.in_use()
+
+
+def test_a_build_that_no_longer_matches_its_sources_is_not_loaded(tmp_path: Path) -> None:
+    if not speedups.current():
+        pytest.skip(NOT_BUILT)
+    copy = tmp_path / "newsletter"
+    shutil.copytree(speedups.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _loaded_from(tmp_path).endswith(".so")
+    assert _loaded_from(tmp_path, pure=True) == str(copy / "mail" / "splice.py")
+    # Any source counts, not only the compiled ones: mypyc built them against all their types.
+    with (copy / "links.py").open("a", encoding="utf-8") as edited:
+        edited.write("# edited after the build\n")
+    assert _loaded_from(tmp_path) == str(copy / "mail" / "splice.py")
+    (copy / "links.py").write_bytes((speedups.PACKAGE / "links.py").read_bytes())
+    assert _loaded_from(tmp_path).endswith(".so")
+    # A build cut short before its stamp was written is never loaded.
+    (copy / "speedups.stamp").unlink()
+    assert _loaded_from(tmp_path) == str(copy / "mail" / "splice.py")
+
+
+def test_plain_python_builds_the_same_emails() -> None:
+    """The message-by-message equality tests, with every compiled module loaded from source."""
+    tests = ["test_compose.py", "test_compose_per_paper.py", "test_fragments.py"]
+    tests += ["test_match.py", "test_message.py", "test_tokens.py"]
+    script = (
+        "import sys, pytest\n"
+        f"code = pytest.main(['-p', 'no:cacheprovider', *{tests!r}])\n"
+        "from newsletter import speedups\n"
+        "loaded = [sys.modules[m].__file__ for m in speedups.MODULES if m in sys.modules]\n"
+        "assert len(loaded) == len(speedups.MODULES), loaded\n"
+        "assert all(f.endswith('.py') for f in loaded), loaded\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, speedups.PURE: "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT / "tests",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
