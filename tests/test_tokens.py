@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import re
 
 import pytest
@@ -30,6 +33,26 @@ def test_round_trip(subscriber_id: int) -> None:
     token = make_token(subscriber_id, purpose="unsubscribe", key=KEY)
     assert read_subscriber_token(token, purpose="unsubscribe", key=KEY) == subscriber_id
     assert len("https://papers.example.com/u/" + token) <= 70
+
+
+@given(
+    st.binary(min_size=0, max_size=200),  # keys shorter and longer than SHA-256's 64-byte block
+    st.integers(min_value=0, max_value=10**12),
+    st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2999, 12, 31)),
+)
+def test_tags_are_hmac_sha256_as_the_standard_library_computes_it(
+    key: bytes, number: int, day: dt.date
+) -> None:
+    def stdlib(message: str) -> bytes:
+        return hmac.new(key, message.encode(), hashlib.sha256).digest()
+
+    assert feed_token(number, key=key) == stdlib(f"feed\x00{number}")[:16].hex()
+    head = base64.urlsafe_b64encode(str(number).encode()).rstrip(b"=").decode()
+    tag = base64.urlsafe_b64encode(stdlib(f"preferences\x00{number}")[:16]).rstrip(b"=")
+    assert make_token(number, purpose="preferences", key=key) == f"{head}.{tag.decode()}"
+    subject = f"{number}-{day:%Y%m%d}"
+    expected = subject + "-" + stdlib(f"bounce\x00{subject}").hex()[:20]
+    assert bounce_token(number, day, key=key) == expected
 
 
 def test_wrong_purpose_key_or_tampering_rejected() -> None:
