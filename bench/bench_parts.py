@@ -34,7 +34,7 @@ from newsletter.delivery.session import _line_starts_with_dot  # noqa: E402
 from newsletter.mail.compose import Composer, personal_for  # noqa: E402
 from newsletter.mail.day import DayEmail  # noqa: E402
 from newsletter.mail.message import checked_address  # noqa: E402
-from newsletter.mail.splice import encode  # noqa: E402
+from newsletter.mail.splice import encode_lines  # noqa: E402
 from newsletter.model import Subscriber  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 
@@ -70,7 +70,7 @@ def compose_steps(db: Path, subscribers: list[Subscriber]) -> tuple[dict[str, fl
         b = now()
         made = day.assemble(picks, filters=subscriber.filters, personal=personal)
         c = now()
-        text, html = encode(made.text), encode(made.html)
+        text, html = encode_lines(made.text), encode_lines(made.html)
         d = now()
         message = composer._message(
             subscriber,

@@ -57,7 +57,7 @@ from .render import (
     greeting_for,
     render_email,
 )
-from .splice import SplicedBody, encode, piece_bytes
+from .splice import SplicedBody, encode_lines, piece_bytes
 
 # Whole renders kept for reuse (templates that do not split), least recently used out.
 CACHE_BYTES = 128 * 1024 * 1024
@@ -221,8 +221,8 @@ class Composer:
             personal=personal,
             subject=made.subject,
             boundary=self._boundary,
-            text=encode(made.text),
-            html=encode(made.html),
+            text=encode_lines(made.text),
+            html=encode_lines(made.html),
         )
 
     def _compose_whole(self, subscriber: Subscriber) -> OutgoingMessage | None:
@@ -243,8 +243,8 @@ class Composer:
             personal=personal,
             subject=layout.rendered.subject,
             boundary=layout.boundary,
-            text=layout.text.fill(text_values),
-            html=layout.html.fill(html_values),
+            text=[layout.text.fill(text_values)],
+            html=[layout.html.fill(html_values)],
         )
 
     def _message(
@@ -255,8 +255,8 @@ class Composer:
         personal: Personal,
         subject: str,
         boundary: str,
-        text: bytes,
-        html: bytes,
+        text: list[bytes],
+        html: list[bytes],
     ) -> OutgoingMessage:
         message_id = self.message_id_for(subscriber)
         now = self._clock()

@@ -282,34 +282,36 @@ class MessageSkeleton:
         subject: str,
         list_unsubscribe: str,
         boundary: str,
-        text: bytes,
-        html: bytes,
+        text: list[bytes],
+        html: list[bytes],
     ) -> bytes:
-        """One message: header values already formatted, bodies already in base64 lines."""
-        return b"".join(
+        """One message: header values already formatted, bodies already in base64 lines
+        (each a list of chunks of whole lines, joined here with the rest in one copy)."""
+        parts = [
+            self._top,
+            f"To: {to}\r\nDate: {date}\r\nMessage-ID: <{message_id}>\r\n".encode("ascii"),
+            self._subject(subject),
+            self._middle,
+            b"List-Unsubscribe: ",
+            list_unsubscribe.replace(", <", ",\r\n <").encode("ascii"),
+            b"\r\n",
+            self._bottom,
             (
-                self._top,
-                f"To: {to}\r\nDate: {date}\r\nMessage-ID: <{message_id}>\r\n".encode("ascii"),
-                self._subject(subject),
-                self._middle,
-                b"List-Unsubscribe: ",
-                list_unsubscribe.replace(", <", ",\r\n <").encode("ascii"),
-                b"\r\n",
-                self._bottom,
-                (
-                    f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
-                    "\r\n"
-                    f"--{boundary}\r\n"
-                    'Content-Type: text/plain; charset="utf-8"\r\n'
-                    "Content-Transfer-Encoding: base64\r\n"
-                    "\r\n"
-                ).encode("ascii"),
-                text,
+                f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'
+                "\r\n"
                 f"--{boundary}\r\n"
-                'Content-Type: text/html; charset="utf-8"\r\n'
+                'Content-Type: text/plain; charset="utf-8"\r\n'
                 "Content-Transfer-Encoding: base64\r\n"
-                "\r\n".encode("ascii"),
-                html,
-                f"--{boundary}--\r\n".encode("ascii"),
-            )
+                "\r\n"
+            ).encode("ascii"),
+        ]
+        parts += text
+        parts.append(
+            f"--{boundary}\r\n"
+            'Content-Type: text/html; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: base64\r\n"
+            "\r\n".encode("ascii")
         )
+        parts += html
+        parts.append(f"--{boundary}--\r\n".encode("ascii"))
+        return b"".join(parts)

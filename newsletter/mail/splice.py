@@ -58,8 +58,9 @@ def piece_bytes(item: Piece) -> bytes:
     return item if isinstance(item, bytes) else item.data
 
 
-def encode(pieces: Iterable[Piece]) -> bytes:
-    """The base64 body (CRLF lines) of the concatenated pieces."""
+def encode_lines(pieces: Iterable[Piece]) -> list[bytes]:
+    """The base64 body (CRLF lines) of the concatenated pieces, as chunks of whole lines: a
+    message joins them once with its headers (joining here would copy the body twice)."""
     out: list[bytes] = []
     pending = b""
     for item in pieces:
@@ -75,7 +76,12 @@ def encode(pieces: Iterable[Piece]) -> bytes:
         out.append(middle)
     if pending:
         out.append(base64_lines(pending))
-    return b"".join(out)
+    return out
+
+
+def encode(pieces: Iterable[Piece]) -> bytes:
+    """The base64 body (CRLF lines) of the concatenated pieces."""
+    return b"".join(encode_lines(pieces))
 
 
 class SplicedBody:
