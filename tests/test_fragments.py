@@ -8,10 +8,14 @@ would rotate past) on random repetitive documents, where stretches slide a long 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from newsletter.mail.fragments import Insert, NotSpliceable, _slide, inserts
+from newsletter.mail.pieces import crlf
 
 
 def slide_by_definition(base: str, position: int, text: str) -> Insert:
@@ -81,3 +85,8 @@ def test_an_unchanged_document_has_no_inserts() -> None:
 def test_a_card_that_rewrites_the_document_is_refused() -> None:
     with pytest.raises(NotSpliceable):
         inserts("<p>one</p>", "<p>two</p><x/>")
+
+
+@given(st.text(alphabet="a\r\n한"))
+def test_crlf_makes_every_line_end_crlf(text: str) -> None:
+    assert crlf(text) == re.sub(r"\r\n|\r|\n", "\r\n", text).encode()

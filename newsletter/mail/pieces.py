@@ -36,7 +36,10 @@ Render = Callable[[Sequence[Card], str, Mapping[str, object]], str]
 
 
 def crlf(text: str) -> bytes:
-    return _NEWLINES.sub("\r\n", text).encode()
+    """`text` in UTF-8 with CRLF, CR and LF line ends all made CRLF."""
+    if "\r" in text:  # rare in rendered output: only then the slower regular expression
+        text = _NEWLINES.sub("\n", text)
+    return text.replace("\n", "\r\n").encode()
 
 
 @dataclass(frozen=True, slots=True)
