@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import binascii
 import datetime as dt
 import email
@@ -24,7 +25,7 @@ from newsletter.mail.message import (
     message_id_for,
     simple_message,
 )
-from newsletter.mail.splice import SplicedBody
+from newsletter.mail.splice import SplicedBody, base64_lines
 from newsletter.text import clean_text
 
 from .conftest import PINNED_NOW, TEST_KEY
@@ -244,3 +245,8 @@ def test_spliced_body_decodes_to_the_filled_text(
     joined = b"".join(lines)
     assert b"=" not in joined.rstrip(b"=")  # padding only at the very end
     assert binascii.a2b_base64(joined, strict_mode=True) == expected
+
+
+@given(st.binary(min_size=1, max_size=700))
+def test_base64_lines_are_the_standard_encoding_in_crlf_lines_of_76(data: bytes) -> None:
+    assert base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")

@@ -20,11 +20,13 @@ SEAM = 64  # static stretches shorter than this are re-encoded with the bytes ar
 
 def base64_lines(data: bytes) -> bytes:
     """`data` in base64 as CRLF-terminated lines of at most 76 characters."""
-    if len(data) <= _B64_BYTES:
-        return binascii.b2a_base64(data)[:-1] + b"\r\n"
-    return b"".join(
-        [binascii.b2a_base64(data[i : i + _B64_BYTES]) for i in range(0, len(data), _B64_BYTES)]
-    ).replace(b"\n", b"\r\n")
+    encoded = binascii.b2a_base64(data, newline=False)
+    if len(encoded) <= B64_LINE:
+        return encoded + b"\r\n"
+    # One encoding cut into lines (one call per line costs more: seams are a few lines long).
+    lines = [encoded[i : i + B64_LINE] for i in range(0, len(encoded), B64_LINE)]
+    lines.append(b"")
+    return b"\r\n".join(lines)
 
 
 class Static:
