@@ -2,8 +2,8 @@
 
 For each size (1k, 20k, 100k subscribers; filters from bench/subscribers.py, no two alike):
 - compose alone: every subscriber's message built in this process, CPU seconds -> per core,
-  the day's rendering and every cache's first fill included (a new composer each pass), the
-  median of 3 passes; it says whether the compose path ran compiled (`make compile`);
+  the day's rendering and every cache's first fill included (a new composer and emptied
+  module caches each pass, as in a fresh process), the median of 3 passes; it says whether the compose path ran compiled (`make compile`);
 - send: the real `newsletter send` (a subprocess: ledger claim, compose, SMTP, ledger outcome)
   into Postfix's `smtp-sink`, and in the same run Postfix's `smtp-source -s 16 -d` sending as
   many messages of the same average size into the same sink; messages/s of each and the ratio;
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import json
 import os
 import secrets
@@ -40,13 +41,17 @@ sys.path.insert(0, str(ROOT))
 from bench import peak  # noqa: E402
 from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter import speedups  # noqa: E402
+from newsletter.audience.match import clear_caches  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
 from newsletter.mail.dkim import generate_key  # noqa: E402
+from newsletter.mail.message import folded_header  # noqa: E402
+from newsletter.mail.render import paper_card  # noqa: E402
 from newsletter.model import Subscriber  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.store.base import dump_filters  # noqa: E402
+from newsletter.templates import template_environment  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -110,7 +115,14 @@ def sink() -> Iterator[int]:
 def compose_alone(
     db: Path, subscribers: list[Subscriber], settings: Settings = SETTINGS
 ) -> tuple[float, int, int]:
-    """CPU seconds to compose every subscriber's message once (day rendering included)."""
+    """CPU seconds to compose every subscriber's message once, as a fresh process would: the
+    day rendered and every module-level cache (compiled keywords, templates, paper cards,
+    folded headers) filled from empty."""
+    clear_caches()
+    template_environment.cache_clear()
+    paper_card.cache_clear()
+    folded_header.cache_clear()
+    gc.collect()
     with Store(db) as store:
         digest = store.digest(store.latest_date())  # type: ignore[arg-type]
     assert digest is not None

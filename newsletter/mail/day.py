@@ -290,10 +290,10 @@ class DayEmail:
 
     def _html_size(
         self,
-        rows: Sequence[tuple[int, bool, bytes, _Chip | None]],
+        rows: list[tuple[int, bool, bytes, _Chip | None]],
         shown: int,
         total: int,
-        values: Mapping[str, bytes],
+        values: dict[str, bytes],
     ) -> int:
         """Bytes of the HTML as rendered (LF line ends) with `shown` cards."""
         cards = self._html.cards

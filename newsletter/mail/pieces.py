@@ -189,8 +189,8 @@ def ended(body: bytes) -> bytes:
 def fill(
     fmt: Format,
     variant: str,
-    rows: Sequence[tuple[int, bool, bytes, bytes]],
-    values: Mapping[str, bytes],
+    rows: list[tuple[int, bool, bytes, bytes]],
+    values: dict[str, bytes],
 ) -> tuple[Piece, ...]:
     """The body's pieces: the frame with its values, the cards (number, chips) in its hole."""
     cards = [fmt.cards[variant, index, chips] for index, chips, _, _ in rows]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 B64_LINE = 76  # RFC 2045: base64 lines of at most 76 characters
 _B64_BYTES = B64_LINE // 4 * 3  # raw bytes per full base64 line (57)
@@ -61,7 +61,7 @@ def piece_bytes(item: Piece) -> bytes:
     return item if isinstance(item, bytes) else item.data
 
 
-def encode_lines(pieces: Iterable[Piece]) -> list[bytes]:
+def encode_lines(pieces: tuple[Piece, ...]) -> list[bytes]:
     """The base64 body (CRLF lines) of the concatenated pieces, as chunks of whole lines: a
     message joins them once with its headers (joining here would copy the body twice)."""
     out: list[bytes] = []
@@ -82,7 +82,7 @@ def encode_lines(pieces: Iterable[Piece]) -> list[bytes]:
     return out
 
 
-def encode(pieces: Iterable[Piece]) -> bytes:
+def encode(pieces: tuple[Piece, ...]) -> bytes:
     """The base64 body (CRLF lines) of the concatenated pieces."""
     return b"".join(encode_lines(pieces))
 
@@ -117,4 +117,6 @@ class SplicedBody:
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
         """The base64 body (CRLF lines) with each hole replaced by its UTF-8 value."""
-        return encode(item if name is None else values[name] for name, item in self._pieces)
+        return encode(
+            tuple([item if name is None else values[name] for name, item in self._pieces])
+        )
