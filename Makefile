@@ -46,8 +46,7 @@ system-deps:
 	@sh scripts/system-deps.sh
 
 ## make bench: the performance figures quoted in the README
-bench: $(VENV)/.test newsletter/speedups.stamp
-	@sh scripts/system-deps.sh
+bench: $(VENV)/.test system-deps newsletter/speedups.stamp
 	$(BIN)/python bench/run_all.py
 
 clean:
