@@ -4,7 +4,7 @@
 
 The extensions land beside their sources and the stamp is written last, so an interrupted
 or failed build is never used (`newsletter.speedups`). Without a C compiler or the Python
-headers the package runs as plain Python, about 1.5x slower to compose: this says so in one
+headers the package runs as plain Python, about 1.7x slower to compose: this says so in one
 line and exits 0, unless CI is set (there the tests need the compiled build).
 """
 
