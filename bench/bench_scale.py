@@ -178,6 +178,9 @@ def newsletter_send(
         "NEWSLETTER_FROM": SETTINGS.from_address,
         "NEWSLETTER_ENVELOPE_FROM": SETTINGS.envelope_from,
     }
+    # An installed CLI starts from cached bytecode; a shell that turns the cache off would
+    # add ~30 ms of compiling the package's sources to every run.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     command = [str(NEWSLETTER), "send", "--db", str(db), "--smtp-host", "127.0.0.1",
                "--smtp-port", str(port), "--smtp-tls", "none", "--concurrency", "16"]  # fmt: skip
     if processes > 1:
