@@ -120,7 +120,8 @@ async def run_daily(
     on_ingested: Callable[[IngestReport], None] | None = None,
     on_built: Callable[[BuildReport], None] | None = None,
 ) -> DailyReport:
-    """Ingest `digests` (files or folders), rebuild `settings.site_dir`, send the newest day.
+    """Ingest `digests` (files or folders), rebuild `settings.site_dir`, send the newest day,
+    then refresh the site's search index (a failure there is the report's `search_error`).
 
     Files that fail to parse are reported in the ingest report; the good ones are kept and the
     run goes on. `only_if_changed` builds and sends only when the ingest added or updated a
@@ -136,20 +137,12 @@ async def run_daily(
     if only_if_changed and not ingest.changed:
         return DailyReport(ingest=ingest)
     from .publish.build import build_site
-    from .publish.searchindex import refresh_search_index
 
     built = build_site(store, settings=settings)
-    # The search page needs its index beside the pages it searches; a failing index must not
-    # hold back the day's mail, so it is reported, not raised.
-    search_error = None
-    try:
-        refresh_search_index(built.out_dir, changed=bool(built.written or built.removed))
-    except ConfigError as exc:
-        search_error = str(exc)
     if on_built is not None:
         on_built(built)
     if not send:
-        return DailyReport(ingest=ingest, build=built, search_error=search_error)
+        return DailyReport(ingest=ingest, build=built, search_error=_search_index(built))
     # Asked before the sender exists: with nothing stored, nothing is opened.
     newest = store.digest_for(None).date
     sender = sender_factory()
@@ -167,4 +160,19 @@ async def run_daily(
         )
     finally:
         await sender.aclose()
+    # After the mail: Pagefind can take minutes on a large site, and the day's email must not
+    # wait for the search page (which finds the new day once its index is rebuilt).
+    search_error = _search_index(built)
     return DailyReport(ingest=ingest, build=built, delivery=delivery, search_error=search_error)
+
+
+def _search_index(built: BuildReport) -> str | None:
+    """Refresh the site's search index after `built`; what went wrong, or None. A failing
+    index is reported, not raised: the pages and the mail do not depend on it."""
+    from .publish.searchindex import refresh_search_index
+
+    try:
+        refresh_search_index(built.out_dir, changed=bool(built.written or built.removed))
+    except ConfigError as exc:
+        return str(exc)
+    return None

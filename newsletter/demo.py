@@ -121,6 +121,8 @@ def step_daily(ctx: DemoContext) -> None:
                 on_built=lambda report: _echo_site(ctx, report),
             )
         )
+        if report.search_error is not None:
+            ctx.echo(f"warning: search index not rebuilt: {report.search_error}")
         delivery = report.delivery
         assert delivery is not None  # run_daily sends unless told not to
         ctx.echo(

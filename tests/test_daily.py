@@ -254,6 +254,32 @@ async def test_a_failing_search_index_is_reported_and_the_mail_still_goes(
     assert report.exit_code == 0
 
 
+async def test_the_search_index_is_rebuilt_after_the_mail_went(
+    tmp_path: Path, digests: Path, readers: Store
+) -> None:
+    index = tmp_path / "site" / "pagefind" / "pagefind.js"
+
+    class Watching(CountingSender):
+        """Notes, as it closes after the send, whether the index was there already."""
+
+        index_at_close: bool | None = None
+
+        async def aclose(self) -> None:
+            self.index_at_close = index.is_file()
+
+    sender = Watching()
+    with readers as store:
+        report = await run_daily(
+            store,
+            settings=make_settings(tmp_path),
+            digests=[digests],
+            sender_factory=lambda: sender,
+        )
+    assert report.delivery is not None and report.delivery.sent == 3
+    assert sender.index_at_close is False  # the mail went before Pagefind ran
+    assert report.search_error is None and index.is_file()
+
+
 async def test_the_search_index_is_built_beside_the_pages(
     tmp_path: Path, digests: Path, readers: Store
 ) -> None:

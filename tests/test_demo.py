@@ -113,3 +113,18 @@ def test_the_demo_runs_the_daily_job_and_a_second_run_sends_none(
     )
     assert line(again, "  0 messages landed in").startswith(f"  0 messages landed in {mailbox}/")
     assert len(list(mailbox.glob("*.eml"))) == 10
+
+
+def test_the_demo_says_when_the_search_index_failed(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "demo"
+    # A file where Pagefind must write its new index makes the real pagefind fail.
+    (out / "site").mkdir(parents=True)
+    (out / "site" / ".pagefind.new").write_text("in the way")
+    lines = demo(runner, cli_env, out)
+    warning = line(lines, "warning: search index not rebuilt: ")
+    assert "pagefind failed" in warning
+    assert line(lines, "Sent over SMTP").endswith(
+        "sent 10, skipped 2, deferred 0, failed 0, ambiguous 0"
+    )

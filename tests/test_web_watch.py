@@ -330,3 +330,23 @@ def test_a_build_that_fails_once_is_retried_with_the_send(
     assert (last.built, last.error, senders[0].count) == (True, None, 1)
     assert (settings.site_dir / "2024-12-13.html").is_file()
     assert watcher.health() == {"ok": True, "error": None, "at": None}
+
+
+def test_a_failing_search_index_is_logged_and_the_mail_still_goes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    day_file(incoming, "2024-12-13")
+    watcher, senders = direct_watcher(tmp_path, incoming, interval=0.2)
+    # A file where Pagefind must write its new index makes the real pagefind fail.
+    watcher.settings.site_dir.mkdir(parents=True, exist_ok=True)
+    (watcher.settings.site_dir / ".pagefind.new").write_text("in the way")
+    with caplog.at_level(logging.INFO):
+        result = watcher.run_once()
+    assert result is not None and result.error is None
+    assert result.sent_date is not None and sum(s.count for s in senders) == 1
+    failed = [r for r in caplog.records if r.getMessage() == "watch.search_failed"]
+    assert len(failed) == 1 and failed[0].levelno == logging.WARNING
+    line = json.loads(JsonFormatter().format(failed[0]))
+    assert line["error"].startswith("pagefind failed")

@@ -198,6 +198,8 @@ class DigestWatcher:
                 )
             )
         result.built = daily.build is not None
+        if daily.search_error is not None:  # the pages and the mail went; say why search did not
+            log_event("watch.search_failed", level=logging.WARNING, error=daily.search_error)
         if daily.delivery is not None:
             result.sent_date = daily.delivery.date
             result.delivery = daily.delivery.summary()
