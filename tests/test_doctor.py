@@ -486,6 +486,15 @@ def test_doctor_dns_option_must_be_an_address(
     )
 
 
+def test_doctor_takes_no_database_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It checks the key, DNS, the relay and base_url: a --db it would ignore is refused.
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["doctor", "--db", str(tmp_path / "x.db")], env={})
+    assert result.exit_code == 2
+    assert "No such option '--db'" in result.output
+    assert not (tmp_path / "x.db").exists()
+
+
 def test_weak_key_fails(tmp_path: Path, key_pem: bytes) -> None:
     key = check_key(settings_for(tmp_path, key_pem, secret_key="short"))
     assert (key.name, key.status) == ("key", "fail")

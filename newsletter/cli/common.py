@@ -64,6 +64,17 @@ date_option = click.option(
 )
 
 
+def config_option(func: F) -> F:
+    """Add --config to a command (one that does not open the database)."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Config file [env NEWSLETTER_CONFIG; default ./newsletter.toml if present].",
+    )(func)
+
+
 def common_options(func: F) -> F:
     """Add --config and --db to a command."""
     func = click.option(
@@ -73,14 +84,7 @@ def common_options(func: F) -> F:
         default=None,
         help="SQLite database [env NEWSLETTER_DB; default ./newsletter.db].",
     )(func)
-    func = click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="Config file [env NEWSLETTER_CONFIG; default ./newsletter.toml if present].",
-    )(func)
-    return func
+    return config_option(func)
 
 
 def settings_from(

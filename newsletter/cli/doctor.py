@@ -10,7 +10,7 @@ import click
 from ..doctor.checks import diagnose
 from ..doctor.lookups import DnsLookup
 from ..doctor.report import as_json, as_lines, failed
-from .common import common_options, settings_from
+from .common import config_option, settings_from
 
 
 @click.command()
@@ -29,13 +29,12 @@ from .common import common_options, settings_from
     show_default=True,
     help="Seconds to wait for each DNS, SMTP and HTTP answer.",
 )
-@common_options
+@config_option
 def doctor(
     as_json_: bool,
     dns_server: str | None,
     timeout: float,
     config_path: Path | None,
-    db: Path | None,
 ) -> None:
     """Check the key, SPF, DKIM, DMARC, the relay and base_url; exit 1 on any fail.
 
@@ -43,7 +42,7 @@ def doctor(
 
     Example: newsletter doctor --json
     """
-    settings = settings_from(config_path, db=db)
+    settings = settings_from(config_path)
     checks = diagnose(
         settings, lookup=DnsLookup(server=dns_server, timeout=timeout), timeout=timeout
     )
