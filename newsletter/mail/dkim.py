@@ -91,7 +91,7 @@ _LINE_ENDS = b"\r\n"  # CR and LF: the bytes a simple body loses at its end
 class DkimSigner:
     """Signs messages for one selector, domain and private key (PEM, RSA or ed25519)."""
 
-    __slots__ = ("_h", "_key", "_names", "algorithm", "domain", "selector")
+    __slots__ = ("_h", "_key", "_names", "_relaxed", "algorithm", "domain", "selector")
 
     def __init__(self, *, selector: str, domain: str, key_pem: bytes, source: str = "key") -> None:
         self.selector = selector
@@ -102,6 +102,9 @@ class DkimSigner:
         names = [name for name in SIGNED_HEADERS for _ in range(2)]
         self._names = tuple(name.encode() for name in names)
         self._h = _fold(names, ":", first=_H_START)
+        # Canonical forms of header fields seen before: most (From, List-Id, MIME-Version...)
+        # are the same in every message of a run. Bounded: cleared when full.
+        self._relaxed: dict[tuple[bytes, bytes], bytes] = {}
 
     def sign(self, message: bytes, *, now: dt.datetime) -> bytes:
         """`message` (CRLF line endings, headers then a blank line) with a DKIM-Signature on top."""
@@ -132,7 +135,13 @@ class DkimSigner:
         for name in self._names:  # each name takes the bottom-most instance not yet taken
             found = instances.get(name)
             if found:
-                signed += _relaxed(*found.pop())
+                field = found.pop()
+                canonical = self._relaxed.get(field)
+                if canonical is None:
+                    if len(self._relaxed) >= 1024:
+                        self._relaxed.clear()
+                    canonical = self._relaxed[field] = _relaxed(*field)
+                signed += canonical
         signed += _relaxed(b"DKIM-Signature", tags)[:-2]  # the signature itself: b= empty, no CRLF
         value = base64.b64encode(self._signature(bytes(signed))).decode()
         chunks = [value[i : i + _LINE - 2] for i in range(0, len(value), _LINE - 2)]
