@@ -18,16 +18,21 @@ import functools
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from typing import TYPE_CHECKING, Literal
 
 from ..config import Settings
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+# cryptography is imported where a key is read or made, not here: with DKIM off (most sends
+# of a test setup, every preview), importing it would be ~10 ms of each command's start.
 
 Algorithm = Literal["rsa", "ed25519"]
 # Signed, each twice (absent ones too: then none can be added). Feedback-ID and the MIME
@@ -91,13 +96,14 @@ _LINE_ENDS = b"\r\n"  # CR and LF: the bytes a simple body loses at its end
 class DkimSigner:
     """Signs messages for one selector, domain and private key (PEM, RSA or ed25519)."""
 
-    __slots__ = ("_h", "_key", "_names", "_relaxed", "algorithm", "domain", "selector")
+    __slots__ = ("_h", "_names", "_relaxed", "_signature", "algorithm", "domain", "selector")
 
     def __init__(self, *, selector: str, domain: str, key_pem: bytes, source: str = "key") -> None:
         self.selector = selector
         self.domain = domain.lower()
-        self._key = load_private_key(key_pem, source=source)
-        self.algorithm = "ed25519-sha256" if _is_ed25519(self._key) else "rsa-sha256"
+        key = load_private_key(key_pem, source=source)
+        self.algorithm = "ed25519-sha256" if _is_ed25519(key) else "rsa-sha256"
+        self._signature = _signing(key)
         # Each header signed twice: a second one added on the way then breaks the signature.
         names = [name for name in SIGNED_HEADERS for _ in range(2)]
         self._names = tuple(name.encode() for name in names)
@@ -147,22 +153,31 @@ class DkimSigner:
         chunks = [value[i : i + _LINE - 2] for i in range(0, len(value), _LINE - 2)]
         return b"DKIM-Signature:" + tags + "\r\n\t".join(chunks).encode() + b"\r\n" + message
 
-    def _signature(self, data: bytes) -> bytes:
-        key = self._key
-        if isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-        return key.sign(hashlib.sha256(data).digest())  # RFC 8463: Ed25519 over the SHA-256
 
+def _signing(key: PrivateKey) -> Callable[[bytes], bytes]:
+    """The signature of the canonical header block with `key`."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    if isinstance(key, rsa.RSAPrivateKey):
+        rsa_key, pad, algorithm = key, padding.PKCS1v15(), hashes.SHA256()
+        return lambda data: rsa_key.sign(data, pad, algorithm)
+    ed_key = key
+    return lambda data: ed_key.sign(hashlib.sha256(data).digest())  # RFC 8463: over the SHA-256
 
 
 def _is_ed25519(key: PrivateKey) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     return isinstance(key, ed25519.Ed25519PrivateKey)
 
 
 def load_private_key(pem: bytes, *, source: str = "key") -> PrivateKey:
     """An RSA (>= 1024 bits) or ed25519 private key from PEM, else a ConfigError naming `source`."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -222,6 +237,9 @@ def sign_for(data: bytes, *, settings: Settings, now: dt.datetime) -> bytes:
 
 def generate_key(algorithm: Algorithm = "rsa") -> bytes:
     """A new private key in PEM (PKCS#8): RSA 2048 bits or ed25519."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
     key: PrivateKey = (
         ed25519.Ed25519PrivateKey.generate()
         if algorithm == "ed25519"
@@ -236,6 +254,9 @@ def generate_key(algorithm: Algorithm = "rsa") -> bytes:
 
 def dns_txt(key_pem: bytes) -> str:
     """The DNS TXT value publishing the public half of `key_pem` ("v=DKIM1; k=...; p=...")."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = load_private_key(key_pem)
     if isinstance(key, ed25519.Ed25519PrivateKey):
         raw = key.public_key().public_bytes(
