@@ -29,7 +29,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 # The compose path compiled with mypyc (newsletter/speedups.py says which modules): rebuilt
 # whenever a source changes; a build that does not match its sources is never loaded.
 SOURCES := $(shell find newsletter -name '*.py')
-newsletter/speedups.stamp: $(SOURCES) scripts/compile.py | $(VENV)/.test
+# (And when the environment is reinstalled: a new Python needs its own build.)
+newsletter/speedups.stamp: $(SOURCES) scripts/compile.py $(VENV)/.test
 	$(BIN)/python scripts/compile.py
 
 ## make compile: build the compiled compose path (make test and make bench do it first)
