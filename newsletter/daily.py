@@ -172,7 +172,7 @@ def _search_index(built: BuildReport) -> str | None:
     from .publish.searchindex import refresh_search_index
 
     try:
-        refresh_search_index(built.out_dir, changed=bool(built.written or built.removed))
+        refresh_search_index(built.out_dir)
     except ConfigError as exc:
         return str(exc)
     return None

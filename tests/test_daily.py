@@ -280,6 +280,39 @@ async def test_the_search_index_is_rebuilt_after_the_mail_went(
     assert report.search_error is None and index.is_file()
 
 
+async def test_a_run_that_fails_after_its_build_leaves_the_index_to_the_next_run(
+    tmp_path: Path, readers: Store
+) -> None:
+    older, newest = DIGESTS[:-1], DIGESTS[-1]
+    site = tmp_path / "site"
+    index = site / "pagefind"
+    settings = make_settings(tmp_path)
+    with readers as store:
+        await run_daily(
+            store, settings=settings, digests=list(older), sender_factory=CountingSender, send=False
+        )
+        assert index.is_dir() and not (site / ".pagefind.pending").exists()
+
+        def broken() -> Sender:
+            raise RuntimeError("the relay settings are wrong")
+
+        # The newest day is built, then the run fails before its mail (and its index).
+        with pytest.raises(RuntimeError):
+            await run_daily(store, settings=settings, digests=[newest], sender_factory=broken)
+        assert (site / f"{newest.stem}.html").is_file()
+        assert (site / ".pagefind.pending").is_file()
+        before = index.stat().st_ino
+
+        # The next run builds nothing new, and still makes the index the last one skipped.
+        report = await run_daily(
+            store, settings=settings, digests=[newest], sender_factory=CountingSender
+        )
+    assert report.build is not None and report.build.written == ()
+    assert report.search_error is None
+    assert index.stat().st_ino != before  # a new index was put in place
+    assert not (site / ".pagefind.pending").exists()
+
+
 async def test_the_search_index_is_built_beside_the_pages(
     tmp_path: Path, digests: Path, readers: Store
 ) -> None:

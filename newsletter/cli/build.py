@@ -90,7 +90,7 @@ def build(
         root = settings.base_url.rstrip("/")
         count = notify_hub(settings.websub_hub, [f"{root}/{path}" for path in changed])
         click.echo(f"pinged {settings.websub_hub}: {count} changed feeds")
-    if refresh_search_index(report.out_dir, changed=bool(report.written or report.removed)):
+    if refresh_search_index(report.out_dir):
         click.echo(f"search index: {INDEX_DIR}/ rebuilt")
     click.echo(
         f"built {report.out_dir}: {len(report.written)} written, "

@@ -65,6 +65,7 @@ from .files import WRITERS, write_changed
 from .manifest import StepOutput, file_size, read_section
 from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
+from .searchindex import mark_stale
 from .sitefeeds import public_feeds, site_feeds
 from .topics import topics_from
 
@@ -337,6 +338,8 @@ def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
             (out_dir / name).unlink()
             removed.append(name)
         kept_siblings = {f"{k}.gz" for k in plan.kept if f"{k}.gz" in listing}
+        if removed or any(name in written for name in names):
+            mark_stale(out_dir)  # the search index no longer matches the pages
         private = out_dir / PRIVATE_DIR
         if any(map(is_private_feed, removed)) and not any(private.iterdir()):
             private.rmdir()  # emptied of the private feeds an older build wrote

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 INDEX_DIR = "pagefind"
+PENDING = f".{INDEX_DIR}.pending"  # the site changed since the index was made
 LANGUAGE = "ko"
 PAGES = "papers/*.html"
 TIMEOUT = 900  # seconds; 25,000 paper pages index in well under a minute
@@ -75,12 +76,23 @@ def write_search_index(out_dir: Path) -> Path:
     return live
 
 
-def refresh_search_index(out_dir: Path, *, changed: bool) -> bool:
-    """Rebuild the index after a build that `changed` files, or when it is missing; whether it ran.
+def mark_stale(out_dir: Path) -> None:
+    """Note that the site changed since its index was made (the build calls this as it writes).
 
-    Pagefind rebuilds its index whole, so an unchanged site keeps the one it has.
+    The note stays until an index is made: a run that fails or is killed between its build and
+    the index (the daily job indexes after the mail) leaves it, and the next run indexes even
+    though its own build changes nothing.
     """
-    if not changed and (out_dir / INDEX_DIR).is_dir():
+    (out_dir / PENDING).touch()
+
+
+def refresh_search_index(out_dir: Path) -> bool:
+    """Rebuild the index when the site changed since it was made, or when it is missing; whether
+    it ran. Pagefind rebuilds its index whole, so an unchanged site keeps the one it has.
+    """
+    pending = out_dir / PENDING
+    if not pending.exists() and (out_dir / INDEX_DIR).is_dir():
         return False
     write_search_index(out_dir)
+    pending.unlink(missing_ok=True)
     return True
