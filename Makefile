@@ -30,14 +30,14 @@ node_modules/.package-lock.json: package.json package-lock.json
 # whenever a source changes; a build that does not match its sources is never loaded.
 SOURCES := $(shell find newsletter -name '*.py')
 # (And when the environment is reinstalled: a new Python needs its own build.)
-newsletter/speedups.stamp: $(SOURCES) scripts/compile.py $(VENV)/.test
+newsletter/_compiled/stamp: $(SOURCES) scripts/compile.py $(VENV)/.test
 	$(BIN)/python scripts/compile.py
 
 ## make compile: build the compiled compose path (make test and make bench do it first)
-compile: newsletter/speedups.stamp
+compile: newsletter/_compiled/stamp
 
 ## make test: lint, type-check and run every test (installs the system packages when root)
-test: $(VENV)/.test system-deps node_modules/.package-lock.json newsletter/speedups.stamp
+test: $(VENV)/.test system-deps node_modules/.package-lock.json newsletter/_compiled/stamp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -47,9 +47,9 @@ system-deps:
 	@sh scripts/system-deps.sh
 
 ## make bench: the performance figures quoted in the README
-bench: $(VENV)/.test system-deps newsletter/speedups.stamp
+bench: $(VENV)/.test system-deps newsletter/_compiled/stamp
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) demo-output bench/out build newsletter/speedups.stamp
+	rm -rf $(VENV) demo-output bench/out build newsletter/_compiled
 	find newsletter -name '*.so' -delete

@@ -2,8 +2,8 @@
 
 For each size (1k, 20k, 100k subscribers; filters from bench/subscribers.py, no two alike):
 - compose alone: every subscriber's message built in this process, CPU seconds -> per core,
-  the day's rendering and every cache's first fill included (a new composer and emptied
-  module caches each pass, as in a fresh process), the median of 3 passes; it says whether the compose path ran compiled (`make compile`);
+  the day's rendering and every cache's first fill included (each pass a fresh process, as
+  a send is), the median of 3 passes; it says whether the compose path ran compiled (`make compile`);
 - send: the real `newsletter send` (a subprocess: ledger claim, compose, SMTP, ledger outcome)
   into Postfix's `smtp-sink`, and in the same run Postfix's `smtp-source -s 16 -d` sending as
   many messages of the same average size into the same sink; messages/s of each and the ratio;
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import os
 import secrets
@@ -41,17 +40,13 @@ sys.path.insert(0, str(ROOT))
 from bench import peak  # noqa: E402
 from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter import speedups  # noqa: E402
-from newsletter.audience.match import clear_caches  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
 from newsletter.mail.dkim import generate_key  # noqa: E402
-from newsletter.mail.message import folded_header  # noqa: E402
-from newsletter.mail.render import paper_card  # noqa: E402
 from newsletter.model import Subscriber  # noqa: E402
 from newsletter.store import Store  # noqa: E402
 from newsletter.store.base import dump_filters  # noqa: E402
-from newsletter.templates import template_environment  # noqa: E402
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
@@ -112,19 +107,12 @@ def sink() -> Iterator[int]:
         process.wait()
 
 
-def compose_alone(
-    db: Path, subscribers: list[Subscriber], settings: Settings = SETTINGS
-) -> tuple[float, int, int]:
-    """CPU seconds to compose every subscriber's message once, as a fresh process would: the
-    day rendered and every module-level cache (compiled keywords, templates, paper cards,
-    folded headers) filled from empty."""
-    clear_caches()
-    template_environment.cache_clear()
-    paper_card.cache_clear()
-    folded_header.cache_clear()
-    gc.collect()
+def compose_alone(db: Path, settings: Settings = SETTINGS) -> tuple[float, int, int]:
+    """CPU seconds to compose every subscriber's message once, built and sent count and bytes:
+    the day rendered and every cache filled from empty (call it in a fresh process)."""
     with Store(db) as store:
         digest = store.digest(store.latest_date())  # type: ignore[arg-type]
+        subscribers = list(store.active_subscribers())
     assert digest is not None
     clock = dt.datetime.now(dt.UTC)
     start = time.process_time()
@@ -136,6 +124,35 @@ def compose_alone(
             sent += 1
             size += len(message.data)
     return time.process_time() - start, sent, size
+
+
+def compose_cold(db: Path, extra_env: dict[str, str]) -> tuple[float, int, int]:
+    """`compose_alone` in a fresh process (its own caches, heap and bytecode cache on, as a
+    `newsletter send` has them), with the DKIM settings of `extra_env`."""
+    env = {**os.environ, **extra_env}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    done = subprocess.run(
+        [sys.executable, __file__, "--compose-pass", str(db)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    cpu, built, size = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(cpu), int(built), int(size)
+
+
+def compose_pass(db: Path) -> None:
+    """The child of `compose_cold`: prints [cpu seconds, built, bytes] as JSON."""
+    settings = SETTINGS
+    key_file = os.environ.get("NEWSLETTER_DKIM_KEY_FILE")
+    if key_file:
+        settings = SETTINGS.replace(
+            dkim_selector=os.environ["NEWSLETTER_DKIM_SELECTOR"],
+            dkim_domain=os.environ["NEWSLETTER_DKIM_DOMAIN"],
+            dkim_key_file=Path(key_file),
+        )
+    print(json.dumps(compose_alone(db, settings)))
 
 
 def naive_rate(db: Path, subscribers: list[Subscriber]) -> float:
@@ -200,19 +217,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--dkim", choices=("rsa", "ed25519"), help="DKIM-sign every message")
+    parser.add_argument("--compose-pass", type=Path, help=argparse.SUPPRESS)  # compose_cold's
     args = parser.parse_args()
+    if args.compose_pass:
+        compose_pass(args.compose_pass)
+        return
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
     compiled = "compiled (mypyc)" if speedups.in_use() else "plain Python: run `make compile`"
     print(f"compose path: {compiled}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        settings, extra_env = SETTINGS, {}
+        extra_env: dict[str, str] = {}
         if args.dkim:
             key = tmp / "dkim.pem"
             key.write_bytes(generate_key(args.dkim))
-            settings = SETTINGS.replace(
-                dkim_selector="bench", dkim_domain="papers.example.com", dkim_key_file=key
-            )
             extra_env = {
                 "NEWSLETTER_DKIM_SELECTOR": "bench",
                 "NEWSLETTER_DKIM_DOMAIN": "papers.example.com",
@@ -222,8 +240,8 @@ def main() -> None:
         for size in args.sizes:
             base = tmp / f"base-{size}.db"
             subscribers = make_db(base, size)
-            # Each pass cold (a new composer renders the day again); the median of three.
-            passes = sorted(compose_alone(base, subscribers, settings) for _ in range(3))
+            # Each pass in a fresh process, as a send starts; the median of three.
+            passes = sorted(compose_cold(base, extra_env) for _ in range(3))
             cpu, built, total = passes[1]
             average = total // max(built, 1)
             naive = naive_rate(base, subscribers)

@@ -2,12 +2,13 @@
 the build may be used.
 
 mypyc turns these typed modules into C extensions that run the same code about 1.7x faster
-(composing each subscriber's email is most of a send's CPU). The extensions sit beside the
-sources, where Python prefers them; the build also writes a stamp, the digest of every
-source of the package. A build that no longer matches its sources (a source edited or
-updated since, a half-finished build) is stale: its modules then load from their sources,
-as they do where nothing was compiled and as they do with NEWSLETTER_PURE_PYTHON=1 set. So
-a compiled module can only ever be the code it was built from.
+(composing each subscriber's email is most of a send's CPU). The build goes to BUILD, a
+folder Python's own importer never searches; a finder installed by `newsletter/__init__.py`
+owns the module names and loads each from BUILD only while the build is current: every
+extension there and a stamp, written last, holding the digest of every source of the
+package. Otherwise (a source edited or updated since, a half-finished build, no build,
+NEWSLETTER_PURE_PYTHON=1) each loads from its source. So a compiled module can only ever be
+the code it was built from, and a checkout of another commit never runs this build.
 """
 
 from __future__ import annotations
@@ -32,14 +33,25 @@ MODULES = (
     "newsletter.mail.splice",
     "newsletter.tokens",
 )
-GROUP = "newsletter.speedups_lib"  # mypyc's group: their shared library is GROUP + "__mypyc"
-STAMP = PACKAGE / "speedups.stamp"  # written last by the build: source_digest() it built
+LIBRARY = "newsletter.speedups_lib__mypyc"  # the shared library mypyc builds for the group
+BUILD = PACKAGE / "_compiled"  # BUILD/newsletter/mail/splice.<ABI>.so ...; never on sys.path
+STAMP = BUILD / "stamp"  # written last: source_digest(), then what built it (scripts/compile.py)
 PURE = "NEWSLETTER_PURE_PYTHON"  # set to 1: always load the sources
 
 
 def source_path(module: str) -> Path:
     """The source file of one of MODULES."""
     return PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
+
+
+def extension_path(module: str) -> Path | None:
+    """The compiled extension of one of MODULES (or LIBRARY) for this Python, if built."""
+    base = BUILD.joinpath(*module.split("."))
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = base.with_name(base.name + suffix)
+        if path.is_file():
+            return path
+    return None
 
 
 def source_digest() -> str:
@@ -54,23 +66,23 @@ def source_digest() -> str:
     return digest.hexdigest()
 
 
+def stamp() -> list[str]:
+    """The stamp's lines: [source digest, build inputs], or [] without a stamp."""
+    try:
+        return STAMP.read_text(encoding="ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def built() -> bool:
     """Whether every module, and the library they share, has a compiled extension."""
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    return all(
-        any(source_path(m).with_suffix(s).exists() for s in suffixes)
-        for m in (*MODULES, GROUP + "__mypyc")
-    )
+    return all(extension_path(m) is not None for m in (*MODULES, LIBRARY))
 
 
 def current() -> bool:
     """Whether every module is built and the build matches the sources."""
-    if not built():
-        return False
-    try:
-        return STAMP.read_text(encoding="ascii").strip() == source_digest()
-    except (OSError, UnicodeDecodeError):
-        return False
+    lines = stamp()
+    return bool(lines) and built() and lines[0] == source_digest()
 
 
 def usable() -> bool:
@@ -86,14 +98,14 @@ def in_use() -> bool:
 
 
 def _is_extension(module: ModuleType) -> bool:
-    return str(getattr(module, "__file__", "")).endswith(
-        tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    )
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    return str(getattr(module, "__file__", "")).endswith(suffixes)
 
 
-class _SourcesFinder:
-    """Loads MODULES from their sources when the compiled build may not be used (a meta path
-    finder: importlib.abc is not imported for its base class, which costs 7 ms at start-up)."""
+class _Finder:
+    """Loads MODULES from BUILD when the build is usable, else from their sources; never from
+    anything else (an extension left beside a source by an older build is not looked at).
+    A meta path finder: importlib.abc is not imported for its base class (7 ms at start-up)."""
 
     def __init__(self) -> None:
         self._usable: bool | None = None  # decided at the first import of one of MODULES
@@ -101,16 +113,19 @@ class _SourcesFinder:
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MODULES:
+        if fullname not in MODULES and fullname != LIBRARY:
             return None
         if self._usable is None:
             self._usable = usable()
-        if self._usable:
-            return None  # the usual finders: the extension beside the source comes first
+        extension = extension_path(fullname) if self._usable else None
+        if extension is not None:
+            return importlib.util.spec_from_file_location(fullname, extension)
+        if fullname == LIBRARY:
+            return None  # only compiled modules import it
         return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 
 
 def install() -> None:
     """Put the finder first on sys.meta_path (once), before any of MODULES is imported."""
-    if not any(isinstance(f, _SourcesFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _SourcesFinder())
+    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _Finder())

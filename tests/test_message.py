@@ -10,7 +10,7 @@ import email.policy
 from email.message import EmailMessage
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import Settings
@@ -247,6 +247,9 @@ def test_spliced_body_decodes_to_the_filled_text(
     assert binascii.a2b_base64(joined, strict_mode=True) == expected
 
 
+@example(b"x" * 57)  # one full line
+@example(b"x" * 58)  # a second line begins
+@example(bytes(range(256)) * 3)
 @given(st.binary(min_size=1, max_size=700))
 def test_base64_lines_are_the_standard_encoding_in_crlf_lines_of_76(data: bytes) -> None:
     assert base64_lines(data) == base64.encodebytes(data).replace(b"\n", b"\r\n")

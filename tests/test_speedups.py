@@ -4,6 +4,7 @@ plain-Python path it falls back to builds the same emails (the equality tests, r
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import os
 import shutil
 import subprocess
@@ -43,6 +44,7 @@ def test_the_compiled_modules_are_the_ones_loaded() -> None:
     for name in speedups.MODULES:
         module = importlib.import_module(name)
         assert str(module.__file__).endswith(".so"), name
+        assert str(module.__file__).startswith(str(speedups.BUILD)), name
     assert speedups.in_use()
 
 
@@ -51,17 +53,30 @@ def test_a_build_that_no_longer_matches_its_sources_is_not_loaded(tmp_path: Path
         pytest.skip(NOT_BUILT)
     copy = tmp_path / "newsletter"
     shutil.copytree(speedups.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert _loaded_from(tmp_path).endswith(".so")
-    assert _loaded_from(tmp_path, pure=True) == str(copy / "mail" / "splice.py")
+    source = str(copy / "mail" / "splice.py")
+    assert _loaded_from(tmp_path).startswith(str(copy / "_compiled"))
+    assert _loaded_from(tmp_path, pure=True) == source
     # Any source counts, not only the compiled ones: mypyc built them against all their types.
     with (copy / "links.py").open("a", encoding="utf-8") as edited:
         edited.write("# edited after the build\n")
-    assert _loaded_from(tmp_path) == str(copy / "mail" / "splice.py")
+    assert _loaded_from(tmp_path) == source
     (copy / "links.py").write_bytes((speedups.PACKAGE / "links.py").read_bytes())
     assert _loaded_from(tmp_path).endswith(".so")
     # A build cut short before its stamp was written is never loaded.
-    (copy / "speedups.stamp").unlink()
-    assert _loaded_from(tmp_path) == str(copy / "mail" / "splice.py")
+    (copy / "_compiled" / "stamp").unlink()
+    assert _loaded_from(tmp_path) == source
+
+
+def test_an_extension_beside_a_source_is_never_loaded(tmp_path: Path) -> None:
+    # What an older build layout, or another tool, may leave there: Python's own importer
+    # would prefer it to the source. Here it is not even a valid extension.
+    copy = tmp_path / "newsletter"
+    shutil.copytree(speedups.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (copy / "mail" / f"splice{suffix}").write_bytes(b"not an extension")
+    assert _loaded_from(tmp_path, pure=True) == str(copy / "mail" / "splice.py")
+    if speedups.current():
+        assert _loaded_from(tmp_path).startswith(str(copy / "_compiled"))
 
 
 def test_plain_python_builds_the_same_emails() -> None:

@@ -9,7 +9,7 @@ import hmac
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from newsletter.tokens import (
@@ -35,6 +35,9 @@ def test_round_trip(subscriber_id: int) -> None:
     assert len("https://papers.example.com/u/" + token) <= 70
 
 
+@example(key=b"k" * 64, number=7, day=dt.date(2024, 12, 13))  # one SHA-256 block exactly
+@example(key=b"k" * 65, number=7, day=dt.date(2024, 12, 13))  # longer: hashed first
+@example(key=bytes(range(200)), number=10**12, day=dt.date(2999, 12, 31))
 @given(
     st.binary(min_size=0, max_size=200),  # keys shorter and longer than SHA-256's 64-byte block
     st.integers(min_value=0, max_value=10**12),
