@@ -41,6 +41,7 @@ from bench import peak  # noqa: E402
 from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter import speedups  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
+from newsletter.delivery.pipeline import frozen_heap  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
 from newsletter.mail.dkim import generate_key  # noqa: E402
@@ -117,12 +118,14 @@ def compose_alone(db: Path, settings: Settings = SETTINGS) -> tuple[float, int, 
     clock = dt.datetime.now(dt.UTC)
     start = time.process_time()
     composer = Composer(settings=settings, digest=digest, clock=lambda: clock)
+    composer.prepare()
     sent = size = 0
-    for subscriber in subscribers:
-        message = composer.compose(subscriber)
-        if message is not None:
-            sent += 1
-            size += len(message.data)
+    with frozen_heap():  # as `deliver` composes
+        for subscriber in subscribers:
+            message = composer.compose(subscriber)
+            if message is not None:
+                sent += 1
+                size += len(message.data)
     return time.process_time() - start, sent, size
 
 

@@ -68,6 +68,7 @@ async def send_day(
     """
     digest = store.digest_for(date)
     composer = Composer(settings=settings, digest=digest, clock=clock)
+    composer.prepare()
     return await deliver(
         date=digest.date,
         store=store,

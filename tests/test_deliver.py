@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
@@ -15,7 +16,13 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.delivery.outbox import CountingSender, OutboxSender
-from newsletter.delivery.pipeline import DeliveryReport, Sender, deliver, send_test_copy
+from newsletter.delivery.pipeline import (
+    DeliveryReport,
+    Sender,
+    deliver,
+    frozen_heap,
+    send_test_copy,
+)
 from newsletter.delivery.smtp import SMTPSender
 from newsletter.errors import DeliveryError, TemporaryFailure
 from newsletter.mail.message import simple_message
@@ -121,6 +128,32 @@ async def test_every_subscriber_gets_exactly_one_message_and_a_rerun_sends_nothi
     rows = {d.subscriber_id: d for d in store.deliveries(DAY)}
     assert all(d.status == "sent" and d.attempts == 1 for d in rows.values())
     assert rows[people[3].id].message_id == f"digest.{DAY}.{people[3].id}@test.example"
+
+
+async def test_composing_runs_with_the_heap_frozen_and_unfrozen_after(store: Store) -> None:
+    add_people(store, 5)
+    plain = compose_for()
+    seen: list[int] = []
+
+    def compose(subscriber: Subscriber) -> OutgoingMessage | None:
+        seen.append(gc.get_freeze_count())
+        return plain(subscriber)
+
+    assert gc.get_freeze_count() == 0
+    report = await send_all(store, CountingSender(), compose=compose)
+    assert report.sent == 5 and len(seen) == 5
+    assert all(count > 0 for count in seen)  # what existed before the send was set aside
+    assert gc.get_freeze_count() == 0  # and given back to the collector
+
+
+def test_a_frozen_heap_inside_another_leaves_the_freeze_to_it() -> None:
+    with frozen_heap():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with frozen_heap():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen  # the inner one did not unfreeze
+    assert gc.get_freeze_count() == 0
 
 
 async def test_empty_selections_are_skipped_recorded_and_reconsidered(store: Store) -> None:

@@ -12,8 +12,10 @@ to DATA. A claim left by a run that died is ambiguous: reported, and resent only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -392,6 +394,27 @@ class _Run:
         self.progress(status)
 
 
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the objects alive now, for the length of a batch.
+
+    Composing allocates all the time, so the collector runs; each full collection would trace
+    all the process holds (modules, templates, the day's rendered pieces): at 20k messages
+    about 40 ms of a 0.8 s compose. gc.freeze() sets the objects alive now aside, where the
+    collector does not look; gc.unfreeze() gives them back when the batch ends, so nothing
+    stays out of reach of the collector beyond it. Nested or while another batch holds the
+    heap frozen, it leaves the freeze to that one.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 async def deliver(
     *,
     date: dt.date,
@@ -422,7 +445,9 @@ async def deliver(
     2 x concurrency) at a time, so a crash leaves at most 3 x concurrency (claimed and queued or
     in flight) + sent_batch claims ambiguous. The sender is not closed
     here. Errors from `compose` stop the run and propagate. `part` (index, count) sends only to
-    the subscribers whose id % count == index: one process's share of a split send.
+    the subscribers whose id % count == index: one process's share of a split send. While it
+    composes, what was alive when it began is kept from the garbage collector (`frozen_heap`):
+    prepare the composer (`Composer.prepare`) first, so the day's pieces are among it.
     """
     try:
         await sender.open()
@@ -450,7 +475,8 @@ async def deliver(
     )
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
-        await run.produce()
+        with frozen_heap():
+            await run.produce()
         await asyncio.wait(workers)  # not gather: an interrupt must not cancel messages mid-send
     except BaseException:
         # Interrupted or compose failed: messages on the wire finish, queued ones are dropped

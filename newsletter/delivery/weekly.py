@@ -45,6 +45,7 @@ async def send_week(
 
     found = stored_week(store, week)
     composer = Composer(settings=settings, digest=found.digest(), clock=clock, weekly=True)
+    composer.prepare()
     return await deliver(
         date=found.monday,
         store=store,

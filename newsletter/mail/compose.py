@@ -147,6 +147,12 @@ class Composer:
             mailto=settings.unsubscribe_mailto,
         )
 
+    def prepare(self) -> None:
+        """Render the day's pieces now (otherwise the first `compose` does): before a send, so
+        they are among what the send keeps from the garbage collector, and a template error
+        stops it before anything is claimed."""
+        self._day_email()
+
     @property
     def per_paper(self) -> bool:
         """Whether emails are assembled from per-paper pieces (False: whole renders)."""
