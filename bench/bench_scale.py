@@ -41,7 +41,7 @@ from bench import peak  # noqa: E402
 from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter import speedups  # noqa: E402
 from newsletter.config import Settings  # noqa: E402
-from newsletter.delivery.pipeline import frozen_heap  # noqa: E402
+from newsletter.delivery.heap import frozen_heap  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.mail.compose import Composer, compose_naive  # noqa: E402
 from newsletter.mail.dkim import generate_key  # noqa: E402

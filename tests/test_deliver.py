@@ -15,14 +15,9 @@ from typing import Any
 import pytest
 
 from newsletter.config import Settings
+from newsletter.delivery.heap import frozen_heap
 from newsletter.delivery.outbox import CountingSender, OutboxSender
-from newsletter.delivery.pipeline import (
-    DeliveryReport,
-    Sender,
-    deliver,
-    frozen_heap,
-    send_test_copy,
-)
+from newsletter.delivery.pipeline import DeliveryReport, Sender, deliver, send_test_copy
 from newsletter.delivery.smtp import SMTPSender
 from newsletter.errors import DeliveryError, TemporaryFailure
 from newsletter.mail.message import simple_message
