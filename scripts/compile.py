@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -33,6 +34,9 @@ TEMP = ROOT / "build" / "mypyc"
 
 def missing() -> str | None:
     """What the build needs and this machine lacks, as an install hint; None if nothing."""
+    for tool in ("mypyc", "setuptools"):
+        if importlib.util.find_spec(tool) is None:
+            return f"{tool} (pip install -e '.[test]', or make compile)"
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"a C compiler ({compiler}; apt-get install gcc)"
