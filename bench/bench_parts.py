@@ -10,7 +10,12 @@
 - fixed cost of a day: rendering the day's pieces once (`DayEmail`), and the real
   `newsletter send` of a store with no subscribers into Postfix's smtp-sink (start-up, store,
   connection), medians of 5;
-- cards: how many distinct cards (paper, number, chips) the 20k emails hold, in how many uses.
+- cards: how many distinct cards (paper, number, chips) the 20k emails hold, in how many uses;
+- the compiled compose path against plain Python (NEWSLETTER_PURE_PYTHON=1): whole compose
+  passes in fresh processes, alternating, medians of 3;
+- garbage collection in those passes, with the heap frozen while composing (as `deliver`
+  does) and without;
+- a signed-link tag: HMAC-SHA256 from each key's pads hashed once, against `hmac.digest`.
 
     python bench/bench_parts.py
 """
@@ -18,17 +23,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import shutil
 import statistics
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_scale import SETTINGS, make_db, newsletter_send, sink  # noqa: E402
+from bench.bench_scale import SETTINGS, compose_cold, make_db, newsletter_send, sink  # noqa: E402
+from newsletter import speedups, tokens  # noqa: E402
 from newsletter.audience.match import select_papers  # noqa: E402
 from newsletter.delivery.session import _line_starts_with_dot  # noqa: E402
 from newsletter.mail.compose import Composer, personal_for  # noqa: E402
@@ -167,6 +175,42 @@ def distinct_cards(db: Path, subscribers: list[Subscriber]) -> tuple[int, int]:
     return len(seen), uses
 
 
+def compiled_and_plain(db: Path) -> tuple[list[float], list[float]]:
+    """Messages/s of fresh-process compose passes, compiled and in plain Python, alternating."""
+    compiled: list[float] = []
+    plain: list[float] = []
+    for _ in range(3):
+        for rates, env in ((compiled, {}), (plain, {speedups.PURE: "1"})):
+            done = compose_cold(db, env)
+            rates.append(done.built / done.cpu)
+    return compiled, plain
+
+
+def collector(db: Path) -> tuple[list[float], list[float]]:
+    """Seconds in the garbage collector over fresh-process compose passes, with the heap frozen
+    (as `deliver` composes) and without, alternating."""
+    frozen: list[float] = []
+    unfrozen: list[float] = []
+    for _ in range(3):
+        frozen.append(compose_cold(db, {}).gc)
+        unfrozen.append(compose_cold(db, {}, frozen=False).gc)
+    return frozen, unfrozen
+
+
+def tag_cost() -> tuple[float, float]:
+    """Seconds per signed-link tag: ours (each key's HMAC pads hashed once) and hmac.digest."""
+    key = SETTINGS.require_secret_key()
+    assert tokens._tag(key, "feed", "12345") == hmac.digest(key, b"feed\x0012345", "sha256")[:16]
+    count = 100_000
+    ours = min(timeit.repeat(lambda: tokens._tag(key, "feed", "12345"), number=count, repeat=5))
+    naive = min(
+        timeit.repeat(
+            lambda: hmac.digest(key, b"feed\x0012345", "sha256")[:16], number=count, repeat=5
+        )
+    )
+    return ours / count, naive / count
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -199,6 +243,25 @@ def main() -> None:
         print(
             f"fixed cost: the day's pieces render in {day_render(db) * 1e3:.0f} ms; "
             f"`newsletter send` with no subscribers takes {empty_send(tmp):.2f} s (medians of 5)"
+        )
+        loaded = "compiled" if speedups.in_use() else "plain Python (run `make compile`)"
+        compiled, plain = compiled_and_plain(db)
+        fast, slow = statistics.median(compiled), statistics.median(plain)
+        print(
+            f"compose passes in fresh processes, {SUBSCRIBERS:,} subscribers (this process: "
+            f"{loaded}): compiled {fast:,.0f}/s, plain Python {slow:,.0f}/s "
+            f"({fast / slow:.1f}x; medians of 3, alternating)"
+        )
+        frozen, unfrozen = collector(db)
+        print(
+            f"garbage collection in those passes: {statistics.median(frozen) * 1e3:.0f} ms with "
+            f"the heap frozen while composing, {statistics.median(unfrozen) * 1e3:.0f} ms without"
+            " (medians of 3)"
+        )
+        ours_tag, naive_tag = tag_cost()
+        print(
+            f"signed-link tag: {ours_tag * 1e6:.2f} µs from each key's pads, against "
+            f"{naive_tag * 1e6:.2f} µs with hmac.digest ({naive_tag / ours_tag:.1f}x)"
         )
         ids = [s.id for s in subscribers]
         runs = [claims(db, tmp, ids) for _ in range(3)]

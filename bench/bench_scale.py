@@ -20,7 +20,9 @@ Needs Debian's postfix for smtp-sink/smtp-source (`make bench` installs it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import secrets
@@ -33,6 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -108,45 +111,64 @@ def sink() -> Iterator[int]:
         process.wait()
 
 
-def compose_alone(db: Path, settings: Settings = SETTINGS) -> tuple[float, int, int]:
-    """CPU seconds to compose every subscriber's message once, built and sent count and bytes:
-    the day rendered and every cache filled from empty (call it in a fresh process)."""
+class Pass(NamedTuple):
+    """One compose pass: CPU seconds, messages built, their bytes, seconds in the collector."""
+
+    cpu: float
+    built: int
+    size: int
+    gc: float
+
+
+def compose_alone(db: Path, settings: Settings = SETTINGS, *, frozen: bool = True) -> Pass:
+    """Compose every subscriber's message once, the day rendered and every cache filled from
+    empty (call it in a fresh process); `frozen`: with the heap frozen, as `deliver` does."""
     with Store(db) as store:
         digest = store.digest(store.latest_date())  # type: ignore[arg-type]
         subscribers = list(store.active_subscribers())
     assert digest is not None
     clock = dt.datetime.now(dt.UTC)
+    collecting = [0.0, 0.0]  # start of the current collection, seconds in all
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[0] = time.perf_counter()
+        else:
+            collecting[1] += time.perf_counter() - collecting[0]
+
+    gc.callbacks.append(timed)
     start = time.process_time()
     composer = Composer(settings=settings, digest=digest, clock=lambda: clock)
     composer.prepare()
     sent = size = 0
-    with frozen_heap():  # as `deliver` composes
+    with frozen_heap() if frozen else contextlib.nullcontext():
         for subscriber in subscribers:
             message = composer.compose(subscriber)
             if message is not None:
                 sent += 1
                 size += len(message.data)
-    return time.process_time() - start, sent, size
+    cpu = time.process_time() - start
+    gc.callbacks.remove(timed)
+    return Pass(cpu, sent, size, collecting[1])
 
 
-def compose_cold(db: Path, extra_env: dict[str, str]) -> tuple[float, int, int]:
+def compose_cold(db: Path, extra_env: dict[str, str], *, frozen: bool = True) -> Pass:
     """`compose_alone` in a fresh process (its own caches, heap and bytecode cache on, as a
-    `newsletter send` has them), with the DKIM settings of `extra_env`."""
+    `newsletter send` has them), with the settings of `extra_env` (DKIM, plain Python)."""
     env = {**os.environ, **extra_env}
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(
-        [sys.executable, __file__, "--compose-pass", str(db)],
+        [sys.executable, __file__, "--compose-pass", str(db), *([] if frozen else ["--unfrozen"])],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     )
-    cpu, built, size = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(cpu), int(built), int(size)
+    return Pass(*json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def compose_pass(db: Path) -> None:
-    """The child of `compose_cold`: prints [cpu seconds, built, bytes] as JSON."""
+def compose_pass(db: Path, *, frozen: bool) -> None:
+    """The child of `compose_cold`: prints its Pass as JSON."""
     settings = SETTINGS
     key_file = os.environ.get("NEWSLETTER_DKIM_KEY_FILE")
     if key_file:
@@ -155,7 +177,7 @@ def compose_pass(db: Path) -> None:
             dkim_domain=os.environ["NEWSLETTER_DKIM_DOMAIN"],
             dkim_key_file=Path(key_file),
         )
-    print(json.dumps(compose_alone(db, settings)))
+    print(json.dumps(compose_alone(db, settings, frozen=frozen)))
 
 
 def naive_rate(db: Path, subscribers: list[Subscriber]) -> float:
@@ -221,9 +243,10 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--dkim", choices=("rsa", "ed25519"), help="DKIM-sign every message")
     parser.add_argument("--compose-pass", type=Path, help=argparse.SUPPRESS)  # compose_cold's
+    parser.add_argument("--unfrozen", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.compose_pass:
-        compose_pass(args.compose_pass)
+        compose_pass(args.compose_pass, frozen=not args.unfrozen)
         return
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
     compiled = "compiled (mypyc)" if speedups.in_use() else "plain Python: run `make compile`"
@@ -245,7 +268,7 @@ def main() -> None:
             subscribers = make_db(base, size)
             # Each pass in a fresh process, as a send starts; the median of three.
             passes = sorted(compose_cold(base, extra_env) for _ in range(3))
-            cpu, built, total = passes[1]
+            cpu, built, total, _ = passes[1]
             average = total // max(built, 1)
             naive = naive_rate(base, subscribers)
             print(
