@@ -96,7 +96,7 @@ _LINE_ENDS = b"\r\n"  # CR and LF: the bytes a simple body loses at its end
 class DkimSigner:
     """Signs messages for one selector, domain and private key (PEM, RSA or ed25519)."""
 
-    __slots__ = ("_h", "_names", "_relaxed", "_signature", "algorithm", "domain", "selector")
+    __slots__ = ("_canonical", "_h", "_names", "_signature", "algorithm", "domain", "selector")
 
     def __init__(self, *, selector: str, domain: str, key_pem: bytes, source: str = "key") -> None:
         self.selector = selector
@@ -110,7 +110,7 @@ class DkimSigner:
         self._h = _fold(names, ":", first=_H_START)
         # Canonical forms of header fields seen before: most (From, List-Id, MIME-Version...)
         # are the same in every message of a run. Bounded: cleared when full.
-        self._relaxed: dict[tuple[bytes, bytes], bytes] = {}
+        self._canonical: dict[tuple[bytes, bytes], bytes] = {}
 
     def sign(self, message: bytes, *, now: dt.datetime) -> bytes:
         """`message` (CRLF line endings, headers then a blank line) with a DKIM-Signature on top."""
@@ -142,11 +142,11 @@ class DkimSigner:
             found = instances.get(name)
             if found:
                 field = found.pop()
-                canonical = self._relaxed.get(field)
+                canonical = self._canonical.get(field)
                 if canonical is None:
-                    if len(self._relaxed) >= 1024:
-                        self._relaxed.clear()
-                    canonical = self._relaxed[field] = _relaxed(*field)
+                    if len(self._canonical) >= 1024:
+                        self._canonical.clear()
+                    canonical = self._canonical[field] = _relaxed(*field)
                 signed += canonical
         signed += _relaxed(b"DKIM-Signature", tags)[:-2]  # the signature itself: b= empty, no CRLF
         value = base64.b64encode(self._signature(bytes(signed))).decode()
