@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import re
@@ -10,7 +11,7 @@ import tracemalloc
 import unicodedata
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.audience import match
@@ -433,5 +434,41 @@ def test_a_keyword_absent_from_the_day_is_not_compiled(monkeypatch: pytest.Monke
     prepared = PreparedDigest(real("2024-12-13.md"))
     assert not select_papers(prepared, Filters(keywords=("quantum chromodynamics",)))
     assert len(cache) == 0
-    assert select_papers(prepared, Filters(keywords=("LLM",)))
+    # One Latin word and Hangul alone are found without a pattern too; two words need one.
+    assert select_papers(prepared, Filters(keywords=("LLM", "멀티모달", "벤치 마크")))
+    assert len(cache) == 0
+    assert select_papers(prepared, Filters(keywords=("language model",)))
     assert len(cache) == 1
+
+
+# Letters around word boundaries: plural endings, digits, "_" (not a boundary letter), Hangul,
+# a kanji, spaces and hyphens, punctuation, a combining mark and an NFKC-folded ligature.
+_EDGES = "lmsae4_멀티모달漢 -.,'\u0301ﬁ"
+
+
+@settings(max_examples=300, deadline=None)
+@example(fields=["a lmes", "lm"], keyword="LM")  # an es plural, in the first field
+@example(fields=["lm_s"], keyword="lm")  # "_" is no letter: a boundary
+@example(fields=["lmss", "lms"], keyword="lm")  # an s plural, in the second field
+@example(fields=["멀티", "멀 티-모달"], keyword="멀티모달")  # spaced out, in the second field
+@example(fields=["멀티 모", "달"], keyword="멀티모달")  # not across fields
+@example(fields=["lm멀티"], keyword="lm")  # Hangul is a boundary for a Latin word
+@given(
+    fields=st.lists(st.text(_EDGES, max_size=30), min_size=1, max_size=4),
+    keyword=st.text(_EDGES, min_size=1, max_size=6),
+)
+def test_keywords_found_without_a_pattern_are_found_where_the_pattern_finds_them(
+    fields: list[str], keyword: str
+) -> None:
+    # One-word Latin and Hangul-only keywords skip their pattern (see _found_directly): the
+    # field each is found in must be the one the pattern (keyword_matches) finds first.
+    p = dataclasses.replace(
+        paper("2401.00001", fields[0]),
+        sections=tuple(Section(f"s{i}", text) for i, text in enumerate(fields[1:])),
+    )
+    names = ["title", *(f"s{i}" for i in range(len(fields) - 1))]
+    expected = next(
+        (n for n, t in zip(names, fields, strict=True) if keyword_matches(keyword, t)), None
+    )
+    picks = select_papers(PreparedDigest(digest(p)), Filters(keywords=(keyword,)))
+    assert [r.field for pick in picks for r in pick.reasons] == ([expected] if expected else [])

@@ -15,7 +15,7 @@ import sys
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..model import Digest, Filters, Paper
@@ -40,6 +40,7 @@ _CJK_RUNS = re.compile(f"[{_CJK}]+")
 # A letter or digit; "_" and CJK characters never reach it (see `_latin_view`).
 _WORD = r"[^\W_]"
 _IS_WORD = re.compile(_WORD)
+_WORDS = re.compile(f"{_WORD}+")  # a run of letters and digits: a Latin view's tokens
 _SEPARATORS = re.compile(r"[ -]+")
 _GAP = "\x01"  # joins the squeezed fields of a digest (a keyword holding it is never ruled out)
 
@@ -218,6 +219,7 @@ class PreparedDigest:
     """A digest with its papers' text normalised once, in `paper_order`."""
 
     __slots__ = (
+        "_bare",
         "_candidates",
         "_every",
         "_fields",
@@ -227,6 +229,7 @@ class PreparedDigest:
         "_picks",
         "_reasons",
         "_squeezed",
+        "_tokens",
         "digest",
         "papers",
     )
@@ -245,13 +248,18 @@ class PreparedDigest:
         self._fields: tuple[tuple[tuple[str, str, str], ...], ...] = tuple(
             tuple((name, text, _latin_view(text)) for name, text in fields) for fields in texts
         )
+        # per paper, each field's text without spaces and hyphens (Hangul keywords look here)
+        self._bare: tuple[tuple[str, ...], ...] = tuple(
+            tuple(_squeeze(text) for _, text, _ in fields) for fields in self._fields
+        )
+        # per paper, each field's tokens in its Latin view (one-word Latin keywords look
+        # here); made on first use
+        self._tokens: tuple[tuple[frozenset[str], ...], ...] | None = None
         self._every = tuple(Pick(p) for p in self.papers)
         # Every field's text without spaces and hyphens: a keyword whose words, run together,
         # are not in it cannot match anywhere (its pattern only allows spaces and hyphens
         # between them), so most of a large vocabulary is ruled out without compiling it.
-        self._squeezed = _GAP.join(
-            _squeeze(text) for fields in self._fields for _, text, _ in fields
-        )
+        self._squeezed = _GAP.join(bare for fields in self._bare for bare in fields)
         # keyword as written -> (normalised, its hits); ("", ()): blank, nothing to find
         self._keywords: dict[str, tuple[str, tuple[tuple[int, str], ...]]] = {}
         # normalised keyword -> (paper index, first field it is found in) for each paper hit
@@ -283,6 +291,45 @@ class PreparedDigest:
             self._found[term.norm] = found
         return found
 
+    def _found_directly(self, norm: str) -> tuple[tuple[int, str], ...] | None:
+        """The hits of the commonest keywords without compiling a pattern, or None for the rest.
+
+        A keyword of Hangul (or other CJK) only: its pattern allows spaces and hyphens between
+        every two characters, so it is found exactly where a field without spaces and hyphens
+        holds it without them. One Latin word: its pattern wants a letter or digit boundary
+        each side and allows an s/es plural, so it is found exactly where a field's Latin view
+        has the word, or it plus s or es, as a whole token.
+        """
+        words = _SEPARATORS.split(norm)
+        joined = "".join(words)
+        if not joined:
+            return None
+        if _CJK_RUNS.fullmatch(joined):
+            return self._first_fields(lambda i, f: joined in self._bare[i][f])
+        if (
+            len(words) - words.count("") == 1
+            and _WORDS.fullmatch(joined)
+            and not _HAS_CJK.search(joined)
+        ):
+            if self._tokens is None:
+                self._tokens = tuple(
+                    tuple(frozenset(_WORDS.findall(view)) for _, _, view in fields)
+                    for fields in self._fields
+                )
+            tokens, forms = self._tokens, (joined, joined + "s", joined + "es")
+            return self._first_fields(lambda i, f: not tokens[i][f].isdisjoint(forms))
+        return None
+
+    def _first_fields(self, holds: Callable[[int, int], bool]) -> tuple[tuple[int, str], ...]:
+        """(paper index, name of its first field that `holds`) for each paper with one."""
+        hits = []
+        for i, fields in enumerate(self._fields):
+            for f, (name, _, _) in enumerate(fields):
+                if holds(i, f):
+                    hits.append((i, name))
+                    break
+        return tuple(hits)
+
     def _absent(self, norm: str) -> bool:
         """True when the normalised keyword cannot occur in any field (no pattern needed)."""
         words = "".join(_SEPARATORS.split(norm))
@@ -302,6 +349,8 @@ class PreparedDigest:
             pass
         elif self._absent(norm):
             found = (norm, ())
+        elif (direct := self._found_directly(norm)) is not None:
+            found = (norm, direct)
         elif not cache:
             term = _compile(norm)
             found = found if term is None else (norm, self._scan(term))
