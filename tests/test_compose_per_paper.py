@@ -239,3 +239,24 @@ def test_the_cards_are_the_papers_match_selects(
             result = runner.invoke(main, args, env={"NEWSLETTER_SECRET_KEY": TEST_KEY})
             assert result.exit_code == 0, result.output
             assert [p["arxiv_id"] for p in json.loads(result.output)] == selected
+
+
+def test_the_date_header_follows_the_clock_to_the_second(digests: dict[str, Digest]) -> None:
+    # The Date is formatted once per second of the clock (a send reads it per message).
+    start = dt.datetime(2024, 12, 13, 9, 0, 59, 100_000, tzinfo=dt.UTC)
+    ticks = iter(
+        [start, start.replace(microsecond=900_000), start + dt.timedelta(seconds=1), start]
+    )
+    composer = Composer(settings=SETTINGS, digest=digests["2024-12-13"], clock=lambda: next(ticks))
+    reader = Subscriber(id=1, email="reader1@example.com")
+    dates = []
+    for _ in range(4):
+        message = composer.compose(reader)
+        assert message is not None
+        dates.append(reading(message.data)["headers"]["Date"])
+    assert dates == [
+        "Fri, 13 Dec 2024 09:00:59 +0000",
+        "Fri, 13 Dec 2024 09:00:59 +0000",
+        "Fri, 13 Dec 2024 09:01:00 +0000",
+        "Fri, 13 Dec 2024 09:00:59 +0000",
+    ]

@@ -295,11 +295,13 @@ class Composer:
         )
 
     def _date(self, now: dt.datetime) -> str:
+        """The Date header of `now`: formatted once per second (it shows whole seconds)."""
+        second = now.replace(microsecond=0)
         last = self._last_date
-        if last is not None and last[0] == now:
+        if last is not None and last[0] == second:
             return last[1]
-        text = format_date(now)
-        self._last_date = (now, text)
+        text = format_date(second)
+        self._last_date = (second, text)
         return text
 
     def _layout(self, filters: Filters) -> _Layout | None:
