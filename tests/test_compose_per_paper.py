@@ -170,6 +170,39 @@ def test_the_size_cap_cuts_cards_before_twenty(digests: dict[str, Digest]) -> No
     assert rendered is not None and rendered.shown == shown and rendered.total == 22
 
 
+def test_the_size_cap_counts_the_keyword_chips(digests: dict[str, Digest]) -> None:
+    # Near the budget a card's chips decide whether it fits: for summaries of many lengths,
+    # a reader with long keywords (a chip on every card) gets what the whole render shows.
+    keyword = "sparse mixture of experts routing with load balancing"
+    shown = set()
+    for repeat in range(300, 420, 6):
+        papers = tuple(
+            Paper(
+                arxiv_id=f"2501.{10000 + i}",
+                title=f"Long paper {i}",
+                display_title=f"Long paper {i}",
+                url=f"https://arxiv.org/abs/2501.{10000 + i}",
+                image=None,
+                is_thumbnail=False,
+                votes=100 - i,
+                authors=("Kim Minji",),
+                sections=(Section("What's New", f"{keyword}. " + "긴 요약입니다. " * repeat),),
+            )
+            for i in range(22)
+        )
+        digest = Digest(date=dt.date(2025, 1, 6), papers=papers, source="long.md")
+        composer = Composer(settings=SETTINGS, digest=digest, clock=clock)
+        reader = Subscriber(
+            id=9,
+            email="long@example.com",
+            filters=Filters(keywords=(keyword,)),
+        )
+        data = assert_same(composer, digest, reader)
+        assert data is not None
+        shown.add(len(set(ARXIV.findall(reading(data)["bodies"][1]))))
+    assert len(shown) > 3  # the cut moved with the length
+
+
 def test_a_template_that_numbers_its_own_cards_is_rendered_whole(
     digests: dict[str, Digest], tmp_path: Path
 ) -> None:

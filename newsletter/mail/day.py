@@ -34,7 +34,6 @@ from .fragments import (
     NotSpliceable,
 )
 from .pieces import (
-    CARDS,
     FILTERS,
     FRAME_HOLES,
     NUMBER,
@@ -45,6 +44,7 @@ from .pieces import (
     crlf,
     ended,
     fill,
+    rendered_size,
 )
 from .render import (
     HTML_BUDGET,
@@ -254,73 +254,35 @@ class DayEmail:
         html[FILTERS] = self._html_filters_sep.join(map(_escaped, described)).encode()
         text[FILTERS] = self._text_filters_sep.join(described).encode()
         shown = min(total, self.settings.max_papers_per_email)
-        rows: list[tuple[int, bool, bytes, _Chip | None]] = []
         index = self._index
-        for n, pick in enumerate(picks[:shown], start=1):
-            chip = self._chip(pick.reasons) if pick.reasons else None
-            rows.append((index[pick.paper.arxiv_id], chip is not None, _NUMBERS[n], chip))
+        chips = [self._chip(p.reasons) if p.reasons else None for p in picks[:shown]]
+        html_rows = [
+            (index[p.paper.arxiv_id], chip is not None, _NUMBERS[n], chip.html if chip else b"")
+            for n, (p, chip) in enumerate(zip(picks[:shown], chips, strict=True), start=1)
+        ]
         while True:
-            size = self._html_size(rows, shown, total, html)
+            variant = _variant(total, shown)
+            html["shown"] = str(shown).encode()
+            html["more"] = str(total - shown).encode()
+            size = rendered_size(self._html, variant, html_rows[:shown], html)
             if size <= HTML_BUDGET or shown == 0:
                 break
             # Cards are of similar size: jump close to the fit, then step down one at a time.
             shown = min(shown - 1, shown * HTML_BUDGET // size)
-        variant = _variant(total, shown)
-        html["shown"] = text["shown"] = str(shown).encode()
-        html["more"] = text["more"] = str(total - shown).encode()
-        shown_rows = rows[:shown]
+        text["shown"] = html["shown"]
+        text["more"] = html["more"]
+        text_rows = [
+            (i, c, number, chip.text if chip else b"")
+            for (i, c, number, _), chip in zip(html_rows[:shown], chips[:shown], strict=True)
+        ]
         return Assembled(
             subject=head.subject,
             preheader=head.preheader,
             shown=shown,
             total=total,
-            html=fill(
-                self._html,
-                variant,
-                [(i, c, n, ch.html if ch else b"") for i, c, n, ch in shown_rows],
-                html,
-            ),
-            text=fill(
-                self._text,
-                variant,
-                [(i, c, n, ch.text if ch else b"") for i, c, n, ch in shown_rows],
-                text,
-            ),
+            html=fill(self._html, variant, html_rows[:shown], html),
+            text=fill(self._text, variant, text_rows, text),
         )
-
-    def _html_size(
-        self,
-        rows: list[tuple[int, bool, bytes, _Chip | None]],
-        shown: int,
-        total: int,
-        values: dict[str, bytes],
-    ) -> int:
-        """Bytes of the HTML as rendered (LF line ends) with `shown` cards."""
-        cards = self._html.cards
-        variant = _variant(total, shown)
-        extras: frozenset[int] = frozenset()
-        size = 0
-        for index, chips, number, chip in rows[:shown]:
-            card = cards[variant, index, chips]
-            if card.extras:
-                extras |= card.extras
-            size += card.part.size
-            for hole, count in card.part.counts:
-                if hole == NUMBER:
-                    size += len(number) * count
-                elif hole == REASONS:
-                    size += (len(chip.html) if chip else 0) * count
-                else:
-                    size += len(values[hole]) * count
-        frame = self._html.frame(variant, extras)
-        for hole, count in frame.counts:
-            if hole == "shown":
-                size += len(str(shown)) * count
-            elif hole == "more":
-                size += len(str(total - shown)) * count
-            elif hole != CARDS:
-                size += len(values[hole]) * count
-        return size + frame.size
 
 
 def _variant(total: int, shown: int) -> str:

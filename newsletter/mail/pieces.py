@@ -186,6 +186,35 @@ def ended(body: bytes) -> bytes:
     return body if body.endswith(b"\r\n") else body + b"\r\n"
 
 
+def rendered_size(
+    fmt: Format,
+    variant: str,
+    rows: list[tuple[int, bool, bytes, bytes]],
+    values: dict[str, bytes],
+) -> int:
+    """UTF-8 bytes of the body `fill` makes of the same arguments, as rendered (LF line
+    ends): the statics' sizes plus each hole's value times its count, nothing joined."""
+    extras: frozenset[int] = frozenset()
+    size = 0
+    for index, chips, number, chip in rows:
+        card = fmt.cards[variant, index, chips]
+        if card.extras:
+            extras |= card.extras
+        size += card.part.size
+        for hole, count in card.part.counts:
+            if hole == NUMBER:
+                size += len(number) * count
+            elif hole == REASONS:
+                size += len(chip) * count
+            else:
+                size += len(values[hole]) * count
+    frame = fmt.frame(variant, extras)
+    for hole, count in frame.counts:
+        if hole != CARDS:
+            size += len(values[hole]) * count
+    return size + frame.size
+
+
 def fill(
     fmt: Format,
     variant: str,
