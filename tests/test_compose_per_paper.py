@@ -139,9 +139,8 @@ def test_the_twenty_card_cap_and_the_more_link(digests: dict[str, Digest]) -> No
     assert "오늘의 아카이브에서 논문 7편 더 보기" in text
 
 
-def test_the_size_cap_cuts_cards_before_twenty(digests: dict[str, Digest]) -> None:
-    # Long summaries: twenty cards would pass the HTML budget, so fewer are shown.
-    long = "긴 요약입니다. " * 400
+def long_digest(summary: str) -> Digest:
+    """22 papers whose one section is `summary`: long ones pass the HTML budget before 20."""
     papers = tuple(
         Paper(
             arxiv_id=f"2501.{10000 + i}",
@@ -152,11 +151,16 @@ def test_the_size_cap_cuts_cards_before_twenty(digests: dict[str, Digest]) -> No
             is_thumbnail=False,
             votes=100 - i,
             authors=("Kim Minji",),
-            sections=(Section("What's New", long),),
+            sections=(Section("What's New", summary),),
         )
         for i in range(22)
     )
-    digest = Digest(date=dt.date(2025, 1, 6), papers=papers, source="long.md")
+    return Digest(date=dt.date(2025, 1, 6), papers=papers, source="long.md")
+
+
+def test_the_size_cap_cuts_cards_before_twenty(digests: dict[str, Digest]) -> None:
+    # Long summaries: twenty cards would pass the HTML budget, so fewer are shown.
+    digest = long_digest("긴 요약입니다. " * 400)
     composer = Composer(settings=SETTINGS, digest=digest, clock=clock)
     assert composer.per_paper
     reader = Subscriber(id=9, email="long@example.com", name="Alex Chen")
@@ -176,21 +180,7 @@ def test_the_size_cap_counts_the_keyword_chips(digests: dict[str, Digest]) -> No
     keyword = "sparse mixture of experts routing with load balancing"
     shown = set()
     for repeat in range(300, 420, 6):
-        papers = tuple(
-            Paper(
-                arxiv_id=f"2501.{10000 + i}",
-                title=f"Long paper {i}",
-                display_title=f"Long paper {i}",
-                url=f"https://arxiv.org/abs/2501.{10000 + i}",
-                image=None,
-                is_thumbnail=False,
-                votes=100 - i,
-                authors=("Kim Minji",),
-                sections=(Section("What's New", f"{keyword}. " + "긴 요약입니다. " * repeat),),
-            )
-            for i in range(22)
-        )
-        digest = Digest(date=dt.date(2025, 1, 6), papers=papers, source="long.md")
+        digest = long_digest(f"{keyword}. " + "긴 요약입니다. " * repeat)
         composer = Composer(settings=SETTINGS, digest=digest, clock=clock)
         reader = Subscriber(
             id=9,
