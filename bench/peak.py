@@ -5,8 +5,9 @@ forked from, and keeps it across exec. A benchmark parent holding 100,000 subscr
 100 MB send look like 200 MB. So:
 - `own_peak_mb()`: this process's high-water mark since its exec (VmHWM, reset by exec);
 - `python bench/peak.py COMMAND...`: runs COMMAND as the child of this small process and
-  prints, as its last line on stderr, `peak <MB> cpu <seconds>` of COMMAND and the processes
-  it waited for (its workers).
+  prints, as its last line on stderr, `peak <MB> cpu <seconds> wall <seconds>` of COMMAND and
+  the processes it waited for (its workers); wall runs from just before COMMAND starts until
+  it has exited, so this script's own start-up is not counted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import os
 import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 MARK = "peak "
 
@@ -35,18 +38,28 @@ def wrap(command: list[str]) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *command]
 
 
-def parse(stderr: str) -> tuple[float, float]:
-    """(peak MB, CPU seconds) from the stderr of a wrapped command."""
+class Usage(NamedTuple):
+    """What a wrapped command used: peak MB, CPU seconds, wall-clock seconds."""
+
+    peak_mb: float
+    cpu: float
+    wall: float
+
+
+def parse(stderr: str) -> Usage:
+    """The Usage printed on the stderr of a wrapped command."""
     line = next(x for x in reversed(stderr.splitlines()) if x.startswith(MARK))
-    _, peak, _, cpu = line.split()
-    return float(peak), float(cpu)
+    _, peak, _, cpu, _, wall = line.split()
+    return Usage(float(peak), float(cpu), float(wall))
 
 
 def main() -> int:
+    start = time.perf_counter()
     process = subprocess.Popen(sys.argv[1:])
     _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
     cpu = usage.ru_utime + usage.ru_stime
-    print(f"{MARK}{usage.ru_maxrss / 1024:.1f} cpu {cpu:.3f}", file=sys.stderr)
+    print(f"{MARK}{usage.ru_maxrss / 1024:.1f} cpu {cpu:.3f} wall {wall:.4f}", file=sys.stderr)
     return os.waitstatus_to_exitcode(status)
 
 
