@@ -71,3 +71,19 @@ def test_installed_wheel_reports_its_version(wheel: Path, tmp_path: Path) -> Non
     shown = run("-c", code, cwd=tmp_path, env=env).stdout.splitlines()
     assert shown[0].startswith(str(target)), shown[0]  # the wheel's copy, not the checkout
     assert shown[1:] == [VERSION, VERSION]
+
+
+def test_the_console_script_leaves_the_heap_frozen_for_the_exit() -> None:
+    # `newsletter` is cli.run: main, then gc.freeze, so the interpreter's exit does not run
+    # the collector over the heap; an exit handler sees what the exit sees.
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert scripts["scripts"]["newsletter"] == "newsletter.cli:run"
+    code = (
+        "import atexit, gc, sys; from newsletter.cli import run; "
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count())); "
+        "sys.argv = ['newsletter', '--version']; run()"
+    )
+    shown = run("-c", code).stdout.splitlines()
+    assert shown[0].startswith("newsletter, version")
+    frozen = int(shown[-1].removeprefix("frozen "))
+    assert frozen > 10_000  # the modules' objects, at least
