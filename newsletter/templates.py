@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+import jinja2.bccache
 
 from .errors import TemplateError
 
@@ -26,6 +28,22 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and not name.endswith((".txt", ".text"))
 
 
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """Jinja's file cache of compiled templates, never a reason for a render to fail: an
+    entry that cannot be read is a miss, one that cannot be written (a full or vanished
+    temporary folder) is not kept."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # unreadable or damaged (pickle and marshal raise their own kinds)
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
 @lru_cache(maxsize=4)
 def _bytecode_cache(syntax: str) -> jinja2.BytecodeCache | None:
     """Compiled templates kept between processes (a send, build or preview otherwise compiles
@@ -35,7 +53,7 @@ def _bytecode_cache(syntax: str) -> jinja2.BytecodeCache | None:
     """
     tag = hashlib.sha256(syntax.encode()).hexdigest()[:12]
     try:
-        return jinja2.FileSystemBytecodeCache(pattern=f"__newsletter_{tag}_%s.cache")
+        return _BytecodeCache(pattern=f"__newsletter_{tag}_%s.cache")
     except (OSError, RuntimeError):  # no safe folder of our own: compile every time
         return None
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -289,3 +291,28 @@ def test_compiled_templates_outlive_the_process_but_never_a_change(tmp_path: Pat
     os.utime(template, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     assert rendered() == "again 3\n\n"
     assert set(folder.glob("__newsletter_*")) - before == made
+
+
+def test_a_damaged_or_vanished_template_cache_never_fails_a_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cache lives in the temporary folder; here, a folder of this test's own.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    templates._bytecode_cache.cache_clear()
+    templates.template_environment.cache_clear()
+    try:
+        expected = templates.get_template("email/digest.txt").filename
+        entries = list((tmp_path / "tmp").rglob("__newsletter_*"))
+        assert len(entries) == 1 and expected
+        # Damaged after its header: the entry is a miss, and the render still works.
+        entries[0].write_bytes(jinja2.bccache.bc_magic + b"\x80not a pickle")
+        templates.template_environment.cache_clear()
+        assert templates.get_template("email/digest.txt").render is not None
+        # The folder gone (a cleaner of /tmp): nothing can be written, the render still works.
+        shutil.rmtree(tmp_path / "tmp")
+        templates.template_environment.cache_clear()
+        assert templates.get_template("email/digest.txt").filename == expected
+    finally:
+        templates._bytecode_cache.cache_clear()
+        templates.template_environment.cache_clear()
