@@ -24,7 +24,7 @@ from .store import Clock, Part, Store, utc_now
 if TYPE_CHECKING:  # the site's builder is imported when a run builds, not for a send
     from .publish.build import BuildReport
 
-__all__ = ["DailyReport", "run_daily", "send_day", "send_test_day"]
+__all__ = ["DailyReport", "day_composer", "run_daily", "send_day", "send_test_day"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +60,18 @@ async def send_day(
     backoff: float = 1.0,
     progress: Progress | None = None,
     part: Part | None = None,
+    composer: Composer | None = None,
 ) -> DeliveryReport:
     """Send one day's digest (default: the newest) with the settings' concurrency, rate, retries.
 
     The sender is not closed here. A StoreError says when the day (or any digest) is missing.
     `part` (index, count): only the subscribers whose id % count == index (newsletter.parallel).
+    `composer`: the day's, already prepared (`day_composer`; `date` and `clock` are then its).
     """
-    digest = store.digest_for(date)
-    composer = Composer(settings=settings, digest=digest, clock=clock)
-    composer.prepare()
+    if composer is None:
+        composer = day_composer(store=store, settings=settings, date=date, clock=clock)
     return await deliver(
-        date=digest.date,
+        date=composer.digest.date,
         store=store,
         compose=composer.compose,
         sender=sender,
@@ -83,6 +84,15 @@ async def send_day(
         progress=progress,
         part=part,
     )
+
+
+def day_composer(
+    *, store: Store, settings: Settings, date: dt.date | None, clock: Clock = utc_now
+) -> Composer:
+    """The composer of one day (default: the newest), its pieces rendered (`Composer.prepare`)."""
+    composer = Composer(settings=settings, digest=store.digest_for(date), clock=clock)
+    composer.prepare()
+    return composer
 
 
 async def send_test_day(

@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from newsletter import daily, parallel
 from newsletter.cli import main
+from newsletter.config import Settings
+from newsletter.delivery.outbox import CountingSender
 from newsletter.digest.ingest import ingest_paths
 from newsletter.model import Filters
 from newsletter.store import Store
@@ -484,6 +487,47 @@ def test_a_send_split_across_processes_mails_everyone_exactly_once(
         assert "sent 0," in again.stdout and "earlier runs: 40 sent" in again.stdout
     assert len(handler.received) == 40
     assert {row.status for row in ledger(db)} == {"sent", "skipped"}
+
+
+def test_spawned_workers_render_the_day_themselves_and_mail_everyone_once(
+    cli_env: dict[str, str], db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where workers cannot be forked (macOS, Windows) they are spawned bare and render the
+    # day themselves; the forked path is the CLI test above (Linux).
+    monkeypatch.setattr(parallel, "_can_fork", lambda: False)
+    with smtp_server(RecordingHandler()) as (server, handler):
+        settings = Settings().replace(
+            db=db,
+            secret_key=cli_env["NEWSLETTER_SECRET_KEY"],
+            smtp_host="127.0.0.1",
+            smtp_port=server.port,
+            smtp_tls="none",
+            concurrency=4,
+        )
+        report = parallel.send_day_in_processes(
+            settings=settings, date=dt.date.fromisoformat(NEWEST), processes=2
+        )
+        assert (report.sent, report.skipped) == (8, 1)
+        assert got(handler) == {email: 1 for email in readers(db)}
+
+
+async def test_a_send_given_the_days_composer_renders_nothing_again(
+    cli_env: dict[str, str], db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a forked worker does: send_day with the composer its parent prepared.
+    settings = Settings().replace(db=db, secret_key=cli_env["NEWSLETTER_SECRET_KEY"])
+    with Store(db) as store:
+        composer = daily.day_composer(store=store, settings=settings, date=None)
+
+        def render_again(**_: object) -> None:
+            raise AssertionError("the day was rendered again")
+
+        monkeypatch.setattr(daily, "day_composer", render_again)
+        sender = CountingSender()
+        report = await daily.send_day(
+            store=store, settings=settings, sender=sender, composer=composer
+        )
+    assert (report.date, report.sent, sender.count) == (composer.digest.date, 8, 8)
 
 
 def test_processes_are_for_send_only(runner: CliRunner, cli_env: dict[str, str], db: Path) -> None:

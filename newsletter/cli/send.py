@@ -337,28 +337,30 @@ def send(
                 store, settings=settings, date=digest.date, options=options, to=options.to_address
             )
             return
-        if options.processes > 1 and options.record:
-            from ..parallel import send_day_in_processes
-
-            report = send_day_in_processes(
+        if not (options.processes > 1 and options.record):
+            report = _deliver(
+                functools.partial(send_day, date=digest.date),
+                store=store,
                 settings=settings,
-                date=digest.date,
-                processes=options.processes,
-                resend_ambiguous=options.resend_ambiguous,
-                backoff=options.backoff,
+                options=options,
+                label=str(digest.date),
             )
             if _print_report(report, outbox=options.outbox):
                 sys.exit(1)
             return
-        report = _deliver(
-            functools.partial(send_day, date=digest.date),
-            store=store,
-            settings=settings,
-            options=options,
-            label=str(digest.date),
-        )
-        if _print_report(report, outbox=options.outbox):
-            sys.exit(1)
+    # Several processes: started once this one holds no database connection (they may be
+    # forked from it, and SQLite connections must not cross a fork).
+    from ..parallel import send_day_in_processes
+
+    report = send_day_in_processes(
+        settings=settings,
+        date=digest.date,
+        processes=options.processes,
+        resend_ambiguous=options.resend_ambiguous,
+        backoff=options.backoff,
+    )
+    if _print_report(report, outbox=options.outbox):
+        sys.exit(1)
 
 
 @click.command("run")
