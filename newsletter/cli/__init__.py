@@ -65,4 +65,3 @@ def run() -> None:
         main()
     finally:
         gc.freeze()
-
