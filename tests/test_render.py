@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
-import jinja2
 import pytest
 
-from newsletter import templates
 from newsletter.audience.match import Pick, Reason, select_papers
 from newsletter.config import Settings
 from newsletter.digest.parse import parse_digest
@@ -257,62 +250,3 @@ def test_user_templates_override_and_undefined_names_fail(tmp_path: Path) -> Non
     (broken / "email" / "digest.mjml").write_text("<mjml><mj-body><mj-section></mjml>")
     with pytest.raises(TemplateError, match="MJML does not compile"):
         render(digest("2024-06-28"), template_dir=broken)
-
-
-def test_compiled_templates_outlive_the_process_but_never_a_change(tmp_path: Path) -> None:
-    # Jinja's bytecode cache: a second process loads the compiled template from it, and a
-    # template edited in place (same size and time stamp) is compiled afresh, not served stale.
-    (tmp_path / "email").mkdir()
-    template = tmp_path / "email" / "digest.txt"
-    script = (
-        "import sys; from pathlib import Path; from newsletter.templates import get_template; "
-        "print(get_template('email/digest.txt', user_dir=Path(sys.argv[1])).render(total=3))"
-    )
-
-    def rendered() -> str:
-        done = subprocess.run(
-            [sys.executable, "-c", script, str(tmp_path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout
-
-    cache = templates.template_environment(tmp_path).bytecode_cache
-    assert isinstance(cache, jinja2.FileSystemBytecodeCache)
-    folder = Path(cache.directory)
-    before = set(folder.glob("__newsletter_*"))
-    template.write_text("first {{ total }}\n")
-    assert rendered() == "first 3\n\n"
-    made = set(folder.glob("__newsletter_*")) - before
-    assert len(made) == 1  # this template's entry
-    stamp = template.stat()
-    template.write_text("again {{ total }}\n")
-    os.utime(template, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-    assert rendered() == "again 3\n\n"
-    assert set(folder.glob("__newsletter_*")) - before == made
-
-
-def test_a_damaged_or_vanished_template_cache_never_fails_a_render(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The cache lives in the temporary folder; here, a folder of this test's own.
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    templates._bytecode_cache.cache_clear()
-    templates.template_environment.cache_clear()
-    try:
-        expected = templates.get_template("email/digest.txt").filename
-        entries = list((tmp_path / "tmp").rglob("__newsletter_*"))
-        assert len(entries) == 1 and expected
-        # Damaged after its header: the entry is a miss, and the render still works.
-        entries[0].write_bytes(jinja2.bccache.bc_magic + b"\x80not a pickle")
-        templates.template_environment.cache_clear()
-        assert templates.get_template("email/digest.txt").render is not None
-        # The folder gone (a cleaner of /tmp): nothing can be written, the render still works.
-        shutil.rmtree(tmp_path / "tmp")
-        templates.template_environment.cache_clear()
-        assert templates.get_template("email/digest.txt").filename == expected
-    finally:
-        templates._bytecode_cache.cache_clear()
-        templates.template_environment.cache_clear()
