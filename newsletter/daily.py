@@ -66,10 +66,13 @@ async def send_day(
 
     The sender is not closed here. A StoreError says when the day (or any digest) is missing.
     `part` (index, count): only the subscribers whose id % count == index (newsletter.parallel).
-    `composer`: the day's, already prepared (`day_composer`; `date` and `clock` are then its).
+    `composer`: the day's, already prepared (`day_composer`); its clock is used, and `date`,
+    if given, must be its day (ValueError otherwise).
     """
     if composer is None:
         composer = day_composer(store=store, settings=settings, date=date, clock=clock)
+    elif date is not None and date != composer.digest.date:
+        raise ValueError(f"asked to send {date}, given the composer of {composer.digest.date}")
     return await deliver(
         date=composer.digest.date,
         store=store,

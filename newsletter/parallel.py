@@ -24,8 +24,10 @@ import datetime as dt
 import multiprocessing
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from .config import Settings
@@ -55,7 +57,9 @@ class _Share:
 
 def _work(share: _Share, out: Connection, composer: Composer | None = None) -> None:
     """A worker: send this share of the day; report back (or say what went wrong).
-    `composer`: the day's, prepared by the parent (forked workers); None: render it here."""
+
+    `composer`: the day's, prepared by the parent (forked workers); None: render it here.
+    """
     from .daily import send_day  # the worker imports what it uses (a spawned process is bare)
     from .delivery.smtp import smtp_sender
     from .store import Store
@@ -122,38 +126,39 @@ def send_day_in_processes(
     """
     per_worker = max(1, settings.concurrency // processes)
     settings = settings.replace(concurrency=per_worker)
-    composer = _forked_day(settings, date) if _can_fork() else None
-    context: SpawnContext | ForkContext = (
-        multiprocessing.get_context("spawn")
-        if composer is None
-        else multiprocessing.get_context("fork")
-    )
-    workers = []
-    # Frozen while forking: the workers' collectors then leave the inherited heap alone, and
-    # do not touch (and so copy) its pages.
-    with frozen_heap():
-        for index in range(processes):
-            receive, send = context.Pipe(duplex=False)
-            share = _Share(settings, date, index, processes, resend_ambiguous, backoff)
-            process = context.Process(
-                target=_work, args=(share, send, composer), name=f"send-{index}"
-            )
-            process.start()
-            send.close()
-            workers.append((process, receive))
+    workers: list[tuple[BaseProcess, Connection]] = []
     results: list[tuple[str, object]] = []
-    # SIGTERM (a CI timeout, systemd) stops the send like Ctrl-C does.
+    # SIGTERM (a CI timeout, systemd) stops the send like Ctrl-C does, from the start: while
+    # the day renders and workers start too.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        for process, receive in workers:
+        composer = _forked_day(settings, date) if _can_fork() else None
+        context: SpawnContext | ForkContext = (
+            multiprocessing.get_context("spawn")
+            if composer is None
+            else multiprocessing.get_context("fork")
+        )
+        # Frozen while forking: the workers' collectors then leave the inherited heap alone,
+        # and do not touch (and so copy) its pages.
+        with frozen_heap():
+            for index in range(processes):
+                receive, send = context.Pipe(duplex=False)
+                share = _Share(settings, date, index, processes, resend_ambiguous, backoff)
+                process = context.Process(
+                    target=_work, args=(share, send, composer), name=f"send-{index}"
+                )
+                process.start()
+                send.close()
+                workers.append((process, receive))
+        for worker, receive in workers:
             results.append(_result(receive))
-            process.join()
+            worker.join()
     except KeyboardInterrupt:
-        for process, _ in workers:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: the worker finishes what is on the wire
-        for process, _ in workers:
-            process.join()
+        for worker, _ in workers:
+            if worker.is_alive():
+                worker.terminate()  # SIGTERM: the worker finishes what is on the wire
+        for worker, _ in workers:
+            worker.join()
         raise NewsletterError(INTERRUPTED) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -164,8 +169,12 @@ def send_day_in_processes(
 
 
 def _can_fork() -> bool:
-    """Whether workers may be forked: on Linux (fork is unsafe on macOS, absent on Windows)."""
-    return sys.platform.startswith("linux")
+    """Whether workers may be forked: on Linux, from a process running no other thread.
+
+    Fork is unsafe on macOS and absent on Windows; a thread (a web server's workers) may hold
+    a lock at the fork that the worker would then wait for forever.
+    """
+    return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 def _forked_day(settings: Settings, date: dt.date) -> Composer:

@@ -59,7 +59,8 @@ def run() -> None:
 
     The interpreter's exit runs the garbage collector over everything still alive (30 ms
     after a 1,000-subscriber send, 8 ms frozen); the process is ending, so nothing is gained.
-    Files, the store and connections are closed by then. Tests call `main`, never this.
+    Files, the store and connections are closed by then. Tests that run commands in-process
+    call `main`, so their process is never frozen.
     """
     try:
         main()

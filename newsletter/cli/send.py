@@ -337,7 +337,8 @@ def send(
                 store, settings=settings, date=digest.date, options=options, to=options.to_address
             )
             return
-        if not (options.processes > 1 and options.record):
+        split = options.processes > 1 and options.record
+        if not split:
             report = _deliver(
                 functools.partial(send_day, date=digest.date),
                 store=store,
@@ -345,20 +346,18 @@ def send(
                 options=options,
                 label=str(digest.date),
             )
-            if _print_report(report, outbox=options.outbox):
-                sys.exit(1)
-            return
-    # Several processes: started once this one holds no database connection (they may be
-    # forked from it, and SQLite connections must not cross a fork).
-    from ..parallel import send_day_in_processes
+    if split:
+        # Started once this process holds no database connection: the workers may be forked
+        # from it, and SQLite connections must not cross a fork.
+        from ..parallel import send_day_in_processes
 
-    report = send_day_in_processes(
-        settings=settings,
-        date=digest.date,
-        processes=options.processes,
-        resend_ambiguous=options.resend_ambiguous,
-        backoff=options.backoff,
-    )
+        report = send_day_in_processes(
+            settings=settings,
+            date=digest.date,
+            processes=options.processes,
+            resend_ambiguous=options.resend_ambiguous,
+            backoff=options.backoff,
+        )
     if _print_report(report, outbox=options.outbox):
         sys.exit(1)
 

@@ -192,8 +192,10 @@ def rendered_size(
     rows: list[tuple[int, bool, bytes, bytes]],
     values: dict[str, bytes],
 ) -> int:
-    """UTF-8 bytes of the body `fill` makes of the same arguments, as rendered (LF line
-    ends): the statics' sizes plus each hole's value times its count, nothing joined."""
+    """UTF-8 bytes of the body `fill` makes of the same arguments, as rendered (LF ends).
+
+    The statics' sizes plus each hole's value times its count: nothing is joined.
+    """
     extras: frozenset[int] = frozenset()
     size = 0
     for index, chips, number, chip in rows:
