@@ -15,7 +15,7 @@ import sys
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..model import Digest, Filters, Paper
@@ -230,6 +230,7 @@ class PreparedDigest:
         "_reasons",
         "_squeezed",
         "_tokens",
+        "_whole",
         "digest",
         "papers",
     )
@@ -252,14 +253,16 @@ class PreparedDigest:
         self._bare: tuple[tuple[str, ...], ...] = tuple(
             tuple(_squeeze(text) for _, text, _ in fields) for fields in self._fields
         )
-        # per paper, each field's tokens in its Latin view (one-word Latin keywords look
-        # here); made on first use
-        self._tokens: tuple[tuple[frozenset[str], ...], ...] | None = None
+        # per paper, those joined: a keyword not in it is in none of the paper's fields
+        self._whole = tuple(_GAP.join(fields) for fields in self._bare)
+        # token of a Latin view -> (paper index, field index) of each field holding it, in
+        # order (one-word Latin keywords look here); made on first use
+        self._tokens: dict[str, list[tuple[int, int]]] | None = None
         self._every = tuple(Pick(p) for p in self.papers)
         # Every field's text without spaces and hyphens: a keyword whose words, run together,
         # are not in it cannot match anywhere (its pattern only allows spaces and hyphens
         # between them), so most of a large vocabulary is ruled out without compiling it.
-        self._squeezed = _GAP.join(bare for fields in self._bare for bare in fields)
+        self._squeezed = _GAP.join(self._whole)
         # keyword as written -> (normalised, its hits); ("", ()): blank, nothing to find
         self._keywords: dict[str, tuple[str, tuple[tuple[int, str], ...]]] = {}
         # normalised keyword -> (paper index, first field it is found in) for each paper hit
@@ -305,30 +308,36 @@ class PreparedDigest:
         if not joined:
             return None
         if _CJK_RUNS.fullmatch(joined):
-            return self._first_fields(lambda i, f: joined in self._bare[i][f])
+            hits = []
+            for i, whole in enumerate(self._whole):
+                if joined in whole:
+                    f = next(f for f, bare in enumerate(self._bare[i]) if joined in bare)
+                    hits.append((i, self._fields[i][f][0]))
+            return tuple(hits)
         if (
             len(words) - words.count("") == 1
             and _WORDS.fullmatch(joined)
             and not _HAS_CJK.search(joined)
         ):
-            if self._tokens is None:
-                self._tokens = tuple(
-                    tuple(frozenset(_WORDS.findall(view)) for _, _, view in fields)
-                    for fields in self._fields
-                )
-            tokens, forms = self._tokens, (joined, joined + "s", joined + "es")
-            return self._first_fields(lambda i, f: not tokens[i][f].isdisjoint(forms))
+            first: dict[int, int] = {}  # paper index -> its first field holding a form
+            tokens = self._token_index()
+            for form in (joined, joined + "s", joined + "es"):
+                for i, f in tokens.get(form, ()):
+                    if f < first.get(i, f + 1):
+                        first[i] = f
+            return tuple((i, self._fields[i][first[i]][0]) for i in sorted(first))
         return None
 
-    def _first_fields(self, holds: Callable[[int, int], bool]) -> tuple[tuple[int, str], ...]:
-        """(paper index, name of its first field that `holds`) for each paper with one."""
-        hits = []
-        for i, fields in enumerate(self._fields):
-            for f, (name, _, _) in enumerate(fields):
-                if holds(i, f):
-                    hits.append((i, name))
-                    break
-        return tuple(hits)
+    def _token_index(self) -> dict[str, list[tuple[int, int]]]:
+        tokens = self._tokens
+        if tokens is None:
+            tokens = {}
+            for i, fields in enumerate(self._fields):
+                for f, (_, _, view) in enumerate(fields):
+                    for token in set(_WORDS.findall(view)):
+                        tokens.setdefault(token, []).append((i, f))
+            self._tokens = tokens
+        return tokens
 
     def _absent(self, norm: str) -> bool:
         """True when the normalised keyword cannot occur in any field (no pattern needed)."""
