@@ -31,6 +31,7 @@ MODULES = (
     "newsletter.mail.message",
     "newsletter.mail.pieces",
     "newsletter.mail.splice",
+    "newsletter.text",
     "newsletter.tokens",
 )
 LIBRARY = "newsletter.speedups_lib__mypyc"  # the shared library mypyc builds for the group

@@ -267,7 +267,7 @@ class Composer:
         message_id = self.message_id_for(subscriber)
         now = self._clock()
         data = self._skeleton.fill(
-            to=format_address(name=clean_text(subscriber.name, limit=NAME_LIMIT), address=address),
+            to=format_address(name=subscriber.name, address=address),  # it cleans the name
             date=self._date(now),
             message_id=message_id,
             subject=subject,

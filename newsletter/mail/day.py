@@ -251,7 +251,7 @@ class DayEmail:
             text[name] = raw = value.encode()
             html[name] = _escaped(value).encode() if _ESCAPED.search(value) else raw
         described = describe_filters(filters, words=KOREAN)
-        html[FILTERS] = self._html_filters_sep.join(map(_escaped, described)).encode()
+        html[FILTERS] = self._html_filters_sep.join(map(_escaped_if_needed, described)).encode()
         text[FILTERS] = self._text_filters_sep.join(described).encode()
         shown = min(total, self.settings.max_papers_per_email)
         index = self._index
@@ -291,6 +291,11 @@ def _variant(total: int, shown: int) -> str:
 
 def _escaped(text: str) -> str:
     return str(escape(text))
+
+
+def _escaped_if_needed(text: str) -> str:
+    """`_escaped`, without the call when nothing in `text` needs it (most values)."""
+    return _escaped(text) if _ESCAPED.search(text) else text
 
 
 _ESCAPED = re.compile("[&<>\"']")  # the characters `escape` (and Jinja) replace
