@@ -24,6 +24,7 @@ from types import ModuleType
 PACKAGE = Path(__file__).resolve().parent
 # The modules compiled together, by their names; each one's source is PACKAGE/<path>.py.
 MODULES = (
+    "newsletter.audience.describe",
     "newsletter.audience.match",
     "newsletter.mail.compose",
     "newsletter.mail.day",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
+from ..audience.describe import describe_filters
 from ..audience.match import select_papers
-from ..audience.subscribers import describe_filters, validate_filters
+from ..audience.subscribers import validate_filters
 from ..errors import ConfigError
 from .common import common_options, date_option, find_subscriber, open_store, settings_from
 

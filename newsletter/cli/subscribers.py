@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
+from ..audience.describe import describe_filters
 from ..audience.importing import import_subscribers_csv
 from ..audience.subscribers import (
-    describe_filters,
     escape_controls,
     normalize_email,
     validate_filters,

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from markupsafe import escape
 
+from ..audience.describe import KOREAN, describe_filters
 from ..audience.match import Pick, Reason
-from ..audience.subscribers import KOREAN, describe_filters
 from ..config import Settings
 from ..errors import TemplateError
 from ..model import Digest, Filters, Paper

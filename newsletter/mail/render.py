@@ -17,8 +17,8 @@ from pathlib import Path
 import jinja2
 from mjml import mjml2html
 
+from ..audience.describe import KOREAN, describe_filters
 from ..audience.match import Pick, Reason
-from ..audience.subscribers import KOREAN, describe_filters
 from ..audience.weeks import week_name
 from ..config import Settings
 from ..errors import TemplateError
