@@ -234,7 +234,7 @@ def test_spliced_body_decodes_to_the_filled_text(
     assume("@@" not in body.replace("@@a@@", "").replace("@@b@@", ""))
     spliced = SplicedBody(body, {"@@a@@": "a", "@@b@@": "b"})
     values = {"a": a.encode("utf-8", "surrogatepass"), "b": b.encode()}
-    out = spliced.fill(values)
+    out = b"".join(spliced.fill(values))
     filled = {"@@a@@": values["a"], "@@b@@": values["b"], "": b""}
     expected = b"".join(
         text.encode("utf-8", "surrogatepass") + filled[marker] for text, marker in pieces

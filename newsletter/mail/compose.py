@@ -249,8 +249,8 @@ class Composer:
             personal=personal,
             subject=layout.rendered.subject,
             boundary=layout.boundary,
-            text=[layout.text.fill(text_values)],
-            html=[layout.html.fill(html_values)],
+            text=layout.text.fill(text_values),
+            html=layout.html.fill(html_values),
         )
 
     def _message(
