@@ -15,7 +15,10 @@
   passes in fresh processes, alternating, medians of 3;
 - garbage collection in those passes, with the heap frozen while composing (as `deliver`
   does) and without;
-- a signed-link tag: HMAC-SHA256 from each key's pads hashed once, against `hmac.digest`.
+- a signed-link tag: HMAC-SHA256 from each key's pads hashed once, against `hmac.digest`;
+- the keywords of a day's first subscribers, each new: Hangul-only and one-word Latin ones
+  found without a pattern, against compiling and scanning each one's pattern (the code
+  before), same keywords, alternating, medians of 3.
 
     python bench/bench_parts.py
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import re
 import shutil
 import statistics
 import sys
@@ -37,7 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_scale import SETTINGS, compose_cold, make_db, newsletter_send, sink  # noqa: E402
 from newsletter import speedups, tokens  # noqa: E402
-from newsletter.audience.match import select_papers  # noqa: E402
+from newsletter.audience.match import (  # noqa: E402
+    KEYWORDS,
+    PreparedDigest,
+    clear_caches,
+    normalize,
+    select_papers,
+)
 from newsletter.delivery.session import _line_starts_with_dot  # noqa: E402
 from newsletter.mail.compose import Composer, personal_for  # noqa: E402
 from newsletter.mail.day import DayEmail  # noqa: E402
@@ -211,6 +221,38 @@ def tag_cost() -> tuple[float, float]:
     return ours / count, naive / count
 
 
+def first_keywords(db: Path, subscribers: list[Subscriber]) -> tuple[float, float]:
+    """Seconds to find the keywords of the first SAMPLE subscribers of a fresh day (each new
+    keyword once, as selection does): found directly where they can be, against every
+    keyword through its compiled pattern (the code before); caches emptied first."""
+    with Store(db) as store:
+        digest = store.digest(store.latest_date())  # type: ignore[arg-type]
+    assert digest is not None
+    written = [k for s in subscribers[:SAMPLE] for k in (*s.filters.keywords, *s.filters.exclude)]
+
+    def timed(*, patterns: bool) -> float:
+        clear_caches()
+        re.purge()  # the re module's own cache would keep the patterns of the last pass
+        prepared = PreparedDigest(digest)
+        seen: set[str] = set()
+        start = time.process_time()
+        for keyword in written:
+            if keyword in seen:
+                continue
+            seen.add(keyword)
+            norm = normalize(keyword)
+            if not norm or prepared._absent(norm):
+                continue
+            if patterns or prepared._found_directly(norm) is None:
+                term = KEYWORDS.term(keyword)
+                if term is not None:
+                    prepared._hits(term)
+        return time.process_time() - start
+
+    runs = [(timed(patterns=False), timed(patterns=True)) for _ in range(3)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -262,6 +304,12 @@ def main() -> None:
         print(
             f"signed-link tag: {ours_tag * 1e6:.2f} µs from each key's pads, against "
             f"{naive_tag * 1e6:.2f} µs with hmac.digest ({naive_tag / ours_tag:.1f}x)"
+        )
+        direct, patterns = first_keywords(db, subscribers)
+        print(
+            f"keywords of the first {SAMPLE:,} subscribers of a day: {direct * 1e3:.1f} ms "
+            f"found directly where they can be, {patterns * 1e3:.1f} ms through every "
+            f"keyword's pattern ({patterns / direct:.1f}x; medians of 3, alternating)"
         )
         ids = [s.id for s in subscribers]
         runs = [claims(db, tmp, ids) for _ in range(3)]
