@@ -57,8 +57,8 @@ def main() -> None:
 def run() -> None:
     """The `newsletter` console script: `main`, then the heap frozen as the process exits.
 
-    The interpreter's exit runs the garbage collector over everything still alive (30 ms
-    after a 1,000-subscriber send, 8 ms frozen); the process is ending, so nothing is gained.
+    The interpreter's exit runs the garbage collector over everything still alive (tens of
+    milliseconds after a send); the process is ending, so nothing is gained by it.
     Files, the store and connections are closed by then. Tests that run commands in-process
     call `main`, so their process is never frozen.
     """
