@@ -67,6 +67,26 @@ def test_a_build_that_no_longer_matches_its_sources_is_not_loaded(tmp_path: Path
     assert _loaded_from(tmp_path) == source
 
 
+def test_the_sources_are_hashed_only_when_their_sizes_or_times_changed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not speedups.current():
+        pytest.skip(NOT_BUILT)
+    digest = speedups.source_digest()
+    hashed: list[str] = []
+
+    def source_digest() -> str:
+        hashed.append("hashed")
+        return digest
+
+    monkeypatch.setattr(speedups, "source_digest", source_digest)
+    assert speedups.current() and hashed == []  # the stamp's listing matched
+    monkeypatch.setattr(speedups, "listing", lambda: "mail/splice.py:1:1")
+    assert speedups.current() and hashed == ["hashed"]
+    monkeypatch.setattr(speedups, "source_digest", lambda: "0" * 64)
+    assert not speedups.current()
+
+
 def test_an_extension_beside_a_source_is_never_loaded(tmp_path: Path) -> None:
     # What an older build layout, or another tool, may leave there: Python's own importer
     # would prefer it to the source. Here it is not even a valid extension.
