@@ -11,7 +11,6 @@ from pathlib import Path
 from ..errors import DigestError
 from ..model import Digest, Notice
 from ..store import Store
-from .parse import parse_digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +85,8 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise DigestError("not UTF-8 text", source=source, line=line) from None
+    from .parse import parse_digest  # here: `send` imports this module for its report only
+
     result = parse_digest(text, source=source)
     return result.digest, result.warnings
 
