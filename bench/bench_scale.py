@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import datetime as dt
 import gc
+import io
 import json
 import os
 import secrets
@@ -207,11 +208,8 @@ def smtp_source(port: int, count: int, size: int) -> float:
     return time.perf_counter() - start
 
 
-def newsletter_send(
-    db: Path, port: int, processes: int, extra_env: dict[str, str]
-) -> tuple[float, float, float, str]:
-    """Seconds, CPU seconds (its workers included), peak RSS (MB) and summary of the real CLI
-    sending the newest day."""
+def send_env(extra_env: dict[str, str]) -> dict[str, str]:
+    """The environment a send runs in: the settings as variables, bytecode cache on."""
     env = {
         **os.environ,
         **extra_env,
@@ -223,17 +221,77 @@ def newsletter_send(
     # An installed CLI starts from cached bytecode; a shell that turns the cache off would
     # add ~30 ms of compiling the package's sources to every run.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    command = [str(NEWSLETTER), "send", "--db", str(db), "--smtp-host", "127.0.0.1",
-               "--smtp-port", str(port), "--smtp-tls", "none", "--concurrency", "16"]  # fmt: skip
-    if processes > 1:
-        command += ["--processes", str(processes)]
+    return env
+
+
+def send_args(db: Path, port: int, processes: int) -> list[str]:
+    """`newsletter send`'s arguments: the newest day into the sink, 16 connections."""
+    args = ["send", "--db", str(db), "--smtp-host", "127.0.0.1", "--smtp-port", str(port),
+            "--smtp-tls", "none", "--concurrency", "16"]  # fmt: skip
+    return args + (["--processes", str(processes)] if processes > 1 else [])
+
+
+def newsletter_send(
+    db: Path, port: int, processes: int, extra_env: dict[str, str]
+) -> tuple[float, float, float, str]:
+    """Seconds, CPU seconds (its workers included), peak RSS (MB) and summary of the real CLI
+    sending the newest day."""
+    command = [str(NEWSLETTER), *send_args(db, port, processes)]
     # Through bench/peak.py: this process's size would otherwise count as the send's. The
     # time is the one peak.py measured around the send, as smtp-source's is measured around
     # it alone: not the wrapper's own start-up (~30 ms).
-    done = subprocess.run(peak.wrap(command), env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        peak.wrap(command), env=send_env(extra_env), capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     usage = peak.parse(done.stderr)  # its workers included
     return usage.wall, usage.cpu, usage.peak_mb, done.stdout.strip().splitlines()[-1]
+
+
+class WarmSender:
+    """`newsletter send` run again and again inside one long-lived process, as the service
+    sends (`serve --watch` calls the same send in-process): the package is imported and the
+    templates compiled by an earlier send. Each send still opens its store and connections
+    and renders its day from nothing, as a new day's send does. The first send warms it up."""
+
+    def __init__(self, extra_env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--warm-sends"],
+            env=send_env(extra_env),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def send(self, args: list[str]) -> tuple[float, float, str]:
+        """Seconds, CPU seconds and summary of one send with `args`."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(json.dumps(args) + "\n")
+        self.process.stdin.flush()
+        wall, cpu, summary = json.loads(self.process.stdout.readline())
+        return wall, cpu, summary
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        assert self.process.wait(timeout=60) == 0
+
+
+def warm_sends() -> None:
+    """The child of `WarmSender`: one send per line of arguments (JSON) on stdin."""
+    from newsletter import cli  # here: only this child runs the CLI in-process
+
+    for line in sys.stdin:
+        printed = io.StringIO()
+        wall, cpu = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(printed):
+            try:
+                cli.main(json.loads(line), standalone_mode=False)
+            except SystemExit as exc:
+                assert not exc.code, printed.getvalue()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        summary = printed.getvalue().strip().splitlines()[-1]
+        print(json.dumps([wall, cpu, summary]), flush=True)
 
 
 def main() -> None:
@@ -244,13 +302,18 @@ def main() -> None:
     parser.add_argument("--dkim", choices=("rsa", "ed25519"), help="DKIM-sign every message")
     parser.add_argument("--compose-pass", type=Path, help=argparse.SUPPRESS)  # compose_cold's
     parser.add_argument("--unfrozen", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-sends", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.warm_sends:
+        warm_sends()
+        return
     if args.compose_pass:
         compose_pass(args.compose_pass, frozen=not args.unfrozen)
         return
     print(f"load average at start: {os.getloadavg()[0]:.1f} (2 cores)")
     compiled = "compiled (mypyc)" if speedups.in_use() else "plain Python: run `make compile`"
     print(f"compose path: {compiled}")
+    warm: WarmSender | None = None
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         extra_env: dict[str, str] = {}
@@ -280,6 +343,7 @@ def main() -> None:
                 f"(naive Jinja+MJML+EmailMessage: {naive:,.0f}/s, {built / cpu / naive:.0f}x)"
             )
             ours, theirs, peaks, cpus = [], [], [], []
+            warm_ours, warm_theirs = [], []
             with sink() as port:
                 for run in range(args.runs):
                     db = tmp / f"run-{size}-{run}.db"
@@ -293,8 +357,22 @@ def main() -> None:
                     theirs.append(built / source)
                     peaks.append(peak)
                     print(
-                        f"  run {run + 1}: newsletter send {ours[-1]:,.0f}/s ({seconds:.1f} s, "
+                        f"  run {run + 1}: newsletter send {ours[-1]:,.0f}/s ({seconds:.2f} s, "
                         f"peak {peak:.0f} MB; {summary}); smtp-source -s 16 -d {theirs[-1]:,.0f}/s",
+                        flush=True,
+                    )
+                    if warm is None:  # its first send, not counted: imports, templates
+                        warm = WarmSender(extra_env)
+                        db.write_bytes(base.read_bytes())
+                        warm.send(send_args(db, port, args.processes))
+                    db.write_bytes(base.read_bytes())
+                    seconds, _, summary = warm.send(send_args(db, port, args.processes))
+                    source = smtp_source(port, built, average)
+                    warm_ours.append(built / seconds)
+                    warm_theirs.append(built / source)
+                    print(
+                        f"         the same send from a running process {warm_ours[-1]:,.0f}/s "
+                        f"({seconds:.2f} s; {summary}); smtp-source {warm_theirs[-1]:,.0f}/s",
                         flush=True,
                     )
                     db.unlink()
@@ -303,6 +381,11 @@ def main() -> None:
                 f"  median: newsletter send {mine:,.0f}/s, smtp-source {source_rate:,.0f}/s, "
                 f"ratio {mine / source_rate:.2f}x; peak RSS {max(peaks):.0f} MB"
             )
+            warm_mine, warm_source = statistics.median(warm_ours), statistics.median(warm_theirs)
+            print(
+                f"  median from a running process (as `serve --watch` sends): {warm_mine:,.0f}/s, "
+                f"smtp-source {warm_source:,.0f}/s, ratio {warm_mine / warm_source:.2f}x"
+            )
             per = statistics.median(cpus)
             print(
                 f"  send CPU per message {per * 1e6:.0f} µs, of which composing "
@@ -310,7 +393,10 @@ def main() -> None:
             )
             print(json.dumps({"size": size, "send": mine, "source": source_rate,
                               "compose_per_core": built / cpu, "naive": naive,
-                              "peak_mb": max(peaks)}))  # fmt: skip
+                              "peak_mb": max(peaks), "warm_send": warm_mine,
+                              "warm_source": warm_source}))  # fmt: skip
+    if warm is not None:
+        warm.close()
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
