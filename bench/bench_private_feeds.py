@@ -10,6 +10,8 @@ feedgen, write), timed on a slice of subscribers in the same run.
 Serving: `newsletter serve` as shipped over the 20,000-subscriber database; warm private-feed
 GETs per second (raw keep-alive connections, each polling its own subscriber's feed), and the
 latency of cold ones (first request after start; a subscriber not asked for before).
+Naive for the warm GETs, same run: the same server with its gzip cache turned off
+(`PackedFeeds` keeping nothing), so every request compresses the feed again, as before the cache.
 
 Usage: python bench/bench_private_feeds.py [--runs 3] [--seconds 4] [--connections 8]
 """
@@ -45,6 +47,7 @@ KEY = secrets.token_urlsafe(32)
 DAYS = 60
 COUNTS = (0, 1_000, 20_000, 100_000)
 NAIVE_SLICE = 100
+UNCACHED = "--uncached-serve"  # run `newsletter serve ARGS...` with its gzip cache off
 
 CHILD = textwrap.dedent(
     """
@@ -213,25 +216,35 @@ def main() -> None:
         command += ["--site", str(site), "--port", str(port)]
         key = KEY.encode()
         paths = [f"/feeds/{feed_token(i, key=key)}.xml" for i in ids[count]]
+        uncached = [sys.executable, __file__, UNCACHED, *command[1:]]
         firsts: list[float] = []
         colds: list[float] = []
         rates: list[float] = []
+        naive_rates: list[float] = []
         for run in range(args.runs):
+            offset = run * 1000
+            chosen = paths[offset + 100 : offset + 100 + args.connections]
             process = start(command, port, env)
             try:
-                offset = run * 1000
                 firsts.append(asyncio.run(one_request(port, paths[offset])))
                 colds.extend(
                     asyncio.run(one_request(port, p)) for p in paths[offset + 1 : offset + 21]
                 )
-                chosen = paths[offset + 100 : offset + 100 + args.connections]
                 done = asyncio.run(warm_load(port, chosen, seconds=args.seconds))
                 rates.append(done / args.seconds)
             finally:
                 stop(process)
+            process = start(uncached, port, env)
+            try:
+                done = asyncio.run(warm_load(port, chosen, seconds=args.seconds))
+                naive_rates.append(done / args.seconds)
+            finally:
+                stop(process)
+        rate, naive_rate = statistics.median(rates), statistics.median(naive_rates)
         print(
-            f"serve, {count:,} subscribers: warm private-feed GETs {statistics.median(rates):,.0f}"
-            f" req/s ({args.connections} keep-alive connections, gzip)"
+            f"serve, {count:,} subscribers: warm private-feed GETs {rate:,.0f}"
+            f" req/s ({args.connections} keep-alive connections, gzip); naive, compressing on"
+            f" every request: {naive_rate:,.0f} req/s ({rate / naive_rate:.1f}x)"
         )
         print(
             f"  cold: first request after start {statistics.median(firsts) * 1000:.0f} ms; "
@@ -240,5 +253,17 @@ def main() -> None:
         )
 
 
+def uncached_serve(args: list[str]) -> None:
+    """`newsletter serve` whose private feeds keep no gzipped body: each GET compresses."""
+    from newsletter import cli
+    from newsletter.web import private_feeds
+
+    private_feeds.PackedFeeds.__init__.__defaults__ = (0,)  # limit: 0 bytes kept
+    cli.main(args)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [UNCACHED]:
+        uncached_serve(sys.argv[2:])
+    else:
+        main()
