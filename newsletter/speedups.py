@@ -83,11 +83,17 @@ def listing() -> str:
     return " ".join(sorted(found))
 
 
+def write_stamp(*, digest: str, inputs: str, listing: str) -> None:
+    """Write the stamp (`scripts/compile.py`, last of a build): the lines `stamp` reads."""
+    text = f"{digest}\n{inputs}\n{listing}\n"
+    STAMP.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
 def stamp() -> list[str]:
     """The stamp's lines: [source digest, build inputs, listing], or [] without a stamp."""
     try:
-        return STAMP.read_text(encoding="ascii").splitlines()
-    except (OSError, UnicodeDecodeError):
+        return STAMP.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+    except OSError:
         return []
 
 
@@ -102,7 +108,10 @@ def current() -> bool:
     lines = stamp()
     if not lines or not built():
         return False
-    return (len(lines) > 2 and lines[2] == listing()) or lines[0] == source_digest()
+    try:
+        return (len(lines) > 2 and lines[2] == listing()) or lines[0] == source_digest()
+    except OSError:  # a source that cannot be read (e.g. an editor's dangling lock link)
+        return False
 
 
 def usable() -> bool:

@@ -101,11 +101,11 @@ def main() -> int:
 
 def compile_locked() -> int:
     listing, digest, wanted = speedups.listing(), speedups.source_digest(), inputs()
-    lines = speedups.stamp()
-    if speedups.current() and lines[1:2] == [wanted]:
-        # Sources touched, not changed: their new times spare later processes the hashing
-        # (and the newer stamp tells make it is up to date).
-        speedups.STAMP.write_text(f"{digest}\n{wanted}\n{listing}\n", encoding="ascii")
+    if speedups.built() and speedups.stamp()[:2] == [digest, wanted]:
+        # Sources touched, not changed (compared by content: a build that the sizes and times
+        # alone pass is rebuilt here if its content differs). Their new times spare later
+        # processes the hashing, and the newer stamp tells make it is up to date.
+        speedups.write_stamp(digest=digest, inputs=wanted, listing=listing)
         return 0
     clean()
     done = subprocess.run(
@@ -120,7 +120,7 @@ def compile_locked() -> int:
         clean()
         print("error: the sources changed while they were compiled; run it again", file=sys.stderr)
         return 1
-    speedups.STAMP.write_text(f"{digest}\n{wanted}\n{listing}\n", encoding="ascii")
+    speedups.write_stamp(digest=digest, inputs=wanted, listing=listing)
     print(f"compiled the compose path with mypyc ({len(speedups.MODULES)} modules)")
     return 0
 

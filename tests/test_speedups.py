@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.machinery
+import json
 import os
 import shutil
 import subprocess
@@ -67,24 +68,58 @@ def test_a_build_that_no_longer_matches_its_sources_is_not_loaded(tmp_path: Path
     assert _loaded_from(tmp_path) == source
 
 
-def test_the_sources_are_hashed_only_when_their_sizes_or_times_changed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+# In a fresh interpreter: whether the build is current, and whether the sources were hashed.
+CHECK = (
+    "import json\n"
+    "from newsletter import speedups\n"
+    "hashed = []\n"
+    "digest = speedups.source_digest\n"
+    "speedups.source_digest = lambda: hashed.append(1) or digest()\n"
+    "print(json.dumps([speedups.current(), bool(hashed)]))\n"
+)
+
+
+def _check(package_parent: Path, code: str = CHECK) -> list[bool]:
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=package_parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return list(json.loads(done.stdout))
+
+
+def test_the_sources_are_hashed_only_when_their_sizes_or_times_changed(tmp_path: Path) -> None:
     if not speedups.current():
         pytest.skip(NOT_BUILT)
-    digest = speedups.source_digest()
-    hashed: list[str] = []
-
-    def source_digest() -> str:
-        hashed.append("hashed")
-        return digest
-
-    monkeypatch.setattr(speedups, "source_digest", source_digest)
-    assert speedups.current() and hashed == []  # the stamp's listing matched
-    monkeypatch.setattr(speedups, "listing", lambda: "mail/splice.py:1:1")
-    assert speedups.current() and hashed == ["hashed"]
-    monkeypatch.setattr(speedups, "source_digest", lambda: "0" * 64)
-    assert not speedups.current()
+    copy = tmp_path / "newsletter"
+    shutil.copytree(speedups.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    # The stamp as `make compile` leaves it, for this copy: digest, build inputs, listing.
+    lines = (copy / "_compiled" / "stamp").read_text(encoding="utf-8").splitlines()
+    relist = (
+        "from newsletter import speedups\n"
+        f"speedups.write_stamp(digest={lines[0]!r}, inputs={lines[1]!r}, "
+        "listing=speedups.listing())\nprint('[]')\n"
+    )
+    _check(tmp_path, relist)
+    assert _check(tmp_path) == [True, False]  # sizes and times as listed: nothing hashed
+    source = copy / "links.py"
+    os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
+    assert _check(tmp_path) == [True, True]  # touched: hashed, and the same content
+    with source.open("a", encoding="utf-8") as edited:
+        edited.write("# edited after the build\n")
+    assert _check(tmp_path) == [False, True]
+    source.write_bytes((speedups.PACKAGE / "links.py").read_bytes())
+    assert _check(tmp_path) == [True, True]
+    (copy / "added.py").write_text("VALUE = 1\n", encoding="utf-8")  # a source more
+    assert _check(tmp_path) == [False, True]
+    (copy / "added.py").unlink()
+    (copy / ".#links.py").symlink_to(tmp_path / "gone")  # an editor's lock: a dangling link
+    assert _check(tmp_path) == [False, False]
+    assert _loaded_from(tmp_path) == str(copy / "mail" / "splice.py")
 
 
 def test_an_extension_beside_a_source_is_never_loaded(tmp_path: Path) -> None:
