@@ -127,23 +127,30 @@ def make_db(base: Path, db: Path, count: int) -> list[int]:
 
 
 async def warm_load(port: int, paths: list[str], *, seconds: float) -> int:
-    done = 0
-    deadline = time.perf_counter() + seconds
+    """GETs answered in `seconds`, one keep-alive connection per path, each polling its path;
+    the clock starts once every connection has fetched its feed once (not counted)."""
+    streams = [await asyncio.open_connection("127.0.0.1", port) for _ in paths]
+    try:
+        for (reader, writer), path in zip(streams, paths, strict=True):
+            status, _ = await exchange(reader, writer, get(path))  # warm this subscriber first
+            assert status == 200, status
+        done = 0
+        deadline = time.perf_counter() + seconds
 
-    async def one(path: str) -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            await exchange(reader, writer, get(path))  # warm this subscriber first
+        async def one(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+        ) -> None:
+            nonlocal done
             while time.perf_counter() < deadline:
                 status, _ = await exchange(reader, writer, get(path))
                 assert status == 200, status
                 done += 1
-        finally:
-            writer.close()
 
-    await asyncio.gather(*(one(p) for p in paths))
-    return done
+        await asyncio.gather(*(one(r, w, p) for (r, w), p in zip(streams, paths, strict=True)))
+        return done
+    finally:
+        for _, writer in streams:
+            writer.close()
 
 
 async def one_request(port: int, path: str) -> float:
@@ -259,6 +266,7 @@ def uncached_serve(args: list[str]) -> None:
     from newsletter.web import private_feeds
 
     private_feeds.PackedFeeds.__init__.__defaults__ = (0,)  # limit: 0 bytes kept
+    assert private_feeds.PackedFeeds().limit == 0  # as the service makes it (no arguments)
     cli.main(args)
 
 

@@ -249,17 +249,22 @@ def newsletter_send(
 
 
 class WarmSender:
-    """`newsletter send` run again and again inside one long-lived process, as the service
-    sends (`serve --watch` calls the same send in-process): the package is imported and the
-    templates compiled by an earlier send. Each send still opens its store and connections
-    and renders its day from nothing, as a new day's send does. The first send warms it up."""
+    """`newsletter send` run again and again inside one long-lived process, the way a running
+    service sends (`serve --watch` runs the same send, inside its daily job, in a worker
+    thread): the package is imported and the templates compiled by an earlier send. Each send
+    opens its store and connections and renders its day from nothing, as a new day's send
+    does: the caches keyed by a day's papers and subjects are emptied first. The first send
+    warms it up."""
 
     def __init__(self, extra_env: dict[str, str]) -> None:
+        # Not a terminal, so no progress bar; closed by close().
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--warm-sends"],
             env=send_env(extra_env),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=self.errors,
             text=True,
         )
 
@@ -268,30 +273,49 @@ class WarmSender:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(json.dumps(args) + "\n")
         self.process.stdin.flush()
-        wall, cpu, summary = json.loads(self.process.stdout.readline())
+        line = self.process.stdout.readline()
+        if not line:
+            self.errors.seek(0)
+            raise SystemExit(f"the warm sender stopped:\n{self.errors.read()[-3000:]}")
+        wall, cpu, summary = json.loads(line)
         return wall, cpu, summary
 
     def close(self) -> None:
         assert self.process.stdin is not None
         self.process.stdin.close()
-        assert self.process.wait(timeout=60) == 0
+        try:
+            self.process.wait(timeout=60)
+        finally:
+            self.process.kill()
+            self.errors.close()
 
 
 def warm_sends() -> None:
     """The child of `WarmSender`: one send per line of arguments (JSON) on stdin."""
     from newsletter import cli  # here: only this child runs the CLI in-process
+    from newsletter.mail.message import folded_header
+    from newsletter.mail.render import paper_card
 
     for line in sys.stdin:
+        paper_card.cache_clear()  # a new day's papers would not be there
+        folded_header.cache_clear()  # nor its subjects
         printed = io.StringIO()
         wall, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(printed):
             try:
-                cli.main(json.loads(line), standalone_mode=False)
+                code = cli.main(json.loads(line), standalone_mode=False)
             except SystemExit as exc:
-                assert not exc.code, printed.getvalue()
+                code = exc.code
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert code in (0, None), printed.getvalue()
         summary = printed.getvalue().strip().splitlines()[-1]
         print(json.dumps([wall, cpu, summary]), flush=True)
+
+
+def sent_all(summary: str, count: int) -> None:
+    """Stop unless a send's summary says it sent `count` messages and nothing else happened."""
+    if f"sent {count}," not in summary or "deferred 0, failed 0, ambiguous 0" not in summary:
+        raise SystemExit(f"the send did not send all {count} messages: {summary}")
 
 
 def main() -> None:
@@ -314,89 +338,96 @@ def main() -> None:
     compiled = "compiled (mypyc)" if speedups.in_use() else "plain Python: run `make compile`"
     print(f"compose path: {compiled}")
     warm: WarmSender | None = None
-    with tempfile.TemporaryDirectory() as name:
-        tmp = Path(name)
-        extra_env: dict[str, str] = {}
-        if args.dkim:
-            key = tmp / "dkim.pem"
-            key.write_bytes(generate_key(args.dkim))
-            extra_env = {
-                "NEWSLETTER_DKIM_SELECTOR": "bench",
-                "NEWSLETTER_DKIM_DOMAIN": "papers.example.com",
-                "NEWSLETTER_DKIM_KEY_FILE": str(key),
-            }
-            print(f"every message DKIM-signed ({args.dkim})")
-        for size in args.sizes:
-            base = tmp / f"base-{size}.db"
-            subscribers = make_db(base, size)
-            # Each pass in a fresh process, as a send starts; the median of three.
-            passes = sorted(compose_cold(base, extra_env) for _ in range(3))
-            cpu, built, total, _ = passes[1]
-            average = total // max(built, 1)
-            naive = naive_rate(base, subscribers)
-            print(
-                f"{size:,} subscribers, {len(set(s.filters for s in subscribers)):,} distinct "
-                f"profiles; {built:,} get mail (the rest match nothing), {average / 1024:.1f} KB each"
-            )
-            print(
-                f"  compose alone: {built / cpu:,.0f} messages/s per core "
-                f"(naive Jinja+MJML+EmailMessage: {naive:,.0f}/s, {built / cpu / naive:.0f}x)"
-            )
-            ours, theirs, peaks, cpus = [], [], [], []
-            warm_ours, warm_theirs = [], []
-            with sink() as port:
-                for run in range(args.runs):
-                    db = tmp / f"run-{size}-{run}.db"
-                    db.write_bytes(base.read_bytes())
-                    seconds, used, peak, summary = newsletter_send(
-                        db, port, args.processes, extra_env
-                    )
-                    cpus.append(used / built)
-                    source = smtp_source(port, built, average)
-                    ours.append(built / seconds)
-                    theirs.append(built / source)
-                    peaks.append(peak)
-                    print(
-                        f"  run {run + 1}: newsletter send {ours[-1]:,.0f}/s ({seconds:.2f} s, "
-                        f"peak {peak:.0f} MB; {summary}); smtp-source -s 16 -d {theirs[-1]:,.0f}/s",
-                        flush=True,
-                    )
-                    if warm is None:  # its first send, not counted: imports, templates
-                        warm = WarmSender(extra_env)
+    try:
+        with tempfile.TemporaryDirectory() as name:
+            tmp = Path(name)
+            extra_env: dict[str, str] = {}
+            if args.dkim:
+                key = tmp / "dkim.pem"
+                key.write_bytes(generate_key(args.dkim))
+                extra_env = {
+                    "NEWSLETTER_DKIM_SELECTOR": "bench",
+                    "NEWSLETTER_DKIM_DOMAIN": "papers.example.com",
+                    "NEWSLETTER_DKIM_KEY_FILE": str(key),
+                }
+                print(f"every message DKIM-signed ({args.dkim})")
+            for size in args.sizes:
+                base = tmp / f"base-{size}.db"
+                subscribers = make_db(base, size)
+                # Each pass in a fresh process, as a send starts; the median of three.
+                passes = sorted(compose_cold(base, extra_env) for _ in range(3))
+                cpu, built, total, _ = passes[1]
+                average = total // max(built, 1)
+                naive = naive_rate(base, subscribers)
+                print(
+                    f"{size:,} subscribers, {len(set(s.filters for s in subscribers)):,} distinct "
+                    f"profiles; {built:,} get mail (the rest match nothing), {average / 1024:.1f} KB each"
+                )
+                print(
+                    f"  compose alone: {built / cpu:,.0f} messages/s per core "
+                    f"(naive Jinja+MJML+EmailMessage: {naive:,.0f}/s, {built / cpu / naive:.0f}x)"
+                )
+                ours, theirs, peaks, cpus = [], [], [], []
+                warm_ours, warm_theirs = [], []
+                with sink() as port:
+                    for run in range(args.runs):
+                        db = tmp / f"run-{size}-{run}.db"
                         db.write_bytes(base.read_bytes())
-                        warm.send(send_args(db, port, args.processes))
-                    db.write_bytes(base.read_bytes())
-                    seconds, _, summary = warm.send(send_args(db, port, args.processes))
-                    source = smtp_source(port, built, average)
-                    warm_ours.append(built / seconds)
-                    warm_theirs.append(built / source)
-                    print(
-                        f"         the same send from a running process {warm_ours[-1]:,.0f}/s "
-                        f"({seconds:.2f} s; {summary}); smtp-source {warm_theirs[-1]:,.0f}/s",
-                        flush=True,
-                    )
-                    db.unlink()
-            mine, source_rate = statistics.median(ours), statistics.median(theirs)
-            print(
-                f"  median: newsletter send {mine:,.0f}/s, smtp-source {source_rate:,.0f}/s, "
-                f"ratio {mine / source_rate:.2f}x; peak RSS {max(peaks):.0f} MB"
-            )
-            warm_mine, warm_source = statistics.median(warm_ours), statistics.median(warm_theirs)
-            print(
-                f"  median from a running process (as `serve --watch` sends): {warm_mine:,.0f}/s, "
-                f"smtp-source {warm_source:,.0f}/s, ratio {warm_mine / warm_source:.2f}x"
-            )
-            per = statistics.median(cpus)
-            print(
-                f"  send CPU per message {per * 1e6:.0f} µs, of which composing "
-                f"{cpu / built * 1e6:.0f} µs ({cpu / built / per:.0%}; compose alone's figure)"
-            )
-            print(json.dumps({"size": size, "send": mine, "source": source_rate,
-                              "compose_per_core": built / cpu, "naive": naive,
-                              "peak_mb": max(peaks), "warm_send": warm_mine,
-                              "warm_source": warm_source}))  # fmt: skip
-    if warm is not None:
-        warm.close()
+                        seconds, used, peak, summary = newsletter_send(
+                            db, port, args.processes, extra_env
+                        )
+                        sent_all(summary, built)
+                        cpus.append(used / built)
+                        source = smtp_source(port, built, average)
+                        ours.append(built / seconds)
+                        theirs.append(built / source)
+                        peaks.append(peak)
+                        print(
+                            f"  run {run + 1}: newsletter send {ours[-1]:,.0f}/s ({seconds:.2f} s, "
+                            f"peak {peak:.0f} MB; {summary}); smtp-source -s 16 -d {theirs[-1]:,.0f}/s",
+                            flush=True,
+                        )
+                        if warm is None:  # its first send, not counted: imports, templates
+                            warm = WarmSender(extra_env)
+                            db.write_bytes(base.read_bytes())
+                            sent_all(warm.send(send_args(db, port, args.processes))[2], built)
+                        db.write_bytes(base.read_bytes())
+                        seconds, _, summary = warm.send(send_args(db, port, args.processes))
+                        sent_all(summary, built)
+                        source = smtp_source(port, built, average)
+                        warm_ours.append(built / seconds)
+                        warm_theirs.append(built / source)
+                        print(
+                            f"         the same send from a running process {warm_ours[-1]:,.0f}/s "
+                            f"({seconds:.2f} s; {summary}); smtp-source {warm_theirs[-1]:,.0f}/s",
+                            flush=True,
+                        )
+                        db.unlink()
+                mine, source_rate = statistics.median(ours), statistics.median(theirs)
+                print(
+                    f"  median: newsletter send {mine:,.0f}/s, smtp-source {source_rate:,.0f}/s, "
+                    f"ratio {mine / source_rate:.2f}x; peak RSS {max(peaks):.0f} MB"
+                )
+                warm_mine, warm_source = (
+                    statistics.median(warm_ours),
+                    statistics.median(warm_theirs),
+                )
+                print(
+                    f"  median from an already-running process (the service's case): {warm_mine:,.0f}/s, "
+                    f"smtp-source {warm_source:,.0f}/s, ratio {warm_mine / warm_source:.2f}x"
+                )
+                per = statistics.median(cpus)
+                print(
+                    f"  send CPU per message {per * 1e6:.0f} µs, of which composing "
+                    f"{cpu / built * 1e6:.0f} µs ({cpu / built / per:.0%}; compose alone's figure)"
+                )
+                print(json.dumps({"size": size, "send": mine, "source": source_rate,
+                                  "compose_per_core": built / cpu, "naive": naive,
+                                  "peak_mb": max(peaks), "warm_send": warm_mine,
+                                  "warm_source": warm_source}))  # fmt: skip
+    finally:
+        if warm is not None:
+            warm.close()
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
 
 
