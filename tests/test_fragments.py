@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.mail.fragments import Insert, NotSpliceable, _slide, inserts
+from newsletter.mail.fragments import (
+    Insert,
+    NotSpliceable,
+    _slide,
+    inserts,
+    list_separators,
+    template,
+)
 from newsletter.mail.pieces import crlf
 
 
@@ -90,3 +97,19 @@ def test_a_card_that_rewrites_the_document_is_refused() -> None:
 @given(st.text(alphabet="a\r\n한"))
 def test_crlf_makes_every_line_end_crlf(text: str) -> None:
     assert crlf(text) == re.sub(r"\r\n|\r|\n", "\r\n", text).encode()
+
+
+def test_templates_split_at_each_days_own_markers() -> None:
+    # Patterns are kept per marker set: a second day's markers, or a set where one marker
+    # starts another, split as their own.
+    first = template("a<m1>b<m2>c", {"<m1>": "x", "<m2>": "y"})
+    assert (first.statics, first.holes) == (("a", "b", "c"), ("x", "y"))
+    second = template("a<m1>b<m2>c<m1><m3>", {"<m1>": "z", "<m3>": "w"})
+    assert (second.statics, second.holes) == (("a", "b<m2>c", "", ""), ("z", "z", "w"))
+    nested = template("<m1><m1x>", {"<m1": "short", "<m1x>": "long", "<m1>": "whole"})
+    assert (nested.statics, nested.holes) == (("", "", ""), ("whole", "long"))
+    for _ in range(2):  # once built, once kept
+        text, seps = list_separators("[A; B][C | D]", {"l": ("A", "B"), "k": ("C", "D")})
+        assert (text, seps) == ("[A][C]", {"l": "; ", "k": " | "})
+    text, seps = list_separators("[X; B][A | D]", {"l": ("A", "D")})
+    assert (text, seps) == ("[X; B][A]", {"l": " | "})

@@ -124,6 +124,35 @@ class Template:
         return "".join(out)
 
 
+# A day's markers are the same in each of its ~200 renders: their patterns are built once
+# rather than escaped and joined again each time. Bounded: every day brings new markers.
+_PAIRS: dict[tuple[str, str], re.Pattern[str]] = {}
+_MARKERS: dict[tuple[str, ...], re.Pattern[str]] = {}
+_KEPT = 64
+
+
+def _pair_pattern(first: str, second: str) -> re.Pattern[str]:
+    """Matches `first`, up to 40 characters (group 1), then `second`."""
+    pattern = _PAIRS.get((first, second))
+    if pattern is None:
+        if len(_PAIRS) >= _KEPT:
+            _PAIRS.clear()
+        text = f"{re.escape(first)}(.{{0,40}}?){re.escape(second)}"
+        pattern = _PAIRS[first, second] = re.compile(text, re.DOTALL)
+    return pattern
+
+
+def _markers_pattern(markers: tuple[str, ...]) -> re.Pattern[str]:
+    """Matches any of `markers`, the longest first where one starts another."""
+    pattern = _MARKERS.get(markers)
+    if pattern is None:
+        if len(_MARKERS) >= _KEPT:
+            _MARKERS.clear()
+        longest_first = sorted(markers, key=len, reverse=True)
+        pattern = _MARKERS[markers] = re.compile("|".join(map(re.escape, longest_first)))
+    return pattern
+
+
 def _constant(text: str) -> Callable[[re.Match[str]], str]:
     return lambda _: text
 
@@ -136,7 +165,7 @@ def list_separators(text: str, pairs: Mapping[str, tuple[str, str]]) -> tuple[st
     """
     separators: dict[str, str] = {}
     for name, (first, second) in pairs.items():
-        pattern = re.compile(f"{re.escape(first)}(.{{0,40}}?){re.escape(second)}", re.DOTALL)
+        pattern = _pair_pattern(first, second)
         seps = set(pattern.findall(text))
         if len(seps) > 1:
             raise NotSpliceable(f"{name} is joined in more than one way")
@@ -152,7 +181,7 @@ def template(text: str, markers: Mapping[str, str]) -> Template:
     """`text` split at each marker (marker -> hole name)."""
     if not markers:
         return Template((text,), ())
-    pattern = re.compile("|".join(re.escape(m) for m in sorted(markers, key=len, reverse=True)))
+    pattern = _markers_pattern(tuple(markers))
     statics: list[str] = []
     holes: list[str] = []
     position = 0
