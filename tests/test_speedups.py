@@ -21,14 +21,14 @@ NOT_BUILT = "the compose path is not compiled, or its build is stale: run `make 
 SHOW_FILE = "import newsletter.mail.splice as m, sys; sys.stdout.write(m.__file__)"
 
 
-def _loaded_from(package_parent: Path, *, pure: bool = False) -> str:
-    """The file `newsletter.mail.splice` loads from in a fresh interpreter."""
+def _python(package_parent: Path, code: str, *, pure: bool = False) -> str:
+    """What `code` prints in a fresh interpreter importing the package under `package_parent`."""
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
     env.pop(speedups.PURE, None)
     if pure:
         env[speedups.PURE] = "1"
     done = subprocess.run(
-        [sys.executable, "-c", SHOW_FILE],
+        [sys.executable, "-c", code],
         cwd=package_parent,
         env=env,
         capture_output=True,
@@ -36,6 +36,11 @@ def _loaded_from(package_parent: Path, *, pure: bool = False) -> str:
         check=True,
     )
     return done.stdout
+
+
+def _loaded_from(package_parent: Path, *, pure: bool = False) -> str:
+    """The file `newsletter.mail.splice` loads from in a fresh interpreter."""
+    return _python(package_parent, SHOW_FILE, pure=pure)
 
 
 def test_the_compiled_modules_are_the_ones_loaded() -> None:
@@ -79,17 +84,8 @@ CHECK = (
 )
 
 
-def _check(package_parent: Path, code: str = CHECK) -> list[bool]:
-    env = {**os.environ, "PYTHONPATH": str(package_parent)}
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=package_parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return list(json.loads(done.stdout))
+def _check(package_parent: Path) -> list[bool]:
+    return list(json.loads(_python(package_parent, CHECK)))
 
 
 def test_the_sources_are_hashed_only_when_their_sizes_or_times_changed(tmp_path: Path) -> None:
@@ -102,9 +98,9 @@ def test_the_sources_are_hashed_only_when_their_sizes_or_times_changed(tmp_path:
     relist = (
         "from newsletter import speedups\n"
         f"speedups.write_stamp(digest={lines[0]!r}, inputs={lines[1]!r}, "
-        "listing=speedups.listing())\nprint('[]')\n"
+        "listing=speedups.listing())\n"
     )
-    _check(tmp_path, relist)
+    _python(tmp_path, relist)
     assert _check(tmp_path) == [True, False]  # sizes and times as listed: nothing hashed
     source = copy / "links.py"
     os.utime(source, ns=(source.stat().st_atime_ns, source.stat().st_mtime_ns + 10**9))
