@@ -16,6 +16,8 @@
 - garbage collection in those passes, with the heap frozen while composing (as `deliver`
   does) and without;
 - a signed-link tag: HMAC-SHA256 from each key's pads hashed once, against `hmac.digest`;
+- the compiled build's check at start-up, in fresh interpreters: by the sources' sizes and
+  times (the stamp's listing) against hashing every source (the check before), medians of 5;
 - the keywords of a day's first subscribers, each new: Hangul-only and one-word Latin ones
   found without a pattern, against compiling and scanning each one's pattern (the code
   before), same keywords, alternating, medians of 3.
@@ -30,6 +32,7 @@ import hmac
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -169,6 +172,34 @@ def empty_send(tmp: Path) -> float:
         return statistics.median(newsletter_send(db, port, 1, {})[0] for _ in range(5))
 
 
+# A fresh interpreter's first check of the compiled build, in seconds; `{hash}`: hash the
+# sources as if their sizes or times had changed (hashlib's import included, as it was).
+CHECK_BUILD = (
+    "import time\n"
+    "from newsletter import speedups\n"
+    "if {hash}:\n"
+    "    speedups.listing = lambda: ''\n"
+    "start = time.perf_counter()\n"
+    "assert speedups.current()\n"
+    "print(time.perf_counter() - start)\n"
+)
+
+
+def build_check() -> tuple[float, float]:
+    """Seconds of the compiled build's check in a fresh interpreter: by the listing, and by
+    hashing every source; alternating, medians of 5."""
+    by_listing: list[float] = []
+    by_hash: list[float] = []
+    for _ in range(5):
+        for times, hashed in ((by_listing, False), (by_hash, True)):
+            code = CHECK_BUILD.format(hash=hashed)
+            done = subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+            )
+            times.append(float(done.stdout))
+    return statistics.median(by_listing), statistics.median(by_hash)
+
+
 def distinct_cards(db: Path, subscribers: list[Subscriber]) -> tuple[int, int]:
     """(distinct cards, cards in all) in the emails: a card is a paper, its number, its chips."""
     with Store(db) as store:
@@ -286,6 +317,12 @@ def main() -> None:
             f"fixed cost: the day's pieces render in {day_render(db) * 1e3:.0f} ms; "
             f"`newsletter send` with no subscribers takes {empty_send(tmp):.2f} s (medians of 5)"
         )
+        if speedups.current():
+            listed, hashed = build_check()
+            print(
+                f"the compiled build's check at start-up: {listed * 1e3:.1f} ms by the sources' "
+                f"sizes and times, {hashed * 1e3:.1f} ms hashing every source (medians of 5)"
+            )
         loaded = "compiled" if speedups.in_use() else "plain Python (run `make compile`)"
         compiled, plain = compiled_and_plain(db)
         fast, slow = statistics.median(compiled), statistics.median(plain)
