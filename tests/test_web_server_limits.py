@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.web.logs import PATH_SHOWN
-from newsletter.web.server import MAX_REQUEST_LINE
+from newsletter.web.server import BODY_RATE, MAX_BODY_BYTES, MAX_REQUEST_LINE
 from tests.web_server import (
     Running,
     connect,
@@ -115,3 +115,70 @@ def test_connections_beyond_the_cap_are_closed(tmp_path: Path) -> None:
         time.sleep(0.2)
         status, _, _ = exchange(web, get("/healthz"))
         assert status == 200
+
+
+def _post_head(path: str, length: int | None) -> bytes:
+    size = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\n{size}\r\n\r\n"
+    ).encode()
+
+
+def test_a_body_that_never_arrives_is_cut_off(web: Running) -> None:
+    declared = 100_000
+    start = time.monotonic()
+    with connect(web, timeout=HEADER_TIMEOUT + declared / BODY_RATE + 5) as sock:
+        sock.sendall(_post_head("/subscribe", declared) + b"email=")
+        answer = read_until_closed(sock)
+    took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+    assert HEADER_TIMEOUT + declared / BODY_RATE <= took < HEADER_TIMEOUT + declared / BODY_RATE + 2
+    status, _, _ = exchange(web, get("/healthz"))
+    assert status == 200
+
+
+def test_slow_bodies_cannot_hold_every_connection(tmp_path: Path) -> None:
+    # 6 held and the probe make 7: uvicorn answers 503 once connections reach the cap.
+    with service(tmp_path, serve_max_connections=7, serve_header_timeout=HEADER_TIMEOUT) as web:
+        held = [connect(web) for _ in range(6)]
+        try:
+            for sock in held:
+                sock.sendall(_post_head("/subscribe", 10) + b"e")
+            time.sleep(HEADER_TIMEOUT + 1)  # each is cut off, and its slot freed
+            status, _, body = exchange(web, get("/healthz"))
+            assert status == 200, body
+            assert all(read_until_closed(sock).startswith(b"HTTP/1.1 408 ") for sock in held)
+        finally:
+            for sock in held:
+                sock.close()
+
+
+def test_a_body_declared_too_large_is_refused_before_it_is_read(web: Running) -> None:
+    with connect(web) as sock:
+        sock.sendall(_post_head("/subscribe", MAX_BODY_BYTES + 1))
+        answer = read_until_closed(sock)  # no byte of the body sent: answered at once
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+
+
+def test_a_chunked_body_that_grows_too_large_is_cut_off(web: Running) -> None:
+    chunk = b"&" * 65536
+    sent = 0
+    with connect(web) as sock:
+        sock.sendall(_post_head("/subscribe", None))
+        try:
+            while sent <= MAX_BODY_BYTES + len(chunk):
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except OSError:
+            pass  # the server closed the connection: what this test wants
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:80]
+    assert sent <= MAX_BODY_BYTES + 2 * len(chunk)
+
+
+def test_http_1_1_without_host_is_refused(web: Running) -> None:
+    status, _, _ = exchange(web, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status == 400
+    status, _, _ = exchange(web, b"GET /healthz HTTP/1.0\r\n\r\n")  # 1.0 has no Host
+    assert status == 200

@@ -5,12 +5,16 @@ runs only between requests and stops at the first byte, so a client that trickle
 byte at a time, or connects and sends nothing, holds its connection for ever. Nor does it
 bound the request line or the headers (httptools accepts a 65 KB path), and its
 `limit_concurrency` answers 503 only once a request's headers are in, so idle connections
-still pile up. `GuardedHttpTools` adds the three missing guards to uvicorn's httptools
-protocol:
+still pile up. Nor does anything bound a request's body, in time or size: a client that
+declares 100 KB and sends 6 bytes holds a request slot for ever. `GuardedHttpTools` adds the
+missing guards to uvicorn's httptools protocol:
 
 - a request's headers must arrive within `header_timeout` seconds of its first byte (or of
   the connection opening): 408, then the connection is closed;
-- a request line over MAX_REQUEST_LINE bytes gets 414, headers over MAX_HEADER_BYTES get 431;
+- its body, then, within `header_timeout` seconds more (and a second per BODY_RATE bytes of
+  a large one): 408 when the app has not answered yet, else the connection is closed;
+- a request line over MAX_REQUEST_LINE bytes gets 414, headers over MAX_HEADER_BYTES get 431,
+  a body over MAX_BODY_BYTES (declared or sent) 413, HTTP/1.1 without Host 400;
 - connections beyond `serve_max_connections` are closed as soon as they open.
 """
 
@@ -24,10 +28,15 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from ..config import Settings
+from .logs import log_event
 
 MAX_REQUEST_LINE = 8 * 1024  # bytes of request target; browsers and mail providers stay far below
 MAX_HEADER_BYTES = 32 * 1024  # bytes of all header names and values of one request
 KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open (uvicorn's default)
+# Bytes of one request's body. The largest the service takes is a webhook's (1 MB, answered
+# 413 in JSON by the hook itself); forms are far smaller (security.read_form).
+MAX_BODY_BYTES = 2 * 1024 * 1024
+BODY_RATE = 64 * 1024  # bytes a second a large body may take beyond the base timeout
 
 
 class GuardedHttpTools(HttpToolsProtocol):
@@ -38,7 +47,9 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     _header_timer: asyncio.TimerHandle | None = None
     _header_bytes = 0
+    _body_bytes = 0
     _started = False  # bytes of the current request have arrived (its headers are not complete)
+    _in_body = False  # the current request's headers are in, its body is still owed
     _refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -78,7 +89,30 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         self._started = False
+        hosted = any(name == b"host" for name, _ in self.headers)
+        if self.parser.get_http_version() == "1.1" and not hosted:
+            self._refuse(http.HTTPStatus.BAD_REQUEST)  # RFC 9112 3.2: Host is required
+        declared = _declared_length(self.headers)
+        if declared is not None and declared > MAX_BODY_BYTES:
+            self._refuse(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # before the app starts
         super().on_headers_complete()
+        if declared != 0:  # a body follows (a length, or chunked): it gets a clock of its own
+            self._in_body = True
+            self._body_bytes = 0
+            self._arm(self.header_timeout + (declared or 0) / BODY_RATE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > MAX_BODY_BYTES:  # chunked: no length said so beforehand
+            self._cut_body(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            raise ValueError("body too large")  # stops the parser (see _refuse)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._in_body:
+            self._in_body = False
+            self._disarm()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         # Raising in a parser callback (see _refuse) reaches uvicorn as a parse error; the
@@ -90,9 +124,11 @@ class GuardedHttpTools(HttpToolsProtocol):
         """No request is being answered: the connection waits for the client's next headers."""
         return (self.cycle is None or self.cycle.response_complete) and not self.pipeline
 
-    def _arm(self) -> None:
+    def _arm(self, seconds: float | None = None) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout, self._too_slow)
+        self._header_timer = self.loop.call_later(
+            self.header_timeout if seconds is None else seconds, self._too_slow
+        )
 
     def _disarm(self) -> None:
         if self._header_timer is not None:
@@ -101,7 +137,12 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _too_slow(self) -> None:
         self._header_timer = None
-        if self.transport.is_closing() or not self._idle():
+        if self.transport.is_closing():
+            return
+        if self._in_body:
+            self._cut_body(http.HTTPStatus.REQUEST_TIMEOUT)
+            return
+        if not self._idle():
             return
         if self._started:
             self._answer(http.HTTPStatus.REQUEST_TIMEOUT)
@@ -111,6 +152,24 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _refuse(self, status: http.HTTPStatus) -> None:
         self._answer(status)
         raise ValueError(status.phrase)  # stops the parser; uvicorn reports it as a parse error
+
+    def _cut_body(self, status: http.HTTPStatus) -> None:
+        """End a request whose body came too slowly or grew too large, and its connection.
+
+        The app has the request already: it is told the client left (its answer, if it makes
+        one, goes nowhere) and the client gets `status`, unless an answer has begun, when
+        closing is all that is left to do.
+        """
+        self._in_body = False
+        cycle = self.cycle
+        log_event("request.cut", status=status.value, received=self._body_bytes)
+        if cycle is not None and not cycle.response_started and not self.pipeline:
+            cycle.disconnected = True
+            cycle.message_event.set()
+            self._answer(status)
+        else:
+            self._disarm()
+            self.transport.close()
 
     def _answer(self, status: http.HTTPStatus) -> None:
         self._refused = True
@@ -122,6 +181,20 @@ class GuardedHttpTools(HttpToolsProtocol):
             % (status.value, status.phrase.encode(), len(body), body)
         )
         self.transport.close()
+
+
+def _declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The body's length the headers declare: 0 for none, None when chunked (unknown).
+
+    httptools refuses a malformed or repeated Content-Length before this is asked.
+    """
+    length = 0
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length" and value.strip().isdigit():
+            length = int(value)
+    return length
 
 
 def server_config(app: ASGIApp, *, settings: Settings) -> uvicorn.Config:
