@@ -261,7 +261,14 @@ def test_postmark_without_the_login_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    "body", [b"not json", b"[]", b'{"ID": 1, "Type": "HardBounce"}', b'{"Email": "a@b.c"}']
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"ID": 1, "Type": "HardBounce"}',
+        b'{"Email": "a@b.c"}',
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,  # deeper than the parser goes
+    ],
 )
 def test_postmark_malformed_body_is_400(web: tuple[Running, Fetcher], body: bytes) -> None:
     running, _ = web
@@ -372,6 +379,7 @@ def test_ses_untrusted_messages_are_403_and_change_nothing(
     [
         "nope",
         "[1]",
+        "[" * 100_000,
         json.dumps({"Type": "Bogus"}),
         json.dumps({"Type": "Notification", "TopicArn": TOPIC}),
     ],

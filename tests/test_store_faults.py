@@ -18,11 +18,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from newsletter.digest.ingest import ingest_paths
 from newsletter.errors import StoreError
 from newsletter.store import Store
+from newsletter.tokens import make_token
 from tests.conftest import TEST_KEY
 from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.web_server import first_health, free_port, make_site, service
@@ -225,9 +227,14 @@ def test_healthz_says_read_only_when_writes_would_fail(tmp_path: Path) -> None:
     process = subprocess.Popen(  # type: ignore[call-overload]
         command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **user
     )
+    token = make_token(1, purpose="unsubscribe", key=TEST_KEY.encode())
     try:
         health = first_health(process, port)
+        # A write cannot happen now, and nothing of it did: 503, try again later (as busy).
+        one_click = httpx.post(f"http://127.0.0.1:{port}/u/{token}", timeout=10)
     finally:
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
+        _, stderr = process.communicate(timeout=20)
     assert (health.status_code, health.json()) == (503, {"ok": False, "db": "read-only"})
+    assert (one_click.status_code, one_click.headers["retry-after"]) == (503, "10")
+    assert b"Traceback" not in stderr and b"Exception in ASGI" not in stderr

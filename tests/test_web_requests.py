@@ -13,7 +13,7 @@ import pytest
 
 from newsletter.tokens import feed_token
 from newsletter.web.paths import canonical_path
-from tests.web_server import Running, exchange, get, logged_paths, service
+from tests.web_server import Running, connect, exchange, get, logged_paths, service
 
 _readers = count(1)
 
@@ -113,3 +113,26 @@ def test_redirects_never_name_the_request_host(web: Running) -> None:
     assert headers["location"] == "/subscribe?from=feed"
     status, _, _ = exchange(web, get("/no-such-page/", host="evil.example"))
     assert status == 404
+
+
+def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    web: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with connect(web) as sock:
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=a"
+        )
+    assert logged_paths(caplog.records) == ["/subscribe"]
+    [access] = [r for r in caplog.records if getattr(r, "path", None) == "/subscribe"]
+    assert getattr(access, "status", None) == 499  # nginx's "client closed request"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_405_says_which_methods_are_allowed(web: Running) -> None:
+    status, headers, _ = exchange(
+        web, b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert status == 405
+    assert {m.strip() for m in headers["allow"].split(",")} == {"GET", "HEAD"}

@@ -318,16 +318,21 @@ class StoreBase:
 
         Starts a write transaction and a no-op update, then rolls back: nothing is written.
         """
-        conn = self.conn
-        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         try:
-            with self.transaction():
-                conn.execute("UPDATE _sqlite_migrations SET name = name WHERE 0")
+            with self.lock_waits(timeout), self.transaction():
+                self.conn.execute("UPDATE _sqlite_migrations SET name = name WHERE 0")
                 raise _RollBack
         except _RollBack:
             pass
+
+    @contextlib.contextmanager
+    def lock_waits(self, seconds: float) -> Iterator[None]:
+        """Within the block, wait at most `seconds` for another process's lock (StoreBusy after)."""
+        self.conn.execute(f"PRAGMA busy_timeout={max(0, round(seconds * 1000))}")
+        try:
+            yield
         finally:
-            conn.execute(f"PRAGMA busy_timeout={round(self.busy_timeout * 1000)}")
+            self.conn.execute(f"PRAGMA busy_timeout={round(self.busy_timeout * 1000)}")
 
     def query(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
         """Rows of a read query as dicts."""

@@ -57,6 +57,22 @@ class StorePool:
             finally:
                 self._give_back(store)
 
+    def run_within(
+        self,
+        seconds: float,
+        fn: Callable[Concatenate[Store, P], T],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`run`, waiting at most `seconds` (not the busy timeout) for another process's lock."""
+
+        def bounded(store: Store) -> T:
+            with store.lock_waits(seconds):
+                return fn(store, *args, **kwargs)
+
+        return self.run(bounded)
+
     def _borrow(self) -> Store:
         with self._lock:
             if self._closed:

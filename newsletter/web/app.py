@@ -14,7 +14,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,7 +33,7 @@ from .paths import CanonicalPath
 from .preferences import preferences_page, preferences_post, preferences_preview
 from .private_feeds import PrivateFeedSource, private_feed
 from .security import CsrfGuard, RateLimiter, SignupLimits, trusted_networks
-from .service import STORE_THREADS, Service, service
+from .service import STORE_THREADS, WRITE_THREADS, Service, service
 from .signup import confirm_page, confirm_post, signup_page, signup_post
 from .static import SiteFiles, StaticSite
 from .unsubscribe import unsubscribe_now, unsubscribe_page
@@ -108,10 +108,15 @@ async def asset(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     svc = service(request)
-    if isinstance(exc, StoreBusy):
-        # Another process held the database past the busy timeout; nothing was written (the
-        # transaction rolled back), so the client may simply try again: 503, not a 500.
-        log_event("busy", level=logging.WARNING, path=redact_path(request.url.path))
+    if isinstance(exc, StoreError):
+        # Nothing was written (the transaction rolled back): another process held the lock
+        # past the busy timeout, or the database cannot be written now (read-only, full, a
+        # failing disk). The client may try again (mail providers retry an unsubscribe):
+        # 503, not a 500. /healthz says which.
+        if isinstance(exc, StoreBusy):
+            log_event("busy", level=logging.WARNING, path=redact_path(request.url.path))
+        else:
+            log_event("store.failed", level=logging.ERROR, fault=exc.fault, error=str(exc)[:300])
         response = svc.pages.render(request, "web/error.html", status=503, code=503)
         response.headers["retry-after"] = str(RETRY_AFTER)
         return response
@@ -122,7 +127,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return svc.pages.render(request, "web/403.html", status=403)
     if status >= 500:
         log_event("error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
-    return svc.pages.render(request, "web/error.html", status=status, code=status)
+    response = svc.pages.render(request, "web/error.html", status=status, code=status)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)  # 405's Allow, 429's Retry-After
+    return response
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request's body was in: nobody to answer, nothing wrong
+    here. Logged with nginx's 499 (no answer is sent: the connection is gone)."""
+    return Response(status_code=499)
 
 
 def _slash_redirect(router: Router) -> ASGIApp:
@@ -177,7 +191,9 @@ def create_app(
     signer_for(settings)  # a missing or bad DKIM key stops the start, not a sign-up
     limits = signup_limits or SignupLimits()
     csrf = CsrfGuard(key=key, base_url=settings.base_url)
-    stores = StorePool(settings.db, clock=clock, size=STORE_THREADS, busy_timeout=busy_timeout)
+    stores = StorePool(
+        settings.db, clock=clock, size=STORE_THREADS + WRITE_THREADS, busy_timeout=busy_timeout
+    )
     svc = Service(
         settings=settings,
         stores=stores,
@@ -250,7 +266,8 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             HTTPException: _http_error,
-            StoreBusy: _http_error,  # answered here, not re-raised to uvicorn as a crash
+            StoreError: _http_error,  # answered here, not re-raised to uvicorn as a crash
+            ClientDisconnect: _client_gone,
             Exception: _http_error,
         },
     )

@@ -90,7 +90,7 @@ def _refused(hook: str, exc: WebhookError) -> JSONResponse:
 
 async def _apply(request: Request, reports: list[Report], *, hook: str) -> JSONResponse:
     svc = service(request)
-    summary = await svc.db(
+    summary = await svc.write(
         apply_reports, reports, settings=svc.settings, key=svc.key, source=f"hook:{hook}"
     )
     log_event(hook, summary=summary.line())

@@ -144,7 +144,7 @@ async def preferences_post(request: Request) -> Response:
     form = await svc.csrf.own_form(request, event="preferences", subscriber=subscriber.id)
     action = form.get("action", "save")
     if action == "resume":
-        changed = await svc.db(Store.resume_subscriber, subscriber.id)
+        changed = await svc.write(Store.resume_subscriber, subscriber.id)
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
         if not changed and subscriber.status != "active":
             # Bounced (or pending): only a confirmed sign-up, which proves the mailbox, resumes.
@@ -172,7 +172,7 @@ async def preferences_post(request: Request) -> Response:
         return _page(
             request, subscriber, values=values, errors={}, shown=await preview(svc, filters)
         )
-    changed = await svc.db(Store.update_filters, subscriber.id, filters=filters, cadence=cadence)
+    changed = await svc.write(Store.update_filters, subscriber.id, filters=filters, cadence=cadence)
     log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
     # Post/redirect/get: reloading the page does not post the form again.
     return RedirectResponse(f"{request.url.path}?done=saved", status_code=303)

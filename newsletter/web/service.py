@@ -16,6 +16,7 @@ from starlette.responses import Response
 from ..audience.match import PreparedDigest
 from ..config import Settings
 from ..delivery.pipeline import Sender
+from ..errors import StoreBusy
 from ..model import Subscriber
 from ..store import Clock, Store
 from ..store.pool import StorePool
@@ -27,7 +28,11 @@ _DIGEST_TTL = 30.0  # seconds the newest digest is reused before the store is as
 # A full quick check reads every page (seconds for a big ledger): /healthz runs one at most this often.
 _INTEGRITY_EVERY = 3600.0
 
-STORE_THREADS = 16  # store calls running at once (each on its own connection); more wait their turn
+STORE_THREADS = 16  # reads running at once (each on its own connection); more wait their turn
+# Writes running at once, apart from the reads: SQLite lets one connection write at a time, so
+# more would only wait on each other, and writes stuck behind another process's lock must
+# never hold the threads that reads, pages and /healthz need.
+WRITE_THREADS = 2
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,19 +65,47 @@ class Service:
     _threads: anyio.CapacityLimiter = field(
         default_factory=lambda: anyio.CapacityLimiter(STORE_THREADS), repr=False
     )
+    _writers: anyio.Semaphore = field(
+        default_factory=lambda: anyio.Semaphore(WRITE_THREADS), repr=False
+    )
+    _write_threads: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(WRITE_THREADS), repr=False
+    )
 
     async def db(
         self, fn: Callable[Concatenate[Store, P], T], /, *args: P.args, **kwargs: P.kwargs
     ) -> T:
-        """`fn(store, *args, **kwargs)` in a worker thread, as datasette's `execute_fn` does.
-
-        SQLite calls block (up to the busy timeout while another process writes): off the event
-        loop they slow the one request that waits, never the whole service. StoreBusy when the
-        lock outlasts the timeout.
-        """
+        """`fn(store, *args, **kwargs)`, which only reads, in a worker thread, as datasette's
+        `execute_fn` does. SQLite calls block: off the event loop they slow the one request
+        that waits, never the whole service. Writes go through `write`."""
         return await anyio.to_thread.run_sync(
             lambda: self.stores.run(fn, *args, **kwargs), limiter=self._threads
         )
+
+    async def write(
+        self, fn: Callable[Concatenate[Store, P], T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`fn(store, *args, **kwargs)`, which writes, in one of WRITE_THREADS worker threads.
+
+        Writes queue for their threads and, while another process holds the lock, for it: the
+        busy timeout bounds both together, so each request answers within it (StoreBusy, a
+        503, with nothing written). Reads never wait behind them.
+        """
+        timeout = self.stores.busy_timeout
+        start = time.monotonic()
+        with anyio.move_on_after(timeout) as waited:
+            await self._writers.acquire()
+        if waited.cancelled_caught:
+            raise StoreBusy(f"{self.settings.db}: writes waited past the busy timeout")
+        try:
+            left = max(0.0, timeout - (time.monotonic() - start))
+            # Never cancelled once in its thread: a write that committed is answered as such.
+            return await anyio.to_thread.run_sync(
+                lambda: self.stores.run_within(left, fn, *args, **kwargs),
+                limiter=self._write_threads,
+            )
+        finally:
+            self._writers.release()
 
     def link(self, path: str) -> str:
         """An absolute link on the public base URL."""
@@ -108,7 +141,7 @@ class Service:
         if now - self._purged_at >= 3600:
             self._purged_at = now
             before = self.clock() - dt.timedelta(days=self.confirm_days + 1)
-            await self.db(Store.purge_signups, before=before)
+            await self.write(Store.purge_signups, before=before)
 
     def probe_database(self) -> None:
         """StoreError unless the database can be written now (and, hourly, has no damaged page).

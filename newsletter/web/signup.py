@@ -69,7 +69,7 @@ async def signup_post(request: Request) -> Response:
         log_event("signup.limited", client=client)
         return svc.pages.render(request, "web/429.html", status=429)
     await svc.purge_stale_signups()
-    signup = await svc.db(Store.add_signup, address, filters=filters, cadence=cadence)
+    signup = await svc.write(Store.add_signup, address, filters=filters, cadence=cadence)
     try:
         existing = await svc.db(Store.subscriber_by_email, address)
         # Rendering (Jinja + MJML) and DKIM signing take milliseconds: off the event loop.
@@ -88,7 +88,7 @@ async def signup_post(request: Request) -> Response:
         )
     except BaseException:
         # A sign-up no e-mail can confirm is no sign-up.
-        await svc.db(Store.forget_signup, signup.id)
+        await svc.write(Store.forget_signup, signup.id)
         raise
     log_event("signup", signup=signup.id)
     response = svc.pages.render(request, "web/check_email.html")
@@ -154,7 +154,7 @@ async def confirm_post(request: Request) -> Response:
     await svc.csrf.own_form(request, event="confirm", signup=signup.id)
     if signup.confirmed_at is None and svc.expired(signup.created_at):
         return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
-    result = await svc.db(Store.confirm_signup, signup.id)
+    result = await svc.write(Store.confirm_signup, signup.id)
     if result is None:
         return svc.not_found(request)
     log_event("confirm", signup=signup.id, subscriber=result.subscriber_id, outcome=result.outcome)

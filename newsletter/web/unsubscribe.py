@@ -47,7 +47,7 @@ async def unsubscribe_now(request: Request) -> Response:
     token = request.path_params["token"]
     subscriber_id = read_subscriber_token(token, purpose="unsubscribe", key=svc.key)
     # One trip to a worker thread, not two: under load each trip waits for the event loop.
-    done = None if subscriber_id is None else await svc.db(_unsubscribe, subscriber_id)
+    done = None if subscriber_id is None else await svc.write(_unsubscribe, subscriber_id)
     if done is None:
         log_event("unsubscribe.rejected", reason="bad token")
         return svc.not_found(request)
