@@ -4,6 +4,10 @@ entries rendered once per paper, and `serve` answering /feeds/<token>.xml over r
 from __future__ import annotations
 
 import gzip
+import random
+import string
+import time
+import tracemalloc
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -13,11 +17,13 @@ import pytest
 
 from newsletter.audience.match import PreparedDigest
 from newsletter.model import Filters
+from newsletter.publish import private
 from newsletter.publish.feeds import paper_feeds, paper_items
 from newsletter.publish.private import EntryCache, PrivateFeeds, load_private_feeds
 from newsletter.publish.topics import topic_categories, topics_from
 from newsletter.store import Store
 from newsletter.tokens import feed_token, make_token
+from newsletter.web import private_feeds as feed_routes
 from newsletter.web.private_feeds import PackedFeeds
 from tests.web_server import Running, service
 
@@ -108,6 +114,31 @@ def test_entries_are_rendered_once_per_paper_not_per_subscriber(
     assert again is not None
     again.feed(Filters(), feed_url=f"{BASE}/feeds/{'0' * 32}.xml")
     assert len(cache) == len(papers)
+
+
+def test_keywords_a_subscriber_tries_are_not_kept_by_the_window(
+    loaded_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber who changes keywords again and again (the preferences page allows it)
+    must not grow the service: no day of the window remembers them, and the selections kept
+    are bounded in count too, empty ones included (they used to count as 0 bytes)."""
+    limit = 256 * 1024
+    monkeypatch.setattr(private, "_SELECTION_CACHE_BYTES", limit)
+    feeds = private_feeds(loaded_store, tmp_path)
+    url = f"{BASE}/feeds/{'ef' * 16}.xml"
+    feeds.feed(READER, feed_url=url)  # first use: entries and frames made
+    words = random.Random(7)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            tried = tuple("".join(words.choices(string.ascii_lowercase, k=100)) for _ in range(20))
+            assert feeds.feed(Filters(keywords=tried), feed_url=url).entries == 0
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # 2,000 x 20 keywords of 100 characters: 4 MB of text alone, more than 10 MB kept before.
+    assert grown < 2 * limit + 1024 * 1024, grown
 
 
 # --- over real HTTP ------------------------------------------------------------------------
@@ -203,6 +234,22 @@ def test_unknown_forged_or_new_tokens(web: Running) -> None:
         # A subscriber added after the service read its index is found all the same.
         late = web.store.add_subscriber("late@example.com")
         assert client.get(feed_url(web, late.id)).status_code == 200
+
+
+def test_a_subscriber_id_below_the_highest_read_is_found_on_a_later_reading(
+    web: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feed_routes, "_REINDEX_EVERY", 0.5)
+    with web.client() as client:
+        high = web.store.add_subscriber("high@example.com")
+        web.store.conn.execute("UPDATE subscribers SET id = 1000 WHERE id = ?", (high.id,))
+        assert client.get(feed_url(web, 1000)).status_code == 200
+        # As after restoring a backup: an active subscriber whose id is below the highest read.
+        low = web.store.add_subscriber("low@example.com")
+        web.store.conn.execute("UPDATE subscribers SET id = 500 WHERE id = ?", (low.id,))
+        time.sleep(0.6)
+        assert client.get(feed_url(web, 500)).status_code == 200
+        assert client.get(feed_url(web, 1000)).status_code == 200
 
 
 def test_an_old_private_feed_file_is_never_served(web: Running) -> None:

@@ -38,7 +38,8 @@ from .topics import topic_categories, topics_from
 # Stands in for a feed's own URL in cached frames; each subscriber's URL replaces it.
 _SELF_PLACEHOLDER = "https://private-feed.invalid/self.xml"
 _ENTRY_CACHE_BYTES = 64 * 1024 * 1024  # rendered <item>s kept across windows
-_SELECTION_CACHE_BYTES = 32 * 1024 * 1024  # recent subscribers' feeds (entries only)
+_SELECTION_CACHE_BYTES = 32 * 1024 * 1024  # recent subscribers' selections, as counted below
+_SELECTION_OVERHEAD = 512  # bytes of dict entry, Filters, tuples and list per cached selection
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,10 @@ class PrivateFeeds:
                 return cached
         shown: dict[str, int] = {}
         for n, day in enumerate(self._days):
-            for pick in select_papers(day, filters):
+            # Nothing about these keywords is remembered by the window's days: a subscriber
+            # may change them at will, and the days live as long as the window (a month of
+            # them, in a long-running service).
+            for pick in select_papers(day, filters, cache=False):
                 shown[pick.paper.arxiv_id] = n
         picked = sorted((self._entry(n, a) for a, n in shown.items()), key=lambda e: e.order)
         # The frame's length does not depend on its dates (fixed-width RFC 822 stamps).
@@ -186,14 +190,13 @@ class PrivateFeeds:
             room -= len(entry.data)
             kept.append(entry)
         result = (kept, len(picked) - len(kept))
-        size = sum(len(e.data) for e in kept)
         with self._lock:
             if filters not in self._selections:
                 self._selections[filters] = result
-                self._selection_bytes += size
+                self._selection_bytes += _selection_cost(filters, kept)
             while self._selection_bytes > _SELECTION_CACHE_BYTES and self._selections:
-                _, (dropped, _) = self._selections.popitem(last=False)
-                self._selection_bytes -= sum(len(e.data) for e in dropped)
+                dropped, (entries, _) = self._selections.popitem(last=False)
+                self._selection_bytes -= _selection_cost(dropped, entries)
         return result
 
     def feed(self, filters: Filters, *, feed_url: str) -> PrivateFeed:
@@ -224,6 +227,13 @@ class PrivateFeeds:
             entries=len(kept),
             left_out=left_out,
         )
+
+
+def _selection_cost(filters: Filters, entries: list[_Entry]) -> int:
+    """What keeping one selection costs: its key's text and a reference per entry (the entries'
+    bytes belong to the window and the EntryCache), never nothing, so an empty one counts too."""
+    text = sum(len(word) for word in (*filters.keywords, *filters.exclude))
+    return _SELECTION_OVERHEAD + text + 8 * len(entries)
 
 
 def window_fingerprint(store: Store) -> str:

@@ -41,6 +41,9 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 _WINDOW_TTL = 30.0  # seconds a window is used before the store's digests are compared again
 _GZIP_MIN = 1024
 _PACKED_BYTES = 32 * 1024 * 1024  # gzipped feeds kept, least recently used out
+# Seconds between whole re-readings of the token index, for an unknown token: ids below the
+# highest one read (a restored or replaced database) are not among "the ids added since".
+_REINDEX_EVERY = 60.0
 
 
 class PackedFeeds:
@@ -83,6 +86,7 @@ class PrivateFeedSource:
         self.packed = PackedFeeds()
         self._ids: dict[bytes, int] = {}  # 16-byte tag -> subscriber id
         self._last_id = 0
+        self._indexed_at = float("-inf")  # when the whole index was last read
         self._index_lock = asyncio.Lock()
         self._window: tuple[float, PrivateFeeds | None] | None = None
         self._window_lock = asyncio.Lock()
@@ -98,12 +102,24 @@ class PrivateFeedSource:
         async with self._index_lock:  # one refresh at a time; the others find its result
             found = self._ids.get(tag)
             if found is None:
-                added = await service(request).db(_new_tokens, after=self._last_id, key=self.key)
-                self._ids.update(added)
-                if added:
-                    self._last_id = added[-1][1]
+                await self._read_index(request, whole=False)
+                found = self._ids.get(tag)
+            if found is None and time.monotonic() - self._indexed_at >= _REINDEX_EVERY:
+                await self._read_index(request, whole=True)
                 found = self._ids.get(tag)
         return found
+
+    async def _read_index(self, request: Request, *, whole: bool) -> None:
+        """Add the ids above the highest read (or, `whole`, read every id again)."""
+        after = 0 if whole else self._last_id
+        added = await service(request).db(_new_tokens, after=after, key=self.key)
+        if after == 0:
+            self._ids = dict(added)  # also forgets deleted subscribers
+            self._indexed_at = time.monotonic()
+        else:
+            self._ids.update(added)
+        if added:
+            self._last_id = added[-1][1]
 
     def forget(self) -> None:
         """Compare the window with the store on the next request (a digest was stored)."""
