@@ -13,6 +13,7 @@ import pytest
 from newsletter.audience import match
 from newsletter.audience.match import select_papers
 from newsletter.model import Filters, Subscriber
+from newsletter.tokens import feed_token
 from tests.web_server import Running, service
 
 _emails = count(1)
@@ -225,6 +226,20 @@ def test_a_bounced_address_cannot_resume(web: Running, reader: Subscriber) -> No
     assert response.status_code == 409
     assert "Mail to this address bounced" in response.text
     assert "반송" in response.text and "Emails resumed." not in response.text
+    assert current(web, reader).status == "bounced"
+
+
+def test_a_bounced_address_cannot_resume_by_unsubscribing_first(
+    web: Running, reader: Subscriber
+) -> None:
+    web.store.set_status(reader.id, "bounced")
+    with web.client(follow_redirects=True) as client:
+        one_click = client.post(f"/u/{web.token(reader.id, 'unsubscribe')}")
+        assert one_click.status_code == 200  # the reader is told no more mail comes
+        url, csrf = open_page(web, client, reader)
+        response = client.post(url, data={"csrf": csrf, "action": "resume"})
+        assert response.status_code == 409
+        assert client.get(f"/feeds/{feed_token(reader.id, key=web.key)}.xml").status_code == 404
     assert current(web, reader).status == "bounced"
 
 

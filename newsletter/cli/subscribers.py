@@ -159,5 +159,5 @@ def remove_command(email: str, config_path: Path | None, db: Path | None) -> Non
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
         found = find_subscriber(store, address)
-        changed = store.set_status(found.id, "unsubscribed")
-    click.echo(f"unsubscribed {address}" if changed else f"{address} was already unsubscribed")
+        changed = store.unsubscribe(found.id)
+    click.echo(f"unsubscribed {address}" if changed else f"{address} was already {found.status}")

@@ -130,6 +130,21 @@ class SubscriberStore(StoreBase):
             )
             return cursor.rowcount == 1
 
+    def unsubscribe(self, subscriber_id: int) -> bool:
+        """Stop a subscriber's mail at their request; True if it changed. Idempotent.
+
+        A bounced subscriber stays bounced: that status is what keeps them from resuming on
+        the preferences page without a confirmed sign-up, and no mail goes to them either way.
+        """
+        now = self.now_text()
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """UPDATE subscribers SET status = 'unsubscribed', updated_at = ?, status_changed_at = ?
+                   WHERE id = ? AND status NOT IN ('unsubscribed', 'bounced')""",
+                (now, now, subscriber_id),
+            )
+            return cursor.rowcount == 1
+
     def resume_subscriber(self, subscriber_id: int) -> bool:
         """Make an unsubscribed subscriber active again; True if it changed.
 

@@ -38,7 +38,7 @@ def _unsubscribe(store: Store, subscriber_id: int) -> tuple[Subscriber, bool] | 
     subscriber = store.subscriber(subscriber_id)
     if subscriber is None:
         return None
-    return subscriber, store.set_status(subscriber_id, "unsubscribed")
+    return subscriber, store.unsubscribe(subscriber_id)
 
 
 async def unsubscribe_now(request: Request) -> Response:
