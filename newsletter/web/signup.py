@@ -8,6 +8,7 @@ reads the newsletter; only the e-mail, which goes to the address's owner, says w
 from __future__ import annotations
 
 import functools
+import math
 
 import anyio.to_thread
 from starlette.background import BackgroundTask
@@ -63,11 +64,16 @@ async def signup_post(request: Request) -> Response:
             request, "web/signup.html", status=422, values=values, errors=errors
         )
     client = client_address(request, trusted=svc.proxies)
-    if not svc.per_client.allow(limiter_key(client)) or not svc.per_address.allow(
-        address_key(address)
+    for limiter, key in (
+        (svc.per_client, limiter_key(client)),
+        (svc.per_address, address_key(address)),
     ):
-        log_event("signup.limited", client=client)
-        return svc.pages.render(request, "web/429.html", status=429)
+        if not limiter.allow(key):
+            log_event("signup.limited", client=client)
+            response = svc.pages.render(request, "web/429.html", status=429)
+            # The window's length: by then every attempt that counted has left it.
+            response.headers["retry-after"] = str(math.ceil(limiter.limit.seconds))
+            return response
     await svc.purge_stale_signups()
     signup = await svc.write(Store.add_signup, address, filters=filters, cadence=cadence)
     try:
