@@ -126,11 +126,18 @@ def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
         )
         assert feed.headers["content-type"] == "application/rss+xml; charset=utf-8"
         assert "server" not in feed.headers
+        # A malformed multipart body: the form parser's own warnings are JSON lines too.
+        garbage = httpx.post(
+            f"http://127.0.0.1:{port}/subscribe",
+            content=b"--zz\r\nGARBAGE\r\n\r\n",
+            headers={"content-type": "multipart/form-data; boundary=zz"},
+        )
+        assert garbage.status_code in (400, 403)
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0
-    logged = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    logged = [json.loads(line) for line in err.decode().splitlines()]  # every line
     feeds = [e for e in logged if e.get("path") == "/rss.xml"]
     assert [(e["status"], e["client"]) for e in feeds] == [(200, "127.0.0.1")]
     assert TEST_KEY not in err.decode()

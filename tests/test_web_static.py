@@ -134,6 +134,41 @@ def test_gzip(client: httpx.Client, web: Running) -> None:
     assert cached.status_code == 304
 
 
+@pytest.mark.parametrize(
+    ("accept", "gzipped"),
+    [
+        ("gzip", True),
+        ("gzip;q=0.5, br", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("*;q=0, gzip", True),  # named, gzip's own weight counts
+        ("gzip;q=0.", False),
+        ("gzip;q=0;x=1", False),
+        ("GZIP; Q=0", False),
+        ("gzip;q=nan", False),
+        ("br, *;q=0", False),
+        ("identity", False),
+        ("", False),
+    ],
+)
+def test_accept_encoding_weights(client: httpx.Client, accept: str, gzipped: bool) -> None:
+    response = client.get("/rss.xml", headers={"accept-encoding": accept})
+    assert response.status_code == 200
+    assert ("content-encoding" in response.headers) is gzipped
+
+
+def test_the_feed_list_is_opml(client: httpx.Client, web: Running) -> None:
+    outlines = "".join(
+        f'<outline type="rss" text="Topic {n}" xmlUrl="https://papers.example.com/t{n}.xml"/>'
+        for n in range(10)
+    )
+    opml = f'<?xml version="1.0"?>\n<opml version="2.0"><body>{outlines}</body></opml>\n'
+    (web.settings.site_dir / "feeds.opml").write_text(opml)  # as build writes it
+    response = client.get("/feeds.opml", headers={"accept-encoding": "gzip"})
+    assert response.headers["content-type"] == "text/x-opml; charset=utf-8"
+    assert response.headers["content-encoding"] == "gzip"
+
+
 def test_head_has_headers_but_no_body(client: httpx.Client) -> None:
     response = client.head("/rss.xml", headers=IDENTITY)
     assert response.status_code == 200

@@ -64,6 +64,11 @@ def configure_logging(*, level: int = logging.INFO) -> None:
         log.handlers[:] = [handler]
         log.setLevel(level)
         log.propagate = False
+    # Every other library's warnings (the form parser's about a malformed body, say) as JSON
+    # lines too: without a handler, Python would print them as bare text.
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     # Our access log below replaces uvicorn's, which would print tokens in full.
     logging.getLogger("uvicorn.access").disabled = True
     # One process, one event loop: thread and process names in every record cost a few

@@ -47,6 +47,7 @@ _TYPES = {
     ".ico": "image/x-icon",
     ".woff2": "font/woff2",
     ".gz": "application/gzip",  # a build's gzip sibling, when asked for by name
+    ".opml": "text/x-opml; charset=utf-8",  # the feed list readers import
 }
 
 
@@ -144,13 +145,24 @@ def load_file(path: Path) -> StaticFile:
 
 
 def accepts_gzip(value: str) -> bool:
-    """Whether an Accept-Encoding value allows gzip."""
+    """Whether an Accept-Encoding value allows gzip (RFC 9110 12.5.3): by gzip's own weight
+    when it is named, else by `*`'s; a weight of 0, or one that is no number, refuses."""
+    weights: dict[str, float] = {}
     for part in value.split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "*"):
-            q = params.strip().lower()
-            return not (q.startswith("q=") and q[2:].strip() in ("0", "0.0", "0.00", "0.000"))
-    return False
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, number = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(number.strip())
+                except ValueError:
+                    weight = 0.0
+                if not 0.0 <= weight <= 1.0:  # also NaN
+                    weight = 0.0
+        weights.setdefault(coding.lower(), weight)
+    weight = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
+    return weight > 0.0
 
 
 def etag_matches(value: str, digest: str) -> bool:
