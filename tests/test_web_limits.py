@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import pytest
 
-from newsletter.web.security import Limit, RateLimiter, SignupLimits, address_key
+from newsletter.web.security import (
+    FORM_BYTES,
+    Limit,
+    RateLimiter,
+    SignupLimits,
+    address_key,
+)
 from newsletter.web.service import Service
 from tests.smtp_servers import smtp_server
 from tests.test_web_signup import sign_up
@@ -145,3 +152,19 @@ def test_expired_keys_go_first_and_long_keys_are_kept_short() -> None:
     assert len(limiter.keys()) == 1 and len(limiter.keys()[0]) < 100
     assert not limiter.allow("x" * 1_000_000)
     assert limiter.allow("x" * 999_999 + "y")
+
+
+def test_a_form_body_past_the_form_limit_is_refused_unread(tmp_path: Path) -> None:
+    with service(tmp_path) as web, web.client() as client:
+        form = client.get("/subscribe")
+        assert form.status_code == 200
+        big = b"&" * (FORM_BYTES + 1)  # empty fields: they pass every per-field limit
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+        start = time.monotonic()
+        refused = client.post("/subscribe", content=big, headers=headers)
+        assert refused.status_code == 413
+        assert time.monotonic() - start < 1.0
+        chunked = client.post("/subscribe", content=iter([b"email=a"]), headers=headers)
+        assert chunked.status_code == 411
+        fits = client.post("/subscribe", content=b"&" * FORM_BYTES, headers=headers)
+        assert fits.status_code == 403  # read, and refused only for want of the form's token
