@@ -132,7 +132,8 @@ def test_a_client_that_hangs_up_mid_body_is_no_server_error(
 
 def test_405_says_which_methods_are_allowed(web: Running) -> None:
     status, headers, _ = exchange(
-        web, b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+        web,
+        b"POST /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
     )
     assert status == 405
     assert {m.strip() for m in headers["allow"].split(",")} == {"GET", "HEAD"}
