@@ -5,7 +5,8 @@ personal values go (`day.DayEmail`); a subscriber's email is then their cards jo
 frame, base64 assembled from pre-encoded stretches (`splice`), and headers joined around
 their address and signed links. The cost of a day grows with its papers, not with the number
 of distinct filter sets. A template whose output cannot be split that way is rendered whole
-once per distinct selection instead (`_Layout`), as before. `compose_naive` builds the same
+once per distinct selection instead (`whole.Layout`), or per reader where that would read
+differently. `compose_naive` builds the same
 email the straightforward way (Jinja, MJML and `EmailMessage` per recipient): the reference
 both paths are tested against.
 """
@@ -36,7 +37,6 @@ from .day import DayEmail
 from .dkim import sign_for, signer_for
 from .fragments import NotSpliceable
 from .message import (
-    CRLF,
     NAME_LIMIT,
     MessageSkeleton,
     build_message,
@@ -57,7 +57,8 @@ from .render import (
     greeting_for,
     render_email,
 )
-from .splice import SplicedBody, encode_lines, piece_bytes
+from .splice import encode_lines, piece_bytes
+from .whole import Layout, build_layout, own_render
 
 # Whole renders kept for reuse (templates that do not split), least recently used out.
 CACHE_BYTES = 128 * 1024 * 1024
@@ -86,23 +87,6 @@ def return_path(*, settings: Settings, subscriber_id: int, day: dt.date, key: by
     return verp_address(settings.envelope_from, token)
 
 
-def canonical_body(text: str) -> str:
-    """A body as the stdlib encodes it: CRLF line endings and a final line break."""
-    # Bytes split only at CR and LF, as `email.contentmanager` does (str.splitlines does more).
-    return CRLF.join(line.decode() for line in text.encode().splitlines()) + CRLF
-
-
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """One selection rendered whole, waiting for personal values (templates that do not split)."""
-
-    rendered: RenderedEmail
-    boundary: str
-    html: SplicedBody
-    text: SplicedBody
-    nbytes: int
-
-
 class Composer:
     """Builds the day's email for any subscriber from pieces rendered once per day."""
 
@@ -127,7 +111,7 @@ class Composer:
         self._domain = message_domain(settings)
         self._skeleton = MessageSkeleton(settings=settings, date=digest.date)
         self._signer = signer_for(settings)  # a missing or bad key fails here, not mid-run
-        self._cache: OrderedDict[Filters, _Layout | None] = OrderedDict()
+        self._cache: OrderedDict[Filters, Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
         self._held = 0
         self._lock = threading.Lock()
@@ -191,8 +175,10 @@ class Composer:
         """How the subscriber's email renders, or None when it is not sent."""
         day = self._day_email()
         if day is None:
-            layout = self._layout(subscriber.filters)
-            return None if layout is None else layout.rendered
+            personal = personal_for(subscriber, settings=self.settings, key=self._key)
+            whole: list[RenderedEmail] = []
+            found = self._whole_for(subscriber, personal, rendered=whole)
+            return None if found is None else whole[0]
         picks = self.selection_for(subscriber)
         if not picks and not self.settings.send_empty:
             return None
@@ -232,26 +218,62 @@ class Composer:
         )
 
     def _compose_whole(self, subscriber: Subscriber) -> OutgoingMessage | None:
+        address = checked_address(subscriber.email)
+        personal = personal_for(subscriber, settings=self.settings, key=self._key)
+        found = self._whole_for(subscriber, personal)
+        if found is None:
+            return None
+        subject, boundary, text, html = found
+        return self._message(
+            subscriber,
+            address=address,
+            personal=personal,
+            subject=subject,
+            boundary=boundary,
+            text=text,
+            html=html,
+        )
+
+    def _whole_for(
+        self,
+        subscriber: Subscriber,
+        personal: Personal,
+        *,
+        rendered: list[RenderedEmail] | None = None,
+    ) -> tuple[str, str, list[bytes], list[bytes]] | None:
+        """Subject, boundary and base64 bodies of a whole render for this reader: the
+        selection's, filled in, or their own where that would read otherwise (whole.py).
+        `rendered`, when given, receives the render."""
         layout = self._layout(subscriber.filters)
         if layout is None:
             return None
-        address = checked_address(subscriber.email)
-        personal = personal_for(subscriber, settings=self.settings, key=self._key)
         text_values = {}
         html_values = {}
         for name in PERSONAL_FIELDS:
             value = getattr(personal, name)
             text_values[name] = value.encode()
             html_values[name] = str(escape(value)).encode()
-        return self._message(
-            subscriber,
-            address=address,
+        if layout.fits(html_values):
+            if rendered is not None:
+                rendered.append(layout.rendered)
+            return (
+                layout.rendered.subject,
+                layout.boundary,
+                layout.text.fill(text_values),
+                layout.html.fill(html_values),
+            )
+        own, boundary, html, text = own_render(
+            settings=self.settings,
+            digest=self.digest,
+            picks=select_papers(self._prepared, subscriber.filters),
+            filters=subscriber.filters,
             personal=personal,
-            subject=layout.rendered.subject,
-            boundary=layout.boundary,
-            text=layout.text.fill(text_values),
-            html=layout.html.fill(html_values),
+            template_dir=self._template_dir,
+            weekly=self.weekly,
         )
+        if rendered is not None:
+            rendered.append(own)
+        return own.subject, boundary, text.fill({}), html.fill({})
 
     def _message(
         self,
@@ -304,7 +326,7 @@ class Composer:
         self._last_date = (second, text)
         return text
 
-    def _layout(self, filters: Filters) -> _Layout | None:
+    def _layout(self, filters: Filters) -> Layout | None:
         with self._lock:
             if filters in self._cache:
                 self._cache.move_to_end(filters)
@@ -317,32 +339,19 @@ class Composer:
                 self._held -= dropped.nbytes if dropped else 0
             return layout
 
-    def _build(self, filters: Filters) -> _Layout | None:
+    def _build(self, filters: Filters) -> Layout | None:
         picks = select_papers(self._prepared, filters)
         if not picks and not self.settings.send_empty:
             return None
-        markers = self._markers
-        rendered = render_email(
+        return build_layout(
             settings=self.settings,
             digest=self.digest,
             picks=picks,
             filters=filters,
-            personal=Personal(**markers),
+            markers=self._markers,
             template_dir=self._template_dir,
             weekly=self.weekly,
         )
-        holes = {marker: name for name, marker in markers.items()}
-        html_body = canonical_body(rendered.html)
-        text_body = canonical_body(rendered.text)
-        html = SplicedBody(html_body, holes)
-        text = SplicedBody(text_body, holes)
-        # The boundary depends on the content only (not the random markers): a resend is
-        # byte-identical. Base64 lines never hold "=_", so it cannot occur in a body.
-        content = f"{html_body}\0{text_body}"
-        for name, marker in markers.items():
-            content = content.replace(marker, name)
-        digest = hashlib.sha256(content.encode()).hexdigest()
-        return _Layout(rendered, f"=_nl_{digest[:28]}", html, text, html.nbytes + text.nbytes)
 
 
 def compose_naive(

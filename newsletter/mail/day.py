@@ -94,6 +94,45 @@ class _Chip:
     text: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    """Values the day's check renders whole and also splices from the pieces, to compare."""
+
+    values: Mapping[str, object]  # every frame hole, and the filter parts
+    filters: tuple[str, ...]
+    reasons: tuple[str, ...]  # each chip's
+    cards: int  # cards at most
+
+
+def _samples() -> tuple[_Sample, ...]:
+    hostile_filters = ("<f&1>", "f'2\"")
+    hostile: dict[str, object] = {n: f"<{n}&\"'>" for n in FRAME_HOLES}
+    hostile.update(total=17, shown=3, more=14)
+    hostile[FILTERS] = hostile_filters
+    plain_filters = ("키워드: LLM", "최소 추천 5", "제외: survey")
+    plain: dict[str, object] = {
+        "subject": "Daily Papers 2024-12-13: 1편",
+        "preheader": "One paper",
+        "total": 1,
+        "shown": 1,
+        "more": 1,
+        "greeting": "Ann님, 안녕하세요.",
+        "email": "ann.lee@example.com",
+        "unsubscribe_url": "https://papers.example.com/u/MTc.abc",
+        "preferences_url": "https://papers.example.com/p/MTc.abc",
+        "feed_url": "https://papers.example.com/feeds/0123abcd.xml",
+    }
+    plain[FILTERS] = plain_filters
+    return (
+        _Sample(hostile, hostile_filters, ("<k&1> (제목)", "k'2\" (What's New)"), cards=1000),
+        _Sample(plain, plain_filters, ("LLM (제목)",), cards=1),
+    )
+
+
+_SAMPLES = _samples()
+assert all(set(FRAME_HOLES) <= set(s.values) for s in _SAMPLES)
+
+
 class DayEmail:
     """The day's email for any selection, assembled from pieces rendered once per day."""
 
@@ -173,31 +212,39 @@ class DayEmail:
         return lambda cards, variant: render(cards, variant, values)
 
     def _check(self, papers: Sequence[Paper]) -> None:
-        """Every variant, filled with hostile values, must equal the whole render of them."""
-        hostile: dict[str, object] = {n: f"<{n}&\"'>" for n in FRAME_HOLES}
-        hostile.update(total="17", shown="3", more="14")
-        parts = ("<f&1>", "f'2\"")
-        hostile[FILTERS] = parts
-        reasons = ("<k&1> (제목)", "k'2\" (What's New)")
-        sample = [(i, i % 2 == 0) for i in range(len(papers))]  # chips on every other card
+        """Every variant, filled with sample values, must equal the whole render of them.
+
+        Two samples: hostile text in every hole (escaping), and plain values of other
+        shapes (one paper, one keyword, three filter parts, an address with its @), so a
+        template that computes with a reader's values (`total == 1`, `email.split('@')`,
+        `reasons | length`) instead of printing them does not split.
+        """
+        for sample in _SAMPLES:
+            self._check_with(papers, sample)
+
+    def _check_with(self, papers: Sequence[Paper], sample: _Sample) -> None:
+        chosen = [(i, i % 2 == 0) for i in range(min(len(papers), sample.cards))]
         for variant in VARIANTS:
-            chosen = [] if variant == "empty" else sample
+            rows_of = [] if variant == "empty" else chosen
             cards = [
                 dataclasses.replace(
-                    paper_card(papers[i]), number=str(n), reasons=reasons if chips else ()
+                    paper_card(papers[i]), number=str(n), reasons=sample.reasons if chips else ()
                 )
-                for n, (i, chips) in enumerate(chosen, start=1)
+                for n, (i, chips) in enumerate(rows_of, start=1)
             ]
             for fmt, render, quote in (
                 (self._html, self._html_of, _escaped),
                 (self._text, self._text_of, str),
             ):
-                whole = crlf(render(cards, variant, hostile))
-                values = {name: quote(str(hostile[name])).encode() for name in FRAME_HOLES}
+                whole = crlf(render(cards, variant, sample.values))
+                values = {name: quote(str(sample.values[name])).encode() for name in FRAME_HOLES}
                 sep = fmt.separators.get(FILTERS, "")
-                values[FILTERS] = sep.join(quote(f) for f in parts).encode()
-                chip = fmt.separators.get(REASONS, "").join(quote(r) for r in reasons).encode()
-                rows = [(i, chips, str(n).encode(), chip) for n, (i, chips) in enumerate(chosen, 1)]
+                values[FILTERS] = sep.join(quote(f) for f in sample.filters).encode()
+                chip = fmt.separators.get(REASONS, "").join(quote(r) for r in sample.reasons)
+                rows = [
+                    (i, chips, str(n).encode(), chip.encode())
+                    for n, (i, chips) in enumerate(rows_of, 1)
+                ]
                 pieces = fill(fmt, variant, rows, values)
                 if b"".join(piece_bytes(p) for p in pieces) != ended(whole):
                     raise NotSpliceable(f"the {variant} email does not split into frame and cards")

@@ -167,6 +167,10 @@ def render_template(name: str, template_dir: Path | None, context: Mapping[str, 
         return template.render(context)
     except jinja2.TemplateError as exc:
         raise TemplateError(f"{name}: cannot render: {exc}") from None
+    except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
+        # A user template's own logic failing on these values ({% if total > "x" %}, a sum
+        # with a string): the template's error, said in one line, not a traceback.
+        raise TemplateError(f"{name}: cannot render: {type(exc).__name__}: {exc}") from None
 
 
 def compile_mjml(mjml: str) -> str:
