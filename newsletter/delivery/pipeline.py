@@ -184,6 +184,7 @@ class _Run:
         # Claimed messages wait here: with the group being claimed and those in flight, a crash
         # leaves at most about 3 x concurrency claims (+ unflushed sent rows) ambiguous.
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency)
+        self.finished = False  # nothing more will be queued
 
     def stop(self, reason: str) -> None:
         if self.report.stopped is None:
@@ -238,8 +239,17 @@ class _Run:
                 if self.record:
                     self.store.record_skipped(self.date, skipped, kind=self.kind)
         finally:
+            # No await here: an interrupt (Ctrl-C, SIGTERM) cancels this task at its next one,
+            # and a worker waiting for an end marker that never came would wait for ever.
+            # Markers go in while there is room; workers stop once `finished` and the queue
+            # is empty (see work), so markers are needed only by workers already waiting,
+            # which wait only on an empty queue.
+            self.finished = True
             for _ in range(self.concurrency):
-                await self.queue.put(None)
+                try:
+                    self.queue.put_nowait(None)
+                except asyncio.QueueFull:
+                    break
 
     async def hand_over(self, group: list[_Job]) -> None:
         """Claim the group's rows in one transaction and queue the claimed messages."""
@@ -272,12 +282,15 @@ class _Run:
 
     async def work(self) -> None:
         """Take claimed messages off the queue and deliver them until the queue ends."""
-        while (job := await self.queue.get()) is not None:
-            if self.report.stopped:
-                self.release(job.subscriber, job.previous)  # drain: claimed, never sent
-                continue
+        while not (self.finished and self.queue.empty()):
+            job = await self.queue.get()
+            if job is None:
+                break
             try:
-                await self.deliver_one(job)
+                if self.report.stopped:
+                    self.release(job.subscriber, job.previous)  # drain: claimed, never sent
+                else:
+                    await self.deliver_one(job)
             except Exception as exc:  # a bug or a broken database: stop, re-raise after the drain
                 self.errors.append(exc)
                 self.stop(f"unexpected error: {exc}")
