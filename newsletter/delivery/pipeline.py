@@ -183,8 +183,9 @@ class _Run:
         self.errors: list[Exception] = []
         # Claimed messages wait here: with the group being claimed and those in flight, a crash
         # leaves at most about 3 x concurrency claims (+ unflushed sent rows) ambiguous.
-        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue(maxsize=self.concurrency)
-        self.finished = False  # nothing more will be queued
+        # (`room` bounds the queue: the queue itself is unbounded, so its end markers always go in.)
+        self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self.room = asyncio.Semaphore(self.concurrency)
 
     def stop(self, reason: str) -> None:
         if self.report.stopped is None:
@@ -240,16 +241,9 @@ class _Run:
                     self.store.record_skipped(self.date, skipped, kind=self.kind)
         finally:
             # No await here: an interrupt (Ctrl-C, SIGTERM) cancels this task at its next one,
-            # and a worker waiting for an end marker that never came would wait for ever.
-            # Markers go in while there is room; workers stop once `finished` and the queue
-            # is empty (see work), so markers are needed only by workers already waiting,
-            # which wait only on an empty queue.
-            self.finished = True
+            # and a worker whose end marker never came would wait for ever.
             for _ in range(self.concurrency):
-                try:
-                    self.queue.put_nowait(None)
-                except asyncio.QueueFull:
-                    break
+                self.queue.put_nowait(None)
 
     async def hand_over(self, group: list[_Job]) -> None:
         """Claim the group's rows in one transaction and queue the claimed messages."""
@@ -274,7 +268,8 @@ class _Run:
         queued = 0
         try:
             for job in jobs:
-                await self.queue.put(job)
+                await self.room.acquire()
+                self.queue.put_nowait(job)
                 queued += 1
         finally:
             for job in jobs[queued:]:  # interrupted: claimed, never handed to a worker
@@ -282,10 +277,8 @@ class _Run:
 
     async def work(self) -> None:
         """Take claimed messages off the queue and deliver them until the queue ends."""
-        while not (self.finished and self.queue.empty()):
-            job = await self.queue.get()
-            if job is None:
-                break
+        while (job := await self.queue.get()) is not None:
+            self.room.release()
             try:
                 if self.report.stopped:
                     self.release(job.subscriber, job.previous)  # drain: claimed, never sent
