@@ -118,6 +118,7 @@ class ImportReport:
     unsubscribed: tuple[str, ...] = ()  # with sync: active before, missing from the file
     rejected: tuple[SubscriberError, ...] = ()
     dry_run: bool = False
+    sync_skipped: bool = False  # sync was asked, but rows were rejected: nobody unsubscribed
 
     def summary(self) -> str:
         """One line of counts, e.g. "3 added, 1 updated, 8 unchanged, 0 rejected"."""

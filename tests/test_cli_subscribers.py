@@ -95,6 +95,24 @@ def test_import_dry_run_and_sync(cli: Any, tmp_path: Path) -> None:
     assert [e for e, s in statuses.items() if s == "active"] == ["minji.kim@example.com"]
 
 
+def test_sync_unsubscribes_nobody_when_a_row_is_rejected(cli: Any, tmp_path: Path) -> None:
+    cli("subscribers", "import", str(EXAMPLE))
+    rows = EXAMPLE.read_text(encoding="utf-8").splitlines(keepends=True)
+    # A stray quote in row 3: the rest of the file reads as one rejected field.
+    name = rows[2].split(",")[1]
+    broken = tmp_path / "broken.csv"
+    broken.write_text("".join([*rows[:2], rows[2].replace(name, '"' + name, 1), *rows[3:]]))
+    synced = cli("subscribers", "import", str(broken), "--sync")
+    assert synced.exit_code == 1
+    assert "--sync not applied" in synced.stderr and "unsubscribed" not in synced.stdout
+    assert {p["status"] for p in listed(cli)} == {"active"}  # nobody lost
+    typo = tmp_path / "typo.csv"
+    typo.write_text("".join([rows[0], rows[1].rsplit(",", 3)[0] + ",ten,,\n", *rows[2:]]))
+    retyped = cli("subscribers", "import", str(typo), "--sync")
+    assert retyped.exit_code == 1 and "--sync not applied" in retyped.stderr
+    assert {p["status"] for p in listed(cli)} == {"active"}
+
+
 def test_add_list_remove(cli: Any) -> None:
     added = cli(
         "subscribers",

@@ -16,9 +16,12 @@ def import_subscribers_csv(
     """Upsert the CSV's valid rows by e-mail in one transaction; report what changed.
 
     Subscribers missing from the file are kept; with `sync`, active ones are marked
-    unsubscribed. Statuses are never changed back to active by an import. A dry run writes
-    nothing and reports what would happen.
+    unsubscribed, unless a row was rejected: its subscriber would look missing (a stray quote
+    can swallow every row after it), so then nobody is (`sync_skipped`). Statuses are never
+    changed back to active by an import. A dry run writes nothing and reports what would
+    happen.
     """
     read = read_subscribers_csv(path)
-    report = store.import_subscribers(read.rows, sync=sync, dry_run=dry_run)
-    return replace(report, source=read.source, rejected=read.rejected)
+    skip = sync and bool(read.rejected)
+    report = store.import_subscribers(read.rows, sync=sync and not skip, dry_run=dry_run)
+    return replace(report, source=read.source, rejected=read.rejected, sync_skipped=skip)

@@ -51,6 +51,12 @@ def import_command(
         click.echo(f"{'would mark' if dry_run else 'marked'} unsubscribed: {email}")
     prefix = "dry run, nothing written: " if dry_run else ""
     click.echo(f"{prefix}{report.source}: {report.summary()}")
+    if report.sync_skipped:
+        click.echo(
+            f"--sync not applied: {len(report.rejected)} rows were rejected, so nobody was "
+            "marked unsubscribed; fix them and import again",
+            err=True,
+        )
     if report.rejected:
         sys.exit(1)
 
