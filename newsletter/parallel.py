@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 from .config import Settings
 from .delivery.heap import frozen_heap
 from .delivery.pipeline import DeliveryReport
-from .errors import NewsletterError
+from .delivery.runlock import send_lock
+from .errors import DeliveryError, NewsletterError
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, SpawnContext  # no ForkContext on Windows
@@ -131,7 +132,13 @@ def send_day_in_processes(
     # SIGTERM (a CI timeout, systemd) stops the send like Ctrl-C does, from the start: while
     # the day renders and workers start too.
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    lock = contextlib.ExitStack()
     try:
+        # The workers' send lock (delivery/runlock.py), held here; forked workers inherit it.
+        try:
+            lock.enter_context(send_lock(settings.db, alone=resend_ambiguous))
+        except DeliveryError as exc:
+            raise NewsletterError(str(exc)) from None
         composer = _forked_day(settings, date) if _can_fork() else None
         context: SpawnContext | ForkContext = (
             multiprocessing.get_context("spawn")
@@ -161,6 +168,7 @@ def send_day_in_processes(
             worker.join()
         raise NewsletterError(INTERRUPTED) from None
     finally:
+        lock.close()
         signal.signal(signal.SIGTERM, previous)
     errors = [str(value) for kind, value in results if kind != "report"]
     if errors:

@@ -12,6 +12,7 @@ to DATA. A claim left by a run that died is ambiguous: reported, and resent only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import itertools
@@ -30,6 +31,8 @@ from ..model import Subscriber
 from ..store import Part, Store
 from ..store.ledger import INACTIVE
 from .heap import frozen_heap
+from .report import DeliveryReport
+from .runlock import send_lock
 
 __all__ = [
     "Compose",
@@ -63,50 +66,6 @@ class Sender(Protocol):
     async def send(self, message: OutgoingMessage) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-@dataclass
-class DeliveryReport:
-    """What one run did (counts of this run) and what it found in the ledger."""
-
-    date: dt.date
-    sent: int = 0
-    skipped: int = 0  # empty selection
-    unsubscribed: int = 0  # stopped being active during the run: not sent
-    deferred: int = 0
-    failed: int = 0
-    bounced: int = 0  # of the failed: address does not exist, subscriber marked bounced
-    ambiguous: int = 0  # claims left by a run that died (message may or may not have gone)
-    already_sent: int = 0
-    already_failed: int = 0
-    stopped: str | None = None  # why the run stopped early, if it did
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is deferred, failed or ambiguous and the run did not stop."""
-        return not (self.deferred or self.failed or self.ambiguous or self.stopped)
-
-    @property
-    def exit_code(self) -> int:
-        """1 unless everything went; a dry run, which sends nothing, fails only when it stopped."""
-        if self.dry_run:
-            return 0 if self.stopped is None else 1
-        return 0 if self.ok else 1
-
-    def summary(self) -> str:
-        """The one-line summary: sent / skipped / deferred / failed / ambiguous."""
-        verb = "would send" if self.dry_run else "sent"
-        line = (
-            f"{verb} {self.sent}, skipped {self.skipped + self.unsubscribed}, deferred {self.deferred}, "
-            f"failed {self.failed}, ambiguous {self.ambiguous}"
-        )
-        notes = []
-        if self.bounced:
-            notes.append(f"{self.bounced} bounced")
-        if self.already_sent or self.already_failed:
-            notes.append(f"earlier runs: {self.already_sent} sent, {self.already_failed} failed")
-        return f"{line} ({'; '.join(notes)})" if notes else line
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,30 +392,44 @@ async def deliver(
     composes, what was alive when it began is kept from the garbage collector (`frozen_heap`):
     prepare the composer (`Composer.prepare`) first, so the day's pieces are among it.
     """
+    # Only one send at a time may take over ambiguous claims (runlock); a split send's
+    # parent holds the lock for its workers.
+    stack = contextlib.ExitStack()
     try:
+        if record and part is None and str(store.path) != ":memory:":
+            stack.enter_context(send_lock(store.path, alone=resend_ambiguous))
         await sender.open()
     except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
+        stack.close()
         report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
         if record:
             report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
         return report
-    run = _Run(
-        date=date,
-        store=store,
-        compose=compose,
-        sender=sender,
-        concurrency=concurrency,
-        rate=rate,
-        retries=retries,
-        backoff=backoff,
-        resend_ambiguous=resend_ambiguous,
-        record=record,
-        progress=progress,
-        give_up_after=give_up_after,
-        sent_batch=sent_batch or 2 * max(1, concurrency),
-        part=part,
-        kind=kind,
-    )
+    with stack:
+        return await _run(
+            _Run(
+                date=date,
+                store=store,
+                compose=compose,
+                sender=sender,
+                concurrency=concurrency,
+                rate=rate,
+                retries=retries,
+                backoff=backoff,
+                resend_ambiguous=resend_ambiguous,
+                record=record,
+                progress=progress,
+                give_up_after=give_up_after,
+                sent_batch=sent_batch or 2 * max(1, concurrency),
+                part=part,
+                kind=kind,
+            )
+        )
+
+
+async def _run(run: _Run) -> DeliveryReport:
+    """The run's producer and workers, to its end; the report."""
+    store, date, part, kind, record = run.store, run.date, run.part, run.kind, run.record
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
         with frozen_heap():

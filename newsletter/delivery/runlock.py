@@ -1,0 +1,59 @@
+"""Which sends of one database run at once: any number of ordinary ones, or one that resends.
+
+Claims a running send holds look exactly like those of a send that died, so a send that
+takes over ambiguous claims (`resend_ambiguous`) must run alone: it would otherwise resend
+what another send has on the wire (a second `send --resend-ambiguous` during a long send
+mailed 1,356 readers twice). Every send holds a lock on a file next to the database while it
+runs: shared for an ordinary send, exclusive for one that resends. The kernel lets go when
+the process ends however it ends, so a crashed send never blocks the next one; forked
+workers of a split send hold their parent's lock for as long as any of them runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import DeliveryError
+
+__all__ = ["AnotherSend", "send_lock"]
+
+
+class AnotherSend(DeliveryError):
+    """Another send of this database is running, and this one may not run beside it."""
+
+
+def lock_path(db: Path) -> Path:
+    """The lock file of a database's sends."""
+    return db.with_name(db.name + ".sending")
+
+
+@contextlib.contextmanager
+def send_lock(db: Path, *, alone: bool) -> Iterator[None]:
+    """Hold the database's send lock for the block.
+
+    `alone`: exclusive (a send that resends ambiguous claims), else shared. AnotherSend, at
+    once, when it cannot be had: exclusive while any send runs, shared while a resend runs.
+    """
+    path = lock_path(db)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise DeliveryError(f"{path}: cannot open the send lock: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if alone else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AnotherSend(
+                "another send of this database is running, so its claims are not ambiguous; "
+                "resend once it has ended"
+                if alone
+                else "a send that resends ambiguous claims is running on this database; "
+                "send once it has ended"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # lets go of the lock (a forked worker's copy stays until it exits)
