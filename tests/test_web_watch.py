@@ -21,7 +21,7 @@ from newsletter.store import Store
 from newsletter.web.logs import JsonFormatter
 from newsletter.web.watch import DigestWatcher
 from tests.conftest import FIXTURES, PINNED_NOW
-from tests.smtp_servers import RecordingHandler, smtp_server
+from tests.smtp_servers import RecordingHandler, free_port, smtp_server
 from tests.web_server import Running, service, service_settings
 
 
@@ -350,3 +350,27 @@ def test_a_failing_search_index_is_logged_and_the_mail_still_goes(
     assert len(failed) == 1 and failed[0].levelno == logging.WARNING
     line = json.loads(JsonFormatter().format(failed[0]))
     assert line["error"].startswith("pagefind failed")
+
+
+def test_a_send_that_could_not_run_is_a_failed_pass(tmp_path: Path) -> None:
+    # Nobody listens on the SMTP port: the daily job's send stops before claiming anything.
+    # It raises nothing, but the pass failed: /healthz must say so, and it is retried.
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    day_file(incoming, "2024-12-13")
+    options = {"watch_dir": incoming, "watch_interval": 0.2}
+    with service(
+        tmp_path,
+        app_options=options,
+        setup=reader,
+        site=False,
+        digests=False,
+        smtp_port=free_port(),
+    ) as web:
+        watcher = web.app.state.watcher
+        wait_for(lambda: any(p.error for p in watcher.passes))
+        status, body = health(web)
+    assert status == 200 and body["ok"] is False
+    assert body["watch"]["ok"] is False
+    assert body["watch"]["error"].startswith("the send stopped: ")
+    assert "connect" in body["watch"]["error"]

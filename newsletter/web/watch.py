@@ -203,6 +203,10 @@ class DigestWatcher:
         if daily.delivery is not None:
             result.sent_date = daily.delivery.date
             result.delivery = daily.delivery.summary()
+            if daily.delivery.stopped is not None:
+                # No server, a refused login or sender: the pass failed (logged, shown by
+                # /healthz, retried later), though nothing raised.
+                raise NewsletterError(f"the send stopped: {daily.delivery.stopped}")
         return daily
 
     def _delay(self, failures: int) -> float:
