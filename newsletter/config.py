@@ -375,6 +375,16 @@ def _from_file(file: Path) -> dict[str, tuple[Any, str]]:
     return values
 
 
+def _utf8(value: str, name: str) -> str:
+    """An environment value, or a ConfigError when its bytes are not UTF-8 (Python keeps such
+    bytes as surrogates, which fail later, wherever the value is first encoded)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name}: not UTF-8 text (a byte that is not)") from None
+    return value
+
+
 def load_settings(
     *,
     config_path: Path | None = None,
@@ -397,9 +407,12 @@ def load_settings(
     for name in _FIELDS:
         key = ENV_PREFIX + name.upper()
         if key in env and name != "topics":
-            values[name] = (env[key], key)
+            values[name] = (_utf8(env[key], key), key)
     if "NEWSLETTER_FROM" in env:  # the short name the docs use
-        values["from_address"] = (env["NEWSLETTER_FROM"], "NEWSLETTER_FROM")
+        values["from_address"] = (
+            _utf8(env["NEWSLETTER_FROM"], "NEWSLETTER_FROM"),
+            "NEWSLETTER_FROM",
+        )
     for name, value in (overrides or {}).items():
         if value is not None:
             option = (option_names or {}).get(name) or f"--{name.replace('_', '-')}"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -311,3 +314,21 @@ def test_a_card_cap_over_a_thousand_is_refused_in_one_line() -> None:
         load_settings(environ={"NEWSLETTER_MAX_PAPERS_PER_EMAIL": "1000"}).max_papers_per_email
         == 1000
     )
+
+
+@pytest.mark.parametrize("name", ["NEWSLETTER_SECRET_KEY", "NEWSLETTER_SMTP_USER"])
+def test_a_setting_whose_bytes_are_not_utf8_is_one_line(tmp_path: Path, name: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SECRET_KEY"] = TEST_KEY
+    env["NEWSLETTER_DB"] = str(tmp_path / "n.db")
+    raw = {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+    raw[name.encode()] = b"user\xffname"  # as a shell passes bytes that are not UTF-8
+    command = [str(Path(sys.executable).parent / "newsletter"), "send", "--dry-run"]
+    done = subprocess.run(
+        command,
+        env=raw,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode() == f"error: {name}: not UTF-8 text (a byte that is not)\n"
