@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from pathlib import Path
 
-from markupsafe import escape
-
 from ..audience.match import Pick, PreparedDigest, select_papers
 from ..config import Settings
 from ..errors import ConfigError
@@ -55,10 +53,11 @@ from .render import (
     Personal,
     RenderedEmail,
     greeting_for,
+    papers_per_email,
     render_email,
 )
 from .splice import encode_lines, piece_bytes
-from .whole import Layout, build_layout, own_render
+from .whole import Layout, build_layout
 
 # Whole renders kept for reuse (templates that do not split), least recently used out.
 CACHE_BYTES = 128 * 1024 * 1024
@@ -175,10 +174,11 @@ class Composer:
         """How the subscriber's email renders, or None when it is not sent."""
         day = self._day_email()
         if day is None:
+            layout = self._layout(subscriber.filters)
+            if layout is None:
+                return None
             personal = personal_for(subscriber, settings=self.settings, key=self._key)
-            whole: list[RenderedEmail] = []
-            found = self._whole_for(subscriber, personal, rendered=whole)
-            return None if found is None else whole[0]
+            return layout.reader_email(personal).rendered
         picks = self.selection_for(subscriber)
         if not picks and not self.settings.send_empty:
             return None
@@ -218,62 +218,21 @@ class Composer:
         )
 
     def _compose_whole(self, subscriber: Subscriber) -> OutgoingMessage | None:
+        layout = self._layout(subscriber.filters)
+        if layout is None:
+            return None
         address = checked_address(subscriber.email)
         personal = personal_for(subscriber, settings=self.settings, key=self._key)
-        found = self._whole_for(subscriber, personal)
-        if found is None:
-            return None
-        subject, boundary, text, html = found
+        made = layout.reader_email(personal)
         return self._message(
             subscriber,
             address=address,
             personal=personal,
-            subject=subject,
-            boundary=boundary,
-            text=text,
-            html=html,
+            subject=made.rendered.subject,
+            boundary=made.boundary,
+            text=made.text.fill(made.text_values),
+            html=made.html.fill(made.html_values),
         )
-
-    def _whole_for(
-        self,
-        subscriber: Subscriber,
-        personal: Personal,
-        *,
-        rendered: list[RenderedEmail] | None = None,
-    ) -> tuple[str, str, list[bytes], list[bytes]] | None:
-        """Subject, boundary and base64 bodies of a whole render for this reader: the
-        selection's, filled in, or their own where that would read otherwise (whole.py).
-        `rendered`, when given, receives the render."""
-        layout = self._layout(subscriber.filters)
-        if layout is None:
-            return None
-        text_values = {}
-        html_values = {}
-        for name in PERSONAL_FIELDS:
-            value = getattr(personal, name)
-            text_values[name] = value.encode()
-            html_values[name] = str(escape(value)).encode()
-        if layout.fits(html_values):
-            if rendered is not None:
-                rendered.append(layout.rendered)
-            return (
-                layout.rendered.subject,
-                layout.boundary,
-                layout.text.fill(text_values),
-                layout.html.fill(html_values),
-            )
-        own, boundary, html, text = own_render(
-            settings=self.settings,
-            digest=self.digest,
-            picks=select_papers(self._prepared, subscriber.filters),
-            filters=subscriber.filters,
-            personal=personal,
-            template_dir=self._template_dir,
-            weekly=self.weekly,
-        )
-        if rendered is not None:
-            rendered.append(own)
-        return own.subject, boundary, text.fill({}), html.fill({})
 
     def _message(
         self,
@@ -343,15 +302,21 @@ class Composer:
         picks = select_papers(self._prepared, filters)
         if not picks and not self.settings.send_empty:
             return None
-        return build_layout(
-            settings=self.settings,
-            digest=self.digest,
-            picks=picks,
-            filters=filters,
-            markers=self._markers,
-            template_dir=self._template_dir,
-            weekly=self.weekly,
-        )
+
+        def render(personal: Personal, limit: int | None) -> RenderedEmail:
+            return render_email(
+                settings=self.settings,
+                digest=self.digest,
+                picks=picks,
+                filters=filters,
+                personal=personal,
+                template_dir=self._template_dir,
+                limit=limit,
+                weekly=self.weekly,
+            )
+
+        cap = papers_per_email(settings=self.settings, max_papers=filters.max_papers)
+        return build_layout(render, markers=self._markers, cap=cap)
 
 
 def compose_naive(

@@ -50,6 +50,7 @@ from .render import (
     HTML_BUDGET,
     MJML_TEMPLATE,
     PERSONAL_FIELDS,
+    SAMPLE_READER,
     TEXT_TEMPLATE,
     Card,
     Personal,
@@ -116,11 +117,7 @@ def _samples() -> tuple[_Sample, ...]:
         "total": 1,
         "shown": 1,
         "more": 1,
-        "greeting": "Ann님, 안녕하세요.",
-        "email": "ann.lee@example.com",
-        "unsubscribe_url": "https://papers.example.com/u/MTc.abc",
-        "preferences_url": "https://papers.example.com/p/MTc.abc",
-        "feed_url": "https://papers.example.com/feeds/0123abcd.xml",
+        **{name: getattr(SAMPLE_READER, name) for name in PERSONAL_FIELDS},
     }
     plain[FILTERS] = plain_filters
     return (

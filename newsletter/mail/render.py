@@ -50,6 +50,16 @@ class Personal:
 
 PERSONAL_FIELDS = tuple(f.name for f in fields(Personal))
 
+# A reader whose values have ordinary shapes (an @, dots, a name), unlike a marker's: what
+# the checks of split and whole renders compare a template's output with.
+SAMPLE_READER = Personal(
+    greeting="Ann님, 안녕하세요.",
+    email="ann.lee@example.com",
+    unsubscribe_url="https://papers.example.com/u/MTc.sample",
+    preferences_url="https://papers.example.com/p/MTc.sample",
+    feed_url="https://papers.example.com/feeds/0123456789abcdef.xml",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Card:
