@@ -61,6 +61,25 @@ def got(handler: RecordingHandler) -> Counter[str]:
     return Counter(r for received in handler.received for r in received.rcpt_tos)
 
 
+def day_with_readers(db: Path, count: int, *, prefix: str) -> set[str]:
+    """The fixture digests and `count` new readers in the store at `db`; their addresses."""
+    with Store(db) as store:
+        assert not ingest_paths(store, DIGESTS).failed
+        return {store.add_subscriber(f"{prefix}{i:03d}@example.com").email for i in range(count)}
+
+
+def start_send(cli_env: dict[str, str], cwd: Path, port: int, *extra: str) -> subprocess.Popen[str]:
+    """The real `newsletter send` in a process of its own (4 connections), output together."""
+    return subprocess.Popen(
+        [str(NEWSLETTER), "send", *smtp_args(port), "--concurrency", "4", *extra],
+        env={**os.environ, **cli_env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def ledger(db: Path, status: str | None = None) -> list[Any]:
     with Store(db) as store:
         return list(store.deliveries(dt.date.fromisoformat(NEWEST), status=status))
@@ -379,18 +398,9 @@ def test_sigkill_mid_send_then_rerun_misses_nobody_and_doubles_only_ambiguous_cl
     cli_env: dict[str, str], runner: CliRunner, tmp_path: Path
 ) -> None:
     db = Path(cli_env["NEWSLETTER_DB"])
-    with Store(db) as store:
-        assert not ingest_paths(store, DIGESTS).failed
-        everyone = {store.add_subscriber(f"r{i:03d}@example.com").email for i in range(150)}
-    env = {**os.environ, **cli_env}
+    everyone = day_with_readers(db, 150, prefix="r")
     with smtp_server(SlowHandler()) as (server, handler):
-        process = subprocess.Popen(
-            [str(NEWSLETTER), "send", *smtp_args(server.port), "--concurrency", "4"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        process = start_send(cli_env, tmp_path, server.port)
         deadline = time.monotonic() + 60
         while len(handler.received) < 40 and process.poll() is None:
             assert time.monotonic() < deadline, "the send never got going"
@@ -426,20 +436,9 @@ def test_sigkill_mid_send_then_rerun_misses_nobody_and_doubles_only_ambiguous_cl
 
 def test_sigterm_lets_messages_in_flight_finish(cli_env: dict[str, str], tmp_path: Path) -> None:
     db = Path(cli_env["NEWSLETTER_DB"])
-    with Store(db) as store:
-        assert not ingest_paths(store, DIGESTS).failed
-        for i in range(100):
-            store.add_subscriber(f"t{i:03d}@example.com")
-    env = {**os.environ, **cli_env}
+    day_with_readers(db, 100, prefix="t")
     with smtp_server(SlowHandler()) as (server, handler):
-        process = subprocess.Popen(
-            [str(NEWSLETTER), "send", *smtp_args(server.port), "--concurrency", "4"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = start_send(cli_env, tmp_path, server.port)
         while len(handler.received) < 20 and process.poll() is None:
             time.sleep(0.005)
         process.send_signal(signal.SIGTERM)

@@ -3,18 +3,13 @@ ledger says what went, and the process exits (it used to wait for ever)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from newsletter.digest.ingest import ingest_paths
-from newsletter.store import Store
-from tests.conftest import DIGESTS
 from tests.smtp_servers import smtp_server
-from tests.test_send_cli import NEWSLETTER, SlowHandler, got, ledger, smtp_args
+from tests.test_send_cli import SlowHandler, day_with_readers, got, ledger, start_send
 
 
 class Arriving(SlowHandler):
@@ -33,22 +28,11 @@ def test_sigterm_after_the_last_message_is_queued_still_ends(
     # Fewer readers than two groups: every claim is queued at once, and the interrupt lands
     # while the end of the queue is being marked (the queue full of slow messages).
     db = Path(cli_env["NEWSLETTER_DB"])
-    with Store(db) as store:
-        assert not ingest_paths(store, DIGESTS).failed
-        for i in range(6):
-            store.add_subscriber(f"end{i}@example.com")
-    env = {**os.environ, **cli_env}
+    day_with_readers(db, 6, prefix="end")
     handler = Arriving()
     handler.delay = 1.0
     with smtp_server(handler) as (server, _):
-        process = subprocess.Popen(
-            [str(NEWSLETTER), "send", *smtp_args(server.port), "--concurrency", "4"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = start_send(cli_env, tmp_path, server.port)
         deadline = time.monotonic() + 20
         # Four on the wire: the other two and the end markers fill the queue behind them.
         while handler.arrived < 4 and process.poll() is None and time.monotonic() < deadline:

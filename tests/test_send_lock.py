@@ -3,37 +3,22 @@ not ambiguous, and resending them would mail their readers twice."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from pathlib import Path
 
-from newsletter.digest.ingest import ingest_paths
-from newsletter.store import Store
-from tests.conftest import DIGESTS
 from tests.smtp_servers import smtp_server
-from tests.test_send_cli import NEWSLETTER, SlowHandler, got, ledger, smtp_args
+from tests.test_send_cli import SlowHandler, day_with_readers, got, ledger, start_send
 
 
 def test_resending_ambiguous_claims_waits_for_the_running_send(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     db = Path(cli_env["NEWSLETTER_DB"])
-    with Store(db) as store:
-        assert not ingest_paths(store, DIGESTS).failed
-        for i in range(60):
-            store.add_subscriber(f"lock{i:02d}@example.com")
-    env = {**os.environ, **cli_env}
+    day_with_readers(db, 60, prefix="lock")
 
     def send(port: int, *extra: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [str(NEWSLETTER), "send", *smtp_args(port), "--concurrency", "4", *extra],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        return start_send(cli_env, tmp_path, port, *extra)
 
     handler = SlowHandler()
     handler.delay = 0.05

@@ -208,8 +208,9 @@ FORM_BYTES = 64 * 1024  # a form post's body: the largest (preferences) is a few
 async def read_form(request: Request) -> dict[str, str]:
     """The text fields of a small form post (no files; size and field count bounded).
 
-    The form is parsed on the event loop (0.36 s for 2 MB of empty fields), so a body over
-    FORM_BYTES is refused (413) before any of it is read, and one of no stated length (411).
+    The form is parsed on the event loop (megabytes of empty fields hold it for a large part
+    of a second), so a body over FORM_BYTES is refused (413) before any of it is read, and
+    one of no stated length (411).
     """
     length = request.headers.get("content-length")
     if length is None:
