@@ -34,7 +34,7 @@ from .config import Settings
 from .delivery.heap import frozen_heap
 from .delivery.pipeline import DeliveryReport
 from .delivery.runlock import send_lock
-from .errors import DeliveryError, NewsletterError
+from .errors import NewsletterError
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, SpawnContext  # no ForkContext on Windows
@@ -135,10 +135,7 @@ def send_day_in_processes(
     lock = contextlib.ExitStack()
     try:
         # The workers' send lock (delivery/runlock.py), held here; forked workers inherit it.
-        try:
-            lock.enter_context(send_lock(settings.db, alone=resend_ambiguous))
-        except DeliveryError as exc:
-            raise NewsletterError(str(exc)) from None
+        lock.enter_context(send_lock(settings.db, alone=resend_ambiguous))
         composer = _forked_day(settings, date) if _can_fork() else None
         context: SpawnContext | ForkContext = (
             multiprocessing.get_context("spawn")

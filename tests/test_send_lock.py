@@ -32,6 +32,10 @@ def test_resending_ambiguous_claims_waits_for_the_running_send(
             output, _ = resend.communicate(timeout=30)
             assert resend.returncode == 1, output
             assert "another send of this database is running" in output
+            split = send(server.port, "--resend-ambiguous", "--processes", "2")
+            output, _ = split.communicate(timeout=30)  # a split send's parent holds the lock
+            assert split.returncode == 1, output
+            assert "another send of this database is running" in output
             assert first.poll() is None  # (it really was still sending)
             first_output, _ = first.communicate(timeout=60)
         finally:

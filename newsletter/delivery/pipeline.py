@@ -394,18 +394,16 @@ async def deliver(
     """
     # Only one send at a time may take over ambiguous claims (runlock); a split send's
     # parent holds the lock for its workers.
-    stack = contextlib.ExitStack()
-    try:
-        if record and part is None and str(store.path) != ":memory:":
-            stack.enter_context(send_lock(store.path, alone=resend_ambiguous))
-        await sender.open()
-    except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
-        stack.close()
-        report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
-        if record:
-            report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
-        return report
-    with stack:
+    with contextlib.ExitStack() as stack:
+        try:
+            if record and part is None and str(store.path) != ":memory:":
+                stack.enter_context(send_lock(store.path, alone=resend_ambiguous))
+            await sender.open()
+        except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
+            report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
+            if record:
+                report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
+            return report
         return await _run(
             _Run(
                 date=date,
