@@ -176,6 +176,7 @@ def test_a_chunked_body_that_grows_too_large_is_cut_off(web: Running) -> None:
             pass  # the server closed the connection: what this test wants
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 404 "), answer[:80]  # the app's answer, then the cut
+    assert answer.count(b"HTTP/1.1 ") == 1  # and nothing after it
     assert sent < 8 * MAX_BODY_BYTES
 
 

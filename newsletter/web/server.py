@@ -45,7 +45,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     header_timeout: float = 10.0
     max_connections: int | None = None
 
-    _header_timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None
     _header_bytes = 0
     _body_bytes = 0
     _started = False  # bytes of the current request have arrived (its headers are not complete)
@@ -66,7 +66,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._header_timer is None and self._idle():
+        if self._timer is None and self._idle():
             self._arm()  # the next request on a kept-alive connection starts its clock
         super().data_received(data)
 
@@ -126,17 +126,17 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _arm(self, seconds: float | None = None) -> None:
         self._disarm()
-        self._header_timer = self.loop.call_later(
+        self._timer = self.loop.call_later(
             self.header_timeout if seconds is None else seconds, self._too_slow
         )
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _too_slow(self) -> None:
-        self._header_timer = None
+        self._timer = None
         if self.transport.is_closing():
             return
         if self._in_body:
@@ -168,6 +168,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             cycle.message_event.set()
             self._answer(status)
         else:
+            self._refused = True  # no parse-error 400 after an answer that has begun
             self._disarm()
             self.transport.close()
 
