@@ -96,9 +96,21 @@ class TemporaryFailure(DeliveryError):
 
 
 class PermanentFailure(DeliveryError):
-    """The SMTP server refused a message for good (5xx); `bounced` when the address does not exist."""
+    """The SMTP server refused a message for good (5xx); `bounced` when the address does not exist.
 
-    def __init__(self, message: str, *, code: int | None = None, bounced: bool = False) -> None:
+    `reply` is the server's refusal with the recipient's address masked (None when no server
+    answered), so the same refusal of different recipients compares equal.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        bounced: bool = False,
+        reply: str | None = None,
+    ) -> None:
         self.code = code
         self.bounced = bounced
+        self.reply = reply
         super().__init__(message)

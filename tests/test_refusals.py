@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from newsletter.delivery.pipeline import DeliveryReport
-from newsletter.delivery.refusals import classify_refusal
+from newsletter.delivery.refusals import RefusalStreak, classify_refusal, masked_reply
 from newsletter.store import Store
 from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.test_deliver import DAY, add_people, send_all, smtp
@@ -126,3 +126,110 @@ async def test_a_refusal_of_this_message_fails_it_and_sends_the_rest(
 def test_classify_refusal(stage: str, code: int, text: str, verdict: str) -> None:
     sender = "bounces+x@papers.example.com"
     assert classify_refusal(stage=stage, code=code, text=text, sender=sender) == verdict
+
+
+@dataclass
+class RefusingAll(RecordingHandler):
+    """Refuses at RCPT every recipient that `refuses(address)`, with `answer` (`{rcpt}`: the address)."""
+
+    answer: str = ""
+    refuses: Any = None
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.refuses(address):
+            return self.answer.format(rcpt=address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def add_spread(store: Store, count: int, *, domains: int) -> list[str]:
+    """`count` subscribers, their addresses spread over `domains` domains in turn."""
+    return [store.add_subscriber(f"reader{i}@d{i % domains}.example").email for i in range(count)]
+
+
+BLOCKLISTED = "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using zen.example.org"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [BLOCKLISTED, "554 5.7.1 <{rcpt}>: Client host rejected: quota exceeded for this month"],
+)
+async def test_a_relay_refusing_everyone_alike_stops_the_run_and_leaves_the_list_unsent(
+    store: Store, answer: str
+) -> None:
+    addresses = add_spread(store, 40, domains=4)
+    relay = RefusingAll(answer=answer, refuses=lambda address: True)
+    with smtp_server(relay) as (server, handler):
+        report = await send_all(store, smtp(server.port, pool_size=1), concurrency=1)
+    assert report.stopped is not None
+    assert "stopped after 10 recipients at 4 domains in a row were refused alike" in report.stopped
+    assert "<recipient>" in report.stopped or "zen.example.org" in report.stopped
+    assert (report.sent, report.failed, report.bounced) == (0, 0, 0)
+    assert sum(store.delivery_counts(DAY).values()) == 0  # nobody failed: all left for a rerun
+    assert {s.status for s in store.subscribers()} == {"active"}
+    with smtp_server(RecordingHandler()) as (server, handler):
+        again = await send_all(store, smtp(server.port), concurrency=4)
+    assert again.ok and again.sent == 40
+    assert sorted(r for m in handler.received for r in m.rcpt_tos) == sorted(addresses)
+
+
+async def test_with_many_connections_the_refusals_after_the_stop_are_left_unsent_too(
+    store: Store,
+) -> None:
+    add_spread(store, 60, domains=5)
+    relay = RefusingAll(answer=BLOCKLISTED, refuses=lambda address: True)
+    with smtp_server(relay) as (server, _):
+        report = await send_all(store, smtp(server.port, pool_size=8), concurrency=8)
+    assert report.stopped is not None and "refused alike" in report.stopped
+    assert (report.sent, report.failed) == (0, 0)
+    assert sum(store.delivery_counts(DAY).values()) == 0
+
+
+async def test_one_domain_refused_alike_fails_its_readers_and_the_others_are_sent(
+    store: Store,
+) -> None:
+    """A dead domain's mailboxes all get the same words: that is them, not the relay."""
+    dead = [store.add_subscriber(f"old{i}@gone.example").email for i in range(12)]
+    others = add_spread(store, 6, domains=3)
+    relay = RefusingAll(answer=BLOCKLISTED, refuses=lambda address: address in dead)
+    with smtp_server(relay) as (server, handler):
+        report = await send_all(store, smtp(server.port, pool_size=1), concurrency=1)
+    assert (report.sent, report.failed, report.stopped) == (6, 12, None)
+    assert sorted(r for m in handler.received for r in m.rcpt_tos) == sorted(others)
+
+
+async def test_refusals_between_accepted_messages_are_each_recipients_own(store: Store) -> None:
+    addresses = add_spread(store, 30, domains=5)
+    refused = set(addresses[::2])
+    relay = RefusingAll(answer=BLOCKLISTED, refuses=lambda address: address in refused)
+    with smtp_server(relay) as (server, _):
+        report = await send_all(store, smtp(server.port, pool_size=1), concurrency=1)
+    assert (report.sent, report.failed, report.stopped) == (15, 15, None)
+    assert store.delivery_counts(DAY)["failed"] == 15
+
+
+def test_refusal_streak_needs_the_same_words_at_several_domains() -> None:
+    streak = RefusalStreak(at=3, domains=2, alone=5)
+    assert not streak.add("RCPT 554 no", recipient="a@x.example")
+    assert not streak.add("RCPT 554 no", recipient="b@x.example")
+    assert not streak.add("RCPT 554 no", recipient="c@x.example")  # 3 in a row, one domain
+    assert streak.add("RCPT 554 no", recipient="d@Y.example")
+    assert not streak.add("RCPT 554 other words", recipient="e@z.example")  # starts again
+    assert not streak.add(None, recipient="")
+    assert streak.count == 0
+    for i in range(4):
+        assert not streak.add("DATA 554 no", recipient=f"r{i}@x.example")
+    assert streak.add("DATA 554 no", recipient="r5@x.example")  # `alone` in a row
+
+
+def test_masked_reply_hides_only_the_recipient() -> None:
+    one = masked_reply(
+        stage="RCPT", code=554, text="<A@X.example>: host  rejected", recipient="a@x.example"
+    )
+    two = masked_reply(
+        stage="RCPT", code=554, text="<b@y.example>: host rejected", recipient="b@y.example"
+    )
+    assert one == two == "RCPT 554 <<recipient>>: host rejected"
+    assert masked_reply(stage="DATA", code=554, text="x", recipient="") == "DATA 554 x"

@@ -490,3 +490,43 @@ def test_processes_are_for_send_only(runner: CliRunner, cli_env: dict[str, str],
     result = runner.invoke(main, ["run", str(FIXTURES), "--processes", "2"], env=cli_env)
     assert result.exit_code == 1
     assert result.output == "error: --processes applies to `newsletter send` only\n"
+
+
+def test_retry_failed_sends_the_failed_again_once_the_cause_is_fixed(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    refused = {f"reader{i}@example.com" for i in range(4)}
+    policy = RecordingHandler(
+        reply=lambda env, n: "554 5.7.1 rejected by policy" if set(env.rcpt_tos) & refused else None
+    )
+    with smtp_server(policy) as (server, first):
+        result = invoke(runner, cli_env, "send", *smtp_args(server.port))
+        assert result.exit_code == 1
+        assert f"{NEWEST}: sent 4, skipped 1, deferred 0, failed 4, ambiguous 0" in result.output
+        rerun = invoke(runner, cli_env, "send", *smtp_args(server.port))
+    assert rerun.exit_code == 0
+    assert "earlier runs: 4 sent, 4 failed" in rerun.output
+    assert "note: 4 messages failed in earlier runs" in rerun.output
+    assert "newsletter send --retry-failed" in rerun.output
+    with Store(db) as store:  # a failed reader who left since is not mailed again
+        leaver = store.subscriber_by_email("reader3@example.com")
+        assert leaver is not None and store.unsubscribe(leaver.id)
+    with smtp_server(RecordingHandler()) as (server, fixed):
+        retry = invoke(runner, cli_env, "send", "--retry-failed", *smtp_args(server.port))
+        assert retry.exit_code == 0, retry.output
+        assert retry.output.startswith(f"{NEWEST}: 3 failed messages put back to be sent again\n")
+        assert f"{NEWEST}: sent 3," in retry.output
+        again = invoke(runner, cli_env, "send", "--retry-failed", *smtp_args(server.port))
+    assert again.output.startswith(f"{NEWEST}: 0 failed messages put back")
+    assert got(fixed) == {f"reader{i}@example.com": 1 for i in range(3)}
+    assert got(first) + got(fixed) == {email: 1 for email in readers(db)}
+    assert [d.email for d in ledger(db, "failed")] == ["reader3@example.com"]
+
+
+@pytest.mark.parametrize("other", [["--dry-run"], ["--outbox", "out"], ["--to", "me@example.com"]])
+def test_retry_failed_writes_the_ledger_so_not_with_a_dry_run(
+    runner: CliRunner, cli_env: dict[str, str], db: Path, other: list[str]
+) -> None:
+    result = runner.invoke(main, ["send", "--retry-failed", *other], env=cli_env)
+    assert result.exit_code == 2
+    assert "--retry-failed records sends: not with --dry-run, --outbox or --to" in result.output

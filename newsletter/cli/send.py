@@ -246,6 +246,12 @@ def _print_report(
         click.echo(
             f"see `{hint}` for the errors; deferred messages go out on the next run", err=True
         )
+    if report.already_failed and not report.dry_run:
+        click.echo(
+            f"note: {report.already_failed} messages failed in earlier runs (`{hint} --status "
+            "failed`); once the cause is fixed, `newsletter send --retry-failed` sends them",
+            err=True,
+        )
     if report.stopped is not None:
         click.echo(f"error: {report.stopped}", err=True)
     return report.exit_code
@@ -306,11 +312,17 @@ def _deliver(
     metavar="YYYY-Www",
     help="Send this ISO week's weekly edition (e.g. 2025-W09) to weekly subscribers instead.",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    help="First put the day's failed messages (to subscribers still active) back to be sent.",
+)
 @send_options
 @common_options
 def send(
     date: dt.datetime | None,
     week: str | None,
+    retry_failed: bool,
     config_path: Path | None,
     db: Path | None,
     options: SendOptions,
@@ -320,14 +332,22 @@ def send(
     With --week, send that week's edition to the weekly subscribers instead. Each message is
     claimed in the ledger before it is sent and marked sent on the server's 250, so re-running
     sends only what is missing. Exits 0 only when nothing is deferred, failed or ambiguous.
+    Failed messages stay failed; --retry-failed sends them again (after a relay was fixed).
 
     Example: NEWSLETTER_SMTP_HOST=relay.example.com newsletter send --date 2024-12-13
     """
     if date is not None and week is not None:
         raise click.UsageError("give --date or --week, not both")
+    if retry_failed and (not options.record or options.to_address):
+        raise click.UsageError("--retry-failed records sends: not with --dry-run, --outbox or --to")
     settings = options.settings(config_path, db)
     day = date.date() if date else None
     with open_store(settings) as store:
+        if retry_failed:
+            kind = "weekly" if week is not None else "daily"
+            edition = stored_week(store, week).monday if week else store.digest_for(day).date
+            reopened = store.reopen_failed(edition, kind=kind)
+            click.echo(f"{week or edition}: {reopened} failed messages put back to be sent again")
         if week is not None:
             if _send_week(store, settings=settings, week=week, options=options):
                 sys.exit(1)

@@ -31,6 +31,8 @@ from ..model import Subscriber
 from ..store import Part, Store
 from ..store.ledger import INACTIVE
 from .heap import frozen_heap
+from .pacer import Pacer
+from .refusals import RefusalStreak
 from .report import DeliveryReport
 from .runlock import send_lock
 
@@ -75,23 +77,6 @@ class _Job:
     previous: str = "new"  # the ledger state its claim took over
 
 
-class _Pacer:
-    """Spaces sends `1/rate` seconds apart across all workers (rate 0: no limit)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self.next = 0.0
-
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        now = asyncio.get_running_loop().time()
-        slot = max(now, self.next)
-        self.next = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
-
-
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
@@ -126,7 +111,7 @@ class _Run:
         self.compose = compose
         self.sender = sender
         self.concurrency = max(1, concurrency)
-        self.pacer = _Pacer(rate)
+        self.pacer = Pacer(rate)
         self.retries = max(1, retries)
         self.backoff = backoff
         self.resend_ambiguous = resend_ambiguous
@@ -139,9 +124,11 @@ class _Run:
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
+        self.streak = RefusalStreak()
+        self.streak_jobs: list[_Job] = []  # recorded failed; released if the streak stops the run
         self.errors: list[Exception] = []
-        # Claimed messages wait here: with the group being claimed and those in flight, a crash
-        # leaves at most about 3 x concurrency claims (+ unflushed sent rows) ambiguous.
+        # Claimed messages wait here: with the group being claimed, those in flight and the sent
+        # rows not yet flushed (2 x concurrency), a crash leaves at most 5 x concurrency ambiguous.
         # (`room` bounds the queue: the queue itself is unbounded, so its end markers always go in.)
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.room = asyncio.Semaphore(self.concurrency)
@@ -276,7 +263,7 @@ class _Run:
                 await asyncio.sleep(self.backoff * 2 ** (attempts - 1))
                 continue
             except PermanentFailure as exc:
-                self.finish(subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
+                self.refused(job, attempts, exc)
                 return
             except DeliveryError as exc:
                 # The sender cannot work at all and this message never left.
@@ -288,6 +275,29 @@ class _Run:
                 return
             self.finish(subscriber, "sent", attempts)
             return
+
+    def refused(self, job: _Job, attempts: int, exc: PermanentFailure) -> None:
+        """A refusal for good: failed, unless it is the relay refusing every recipient alike."""
+        reply = None if exc.bounced else exc.reply
+        self.finish(job.subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
+        if reply != self.streak.reply:
+            self.streak_jobs = []
+        if not self.streak.add(reply, recipient=job.message.recipient):
+            if reply is not None:
+                self.streak_jobs.append(job)
+            return
+        # The relay refuses everyone: what it refused is not these recipients' fault. The streak
+        # stays past its mark, so each refusal alike that was in flight is undone here too.
+        jobs, self.streak_jobs = [*self.streak_jobs, job], []
+        for refused in jobs:
+            self.release(refused.subscriber, refused.previous, held="failed")
+        self.report.failed -= len(jobs)
+        self.stop(
+            f"stopped after {len(jobs)} recipients at {len(self.streak.seen)} domains in a row "
+            f"were refused alike ({reply}): that is the relay refusing every message, not "
+            f"the addresses; those {len(jobs)} were left unsent and no subscriber was changed; "
+            "run again once the relay accepts mail"
+        )
 
     def fail_unsendable(self, subscriber: Subscriber, error: str) -> None:
         """A subscriber no message can be built for: failed, without ever reaching a server."""
@@ -304,9 +314,11 @@ class _Run:
             batch, self.unflushed = self.unflushed, []
             self.store.mark_sent(self.date, batch, kind=self.kind)
 
-    def release(self, subscriber: Subscriber, previous: str) -> None:
+    def release(self, subscriber: Subscriber, previous: str, *, held: str = "claimed") -> None:
         if self.record:
-            self.store.release_claim(self.date, subscriber.id, previous=previous, kind=self.kind)
+            self.store.release_claim(
+                self.date, subscriber.id, previous=previous, kind=self.kind, held=held
+            )
 
     def finish(
         self,
@@ -341,6 +353,7 @@ class _Run:
         if status == "sent":
             report.sent += 1
             self.deferred_in_a_row = 0
+            self.streak.add(None, recipient="")
         elif status == "deferred":
             report.deferred += 1
             self.deferred_in_a_row += 1

@@ -5,11 +5,16 @@ our sender identity, login, TLS or policy (Amazon SES in its sandbox answering "
 not verified", 5.7.x about the sender, 5.5.x for a command it did not like) would refuse every
 message the same way: that stops the run and changes no subscriber. Pure: replies in, a verdict
 out; delivery/smtp.py turns the verdict into the error the pipeline acts on.
+
+A relay that refuses everyone with words no rule knows ("554 Client host rejected", a
+blocklist, a quota) looks, message by message, like recipients refused for good. The same
+refusal of many recipients in a row, at several domains, is that relay (`RefusalStreak`).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Literal
 
 Verdict = Literal["temporary", "stop", "bounce", "failed"]
@@ -65,3 +70,39 @@ def classify_refusal(*, stage: str, code: int, text: str, sender: str) -> Verdic
     if stage in ("RCPT", "DATA") and is_bounce(code, text):
         return "bounce"
     return "failed"
+
+
+def masked_reply(*, stage: str, code: int, text: str, recipient: str) -> str:
+    """The refusal with the recipient's address masked: the same words to two recipients compare equal."""
+    if recipient:
+        text = re.sub(re.escape(recipient), "<recipient>", text, flags=re.IGNORECASE)
+    return f"{stage} {code} {' '.join(text.split())}"
+
+
+@dataclass
+class RefusalStreak:
+    """The same permanent refusal of recipient after recipient: the relay refusing everyone.
+
+    `add` counts one refusal (None: anything else, which ends the streak) and says whether the
+    streak is now long enough to stop on: `at` refusals in a row across `domains` recipient
+    domains (one dead domain's mailboxes are refused alike, a relay's policy refuses every
+    domain), or `alone` in a row whatever the domains.
+    """
+
+    at: int = 10
+    domains: int = 3
+    alone: int = 50
+    reply: str | None = None
+    count: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, reply: str | None, *, recipient: str) -> bool:
+        if reply is None or reply != self.reply:
+            self.reply, self.count, self.seen = reply, 0, set()
+            if reply is None:
+                return False
+        self.count += 1
+        self.seen.add(recipient.rpartition("@")[2].lower())
+        return self.count >= self.alone or (
+            self.count >= self.at and len(self.seen) >= self.domains
+        )

@@ -25,7 +25,7 @@ from ..config import Secret, Settings, coerce_setting
 from ..errors import ConfigError, DeliveryError, PermanentFailure, TemporaryFailure
 from ..mail.outgoing import OutgoingMessage
 from ..text import clean_text
-from .refusals import classify_refusal
+from .refusals import classify_refusal, masked_reply
 from .session import Refused, Reply, Session, SessionLost, wire_payload
 
 TLS_MODES = ("starttls", "tls", "none")
@@ -215,6 +215,12 @@ class SMTPSender:
             f"{message.recipient}: {stage} refused: {text}",
             code=code,
             bounced=verdict == "bounce",
+            reply=masked_reply(
+                stage=stage,
+                code=code,
+                text=reply_text(None, reply.text),
+                recipient=message.recipient,
+            ),
         )
 
     async def _connect(self) -> _Connection:

@@ -182,22 +182,32 @@ class LedgerStore(StoreBase):
         return previous if cursor.rowcount == 1 else None
 
     def release_claim(
-        self, date: dt.date, subscriber_id: int, *, previous: str, kind: str = "daily"
+        self,
+        date: dt.date,
+        subscriber_id: int,
+        *,
+        previous: str,
+        kind: str = "daily",
+        held: str = "claimed",
     ) -> None:
-        """Undo a claim whose message was certainly never handed over (the run stopped first)."""
+        """Undo a claim whose message was certainly never handed over (the run stopped first).
+
+        `held` "failed" undoes a claim already recorded failed whose refusal turned out to be
+        the relay refusing everyone, not this message.
+        """
         day = date.isoformat()
         with self.transaction() as conn:
             if previous == "new":
                 conn.execute(
                     """DELETE FROM deliveries WHERE kind = ? AND date = ? AND subscriber_id = ?
-                       AND status = 'claimed'""",
-                    (kind, day, subscriber_id),
+                       AND status = ?""",
+                    (kind, day, subscriber_id, held),
                 )
             else:
                 conn.execute(
                     """UPDATE deliveries SET status = ? WHERE kind = ? AND date = ? AND subscriber_id = ?
-                       AND status = 'claimed'""",
-                    (previous, kind, day, subscriber_id),
+                       AND status = ?""",
+                    (previous, kind, day, subscriber_id, held),
                 )
 
     def finish_delivery(
@@ -232,6 +242,18 @@ class LedgerStore(StoreBase):
                    updated_at = ? WHERE kind = ? AND date = ? AND subscriber_id = ? AND status = 'claimed'""",
                 [(attempts, now, kind, day, sid) for sid, attempts in sent],
             )
+
+    def reopen_failed(self, date: dt.date, *, kind: str = "daily") -> int:
+        """Put `date`'s failed rows of still-active subscribers back to deferred: the next run
+        tries them again. How many were put back."""
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """UPDATE deliveries SET status = 'deferred', updated_at = ?
+                   WHERE kind = ? AND date = ? AND status = 'failed' AND subscriber_id IN
+                   (SELECT id FROM subscribers WHERE status = 'active')""",
+                (self.now_text(), kind, date.isoformat()),
+            )
+            return int(cursor.rowcount)
 
     def record_skipped(
         self, date: dt.date, subscriber_ids: Sequence[int], *, kind: str = "daily"
