@@ -7,6 +7,9 @@ import datetime as dt
 import email
 import json
 import mailbox
+import os
+import subprocess
+import sys
 from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -289,3 +292,66 @@ def test_a_source_that_is_no_mailbox_is_one_line(tmp_path: Path) -> None:
     )
     code, _, err = run(tmp_path, tmp_path / "missing")
     assert code == 1 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_messages_that_cannot_be_read_are_named_and_the_others_applied(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    folder = tmp_path / "eml"
+    folder.mkdir()
+    gone, angry = sent["gone"], sent["angry"]
+    (folder / "1.eml").write_bytes(dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    (folder / "2.eml").mkdir()
+    (folder / "3.eml").symlink_to(tmp_path / "nowhere.eml")
+    os.mkfifo(folder / "4.eml")  # reading it would wait for a writer for ever
+    (folder / "5.eml").write_bytes(arf(angry, recipient=angry.recipient))
+    code, out, err = run(tmp_path, folder)
+    assert code == 1
+    assert out.startswith(f"{folder}: read 2: 1 hard, 0 soft, 1 complaints,")
+    assert out.strip().endswith("1 subscribers bounced, 1 unsubscribed; 3 unreadable")
+    assert err.splitlines() == [
+        f"error: {folder / name}: cannot read: not a file" for name in ("2.eml", "3.eml", "4.eml")
+    ]
+    assert statuses(tmp_path) == {"gone": "bounced", "full": "active", "angry": "unsubscribed"}
+
+
+def test_a_maildir_entry_that_cannot_be_read_is_named_and_left(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    gone = sent["gone"]
+    maildir_with(tmp_path / "Maildir", dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    odd = tmp_path / "Maildir" / "new" / "1700000000.M1P1.host"
+    odd.symlink_to(tmp_path / "nowhere")  # a message file that is not there
+    code, out, err = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert code == 1
+    counts = json.loads(out)
+    assert (counts["read"], counts["bounced"], counts["unreadable"]) == (1, 1, 1)
+    assert err == (
+        f"error: {tmp_path / 'Maildir'}: 1700000000.M1P1.host: cannot read: "
+        "No such file or directory\n"
+    )
+    assert odd.is_symlink()  # left where it was
+
+
+def test_a_message_the_old_mta_scanner_trips_over_is_unknown_without_a_traceback(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    folder = tmp_path / "eml"
+    folder.mkdir()
+    (folder / "odd.eml").write_bytes(
+        b"From: caf\xe9 <a@b.example>\nSubject: Undelivered\n\n<x@y.example>: 550 no\n"
+    )
+    # A process of its own: pytest's log capture would hide what logging prints to stderr.
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "newsletter"), "bounces", "process", str(folder)],
+        env={
+            **os.environ,
+            "NEWSLETTER_DB": str(tmp_path / "b.db"),
+            "NEWSLETTER_SECRET_KEY": TEST_KEY,
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert "read 1: 0 hard, 0 soft, 0 complaints, 0 ignored, 1 unknown" in done.stdout

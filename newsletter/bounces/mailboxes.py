@@ -24,17 +24,31 @@ from ..errors import ConfigError
 from ..text import clean_text
 
 
+def _cannot_read(where: object, exc: OSError) -> str:
+    """One line for a message that could not be read (it is left where it is)."""
+    return f"{where}: cannot read: {exc.strerror or exc}"
+
+
 class MaildirSource:
     """A Maildir folder (cur/, new/, tmp/); processed messages get the Seen flag in cur/."""
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
+        self.problems: list[str] = []
         self._box = stdlib_mailbox.Maildir(path, factory=None, create=False)
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         for key in sorted(self._box.keys()):
-            if "S" not in self._box.get_message(key).get_flags():
-                yield key, self._box.get_bytes(key)
+            try:
+                if "S" in self._box.get_message(key).get_flags():
+                    continue
+                data = self._box.get_bytes(key)
+            except KeyError:  # taken away by someone else since the listing
+                continue
+            except OSError as exc:
+                self.problems.append(_cannot_read(f"{self.name}: {key}", exc))
+                continue
+            yield key, data
 
     def done(self, key: str) -> None:
         message = self._box[key]
@@ -48,6 +62,7 @@ class MboxSource:
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
+        self.problems: list[str] = []
         self._box = stdlib_mailbox.mbox(path, factory=None, create=False)
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
@@ -63,11 +78,20 @@ class EmlFolder:
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
+        self.problems: list[str] = []
         self._path = path
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         for file in sorted(self._path.glob("*.eml")):
-            yield file.name, file.read_bytes()
+            if not file.is_file():  # a folder, a FIFO, a link to nothing: no message to read
+                self.problems.append(f"{file}: cannot read: not a file")
+                continue
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                self.problems.append(_cannot_read(file, exc))
+                continue
+            yield file.name, data
 
     def done(self, key: str) -> None:
         """Nothing to mark; the store remembers the report."""
@@ -137,6 +161,7 @@ class ImapSource:
         self.port = port if port is not None else (993 if tls == "tls" else 143)
         self.folder, self.move_to = _quoted(folder), move_to and _quoted(move_to)
         self.name = f"imap://{user}@{host}:{self.port}/{folder}"
+        self.problems: list[str] = []  # IMAP errors stop the pass (ConfigError) instead
         self._password = password
         self._timeout = timeout
         self._tls_context = tls_context

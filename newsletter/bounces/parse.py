@@ -20,6 +20,7 @@ import dataclasses
 import email
 import email.policy
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from email.message import Message
@@ -28,6 +29,11 @@ from typing import Literal
 from flufl.bounce import all_failures
 
 from ..text import clean_text
+
+# flufl.bounce logs a traceback for each of its detectors that trips over an odd message (a
+# From header of raw 8-bit bytes is enough) and goes on with the next: a finding of no
+# interest, which would otherwise reach stderr or the service's log as a traceback.
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 Kind = Literal["hard", "soft", "complaint", "ignored", "unknown"]
 _STATUS = re.compile(r"\b([245])\.\d{1,3}\.\d{1,3}\b")

@@ -27,6 +27,7 @@ class Mailbox(Protocol):
     """Where reports wait: a Maildir, an mbox, a folder of .eml files, an IMAP folder."""
 
     name: str
+    problems: list[str]  # one line per message `messages` could not read (and skipped)
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         """(key, raw bytes) of each message not yet marked done."""
@@ -52,6 +53,7 @@ class BounceSummary:
     not_ours: int = 0  # recognised, but about no subscriber of ours
     bounced: int = 0  # subscribers marked bounced
     unsubscribed: int = 0  # subscribers unsubscribed by a complaint
+    unreadable: int = 0  # messages that could not be read: left where they are
 
     def line(self) -> str:
         """The one-line summary."""
@@ -60,7 +62,7 @@ class BounceSummary:
             f"{self.complaints} complaints, {self.ignored} ignored, {self.unknown} unknown, "
             f"{self.already} already processed; {self.bounced} subscribers bounced, "
             f"{self.unsubscribed} unsubscribed"
-        )
+        ) + (f"; {self.unreadable} unreadable" if self.unreadable else "")
 
     def as_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -164,6 +166,7 @@ def process_mailbox(
         )
         mailbox.done(handle)
         count(summary, report, outcome, subscriber_id)
+    summary.unreadable = len(mailbox.problems)
     return summary
 
 

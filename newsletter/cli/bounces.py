@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -60,6 +61,7 @@ def process(
 
     Hard bounces mark the subscriber bounced, soft ones after [bounces] soft_limit within
     soft_days, complaints unsubscribe them; each report counts once; unknown mail is left alone.
+    A message that cannot be read is named on stderr and left; the exit status is then 1.
 
     Examples: newsletter bounces process ~/Maildir/.bounces --json
 
@@ -90,3 +92,7 @@ def process(
         store = stack.enter_context(open_store(settings))
         summary = process_mailbox(mailbox, store=store, settings=settings, key=key)
     click.echo(json.dumps(summary.as_dict()) if as_json else summary.line())
+    for problem in mailbox.problems:
+        click.echo(f"error: {problem}", err=True)
+    if mailbox.problems:
+        sys.exit(1)
