@@ -200,6 +200,23 @@ def test_newer_schema_is_refused_at_open(tmp_path: Path) -> None:
         )
 
 
+def test_another_applications_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    db = tmp_path / "theirs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE papers (title TEXT)")  # a name we use too
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO papers VALUES ('theirs')")
+    conn.close()
+    before = db.read_bytes()
+    for args in (("subscribers", "list"), ("ingest", str(DIGESTS[2])), ("build",)):
+        error = one_line_error(run_cli(db, *args), starts=f"error: {db}: ")
+        assert error == (
+            f"error: {db}: not a newsletter database (it holds other tables: notes, papers); "
+            "give --db (NEWSLETTER_DB) a new file"
+        )
+    assert db.read_bytes() == before
+
+
 def test_healthz_names_a_newer_schema_and_damage(tmp_path: Path) -> None:
     with service(tmp_path) as web, web.client() as client:
         assert client.get("/healthz").json()["db"] == "ok"

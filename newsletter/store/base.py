@@ -233,7 +233,19 @@ def _migrate(conn: sqlite3.Connection, path: Path | str) -> None:
             " upgrade newsletter to use it",
             fault="newer",
         )
-    migrations.apply(db)
+    if not migrations.applied(db):
+        others = sorted(t for t in db.table_names() if t != "_sqlite_migrations")
+        if others:  # another application's database: never write our tables into it
+            raise StoreError(
+                f"{path}: not a newsletter database (it holds other tables: "
+                f"{', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); "
+                "give --db (NEWSLETTER_DB) a new file",
+                fault="error",
+            )
+    try:
+        migrations.apply(db)
+    except sqlite3.Error as exc:
+        raise store_error(path, exc, doing="write") from None
 
 
 def utc_now() -> dt.datetime:
@@ -266,12 +278,12 @@ class StoreBase:
         conn.path = str(path)
         self.conn: sqlite3.Connection = conn
         try:
+            conn.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys=ON")
+            if not _current(conn):
+                _migrate(conn, path)  # first: another application's file is left untouched
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
-            if not _current(conn):
-                _migrate(conn, path)
         except BaseException:
             conn.close()
             raise
