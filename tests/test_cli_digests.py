@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from newsletter.cli import main
 
 from .conftest import FIXTURES
+from .test_store_faults import as_unprivileged
 
 
 def test_ingest_then_digests_json(runner: CliRunner, cli_env: dict[str, str]) -> None:
@@ -178,7 +179,7 @@ NEWSLETTER = Path(sys.executable).parent / "newsletter"
 
 
 def run_with_bytes(
-    *args: bytes, env: dict[str, str], cwd: Path
+    *args: bytes, env: dict[str, str], cwd: Path, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [bytes(NEWSLETTER), *args],
@@ -186,7 +187,7 @@ def run_with_bytes(
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
 
 
@@ -219,3 +220,47 @@ def test_file_name_that_is_not_utf8_fails_that_file_only(
     )
     assert "Traceback" not in result.stderr
     assert "digests/2024-06-28.md: added 2024-06-28 (9 papers)" in result.stdout
+
+
+def test_what_a_folder_holds_that_cannot_be_read_is_named_and_the_rest_stored(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "digests"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "2024-06-28.md").write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    (folder / "locked" / "2024-12-13.md").write_bytes((FIXTURES / "2024-12-13.md").read_bytes())
+    (folder / "locked").chmod(0)
+    (folder / "gone.md").symlink_to(tmp_path / "nowhere.md")
+    os.mkfifo(folder / "pipe.md")  # reading it would wait for a writer for ever
+    (folder / ".#2024-10-16.md").symlink_to("root@host.123")  # an editor's lock: passed over
+    # As an unprivileged user: root reads a folder of mode 000 anyway.
+    result = subprocess.run(  # type: ignore[call-overload]
+        [str(NEWSLETTER), "ingest", str(folder)],
+        env={**os.environ, **cli_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **as_unprivileged(),
+    )
+    (folder / "locked").chmod(0o755)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {folder / 'gone.md'}: cannot read: a link to nothing",
+        f"error: {folder / 'locked'}: cannot read folder: Permission denied",
+        f"error: {folder / 'pipe.md'}: cannot read: not a regular file",
+        f"failed: {folder / 'gone.md'}, {folder / 'locked'}, {folder / 'pipe.md'}",
+    ]
+    assert result.stdout.splitlines() == [
+        f"{folder / '2024-06-28.md'}: added 2024-06-28 (9 papers)",
+        "ingested 4 files: 1 added, 0 updated, 0 unchanged, 3 failed",
+    ]
+
+
+def test_a_fifo_named_on_the_command_line_fails_at_once(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "pipe.md")
+    # A process of its own, timed: reading the FIFO would wait for a writer for ever.
+    result = run_with_bytes(b"ingest", b"pipe.md", env=cli_env, cwd=tmp_path, timeout=20)
+    assert result.returncode == 1
+    assert result.stderr == "error: pipe.md: cannot read: not a regular file\nfailed: pipe.md\n"

@@ -51,19 +51,50 @@ class IngestReport:
         return f"ingested {len(self.files)} files: {counts}"
 
 
-def find_digest_files(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into their `*.md` files (sorted); keep files as given, each once."""
+def find_digest_files(paths: Iterable[Path]) -> tuple[list[Path], list[DigestError]]:
+    """Expand folders into their `*.md` files (sorted); keep files as given, each once.
+
+    Also what could not be looked at, one DigestError each: a sub-folder that cannot be read,
+    and a `*.md` entry that is no file (a link to nothing, a FIFO). Names starting with a dot
+    (editors' lock and swap files, hidden folders) are passed over, as links to folders are.
+    """
     found: list[Path] = []
+    problems: list[DigestError] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.md") if p.is_file()))
+            found.extend(_walk(path, problems))
         else:
             found.append(path)
     # A file named both inside a folder and on its own is one file, not two for one date.
     unique: dict[Path, Path] = {}
     for path in found:
         unique.setdefault(path.resolve(), path)
-    return list(unique.values())
+    return list(unique.values()), problems
+
+
+def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
+    """The `*.md` files under `folder`, sorted; what cannot be looked at goes to `problems`
+    (sorted by path too)."""
+    found: list[DigestError] = []
+
+    def unreadable(exc: OSError) -> None:
+        where = exc.filename or folder
+        found.append(DigestError(f"cannot read folder: {exc.strerror}", source=str(where)))
+
+    files: list[Path] = []
+    for top, folders, names in os.walk(folder, onerror=unreadable):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            if name.startswith(".") or not name.endswith(".md"):
+                continue
+            path = Path(top, name)
+            if path.is_file():
+                files.append(path)
+            else:
+                kind = "a link to nothing" if path.is_symlink() else "not a regular file"
+                found.append(DigestError(f"cannot read: {kind}", source=str(path)))
+    problems.extend(sorted(found, key=lambda problem: problem.source))
+    return sorted(files)
 
 
 def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
@@ -74,6 +105,8 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     except UnicodeEncodeError:  # a name of non-UTF-8 bytes cannot be stored or shown as text
         shown = os.fsencode(source).decode("utf-8", "backslashreplace")
         raise DigestError("file name is not UTF-8 text; rename the file", source=shown) from None
+    if path.exists() and not path.is_file() and not path.is_dir():  # reading would wait for ever
+        raise DigestError("cannot read: not a regular file", source=source)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -98,8 +131,9 @@ def ingest_paths(store: Store, paths: Sequence[Path]) -> IngestReport:
     right is for the user to say. (In separate runs the later one updates the stored digest.)
     """
     report = IngestReport()
-    read: list[tuple[str, Digest | DigestError]] = []
-    for path in find_digest_files(paths):
+    files, problems = find_digest_files(paths)
+    read: list[tuple[str, Digest | DigestError]] = [(p.source, p) for p in problems]
+    for path in files:
         try:
             digest, warnings = read_digest(path)
         except DigestError as exc:
