@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli import main
 from newsletter.delivery.outbox import CountingSender
 from newsletter.publish import build as publish_build
 from newsletter.store import Store
@@ -374,3 +376,31 @@ def test_a_send_that_could_not_run_is_a_failed_pass(tmp_path: Path) -> None:
     assert body["watch"]["ok"] is False
     assert body["watch"]["error"].startswith("the send stopped: ")
     assert "connect" in body["watch"]["error"]
+
+
+def test_a_watched_folder_that_goes_away_is_reported_until_it_is_back(tmp_path: Path) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, _ = direct_watcher(tmp_path, incoming, interval=0.2)
+    watcher.run_once()
+    assert watcher.health()["ok"] is True
+    incoming.rmdir()
+    watcher.run_once()
+    assert watcher.health() == {
+        "ok": False,
+        "error": f"{incoming}: the watched folder does not exist (or is no folder)",
+        "at": None,
+    }
+    incoming.mkdir()
+    day_file(incoming, "2024-12-13")
+    watcher.run_once()
+    assert watcher.health()["ok"] is True
+    assert watcher.passes[-1].ingested == {str(incoming / "2024-12-13.md"): "added"}
+
+
+def test_serve_refuses_a_watch_folder_that_does_not_exist(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--watch", str(tmp_path / "nowhere")], env={"NEWSLETTER_DB": "x.db"}
+    )
+    assert result.exit_code == 2
+    assert f"Directory '{tmp_path / 'nowhere'}' does not exist." in result.output

@@ -23,7 +23,7 @@ from .common import common_options, settings_from
 @click.option(
     "--watch",
     "watch_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="Poll this folder for new digests; ingest, build and send each one once.",
 )

@@ -93,6 +93,8 @@ class DigestWatcher:
         self.on_change: Callable[[], None] | None = None
         self.passes: list[WatchPass] = []  # the last few, newest last (for tests)
         self.failure: WatchFailure | None = None  # the last failure, until its work succeeded
+        self.missing: str | None = None  # says the folder is gone, while it is
+        self._unreadable: set[str] = set()  # what the folder holds that cannot be read, told once
         self._done: dict[str, _FileKey] = {}  # file -> key when ingested (or found unparsable)
         self._seen: dict[str, _FileKey] = {}  # file -> key at the last poll
         self._suspects: dict[str, _Suspect] = {}
@@ -106,6 +108,8 @@ class DigestWatcher:
     def health(self) -> dict[str, object]:
         """`{"ok": ..., "error": ..., "at": ...}` for /healthz: not ok while a failure is unresolved."""
         failure = self.failure
+        if self.missing is not None:
+            return {"ok": False, "error": self.missing, "at": None}
         if failure is None:
             return {"ok": True, "error": None, "at": None}
         return {"ok": False, "error": failure.error, "at": failure.at.isoformat()}
@@ -117,7 +121,7 @@ class DigestWatcher:
         due: list[Path] = []
         wall = time.time()
         seen: dict[str, _FileKey] = {}
-        for path in find_digest_files([self.folder]) if self.folder.is_dir() else []:
+        for path in self._scan():
             try:
                 st = os.stat(path)
             except OSError:
@@ -138,6 +142,21 @@ class DigestWatcher:
                 due.append(path)
         self._seen = seen
         return fresh, due
+
+    def _scan(self) -> list[Path]:
+        """The folder's digest files; says once (log, /healthz) what it cannot look at."""
+        if not self.folder.is_dir():
+            if self.missing is None:
+                self.missing = f"{self.folder}: the watched folder does not exist (or is no folder)"
+                log_event("watch.failed", level=logging.ERROR, error=self.missing)
+            return []
+        self.missing = None
+        files, problems = find_digest_files([self.folder])
+        for problem in problems:
+            if str(problem) not in self._unreadable:
+                self._unreadable.add(str(problem))
+                log_event("watch.warning", level=logging.WARNING, notice=str(problem))
+        return files
 
     def run_once(self) -> WatchPass | None:
         """One poll: ingest what is ready; build and send if anything changed (or when due).
