@@ -107,6 +107,27 @@ def test_one_paper_on_two_days_is_one_paper_in_two_digests(tmp_path: Path, store
     assert later is not None and later.papers[0].votes == 9  # votes belong to the day
 
 
+def test_a_paper_reads_as_its_newest_day_says_whatever_order_the_days_came_in(
+    tmp_path: Path, store: Store
+) -> None:
+    def day(date: str, summary: str) -> Path:
+        path = tmp_path / date / f"{date}.md"
+        path.parent.mkdir()
+        path.write_text(DAY.format(date=date, votes=3).replace("text", summary), encoding="utf-8")
+        return path
+
+    newer = day("2024-01-02", "corrected text")
+    older = day("2024-01-01", "first text")
+    assert not ingest_paths(store, [newer]).failed
+    assert not ingest_paths(store, [older]).failed  # a backfill, after the newer day
+    (paper,) = store.digest_for(dt.date(2024, 1, 1)).papers
+    assert paper.sections[0].text == "corrected text"
+    newer.write_text(newer.read_text(encoding="utf-8").replace("corrected", "final"), "utf-8")
+    assert [f.status for f in ingest_paths(store, [newer]).files] == ["updated"]
+    (paper,) = store.digest_for(dt.date(2024, 1, 1)).papers
+    assert paper.sections[0].text == "final text"
+
+
 def test_bad_files_reported_good_files_stored(tmp_path: Path, store: Store) -> None:
     (tmp_path / "2024-01-02.md").write_text(
         DAY.format(date="2024-01-02", votes=3), encoding="utf-8"

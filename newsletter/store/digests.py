@@ -78,13 +78,17 @@ class DigestStore(StoreBase):
                 if old is not None and old[0] == digest_hash:
                     results.append(Saved(digest.date, "unchanged", len(digest.papers)))
                     continue
+                # A paper listed on several days reads as the newest of them says: an older
+                # digest ingested later does not overwrite its text.
                 conn.executemany(
                     """INSERT INTO papers (arxiv_id, title, display_title, url, image, is_thumbnail, authors, sections)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT (arxiv_id) DO UPDATE SET title = excluded.title,
                          display_title = excluded.display_title, url = excluded.url, image = excluded.image,
-                         is_thumbnail = excluded.is_thumbnail, authors = excluded.authors, sections = excluded.sections""",
-                    [_paper_row(p) for p in digest.papers],
+                         is_thumbnail = excluded.is_thumbnail, authors = excluded.authors, sections = excluded.sections
+                       WHERE NOT EXISTS (SELECT 1 FROM digest_papers
+                         WHERE arxiv_id = excluded.arxiv_id AND date > ?)""",
+                    [(*_paper_row(p), date) for p in digest.papers],
                 )
                 conn.execute(
                     """INSERT INTO digests (date, source, content_hash, paper_count, ingested_at) VALUES (?, ?, ?, ?, ?)
