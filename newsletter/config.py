@@ -10,6 +10,7 @@ setting and its source: the file and key, the environment variable or the option
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -29,10 +30,18 @@ __all__ = [
     "Settings",
     "key_weakness",
     "load_settings",
+    "unknown_environment",
 ]
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("newsletter.toml")
+# Read from the environment by name, not as a setting of their own.
+_OTHER_ENV = (
+    "NEWSLETTER_CONFIG",
+    "NEWSLETTER_FROM",
+    "NEWSLETTER_IMAP_PASSWORD",
+    "NEWSLETTER_PURE_PYTHON",
+)
 
 
 def _setting(
@@ -418,3 +427,26 @@ def load_settings(
             option = (option_names or {}).get(name) or f"--{name.replace('_', '-')}"
             values[name] = (value, f"option {option}")
     return Settings(**_coerce_all(values))
+
+
+def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per `NEWSLETTER_*` variable nothing reads: a typo would otherwise do nothing.
+
+    `NEWSLETTER_SMTP_CONCURRENCY` is `NEWSLETTER_CONCURRENCY`; the warning says so.
+    """
+    env = os.environ if environ is None else environ
+    known = sorted(
+        {ENV_PREFIX + name.upper() for name in _FIELDS if name != "topics"} | set(_OTHER_ENV)
+    )
+    warnings = []
+    for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
+        without_smtp = ENV_PREFIX + key.removeprefix(ENV_PREFIX + "SMTP_")
+        # Compared without the prefix, which every name shares.
+        names = {k.removeprefix(ENV_PREFIX): k for k in known}
+        close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.75)
+        guesses = [without_smtp] if without_smtp in known else [names[c] for c in close]
+        hint = f"; did you mean {guesses[0]}?" if guesses else ""
+        if key == ENV_PREFIX + "TOPICS":
+            hint = "; topics are set in the config file's [topics] table"
+        warnings.append(f"warning: {key} is not a setting and is ignored{hint}")
+    return warnings

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from newsletter.config import Settings, load_settings
+from newsletter.cli import main
+from newsletter.config import Settings, load_settings, unknown_environment
 from newsletter.errors import ConfigError
 
 from .conftest import TEST_KEY
@@ -332,3 +334,37 @@ def test_a_setting_whose_bytes_are_not_utf8_is_one_line(tmp_path: Path, name: st
     )
     assert done.returncode == 1
     assert done.stderr.decode() == f"error: {name}: not UTF-8 text (a byte that is not)\n"
+
+
+def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -> None:
+    env = {
+        "NEWSLETTER_SMTP_CONCURRENCY": "4",  # the setting is NEWSLETTER_CONCURRENCY
+        "NEWSLETTER_SECERT_KEY": "x",
+        "NEWSLETTER_TOPICS": "agents",
+        "NEWSLETTER_ZZZZZZZZZ": "1",
+        "NEWSLETTER_SMTP_HOST": "relay.example.com",  # known ones say nothing
+        "NEWSLETTER_IMAP_PASSWORD": "x",
+        "NEWSLETTER_CONFIG": "x.toml",
+        "OTHER_SMTP_RATE": "1",
+    }
+    assert unknown_environment(env) == [
+        "warning: NEWSLETTER_SECERT_KEY is not a setting and is ignored; did you mean "
+        "NEWSLETTER_SECRET_KEY?",
+        "warning: NEWSLETTER_SMTP_CONCURRENCY is not a setting and is ignored; did you mean "
+        "NEWSLETTER_CONCURRENCY?",
+        "warning: NEWSLETTER_TOPICS is not a setting and is ignored; topics are set in the "
+        "config file's [topics] table",
+        "warning: NEWSLETTER_ZZZZZZZZZ is not a setting and is ignored",
+    ]
+
+
+def test_the_cli_warns_of_an_unknown_variable_and_goes_on(
+    runner: CliRunner, cli_env: dict[str, str]
+) -> None:
+    result = runner.invoke(main, ["digests"], env={**cli_env, "NEWSLETTER_SMTP_RATE": "5"})
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "warning: NEWSLETTER_SMTP_RATE is not a setting and is ignored; did you mean "
+        "NEWSLETTER_RATE?\n"
+    )
+    assert "no digests stored yet" in result.stdout

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ..audience.subscribers import normalize_email
-from ..config import Settings, load_settings
+from ..config import Settings, load_settings, unknown_environment
 from ..errors import NewsletterError, SubscriberError
 from ..model import Subscriber
 from ..store import Store
@@ -94,7 +94,12 @@ def settings_from(
 
     `option_names` spells an option whose name is not the setting's (`{"serve_port": "--port"}`).
     """
-    return load_settings(config_path=config_path, overrides=overrides, option_names=option_names)
+    settings = load_settings(
+        config_path=config_path, overrides=overrides, option_names=option_names
+    )
+    for warning in unknown_environment():
+        click.echo(warning, err=True)
+    return settings
 
 
 def find_subscriber(store: Store, email: str) -> Subscriber:
