@@ -46,3 +46,28 @@ def test_sigterm_after_the_last_message_is_queued_still_ends(
     assert "error: interrupted" in output
     assert ledger(db, "claimed") == []  # what the server took is recorded sent
     assert {d.email for d in ledger(db, "sent")} == set(got(handler))
+
+
+def test_sigterm_does_not_wait_out_a_backoff(cli_env: dict[str, str], tmp_path: Path) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    day_with_readers(db, 4, prefix="busy")
+    busy = Arriving(reply=lambda envelope, attempt: "451 4.3.0 try again later")
+    busy.delay = 0
+    with smtp_server(busy) as (server, _):
+        process = start_send(cli_env, tmp_path, server.port, "--backoff", "600")
+        deadline = time.monotonic() + 20
+        while busy.attempts < 4 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.2)  # every worker now waits out its first 600 s backoff
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=30)
+        finally:
+            process.kill()  # when it waited: the test fails, without leaving it running
+    assert time.monotonic() - started < 10
+    assert process.returncode == 1, output
+    assert "error: interrupted" in output
+    deferred = ledger(db, "deferred")
+    assert len(deferred) == 4 and {d.attempts for d in deferred} == {1}
+    assert {d.last_error for d in deferred} == {"DATA refused: 451 4.3.0 try again later"}

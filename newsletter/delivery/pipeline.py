@@ -132,10 +132,17 @@ class _Run:
         # (`room` bounds the queue: the queue itself is unbounded, so its end markers always go in.)
         self.queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self.room = asyncio.Semaphore(self.concurrency)
+        self.stopping = asyncio.Event()
 
     def stop(self, reason: str) -> None:
         if self.report.stopped is None:
             self.report.stopped = reason
+        self.stopping.set()  # wakes workers waiting out a backoff
+
+    async def pause(self, seconds: float) -> None:
+        """Wait `seconds` before a retry, or less when the run stops meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
 
     async def produce(self) -> None:
         """Compose messages for every active subscriber the ledger says still needs one."""
@@ -260,7 +267,7 @@ class _Run:
                 if attempts >= self.retries:
                     self.finish(subscriber, "deferred", attempts, last_error)
                     return
-                await asyncio.sleep(self.backoff * 2 ** (attempts - 1))
+                await self.pause(self.backoff * 2 ** (attempts - 1))
                 continue
             except PermanentFailure as exc:
                 self.refused(job, attempts, exc)
