@@ -530,3 +530,32 @@ def test_retry_failed_writes_the_ledger_so_not_with_a_dry_run(
     result = runner.invoke(main, ["send", "--retry-failed", *other], env=cli_env)
     assert result.exit_code == 2
     assert "--retry-failed records sends: not with --dry-run, --outbox or --to" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["send", "--backoff", "nan"],
+            "Invalid value for '--backoff': 'nan' is not a number of seconds",
+        ),
+        (
+            ["send", "--backoff", "inf"],
+            "Invalid value for '--backoff': inf is not in the range 0<=x<=3600.",
+        ),
+        (
+            ["doctor", "--timeout", "nan"],
+            "Invalid value for '--timeout': 'nan' is not a number of seconds",
+        ),
+        (
+            ["serve", "--interval", "NaN"],
+            "Invalid value for '--interval': 'NaN' is not a number of seconds",
+        ),
+    ],
+)
+def test_a_wait_that_would_never_end_is_a_usage_error(
+    runner: CliRunner, cli_env: dict[str, str], args: list[str], said: str
+) -> None:
+    result = runner.invoke(main, args, env=cli_env)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"Error: {said}"

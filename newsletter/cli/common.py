@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -53,6 +54,20 @@ class _Date(click.DateTime):
 
 
 DATE = _Date(formats=["%Y-%m-%d"])
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds in a range: click's FloatRange lets nan through (every comparison
+    with it is false), and a wait of nan or inf seconds never ends."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
+
 
 # --date for commands that read one digest; passed to the command as `day`.
 date_option = click.option(

@@ -10,7 +10,7 @@ import click
 from ..doctor.checks import diagnose
 from ..doctor.lookups import DnsLookup
 from ..doctor.report import as_json, as_lines, failed
-from .common import config_option, settings_from
+from .common import Seconds, config_option, settings_from
 
 
 @click.command()
@@ -24,7 +24,7 @@ from .common import config_option, settings_from
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Seconds(min=0, min_open=True, max=300),
     default=10.0,
     show_default=True,
     help="Seconds to wait for each DNS, SMTP and HTTP answer.",

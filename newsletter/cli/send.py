@@ -26,7 +26,7 @@ from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import IngestReport
 from ..errors import ConfigError, NewsletterError
 from ..store import Store
-from .common import DATE, common_options, open_store, settings_from
+from .common import DATE, Seconds, common_options, open_store, settings_from
 
 if TYPE_CHECKING:  # `send` does not build the site; `run` imports the builder when it does
     from ..publish.build import BuildReport
@@ -104,7 +104,7 @@ _SEND_OPTIONS = [
     ),
     click.option(
         "--backoff",
-        type=click.FloatRange(min=0),
+        type=Seconds(min=0, max=3600),
         default=1.0,
         show_default=True,
         help="Seconds before the first retry; doubles each time.",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import common_options, settings_from
+from .common import Seconds, common_options, settings_from
 
 
 @click.command()
@@ -29,7 +29,7 @@ from .common import common_options, settings_from
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.5),
+    type=Seconds(min=0.5, max=86400),
     default=5.0,
     show_default=True,
     help="Seconds between polls of --watch.",
