@@ -264,3 +264,43 @@ def test_a_fifo_named_on_the_command_line_fails_at_once(
     result = run_with_bytes(b"ingest", b"pipe.md", env=cli_env, cwd=tmp_path, timeout=20)
     assert result.returncode == 1
     assert result.stderr == "error: pipe.md: cannot read: not a regular file\nfailed: pipe.md\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["digests"],
+        ["deliveries"],
+        ["subscribers", "list"],
+        ["subscribers", "remove", "a@example.com"],
+        ["match", "--keywords", "agents"],
+        ["preview", "--all"],
+        ["send", "--dry-run"],
+        ["build"],
+    ],
+)
+def test_a_command_that_only_reads_leaves_no_database_behind_a_mistyped_path(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path, args: list[str]
+) -> None:
+    typo = tmp_path / "newsleter.db"
+    result = runner.invoke(main, [*args, "--db", str(typo)], env=cli_env)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {typo}: no database here (`newsletter ingest` or `newsletter subscribers "
+        "import` creates one)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_commands_that_bring_data_in_create_the_database(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    db = tmp_path / "new" / "news.db"
+    added = runner.invoke(
+        main, ["subscribers", "add", "a@example.com", "--db", str(db)], env=cli_env
+    )
+    assert added.exit_code == 0, added.output
+    assert db.exists()
+    db.unlink()
+    ingested = runner.invoke(main, ["ingest", str(FIXTURES), "--db", str(db)], env=cli_env)
+    assert ingested.exit_code == 0 and db.exists()

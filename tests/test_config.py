@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from newsletter.cli import main
 from newsletter.config import Settings, load_settings, unknown_environment
 from newsletter.errors import ConfigError
+from newsletter.store import Store
 
 from .conftest import TEST_KEY
 
@@ -361,6 +362,7 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
 def test_the_cli_warns_of_an_unknown_variable_and_goes_on(
     runner: CliRunner, cli_env: dict[str, str]
 ) -> None:
+    Store(Path(cli_env["NEWSLETTER_DB"])).close()
     result = runner.invoke(main, ["digests"], env={**cli_env, "NEWSLETTER_SMTP_RATE": "5"})
     assert result.exit_code == 0
     assert result.stderr == (

@@ -281,6 +281,7 @@ def test_deliveries_lists_the_ledger(runner: CliRunner, cli_env: dict[str, str],
 
 
 def test_no_digest_is_one_line(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    Store(Path(cli_env["NEWSLETTER_DB"])).close()  # a database without digests
     result = runner.invoke(main, ["send", "--dry-run"], env=cli_env)
     assert (result.exit_code, result.output) == (
         1,

@@ -281,6 +281,7 @@ def test_cli_build_rejects_a_bad_base_url(
 def test_cli_build_on_an_empty_store_says_so(
     runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
+    Store(Path(cli_env["NEWSLETTER_DB"])).close()  # a database without digests
     result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=cli_env)
     assert result.exit_code == 1
     assert "no digests stored yet (run: newsletter ingest PATH)" in result.stderr

@@ -13,7 +13,7 @@ import click
 
 from ..audience.subscribers import normalize_email
 from ..config import Settings, load_settings, unknown_environment
-from ..errors import NewsletterError, SubscriberError
+from ..errors import NewsletterError, StoreError, SubscriberError
 from ..model import Subscriber
 from ..store import Store
 
@@ -126,12 +126,19 @@ def find_subscriber(store: Store, email: str) -> Subscriber:
     return found
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, create: bool = False) -> Store:
     """The store the settings name, its content checked for damage; use it as a context manager.
 
     The check reads the digest and subscriber tables (milliseconds): every command reads or
     writes them, and a damaged page there would otherwise show, publish or send wrong text.
+    Only the commands that bring data in `create` a database that is not there: the others
+    would leave an empty file behind a mistyped --db and answer as if it were the real one.
     """
+    if not create and str(settings.db) != ":memory:" and not Path(settings.db).exists():
+        raise StoreError(
+            f"{settings.db}: no database here (`newsletter ingest` or `newsletter subscribers "
+            "import` creates one)"
+        )
     store = Store(settings.db)
     try:
         store.check_integrity()

@@ -21,7 +21,7 @@ def ingest(paths: tuple[Path, ...], config_path: Path | None, db: Path | None) -
     Example: newsletter ingest examples/digests/
     """
     settings = settings_from(config_path, db=db)
-    with open_store(settings) as store:
+    with open_store(settings, create=True) as store:
         report = ingest_paths(store, list(paths))
     for warning in report.warnings:
         click.echo(str(warning), err=True)

@@ -418,7 +418,7 @@ def run_daily_command(
     settings = options.settings(config_path, db)
     if out_dir is not None:
         settings = settings.replace(site_dir=out_dir)
-    with open_store(settings) as store:
+    with open_store(settings, create=True) as store:  # the job ingests first
 
         def ingested(report: IngestReport) -> None:
             for warning in report.warnings:

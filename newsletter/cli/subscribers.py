@@ -43,7 +43,7 @@ def import_command(
     Example: newsletter subscribers import subscribers.example.csv --dry-run
     """
     settings = settings_from(config_path, db=db)
-    with open_store(settings) as store:
+    with open_store(settings, create=True) as store:
         report = import_subscribers_csv(store, csv_path, sync=sync, dry_run=dry_run)
     for error in report.rejected:
         click.echo(str(error), err=True)
@@ -143,7 +143,7 @@ def add_command(
         keywords=keywords, exclude=exclude, min_votes=min_votes, max_papers=max_papers
     )
     settings = settings_from(config_path, db=db)
-    with open_store(settings) as store:
+    with open_store(settings, create=True) as store:
         added = store.add_subscriber(
             address,
             name=validate_name(name),
