@@ -288,6 +288,33 @@ async def test_a_server_that_sends_garbage_is_a_temporary_failure(garbage: bytes
     assert [m.split(b"\r\n")[1] for m in server.messages][-1] == b"To: s@example.com"
 
 
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_any_2xx_after_the_message_means_it_was_taken(pipelining: bool) -> None:
+    server = Scripted(
+        pipelining=pipelining,
+        answer=lambda verb, line: (
+            b"251 2.0.0 taken, with a code of its own\r\n" if verb == "END" else None
+        ),
+    )
+    async with scripted(server) as port:
+        sender = sender_for(port, pool_size=1)
+        await sender.send(outgoing("r@example.com"))
+        await sender.send(outgoing("s@example.com", sid=2))  # the connection goes on
+        await sender.aclose()
+    assert len(server.bodies) == 2 and server.sessions == 1
+
+
+@pytest.mark.parametrize("reply", [b"150 still thinking\r\n", b"354 go ahead, again\r\n"])
+async def test_a_reply_out_of_place_after_the_message_is_temporary(reply: bytes) -> None:
+    """Not a refusal for good: whether the server kept the message, nobody can tell."""
+    server = Scripted(pipelining=True, answer=lambda verb, line: reply if verb == "END" else None)
+    async with scripted(server) as port:
+        sender = sender_for(port, pool_size=1)
+        with pytest.raises(TemporaryFailure, match="DATA refused: " + reply[:3].decode()):
+            await sender.send(outgoing("r@example.com"))
+        await sender.aclose()
+
+
 async def test_a_connection_dropped_mid_transaction_is_temporary_then_replaced() -> None:
     server = Scripted(pipelining=True, answer=lambda verb, line: DROP if verb == "RCPT" else None)
     async with scripted(server) as port:

@@ -49,10 +49,10 @@ def is_bounce(code: int, text: str) -> bool:
 def classify_refusal(*, stage: str, code: int, text: str, sender: str) -> Verdict:
     """What a refusal at `stage` (MAIL, RCPT or DATA) of one message to one recipient means.
 
-    temporary: 4xx, try again later; stop: our setup is refused, every message would be;
+    temporary: 4xx (or a reply out of place), try again later; stop: our setup is refused, every message would be;
     bounce: the recipient address does not exist; failed: this message, for good.
     """
-    if 400 <= code < 500:
+    if not 500 <= code < 600:  # 4xx; or a reply no server should give here (1xx, 3xx)
         return "temporary"
     if stage == "MAIL":
         return "failed" if code == 552 else "stop"  # 552: this message is too big

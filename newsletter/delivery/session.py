@@ -159,7 +159,7 @@ class Session(asyncio.Protocol):
     async def send(
         self, *, sender: bytes, recipient: bytes, options: bytes, payload: bytes
     ) -> None:
-        """One transaction; returns on the 250 after the message, raises Refused otherwise.
+        """One transaction; returns on the 2xx after the message, raises Refused otherwise.
 
         `sender` and `recipient` are command-line-safe addresses without brackets, `options`
         the MAIL parameters (each with a leading space), `payload` the dot-stuffed message
@@ -202,7 +202,7 @@ class Session(asyncio.Protocol):
         self.write(payload)  # two writes: joining would copy tens of KB per message
         self.write(b".\r\n")
         reply = await self.reply()
-        if reply.code != 250:
+        if not 200 <= reply.code < 300:  # 250 is what RFC 5321 says; any 2xx means it was taken
             raise Refused("DATA", reply)
 
     async def reset(self) -> bool:
