@@ -140,10 +140,30 @@ def path(*, optional: bool = False) -> Kind:
     return kind
 
 
+_NOT_IN_URLS = re.compile(r'[\s"<>\\^`{|}\x00-\x1f\x7f]')
+
+
 def url(value: Any) -> str:
-    parts = urlsplit(text(value))
+    """An absolute http(s) URL with a real host; no spaces or characters a URL cannot hold
+    (each link built from it in a page, an email or a feed would be broken)."""
+    raw = text(value)
+    parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an absolute http(s) URL")
+    if bad := _NOT_IN_URLS.search(raw):
+        raise ValueError(
+            "must be a URL without spaces"
+            if bad[0].isspace()
+            else f"must be a URL without {bad[0]!r}"
+        )
+    try:
+        parts.port  # noqa: B018  # raises on a port that is no number in range
+    except ValueError:
+        raise ValueError("must be a URL whose port is a number from 0 to 65535") from None
+    try:
+        host(parts.hostname or "")
+    except ValueError:
+        raise ValueError("must be a URL with a host name or an IP address") from None
     return str(value)
 
 

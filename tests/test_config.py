@@ -107,6 +107,12 @@ def test_a_random_32_byte_key_is_accepted(key: str) -> None:
     [
         ({"NEWSLETTER_BASE_URL": "example.com/feeds"}, "absolute http(s) URL"),
         ({"NEWSLETTER_BASE_URL": "ftp://example.com"}, "absolute http(s) URL"),
+        ({"NEWSLETTER_BASE_URL": "https://news.example.com/daily papers"}, "URL without spaces"),
+        ({"NEWSLETTER_BASE_URL": "https://news .example.com"}, "URL without spaces"),
+        ({"NEWSLETTER_BASE_URL": 'https://news.example.com/"x'}, "URL without '\"'"),
+        ({"NEWSLETTER_BASE_URL": "https://news.example.com:99999"}, "port is a number from 0"),
+        ({"NEWSLETTER_BASE_URL": "https://news!.example.com"}, "host name or an IP address"),
+        ({"NEWSLETTER_WEBSUB_HUB": "https://hub.example.com/ x"}, "URL without spaces"),
         ({"NEWSLETTER_SMTP_TLS": "maybe"}, "starttls, tls or none"),
         ({"NEWSLETTER_SMTP_PORT": "many"}, "smtp_port: bad value"),
         ({"NEWSLETTER_CONCURRENCY": "0"}, "at least 1"),
@@ -117,6 +123,19 @@ def test_a_random_32_byte_key_is_accepted(key: str) -> None:
 def test_bad_values_are_config_errors(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         load_settings(environ=env)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://news.example.com",
+        "http://[::1]:8000/",
+        "https://例え.jp/daily/",
+        "http://127.0.0.1:8000",
+    ],
+)
+def test_good_base_urls_are_kept_as_given(url: str) -> None:
+    assert load_settings(environ={"NEWSLETTER_BASE_URL": url}).base_url == url
 
 
 def test_unknown_settings_and_bad_toml(tmp_path: Path) -> None:
