@@ -238,12 +238,27 @@ def test_header_case_bom_crlf_and_optional_columns(tmp_path: Path) -> None:
     assert read.rows[0].filters == Filters(("RAG",), (), 3, None)
 
 
-def test_not_utf8_is_one_error(tmp_path: Path) -> None:
+def test_a_row_that_is_not_utf8_is_rejected_alone(tmp_path: Path) -> None:
     path = tmp_path / "s.csv"
-    path.write_bytes(HEADER.encode() + "ana@example.com,Anä,RAG,0,,\n".encode("latin-1"))
+    path.write_bytes(
+        HEADER.encode()
+        + "ana@example.com,Anä,RAG,0,,\n".encode("latin-1")
+        + "bo@example.com,Bö,agents,0,,\n".encode()
+    )
+    parsed = read_subscribers_csv(path)
+    assert [(r.row, r.email, r.name) for r in parsed.rows] == [(3, "bo@example.com", "Bö")]
+    (error,) = parsed.rejected
+    assert (error.row, error.code, error.field) == (2, "not_utf8", "name")
+    assert str(error) == f"{path}: row 2: name is not UTF-8 text"
+
+
+def test_a_header_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "s.csv"
+    path.write_bytes("emäil,name\nana@example.com,Ana\n".encode("latin-1"))
     with pytest.raises(SubscriberError) as info:
         read_subscribers_csv(path)
-    assert info.value.code == "not_csv" and str(path) in str(info.value)
+    assert info.value.code == "not_csv"
+    assert str(info.value) == f"{path}: row 1: not UTF-8 text"
 
 
 # --- importing into a real store ----------------------------------------------------------------

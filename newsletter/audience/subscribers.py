@@ -46,7 +46,8 @@ ERROR_CODES = (
     "unknown_column",
     "missing_column",
     "duplicate_column",
-    "not_csv",  # empty, unreadable, or not UTF-8
+    "not_utf8",  # a CSV row with bytes that are not UTF-8
+    "not_csv",  # empty, unreadable, or not UTF-8 from its header on
 )
 
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -256,6 +257,8 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
     for column, value in values.items():
         if "\r" in value or "\n" in value:
             raise SubscriberError(f"{column} holds a line break", code="newline", field=column)
+        if _UNDECODED.search(value):  # read_subscribers_csv kept the bytes it could not decode
+            raise SubscriberError(f"{column} is not UTF-8 text", code="not_utf8", field=column)
     return SubscriberRow(
         row=number,
         email=normalize_email(values.get("email", "")),
@@ -270,12 +273,17 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
     )
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # a byte "surrogateescape" could not decode
+
+
 def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv:
     """Read CSV text; bad rows are rejected with their row number, bad headers raise."""
     records = read_records(text.removeprefix("\ufeff"))
     _, header = next(records, (1, []))
     if isinstance(header, str):  # the header row itself could not be read
         raise SubscriberError(header, row=1, source=source, code="not_csv")
+    if any(_UNDECODED.search(cell) for cell in header):  # a spreadsheet's binary file, say
+        raise SubscriberError("not UTF-8 text", row=1, source=source, code="not_csv")
     if not any(c.strip() for c in header):
         raise SubscriberError(
             f"no header row; expected columns: {', '.join(COLUMNS)}",
@@ -314,13 +322,13 @@ def parse_subscribers_csv(text: str, *, source: str = "<csv>") -> SubscribersCsv
 
 
 def read_subscribers_csv(path: Path) -> SubscribersCsv:
-    """Read a subscribers CSV file (UTF-8, with or without BOM)."""
+    """Read a subscribers CSV file (UTF-8, with or without BOM).
+
+    A row with bytes that are not UTF-8 is rejected alone (its cells keep them as lone
+    surrogates, which no name or address may hold); the other rows are read as usual.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SubscriberError(
-            f"not UTF-8 text (byte {exc.start})", source=str(path), code="not_csv"
-        ) from None
+        text = path.read_bytes().decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise SubscriberError(
             f"cannot read: {exc.strerror or exc}", source=str(path), code="not_csv"
