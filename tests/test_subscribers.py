@@ -149,6 +149,15 @@ def test_names_with_control_characters_are_refused(name: str) -> None:
     assert validate_name(" 김민수 Ana-Lee ") == "김민수 Ana-Lee"
 
 
+@pytest.mark.parametrize("name", ["=?utf-8?q?Your_bank?=", "Ana =?utf-8?b?7JWI64WV?= Lee"])
+def test_names_holding_an_encoded_word_are_refused(name: str) -> None:
+    with pytest.raises(SubscriberError) as info:
+        validate_name(name)
+    assert (info.value.code, info.value.field) == ("name_encoded", "name")
+    assert info.value.code in ERROR_CODES
+    assert validate_name("a=?b and c?=d") == "a=?b and c?=d"  # no encoded word's shape
+
+
 def test_escape_controls_makes_stored_text_printable() -> None:
     assert escape_controls("a\x1b[31mb\x00c\x9bd\u2028e\u202ef\tg") == (
         "a\\x1b[31mb\\x00c\\x9bd\\u2028e\\u202ef\\x09g"

@@ -33,6 +33,7 @@ ERROR_CODES = (
     "email_invalid",  # not an e-mail address
     "email_encoded",  # holds an RFC 2047 encoded word (=?...?=), which mail readers decode
     "name_too_long",
+    "name_encoded",  # holds an RFC 2047 encoded word, which mail readers would decode
     "newline",  # CR or LF inside a field
     "control_character",  # another C0/C1 control, DEL, a line/paragraph separator or bidi control
     "keyword_too_short",
@@ -53,6 +54,7 @@ ERROR_CODES = (
 _LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PHRASE_SEPARATORS = re.compile(r"[;\r\n]")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bq]\?[^?\s]*\?=", re.IGNORECASE)  # RFC 2047
 # C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidi embeddings,
 # overrides and isolates: a terminal or a mail client acts on them instead of showing them.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -206,11 +208,18 @@ def validate_cadence(text: str) -> str:
 
 
 def validate_name(text: str) -> str:
-    """A display name, trimmed; SubscriberError if it is too long, spans lines or holds controls."""
+    """A display name, trimmed; SubscriberError if it is too long, spans lines, holds controls
+    or an encoded word."""
     name = text.strip()
     if "\r" in name or "\n" in name:
         raise SubscriberError("name holds a line break", code="newline", field="name")
     _refuse_controls(name, field="name")
+    if _ENCODED_WORD.search(name):
+        # Mail readers decode an encoded word wherever it stands in a To: header, so the name
+        # would read as whatever it encodes, not as typed.
+        raise SubscriberError(
+            "name may not hold an encoded word (=?...?=)", code="name_encoded", field="name"
+        )
     if len(name) > MAX_NAME_CHARS:
         raise SubscriberError(
             f"name is longer than {MAX_NAME_CHARS} characters", code="name_too_long", field="name"
