@@ -96,12 +96,20 @@ def read_token(token: str, *, purpose: str, key: bytes) -> str | None:
     return subject
 
 
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names no row and cannot be looked up
+
+
+def _row_id(text: str) -> int | None:
+    """The database id `text` spells, or None when it spells none (signed, yet not one of ours)."""
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_ID:
+        return None
+    return int(text)
+
+
 def read_subscriber_token(token: str, *, purpose: str, key: bytes) -> int | None:
     """The subscriber id of a valid token, or None."""
     subject = read_token(token, purpose=purpose, key=key)
-    if subject is None or not subject.isascii() or not subject.isdigit():
-        return None
-    return int(subject)
+    return None if subject is None else _row_id(subject)
 
 
 def feed_token(subscriber_id: int, *, key: bytes) -> str:
@@ -120,9 +128,8 @@ def read_signup_token(token: str, *, key: bytes) -> tuple[int, str] | None:
     if subject is None:
         return None
     number, _, nonce = subject.partition(":")
-    if not number.isascii() or not number.isdigit():
-        return None
-    return int(number), nonce
+    signup_id = _row_id(number)
+    return None if signup_id is None else (signup_id, nonce)
 
 
 def bounce_token(subscriber_id: int, day: dt.date, *, key: bytes) -> str:
@@ -140,7 +147,9 @@ def read_bounce_token(token: str, *, key: bytes) -> tuple[int, dt.date] | None:
     expected = _tag(key, "bounce", f"{number}-{day}").hex()[:BOUNCE_TAG_HEX]
     if not hmac.compare_digest(tag, expected):
         return None
+    subscriber_id = _row_id(number)
     try:
-        return int(number), dt.datetime.strptime(day, "%Y%m%d").date()
+        parsed = dt.datetime.strptime(day, "%Y%m%d").date()
     except ValueError:
         return None
+    return None if subscriber_id is None else (subscriber_id, parsed)

@@ -96,6 +96,7 @@ def test_get_only_shows_a_button(web: Running, subscriber_id: int) -> None:
         "preferences token",
         "wrong key",
         "no such subscriber",
+        "an id past SQLite's integers",
         "garbage",
         "empty tag",
     ],
@@ -111,6 +112,7 @@ def test_forged_tokens_get_404_and_change_nothing(
         "preferences token": web.token(subscriber_id, "preferences"),
         "wrong key": make_token(subscriber_id, purpose="unsubscribe", key=b"another key"),
         "no such subscriber": web.token(999_999, "unsubscribe"),
+        "an id past SQLite's integers": web.token(2**64, "unsubscribe"),  # signed with our key
         "garbage": "not-a-token",
         "empty tag": f"{head}.",
     }[forge]
