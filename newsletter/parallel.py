@@ -123,7 +123,9 @@ def send_day_in_processes(
     """Send `date` to every active subscriber who still needs it, from `processes` workers.
 
     The settings' concurrency is the number of SMTP connections in all; each worker opens its
-    share. NewsletterError when a worker fails (the others finish their share first).
+    share. When a worker fails, the others finish their share first and the report counts
+    what they did, stopped with the failed one's error; NewsletterError only when none could
+    report.
     """
     per_worker = max(1, settings.concurrency // processes)
     settings = settings.replace(concurrency=per_worker)
@@ -155,8 +157,11 @@ def send_day_in_processes(
                 send.close()
                 workers.append((process, receive))
         for worker, receive in workers:
-            results.append(_result(receive))
+            kind, value = _result(receive)
             worker.join()
+            if kind == "died":
+                kind, value = "error", _died(worker)
+            results.append((kind, value))
     except KeyboardInterrupt:
         for worker, _ in workers:
             if worker.is_alive():
@@ -168,9 +173,18 @@ def send_day_in_processes(
         lock.close()
         signal.signal(signal.SIGTERM, previous)
     errors = [str(value) for kind, value in results if kind != "report"]
-    if errors:
+    reports = [value for _, value in results if isinstance(value, DeliveryReport)]
+    if errors and not reports:
         raise NewsletterError(errors[0])
-    return merge(date, [value for _, value in results if isinstance(value, DeliveryReport)])
+    # What the other workers did still counts: their report, the failed one's error as the stop.
+    total = merge(date, reports)
+    total.stopped = errors[0] if errors else total.stopped
+    if errors:  # the failed worker's claims are not in any report: the ledger has them
+        from .store import Store
+
+        with Store(settings.db) as store:
+            total.ambiguous = store.delivery_counts(date)["claimed"]
+    return total
 
 
 def _can_fork() -> bool:
@@ -196,5 +210,16 @@ def _result(receive: Connection) -> tuple[str, object]:
         try:
             kind, value = receive.recv()
         except EOFError:  # the worker died without a word (killed)
-            return ("error", "a send process stopped unexpectedly; run again to send the rest")
+            return ("died", None)
     return (str(kind), value)
+
+
+def _died(worker: BaseProcess) -> str:
+    """One line for a worker that died without a word."""
+    code = worker.exitcode
+    how = (
+        f"was killed by {signal.Signals(-code).name}"
+        if code is not None and code < 0 and -code in signal.valid_signals()
+        else f"stopped unexpectedly (exit status {code})"
+    )
+    return f"send process {worker.name} {how}; run again to send the rest"

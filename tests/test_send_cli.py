@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -560,3 +561,58 @@ def test_a_wait_that_would_never_end_is_a_usage_error(
     result = runner.invoke(main, args, env=cli_env)
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == f"Error: {said}"
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started, oldest first (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:  # the field after the state is the parent's pid
+                found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
+    cli_env: dict[str, str], db: Path
+) -> None:
+    with Store(db) as store:
+        for i in range(8, 60):
+            store.add_subscriber(f"reader{i}@example.com")
+    handler = SlowHandler()
+    handler.delay = 0.05
+    with smtp_server(handler) as (server, _):
+        process = subprocess.Popen(
+            [
+                str(NEWSLETTER),
+                "send",
+                "--processes",
+                "2",
+                "--concurrency",
+                "2",
+                *smtp_args(server.port),
+            ],
+            env={**os.environ, **cli_env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while len(handler.received) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = children(process.pid)
+        assert len(workers) == 2
+        os.kill(workers[1], signal.SIGKILL)  # the second worker: share 1, the odd ids
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert err.splitlines()[-1] == (
+        "error: send process send-1 was killed by SIGKILL; run again to send the rest"
+    )
+    rows = ledger(db)
+    survivor_sent = sum(1 for r in rows if r.status == "sent" and r.subscriber_id % 2 == 0)
+    claimed = sum(1 for r in rows if r.status == "claimed")
+    assert survivor_sent == 30  # share 0 finished: the even ids of 1..61 (the niche reader is 9)
+    assert out == (
+        f"{NEWEST}: sent {survivor_sent}, skipped 0, deferred 0, failed 0, ambiguous {claimed}\n"
+    )
