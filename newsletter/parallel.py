@@ -12,16 +12,19 @@ render again: ~0.2 s each). This process holds no database connection when it fo
 worker opens its own. Elsewhere they are spawned and render the day themselves.
 
 Stopping: the workers ignore Ctrl-C; the parent turns Ctrl-C or SIGTERM into a SIGTERM for each
-worker, which finishes the messages on the wire, as a single process does.
+worker, which finishes the messages on the wire, as a single process does. A parent killed
+outright cannot: on Linux the kernel then sends each worker that SIGTERM (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import datetime as dt
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 
     from .mail.compose import Composer
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
 INTERRUPTED = "interrupted: messages in flight were finished; run again to send the rest"
 
 
@@ -56,7 +60,23 @@ class _Share:
     backoff: float
 
 
-def _work(share: _Share, out: Connection, composer: Composer | None = None) -> None:
+def _stop_with(parent: int) -> None:
+    """Have the kernel SIGTERM this worker when its parent dies (Linux), as Ctrl-C would.
+
+    A parent killed outright (SIGKILL, the OOM killer) cannot tell its workers; without this
+    they would go on sending unwatched, their report going nowhere.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it died before the request took hold
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _work(
+    share: _Share, out: Connection, composer: Composer | None = None, parent: int = 0
+) -> None:
     """A worker: send this share of the day; report back (or say what went wrong).
 
     `composer`: the day's, prepared by the parent (forked workers); None: render it here.
@@ -66,6 +86,7 @@ def _work(share: _Share, out: Connection, composer: Composer | None = None) -> N
     from .store import Store
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _stop_with(parent)
 
     async def main() -> DeliveryReport:
         task = asyncio.current_task()
@@ -88,14 +109,20 @@ def _work(share: _Share, out: Connection, composer: Composer | None = None) -> N
         finally:
             await sender.aclose()
 
+    def tell(kind: str, value: object) -> None:
+        with contextlib.suppress(OSError):  # a parent that died has no one listening
+            out.send((kind, value))
+
     try:
-        out.send(("report", asyncio.run(main())))
+        report = asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        out.send(("interrupted", INTERRUPTED))
+        tell("interrupted", INTERRUPTED)
     except NewsletterError as exc:
-        out.send(("error", str(exc)))
+        tell("error", str(exc))
     except Exception as exc:  # a bug: one line to the parent, never a hung send
-        out.send(("error", f"{type(exc).__name__}: {exc}"))
+        tell("error", f"{type(exc).__name__}: {exc}")
+    else:
+        tell("report", report)
     finally:
         out.close()
 
@@ -151,7 +178,7 @@ def send_day_in_processes(
                 receive, send = context.Pipe(duplex=False)
                 share = _Share(settings, date, index, processes, resend_ambiguous, backoff)
                 process = context.Process(
-                    target=_work, args=(share, send, composer), name=f"send-{index}"
+                    target=_work, args=(share, send, composer, os.getpid()), name=f"send-{index}"
                 )
                 process.start()
                 send.close()

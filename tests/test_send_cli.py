@@ -574,6 +574,15 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie left for its new parent to reap does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
     cli_env: dict[str, str], db: Path
 ) -> None:
@@ -616,3 +625,45 @@ def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
     assert out == (
         f"{NEWEST}: sent {survivor_sent}, skipped 0, deferred 0, failed 0, ambiguous {claimed}\n"
     )
+
+
+def test_workers_of_a_split_send_stop_when_their_parent_is_killed(
+    cli_env: dict[str, str], db: Path
+) -> None:
+    with Store(db) as store:
+        for i in range(8, 200):
+            store.add_subscriber(f"reader{i}@example.com")
+    handler = SlowHandler()
+    handler.delay = 0.05
+    with smtp_server(handler) as (server, _):
+        process = subprocess.Popen(
+            [
+                str(NEWSLETTER),
+                "send",
+                "--processes",
+                "2",
+                "--concurrency",
+                "2",
+                *smtp_args(server.port),
+            ],
+            env={**os.environ, **cli_env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while len(handler.received) < 6 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers = children(process.pid)
+        assert len(workers) == 2
+        process.kill()  # no chance to tell its workers
+        _, err = process.communicate(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(running(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers went on sending without a parent"
+            time.sleep(0.05)
+        arrived = len(handler.received)
+    assert arrived < 150  # they stopped, far from the end of the list
+    assert "Traceback" not in err
+    assert [r for r in ledger(db) if r.status == "claimed"] == []  # in-flight ones finished
+    assert {r.email for r in ledger(db) if r.status == "sent"} == set(got(handler))
