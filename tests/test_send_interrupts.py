@@ -71,3 +71,29 @@ def test_sigterm_does_not_wait_out_a_backoff(cli_env: dict[str, str], tmp_path: 
     deferred = ledger(db, "deferred")
     assert len(deferred) == 4 and {d.attempts for d in deferred} == {1}
     assert {d.last_error for d in deferred} == {"DATA refused: 451 4.3.0 try again later"}
+
+
+def test_sigterm_does_not_wait_for_a_slow_rate(cli_env: dict[str, str], tmp_path: Path) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    day_with_readers(db, 6, prefix="paced")
+    handler = Arriving()
+    handler.delay = 0
+    with smtp_server(handler) as (server, _):
+        # One message every 50 s: the first goes at once, the others wait for their slot.
+        process = start_send(cli_env, tmp_path, server.port, "--rate", "0.02")
+        deadline = time.monotonic() + 20
+        while handler.arrived < 1 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert time.monotonic() - started < 10
+    assert process.returncode == 1, output
+    assert "error: interrupted" in output
+    assert ledger(db, "claimed") == []  # the waiting ones were never handed over: released
+    assert {d.email for d in ledger(db, "sent")} == set(got(handler))
+    assert len(got(handler)) == 1

@@ -111,7 +111,7 @@ class _Run:
         self.compose = compose
         self.sender = sender
         self.concurrency = max(1, concurrency)
-        self.pacer = Pacer(rate)
+        self.pacer = Pacer(rate if record else 0.0)  # a dry run or an outbox sends nothing
         self.retries = max(1, retries)
         self.backoff = backoff
         self.resend_ambiguous = resend_ambiguous
@@ -251,7 +251,7 @@ class _Run:
             return
         attempts, last_error = 0, ""
         while True:
-            await self.pacer.wait()
+            await self.pacer.wait(self.stopping)
             if self.report.stopped:  # the run stopped while this one waited: not handed over
                 if attempts == 0:
                     self.release(subscriber, previous)
