@@ -124,8 +124,11 @@ class _Run:
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
-        self.streak = RefusalStreak()
-        self.streak_jobs: list[_Job] = []  # recorded failed; released if the streak stops the run
+        # At 3 domains or, on a list at fewer, at all of them (computed once, before any send).
+        domains = store.audience_domains(cadence=kind, part=part)
+        self.streak = RefusalStreak(domains=max(1, min(3, domains)))
+        # Recorded failed (and bounced, if it said so); undone if the streak stops the run.
+        self.streak_jobs: list[tuple[_Job, bool]] = []
         self.errors: list[Exception] = []
         # Claimed messages wait here: with the group being claimed, those in flight and the sent
         # rows not yet flushed (2 x concurrency), a crash leaves at most 5 x concurrency ambiguous.
@@ -284,26 +287,30 @@ class _Run:
             return
 
     def refused(self, job: _Job, attempts: int, exc: PermanentFailure) -> None:
-        """A refusal for good: failed, unless it is the relay refusing every recipient alike."""
-        reply = None if exc.bounced else exc.reply
+        """A refusal for good: failed (and the address bounced, if it says so), unless it is
+        the relay refusing every recipient alike."""
         self.finish(job.subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
-        if reply != self.streak.reply:
+        if exc.reply != self.streak.reply:
             self.streak_jobs = []
-        if not self.streak.add(reply, recipient=job.message.recipient):
-            if reply is not None:
-                self.streak_jobs.append(job)
+        tripped = self.streak.add(exc.reply, recipient=job.message.recipient)
+        if exc.reply is not None:
+            self.streak_jobs.append((job, exc.bounced))
+        if not tripped:
             return
         # The relay refuses everyone: what it refused is not these recipients' fault. The streak
         # stays past its mark, so each refusal alike that was in flight is undone here too.
-        jobs, self.streak_jobs = [*self.streak_jobs, job], []
-        for refused in jobs:
+        jobs, self.streak_jobs = self.streak_jobs, []
+        for refused, bounced in jobs:
             self.release(refused.subscriber, refused.previous, held="failed")
+            if bounced and self.record:
+                self.store.set_status(refused.subscriber.id, "active", only_from="bounced")
+            self.report.bounced -= bounced
         self.report.failed -= len(jobs)
         self.stop(
             f"stopped after {len(jobs)} recipients at {len(self.streak.seen)} domains in a row "
-            f"were refused alike ({reply}): that is the relay refusing every message, not "
-            f"the addresses; those {len(jobs)} were left unsent and no subscriber was changed; "
-            "run again once the relay accepts mail"
+            f"were refused alike (the last: {exc}): that is the relay refusing every message, "
+            f"not the addresses; those {len(jobs)} were left unsent and no subscriber was "
+            "changed; run again once the relay accepts mail"
         )
 
     def fail_unsendable(self, subscriber: Subscriber, error: str) -> None:

@@ -72,11 +72,23 @@ def classify_refusal(*, stage: str, code: int, text: str, sender: str) -> Verdic
     return "failed"
 
 
+_DIGITS = re.compile(r"[^\s<>()\[\],;]*\d[^\s<>()\[\],;]*")  # ids, counters, addresses, times
+
+
 def masked_reply(*, stage: str, code: int, text: str, recipient: str) -> str:
-    """The refusal with the recipient's address masked: the same words to two recipients compare equal."""
+    """The refusal with what differs from recipient to recipient masked: the address, its
+    local part, and every token with a digit in it (queue ids, counters), the enhanced status
+    kept. The same refusal of two recipients compares equal."""
+    status = _STATUS.search(text)
+    if status:
+        text = text[: status.start()] + text[status.end() :]
     if recipient:
+        local = recipient.rpartition("@")[0]
         text = re.sub(re.escape(recipient), "<recipient>", text, flags=re.IGNORECASE)
-    return f"{stage} {code} {' '.join(text.split())}"
+        if len(local) >= 3:
+            text = re.sub(re.escape(local), "<local>", text, flags=re.IGNORECASE)
+    text = _DIGITS.sub("#", text)
+    return " ".join([stage, str(code), *([status[0]] if status else []), *text.split()])
 
 
 @dataclass
@@ -85,13 +97,12 @@ class RefusalStreak:
 
     `add` counts one refusal (None: anything else, which ends the streak) and says whether the
     streak is now long enough to stop on: `at` refusals in a row across `domains` recipient
-    domains (one dead domain's mailboxes are refused alike, a relay's policy refuses every
-    domain), or `alone` in a row whatever the domains.
+    domains. One dead domain's mailboxes are refused alike; a relay's policy refuses every
+    domain. (For a list at fewer domains, ask for as many as it has.)
     """
 
     at: int = 10
     domains: int = 3
-    alone: int = 50
     reply: str | None = None
     count: int = 0
     seen: set[str] = field(default_factory=set)
@@ -103,6 +114,4 @@ class RefusalStreak:
                 return False
         self.count += 1
         self.seen.add(recipient.rpartition("@")[2].lower())
-        return self.count >= self.alone or (
-            self.count >= self.at and len(self.seen) >= self.domains
-        )
+        return self.count >= self.at and len(self.seen) >= self.domains

@@ -305,6 +305,16 @@ class LedgerStore(StoreBase):
             counts[str(status)] = int(count)
         return counts
 
+    def audience_domains(self, *, cadence: str | None = None, part: Part | None = None) -> int:
+        """How many domains the active subscribers' addresses (of a cadence, of `part`) are at."""
+        index, parts = part or (0, 1)
+        row = self.conn.execute(
+            """SELECT COUNT(DISTINCT substr(email_key, instr(email_key, '@') + 1)) FROM subscribers
+               WHERE status = 'active' AND cadence = coalesce(?, cadence) AND id % ? = ?""",
+            (cadence, parts, index),
+        ).fetchone()
+        return int(row[0])
+
     def audience_size(self, *, cadence: str | None = None) -> int:
         """How many subscribers (of a cadence) are active now: the most one send can reach."""
         row = self.conn.execute(

@@ -118,15 +118,17 @@ class SubscriberStore(StoreBase):
         ).fetchone()
         return row is not None and row[0] == "active"
 
-    def set_status(self, subscriber_id: int, status: str) -> bool:
-        """Change a subscriber's status; True if it changed. Idempotent."""
+    def set_status(self, subscriber_id: int, status: str, *, only_from: str | None = None) -> bool:
+        """Change a subscriber's status (only from `only_from`, when given); True if it changed.
+        Idempotent."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         now = self.now_text()
         with self.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE subscribers SET status = ?, updated_at = ?, status_changed_at = ? WHERE id = ? AND status != ?",
-                (status, now, now, subscriber_id, status),
+                """UPDATE subscribers SET status = ?, updated_at = ?, status_changed_at = ?
+                   WHERE id = ? AND status != ? AND status = coalesce(?, status)""",
+                (status, now, now, subscriber_id, status, only_from),
             )
             return cursor.rowcount == 1
 
