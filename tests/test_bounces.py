@@ -28,6 +28,7 @@ from newsletter.mail.outgoing import OutgoingMessage
 from newsletter.store import Store
 
 from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
+from .test_store_faults import as_unprivileged
 
 SETTINGS = Settings().replace(secret_key=TEST_KEY)
 
@@ -315,22 +316,76 @@ def test_messages_that_cannot_be_read_are_named_and_the_others_applied(
     assert statuses(tmp_path) == {"gone": "bounced", "full": "active", "angry": "unsubscribed"}
 
 
-def test_a_maildir_entry_that_cannot_be_read_is_named_and_left(
+def run_process(
+    tmp_path: Path, source: Path, *extra: str, held: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`bounces process` in a process of its own, timed (a FIFO read would block for ever);
+    `held` to file modes, which root ignores otherwise."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [
+            str(Path(sys.executable).parent / "newsletter"),
+            "bounces",
+            "process",
+            str(source),
+            *extra,
+        ],
+        env={
+            **os.environ,
+            "NEWSLETTER_DB": str(tmp_path / "b.db"),
+            "NEWSLETTER_SECRET_KEY": TEST_KEY,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        **(as_unprivileged() if held else {}),
+    )
+
+
+def test_maildir_entries_that_are_no_message_are_named_and_left(
     tmp_path: Path, sent: dict[str, OutgoingMessage]
 ) -> None:
     gone = sent["gone"]
     maildir_with(tmp_path / "Maildir", dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
-    odd = tmp_path / "Maildir" / "new" / "1700000000.M1P1.host"
-    odd.symlink_to(tmp_path / "nowhere")  # a message file that is not there
-    code, out, err = run(tmp_path, tmp_path / "Maildir", "--json")
+    new = tmp_path / "Maildir" / "new"
+    (new / "1700000001.M1P1.host").symlink_to(tmp_path / "nowhere")  # a link to nothing
+    os.mkfifo(new / "1700000002.M1P1.host")  # reading it would wait for a writer for ever
+    with (new / "1700000003.M1P1.host").open("wb") as huge:
+        huge.truncate(10 * 1024 * 1024 + 1)  # sparse: anyone can mail the bounce box
+    done = run_process(tmp_path, tmp_path / "Maildir", "--json")
+    code, out, err = done.returncode, done.stdout, done.stderr
     assert code == 1
     counts = json.loads(out)
-    assert (counts["read"], counts["bounced"], counts["unreadable"]) == (1, 1, 1)
-    assert err == (
-        f"error: {tmp_path / 'Maildir'}: 1700000000.M1P1.host: cannot read: "
-        "No such file or directory\n"
-    )
-    assert odd.is_symlink()  # left where it was
+    assert (counts["read"], counts["bounced"], counts["unreadable"]) == (1, 1, 3)
+    box = tmp_path / "Maildir"
+    assert err.splitlines() == [
+        f"error: {box}: 1700000001.M1P1.host: cannot read: not a file",
+        f"error: {box}: 1700000002.M1P1.host: cannot read: not a file",
+        f"error: {box}: 1700000003.M1P1.host: not read: 10,485,761 bytes, over 10,485,760 "
+        "(no delivery report is)",
+    ]
+    assert sorted(p.name for p in new.iterdir()) == [  # left where they were
+        "1700000001.M1P1.host",
+        "1700000002.M1P1.host",
+        "1700000003.M1P1.host",
+    ]
+
+
+def test_an_eml_folder_reads_any_case_and_says_when_it_holds_no_eml(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    gone = sent["gone"]
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "bounce.EML").write_bytes(dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    code, out, _ = run(tmp_path, folder, "--json")
+    assert (code, json.loads(out)["hard"]) == (0, 1)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "msg1").write_bytes(b"From: a@example.com\n\nhello\n")
+    (other / "msg2.txt").write_bytes(b"From: a@example.com\n\nhello\n")
+    code, out, err = run(tmp_path, other)
+    assert code == 1
+    assert err == f"error: {other}: no .eml files here (2 other files passed over)\n"
 
 
 def test_a_message_the_old_mta_scanner_trips_over_is_unknown_without_a_traceback(
@@ -355,3 +410,27 @@ def test_a_message_the_old_mta_scanner_trips_over_is_unknown_without_a_traceback
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert "read 1: 0 hard, 0 soft, 0 complaints, 0 ignored, 1 unknown" in done.stdout
+
+
+def test_a_maildir_that_cannot_be_listed_or_marked_is_one_line_each(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    gone = sent["gone"]
+    box = tmp_path / "Maildir"
+    maildir_with(box, dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    (box / "new").chmod(0o300)  # cannot be listed
+    listed = run_process(tmp_path, box, held=True)
+    (box / "new").chmod(0o755)
+    assert listed.returncode == 1
+    assert listed.stderr == (f"error: {box}: cannot list the Maildir: Permission denied\n")
+    for sub in ("new", "cur", "tmp"):
+        (box / sub).chmod(0o555)  # readable, but the message cannot be moved to cur/
+    marked = run_process(tmp_path, box, held=True)
+    for sub in ("new", "cur", "tmp"):
+        (box / sub).chmod(0o755)
+    assert marked.returncode == 1
+    assert "1 subscribers bounced" in marked.stdout  # applied, and recorded
+    (line,) = marked.stderr.splitlines()
+    assert line.startswith(f"error: {box}: ") and line.endswith(
+        ": applied, but not marked seen: Permission denied"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import imaplib
 import mailbox as stdlib_mailbox
+import os
 import re
 import ssl
 from collections.abc import Callable, Iterator
@@ -23,10 +24,27 @@ from ..delivery.smtp import is_loopback
 from ..errors import ConfigError
 from ..text import clean_text
 
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # a delivery report is a few KB; anyone can mail this box
+
 
 def _cannot_read(where: object, exc: OSError) -> str:
     """One line for a message that could not be read (it is left where it is)."""
     return f"{where}: cannot read: {exc.strerror or exc}"
+
+
+def _unfit(where: object, entry: os.DirEntry[str]) -> str | None:
+    """Why the folder entry is no message to read (a FIFO would block the read for ever), or None."""
+    try:
+        if not entry.is_file():  # follows links: a folder, a FIFO, a link to nothing
+            return f"{where}: cannot read: not a file"
+        size = entry.stat().st_size
+    except OSError as exc:
+        return _cannot_read(where, exc)
+    if size > MAX_MESSAGE_BYTES:
+        return (
+            f"{where}: not read: {size:,} bytes, over {MAX_MESSAGE_BYTES:,} (no delivery report is)"
+        )
+    return None
 
 
 class MaildirSource:
@@ -35,10 +53,32 @@ class MaildirSource:
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self.problems: list[str] = []
+        self._path = path
         self._box = stdlib_mailbox.Maildir(path, factory=None, create=False)
 
+    def _unfit_keys(self) -> set[str]:
+        """The keys of new/ and cur/ entries that are no message to read, each told once."""
+        unfit: set[str] = set()
+        for sub in ("new", "cur"):
+            with os.scandir(self._path / sub) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    why = _unfit(f"{self.name}: {entry.name}", entry)
+                    if why is not None:
+                        self.problems.append(why)
+                        unfit.add(entry.name.split(self._box.colon)[0])
+        return unfit
+
     def messages(self) -> Iterator[tuple[str, bytes]]:
-        for key in sorted(self._box.keys()):
+        try:
+            unfit = self._unfit_keys()
+            keys = sorted(set(self._box.keys()) - unfit)
+        except OSError as exc:
+            self.problems.append(f"{self.name}: cannot list the Maildir: {exc.strerror or exc}")
+            return
+        for key in keys:
             try:
                 if "S" in self._box.get_message(key).get_flags():
                     continue
@@ -51,10 +91,14 @@ class MaildirSource:
             yield key, data
 
     def done(self, key: str) -> None:
-        message = self._box[key]
-        message.set_subdir("cur")
-        message.add_flag("S")
-        self._box[key] = message
+        try:
+            message = self._box[key]
+            message.set_subdir("cur")
+            message.add_flag("S")
+            self._box[key] = message
+        except (KeyError, OSError) as exc:  # applied and recorded: the next pass skips it
+            reason = exc.strerror if isinstance(exc, OSError) else "it went away"
+            self.problems.append(f"{self.name}: {key}: applied, but not marked seen: {reason}")
 
 
 class MboxSource:
@@ -82,16 +126,32 @@ class EmlFolder:
         self._path = path
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
-        for file in sorted(self._path.glob("*.eml")):
-            if not file.is_file():  # a folder, a FIFO, a link to nothing: no message to read
-                self.problems.append(f"{file}: cannot read: not a file")
+        try:
+            with os.scandir(self._path) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            self.problems.append(f"{self.name}: cannot list the folder: {exc.strerror or exc}")
+            return
+        emls = [e for e in entries if e.name.lower().endswith(".eml")]
+        others = [
+            e for e in entries if e not in emls and e.is_file() and not e.name.startswith(".")
+        ]
+        if others and not emls:  # a folder of messages saved under other names
+            self.problems.append(
+                f"{self.name}: no .eml files here ({len(others)} other files passed over)"
+            )
+        for entry in emls:
+            file = self._path / entry.name
+            why = _unfit(file, entry)
+            if why is not None:
+                self.problems.append(why)
                 continue
             try:
                 data = file.read_bytes()
             except OSError as exc:
                 self.problems.append(_cannot_read(file, exc))
                 continue
-            yield file.name, data
+            yield entry.name, data
 
     def done(self, key: str) -> None:
         """Nothing to mark; the store remembers the report."""
@@ -101,7 +161,9 @@ def open_mailbox(path: Path) -> MaildirSource | MboxSource | EmlFolder:
     """The mailbox at `path`: a Maildir (has cur/ and new/), a folder of .eml files, or an mbox."""
     try:
         if path.is_dir():
-            if (path / "cur").is_dir() and (path / "new").is_dir():
+            if (path / "cur").is_dir() or (
+                path / "new"
+            ).is_dir():  # listing errors say what is missing
                 return MaildirSource(path)
             return EmlFolder(path)
         if path.is_file():
