@@ -304,3 +304,45 @@ def test_the_commands_that_bring_data_in_create_the_database(
     db.unlink()
     ingested = runner.invoke(main, ["ingest", str(FIXTURES), "--db", str(db)], env=cli_env)
     assert ingested.exit_code == 0 and db.exists()
+
+
+def test_folders_that_cannot_be_searched_links_into_them_loops_and_deep_trees(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "digests"
+    deep = folder
+    for _ in range(1100):  # deeper than Python's recursion limit
+        deep = deep / "d"
+        deep.mkdir(parents=deep.parent == folder)
+    (deep / "2024-06-28.md").write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    names_only = folder / "names-only"  # its names can be listed, not looked at
+    names_only.mkdir()
+    (names_only / "2024-12-13.md").write_bytes((FIXTURES / "2024-12-13.md").read_bytes())
+    names_only.chmod(0o444)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "2024-10-16.md").write_bytes((FIXTURES / "2024-10-16.md").read_bytes())
+    private.chmod(0o000)
+    (folder / "linked.md").symlink_to(private / "2024-10-16.md")
+    (folder / "loop.md").symlink_to(folder / "loop.md")
+    result = subprocess.run(  # type: ignore[call-overload]
+        [str(NEWSLETTER), "ingest", str(folder)],
+        env={**os.environ, **cli_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **as_unprivileged(),
+    )
+    names_only.chmod(0o755)
+    private.chmod(0o755)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {folder / 'linked.md'}: cannot read: Permission denied",
+        f"error: {folder / 'loop.md'}: cannot read: a link loop",
+        f"error: {names_only}: cannot read folder: Permission denied",
+        f"failed: {folder / 'linked.md'}, {folder / 'loop.md'}, {names_only}",
+    ]
+    assert result.stdout.splitlines() == [
+        f"{deep / '2024-06-28.md'}: added 2024-06-28 (9 papers)",
+        "ingested 4 files: 1 added, 0 updated, 0 unchanged, 3 failed",
+    ]

@@ -388,7 +388,7 @@ def test_a_watched_folder_that_goes_away_is_reported_until_it_is_back(tmp_path: 
     watcher.run_once()
     assert watcher.health() == {
         "ok": False,
-        "error": f"{incoming}: the watched folder does not exist (or is no folder)",
+        "error": f"{incoming}: the watched folder does not exist",
         "at": None,
     }
     incoming.mkdir()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,44 +57,78 @@ def find_digest_files(paths: Iterable[Path]) -> tuple[list[Path], list[DigestErr
     """Expand folders into their `*.md` files (sorted); keep files as given, each once.
 
     Also what could not be looked at, one DigestError each: a sub-folder that cannot be read,
-    and a `*.md` entry that is no file (a link to nothing, a FIFO). Names starting with a dot
-    (editors' lock and swap files, hidden folders) are passed over, as links to folders are.
+    and a `*.md` entry that is no file (a link to nothing, a link loop, a FIFO) or cannot be
+    looked at. Names starting with a dot (editors' lock and swap files, hidden folders) are
+    passed over, as links to folders are. Never raises for what it finds on disk.
     """
     found: list[Path] = []
     problems: list[DigestError] = []
     for path in paths:
-        if path.is_dir():
+        if _kind(path) == "folder":
             found.extend(_walk(path, problems))
         else:
-            found.append(path)
+            found.append(path)  # read_digest says what is wrong with it, if anything
     # A file named both inside a folder and on its own is one file, not two for one date.
     unique: dict[Path, Path] = {}
     for path in found:
-        unique.setdefault(path.resolve(), path)
+        try:
+            key = path.resolve()
+        except (OSError, RuntimeError):  # a link loop: read_digest names it
+            key = path
+        unique.setdefault(key, path)
     return list(unique.values()), problems
+
+
+def _kind(path: Path) -> str:
+    """ "file", "folder", or what else `path` is (links followed): "not a regular file", "a
+    link to nothing", "a link loop", or why it cannot be looked at."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a link loop"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return "a link to nothing"
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return "file" if stat.S_ISREG(mode) else "not a regular file"
 
 
 def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
     """The `*.md` files under `folder`, sorted; what cannot be looked at goes to `problems`
-    (sorted by path too)."""
+    (sorted by path too). A loop of its own, not recursion: a tree of any depth is walked."""
     found: list[DigestError] = []
-
-    def unreadable(exc: OSError) -> None:
-        where = exc.filename or folder
-        found.append(DigestError(f"cannot read folder: {exc.strerror}", source=str(where)))
-
     files: list[Path] = []
-    for top, folders, names in os.walk(folder, onerror=unreadable):
-        folders[:] = [name for name in folders if not name.startswith(".")]
-        for name in names:
-            if name.startswith(".") or not name.endswith(".md"):
+    folders = [folder]
+    while folders:
+        top = folders.pop()
+        try:
+            with os.scandir(top) as scan:
+                entries = [entry.name for entry in scan]
+        except OSError as exc:
+            found.append(DigestError(f"cannot read folder: {exc.strerror}", source=str(top)))
+            continue
+        for name in entries:
+            if name.startswith("."):
                 continue
-            path = Path(top, name)
-            if path.is_file():
-                files.append(path)
-            else:
-                kind = "a link to nothing" if path.is_symlink() else "not a regular file"
-                found.append(DigestError(f"cannot read: {kind}", source=str(path)))
+            path = top / name
+            try:
+                os.lstat(path)
+            except FileNotFoundError:  # gone since the listing
+                continue
+            except OSError as exc:  # a folder whose names can be read, not what they name
+                found.append(DigestError(f"cannot read folder: {exc.strerror}", source=str(top)))
+                break
+            kind = _kind(path)
+            if kind == "folder":
+                if not os.path.islink(path):  # a link to a folder is passed over
+                    folders.append(path)
+            elif name.endswith(".md"):
+                if kind == "file":
+                    files.append(path)
+                else:
+                    found.append(DigestError(f"cannot read: {kind}", source=str(path)))
     problems.extend(sorted(found, key=lambda problem: problem.source))
     return sorted(files)
 
@@ -105,7 +141,7 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     except UnicodeEncodeError:  # a name of non-UTF-8 bytes cannot be stored or shown as text
         shown = os.fsencode(source).decode("utf-8", "backslashreplace")
         raise DigestError("file name is not UTF-8 text; rename the file", source=shown) from None
-    if path.exists() and not path.is_file() and not path.is_dir():  # reading would wait for ever
+    if _kind(path) == "not a regular file":  # a FIFO: reading it would wait for ever
         raise DigestError("cannot read: not a regular file", source=source)
     try:
         data = path.read_bytes()

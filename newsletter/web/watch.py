@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,9 +146,15 @@ class DigestWatcher:
 
     def _scan(self) -> list[Path]:
         """The folder's digest files; says once (log, /healthz) what it cannot look at."""
-        if not self.folder.is_dir():
+        try:
+            why = None if stat.S_ISDIR(os.stat(self.folder).st_mode) else "is not a folder"
+        except FileNotFoundError:
+            why = "does not exist"
+        except OSError as exc:
+            why = f"cannot be read: {exc.strerror or exc}"
+        if why is not None:
             if self.missing is None:
-                self.missing = f"{self.folder}: the watched folder does not exist (or is no folder)"
+                self.missing = f"{self.folder}: the watched folder {why}"
                 log_event("watch.failed", level=logging.ERROR, error=self.missing)
             return []
         self.missing = None
@@ -289,7 +296,9 @@ class DigestWatcher:
                 # Ingest, build and send are blocking; a thread keeps the service answering.
                 await asyncio.to_thread(self.run_once)
             except Exception as exc:  # run_once records its own failures; this is a last guard
-                log_event("watch.failed", level=logging.ERROR, error=_describe(exc))
+                error = _describe(exc)
+                log_event("watch.failed", level=logging.ERROR, error=error)
+                self.failure = WatchFailure(error=error, at=self.clock())  # /healthz says so
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
