@@ -222,6 +222,18 @@ def test_file_name_that_is_not_utf8_fails_that_file_only(
     assert "digests/2024-06-28.md: added 2024-06-28 (9 papers)" in result.stdout
 
 
+def ingest_held_to_modes(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`newsletter ingest FOLDER` held to file modes, which root ignores otherwise."""
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [str(NEWSLETTER), "ingest", str(folder)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **as_unprivileged(),
+    )
+
+
 def test_what_a_folder_holds_that_cannot_be_read_is_named_and_the_rest_stored(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -233,15 +245,7 @@ def test_what_a_folder_holds_that_cannot_be_read_is_named_and_the_rest_stored(
     (folder / "gone.md").symlink_to(tmp_path / "nowhere.md")
     os.mkfifo(folder / "pipe.md")  # reading it would wait for a writer for ever
     (folder / ".#2024-10-16.md").symlink_to("root@host.123")  # an editor's lock: passed over
-    # As an unprivileged user: root reads a folder of mode 000 anyway.
-    result = subprocess.run(  # type: ignore[call-overload]
-        [str(NEWSLETTER), "ingest", str(folder)],
-        env={**os.environ, **cli_env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        **as_unprivileged(),
-    )
+    result = ingest_held_to_modes(folder, cli_env)
     (folder / "locked").chmod(0o755)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
@@ -306,6 +310,15 @@ def test_the_commands_that_bring_data_in_create_the_database(
     assert ingested.exit_code == 0 and db.exists()
 
 
+def remove_bottom_up(deepest: Path, *, until: Path) -> None:
+    """Remove a chain of folders from `deepest` up to (not including) `until`, in a loop."""
+    while deepest != until:
+        for item in deepest.iterdir():
+            item.unlink()
+        deepest.rmdir()
+        deepest = deepest.parent
+
+
 def test_folders_that_cannot_be_searched_links_into_them_loops_and_deep_trees(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -325,16 +338,12 @@ def test_folders_that_cannot_be_searched_links_into_them_loops_and_deep_trees(
     private.chmod(0o000)
     (folder / "linked.md").symlink_to(private / "2024-10-16.md")
     (folder / "loop.md").symlink_to(folder / "loop.md")
-    result = subprocess.run(  # type: ignore[call-overload]
-        [str(NEWSLETTER), "ingest", str(folder)],
-        env={**os.environ, **cli_env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **as_unprivileged(),
-    )
-    names_only.chmod(0o755)
-    private.chmod(0o755)
+    try:
+        result = ingest_held_to_modes(folder, cli_env)
+    finally:
+        names_only.chmod(0o755)
+        private.chmod(0o755)
+        remove_bottom_up(deep, until=folder)  # pytest's own clean-up recurses, and would fail
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"error: {folder / 'linked.md'}: cannot read: Permission denied",
