@@ -4,6 +4,7 @@ subscriber. Real aiosmtpd servers answering at RCPT or at DATA."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,3 +268,44 @@ async def test_the_relay_refusing_everyone_is_found_whatever_differs_between_rep
     assert (report.sent, report.failed, report.bounced) == (0, 0, 0)
     assert sum(store.delivery_counts(DAY).values()) == 0
     assert {s.status for s in store.subscribers()} == {"active"}  # nobody left bounced
+
+
+@dataclass
+class SlowToAccept(RefusingAll):
+    """Takes `accept_delay` over each message it accepts, `refuse_delay` over each refusal."""
+
+    accept_delay: float = 0.0
+    refuse_delay: float = 0.0
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.refuses(address):
+            await asyncio.sleep(self.refuse_delay)
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.accept_delay)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_refusals_before_a_slow_accepted_message_are_undone_with_the_streak(
+    store: Store,
+) -> None:
+    # Two connections: one carries the only accepted message, slowly; meanwhile the other
+    # gets a few refusals (fewer than the streak needs). The accept then resets the streak,
+    # which later trips: the refusals from before it are the relay's too.
+    addresses = add_spread(store, 40, domains=4)
+    relay = SlowToAccept(
+        answer=BLOCKLISTED,
+        refuses=lambda address: address != addresses[0],
+        accept_delay=0.6,
+        refuse_delay=0.1,
+    )
+    with smtp_server(relay) as (server, handler):
+        report = await send_all(store, smtp(server.port, pool_size=2), concurrency=2)
+    assert report.stopped is not None and "refused alike" in report.stopped
+    assert (report.sent, report.failed) == (1, 0)
+    assert [r.rcpt_tos for r in handler.received] == [[addresses[0]]]
+    counts = store.delivery_counts(DAY)
+    assert (counts["sent"], counts["failed"], counts["claimed"]) == (1, 0, 0)

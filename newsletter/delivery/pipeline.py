@@ -127,8 +127,10 @@ class _Run:
         # At 3 domains or, on a list at fewer, at all of them (computed once, before any send).
         domains = store.audience_domains(cadence=kind, part=part)
         self.streak = RefusalStreak(domains=max(1, min(3, domains)))
-        # Recorded failed (and bounced, if it said so); undone if the streak stops the run.
-        self.streak_jobs: list[tuple[_Job, bool]] = []
+        # Every refusal of this run by its masked reply: (subscriber, state taken over, bounced).
+        # When a streak stops the run, all of them with its reply are undone, those refused
+        # before a message that was already on the wire was accepted included.
+        self.refusals: dict[str, list[tuple[Subscriber, str, bool]]] = {}
         self.errors: list[Exception] = []
         # Claimed messages wait here: with the group being claimed, those in flight and the sent
         # rows not yet flushed (2 x concurrency), a crash leaves at most 5 x concurrency ambiguous.
@@ -290,27 +292,27 @@ class _Run:
         """A refusal for good: failed (and the address bounced, if it says so), unless it is
         the relay refusing every recipient alike."""
         self.finish(job.subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
-        if exc.reply != self.streak.reply:
-            self.streak_jobs = []
         tripped = self.streak.add(exc.reply, recipient=job.message.recipient)
-        if exc.reply is not None:
-            self.streak_jobs.append((job, exc.bounced))
+        if exc.reply is None:
+            return
+        alike = self.refusals.setdefault(exc.reply, [])
+        alike.append((job.subscriber, job.previous, exc.bounced))
         if not tripped:
             return
         # The relay refuses everyone: what it refused is not these recipients' fault. The streak
         # stays past its mark, so each refusal alike that was in flight is undone here too.
-        jobs, self.streak_jobs = self.streak_jobs, []
-        for refused, bounced in jobs:
-            self.release(refused.subscriber, refused.previous, held="failed")
+        self.refusals[exc.reply] = []
+        for subscriber, previous, bounced in alike:
+            self.release(subscriber, previous, held="failed")
             if bounced and self.record:
-                self.store.set_status(refused.subscriber.id, "active", only_from="bounced")
+                self.store.set_status(subscriber.id, "active", only_from="bounced")
             self.report.bounced -= bounced
-        self.report.failed -= len(jobs)
+        self.report.failed -= len(alike)
         self.stop(
-            f"stopped after {len(jobs)} recipients at {len(self.streak.seen)} domains in a row "
-            f"were refused alike (the last: {exc}): that is the relay refusing every message, "
-            f"not the addresses; those {len(jobs)} were left unsent and no subscriber was "
-            "changed; run again once the relay accepts mail"
+            f"stopped after {self.streak.count} recipients at {len(self.streak.seen)} domains "
+            f"in a row were refused alike (the last: {exc}): that is the relay refusing every "
+            f"message, not the addresses; those {len(alike)} were left unsent and no "
+            "subscriber was changed; run again once the relay accepts mail"
         )
 
     def fail_unsendable(self, subscriber: Subscriber, error: str) -> None:
