@@ -509,7 +509,8 @@ def test_retry_failed_sends_the_failed_again_once_the_cause_is_fixed(
     assert rerun.exit_code == 0
     assert "earlier runs: 4 sent, 4 failed" in rerun.output
     assert "note: 4 messages failed in earlier runs" in rerun.output
-    assert "newsletter send --retry-failed" in rerun.output
+    assert f"`newsletter send --date {NEWEST} --retry-failed` sends them" in rerun.output
+    assert "deferred messages go out" not in result.output  # none was deferred
     with Store(db) as store:  # a failed reader who left since is not mailed again
         leaver = store.subscriber_by_email("reader3@example.com")
         assert leaver is not None and store.unsubscribe(leaver.id)
@@ -523,6 +524,23 @@ def test_retry_failed_sends_the_failed_again_once_the_cause_is_fixed(
     assert got(fixed) == {f"reader{i}@example.com": 1 for i in range(3)}
     assert got(first) + got(fixed) == {email: 1 for email in readers(db)}
     assert [d.email for d in ledger(db, "failed")] == ["reader3@example.com"]
+
+
+def test_retry_failed_with_a_week_and_processes_is_refused_before_anything_is_written(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    with Store(db) as store:
+        store.claim_delivery(dt.date(2024, 12, 9), 1, message_id="m", kind="weekly")
+        store.finish_delivery(
+            dt.date(2024, 12, 9), 1, status="failed", attempts=1, error="x", kind="weekly"
+        )
+    result = runner.invoke(
+        main, ["send", "--week", "2024-W50", "--retry-failed", "--processes", "2"], env=cli_env
+    )
+    assert result.exit_code == 1
+    assert result.stderr == "error: --to and --processes apply to daily sends, not --week\n"
+    with Store(db) as store:
+        assert store.delivery_counts(dt.date(2024, 12, 9), kind="weekly")["failed"] == 1
 
 
 @pytest.mark.parametrize("other", [["--dry-run"], ["--outbox", "out"], ["--to", "me@example.com"]])

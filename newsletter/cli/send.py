@@ -243,13 +243,14 @@ def _print_report(
             err=True,
         )
     if report.deferred or report.failed:
-        click.echo(
-            f"see `{hint}` for the errors; deferred messages go out on the next run", err=True
-        )
+        later = "; deferred messages go out on the next run" if report.deferred else ""
+        click.echo(f"see `{hint}` for the errors{later}", err=True)
     if report.already_failed and not report.dry_run:
+        edition = f"--{'week' if weekly else 'date'} {label}"
         click.echo(
             f"note: {report.already_failed} messages failed in earlier runs (`{hint} --status "
-            "failed`); once the cause is fixed, `newsletter send --retry-failed` sends them",
+            f"failed`); once the cause is fixed, `newsletter send {edition} --retry-failed` "
+            "sends them",
             err=True,
         )
     if report.stopped is not None:
@@ -258,9 +259,10 @@ def _print_report(
 
 
 def _send_week(store: Store, *, settings: Settings, week: str, options: SendOptions) -> int:
-    """Send `week`'s weekly edition to the weekly subscribers; print the report; its exit code."""
-    if options.to_address or options.processes > 1:
-        raise ConfigError("--to and --processes apply to daily sends, not --week")
+    """Send `week`'s weekly edition to the weekly subscribers; print the report; its exit code.
+
+    (`send` refuses --to and --processes with --week; `run` sends the week without them.)
+    """
     stored_week(store, week)  # one line when the week holds no digest, before any sender opens
     report = _deliver(
         functools.partial(send_week, week=week),
@@ -340,6 +342,8 @@ def send(
         raise click.UsageError("give --date or --week, not both")
     if retry_failed and (not options.record or options.to_address):
         raise click.UsageError("--retry-failed records sends: not with --dry-run, --outbox or --to")
+    if week is not None and (options.to_address or options.processes > 1):  # before any write
+        raise ConfigError("--to and --processes apply to daily sends, not --week")
     settings = options.settings(config_path, db)
     day = date.date() if date else None
     with open_store(settings) as store:
