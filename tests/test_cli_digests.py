@@ -355,3 +355,22 @@ def test_folders_that_cannot_be_searched_links_into_them_loops_and_deep_trees(
         f"{deep / '2024-06-28.md'}: added 2024-06-28 (9 papers)",
         "ingested 4 files: 1 added, 0 updated, 0 unchanged, 3 failed",
     ]
+
+
+def test_an_empty_file_is_no_database_and_a_dry_run_import_writes_none(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    listed = runner.invoke(main, ["digests", "--db", str(empty)], env=cli_env)
+    assert listed.exit_code == 1
+    assert "no database here" in listed.stderr
+    assert empty.stat().st_size == 0  # no schema written into it
+    typo = tmp_path / "typo.db"
+    example = Path(__file__).parent.parent / "subscribers.example.csv"
+    dry = runner.invoke(
+        main, ["subscribers", "import", str(example), "--dry-run", "--db", str(typo)], env=cli_env
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "dry run, nothing written" in dry.stdout and "12 added" in dry.stdout
+    assert not typo.exists()

@@ -126,6 +126,19 @@ def find_subscriber(store: Store, email: str) -> Subscriber:
     return found
 
 
+def database_exists(settings: Settings) -> bool:
+    """Whether the settings' database is there: a file with something in it (SQLite takes an
+    empty file for a new database), or the in-memory one."""
+    if str(settings.db) == ":memory:":
+        return True
+    try:
+        return Path(settings.db).stat().st_size > 0
+    except FileNotFoundError:
+        return False
+    except OSError:  # there, but not to be looked at: opening it says why
+        return True
+
+
 def open_store(settings: Settings, *, create: bool = False) -> Store:
     """The store the settings name, its content checked for damage; use it as a context manager.
 
@@ -134,7 +147,7 @@ def open_store(settings: Settings, *, create: bool = False) -> Store:
     Only the commands that bring data in `create` a database that is not there: the others
     would leave an empty file behind a mistyped --db and answer as if it were the real one.
     """
-    if not create and str(settings.db) != ":memory:" and not Path(settings.db).exists():
+    if not create and not database_exists(settings):
         raise StoreError(
             f"{settings.db}: no database here (`newsletter ingest` or `newsletter subscribers "
             "import` creates one)"

@@ -18,7 +18,14 @@ from ..audience.subscribers import (
 )
 from ..model import CADENCES
 from ..store.subscribers import STATUSES
-from .common import Group, common_options, find_subscriber, open_store, settings_from
+from .common import (
+    Group,
+    common_options,
+    database_exists,
+    find_subscriber,
+    open_store,
+    settings_from,
+)
 
 
 @click.group(cls=Group)
@@ -43,6 +50,8 @@ def import_command(
     Example: newsletter subscribers import subscribers.example.csv --dry-run
     """
     settings = settings_from(config_path, db=db)
+    if dry_run and not database_exists(settings):  # a dry run writes nothing, not even a file
+        settings = settings.replace(db=Path(":memory:"))
     with open_store(settings, create=True) as store:
         report = import_subscribers_csv(store, csv_path, sync=sync, dry_run=dry_run)
     for error in report.rejected:
