@@ -144,8 +144,9 @@ _NOT_IN_URLS = re.compile(r'[\s"<>\\^`{|}\x00-\x1f\x7f]')
 
 
 def url(value: Any) -> str:
-    """An absolute http(s) URL with a real host; no spaces or characters a URL cannot hold
-    (each link built from it in a page, an email or a feed would be broken)."""
+    """An absolute http(s) URL with a real host; no spaces or characters a URL cannot hold,
+    no query, fragment or credentials (each link built from it in a page, an email or a feed
+    would be broken, or would publish them)."""
     raw = text(value)
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -156,10 +157,16 @@ def url(value: Any) -> str:
             if bad[0].isspace()
             else f"must be a URL without {bad[0]!r}"
         )
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise ValueError("must be a URL without ?query or #fragment (paths are added to it)")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must be a URL without user@ or user:password@ (it is published)")
     try:
-        parts.port  # noqa: B018  # raises on a port that is no number in range
+        port = parts.port
     except ValueError:
-        raise ValueError("must be a URL whose port is a number from 0 to 65535") from None
+        port = 0
+    if port == 0:
+        raise ValueError("must be a URL whose port is a number from 1 to 65535")
     try:
         host(parts.hostname or "")
     except ValueError:
