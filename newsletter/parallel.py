@@ -70,8 +70,8 @@ def _stop_with(parent: int) -> None:
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # it died before the request took hold
-        os.kill(os.getpid(), signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took hold: nobody to work for
+        os._exit(0)
 
 
 def _work(
@@ -249,4 +249,7 @@ def _died(worker: BaseProcess) -> str:
         if code is not None and code < 0 and -code in signal.valid_signals()
         else f"stopped unexpectedly (exit status {code})"
     )
-    return f"send process {worker.name} {how}; run again to send the rest"
+    return (
+        f"send process {worker.name} {how}; what it sent before is in the ledger, not in the "
+        "counts above; run again to send the rest"
+    )

@@ -126,3 +126,20 @@ async def test_a_send_given_the_days_composer_renders_nothing_again(
             composer=composer,
             date=dt.date(2024, 10, 16),
         )
+
+
+def test_a_worker_whose_parent_is_already_gone_leaves_quietly() -> None:
+    # The parent's pid as the worker was told it, and the parent it has now, differ: the
+    # worker exits at once, without a word or a traceback.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; from newsletter.parallel import _stop_with; "
+            "_stop_with(os.getppid() + 1); print('went on')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")

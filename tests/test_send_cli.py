@@ -634,7 +634,8 @@ def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
         out, err = process.communicate(timeout=60)
     assert process.returncode == 1
     assert err.splitlines()[-1] == (
-        "error: send process send-1 was killed by SIGKILL; run again to send the rest"
+        "error: send process send-1 was killed by SIGKILL; what it sent before is in the "
+        "ledger, not in the counts above; run again to send the rest"
     )
     rows = ledger(db)
     survivor_sent = sum(1 for r in rows if r.status == "sent" and r.subscriber_id % 2 == 0)
