@@ -184,11 +184,21 @@ def test_an_invisible_character_inside_the_hashes_keeps_the_heading(junk: str) -
     assert found.link == ("Step-DPO", "https://arxiv.org/abs/2406.18629")
 
 
-def test_a_paper_heading_inside_a_line_is_an_error_not_a_lost_paper(tmp_path: Path) -> None:
-    # Found by the fuzz test: "¡### [Title](...)" was read as text, its paper dropped.
-    text = "## Daily Papers (2024-06-28)\n\n¡### [Step-DPO](https://arxiv.org/abs/2406.18629)\nVote: 3\n"
+@pytest.mark.parametrize("stray", ["¡", "0", "\t0", "ab", "x.", "-·", "a b", ":]", "#a) #("])
+def test_a_paper_heading_inside_a_line_is_an_error_not_a_lost_paper(stray: str) -> None:
+    # Found by the fuzz test: "¡### [Title](...)", and later "0### [Title](...)", were read as
+    # text and their paper dropped with only a warning.
+    text = f"## Daily Papers (2024-06-28)\n\n{stray}### [Step-DPO](https://arxiv.org/abs/2406.18629)\nVote: 3\n"
     with pytest.raises(DigestError, match=r"x\.md:3: a paper heading .* must start its line"):
         parse_digest(text, source="x.md")
+
+
+def test_a_paper_heading_hidden_under_an_ignored_heading_is_an_error() -> None:
+    # Found by the fuzz test: "##]" then "[ZZ[# [Title](...)": the heading "## ]" is ignored
+    # with the lines under it, and the paper with them.
+    text = HEADER + FIRST + "##]\n[ZZ[# [SeaKR](https://arxiv.org/abs/2406.19215)\nVote: 3\n"
+    with pytest.raises(DigestError, match=r"d\.md:7: a paper heading .* must start its line"):
+        parse_digest(text, source="d.md")
 
 
 @pytest.mark.parametrize(

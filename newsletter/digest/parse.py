@@ -35,7 +35,8 @@ MAX_LINE_CHARS = 100_000
 # "#" then "[" after a few stray non-word characters: a paper heading spoiled by one, such as
 # "¡### [Title](...)" (anchored and bounded, so a hostile line costs one pass). A word before
 # the "#" is prose: "Issue #[12](...)".
-_HIDDEN_HEADING = re.compile(r"[^\w\[\]]{0,12}?#\s*\[")
+_NON_WORD = re.compile(r"[^\w]*")
+_HASH_BRACKET = re.compile(r"#\s*\[")
 # Where each markdown link in a line points; brackets end a target, so each character is read once.
 _LINK_TARGET = re.compile(r"\]\(\s*(https?://[^\s\[\]()]+)", re.IGNORECASE)
 _NO_VOTES = ("-", "–", "—", "")
@@ -113,6 +114,20 @@ def arxiv_id_from_url(url: str) -> str | None:
         return None
     match = _ARXIV.match(parts.path)
     return match.group("id") if match else None
+
+
+def _hides_a_heading(raw: str, *, ignoring: bool) -> bool:
+    """Whether a line that is not a heading looks like a paper heading behind stray characters.
+
+    It has "# [" in its first 24 characters, and before that: only non-word characters
+    ("¡### [Title](...)"), or two more "#" ("\t0### [", "#a) #(## ["), or, under a heading
+    whose lines are ignored, anything ("[ZZ[# ["). Prose such as "Fixes #[3](...)" is none.
+    """
+    found = _HASH_BRACKET.search(raw, 0, 24)
+    if found is None:
+        return False
+    before = raw[: found.start()]  # what stands before the last "#" of the heading
+    return ignoring or before.count("#") >= 2 or _NON_WORD.fullmatch(before) is not None
 
 
 def _links_to_arxiv(text: str) -> bool:
@@ -195,7 +210,7 @@ class _Parser:
         if isinstance(kind, Heading):
             self.heading(number, kind)
             return
-        if _HIDDEN_HEADING.match(raw) and _links_to_arxiv(raw):
+        if _hides_a_heading(raw, ignoring=self.ignoring) and _links_to_arxiv(raw):
             # "¡### [Title](https://arxiv...)": a paper heading spoiled by a stray character would
             # otherwise be text, and its paper lost with only a warning.
             raise self.error("a paper heading ('### [Title](url)') must start its line", number)
