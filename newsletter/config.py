@@ -390,7 +390,7 @@ def _utf8(value: str, name: str) -> str:
     try:
         value.encode()
     except UnicodeEncodeError:
-        raise ConfigError(f"{name}: not UTF-8 text (a byte that is not)") from None
+        raise ConfigError(f"{name}: holds bytes that are not UTF-8 text") from None
     return value
 
 

@@ -434,3 +434,16 @@ def test_a_maildir_that_cannot_be_listed_or_marked_is_one_line_each(
     assert line.startswith(f"error: {box}: ") and line.endswith(
         ": applied, but not marked seen: Permission denied"
     )
+
+
+def test_a_source_that_is_no_mailbox_says_so(tmp_path: Path) -> None:
+    fifo = tmp_path / "bounces.fifo"
+    os.mkfifo(fifo)
+    code, _, err = run(tmp_path, fifo)
+    assert code == 1
+    assert err == f"error: {fifo}: not a Maildir, an mbox file or a folder of .eml files\n"
+    code, _, err = run(tmp_path, tmp_path / "missing")
+    assert (
+        err
+        == f"error: {tmp_path / 'missing'}: no such Maildir, mbox file or folder of .eml files\n"
+    )

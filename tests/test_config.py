@@ -357,7 +357,7 @@ def test_a_setting_whose_bytes_are_not_utf8_is_one_line(tmp_path: Path, name: st
         capture_output=True,
     )
     assert done.returncode == 1
-    assert done.stderr.decode() == f"error: {name}: not UTF-8 text (a byte that is not)\n"
+    assert done.stderr.decode() == f"error: {name}: holds bytes that are not UTF-8 text\n"
 
 
 def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -> None:

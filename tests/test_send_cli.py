@@ -564,6 +564,10 @@ def test_retry_failed_writes_the_ledger_so_not_with_a_dry_run(
             "Invalid value for '--backoff': inf is not in the range 0<=x<=3600.",
         ),
         (
+            ["send", "--backoff", "0x10"],
+            "Invalid value for '--backoff': '0x10' is not a valid number of seconds.",
+        ),
+        (
             ["doctor", "--timeout", "nan"],
             "Invalid value for '--timeout': 'nan' is not a number of seconds",
         ),

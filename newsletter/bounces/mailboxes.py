@@ -174,6 +174,8 @@ def open_mailbox(path: Path) -> MaildirSource | MboxSource | EmlFolder:
             return MboxSource(path)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if path.exists():  # a FIFO, a socket, a device
+        raise ConfigError(f"{path}: not a Maildir, an mbox file or a folder of .eml files")
     raise ConfigError(f"{path}: no such Maildir, mbox file or folder of .eml files")
 
 

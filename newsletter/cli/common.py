@@ -60,7 +60,7 @@ class Seconds(click.FloatRange):
     """A number of seconds in a range: click's FloatRange lets nan through (every comparison
     with it is false), and a wait of nan or inf seconds never ends."""
 
-    name = "seconds"
+    name = "number of seconds"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = super().convert(value, param, ctx)
