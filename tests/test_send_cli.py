@@ -490,8 +490,11 @@ def test_a_send_split_across_processes_mails_everyone_exactly_once(
 
 def test_processes_are_for_send_only(runner: CliRunner, cli_env: dict[str, str], db: Path) -> None:
     result = runner.invoke(main, ["run", str(FIXTURES), "--processes", "2"], env=cli_env)
-    assert result.exit_code == 1
-    assert result.output == "error: --processes applies to `newsletter send` only\n"
+    assert result.exit_code == 2
+    assert "Error: No such option '--processes'." in result.output
+    helped = runner.invoke(main, ["run", "--help"], env=cli_env)
+    assert "--processes" not in helped.output
+    assert "--processes" in runner.invoke(main, ["send", "--help"], env=cli_env).output
 
 
 def test_retry_failed_sends_the_failed_again_once_the_cause_is_fixed(

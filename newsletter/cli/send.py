@@ -128,16 +128,17 @@ _SEND_OPTIONS = [
         is_flag=True,
         help="Also resend claims a crashed run left unresolved (their recipients may get two).",
     ),
-    click.option(
-        "--processes",
-        type=click.IntRange(1, 64),
-        default=1,
-        show_default=True,
-        help="Send from N processes, each with its share of subscribers and connections "
-        "(one core each; SMTP only).",
-    ),
 ]
 _SEND_FIELDS = tuple(f.name for f in dataclasses.fields(SendOptions))
+# `send` only: `run` sends the newest day from one process.
+_PROCESSES = click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Send from N processes, each with its share of subscribers and connections "
+    "(one core each; SMTP only).",
+)
 
 
 def send_options(func: Callable[..., None]) -> Callable[..., None]:
@@ -145,7 +146,7 @@ def send_options(func: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(func)
     def command(*args: Any, **kwargs: Any) -> None:
-        options = SendOptions(**{name: kwargs.pop(name) for name in _SEND_FIELDS})
+        options = SendOptions(**{name: kwargs.pop(name) for name in _SEND_FIELDS if name in kwargs})
         func(*args, options=options, **kwargs)
 
     for option in reversed(_SEND_OPTIONS):
@@ -320,6 +321,7 @@ def _deliver(
     help="First put the day's failed messages (to subscribers still active) back to be sent.",
 )
 @send_options
+@_PROCESSES
 @common_options
 def send(
     date: dt.datetime | None,
@@ -417,8 +419,6 @@ def run_daily_command(
 
     Example: newsletter run digests/ --out public/
     """
-    if options.processes > 1:
-        raise ConfigError("--processes applies to `newsletter send` only")
     settings = options.settings(config_path, db)
     if out_dir is not None:
         settings = settings.replace(site_dir=out_dir)
