@@ -124,9 +124,8 @@ class _Run:
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
-        # At 3 domains or, on a list at fewer, at all of them (computed once, before any send).
-        domains = store.audience_domains(cadence=kind, part=part)
-        self.streak = RefusalStreak(domains=max(1, min(3, domains)))
+        # Made at the first refusal for good, which is rare: it counts the list's domains.
+        self.streak: RefusalStreak | None = None
         # Every refusal of this run by its masked reply: (subscriber, state taken over, bounced).
         # When a streak stops the run, all of them with its reply are undone, those refused
         # before a message that was already on the wire was accepted included.
@@ -292,7 +291,11 @@ class _Run:
         """A refusal for good: failed (and the address bounced, if it says so), unless it is
         the relay refusing every recipient alike."""
         self.finish(job.subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
-        tripped = self.streak.add(exc.reply, recipient=job.message.recipient)
+        if self.streak is None:  # at 3 domains or, on a list at fewer, at all of them
+            domains = self.store.audience_domains(cadence=self.kind, part=self.part)
+            self.streak = RefusalStreak(domains=max(1, min(3, domains)))
+        streak = self.streak
+        tripped = streak.add(exc.reply, recipient=job.message.recipient)
         if exc.reply is None:
             return
         alike = self.refusals.setdefault(exc.reply, [])
@@ -309,7 +312,7 @@ class _Run:
             self.report.bounced -= bounced
         self.report.failed -= len(alike)
         self.stop(
-            f"stopped after {self.streak.count} recipients at {len(self.streak.seen)} domains "
+            f"stopped after {streak.count} recipients at {len(streak.seen)} domains "
             f"in a row were refused alike (the last: {exc}): that is the relay refusing every "
             f"message, not the addresses; those {len(alike)} were left unsent and no "
             "subscriber was changed; run again once the relay accepts mail"
@@ -369,7 +372,8 @@ class _Run:
         if status == "sent":
             report.sent += 1
             self.deferred_in_a_row = 0
-            self.streak.add(None, recipient="")
+            if self.streak is not None:
+                self.streak.add(None, recipient="")
         elif status == "deferred":
             report.deferred += 1
             self.deferred_in_a_row += 1
