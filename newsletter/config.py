@@ -438,11 +438,10 @@ def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     known = sorted(
         {ENV_PREFIX + name.upper() for name in _FIELDS if name != "topics"} | set(_OTHER_ENV)
     )
+    names = {k.removeprefix(ENV_PREFIX): k for k in known}  # compared without the prefix
     warnings = []
     for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
         without_smtp = ENV_PREFIX + key.removeprefix(ENV_PREFIX + "SMTP_")
-        # Compared without the prefix, which every name shares.
-        names = {k.removeprefix(ENV_PREFIX): k for k in known}
         close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.75)
         guesses = [without_smtp] if without_smtp in known else [names[c] for c in close]
         hint = f"; did you mean {guesses[0]}?" if guesses else ""
