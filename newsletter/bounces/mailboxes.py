@@ -56,25 +56,25 @@ class MaildirSource:
         self._path = path
         self._box = stdlib_mailbox.Maildir(path, factory=None, create=False)
 
-    def _unfit_keys(self) -> set[str]:
-        """The keys of new/ and cur/ entries that are no message to read, each told once."""
-        unfit: set[str] = set()
+    def _keys(self) -> list[str]:
+        """The keys of new/ and cur/, as the Maildir names them (one listing, not two); an
+        entry that is no message to read is told once instead."""
+        keys: set[str] = set()
         for sub in ("new", "cur"):
             with os.scandir(self._path / sub) as scan:
-                entries = sorted(scan, key=lambda entry: entry.name)
-                for entry in entries:
-                    if entry.name.startswith("."):
+                for entry in sorted(scan, key=lambda entry: entry.name):
+                    if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
                         continue
                     why = _unfit(f"{self.name}: {entry.name}", entry)
-                    if why is not None:
+                    if why is None:
+                        keys.add(entry.name.split(self._box.colon)[0])
+                    else:
                         self.problems.append(why)
-                        unfit.add(entry.name.split(self._box.colon)[0])
-        return unfit
+        return sorted(keys)
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         try:
-            unfit = self._unfit_keys()
-            keys = sorted(set(self._box.keys()) - unfit)
+            keys = self._keys()
         except OSError as exc:
             self.problems.append(f"{self.name}: cannot list the Maildir: {exc.strerror or exc}")
             return
@@ -133,13 +133,12 @@ class EmlFolder:
             self.problems.append(f"{self.name}: cannot list the folder: {exc.strerror or exc}")
             return
         emls = [e for e in entries if e.name.lower().endswith(".eml")]
-        others = [
-            e for e in entries if e not in emls and e.is_file() and not e.name.startswith(".")
-        ]
-        if others and not emls:  # a folder of messages saved under other names
-            self.problems.append(
-                f"{self.name}: no .eml files here ({len(others)} other files passed over)"
-            )
+        if not emls:  # a folder of messages saved under other names?
+            others = sum(1 for e in entries if not e.name.startswith(".") and e.is_file())
+            if others:
+                self.problems.append(
+                    f"{self.name}: no .eml files here ({others} other files passed over)"
+                )
         for entry in emls:
             file = self._path / entry.name
             why = _unfit(file, entry)
@@ -161,9 +160,8 @@ def open_mailbox(path: Path) -> MaildirSource | MboxSource | EmlFolder:
     """The mailbox at `path`: a Maildir (has cur/ and new/), a folder of .eml files, or an mbox."""
     try:
         if path.is_dir():
-            if (path / "cur").is_dir() or (
-                path / "new"
-            ).is_dir():  # listing errors say what is missing
+            # With cur/ or new/ it is a Maildir; listing it says what is missing, if anything.
+            if (path / "cur").is_dir() or (path / "new").is_dir():
                 return MaildirSource(path)
             return EmlFolder(path)
         if path.is_file():
