@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -404,3 +405,30 @@ def test_serve_refuses_a_watch_folder_that_does_not_exist(tmp_path: Path) -> Non
     )
     assert result.exit_code == 2
     assert f"Directory '{tmp_path / 'nowhere'}' does not exist." in result.output
+
+
+async def test_a_poll_that_raises_shows_in_healthz_until_a_poll_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, _ = direct_watcher(tmp_path, incoming, interval=0.05)
+    outcomes = iter([RuntimeError("boom"), None])
+    healths: list[dict[str, object]] = []
+
+    def run_once() -> None:  # a fault past run_once's own handling, then a quiet poll
+        healths.append(watcher.health())
+        outcome = next(outcomes, None)
+        if outcome is not None:
+            raise outcome
+
+    monkeypatch.setattr(watcher, "run_once", run_once)
+    watcher.start()
+    try:
+        while len(healths) < 3:
+            await asyncio.sleep(0.01)
+    finally:
+        await watcher.stop()
+    assert healths[0]["ok"] is True
+    assert (healths[1]["ok"], healths[1]["error"]) == (False, "RuntimeError: boom")
+    assert healths[2]["ok"] is True

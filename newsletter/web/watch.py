@@ -95,6 +95,7 @@ class DigestWatcher:
         self.passes: list[WatchPass] = []  # the last few, newest last (for tests)
         self.failure: WatchFailure | None = None  # the last failure, until its work succeeded
         self.missing: str | None = None  # says the folder is gone, while it is
+        self.crashed: WatchFailure | None = None  # a poll that raised, until one does not
         self._unreadable: set[str] = set()  # what the folder holds that cannot be read, told once
         self._done: dict[str, _FileKey] = {}  # file -> key when ingested (or found unparsable)
         self._seen: dict[str, _FileKey] = {}  # file -> key at the last poll
@@ -108,7 +109,7 @@ class DigestWatcher:
 
     def health(self) -> dict[str, object]:
         """`{"ok": ..., "error": ..., "at": ...}` for /healthz: not ok while a failure is unresolved."""
-        failure = self.failure
+        failure = self.crashed or self.failure
         if self.missing is not None:
             return {"ok": False, "error": self.missing, "at": None}
         if failure is None:
@@ -295,10 +296,11 @@ class DigestWatcher:
             try:
                 # Ingest, build and send are blocking; a thread keeps the service answering.
                 await asyncio.to_thread(self.run_once)
+                self.crashed = None
             except Exception as exc:  # run_once records its own failures; this is a last guard
                 error = _describe(exc)
                 log_event("watch.failed", level=logging.ERROR, error=error)
-                self.failure = WatchFailure(error=error, at=self.clock())  # /healthz says so
+                self.crashed = WatchFailure(error=error, at=self.clock())  # /healthz says so
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
