@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -608,35 +609,42 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
-    cli_env: dict[str, str], db: Path
-) -> None:
+@contextlib.contextmanager
+def split_send_under_way(
+    cli_env: dict[str, str], db: Path, *, readers: int
+) -> Iterator[tuple[subprocess.Popen[str], list[int], SlowHandler]]:
+    """A real `send --processes 2` (a connection each) to `readers` more readers, into a slow
+    server, caught once 6 messages arrived: (the send, its two workers, the server's handler)."""
     with Store(db) as store:
-        for i in range(8, 60):
+        for i in range(8, 8 + readers):
             store.add_subscriber(f"reader{i}@example.com")
     handler = SlowHandler()
     handler.delay = 0.05
     with smtp_server(handler) as (server, _):
+        command = ["send", "--processes", "2", "--concurrency", "2", *smtp_args(server.port)]
         process = subprocess.Popen(
-            [
-                str(NEWSLETTER),
-                "send",
-                "--processes",
-                "2",
-                "--concurrency",
-                "2",
-                *smtp_args(server.port),
-            ],
+            [str(NEWSLETTER), *command],
             env={**os.environ, **cli_env},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        deadline = time.monotonic() + 20
-        while len(handler.received) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        workers = children(process.pid)
-        assert len(workers) == 2
+        try:
+            deadline = time.monotonic() + 20
+            while len(handler.received) < 6 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            workers = children(process.pid)
+            assert len(workers) == 2
+            yield process, workers, handler
+        finally:
+            process.kill()  # when a test failed: nothing left running
+            process.wait()
+
+
+def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
+    cli_env: dict[str, str], db: Path
+) -> None:
+    with split_send_under_way(cli_env, db, readers=52) as (process, workers, _):
         os.kill(workers[1], signal.SIGKILL)  # the second worker: share 1, the odd ids
         out, err = process.communicate(timeout=60)
     assert process.returncode == 1
@@ -656,32 +664,7 @@ def test_a_split_send_with_a_worker_killed_still_reports_what_the_other_sent(
 def test_workers_of_a_split_send_stop_when_their_parent_is_killed(
     cli_env: dict[str, str], db: Path
 ) -> None:
-    with Store(db) as store:
-        for i in range(8, 200):
-            store.add_subscriber(f"reader{i}@example.com")
-    handler = SlowHandler()
-    handler.delay = 0.05
-    with smtp_server(handler) as (server, _):
-        process = subprocess.Popen(
-            [
-                str(NEWSLETTER),
-                "send",
-                "--processes",
-                "2",
-                "--concurrency",
-                "2",
-                *smtp_args(server.port),
-            ],
-            env={**os.environ, **cli_env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 20
-        while len(handler.received) < 6 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        workers = children(process.pid)
-        assert len(workers) == 2
+    with split_send_under_way(cli_env, db, readers=192) as (process, workers, handler):
         process.kill()  # no chance to tell its workers
         _, err = process.communicate(timeout=30)
         deadline = time.monotonic() + 15

@@ -4,7 +4,9 @@ ledger says what went, and the process exits (it used to wait for ever)."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,24 @@ class Arriving(SlowHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def sigterm_once(
+    process: subprocess.Popen[str], ready: Callable[[], bool], *, settle: float = 0.0
+) -> tuple[str, float]:
+    """SIGTERM the send once `ready()` (and `settle` seconds more); its output and how many
+    seconds it took to end. A send that does not end in 30 s fails the test and is killed."""
+    deadline = time.monotonic() + 20
+    while not ready() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(settle)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()  # when it hung: the test fails, without leaving it running
+    return output, time.monotonic() - started
+
+
 def test_sigterm_after_the_last_message_is_queued_still_ends(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -33,15 +53,8 @@ def test_sigterm_after_the_last_message_is_queued_still_ends(
     handler.delay = 1.0
     with smtp_server(handler) as (server, _):
         process = start_send(cli_env, tmp_path, server.port)
-        deadline = time.monotonic() + 20
         # Four on the wire: the other two and the end markers fill the queue behind them.
-        while handler.arrived < 4 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=30)
-        finally:
-            process.kill()  # when it hung: the test fails, without leaving it running
+        output, _ = sigterm_once(process, lambda: handler.arrived >= 4)
     assert process.returncode == 1, output
     assert "error: interrupted" in output
     assert ledger(db, "claimed") == []  # what the server took is recorded sent
@@ -55,17 +68,9 @@ def test_sigterm_does_not_wait_out_a_backoff(cli_env: dict[str, str], tmp_path: 
     busy.delay = 0
     with smtp_server(busy) as (server, _):
         process = start_send(cli_env, tmp_path, server.port, "--backoff", "600")
-        deadline = time.monotonic() + 20
-        while busy.attempts < 4 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.2)  # every worker now waits out its first 600 s backoff
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=30)
-        finally:
-            process.kill()  # when it waited: the test fails, without leaving it running
-    assert time.monotonic() - started < 10
+        # Settled: every worker now waits out its first 600 s backoff.
+        output, took = sigterm_once(process, lambda: busy.attempts >= 4, settle=0.2)
+    assert took < 10
     assert process.returncode == 1, output
     assert "error: interrupted" in output
     deferred = ledger(db, "deferred")
@@ -81,17 +86,8 @@ def test_sigterm_does_not_wait_for_a_slow_rate(cli_env: dict[str, str], tmp_path
     with smtp_server(handler) as (server, _):
         # One message every 50 s: the first goes at once, the others wait for their slot.
         process = start_send(cli_env, tmp_path, server.port, "--rate", "0.02")
-        deadline = time.monotonic() + 20
-        while handler.arrived < 1 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.3)
-        started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            output, _ = process.communicate(timeout=30)
-        finally:
-            process.kill()
-    assert time.monotonic() - started < 10
+        output, took = sigterm_once(process, lambda: handler.arrived >= 1, settle=0.3)
+    assert took < 10
     assert process.returncode == 1, output
     assert "error: interrupted" in output
     assert ledger(db, "claimed") == []  # the waiting ones were never handed over: released
