@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Settings
-from .delivery.pipeline import DeliveryReport, Progress, Sender, deliver, send_test_copy
+from .delivery.pipeline import DeliveryReport, Progress, Sender, deliver
+from .delivery.testcopy import send_test_copy
 from .digest.ingest import IngestReport, ingest_paths
 from .errors import ConfigError
 from .mail.compose import Composer

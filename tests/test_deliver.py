@@ -17,8 +17,9 @@ import pytest
 from newsletter.config import Settings
 from newsletter.delivery.heap import frozen_heap
 from newsletter.delivery.outbox import CountingSender, OutboxSender
-from newsletter.delivery.pipeline import DeliveryReport, Sender, deliver, send_test_copy
+from newsletter.delivery.pipeline import DeliveryReport, Sender, deliver
 from newsletter.delivery.smtp import SMTPSender
+from newsletter.delivery.testcopy import send_test_copy
 from newsletter.errors import DeliveryError, TemporaryFailure
 from newsletter.mail.message import simple_message
 from newsletter.mail.outgoing import OutgoingMessage

@@ -44,7 +44,6 @@ __all__ = [
     "Sender",
     "TemporaryFailure",
     "deliver",
-    "send_test_copy",
 ]
 
 Compose = Callable[[Subscriber], OutgoingMessage | None]
@@ -480,22 +479,3 @@ async def _run(run: _Run) -> DeliveryReport:
     if record:
         run.report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
     return run.report
-
-
-async def send_test_copy(
-    *, store: Store, compose: Compose, sender: Sender, to: str
-) -> OutgoingMessage | None:
-    """Send one copy of the first non-empty selection to `to`; no ledger, no subscriber links.
-
-    The copy is composed for a stand-in subscriber (id 0) with the first matching subscriber's
-    filters, so its unsubscribe link cannot unsubscribe anyone. None when every selection is empty.
-    """
-    candidates = itertools.chain(
-        store.active_subscribers(batch=BATCH), [Subscriber(id=0, email=to)]
-    )
-    for subscriber in candidates:
-        message = compose(dataclasses.replace(subscriber, id=0, email=to, name=subscriber.name))
-        if message is not None:
-            await sender.send(message)
-            return message
-    return None

@@ -1,0 +1,30 @@
+"""One test copy of a day's email to an address of the operator's: no ledger, no subscriber."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from ..mail.outgoing import OutgoingMessage
+from ..model import Subscriber
+from ..store import Store
+from .pipeline import BATCH, Compose, Sender
+
+
+async def send_test_copy(
+    *, store: Store, compose: Compose, sender: Sender, to: str
+) -> OutgoingMessage | None:
+    """Send one copy of the first non-empty selection to `to`; no ledger, no subscriber links.
+
+    The copy is composed for a stand-in subscriber (id 0) with the first matching subscriber's
+    filters, so its unsubscribe link cannot unsubscribe anyone. None when every selection is empty.
+    """
+    candidates = itertools.chain(
+        store.active_subscribers(batch=BATCH), [Subscriber(id=0, email=to)]
+    )
+    for subscriber in candidates:
+        message = compose(dataclasses.replace(subscriber, id=0, email=to, name=subscriber.name))
+        if message is not None:
+            await sender.send(message)
+            return message
+    return None
