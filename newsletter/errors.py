@@ -1,6 +1,7 @@
 """The one exception tree of the package.
 
 NewsletterError              anything the user can fix; the CLI prints it as one line
+├── Interrupted              Ctrl-C or SIGTERM stopped a command (exit 130 or 143, not 1)
 ├── DigestError              a digest file that does not parse (file and line)
 ├── SubscriberError          a subscriber record that is invalid (CSV row)
 ├── ConfigError              a setting or option with a bad value
@@ -19,6 +20,21 @@ from __future__ import annotations
 
 class NewsletterError(Exception):
     """Something went wrong that the user can fix; the message says what."""
+
+
+class Interrupted(NewsletterError):
+    """Ctrl-C or SIGTERM stopped the command; the shell's convention for its exit code
+    (128 + the signal's number), so a script tells a stop from a failure."""
+
+    SEND = "interrupted: messages in flight were finished; run again to send the rest"
+
+    def __init__(self, message: str = SEND, *, signum: int = 2) -> None:
+        self.signum = signum  # SIGINT 2, SIGTERM 15
+        super().__init__(message)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 class DigestError(NewsletterError):

@@ -37,7 +37,7 @@ from .config import Settings
 from .delivery.heap import frozen_heap
 from .delivery.pipeline import DeliveryReport
 from .delivery.runlock import send_lock
-from .errors import NewsletterError
+from .errors import Interrupted, NewsletterError
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, SpawnContext  # no ForkContext on Windows
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from .mail.compose import Composer
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
-INTERRUPTED = "interrupted: messages in flight were finished; run again to send the rest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +115,7 @@ def _work(
     try:
         report = asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        tell("interrupted", INTERRUPTED)
+        tell("interrupted", Interrupted.SEND)
     except NewsletterError as exc:
         tell("error", str(exc))
     except Exception as exc:  # a bug: one line to the parent, never a hung send
@@ -160,7 +159,13 @@ def send_day_in_processes(
     results: list[tuple[str, object]] = []
     # SIGTERM (a CI timeout, systemd) stops the send like Ctrl-C does, from the start: while
     # the day renders and workers start too.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signals: list[int] = []
+
+    def terminate(signum: int, frame: object) -> None:
+        signals.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     lock = contextlib.ExitStack()
     try:
         # The workers' send lock (delivery/runlock.py), held here; forked workers inherit it.
@@ -195,7 +200,7 @@ def send_day_in_processes(
                 worker.terminate()  # SIGTERM: the worker finishes what is on the wire
         for worker, _ in workers:
             worker.join()
-        raise NewsletterError(INTERRUPTED) from None
+        raise Interrupted(signum=signals[0] if signals else signal.SIGINT) from None
     finally:
         lock.close()
         signal.signal(signal.SIGTERM, previous)

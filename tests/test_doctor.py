@@ -4,7 +4,11 @@ a real aiosmtpd relay, and the service (or a static-only server) over real HTTP.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +44,7 @@ from .smtp_servers import smtp_server
 from .web_server import free_port, running, service
 
 DOMAIN = "news.example.com"
+NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
 Records = dict[tuple[str, str], list[Any]]
 
 
@@ -499,3 +504,28 @@ def test_weak_key_fails(tmp_path: Path, key_pem: bytes) -> None:
     key = check_key(settings_for(tmp_path, key_pem, secret_key="short"))
     assert (key.name, key.status) == ("key", "fail")
     assert key.detail == "NEWSLETTER_SECRET_KEY is too weak: length 5, under 43 characters"
+
+
+def test_ctrl_c_while_doctor_waits_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    # A DNS server that never answers: doctor waits out its 60 s timeout unless stopped.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        env = {**os.environ, "NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_FROM": f"a@{DOMAIN}"}
+        process = subprocess.Popen(
+            [NEWSLETTER, "doctor", "--dns", f"127.0.0.1:{port}", "--timeout", "60"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            silent.settimeout(20)
+            silent.recvfrom(512)  # it asked: it is waiting now
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+        finally:
+            process.kill()
+    assert process.returncode == 130  # 128 + SIGINT, not click's "Aborted!" and 1
+    assert err == "error: interrupted\n"

@@ -13,7 +13,7 @@ import click
 
 from ..audience.subscribers import normalize_email
 from ..config import Settings, load_settings, unknown_environment
-from ..errors import NewsletterError, StoreError, SubscriberError
+from ..errors import Interrupted, NewsletterError, StoreError, SubscriberError
 from ..model import Subscriber
 from ..store import Store
 
@@ -21,7 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Group(click.Group):
-    """A click group that turns any NewsletterError into one line on stderr and exit 1."""
+    """A click group that turns any NewsletterError into one line on stderr and exit 1 (130 or
+    143 when Ctrl-C or SIGTERM stopped the command)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         # Python decodes argv bytes that are not UTF-8 to lone surrogates, which fail later
@@ -41,7 +42,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except NewsletterError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 1)
+        except KeyboardInterrupt:  # Ctrl-C in any other command: click would say "Aborted!", 1
+            click.echo("error: interrupted", err=True)
+            sys.exit(Interrupted("interrupted").exit_code)
 
 
 class _Date(click.DateTime):

@@ -24,7 +24,7 @@ from ..delivery.outbox import CountingSender, OutboxSender
 from ..delivery.pipeline import DeliveryReport, Progress, Sender
 from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import IngestReport
-from ..errors import ConfigError, NewsletterError
+from ..errors import ConfigError, Interrupted, NewsletterError
 from ..store import Store
 from .common import DATE, Seconds, common_options, open_store, settings_from
 
@@ -182,20 +182,24 @@ def _progress(
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the send; SIGTERM (a CI timeout, systemd) stops it like Ctrl-C: in-flight mail finishes."""
 
+    signals: list[int] = []  # SIGTERM, once it came
+
+    def terminate(task: asyncio.Task[T]) -> None:
+        signals.append(signal.SIGTERM)
+        task.cancel()
+
     async def main() -> T:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             if task is not None:
-                loop.add_signal_handler(signal.SIGTERM, task.cancel)
+                loop.add_signal_handler(signal.SIGTERM, terminate, task)
         return await coro_factory()
 
     try:
         return asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        raise NewsletterError(
-            "interrupted: messages in flight were finished; run again to send the rest"
-        ) from None
+        raise Interrupted(signum=signals[0] if signals else signal.SIGINT) from None
 
 
 def _send_test_copy(
