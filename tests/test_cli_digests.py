@@ -374,3 +374,39 @@ def test_an_empty_file_is_no_database_and_a_dry_run_import_writes_none(
     assert dry.exit_code == 0, dry.output
     assert "dry run, nothing written" in dry.stdout and "12 added" in dry.stdout
     assert not typo.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["ingest", ""], "PATHS..."),
+        (["ingest", "--db", "", "."], "--db"),
+        (["digests", "--db", ""], "--db"),
+        (["build", "--out", ""], "--out"),
+        (["subscribers", "import", ""], "CSV"),
+        (["preview", "--all", "--out", ""], "--out"),
+        (["serve", "--site", ""], "--site"),
+        (["send", "--config", ""], "--config"),
+    ],
+)
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(
+    runner: CliRunner,
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    option: str,
+) -> None:
+    # '' used to become '.': `ingest ""` read the current folder, `build --out ""` wrote the
+    # site into it.
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "2024-12-13.md").write_bytes((FIXTURES / "2024-12-13.md").read_bytes())
+    monkeypatch.chdir(here)
+    result = runner.invoke(main, args, env=cli_env)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"Error: Invalid value for '{option}': an empty name is not a path"
+    )
+    assert sorted(p.name for p in here.iterdir()) == ["2024-12-13.md"]
+    assert not Path(cli_env["NEWSLETTER_DB"]).exists()

@@ -14,7 +14,7 @@ from ..bounces.mailboxes import IMAP_TLS_MODES, ImapSource, open_mailbox
 from ..bounces.process import Mailbox, process_mailbox
 from ..config import Secret
 from ..errors import ConfigError
-from .common import Group, common_options, open_store, settings_from
+from .common import Group, NamedPath, common_options, open_store, settings_from
 
 
 @click.group(cls=Group)
@@ -23,7 +23,7 @@ def bounces() -> None:
 
 
 @bounces.command()
-@click.argument("source", type=click.Path(path_type=Path), required=False)
+@click.argument("source", type=NamedPath(path_type=Path), required=False)
 @click.option("--imap-host", help="Read an IMAP folder on this server instead of SOURCE.")
 @click.option("--imap-port", type=click.IntRange(1, 65535), help="[default: 993 for tls, else 143]")
 @click.option(

@@ -11,14 +11,14 @@ from ..publish.build import PRIVATE_DIR, build_site, is_private_feed
 from ..publish.searchindex import INDEX_DIR, refresh_search_index
 from ..publish.websub import ping as notify_hub
 from ..publish.websub import pinged_feeds
-from .common import common_options, open_store, settings_from
+from .common import NamedPath, common_options, open_store, settings_from
 
 
 @click.command()
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     default=None,
     help="Folder to write the site into [default: setting site_dir, ./site].",
 )

@@ -60,6 +60,16 @@ class _Date(click.DateTime):
 DATE = _Date(formats=["%Y-%m-%d"])
 
 
+class NamedPath(click.Path):
+    """click.Path refusing an empty name: `--out ""` or `--db ""` would otherwise become the
+    current folder ('.'), and a build or an ingest would run there."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value:
+            self.fail("an empty name is not a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Seconds(click.FloatRange):
     """A number of seconds in a range: click's FloatRange lets nan through (every comparison
     with it is false), and a wait of nan or inf seconds never ends."""
@@ -88,7 +98,7 @@ def config_option(func: F) -> F:
     return click.option(
         "--config",
         "config_path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=NamedPath(dir_okay=False, path_type=Path),
         default=None,
         help="Config file [env NEWSLETTER_CONFIG; default ./newsletter.toml if present].",
     )(func)
@@ -99,7 +109,7 @@ def common_options(func: F) -> F:
     func = click.option(
         "--db",
         "db",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=NamedPath(dir_okay=False, path_type=Path),
         default=None,
         help="SQLite database [env NEWSLETTER_DB; default ./newsletter.db].",
     )(func)

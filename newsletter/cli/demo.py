@@ -7,14 +7,14 @@ from pathlib import Path
 import click
 
 from ..demo import run_demo
-from .common import settings_from
+from .common import NamedPath, settings_from
 
 
 @click.command()
 @click.option(
     "--digests",
     "digests_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     default=Path("examples/digests"),
     show_default=True,
     help="Folder of digest files.",
@@ -22,7 +22,7 @@ from .common import settings_from
 @click.option(
     "--subscribers",
     "subscribers_csv",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NamedPath(dir_okay=False, path_type=Path),
     default=Path("subscribers.example.csv"),
     show_default=True,
     help="Subscribers CSV.",
@@ -30,7 +30,7 @@ from .common import settings_from
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     default=Path("demo-output"),
     show_default=True,
     help="Where everything the demo makes goes.",

@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 
 from ..digest.ingest import ingest_paths
-from .common import common_options, open_store, settings_from
+from .common import NamedPath, common_options, open_store, settings_from
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=NamedPath(path_type=Path))
 @common_options
 def ingest(paths: tuple[Path, ...], config_path: Path | None, db: Path | None) -> None:
     """Parse digest files (or folders of them) and store them.

@@ -9,7 +9,7 @@ import click
 from ..config import coerce_setting
 from ..errors import ConfigError
 from ..mail.dkim import write_key_pair
-from .common import Group
+from .common import Group, NamedPath
 
 
 @click.group(cls=Group)
@@ -23,7 +23,7 @@ def dkim() -> None:
 @click.option(
     "--out",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     help="Folder for SELECTOR.private and SELECTOR.txt.",
 )
 @click.option(

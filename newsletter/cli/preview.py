@@ -9,7 +9,14 @@ import click
 
 from ..errors import ConfigError
 from ..mail.compose import Composer, write_preview
-from .common import common_options, date_option, find_subscriber, open_store, settings_from
+from .common import (
+    NamedPath,
+    common_options,
+    date_option,
+    find_subscriber,
+    open_store,
+    settings_from,
+)
 
 
 @click.command()
@@ -19,7 +26,7 @@ from .common import common_options, date_option, find_subscriber, open_store, se
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     default=Path("previews"),
     show_default=True,
     help="Folder to write the files into.",
@@ -27,7 +34,7 @@ from .common import common_options, date_option, find_subscriber, open_store, se
 @click.option(
     "--templates",
     "template_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     default=None,
     help="Folder of templates overriding the packaged ones [env NEWSLETTER_TEMPLATE_DIR].",
 )

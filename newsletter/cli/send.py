@@ -26,7 +26,7 @@ from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import IngestReport
 from ..errors import ConfigError, Interrupted, NewsletterError
 from ..store import Store
-from .common import DATE, Seconds, common_options, open_store, settings_from
+from .common import DATE, NamedPath, Seconds, common_options, open_store, settings_from
 
 if TYPE_CHECKING:  # `send` does not build the site; `run` imports the builder when it does
     from ..publish.build import BuildReport
@@ -114,7 +114,7 @@ _SEND_OPTIONS = [
     ),
     click.option(
         "--outbox",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=NamedPath(file_okay=False, path_type=Path),
         help="Write .eml files into DIR instead of sending (the ledger is read, not written).",
     ),
     click.option(
@@ -396,13 +396,13 @@ def send(
 @click.command("run")
 @click.argument(
     "digest_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=NamedPath(exists=True, file_okay=False, path_type=Path),
     metavar="DIGEST_DIR",
 )
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     help="Site folder [env NEWSLETTER_SITE_DIR; default ./site].",
 )
 @send_options

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import Seconds, common_options, settings_from
+from .common import NamedPath, Seconds, common_options, settings_from
 
 
 @click.command()
@@ -16,14 +16,14 @@ from .common import Seconds, common_options, settings_from
 @click.option(
     "--site",
     "site_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NamedPath(file_okay=False, path_type=Path),
     default=None,
     help="The folder `newsletter build` wrote [default: site_dir].",
 )
 @click.option(
     "--watch",
     "watch_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=NamedPath(exists=True, file_okay=False, path_type=Path),
     default=None,
     help="Poll this folder for new digests; ingest, build and send each one once.",
 )

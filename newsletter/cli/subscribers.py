@@ -20,6 +20,7 @@ from ..model import CADENCES
 from ..store.subscribers import STATUSES
 from .common import (
     Group,
+    NamedPath,
     common_options,
     database_exists,
     find_subscriber,
@@ -34,7 +35,7 @@ def subscribers() -> None:
 
 
 @subscribers.command("import")
-@click.argument("csv_path", metavar="CSV", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("csv_path", metavar="CSV", type=NamedPath(dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option("--sync", is_flag=True, help="Mark active subscribers missing from CSV unsubscribed.")
 @common_options
