@@ -7,7 +7,10 @@ import sqlite3
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from newsletter.digest.ingest import ingest_paths
+from newsletter.model import Filters
 from newsletter.store import Store
 
 from .conftest import DIGESTS, FIXTURES
@@ -166,3 +169,27 @@ def test_statements_leave_nothing_behind_in_memory(tmp_path: Path) -> None:
         finally:
             tracemalloc.stop()
     assert grown < 100_000, grown
+
+
+@pytest.mark.parametrize(
+    ("email", "filters"),
+    [
+        ("reader@example.com", Filters(min_votes=-1)),
+        ("reader@example.com", Filters(max_papers=0)),
+        ("reader@example.com", Filters(max_papers=-3)),
+        ("not-an-address", Filters()),
+        (" reader@example.com", Filters()),
+        ("@example.com", Filters()),
+    ],
+)
+def test_the_store_refuses_what_validation_would_have_refused(
+    store: Store, email: str, filters: Filters
+) -> None:
+    # The forms and the CSV validate first; a library caller that skips them gets an error,
+    # not a row that would later select nothing or mail nobody.
+    with pytest.raises(ValueError):
+        store.add_subscriber(email, filters=filters)
+    good = store.add_subscriber("good@example.com")
+    with pytest.raises(ValueError):
+        store.update_filters(good.id, filters=Filters(min_votes=-1))
+    assert store.subscribers() == [good]

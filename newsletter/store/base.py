@@ -169,7 +169,10 @@ FILTER_COLUMNS = ("keywords", "exclude", "min_votes", "max_papers")
 
 
 def dump_filters(filters: Filters) -> tuple[str, str, int, int | None]:
-    """Filters as the stored values of FILTER_COLUMNS."""
+    """Filters as the stored values of FILTER_COLUMNS; ValueError for a minimum below 0 or a
+    cap below 1 (the forms and the CSV refuse those: a caller that skipped them is a bug)."""
+    if filters.min_votes < 0 or (filters.max_papers is not None and filters.max_papers < 1):
+        raise ValueError(f"invalid filters {filters!r}")
     return (
         dump_list(filters.keywords),
         dump_list(filters.exclude),
@@ -198,7 +201,13 @@ def insert_subscriber(
     now: str,
     cadence: str = "daily",
 ) -> int:
-    """The one INSERT of a subscriber (inside the caller's transaction); the new id."""
+    """The one INSERT of a subscriber (inside the caller's transaction); the new id.
+
+    `email` is normalised by the caller (`normalize_email`); ValueError if it is plainly not.
+    """
+    local, at, domain = email.rpartition("@")
+    if not (local and at and domain) or email != email.strip():
+        raise ValueError(f"not a normalised e-mail address: {email!r}")
     cursor = conn.execute(
         """INSERT INTO subscribers (email, email_key, name, keywords, exclude, min_votes, max_papers,
            status, created_at, updated_at, status_changed_at, cadence)
