@@ -144,6 +144,8 @@ def test_a_hard_bounce_to_the_verp_address_bounces_that_subscriber_once(
     assert statuses(tmp_path) == {"gone": "bounced", "full": "active", "angry": "active"}
     (key,) = box.keys()
     assert box.get_message(key).get_flags() == "S" and box.get_message(key).get_subdir() == "cur"
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")  # a seen message is not read
+    assert (code, json.loads(out)["read"], json.loads(out)["already"]) == (0, 0, 0)
     with Store(tmp_path / "b.db") as store:
         (record,) = store.bounces(1)
     assert (record.kind, record.status, record.day) == ("hard", "5.1.1", dt.date(2024, 12, 13))
@@ -368,6 +370,33 @@ def test_maildir_entries_that_are_no_message_are_named_and_left(
         "1700000002.M1P1.host",
         "1700000003.M1P1.host",
     ]
+
+
+def test_an_mbox_message_over_the_limit_is_named_and_not_read(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    gone, full = sent["gone"], sent["full"]
+    box = mailbox.mbox(tmp_path / "bounces.mbox", create=True)
+    box.add(dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    box.add(b"From: someone@example.org\nSubject: big\n\n" + b"x" * (10 * 1024 * 1024))
+    box.add(
+        dsn(
+            full,
+            to=full.envelope_from,
+            recipient=full.recipient,
+            message_id="<dsn2@mx.example.org>",
+        )
+    )
+    box.flush()
+    done = run_process(tmp_path, tmp_path / "bounces.mbox", "--json")
+    assert done.returncode == 1
+    counts = json.loads(done.stdout)
+    assert (counts["read"], counts["bounced"], counts["unreadable"]) == (2, 2, 1)
+    assert done.stderr == (
+        f"error: {tmp_path / 'bounces.mbox'}: message 1: not read: over 10,485,760 bytes "
+        "(no delivery report is)\n"
+    )
+    assert statuses(tmp_path)["gone"] == statuses(tmp_path)["full"] == "bounced"
 
 
 def test_an_eml_folder_reads_any_case_and_says_when_it_holds_no_eml(

@@ -57,17 +57,21 @@ class MaildirSource:
         self._box = stdlib_mailbox.Maildir(path, factory=None, create=False)
 
     def _keys(self) -> list[str]:
-        """The keys of new/ and cur/, as the Maildir names them (one listing, not two); an
-        entry that is no message to read is told once instead."""
+        """The keys of the messages in new/ and cur/ not yet seen, as the Maildir names them
+        (one listing, not two; the Seen flag is in the name); an entry that is no message to
+        read is told once instead."""
         keys: set[str] = set()
         for sub in ("new", "cur"):
             with os.scandir(self._path / sub) as scan:
                 for entry in sorted(scan, key=lambda entry: entry.name):
                     if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
                         continue
+                    key, _, info = entry.name.partition(self._box.colon)
+                    if info.startswith("2,") and "S" in info[2:]:
+                        continue
                     why = _unfit(f"{self.name}: {entry.name}", entry)
                     if why is None:
-                        keys.add(entry.name.split(self._box.colon)[0])
+                        keys.add(key)
                     else:
                         self.problems.append(why)
         return sorted(keys)
@@ -80,8 +84,6 @@ class MaildirSource:
             return
         for key in keys:
             try:
-                if "S" in self._box.get_message(key).get_flags():
-                    continue
                 data = self._box.get_bytes(key)
             except KeyError:  # taken away by someone else since the listing
                 continue
@@ -111,7 +113,16 @@ class MboxSource:
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         for key in self._box.iterkeys():
-            yield str(key), self._box.get_bytes(key)
+            # Read up to the limit, not the whole message: anyone can mail this box.
+            with self._box.get_file(key) as message:
+                data = message.read(MAX_MESSAGE_BYTES + 1)
+            if len(data) > MAX_MESSAGE_BYTES:
+                self.problems.append(
+                    f"{self.name}: message {key}: not read: over {MAX_MESSAGE_BYTES:,} bytes "
+                    "(no delivery report is)"
+                )
+                continue
+            yield str(key), data
 
     def done(self, key: str) -> None:
         """Nothing to mark in the file; the store remembers the report."""
