@@ -212,12 +212,14 @@ def test_file_name_that_is_not_utf8_fails_that_file_only(
         encoding="utf-8",
     )
     (folder / "2024-06-28.md").write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    os.mkfifo(folder / os.fsdecode(b"\xfe-pipe.md"))  # named by the walk, shown the same way
     result = run_with_bytes(b"ingest", b"digests", env=cli_env, cwd=tmp_path)
     assert result.returncode == 1
     assert (
         "error: digests/\\xff-2024-06-29.md: file name is not UTF-8 text; rename the file\n"
         in result.stderr
     )
+    assert "error: digests/\\xfe-pipe.md: cannot read: not a regular file\n" in result.stderr
     assert "Traceback" not in result.stderr
     assert "digests/2024-06-28.md: added 2024-06-28 (9 papers)" in result.stdout
 

@@ -107,7 +107,7 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
             with os.scandir(top) as scan:
                 entries = [entry.name for entry in scan]
         except OSError as exc:
-            found.append(DigestError(f"cannot read folder: {exc.strerror}", source=str(top)))
+            found.append(DigestError(f"cannot read folder: {exc.strerror}", source=_shown(top)))
             continue
         for name in entries:
             if name.startswith("."):
@@ -118,7 +118,7 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
             except FileNotFoundError:  # gone since the listing
                 continue
             except OSError as exc:  # a folder whose names can be read, not what they name
-                found.append(DigestError(f"cannot read folder: {exc.strerror}", source=str(top)))
+                found.append(DigestError(f"cannot read folder: {exc.strerror}", source=_shown(top)))
                 break
             kind = _kind(path)
             if kind == "folder":
@@ -128,9 +128,14 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
                 if kind == "file":
                     files.append(path)
                 else:
-                    found.append(DigestError(f"cannot read: {kind}", source=str(path)))
+                    found.append(DigestError(f"cannot read: {kind}", source=_shown(path)))
     problems.extend(sorted(found, key=lambda problem: problem.source))
     return sorted(files)
+
+
+def _shown(path: Path) -> str:
+    """The path as text to print: bytes that are not UTF-8 as \\xff, never a lone surrogate."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
@@ -139,8 +144,9 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     try:
         source.encode("utf-8")
     except UnicodeEncodeError:  # a name of non-UTF-8 bytes cannot be stored or shown as text
-        shown = os.fsencode(source).decode("utf-8", "backslashreplace")
-        raise DigestError("file name is not UTF-8 text; rename the file", source=shown) from None
+        raise DigestError(
+            "file name is not UTF-8 text; rename the file", source=_shown(path)
+        ) from None
     if _kind(path) == "not a regular file":  # a FIFO: reading it would wait for ever
         raise DigestError("cannot read: not a regular file", source=source)
     try:
