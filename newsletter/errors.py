@@ -78,7 +78,8 @@ class StoreError(NewsletterError):
     """The database cannot be opened or used as asked."""
 
     def __init__(self, message: str, *, fault: str = "error") -> None:
-        # What went wrong, for /healthz: "read-only", "full", "corrupt", "busy", "newer" or "error".
+        # What went wrong, for /healthz: "read-only", "full", "corrupt", "busy", "newer", "gone"
+        # (removed or replaced under the service) or "error".
         self.fault = fault
         super().__init__(message)
 

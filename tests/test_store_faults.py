@@ -255,3 +255,48 @@ def test_healthz_says_read_only_when_writes_would_fail(tmp_path: Path) -> None:
     assert (health.status_code, health.json()) == (503, {"ok": False, "db": "read-only"})
     assert (one_click.status_code, one_click.headers["retry-after"]) == (503, "10")
     assert b"Traceback" not in stderr and b"Exception in ASGI" not in stderr
+
+
+def test_a_database_removed_while_serving_is_503_and_never_recreated(tmp_path: Path) -> None:
+    with service(tmp_path, setup=lambda store: store.add_subscriber("a@example.com")) as web:
+        db = web.settings.db
+        unsubscribe, page = web.token(1, "unsubscribe"), web.token(1, "preferences")
+        with web.client() as client:
+            assert client.get("/healthz").json()["db"] == "ok"
+            assert client.get(f"/p/{page}").status_code == 200  # a pooled connection is open
+            for name in (db.name, f"{db.name}-wal", f"{db.name}-shm"):
+                (db.parent / name).unlink(missing_ok=True)
+            health = client.get("/healthz")
+            one_click = client.post(f"/u/{unsubscribe}")  # it would go to the deleted file
+            preferences = client.get(f"/p/{page}")
+            feed = client.get("/rss.xml")  # the site's files do not need the database
+    assert (health.status_code, health.json()) == (503, {"ok": False, "db": "gone"})
+    assert (one_click.status_code, one_click.headers["retry-after"]) == (503, "10")
+    assert preferences.status_code == 503
+    assert feed.status_code == 200
+    assert not db.exists()  # no empty database made in its place
+
+
+def test_a_database_moved_away_and_back_is_served_again_another_is_not(tmp_path: Path) -> None:
+    with service(tmp_path) as web, web.client() as client:
+        db = web.settings.db
+        db.rename(tmp_path / "aside.db")
+        away = client.get("/healthz")
+        (tmp_path / "aside.db").rename(db)
+        back = client.get("/healthz")
+        # A copy is another file: the open connections would still use the old one.
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(db.read_bytes())
+        copy.replace(db)
+        replaced = client.get("/healthz")
+    assert (away.status_code, away.json()["db"]) == (503, "gone")
+    assert (back.status_code, back.json()["db"]) == (200, "ok")
+    assert (replaced.status_code, replaced.json()["db"]) == (503, "gone")
+
+
+def test_a_store_opened_without_create_never_makes_a_file(tmp_path: Path) -> None:
+    missing = tmp_path / "sub" / "none.db"
+    with pytest.raises(StoreError) as caught:
+        Store(missing, create=False)
+    assert (caught.value.fault, str(caught.value)) == ("gone", f"{missing}: no database here")
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -257,6 +258,16 @@ def _migrate(conn: sqlite3.Connection, path: Path | str) -> None:
         raise store_error(path, exc, doing="write") from None
 
 
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The file at `path` as (device, inode), None when there is none: tells a database file
+    from another put in its place."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -265,24 +276,35 @@ class StoreBase:
     """An open SQLite database with the schema applied (WAL, foreign keys, busy timeout)."""
 
     def __init__(
-        self, path: Path | str, *, clock: Clock = utc_now, busy_timeout: float = 30.0
+        self,
+        path: Path | str,
+        *,
+        clock: Clock = utc_now,
+        busy_timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
+        """Open (with `create`, make) the database at `path`; without `create` a missing file
+        is a StoreError (fault "gone"), never a new empty database."""
         self.path = Path(path)
         self.clock = clock
         self.busy_timeout = busy_timeout
+        memory = str(path) == ":memory:"
         try:
-            if str(path) != ":memory:":
+            if create and not memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                str(path),
+                str(path) if create or memory else f"{self.path.resolve().as_uri()}?mode=rw",
                 timeout=busy_timeout,
                 check_same_thread=False,
                 isolation_level=None,
                 factory=_Connection,
+                uri=not (create or memory),
             )
         except OSError as exc:
             raise StoreError(f"{path}: cannot open the database: {exc.strerror or exc}") from None
         except sqlite3.Error as exc:
+            if not create and file_identity(self.path) is None:
+                raise StoreError(f"{path}: no database here", fault="gone") from None
             raise store_error(path, exc, doing="open") from None
         conn.path = str(path)
         self.conn: sqlite3.Connection = conn

@@ -16,7 +16,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from ..errors import StoreError
 from . import Store
-from .base import Clock, utc_now
+from .base import Clock, file_identity, utc_now
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,7 +37,9 @@ class StorePool:
         self.clock = clock
         self.busy_timeout = busy_timeout
         # Opened now, so a database that cannot be used fails at start, not on the first request.
+        # The only store that may create the file: later ones open this very file or fail.
         self._idle = [Store(path, clock=clock, busy_timeout=busy_timeout)]
+        self._identity = file_identity(self.path)
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
         self._closed = False
@@ -73,13 +75,25 @@ class StorePool:
 
         return self.run(bounded)
 
+    def check_file(self) -> None:
+        """StoreError (fault "gone") when the database file was removed or another was put in
+        its place since the pool opened it: open connections would go on reading and writing
+        the old one (writes lost on restart) while new ones opened the new one."""
+        if file_identity(self.path) != self._identity:
+            raise StoreError(
+                f"{self.path}: the database file was removed or replaced while the service "
+                "ran; put it back, or restart the service to use the new one",
+                fault="gone",
+            )
+
     def _borrow(self) -> Store:
+        self.check_file()
         with self._lock:
             if self._closed:
                 raise StoreError(f"{self.path}: database is closed")
             if self._idle:
                 return self._idle.pop()
-        return Store(self.path, clock=self.clock, busy_timeout=self.busy_timeout)
+        return Store(self.path, clock=self.clock, busy_timeout=self.busy_timeout, create=False)
 
     def _give_back(self, store: Store) -> None:
         if store.conn.in_transaction:  # a failed COMMIT leaves one open: never lend it on

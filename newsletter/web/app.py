@@ -57,7 +57,7 @@ async def healthz(request: Request) -> Response:
     """GET /healthz: JSON saying whether the database answers and can be written (and what it holds).
 
     "db" is "ok", "busy" (another process is writing: still healthy), or what is wrong:
-    "read-only", "full", "corrupt", "newer" or "error" (503). With --watch, "watch" says whether
+    "read-only", "full", "corrupt", "newer", "gone" or "error" (503). With --watch, "watch" says whether
     the daily job's last pass failed (top-level `ok` false, still 200: see the README).
     """
     svc = service(request)

@@ -148,7 +148,8 @@ class Service:
 
         Runs on its own connection, so it can wait in a thread without sharing a transaction.
         """
-        with Store(self.settings.db, clock=self.clock) as store:
+        self.stores.check_file()
+        with Store(self.settings.db, clock=self.clock, create=False) as store:
             store.check_writable(timeout=0.25)  # busy is healthy: do not keep the answer waiting
             now = time.monotonic()
             if now - self._checked_at >= _INTEGRITY_EVERY:

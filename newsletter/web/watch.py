@@ -211,7 +211,8 @@ class DigestWatcher:
             for warning in report.warnings:
                 log_event("watch.warning", level=logging.WARNING, notice=str(warning))
 
-        with Store(self.settings.db, clock=self.clock) as store:
+        # Not created: the service made it at start; a file removed since is an error.
+        with Store(self.settings.db, clock=self.clock, create=False) as store:
             # Runs in the watcher's worker thread, so it gets an event loop of its own.
             daily = asyncio.run(
                 run_daily(
