@@ -268,6 +268,7 @@ def test_postmark_without_the_login_changes_nothing(
         b'{"ID": 1, "Type": "HardBounce"}',
         b'{"Email": "a@b.c"}',
         b'{"a":' * 100_000 + b"1" + b"}" * 100_000,  # deeper than the parser goes
+        b'{"ID": ' + b"9" * 5000 + b"}",  # more digits than int() converts
     ],
 )
 def test_postmark_malformed_body_is_400(web: tuple[Running, Fetcher], body: bytes) -> None:
@@ -382,6 +383,7 @@ def test_ses_untrusted_messages_are_403_and_change_nothing(
         "[" * 100_000,
         json.dumps({"Type": "Bogus"}),
         json.dumps({"Type": "Notification", "TopicArn": TOPIC}),
+        '{"Type": "Notification", "x": ' + "9" * 5000 + "}",  # read before the signature
     ],
 )
 def test_ses_malformed_is_400(web: tuple[Running, Fetcher], body: str) -> None:

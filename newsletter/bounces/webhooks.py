@@ -41,6 +41,8 @@ def json_object(body: bytes, *, source: str) -> dict[str, Any]:
         data: Any = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise WebhookError(f"{source}: the body is not JSON") from None
+    except ValueError:  # an integer of 4,300+ digits: int() refuses to convert it
+        raise WebhookError(f"{source}: the body's JSON holds a number too long to read") from None
     except RecursionError:  # nested deeper than the parser goes
         raise WebhookError(f"{source}: the body's JSON is nested too deeply") from None
     if not isinstance(data, dict):
