@@ -432,3 +432,34 @@ async def test_a_poll_that_raises_shows_in_healthz_until_a_poll_does_not(
     assert healths[0]["ok"] is True
     assert (healths[1]["ok"], healths[1]["error"]) == (False, "RuntimeError: boom")
     assert healths[2]["ok"] is True
+
+
+def test_a_digest_that_does_not_parse_is_logged_with_why_and_shown_until_fixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, _ = direct_watcher(tmp_path, incoming, interval=0.05)
+    broken = incoming / "2024-12-20.md"
+    broken.write_text("## Daily Papers (2024-13-45)\n", encoding="utf-8")
+    os.utime(broken, (time.time() - 3600, time.time() - 3600))
+    with caplog.at_level(logging.INFO):
+        watcher.run_once()
+    why = f"{broken}:1: bad date '2024-13-45' (expected YYYY-MM-DD)"
+    assert watcher.passes[-1].ingested == {str(broken): "failed"}
+    # Its day is neither published nor sent: whoever alerts on `ok` must hear of it.
+    assert watcher.health() == {"ok": False, "error": why, "at": None}
+    (logged,) = [r for r in caplog.records if r.getMessage() == "watch.rejected"]
+    line = json.loads(JsonFormatter().format(logged))
+    assert (line["file"], line["error"]) == (str(broken), why)
+    day_file(incoming, "2024-12-20")  # fixed: the same name, a digest that parses
+    watcher.run_once()
+    assert watcher.passes[-1].ingested == {str(broken): "added"}
+    assert watcher.health()["ok"] is True
+    broken.write_text("nothing here\n", encoding="utf-8")
+    os.utime(broken, (time.time() - 60, time.time() - 60))
+    watcher.run_once()
+    assert watcher.health()["ok"] is False
+    broken.unlink()  # taken away: nothing left to fix
+    watcher.run_once()
+    assert watcher.health()["ok"] is True

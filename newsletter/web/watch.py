@@ -96,6 +96,7 @@ class DigestWatcher:
         self.failure: WatchFailure | None = None  # the last failure, until its work succeeded
         self.missing: str | None = None  # says the folder is gone, while it is
         self.crashed: WatchFailure | None = None  # a poll that raised, until one does not
+        self.rejected: dict[str, str] = {}  # digest -> why it does not parse, until it does
         self._unreadable: set[str] = set()  # what the folder holds that cannot be read, told once
         self._done: dict[str, _FileKey] = {}  # file -> key when ingested (or found unparsable)
         self._seen: dict[str, _FileKey] = {}  # file -> key at the last poll
@@ -112,9 +113,13 @@ class DigestWatcher:
         failure = self.crashed or self.failure
         if self.missing is not None:
             return {"ok": False, "error": self.missing, "at": None}
-        if failure is None:
-            return {"ok": True, "error": None, "at": None}
-        return {"ok": False, "error": failure.error, "at": failure.at.isoformat()}
+        if failure is not None:
+            return {"ok": False, "error": failure.error, "at": failure.at.isoformat()}
+        if self.rejected:  # a digest that does not parse: its day is not published or sent
+            why = next(iter(self.rejected.values()))
+            more = f" (and {len(self.rejected) - 1} more)" if len(self.rejected) > 1 else ""
+            return {"ok": False, "error": f"{why}{more}", "at": None}
+        return {"ok": True, "error": None, "at": None}
 
     def ready_files(self, now: float) -> tuple[list[Path], list[Path]]:
         """(fresh, due): files new or changed since taken and no longer being written; and
@@ -143,6 +148,8 @@ class DigestWatcher:
             elif now >= suspect.retry_at:
                 due.append(path)
         self._seen = seen
+        for name in [name for name in self.rejected if name not in seen]:  # taken away
+            del self.rejected[name]
         return fresh, due
 
     def _scan(self) -> list[Path]:
@@ -204,6 +211,12 @@ class DigestWatcher:
         def ingested(report: IngestReport) -> None:
             for f in report.files:
                 result.ingested[f.path] = f.status
+                if f.status == "failed":
+                    why = f.error or f"{f.path}: failed"
+                    self.rejected[f.path] = why
+                    log_event("watch.rejected", level=logging.ERROR, file=f.path, error=why)
+                else:
+                    self.rejected.pop(f.path, None)
                 # The key of the poll, not a new stat: a file that changed since is taken again.
                 # Unparsable files too: they are read again once they change, not every poll.
                 if (key := self._seen.get(f.path)) is not None:
