@@ -38,6 +38,35 @@ def test_healthz(tmp_path: Path) -> None:
         assert broken.json()["ok"] is False
 
 
+def test_healthz_is_not_ok_once_the_site_folder_is_gone(tmp_path: Path) -> None:
+    with service(tmp_path) as web, web.client() as client:
+        site = web.settings.site_dir
+        site.rename(tmp_path / "site.moved")
+        gone = client.get("/healthz")
+        feed = client.get("/rss.xml")
+        (tmp_path / "site.moved").rename(site)
+        back = client.get("/healthz")
+    # Still 200: the unsubscribe links and the database work; `ok` is what to alert on.
+    assert (gone.status_code, gone.json()) == (
+        200,
+        {
+            "ok": False,
+            "db": "ok",
+            "latest_digest": "2024-12-13",
+            "site": False,
+            "error": f"{site}: the site folder is gone",
+        },
+    )
+    assert feed.status_code == 404
+    assert back.json()["ok"] is True
+
+
+def test_healthz_without_a_site_from_the_start_is_ok(tmp_path: Path) -> None:
+    with service(tmp_path, site=False) as web, web.client() as client:
+        health = client.get("/healthz")
+    assert (health.status_code, health.json()["ok"], health.json()["site"]) == (200, True, False)
+
+
 def test_logs_are_json_lines_without_tokens(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -76,17 +76,20 @@ async def healthz(request: Request) -> Response:
         return JSONResponse(
             {"ok": False, "db": fault}, status_code=503, headers={"cache-control": "no-store"}
         )
+    gone = svc.site_gone()
     body: dict[str, object] = {
-        "ok": True,
+        "ok": not gone,
         "db": state,
         "latest_digest": latest.isoformat() if latest else None,
         "site": svc.settings.site_dir.is_dir(),
     }
+    if gone:  # every page and public feed is 404 now
+        body["error"] = f"{svc.settings.site_dir}: the site folder is gone"
     watcher: DigestWatcher | None = request.app.state.watcher
     if watcher is not None:
         watch = watcher.health()
         body["watch"] = watch
-        body["ok"] = watch["ok"]
+        body["ok"] = body["ok"] and watch["ok"]
     return JSONResponse(body, headers={"cache-control": "no-store"})
 
 
@@ -206,6 +209,7 @@ def create_app(
         per_client=RateLimiter(limits.per_client),
         confirm_days=confirm_days,
         proxies=trusted_networks(settings.trusted_proxies),
+        site_seen=settings.site_dir.is_dir(),
     )
     watcher = (
         DigestWatcher(

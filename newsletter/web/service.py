@@ -59,6 +59,8 @@ class Service:
     per_client: RateLimiter
     confirm_days: int
     proxies: tuple[Network, ...] = ()  # trusted_proxies: whose X-Forwarded-For is believed
+    # The site folder was there (at start or since): its going away is then a fault.
+    site_seen: bool = False
     _newest: tuple[float, PreparedDigest | None] | None = field(default=None, repr=False)
     _purged_at: float = field(default=float("-inf"), repr=False)
     _checked_at: float = field(default=float("-inf"), repr=False)
@@ -155,6 +157,12 @@ class Service:
             if now - self._checked_at >= _INTEGRITY_EVERY:
                 store.check_integrity(history=True)
                 self._checked_at = now
+
+    def site_gone(self) -> bool:
+        """Whether the site folder, once there, is gone now (its pages and feeds are all 404)."""
+        present = self.settings.site_dir.is_dir()
+        self.site_seen = self.site_seen or present
+        return self.site_seen and not present
 
     def not_found(self, request: Request) -> Response:
         """The 404 page: the same for a missing page and a bad token, so nothing is revealed."""
