@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ __all__ = [
 
 ENV_PREFIX = "NEWSLETTER_"
 DEFAULT_CONFIG = Path("newsletter.toml")
+MAX_CONFIG_BYTES = 1024 * 1024
 # Read from the environment by name, not as a setting of their own.
 _OTHER_ENV = (
     "NEWSLETTER_CONFIG",
@@ -70,25 +72,28 @@ class Settings:
     site_title: str = _setting(
         "Daily Papers",
         "Name of the digest in feeds, pages and emails.",
-        kind=kinds.text,
+        kind=kinds.short_text(200),
         section="site",
     )
     site_dir: Path = _setting(
         Path("site"), "Folder `build` writes and `serve` serves.", kind=kinds.path(), section="site"
     )
     feed_days: int = _setting(
-        30, "How many of the newest days the feeds cover.", kind=kinds.AT_LEAST_1, section="site"
+        30,
+        "How many of the newest days the feeds cover.",
+        kind=kinds.whole(1, 3650),
+        section="site",
     )
     private_feed_bytes: int = _setting(
         512 * 1024,
         "Most bytes of a subscriber's private feed; its oldest papers are left out beyond it.",
-        kind=kinds.whole(4096),
+        kind=kinds.whole(4096, 100 * 1024 * 1024),
         section="site",
     )
     weekly_papers: int = _setting(
         10,
         "Papers per week in the weekly feeds (most votes first).",
-        kind=kinds.AT_LEAST_1,
+        kind=kinds.whole(1, 1000),
         section="site",
     )
     websub_hub: str = _setting(
@@ -100,13 +105,13 @@ class Settings:
     feed_max_entries: int = _setting(
         150,
         "Entries at most in each main, topic and daily feed; older papers are in archive/.",
-        kind=kinds.AT_LEAST_1,
+        kind=kinds.whole(1, 100_000),
         section="site",
     )
     feed_max_bytes: int = _setting(
         500_000,
         "Bytes at most of each feed file (fewer entries when they would not fit).",
-        kind=kinds.whole(10_000),
+        kind=kinds.whole(10_000, 100 * 1024 * 1024),
         section="site",
     )
     topics: dict[str, str] = _setting(
@@ -199,18 +204,21 @@ class Settings:
         section="smtp",
     )
     concurrency: int = _setting(
-        8, "Parallel SMTP connections.", kind=kinds.AT_LEAST_1, section="smtp"
+        8, "Parallel SMTP connections.", kind=kinds.whole(1, 512), section="smtp"
     )
     rate: float = _setting(
         0.0, "Messages per second at most (0: no limit).", kind=kinds.number(0), section="smtp"
     )
     messages_per_connection: int = _setting(
-        100, "Recycle a connection after this many messages.", kind=kinds.AT_LEAST_1, section="smtp"
+        100,
+        "Recycle a connection after this many messages.",
+        kind=kinds.whole(1, 100_000),
+        section="smtp",
     )
     retries: int = _setting(
         3,
         "Attempts per message on temporary failures before leaving it deferred.",
-        kind=kinds.AT_LEAST_1,
+        kind=kinds.whole(1, 100),
         section="smtp",
     )
     # [dkim]
@@ -236,11 +244,11 @@ class Settings:
     bounces_soft_limit: int = _setting(
         3,
         "Soft bounces (4.x.x) within bounces_soft_days that mark a subscriber bounced.",
-        kind=kinds.AT_LEAST_1,
+        kind=kinds.whole(1, 1000),
         section="bounces",
     )
     bounces_soft_days: int = _setting(
-        14, "Days over which soft bounces count.", kind=kinds.AT_LEAST_1, section="bounces"
+        14, "Days over which soft bounces count.", kind=kinds.whole(1, 3650), section="bounces"
     )
     ses_topic_arns: tuple[str, ...] = _setting(
         (),
@@ -264,7 +272,7 @@ class Settings:
     serve_max_connections: int = _setting(
         1000,
         "Open connections `serve` keeps at most (requests beyond get 503, connections are closed).",
-        kind=kinds.whole(1),
+        kind=kinds.whole(1, 100_000),
         section="serve",
     )
     serve_header_timeout: float = _setting(
@@ -349,13 +357,31 @@ def _toml_key(name: str, section: str) -> str:
     return name[len(prefix) :] if section and name.startswith(prefix) else name
 
 
-def _from_file(file: Path) -> dict[str, tuple[Any, str]]:
+def _read_config(file: Path) -> str:
+    """The config file's text: a regular file (a FIFO would block for ever, /dev/zero never
+    end) of at most MAX_CONFIG_BYTES, UTF-8."""
     try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        if not stat.S_ISREG(os.stat(file).st_mode):
+            raise ConfigError(f"{file}: cannot read config file: not a regular file")
+        with file.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{file}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config file: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{file}: cannot read config file: over {MAX_CONFIG_BYTES:,} bytes (it is a few lines)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{file}: cannot read config file: {exc}") from None
+
+
+def _from_file(file: Path) -> dict[str, tuple[Any, str]]:
+    try:
+        data = tomllib.loads(_read_config(file))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: invalid TOML: {exc}") from None
     by_place = {

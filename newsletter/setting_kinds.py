@@ -73,6 +73,18 @@ def text(value: Any) -> str:
     return value
 
 
+def short_text(limit: int) -> Kind:
+    """`text` of at most `limit` characters (a title that would crowd everything else out)."""
+
+    def kind(value: Any) -> str:
+        line = text(value)
+        if len(line) > limit:
+            raise ValueError(f"must be at most {limit} characters, not {len(line):,}")
+        return line
+
+    return kind
+
+
 def whole(minimum: int, maximum: int | None = None, *, what: str = "a whole number") -> Kind:
     """An integer in [minimum, maximum]; a float, even 7.0, is refused."""
     bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
@@ -296,4 +308,3 @@ def toml_type(value: Any) -> str:
 
 
 PORT = whole(1, 65535, what="a port number")
-AT_LEAST_1 = whole(1)

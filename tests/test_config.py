@@ -119,7 +119,11 @@ def test_a_random_32_byte_key_is_accepted(key: str) -> None:
         ({"NEWSLETTER_WEBSUB_HUB": "https://hub.example.com/ x"}, "URL without spaces"),
         ({"NEWSLETTER_SMTP_TLS": "maybe"}, "starttls, tls or none"),
         ({"NEWSLETTER_SMTP_PORT": "many"}, "smtp_port: bad value"),
-        ({"NEWSLETTER_CONCURRENCY": "0"}, "at least 1"),
+        ({"NEWSLETTER_CONCURRENCY": "0"}, "from 1 to 512"),
+        ({"NEWSLETTER_CONCURRENCY": "100000"}, "from 1 to 512"),  # as --concurrency
+        ({"NEWSLETTER_FEED_DAYS": "9" * 20}, "from 1 to 3650"),  # an SQL LIMIT overflowed
+        ({"NEWSLETTER_RETRIES": "1000"}, "from 1 to 100"),
+        ({"NEWSLETTER_SITE_TITLE": "T" * 201}, "at most 200 characters, not 201"),
         ({"NEWSLETTER_FROM": "A <a@x>\r\nBcc: victim@x"}, "line breaks"),
         ({"NEWSLETTER_UNSUBSCRIBE_MAILTO": "u@x\nBcc: victim@x"}, "line breaks"),
     ],
@@ -149,6 +153,23 @@ def test_unknown_settings_and_bad_toml(tmp_path: Path) -> None:
         load_settings(config_path=write(tmp_path, "db = \n"), environ={})
     with pytest.raises(ConfigError, match="config file not found"):
         load_settings(config_path=tmp_path / "missing.toml", environ={})
+
+
+def test_a_config_path_that_is_no_small_file_is_one_line_never_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"# " + b"x" * (1024 * 1024) + b"\n")
+    cases = {
+        fifo: f"{fifo}: cannot read config file: not a regular file",
+        Path("/dev/zero"): "/dev/zero: cannot read config file: not a regular file",
+        tmp_path: f"{tmp_path}: cannot read config file: not a regular file",
+        huge: f"{huge}: cannot read config file: over 1,048,576 bytes (it is a few lines)",
+    }
+    for path, said in cases.items():
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config_path=path, environ={})
+        assert str(caught.value) == said
 
 
 EXAMPLE = Path(__file__).parent.parent / "newsletter.example.toml"

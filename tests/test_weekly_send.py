@@ -105,6 +105,7 @@ def test_a_bad_week_is_one_line(runner: CliRunner, cli_env: dict[str, str]) -> N
     for week, said in (
         ("2025-09", "error: '2025-09' is not an ISO week such as 2025-W09\n"),
         ("2025-W10", "error: no digests stored for week 2025-W10 (2025-03-03 to 2025-03-09)\n"),
+        ("9999-W52", "error: '9999-W52': the week ends after the year 9999\n"),  # was a traceback
     ):
         result = runner.invoke(main, ["send", "--week", week, "--dry-run"], env=cli_env)
         assert (result.exit_code, result.stderr) == (1, said)

@@ -31,9 +31,12 @@ def week_monday(name: str) -> dt.date:
     if found is None:
         raise ValueError(f"{name!r} is not an ISO week such as 2025-W09")
     try:
-        return dt.date.fromisocalendar(int(found[1]), int(found[2]), 1)
+        monday = dt.date.fromisocalendar(int(found[1]), int(found[2]), 1)
     except ValueError:
         raise ValueError(f"{name!r}: year {found[1]} has no week {int(found[2])}") from None
+    if monday > dt.date.max - dt.timedelta(days=6):  # its Sunday is past the last date
+        raise ValueError(f"{name!r}: the week ends after the year 9999")
+    return monday
 
 
 def week_days(monday: dt.date) -> tuple[dt.date, ...]:

@@ -29,7 +29,7 @@ from .common import NamedPath, common_options, open_store, settings_from
 )
 @click.option(
     "--days",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 3650),
     default=None,
     help="How many of the newest digests the feeds cover [setting feed_days, 30].",
 )

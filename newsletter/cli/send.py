@@ -99,7 +99,7 @@ _SEND_OPTIONS = [
     ),
     click.option(
         "--retries",
-        type=click.IntRange(min=1),
+        type=click.IntRange(1, 100),
         help="Attempts per message before deferring [3].",
     ),
     click.option(
