@@ -191,6 +191,38 @@ async def test_with_many_connections_the_refusals_after_the_stop_are_left_unsent
     assert sum(store.delivery_counts(DAY).values()) == 0
 
 
+DOMAIN_NOT_FOUND = "450 4.1.2 <{rcpt}>: Recipient address rejected: Domain not found"
+
+
+async def test_one_domain_deferring_all_its_readers_does_not_stop_the_run(
+    store: Store,
+) -> None:
+    # A bulk import sorted by domain: a block of a domain that is down for now, then the rest.
+    dead = [store.add_subscriber(f"user{i}@dead.example").email for i in range(30)]
+    others = add_spread(store, 6, domains=3)
+    relay = RefusingAll(answer=DOMAIN_NOT_FOUND, refuses=lambda address: address in dead)
+    with smtp_server(relay) as (server, handler):
+        report = await send_all(
+            store, smtp(server.port, pool_size=1), concurrency=1, retries=1, give_up_after=10
+        )
+        got = sorted(r for m in handler.received for r in m.rcpt_tos)
+    assert report.stopped is None  # it used to stop after 10, and every rerun at the same place
+    assert (report.sent, report.deferred) == (6, 30)
+    assert got == sorted(others)
+
+
+async def test_deferrals_at_every_domain_still_stop_the_run(store: Store) -> None:
+    add_spread(store, 40, domains=4)
+    relay = RefusingAll(answer=DOMAIN_NOT_FOUND, refuses=lambda address: True)
+    with smtp_server(relay) as (server, _):
+        report = await send_all(
+            store, smtp(server.port, pool_size=1), concurrency=1, retries=1, give_up_after=10
+        )
+    assert report.stopped is not None and "10 deferred messages in a row" in report.stopped
+    assert (report.sent, report.deferred) == (0, 10)
+    assert sum(store.delivery_counts(DAY).values()) == 10  # the rest never claimed
+
+
 async def test_one_domain_refused_alike_fails_its_readers_and_the_others_are_sent(
     store: Store,
 ) -> None:

@@ -123,6 +123,8 @@ class _Run:
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
         self.deferred_in_a_row = 0
+        self.deferred_at: set[str] = set()  # the recipient domains of those deferrals
+        self.domains: int | None = None  # the list's domains, up to 3: counted once needed
         # Made at the first refusal for good, which is rare: it counts the list's domains.
         self.streak: RefusalStreak | None = None
         # Every refusal of this run by its masked reply: (subscriber, state taken over, bounced).
@@ -291,8 +293,7 @@ class _Run:
         the relay refusing every recipient alike."""
         self.finish(job.subscriber, "failed", attempts, str(exc), bounced=exc.bounced)
         if self.streak is None:  # at 3 domains or, on a list at fewer, at all of them
-            domains = self.store.audience_domains(cadence=self.kind, part=self.part)
-            self.streak = RefusalStreak(domains=max(1, min(3, domains)))
+            self.streak = RefusalStreak(domains=self.spread())
         streak = self.streak
         tripped = streak.add(exc.reply, recipient=job.message.recipient)
         if exc.reply is None:
@@ -316,6 +317,15 @@ class _Run:
             f"message, not the addresses; those {len(alike)} were left unsent and no "
             "subscriber was changed; run again once the relay accepts mail"
         )
+
+    def spread(self) -> int:
+        """How many recipient domains a run of failures must span to be the relay's doing, not
+        one domain's: 3, or all of them on a list at fewer. Counted the first time it is asked
+        (a query over the list), which only failures make."""
+        if self.domains is None:
+            domains = self.store.audience_domains(cadence=self.kind, part=self.part)
+            self.domains = max(1, min(3, domains))
+        return self.domains
 
     def fail_unsendable(self, subscriber: Subscriber, error: str) -> None:
         """A subscriber no message can be built for: failed, without ever reaching a server."""
@@ -371,12 +381,19 @@ class _Run:
         if status == "sent":
             report.sent += 1
             self.deferred_in_a_row = 0
+            self.deferred_at.clear()
             if self.streak is not None:
                 self.streak.add(None, recipient="")
         elif status == "deferred":
             report.deferred += 1
             self.deferred_in_a_row += 1
-            if self.deferred_in_a_row >= self.give_up_after:
+            self.deferred_at.add(subscriber.email.rpartition("@")[2].lower())
+            # A relay that is down defers every domain; one domain deferring all its mailboxes
+            # (greylisting, "domain not found" for now) must not stop the rest of the list.
+            if (
+                self.deferred_in_a_row >= self.give_up_after
+                and len(self.deferred_at) >= self.spread()
+            ):
                 self.stop(
                     f"stopped after {self.deferred_in_a_row} deferred messages in a row "
                     f"(last: {error}); run again later to send the rest"
