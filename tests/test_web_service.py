@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
+from newsletter.store import Store
 from newsletter.web.logs import JsonFormatter, redact_path
 from newsletter.web.security import Limit, RateLimiter
 from tests.conftest import TEST_KEY
@@ -124,8 +125,22 @@ def test_serve_needs_the_secret_key(runner: CliRunner, cli_env: dict[str, str]) 
     ]
 
 
+def test_serve_refuses_a_database_that_is_not_there_unless_it_watches(tmp_path: Path) -> None:
+    env = {"NEWSLETTER_SECRET_KEY": TEST_KEY, "NEWSLETTER_DB": str(tmp_path / "typo.db")}
+    result = CliRunner().invoke(
+        main, ["serve", "--site", str(make_site(tmp_path / "site"))], env=env
+    )
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"error: {tmp_path / 'typo.db'}: no database here (`newsletter ingest` or `newsletter "
+        "subscribers import` creates one; `serve --watch` starts one)\n",
+    )
+    assert not (tmp_path / "typo.db").exists()  # it used to make and serve an empty one
+
+
 def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
     site = make_site(tmp_path / "site")
+    Store(tmp_path / "serve.db").close()  # an empty list, as `subscribers import` leaves it
     port = free_port()
     env = {
         **os.environ,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from .common import NamedPath, Seconds, common_options, settings_from
+from ..errors import StoreError
+from .common import NamedPath, Seconds, common_options, database_exists, settings_from
 
 
 @click.command()
@@ -64,6 +65,14 @@ def serve(
         serve_host=host,
         serve_port=port,
     )
+    # With --watch it brings digests in, so it may start a database; otherwise a mistyped
+    # --db would serve a new empty one, every token answering 404.
+    settings.require_secret_key()  # the first thing to hear about, as for every command
+    if watch_dir is None and not database_exists(settings):
+        raise StoreError(
+            f"{settings.db}: no database here (`newsletter ingest` or `newsletter subscribers "
+            "import` creates one; `serve --watch` starts one)"
+        )
     app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
     configure_logging()  # from here on stderr carries JSON lines only
     # uvicorn re-raises the SIGINT it stopped on once it has shut down; that is a normal stop.
