@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -412,3 +413,25 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(
     )
     assert sorted(p.name for p in here.iterdir()) == ["2024-12-13.md"]
     assert not Path(cli_env["NEWSLETTER_DB"]).exists()
+
+
+def test_a_digest_dated_after_tomorrow_is_refused_and_the_others_stored(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A typo in the year would be sent at once, then hold back every real day after it.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    text = (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8")
+    (folder / "typo.md").write_text(text.replace("2024-06-28", "2099-06-28"), encoding="utf-8")
+    (folder / "2024-06-28.md").write_text(text, encoding="utf-8")
+    result = runner.invoke(main, ["ingest", str(folder)], env=cli_env)
+    today = dt.datetime.now(dt.UTC).date()
+    ahead = (dt.date(2099, 6, 28) - today).days
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"error: {folder / 'typo.md'}: dated 2099-06-28, {ahead:,} days after today: a digest "
+        "comes out on its day; fix the date in its header"
+    )
+    assert f"{folder / '2024-06-28.md'}: added 2024-06-28 (9 papers)" in result.stdout
+    listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
+    assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]

@@ -440,7 +440,7 @@ def test_a_digest_that_does_not_parse_is_logged_with_why_and_shown_until_fixed(
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     watcher, _ = direct_watcher(tmp_path, incoming, interval=0.05)
-    broken = incoming / "2024-12-20.md"
+    broken = incoming / "2024-12-14.md"
     broken.write_text("## Daily Papers (2024-13-45)\n", encoding="utf-8")
     os.utime(broken, (time.time() - 3600, time.time() - 3600))
     with caplog.at_level(logging.INFO):
@@ -452,7 +452,7 @@ def test_a_digest_that_does_not_parse_is_logged_with_why_and_shown_until_fixed(
     (logged,) = [r for r in caplog.records if r.getMessage() == "watch.rejected"]
     line = json.loads(JsonFormatter().format(logged))
     assert (line["file"], line["error"]) == (str(broken), why)
-    day_file(incoming, "2024-12-20")  # fixed: the same name, a digest that parses
+    day_file(incoming, "2024-12-14")  # fixed: the same name, a digest that parses
     watcher.run_once()
     assert watcher.passes[-1].ingested == {str(broken): "added"}
     assert watcher.health()["ok"] is True

@@ -166,6 +166,18 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
     return result.digest, result.warnings
 
 
+AHEAD_DAYS = 1  # how far past today (UTC) a digest's date may be
+
+
+def _too_late(digest: Digest, *, source: str, latest: dt.date) -> DigestError:
+    ahead = (digest.date - latest).days + AHEAD_DAYS
+    return DigestError(
+        f"dated {digest.date}, {ahead:,} days after today: a digest comes out on its day; "
+        "fix the date in its header",
+        source=source,
+    )
+
+
 def ingest_paths(store: Store, paths: Sequence[Path]) -> IngestReport:
     """Parse every digest file under `paths` and store the good ones; bad files are reported.
 
@@ -183,6 +195,16 @@ def ingest_paths(store: Store, paths: Sequence[Path]) -> IngestReport:
             continue
         report.warnings.extend(warnings)
         read.append((str(path), digest))
+    # A digest comes out on its day; a day ahead allows for time zones. A date further on is
+    # a typo (2052 for 2025) that would be sent at once, then hold back every real day after
+    # it, since only the newest day is sent.
+    latest = store.clock().astimezone(dt.UTC).date() + dt.timedelta(days=AHEAD_DAYS)
+    read = [
+        (source, _too_late(got, source=source, latest=latest))
+        if isinstance(got, Digest) and got.date > latest
+        else (source, got)
+        for source, got in read
+    ]
     sources: dict[dt.date, list[str]] = {}
     for source, got in read:
         if isinstance(got, Digest):
