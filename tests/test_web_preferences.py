@@ -139,6 +139,9 @@ def test_typed_text_is_escaped(web: Running, reader: Subscriber) -> None:
             data={
                 "csrf": csrf,
                 "keywords": "</textarea><script>alert(1)</script>",
+                "exclude": "",
+                "min_votes": "",
+                "max_papers": "",
                 "action": "preview",
             },
         )
@@ -172,7 +175,15 @@ def test_preview_button_without_script(web: Running, reader: Subscriber) -> None
     with web.client() as client:
         url, csrf = open_page(web, client, reader)
         response = client.post(
-            url, data={"csrf": csrf, "keywords": "agent", "min_votes": "0", "action": "preview"}
+            url,
+            data={
+                "csrf": csrf,
+                "keywords": "agent",
+                "exclude": "",
+                "min_votes": "0",
+                "max_papers": "",
+                "action": "preview",
+            },
         )
     assert response.status_code == 200
     assert "agent</textarea>" in response.text
@@ -286,3 +297,58 @@ def test_previews_of_new_keywords_do_not_grow_the_matchers_caches(
     after = match_cache_sizes(web)
     grown = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     assert max(grown.values()) <= 10, grown
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_unescaped_utf8_is_read_as_typed(web: Running, reader: Subscriber) -> None:
+    # curl -d 'keywords=뷰 생성' sends the bytes as they are; Starlette read them as Latin-1.
+    with web.client(follow_redirects=False) as client:
+        url, csrf = open_page(web, client, reader)
+        body = f"csrf={csrf}&keywords=뷰 생성&exclude=&min_votes=0&max_papers=&action=save"
+        saved = client.post(url, content=body.encode(), headers={"content-type": FORM})
+    assert saved.status_code == 303
+    assert current(web, reader).filters.keywords == ("뷰 생성",)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "content_type", "said"),
+    [
+        ("%BA%E4", FORM, "the form is not UTF-8 text"),  # 뷰 in EUC-KR, percent-encoded
+        ("caf%E9", f"{FORM}; charset=iso-8859-1", "the form must be sent as UTF-8"),
+        ("caf%C3%A9", "text/plain", "a form is sent as application/x-www-form-urlencoded"),
+    ],
+)
+def test_form_text_that_is_not_utf8_is_refused_never_saved_garbled(
+    web: Running, reader: Subscriber, keywords: str, content_type: str, said: str
+) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        body = f"csrf={csrf}&keywords={keywords}&exclude=&min_votes=0&max_papers=&action=save"
+        refused = client.post(url, content=body.encode(), headers={"content-type": content_type})
+    assert refused.status_code == (415 if content_type == "text/plain" else 400)
+    assert said in refused.text
+    assert current(web, reader).filters == reader.filters  # it used to hold U+FFFD or 'cafÃ©'
+
+
+@pytest.mark.parametrize(
+    ("fields", "said"),
+    [
+        ({"action": "save"}, "the form is missing keywords, exclude, min_votes, max_papers"),
+        ({"keywords": "agent", "action": "save"}, "the form is missing exclude, min_votes"),
+        (
+            {"keywords": "", "exclude": "", "min_votes": "", "max_papers": "", "action": "sav"},
+            "unknown action &#39;sav&#39;",
+        ),
+    ],
+)
+def test_a_post_missing_fields_or_with_an_unknown_action_changes_nothing(
+    web: Running, reader: Subscriber, fields: dict[str, str], said: str
+) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        refused = client.post(url, data={"csrf": csrf, **fields})
+    assert refused.status_code == 400
+    assert said in refused.text
+    assert current(web, reader).filters == reader.filters  # they were wiped to "every paper"

@@ -170,13 +170,14 @@ def test_serve_command_runs_and_stops(tmp_path: Path) -> None:
         )
         assert feed.headers["content-type"] == "application/rss+xml; charset=utf-8"
         assert "server" not in feed.headers
-        # A malformed multipart body: the form parser's own warnings are JSON lines too.
+        # A multipart body (our forms never send one): refused unread, saying how to send it.
         garbage = httpx.post(
             f"http://127.0.0.1:{port}/subscribe",
             content=b"--zz\r\nGARBAGE\r\n\r\n",
             headers={"content-type": "multipart/form-data; boundary=zz"},
         )
-        assert garbage.status_code == 400  # malformed: refused before the CSRF check
+        assert garbage.status_code == 415  # before the CSRF check
+        assert "a form is sent as application/x-www-form-urlencoded" in garbage.text
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -120,7 +121,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             log_event("busy", level=logging.WARNING, path=redact_path(request.url.path))
         else:
             log_event("store.failed", level=logging.ERROR, fault=exc.fault, error=str(exc)[:300])
-        response = svc.pages.render(request, "web/error.html", status=503, code=503)
+        response = svc.pages.render(request, "web/error.html", status=503, code=503, detail=None)
         response.headers["retry-after"] = str(RETRY_AFTER)
         return response
     status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -130,7 +131,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return svc.pages.render(request, "web/403.html", status=403)
     if status >= 500:
         log_event("error", level=logging.ERROR, error=f"{type(exc).__name__}: {exc}"[:300])
-    response = svc.pages.render(request, "web/error.html", status=status, code=status)
+    # Our own refusals say why (415: how to send a form); Starlette's stock phrase says nothing.
+    detail = exc.detail if isinstance(exc, HTTPException) else None
+    if detail == HTTPStatus(status).phrase:
+        detail = None
+    response = svc.pages.render(
+        request, "web/error.html", status=status, code=status, detail=detail
+    )
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)  # 405's Allow, 429's Retry-After
     return response

@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -142,7 +143,9 @@ async def preferences_post(request: Request) -> Response:
     if subscriber is None:
         return svc.not_found(request)
     form = await svc.csrf.own_form(request, event="preferences", subscriber=subscriber.id)
-    action = form.get("action", "save")
+    action = form.get("action", "save")  # Enter in a field sends the first button: save
+    if action not in ("save", "preview", "resume"):
+        raise HTTPException(400, f"unknown action {action[:40]!r}")
     if action == "resume":
         changed = await svc.write(Store.resume_subscriber, subscriber.id)
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
@@ -157,8 +160,13 @@ async def preferences_post(request: Request) -> Response:
                 status=409,
             )
         return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
-    values = {name: form.get(name, "") for name in FIELDS}
-    values["cadence"] = form.get("cadence", subscriber.cadence)
+    # The page always sends every field, empty or not: one missing is not "no filter", and
+    # saving it so would wipe the subscriber's keywords.
+    missing = [name for name in FIELDS if name not in form]
+    if missing:
+        raise HTTPException(400, f"the form is missing {', '.join(missing)}")
+    values = {name: form[name] for name in FIELDS}
+    values["cadence"] = form.get("cadence", subscriber.cadence)  # a page from before cadences
     filters, errors = validate_fields(values)
     cadence = subscriber.cadence
     try:
