@@ -129,6 +129,12 @@ def test_validate_filters_defaults_and_splitting() -> None:
         ({"keywords": "ab\u2028cd"}, "control_character", "keywords"),
         ({"keywords": "abc\u202edcba"}, "control_character", "keywords"),  # bidi override
         ({"keywords": "tab\there"}, "control_character", "keywords"),
+        ({"keywords": "\u200b\u200b\u200b"}, "invisible_character", "keywords"),  # shows as ""
+        ({"keywords": "\ufeffLLM"}, "invisible_character", "keywords"),  # would match nothing
+        ({"exclude": "sur\u00advey"}, "invisible_character", "exclude"),  # a soft hyphen
+        ({"keywords": "\ue000\ue000"}, "invisible_character", "keywords"),  # private use
+        ({"keywords": "ab\U000e0001"}, "invisible_character", "keywords"),  # a language tag
+        ({"keywords": "=?UTF-8?Q?LLM?="}, "keyword_encoded", "keywords"),
     ],
 )
 def test_invalid_preferences_have_stable_codes(
@@ -138,6 +144,14 @@ def test_invalid_preferences_have_stable_codes(
         validate_filters(**fields)
     assert (info.value.code, info.value.field) == (code, field)
     assert code in ERROR_CODES
+
+
+def test_keywords_keep_the_joiners_scripts_need() -> None:
+    # ZWNJ and ZWJ shape Persian and Indic words and emoji; they are not hidden text.
+    assert validate_filters(keywords="می\u200cخواهم; 👩\u200d💻").keywords == (
+        "می\u200cخواهم",
+        "👩\u200d💻",
+    )
 
 
 @pytest.mark.parametrize("name", ["\x1b[2JAna", "A\x00na", "A\x85na", "An\u2029a", "\u2066Ana"])

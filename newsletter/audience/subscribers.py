@@ -9,6 +9,7 @@ max_papers, cadence (optional; `daily`, the default, or `weekly`). Keywords and 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,8 @@ ERROR_CODES = (
     "name_encoded",  # holds an RFC 2047 encoded word, which mail readers would decode
     "newline",  # CR or LF inside a field
     "control_character",  # another C0/C1 control, DEL, a line/paragraph separator or bidi control
+    "invisible_character",  # a keyword holding a zero-width, format, private-use or unassigned one
+    "keyword_encoded",  # a keyword holding an RFC 2047 encoded word (=?...?=)
     "keyword_too_short",
     "keyword_too_long",
     "too_many_keywords",
@@ -127,11 +130,32 @@ def split_phrases(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in _PHRASE_SEPARATORS.split(text) if p.strip())
 
 
+def _refuse_invisible(text: str, *, field: str) -> None:
+    """A keyword must read as it matches: no zero-width or other format character (but the
+    joiners some scripts need), private-use, unassigned or surrogate code point; one made of
+    them shows as nothing in the form, one holding them matches nothing."""
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Co", "Cn", "Cs") or (category == "Cf" and char not in "\u200c\u200d"):
+            raise SubscriberError(
+                f"{field} holds invisible character U+{ord(char):04X}",
+                code="invisible_character",
+                field=field,
+            )
+
+
 def _phrases(text: str, *, name: str) -> tuple[str, ...]:
     phrases: list[str] = []
     seen: set[str] = set()
     for phrase in split_phrases(text):
         _refuse_controls(phrase, field=name)
+        _refuse_invisible(phrase, field=name)
+        if _ENCODED_WORD.search(phrase):
+            raise SubscriberError(
+                f"{name} {phrase[:40]!r} holds an encoded word (=?...?=)",
+                code="keyword_encoded",
+                field=name,
+            )
         norm = normalize(phrase)
         length = len(norm)
         if length < MIN_KEYWORD_CHARS:

@@ -46,6 +46,14 @@ PROBLEMS: Mapping[str, Message] = {
     "control_character": Message(
         "제어 문자는 넣을 수 없습니다.", "Control characters are not allowed here."
     ),
+    "invisible_character": Message(
+        "보이지 않는 문자(폭 없는 공백 등)는 키워드에 넣을 수 없습니다.",
+        "Keywords cannot hold invisible characters (zero-width spaces and the like).",
+    ),
+    "keyword_encoded": Message(
+        "키워드에는 인코딩된 단어(=?...?=)를 쓸 수 없습니다.",
+        "A keyword cannot hold an encoded word (=?...?=).",
+    ),
     "keyword_too_short": Message(
         f"키워드는 {MIN_KEYWORD_CHARS}자 이상이어야 합니다.",
         f"Each keyword needs at least {MIN_KEYWORD_CHARS} characters.",
