@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gc
 import importlib
+import sys
 
 import click
 
+from . import streams
 from .common import Group
 
 # command name -> (module under newsletter.cli, attribute)
@@ -60,9 +62,14 @@ def run() -> None:
     The interpreter's exit runs the garbage collector over everything still alive (tens of
     milliseconds after a send); the process is ending, so nothing is gained by it.
     Files, the store and connections are closed by then. Tests that run commands in-process
-    call `main`, so their process is never frozen.
+    call `main`, so their process is never frozen. Output that cannot be written (a closed
+    pipe, a full disk) never stops the command's work (`streams`).
     """
+    out, err = streams.install()
     try:
         main()
+    except SystemExit as exc:  # click ends every command so, 0 included
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.exit(streams.finish(out, err, code))
     finally:
         gc.freeze()

@@ -1,0 +1,71 @@
+"""Output that cannot be written never stops a command's work: a pipe closed by its reader
+(`| head`), a log on a full disk (/dev/full). The real console script, in its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from newsletter.store import Store
+from tests.conftest import FIXTURES, TEST_KEY
+
+NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
+CSV = Path(__file__).resolve().parent.parent / "subscribers.example.csv"
+
+
+def run(tmp_path: Path, *args: str, stdout: int) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env |= {"NEWSLETTER_DB": str(tmp_path / "out.db"), "NEWSLETTER_SECRET_KEY": TEST_KEY}
+    return subprocess.run(
+        [NEWSLETTER, *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+
+
+def closed_pipe() -> int:
+    """The write end of a pipe whose reader has gone (the caller closes it once passed on)."""
+    read, write = os.pipe()
+    os.close(read)
+    return write
+
+
+def stored_dates(tmp_path: Path) -> list[str]:
+    with Store(tmp_path / "out.db") as store:
+        return [str(day) for day in store.digest_dates()]
+
+
+def test_a_closed_pipe_stops_the_report_not_the_work(tmp_path: Path) -> None:
+    pipe = closed_pipe()
+    try:
+        ingested = run(tmp_path, "ingest", str(FIXTURES), stdout=pipe)
+        imported = run(tmp_path, "subscribers", "import", str(CSV), stdout=pipe)
+        previews = run(tmp_path, "preview", "--all", "--out", "previews", stdout=pipe)
+    finally:
+        os.close(pipe)
+    # Every file was stored and every preview written, though not a line could be printed;
+    # as for any tool in a pipe whose reader has stopped, no error is made of it.
+    for done in (ingested, imported, previews):
+        assert (done.returncode, done.stderr) == (0, "")
+    assert sorted(stored_dates(tmp_path)) == ["2024-06-28", "2024-10-16", "2024-12-13"]
+    with Store(tmp_path / "out.db") as store:
+        assert len(store.subscribers(status="active")) == len(CSV.read_text().splitlines()) - 1
+    # The same previews as a run whose output is read.
+    read = run(tmp_path, "preview", "--all", "--out", "read", stdout=subprocess.PIPE)
+    assert read.returncode == 0 and read.stdout.count(".eml") >= 5
+    written = sorted(p.name for p in (tmp_path / "previews").iterdir())
+    assert written == sorted(p.name for p in (tmp_path / "read").iterdir())
+
+
+def test_output_to_a_full_disk_is_one_line_and_the_work_is_done(tmp_path: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = run(tmp_path, "ingest", str(FIXTURES), stdout=full.fileno())
+    assert done.returncode == 1
+    assert done.stderr == "error: cannot write the output: No space left on device\n"
+    assert sorted(stored_dates(tmp_path)) == ["2024-06-28", "2024-10-16", "2024-12-13"]
