@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from newsletter.digest.ingest import ingest_paths
+from newsletter.model import Filters
 from newsletter.store import Store
 from tests.conftest import FIXTURES, TEST_KEY
 
@@ -15,7 +20,9 @@ NEWSLETTER = str(Path(sys.executable).with_name("newsletter"))
 CSV = Path(__file__).resolve().parent.parent / "subscribers.example.csv"
 
 
-def run(tmp_path: Path, *args: str, stdout: int) -> subprocess.CompletedProcess[str]:
+def run(
+    tmp_path: Path, *args: str, stdout: int, **options: Any
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     env |= {"NEWSLETTER_DB": str(tmp_path / "out.db"), "NEWSLETTER_SECRET_KEY": TEST_KEY}
     return subprocess.run(
@@ -26,6 +33,7 @@ def run(tmp_path: Path, *args: str, stdout: int) -> subprocess.CompletedProcess[
         stderr=subprocess.PIPE,
         text=True,
         timeout=120,
+        **options,
     )
 
 
@@ -69,3 +77,41 @@ def test_output_to_a_full_disk_is_one_line_and_the_work_is_done(tmp_path: Path) 
     assert done.returncode == 1
     assert done.stderr == "error: cannot write the output: No space left on device\n"
     assert sorted(stored_dates(tmp_path)) == ["2024-06-28", "2024-10-16", "2024-12-13"]
+
+
+def test_previews_on_a_full_disk_are_whole_or_absent_and_never_overwrite_each_other(
+    tmp_path: Path,
+) -> None:
+    with Store(tmp_path / "out.db") as store:
+        assert not ingest_paths(store, [FIXTURES / "2024-12-13.md"]).failed
+        # Three addresses one file name would serve (a/b and a?b are a_b on disk).
+        # Small emails (one paper each) first, so some fit under the limit below.
+        for address in ("a/b@example.com", "a_b@example.com", "a?b@example.com"):
+            store.add_subscriber(address, filters=Filters(keywords=("agent",), max_papers=1))
+        for n in range(6):
+            store.add_subscriber(f"reader{n}@example.com")
+    whole = run(tmp_path, "preview", "--all", "--out", "whole", stdout=subprocess.PIPE)
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.splitlines()[-1] == "9 previews of 9 subscribers in whole"
+    names = sorted(p.name for p in (tmp_path / "whole").iterdir())
+    assert len(names) == 27  # none overwrote another
+    assert "2024-12-13_a_b@example.com.eml" in names
+
+    def full_disk() -> None:  # writes past 60,000 bytes fail (EFBIG), as a full disk does
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    cut = run(
+        tmp_path, "preview", "--all", "--out", "cut", stdout=subprocess.PIPE, preexec_fn=full_disk
+    )
+    assert cut.returncode == 1
+    assert cut.stderr.startswith("error: cut: cannot write previews: File too large")
+    # What is there is whole (as the unlimited run wrote it), and each preview all three files.
+    written = sorted(p.name for p in (tmp_path / "cut").iterdir())
+    for name in written:
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    stems = {name.rsplit(".", 1)[0] for name in written}
+    assert 3 <= len(stems) < 9  # the small ones went, a big one did not
+    assert sorted(written) == sorted(
+        f"{stem}.{kind}" for stem in stems for kind in ("eml", "html", "txt")
+    )

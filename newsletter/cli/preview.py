@@ -65,8 +65,11 @@ def preview(
             subscribers = list(store.active_subscribers())
     composer = Composer(settings=settings, digest=digest, clock=lambda: dt.datetime.now(dt.UTC))
     written = 0
+    taken: set[str] = set()
     for subscriber in subscribers:
-        result = write_preview(composer=composer, subscriber=subscriber, out_dir=out_dir)
+        result = write_preview(
+            composer=composer, subscriber=subscriber, out_dir=out_dir, taken=taken
+        )
         if result is None:
             click.echo(f"{subscriber.email}: no matching papers on {digest.date}; nothing to send")
             continue

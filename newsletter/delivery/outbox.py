@@ -38,7 +38,8 @@ class OutboxSender:
             temporary.write_bytes(message.data)
             os.replace(temporary, path)
         except OSError as exc:
-            raise DeliveryError(f"{path}: cannot write message: {exc}") from None
+            temporary.unlink(missing_ok=True)  # half a message, say on a full disk
+            raise DeliveryError(f"{path}: cannot write message: {exc.strerror or exc}") from None
         self.count += 1
 
     async def aclose(self) -> None:

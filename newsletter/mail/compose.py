@@ -404,11 +404,18 @@ def preview_stem(*, date: dt.date, address: str) -> str:
     return f"{date.isoformat()}_{safe_file_name(address, limit=120)}"
 
 
-def write_preview(*, composer: Composer, subscriber: Subscriber, out_dir: Path) -> Preview | None:
+def write_preview(
+    *, composer: Composer, subscriber: Subscriber, out_dir: Path, taken: set[str] | None = None
+) -> Preview | None:
     """Write the subscriber's email as .eml, .html and .txt; None when nothing would be sent.
 
-    The .html and .txt are decoded from the .eml, so they show exactly what is sent.
+    The .html and .txt are decoded from the .eml, so they show exactly what is sent. The three
+    files appear together, each whole, or not at all (a full disk leaves the old ones). `taken`:
+    the names this run wrote so far; an address whose file name another already has (a/b@ and
+    a_b@ are both a_b@) gets its subscriber id added instead of overwriting it.
     """
+    from ..publish.files import write_changed  # here: sending never writes previews
+
     message = composer.compose(subscriber)
     rendered = composer.rendered_for(subscriber)
     if message is None or rendered is None:
@@ -418,14 +425,19 @@ def write_preview(*, composer: Composer, subscriber: Subscriber, out_dir: Path) 
     html = parts["text/html"].get_content().replace("\r\n", "\n")
     text = parts["text/plain"].get_content().replace("\r\n", "\n")
     stem = preview_stem(date=composer.digest.date, address=subscriber.email)
+    if taken is not None:
+        while stem in taken:
+            stem = f"{stem}-{subscriber.id}"
+        taken.add(stem)
+    contents = {".eml": message.data, ".html": html.encode(), ".txt": text.encode()}
     try:
+        if out_dir.exists() and not out_dir.is_dir():  # /dev/null: mkdir says "File exists"
+            raise ConfigError(f"{out_dir}: cannot write previews: not a folder")
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = [out_dir / f"{stem}{suffix}" for suffix in (".eml", ".html", ".txt")]
-        paths[0].write_bytes(message.data)
-        paths[1].write_text(html, encoding="utf-8")
-        paths[2].write_text(text, encoding="utf-8")
+        write_changed(out_dir, {f"{stem}{suffix}": data for suffix, data in contents.items()})
     except OSError as exc:
-        raise ConfigError(f"{out_dir}: cannot write previews: {exc.strerror}") from None
+        raise ConfigError(f"{out_dir}: cannot write previews: {exc.strerror or exc}") from None
+    paths = [out_dir / f"{stem}{suffix}" for suffix in contents]
     return Preview(
         subscriber=subscriber,
         eml=paths[0],
