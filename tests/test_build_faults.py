@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.publish import files
+from newsletter.publish.searchindex import PENDING
 
 from .conftest import DIGESTS
 
@@ -108,3 +109,64 @@ def test_a_file_size_limit_through_the_real_command(
     assert done.stdout == ""
     assert done.stderr.splitlines() == [f"error: {out}: cannot write the site: File too large"]
     assert_untouched(out, before)
+
+
+def test_a_build_killed_among_its_renames_leaves_the_search_note(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "site"
+    old_site_then_a_new_day(runner, cli_env, out)
+    (out / PENDING).unlink(missing_ok=True)  # as an index made since leaves it: up to date
+    real_replace = os.replace
+    renamed = 0
+
+    def killed_after_one(source: str, target: str) -> None:  # SIGKILL can strike anywhere
+        nonlocal renamed
+        if renamed == 1:
+            raise KeyboardInterrupt
+        real_replace(source, target)
+        renamed += 1
+
+    monkeypatch.setattr(os, "replace", killed_after_one)
+    assert runner.invoke(main, ["ingest", str(DIGESTS[2])], env=cli_env).exit_code == 0
+    with (tmp_path / "new.md").open("w", encoding="utf-8") as new:
+        new.write(DIGESTS[2].read_text(encoding="utf-8").replace("2024-12-13", "2024-12-14"))
+    assert runner.invoke(main, ["ingest", str(tmp_path / "new.md")], env=cli_env).exit_code == 0
+    runner.invoke(main, ["build", "--out", str(out)], env=cli_env)
+    assert renamed == 1  # one page changed, the rest did not
+    # The note came before the first rename: the next run re-indexes, though its build then
+    # finds most pages already written.
+    assert (out / PENDING).exists()
+
+
+def test_temporary_files_of_a_build_killed_outright_are_removed_by_the_next(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "site"
+    old_site_then_a_new_day(runner, cli_env, out)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid names no process now
+    left = [out / f".index.html.{dead.pid}.tmp", out / "papers" / f".x.html.{dead.pid}.tmp"]
+    running = out / ".rss.xml.1.tmp"  # pid 1 runs: a build still writing, kept
+    for path in [*left, running]:
+        path.write_bytes(b"half a file")
+    built = runner.invoke(main, ["build", "--out", str(out)], env=cli_env)
+    assert built.exit_code == 0, built.output
+    assert [path.exists() for path in left] == [False, False]
+    assert running.exists()
+
+
+def test_a_file_the_build_cannot_replace_is_named(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "site"
+    old_site_then_a_new_day(runner, cli_env, out)
+    (out / "rss.xml").unlink()
+    (out / "rss.xml").mkdir()  # a folder where the feed goes
+    (out / "rss.xml" / "x").write_text("x")
+    built = runner.invoke(main, ["build", "--out", str(out)], env=cli_env)
+    assert built.exit_code == 1
+    assert (
+        built.stderr == f"error: {out}: cannot write the site: {out / 'rss.xml'}: Is a directory\n"
+    )
+    assert [p.name for p in out.rglob("*.tmp")] == []

@@ -506,7 +506,10 @@ def test_weak_key_fails(tmp_path: Path, key_pem: bytes) -> None:
     assert key.detail == "NEWSLETTER_SECRET_KEY is too weak: length 5, under 43 characters"
 
 
-def test_ctrl_c_while_doctor_waits_is_one_line_and_exit_130(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_while_doctor_waits_is_one_line_and_the_shells_code(
+    tmp_path: Path, signum: int, code: int
+) -> None:
     # A DNS server that never answers: doctor waits out its 60 s timeout unless stopped.
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
@@ -523,9 +526,9 @@ def test_ctrl_c_while_doctor_waits_is_one_line_and_exit_130(tmp_path: Path) -> N
         try:
             silent.settimeout(20)
             silent.recvfrom(512)  # it asked: it is waiting now
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             _, err = process.communicate(timeout=20)
         finally:
             process.kill()
-    assert process.returncode == 130  # 128 + SIGINT, not click's "Aborted!" and 1
+    assert process.returncode == code  # 128 + the signal, not click's "Aborted!" and 1
     assert err == "error: interrupted\n"

@@ -13,7 +13,7 @@ import sys
 import click
 
 from . import streams
-from .common import Group
+from .common import Group, stop_like_ctrl_c
 
 # command name -> (module under newsletter.cli, attribute)
 COMMANDS = {
@@ -66,6 +66,7 @@ def run() -> None:
     pipe, a full disk) never stops the command's work (`streams`).
     """
     out, err = streams.install()
+    stop_like_ctrl_c()
     try:
         main()
     except SystemExit as exc:  # click ends every command so, 0 included

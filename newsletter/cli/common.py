@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,9 +44,26 @@ class Group(click.Group):
         except NewsletterError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 1)
-        except KeyboardInterrupt:  # Ctrl-C in any other command: click would say "Aborted!", 1
+        except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) in any other command: click would
+            # say "Aborted!" and exit 1. The work's own cleanup ran on the way here.
             click.echo("error: interrupted", err=True)
-            sys.exit(Interrupted("interrupted").exit_code)
+            signum = _STOPPED_BY[0] if _STOPPED_BY else signal.SIGINT
+            sys.exit(Interrupted("interrupted", signum=signum).exit_code)
+
+
+_STOPPED_BY: list[int] = []  # SIGTERM, once it came
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM (systemd, a CI timeout, kill) stop a command as Ctrl-C does: by raising
+    KeyboardInterrupt where it runs, so the files it was writing are removed, not left half
+    written, and it exits 143. (Sends and serve put handlers of their own while they run.)"""
+
+    def terminate(signum: int, frame: object) -> None:
+        _STOPPED_BY.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
 
 
 class _Date(click.DateTime):

@@ -61,7 +61,7 @@ from .feedarchive import archive_feeds
 from .feeds import (
     xml_text,
 )
-from .files import WRITERS, write_changed
+from .files import WRITERS, leftovers, write_changed
 from .manifest import StepOutput, file_size, read_section
 from .paperpages import SECTION as PAPER_SECTION
 from .paperpages import paper_pages
@@ -332,19 +332,26 @@ def write_site(out_dir: Path, plan: SitePlan) -> BuildReport:
     try:
         for folder in {(out_dir / name).parent for name in names} | {out_dir}:
             folder.mkdir(parents=True, exist_ok=True)
-        written = write_changed(out_dir, files)
+        # The search index no longer matches the pages: noted before the first file changes,
+        # so a build killed among its renames leaves the note for the next run.
+        written = write_changed(out_dir, files, before_changing=lambda: mark_stale(out_dir))
         listing = _listing(out_dir)
-        for name in _stale(listing, set(planned), plan.kept):
+        stale = _stale(listing, set(planned), plan.kept)
+        if stale and not written:
+            mark_stale(out_dir)
+        for name in stale:
             (out_dir / name).unlink()
             removed.append(name)
+        for name in leftovers(listing):  # of a build killed outright: its process is gone
+            (out_dir / name).unlink(missing_ok=True)
         kept_siblings = {f"{k}.gz" for k in plan.kept if f"{k}.gz" in listing}
-        if removed or any(name in written for name in names):
-            mark_stale(out_dir)  # the search index no longer matches the pages
         private = out_dir / PRIVATE_DIR
         if any(map(is_private_feed, removed)) and not any(private.iterdir()):
             private.rmdir()  # emptied of the private feeds an older build wrote
     except OSError as exc:
-        raise ConfigError(f"{out_dir}: cannot write the site: {exc.strerror or exc}") from None
+        # A rename names its target second: say which file could not be put in place.
+        what = f"{exc.filename2}: {exc.strerror}" if exc.filename2 else exc.strerror or exc
+        raise ConfigError(f"{out_dir}: cannot write the site: {what}") from None
     return BuildReport(
         out_dir=out_dir,
         written=tuple(name for name in names if name in written),

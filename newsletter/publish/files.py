@@ -7,22 +7,58 @@ full disk, leaves every file as it was and no temporary file behind.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 WRITERS = 4  # threads writing files
 
 
-def write_changed(out_dir: Path, files: Mapping[str, bytes]) -> set[str]:
+def write_changed(
+    out_dir: Path, files: Mapping[str, bytes], *, before_changing: Callable[[], None] | None = None
+) -> set[str]:
     """Write each file (name relative to `out_dir`) whose bytes changed; the names written.
 
     Nothing is renamed into place until every changed file is written in full; on a failure the
-    OSError propagates and no temporary file is left. Folders must exist.
+    OSError propagates and no temporary file is left. `before_changing` runs once every
+    changed file is staged and before the first is renamed, when any changed. Folders must
+    exist.
     """
     staged = _stage_all(out_dir, files)
+    if staged and before_changing is not None:
+        try:
+            before_changing()
+        except BaseException:
+            for temporary in staged.values():
+                temporary.unlink(missing_ok=True)
+            raise
     _replace_all(out_dir, staged)
     return set(staged)
+
+
+_TEMPORARY = re.compile(r"\.(.+)\.(\d+)\.tmp")  # _stage's names: .NAME.PID.tmp
+
+
+def leftovers(names: Iterable[str]) -> list[str]:
+    """The temporary files among `names` (site paths) that a writer killed outright (SIGKILL,
+    a power cut) left behind: its process is gone. A running build's are kept."""
+    found = []
+    for name in names:
+        match = _TEMPORARY.fullmatch(name.rpartition("/")[2])
+        if match is not None and not _running(int(match[2])):
+            found.append(name)
+    return sorted(found)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone; or no process id at all
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _write_file(path: Path, data: bytes) -> None:
