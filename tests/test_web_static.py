@@ -258,8 +258,27 @@ def test_symlink_out_of_the_site_is_404(tmp_path: Path) -> None:
         assert client.get("/leak.txt").status_code == 404
 
 
-def test_post_to_a_feed_is_not_served(client: httpx.Client) -> None:
-    assert client.post("/rss.xml").status_code in (404, 405)
+def test_a_link_inside_the_site_never_reaches_private_feeds_or_dotfiles(tmp_path: Path) -> None:
+    with service(tmp_path, digests=False) as web, web.client() as client:
+        site = web.settings.site_dir
+        (site / "feeds").mkdir()
+        (site / "feeds" / "deadbeef.xml").write_text("<rss>private</rss>", encoding="utf-8")
+        (site / ".env").write_text("SECRET=1", encoding="utf-8")
+        (site / "pub").symlink_to(site / "feeds")
+        (site / "dot.txt").symlink_to(site / ".env")
+        (site / "ok.xml").symlink_to(site / "rss.xml")  # a link to a public file still works
+        assert client.get("/pub/deadbeef.xml").status_code == 404
+        assert client.get("/dot.txt").status_code == 404
+        assert client.get("/ok.xml").status_code == 200
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
+def test_another_method_on_a_site_file_is_405_naming_get_and_head(
+    client: httpx.Client, method: str
+) -> None:
+    answer = client.request(method, "/rss.xml")
+    assert (answer.status_code, answer.headers["allow"]) == (405, "GET, HEAD")
+    assert client.request(method, "/no-such-page.html").status_code == 404
 
 
 def test_a_missing_site_folder_serves_404_not_500(tmp_path: Path) -> None:

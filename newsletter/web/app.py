@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from pathlib import Path
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -149,12 +150,17 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-def _slash_redirect(router: Router) -> ASGIApp:
+def _slash_redirect(router: Router, files: SiteFiles) -> ASGIApp:
     """The router's answer when no route matches: a relative redirect to the same path with
-    (or without) a trailing slash when that one matches, else the 404 page."""
+    (or without) a trailing slash when that one matches; 405 for another method than GET or
+    HEAD on a file of the site (StaticSite serves those two); else the 404 page."""
 
     async def answer(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            found = files.cached(path) or await anyio.to_thread.run_sync(files.lookup, path)
+            if found is not None:
+                raise HTTPException(405, headers={"allow": "GET, HEAD"})
         if path != "/":
             other = path.rstrip("/") if path.endswith("/") else path + "/"
             if any(
@@ -288,10 +294,11 @@ def create_app(
     app.state.sns_certificates = SnsCertificates(fetch=fetch)
     # Starlette's own trailing-slash redirect writes the request's Host into Location.
     app.router.redirect_slashes = False
-    app.router.default = _slash_redirect(app.router)
+    site = SiteFiles(settings.site_dir)
+    app.router.default = _slash_redirect(app.router, site)
     # Added last is outermost: every path is canonical before the access log and the
     # private-path rules see it; the access log sees every request; the site is served first.
-    app.add_middleware(StaticSite, files=SiteFiles(settings.site_dir), skip=SERVICE_PATHS)
+    app.add_middleware(StaticSite, files=site, skip=SERVICE_PATHS)
     app.add_middleware(AccessLog)
     app.add_middleware(CanonicalPath)
     return app

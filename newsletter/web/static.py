@@ -225,6 +225,11 @@ class SiteFiles:
             return None
         if not path.is_relative_to(root) or not path.is_file():
             return None
+        # Where a link inside the site leads counts, not the URL: no dotfile, nothing under
+        # feeds/ (the private feeds older builds wrote) by another name.
+        parts = path.relative_to(root).parts
+        if parts[0] == "feeds" or any(part.startswith(".") for part in parts):
+            return None
         return path
 
     def cached(self, url_path: str) -> StaticFile | None:
