@@ -323,3 +323,37 @@ def test_oversized_header_names_the_file_once(cli: Any, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.stderr == f"error: {path}: row 1: a field is over 128 KB\n"
     assert listed(cli) == []
+
+
+def test_list_csv_is_a_backup_that_import_restores(
+    cli: Any, runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    assert cli("subscribers", "import", str(EXAMPLE)).exit_code == 0
+    odd = 'Kim, "Minji" 김민지'  # a comma, quotes and Hangul in one name
+    added = cli(
+        "subscribers", "add", "odd@example.com", "--name", odd, "--keywords", "RAG; 에이전트",
+        "--exclude", "survey", "--min-votes", "7", "--max-papers", "3", "--cadence", "weekly",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    exported = cli("subscribers", "list", "--csv")
+    assert exported.exit_code == 0
+    assert (
+        exported.output.splitlines()[0]
+        == "email,name,keywords,min_votes,exclude,max_papers,cadence"
+    )
+    backup = tmp_path / "backup.csv"
+    backup.write_text(exported.output, encoding="utf-8")
+    before = listed(cli)
+    restored_env = {**cli_env, "NEWSLETTER_DB": str(tmp_path / "restored.db")}
+    restored = runner.invoke(main, ["subscribers", "import", str(backup)], env=restored_env)
+    assert restored.exit_code == 0, restored.output
+    after = runner.invoke(main, ["subscribers", "list", "--json"], env=restored_env)
+    assert json.loads(after.output) == before
+    assert {"email": "odd@example.com", "name": odd, "status": "active",
+            "keywords": ["RAG", "에이전트"], "exclude": ["survey"], "min_votes": 7,
+            "max_papers": 3, "cadence": "weekly"} in before  # fmt: skip
+
+
+def test_list_takes_json_or_csv_not_both(cli: Any) -> None:
+    both = cli("subscribers", "list", "--json", "--csv")
+    assert (both.exit_code, both.stderr) == (1, "error: give --json or --csv, not both\n")

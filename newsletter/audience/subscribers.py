@@ -8,13 +8,16 @@ max_papers, cadence (optional; `daily`, the default, or `weekly`). Keywords and 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SubscriberError
-from ..model import CADENCES, Filters, SubscriberRow
+from ..model import CADENCES, Filters, Subscriber, SubscriberRow
 from .csv_records import read_records
 from .match import normalize
 
@@ -367,3 +370,26 @@ def read_subscribers_csv(path: Path) -> SubscribersCsv:
             f"cannot read: {exc.strerror or exc}", source=str(path), code="not_csv"
         ) from None
     return parse_subscribers_csv(text, source=str(path))
+
+
+def subscribers_csv(subscribers: Iterable[Subscriber]) -> str:
+    """`subscribers` as the CSV `read_subscribers` reads: every column, phrases `;`-separated,
+    so exporting and importing again gives the same subscribers (statuses aside: an import
+    never changes one)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for s in subscribers:
+        cap = s.filters.max_papers
+        writer.writerow(
+            [
+                s.email,
+                s.name,
+                "; ".join(s.filters.keywords),
+                s.filters.min_votes,
+                "; ".join(s.filters.exclude),
+                "" if cap is None else cap,
+                s.cadence,
+            ]
+        )
+    return out.getvalue()

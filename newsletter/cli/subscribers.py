@@ -13,9 +13,11 @@ from ..audience.importing import import_subscribers_csv
 from ..audience.subscribers import (
     escape_controls,
     normalize_email,
+    subscribers_csv,
     validate_filters,
     validate_name,
 )
+from ..errors import ConfigError
 from ..model import CADENCES
 from ..store.subscribers import STATUSES
 from .common import (
@@ -73,18 +75,27 @@ def import_command(
 
 @subscribers.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--csv", "as_csv", is_flag=True, help="Print the CSV `subscribers import` reads (a backup)."
+)
 @click.option("--status", type=click.Choice(STATUSES), default=None, help="Only this status.")
 @common_options
 def list_command(
-    as_json: bool, status: str | None, config_path: Path | None, db: Path | None
+    as_json: bool, as_csv: bool, status: str | None, config_path: Path | None, db: Path | None
 ) -> None:
     """List subscribers with their status and filters.
 
     Example: newsletter subscribers list --status active --json
+             newsletter subscribers list --status active --csv > subscribers.csv
     """
+    if as_json and as_csv:
+        raise ConfigError("give --json or --csv, not both")
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
         found = store.subscribers(status=status)
+    if as_csv:
+        click.echo(subscribers_csv(found), nl=False)
+        return
     if as_json:
         data = [
             {
