@@ -100,11 +100,23 @@ def test_bad_if_modified_since_is_ignored(web: Running, date: str) -> None:
     assert b"<rss" in body
 
 
-def test_a_good_if_modified_since_still_answers_304(web: Running) -> None:
-    status, _, body = exchange(
-        web, get("/rss.xml", "If-Modified-Since: Fri, 31 Dec 9999 23:59:59 GMT")
-    )
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Fri, 31 Dec 9999 23:59:59 GMT",  # IMF-fixdate
+        "Fri Dec 31 23:59:59 9999",  # asctime: no zone, and GMT all the same
+    ],
+)
+def test_a_good_if_modified_since_as_imf_fixdate_or_asctime_answers_304(
+    web: Running, date: str
+) -> None:
+    status, _, body = exchange(web, get("/rss.xml", f"If-Modified-Since: {date}"))
     assert (status, body) == (304, b"")
+
+
+def test_an_old_asctime_date_gets_the_file(web: Running) -> None:
+    status, _, body = exchange(web, get("/rss.xml", "If-Modified-Since: Sun Nov  6 08:49:37 1994"))
+    assert status == 200 and b"<rss" in body
 
 
 def test_redirects_never_name_the_request_host(web: Running) -> None:

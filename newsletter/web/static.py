@@ -8,11 +8,13 @@ file's bytes it is sent as it is, so a multi-megabyte feed is never compressed h
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import gzip
 import hashlib
 import mimetypes
 import os
+import re
 import struct
 import threading
 import zlib
@@ -177,6 +179,10 @@ def etag_matches(value: str, digest: str) -> bool:
     return False
 
 
+# ANSI C's asctime() format, one of the three HTTP dates a recipient must accept.
+_ASCTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
+
+
 def not_modified(file: StaticFile, headers: dict[bytes, bytes]) -> bool:
     """Whether a conditional GET can be answered with 304 (If-None-Match wins over If-Modified-Since)."""
     inm = headers.get(b"if-none-match")
@@ -184,8 +190,11 @@ def not_modified(file: StaticFile, headers: dict[bytes, bytes]) -> bool:
         return etag_matches(inm.decode("latin-1"), file.digest)
     ims = headers.get(b"if-modified-since")
     if ims is not None:
+        text = ims.decode("latin-1")
         try:
-            since = email.utils.parsedate_to_datetime(ims.decode("latin-1"))
+            since = email.utils.parsedate_to_datetime(text)
+            if since.tzinfo is None and _ASCTIME.fullmatch(text.strip()):
+                since = since.replace(tzinfo=dt.UTC)  # asctime's date is GMT (RFC 9110 5.6.7)
             return since.tzinfo is not None and file.mtime <= int(since.timestamp())
         except (TypeError, ValueError, IndexError, OverflowError):
             # Unparsable or out of range (year 99999999999999999999): RFC 9110 13.1.3 says
