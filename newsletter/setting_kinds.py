@@ -252,9 +252,17 @@ def list_id(value: Any) -> str:
     return str(value)
 
 
+MAX_TOPIC_NAME = 100  # the name is a file name (topics/NAME.xml) and a feed's title
+
+
 def topics(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping):
         raise ValueError('must be a table of name = "keyword; keyword"')
+    for name in value:
+        if len(text(name)) > MAX_TOPIC_NAME:
+            raise ValueError(
+                f"topic name {name[:20]!r}... is longer than {MAX_TOPIC_NAME} characters"
+            )
     return {
         text(name): "; ".join(map(text, v)) if isinstance(v, list) else text(v)
         for name, v in value.items()

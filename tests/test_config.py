@@ -414,3 +414,15 @@ def test_the_cli_warns_of_an_unknown_variable_and_goes_on(
         "NEWSLETTER_RATE?\n"
     )
     assert "no digests stored yet" in result.stdout
+
+
+def test_a_topic_name_longer_than_a_file_name_allows_is_one_line(tmp_path: Path) -> None:
+    # The name becomes topics/NAME.xml: 500 characters was "File name too long" mid-build.
+    path = write(tmp_path, f'[topics]\n"{"t" * 101}" = "RAG"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_path=path, environ={})
+    assert "topic name 'tttttttttttttttttttt'... is longer than 100 characters" in str(caught.value)
+    fits = load_settings(
+        config_path=write(tmp_path, f'[topics]\n"{"t" * 100}" = "RAG"\n'), environ={}
+    )
+    assert fits.topics == {"t" * 100: "RAG"}
