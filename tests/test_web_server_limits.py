@@ -85,12 +85,28 @@ def test_an_overlong_request_line_is_refused_and_not_logged(
     status, _, _ = exchange(web, get("/" + "a" * MAX_REQUEST_LINE))
     assert status == 414
     assert "a" * 200 not in caplog.text
+    assert refusals(caplog) == [(414, "127.0.0.1")]  # its record, with no path
 
 
-def test_huge_headers_are_refused(web: Running) -> None:
+def refusals(caplog: pytest.LogCaptureFixture) -> list[tuple[object, object]]:
+    """(status, client) of each request refused before the app saw it, as logged."""
+    found = [r for r in caplog.records if r.getMessage() == "request.refused"]
+    return [(getattr(r, "status", None), getattr(r, "client", None)) for r in found]
+
+
+def test_huge_headers_are_refused(web: Running, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="newsletter.web")
     big = [f"X-Filler-{i}: {'v' * 1000}" for i in range(40)]
     status, _, _ = exchange(web, get("/rss.xml", *big))
     assert status == 431
+    assert refusals(caplog) == [(431, "127.0.0.1")]
+
+
+def test_two_host_headers_are_400(web: Running) -> None:
+    # RFC 9112 3.2: a proxy and this server could each believe a different one.
+    status, _, _ = exchange(web, get("/rss.xml", "Host: other.example"))
+    assert status == 400
+    assert exchange(web, get("/rss.xml"))[0] == 200
 
 
 def test_long_paths_are_logged_cut_short(web: Running, caplog: pytest.LogCaptureFixture) -> None:

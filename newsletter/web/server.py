@@ -89,9 +89,9 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm()
         self._started = False
-        hosted = any(name == b"host" for name, _ in self.headers)
-        if self.parser.get_http_version() == "1.1" and not hosted:
-            self._refuse(http.HTTPStatus.BAD_REQUEST)  # RFC 9112 3.2: Host is required
+        hosts = sum(name == b"host" for name, _ in self.headers)
+        if hosts > 1 or (self.parser.get_http_version() == "1.1" and not hosts):
+            self._refuse(http.HTTPStatus.BAD_REQUEST)  # RFC 9112 3.2: one Host, required in 1.1
         declared = _declared_length(self.headers)
         if declared is not None and declared > MAX_BODY_BYTES:
             self._refuse(http.HTTPStatus.REQUEST_ENTITY_TOO_LARGE)  # before the app starts
@@ -166,13 +166,18 @@ class GuardedHttpTools(HttpToolsProtocol):
         if cycle is not None and not cycle.response_started and not self.pipeline:
             cycle.disconnected = True
             cycle.message_event.set()
-            self._answer(status)
+            self._answer(status, logged=True)
         else:
             self._refused = True  # no parse-error 400 after an answer that has begun
             self._disarm()
             self.transport.close()
 
-    def _answer(self, status: http.HTTPStatus) -> None:
+    def _answer(self, status: http.HTTPStatus, *, logged: bool = False) -> None:
+        """Answer `status` and close, before the app sees the request (which the access log
+        never does: this line is its record, without a path that may be huge or hold a token)."""
+        if not logged:
+            client = self.client[0] if self.client else None
+            log_event("request.refused", status=status.value, client=client)
         self._refused = True
         self._disarm()
         body = f"{status.value} {status.phrase}\n".encode()
