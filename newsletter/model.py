@@ -105,6 +105,7 @@ class SubscriberRow:
     name: str
     filters: Filters
     cadence: str = "daily"
+    status: str = "active"  # or unsubscribed / bounced: a suppression, never undone by a CSV
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,7 +75,7 @@ def test_import_unknown_column_is_one_line_and_nothing_stored(cli: Any, tmp_path
     assert result.exit_code == 1
     assert result.stderr == (
         f"error: {path}: row 1: unknown column 'topics'; valid columns: "
-        "email, name, keywords, min_votes, exclude, max_papers, cadence\n"
+        "email, name, keywords, min_votes, exclude, max_papers, cadence, status\n"
     )
     assert listed(cli) == []
 
@@ -335,11 +335,15 @@ def test_list_csv_is_a_backup_that_import_restores(
         "--exclude", "survey", "--min-votes", "7", "--max-papers", "3", "--cadence", "weekly",
     )  # fmt: skip
     assert added.exit_code == 0, added.output
+    # Whoever left must stay gone after a restore.
+    assert cli("subscribers", "remove", "alex.chen@example.org").exit_code == 0
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        gone = store.subscriber_by_email("minji.kim@example.com")
+        assert gone is not None and store.set_status(gone.id, "bounced")
     exported = cli("subscribers", "list", "--csv")
     assert exported.exit_code == 0
-    assert (
-        exported.output.splitlines()[0]
-        == "email,name,keywords,min_votes,exclude,max_papers,cadence"
+    assert exported.output.splitlines()[0] == (
+        "email,name,keywords,min_votes,exclude,max_papers,cadence,status"
     )
     backup = tmp_path / "backup.csv"
     backup.write_text(exported.output, encoding="utf-8")
@@ -349,6 +353,11 @@ def test_list_csv_is_a_backup_that_import_restores(
     assert restored.exit_code == 0, restored.output
     after = runner.invoke(main, ["subscribers", "list", "--json"], env=restored_env)
     assert json.loads(after.output) == before
+    statuses = {d["email"]: d["status"] for d in before}
+    assert (statuses["alex.chen@example.org"], statuses["minji.kim@example.com"]) == (
+        "unsubscribed",
+        "bounced",
+    )
     assert {"email": "odd@example.com", "name": odd, "status": "active",
             "keywords": ["RAG", "에이전트"], "exclude": ["survey"], "min_votes": 7,
             "max_papers": 3, "cadence": "weekly"} in before  # fmt: skip
@@ -357,3 +366,34 @@ def test_list_csv_is_a_backup_that_import_restores(
 def test_list_takes_json_or_csv_not_both(cli: Any) -> None:
     both = cli("subscribers", "list", "--json", "--csv")
     assert (both.exit_code, both.stderr) == (1, "error: give --json or --csv, not both\n")
+
+
+def test_a_csv_status_suppresses_and_never_reactivates(cli: Any, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text(
+        "email,name,keywords,min_votes,status\n"
+        "new.gone@example.com,,,0,unsubscribed\n"
+        "kept@example.com,,,0,\n"
+        "later@example.com,,,0,active\n",
+        encoding="utf-8",
+    )
+    assert cli("subscribers", "import", str(path)).exit_code == 0
+    assert cli("subscribers", "remove", "later@example.com").exit_code == 0
+    path.write_text(
+        "email,name,keywords,min_votes,status\n"
+        "new.gone@example.com,,,0,active\n"  # a CSV never brings anyone back
+        "kept@example.com,,,0,bounced\n"  # but applies a suppression
+        "later@example.com,,,0,active\n"
+        "odd@example.com,,,0,pending\n",
+        encoding="utf-8",
+    )
+    again = cli("subscribers", "import", str(path))
+    assert again.exit_code == 1
+    assert f"{path}: row 5: status must be active, unsubscribed or bounced, not 'pending'" in (
+        again.stderr
+    )
+    assert {d["email"]: d["status"] for d in listed(cli)} == {
+        "new.gone@example.com": "unsubscribed",
+        "kept@example.com": "bounced",
+        "later@example.com": "unsubscribed",
+    }

@@ -2,7 +2,8 @@
 
 The CSV has a header row (row 1) naming its columns; data rows are numbered from 2, as a
 spreadsheet numbers them. Columns: email, name, keywords, min_votes (required) and exclude,
-max_papers, cadence (optional; `daily`, the default, or `weekly`). Keywords and exclude hold `;`-separated phrases. A bad row becomes a
+max_papers, cadence (optional; `daily`, the default, or `weekly`) and status (optional;
+`active`, the default, `unsubscribed` or `bounced`). Keywords and exclude hold `;`-separated phrases. A bad row becomes a
 `SubscriberError` naming its row and is left out; the good rows are still imported.
 """
 
@@ -22,7 +23,8 @@ from .csv_records import read_records
 from .match import normalize
 
 REQUIRED_COLUMNS = ("email", "name", "keywords", "min_votes")
-OPTIONAL_COLUMNS = ("exclude", "max_papers", "cadence")
+OPTIONAL_COLUMNS = ("exclude", "max_papers", "cadence", "status")
+CSV_STATUSES = ("active", "unsubscribed", "bounced")  # a CSV may not make anyone pending
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
 
 MIN_KEYWORD_CHARS = 2
@@ -48,6 +50,7 @@ ERROR_CODES = (
     "min_votes_invalid",  # not a non-negative integer
     "max_papers_invalid",  # not a positive integer
     "cadence_invalid",  # neither daily nor weekly
+    "status_invalid",  # not active, unsubscribed or bounced
     "duplicate_email",  # the same address earlier in the same file
     "too_many_fields",  # more cells than the header has columns
     "unknown_column",
@@ -306,7 +309,19 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
             max_papers=values.get("max_papers", ""),
         ),
         cadence=validate_cadence(values.get("cadence", "")),
+        status=_status(values.get("status", "")),
     )
+
+
+def _status(text: str) -> str:
+    value = text.strip().lower() or "active"
+    if value not in CSV_STATUSES:
+        raise SubscriberError(
+            f"status must be active, unsubscribed or bounced, not {text.strip()!r}",
+            code="status_invalid",
+            field="status",
+        )
+    return value
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")  # a byte "surrogateescape" could not decode
@@ -374,12 +389,14 @@ def read_subscribers_csv(path: Path) -> SubscribersCsv:
 
 def subscribers_csv(subscribers: Iterable[Subscriber]) -> str:
     """`subscribers` as the CSV `read_subscribers` reads: every column, phrases `;`-separated,
-    so exporting and importing again gives the same subscribers (statuses aside: an import
-    never changes one)."""
+    so importing it into an empty database gives the same subscribers, the unsubscribed and
+    bounced ones included as such (pending sign-ups are not subscribers yet: left out)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     for s in subscribers:
+        if s.status not in CSV_STATUSES:
+            continue
         cap = s.filters.max_papers
         writer.writerow(
             [
@@ -390,6 +407,7 @@ def subscribers_csv(subscribers: Iterable[Subscriber]) -> str:
                 "; ".join(s.filters.exclude),
                 "" if cap is None else cap,
                 s.cadence,
+                s.status,
             ]
         )
     return out.getvalue()

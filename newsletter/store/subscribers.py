@@ -193,6 +193,10 @@ class SubscriberStore(StoreBase):
     ) -> ImportReport:
         """Upsert rows by e-mail (in any case) in one transaction; statuses are kept, never reactivated.
 
+        A row's status (`active` unless the CSV says `unsubscribed` or `bounced`) is a new
+        subscriber's status; for one already there, a suppression is applied (active to
+        unsubscribed or bounced), never the reverse.
+
         With `sync`, active subscribers missing from `rows` are marked unsubscribed (never
         deleted). With `dry_run`, nothing is written and the report says what would change.
         """
@@ -226,14 +230,18 @@ class SubscriberStore(StoreBase):
                             email=row.email,
                             name=row.name,
                             filters=row.filters,
-                            status="active",
+                            status=row.status,
                             now=now,
                             cadence=row.cadence,
                         )
-                elif (row.name, row.filters, row.cadence) == (
+                    continue
+                suppress = row.status != "active" and old["status"] == "active"
+                status = row.status if suppress else old["status"]
+                if (row.name, row.filters, row.cadence, status) == (
                     old["name"],
                     load_filters(old),
                     old["cadence"],
+                    old["status"],
                 ):
                     unchanged.append(old["email"])
                 else:
@@ -241,8 +249,19 @@ class SubscriberStore(StoreBase):
                     if not dry_run:
                         conn.execute(
                             """UPDATE subscribers SET name = ?, keywords = ?, exclude = ?, min_votes = ?,
-                               max_papers = ?, cadence = ?, updated_at = ? WHERE id = ?""",
-                            (row.name, *dump_filters(row.filters), row.cadence, now, old["id"]),
+                               max_papers = ?, cadence = ?, updated_at = ?, status = ?,
+                               status_changed_at = CASE WHEN status = ? THEN status_changed_at
+                               ELSE ? END WHERE id = ?""",
+                            (
+                                row.name,
+                                *dump_filters(row.filters),
+                                row.cadence,
+                                now,
+                                status,
+                                status,
+                                now,
+                                old["id"],
+                            ),
                         )
             missing = [
                 r for key, r in current.items() if key not in listed and r["status"] == "active"
