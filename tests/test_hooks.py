@@ -406,6 +406,23 @@ def test_ses_signed_but_malformed_ses_message_is_400(
     assert answer.json()["error"] == "SES: a Bounce without a bounce object"
 
 
+def test_a_lone_surrogate_in_a_hook_body_is_400_not_500(
+    web: tuple[Running, Fetcher], signer: Signer
+) -> None:
+    # "\ud800" is valid JSON but no text: the SNS string to sign, or SQLite, failed on it.
+    running, _ = web
+    signed = signer.sign(ses_notification("Complaint", "angry@example.org"))
+    ses = post_ses(running, {**signed, "Message": "\ud800"})
+    body = json.loads(postmark_bounce("gone@example.org"))
+    postmark = post_postmark(running, json.dumps({**body, "Details": "x\ud800"}).encode())
+    for answer, source in ((ses, "SNS"), (postmark, "Postmark")):
+        assert answer.status_code == 400
+        assert (
+            answer.json()["error"] == f"{source}: the body's JSON holds a lone surrogate (\\ud800)"
+        )
+    assert status(running, "angry@example.org") == status(running, "gone@example.org") == "active"
+
+
 def test_ses_subscription_is_confirmed_through_the_fetcher(
     web: tuple[Running, Fetcher], signer: Signer
 ) -> None:

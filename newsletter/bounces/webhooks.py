@@ -47,6 +47,10 @@ def json_object(body: bytes, *, source: str) -> dict[str, Any]:
         raise WebhookError(f"{source}: the body's JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise WebhookError(f"{source}: the body is not a JSON object")
+    try:  # "\ud800" is valid JSON but no text: encoding it later (signature, SQLite) would raise
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise WebhookError(f"{source}: the body's JSON holds a lone surrogate (\\ud800)") from None
     return data
 
 
