@@ -7,14 +7,18 @@ import re
 # Control characters (C0, DEL, C1) and Unicode line/paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
+# Noncharacters of the Basic Multilingual Plane: no text holds them, and mjml-python's parser
+# stops at U+FFFE and U+FFFF ("unable to parse next template"), failing every email of the day.
+_NONCHARACTERS = re.compile("[\ufdd0-\ufdef\ufffe\uffff]+")
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9._@+-]+")
 
 
 def clean_text(text: str, *, limit: int | None = None) -> str:
-    """One line of text: control characters and line breaks become spaces, trimmed, capped."""
+    """One line of text: control characters and line breaks become spaces, noncharacters go,
+    trimmed, capped."""
     # Most text is clean already: printable, single spaces, trimmed (checked in C, fast).
     if not (text.isprintable() and "  " not in text and text.strip() == text):
-        text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+        text = _SPACES.sub(" ", _CONTROL.sub(" ", _NONCHARACTERS.sub("", text))).strip()
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text

@@ -26,7 +26,7 @@ from newsletter.model import Digest, Filters, Subscriber
 from newsletter.store import Store
 from newsletter.tokens import feed_token, read_bounce_token, read_subscriber_token
 
-from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
+from .conftest import DIGESTS, FIXTURES, PINNED_NOW, TEST_KEY
 from .smtp_servers import RecordingHandler, smtp_server
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -415,3 +415,25 @@ def test_preview_all_and_errors(
     no_key = {k: v for k, v in cli_env.items() if k != "NEWSLETTER_SECRET_KEY"}
     failed = runner.invoke(main, ["preview", "--all"], env={**no_key, "NEWSLETTER_SECRET_KEY": ""})
     assert failed.exit_code == 1 and "NEWSLETTER_SECRET_KEY" in failed.output
+
+
+def test_a_noncharacter_in_a_paper_does_not_stop_the_days_email(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # mjml-python stops at U+FFFE/U+FFFF: one such character failed every email of the day.
+    text = (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8")
+    title = "Step-DPO: Step-wise Preference Optimization"
+    assert title in text
+    text = text.replace(title, "Step-DPO\ufffe: Step-wise Preference Optimization")
+    text = text.replace("What's New**:", "What's New**: \uffff\ufdd0", 1)
+    digest = tmp_path / "2024-06-28.md"
+    digest.write_text(text, encoding="utf-8")
+    with Store(Path(cli_env["NEWSLETTER_DB"])) as store:
+        assert not ingest_paths(store, [digest]).failed
+        store.add_subscriber("reader@example.org")
+    out = tmp_path / "previews"
+    result = runner.invoke(main, ["preview", "--all", "--out", str(out)], env=cli_env)
+    assert result.exit_code == 0, result.output
+    html = (out / "2024-06-28_reader@example.org.html").read_text(encoding="utf-8")
+    assert "Step-DPO: Step-wise Preference Optimization" in html
+    assert not {"\ufffe", "\uffff", "\ufdd0"} & set(html)
