@@ -173,6 +173,27 @@ def test_wrapped_section_text_continues() -> None:
     assert paper.sections[0].text == "new things\nand more"
 
 
+def test_an_overlong_section_is_cut_with_a_warning() -> None:
+    # Six 96,000-character lines under one label crowded every other paper out of the feeds
+    # and emails; real sections are a few hundred characters.
+    long = "긴 요약 " * 1000  # 5,000 characters
+    text = PAPER.replace("- **What's New**: new things\n", f"- **What's New**: {long}\n{long}\n")
+    result = parse("## Daily Papers (2024-01-02)\n" + text)
+    (paper,) = result.digest.papers
+    assert len(paper.sections[0].text) == 2_000
+    assert paper.sections[0].text.endswith("…")
+    assert paper.sections[0].text.startswith("긴 요약 긴 요약")
+    assert (
+        paper.sections[1:]
+        == parse("## Daily Papers (2024-01-02)\n" + PAPER).digest.papers[0].sections[1:]
+    )
+    (warning,) = result.warnings
+    assert str(warning) == (
+        '2024-01-02.md:2: warning: section "What\'s New" of this paper is 9,999 characters; '
+        "cut to 2,000"
+    )
+
+
 def test_date_from_file_name_when_header_missing() -> None:
     digest = parse(PAPER, source="digests/papers-2024-03-04.md").digest
     assert digest.date == dt.date(2024, 3, 4)

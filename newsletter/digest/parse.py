@@ -8,6 +8,7 @@ in its text is an error, and a second `Vote:` or `Authors:` line for one paper i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ _ARXIV_HOSTS = {"arxiv.org", "www.arxiv.org", "export.arxiv.org", "huggingface.c
 MAX_VOTES = 10_000_000
 # Real lines are under 1,000 characters; a longer one is a broken file, not a long abstract.
 MAX_LINE_CHARS = 100_000
+# A summary section is a few hundred characters (381 at most in a year of real digests). One
+# far longer would crowd every other paper out of the feeds' and emails' byte budgets.
+MAX_SECTION_CHARS = 2_000
 # "#" then "[" after a few stray non-word characters: a paper heading spoiled by one, such as
 # "¡### [Title](...)" (anchored and bounded, so a hostile line costs one pass). A word before
 # the "#" is prose: "Issue #[12](...)".
@@ -190,8 +194,26 @@ class _Parser:
 
     def close(self) -> None:
         if self.draft is not None:
-            self.papers.append(self.draft.finish())
+            paper = self.draft.finish()
+            if any(len(s.text) > MAX_SECTION_CHARS for s in paper.sections):
+                paper = self._cut_sections(paper)
+            self.papers.append(paper)
         self.draft = None
+
+    def _cut_sections(self, paper: Paper) -> Paper:
+        """`paper` with each over-long section cut to MAX_SECTION_CHARS, each cut a warning."""
+        sections = []
+        for section in paper.sections:
+            if len(section.text) > MAX_SECTION_CHARS:
+                self.warn(
+                    f"section {_excerpt(section.name, limit=40)!r} of this paper is "
+                    f"{len(section.text):,} characters; cut to {MAX_SECTION_CHARS:,}",
+                    paper.line,
+                )
+                text = section.text[: MAX_SECTION_CHARS - 1].rstrip() + "…"
+                section = dataclasses.replace(section, text=text)
+            sections.append(section)
+        return dataclasses.replace(paper, sections=tuple(sections))
 
     def line(self, number: int, raw: str) -> None:
         """Take one line (without its line break) into the parse."""

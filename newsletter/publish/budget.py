@@ -19,7 +19,8 @@ def fit_entries(
     """How many leading `entries` to publish, and their renderings, so each file fits `max_bytes`.
 
     Starts from `max_entries` and, while a rendering is too big, retries with fewer entries in
-    proportion to the excess (entries are similar in size, so one or two retries suffice).
+    proportion to the excess (entries are similar in size, so one or two retries suffice);
+    the newest entry alone is always tried before none.
     """
     count = min(len(entries), max_entries)
     while True:
@@ -27,4 +28,4 @@ def fit_entries(
         largest = max((len(data) for data in files.values()), default=0)
         if largest <= max_bytes or count == 0:
             return count, files
-        count = min(count - 1, count * max_bytes // largest)
+        count = max(min(count - 1, count * max_bytes // largest), min(count - 1, 1))
