@@ -211,6 +211,34 @@ async def test_one_domain_deferring_all_its_readers_does_not_stop_the_run(
     assert got == sorted(others)
 
 
+async def test_a_dead_domain_then_greylisting_elsewhere_does_not_stop_the_run(
+    store: Store,
+) -> None:
+    # The block's deferrals and two greylisted readers at other domains span 3 domains, but
+    # for two reasons: not one relay refusing everyone.
+    dead = [store.add_subscriber(f"user{i}@dead.example").email for i in range(30)]
+    grey = [store.add_subscriber(f"r@grey{i}.example").email for i in range(2)]
+    others = add_spread(store, 6, domains=3)
+
+    class Mixed(RefusingAll):
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            if address in grey:
+                return "451 4.7.1 Greylisted, please try again in 300 seconds"
+            return await super().handle_RCPT(server, session, envelope, address, options)
+
+    relay = Mixed(answer=DOMAIN_NOT_FOUND, refuses=lambda address: address in dead)
+    with smtp_server(relay) as (server, handler):
+        report = await send_all(
+            store, smtp(server.port, pool_size=1), concurrency=1, retries=1, give_up_after=10
+        )
+        got = sorted(r for m in handler.received for r in m.rcpt_tos)
+    assert report.stopped is None
+    assert (report.sent, report.deferred) == (6, 32)
+    assert got == sorted(others)
+
+
 async def test_deferrals_at_every_domain_still_stop_the_run(store: Store) -> None:
     add_spread(store, 40, domains=4)
     relay = RefusingAll(answer=DOMAIN_NOT_FOUND, refuses=lambda address: True)

@@ -32,7 +32,7 @@ from ..store import Part, Store
 from ..store.ledger import INACTIVE
 from .heap import frozen_heap
 from .pacer import Pacer
-from .refusals import RefusalStreak
+from .refusals import DeferralStreak, RefusalStreak
 from .report import DeliveryReport
 from .runlock import send_lock
 
@@ -122,8 +122,7 @@ class _Run:
         self.unflushed: list[tuple[int, int]] = []
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
-        self.deferred_in_a_row = 0
-        self.deferred_at: set[str] = set()  # the recipient domains of those deferrals
+        self.deferrals = DeferralStreak()
         self.domains: int | None = None  # the list's domains, up to 3: counted once needed
         # Made at the first refusal for good, which is rare: it counts the list's domains.
         self.streak: RefusalStreak | None = None
@@ -380,22 +379,17 @@ class _Run:
         report = self.report
         if status == "sent":
             report.sent += 1
-            self.deferred_in_a_row = 0
-            self.deferred_at.clear()
+            if self.deferrals.count:  # the send path: nothing to allocate when none was deferred
+                self.deferrals = DeferralStreak()
             if self.streak is not None:
                 self.streak.add(None, recipient="")
         elif status == "deferred":
             report.deferred += 1
-            self.deferred_in_a_row += 1
-            self.deferred_at.add(subscriber.email.rpartition("@")[2].lower())
-            # A relay that is down defers every domain; one domain deferring all its mailboxes
-            # (greylisting, "domain not found" for now) must not stop the rest of the list.
-            if (
-                self.deferred_in_a_row >= self.give_up_after
-                and len(self.deferred_at) >= self.spread()
-            ):
+            streak = self.deferrals
+            streak.add(error or "", recipient=subscriber.email)
+            if streak.count >= self.give_up_after and len(streak.seen) >= self.spread():
                 self.stop(
-                    f"stopped after {self.deferred_in_a_row} deferred messages in a row "
+                    f"stopped after {streak.count} deferred messages in a row "
                     f"(last: {error}); run again later to send the rest"
                 )
         else:

@@ -115,3 +115,22 @@ class RefusalStreak:
         self.count += 1
         self.seen.add(recipient.rpartition("@")[2].lower())
         return self.count >= self.at and len(self.seen) >= self.domains
+
+
+@dataclass
+class DeferralStreak:
+    """Deferrals in a row for the same reason (the reply, masked as `masked_reply` does) and
+    the recipient domains they were at. A relay that is down defers every domain alike; one
+    domain deferring all its mailboxes (greylisting, "domain not found" for now), then
+    another greylisting for its own reason, is two short streaks, not one long one."""
+
+    reply: str | None = None
+    count: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def add(self, error: str, *, recipient: str) -> None:
+        reply = masked_reply(stage="", code=0, text=error, recipient=recipient)
+        if reply != self.reply:
+            self.reply, self.count, self.seen = reply, 0, set()
+        self.count += 1
+        self.seen.add(recipient.rpartition("@")[2].lower())
