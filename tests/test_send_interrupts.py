@@ -3,8 +3,11 @@ ledger says what went, and the process exits (it used to wait for ever)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -147,3 +150,28 @@ def test_a_split_send_stopped_by_a_signal_exits_with_its_code(
     assert arrived < 150
     assert [r for r in ledger(db) if r.status == "claimed"] == []
     assert {r.email for r in ledger(db) if r.status == "sent"} == set(got(handler))
+
+
+def test_sigterm_during_work_after_the_last_await_still_stops_and_restores_the_handler() -> None:
+    # The daily job's search index runs synchronously after its last await: a SIGTERM then
+    # found the task already done and was lost, and asyncio left SIGTERM at its default.
+    from newsletter.cli.send import _run
+    from newsletter.errors import Interrupted
+
+    def before(signum: int, frame: object) -> None:
+        raise AssertionError("the run's own handler should have taken it")
+
+    async def work() -> str:
+        await asyncio.sleep(0)
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        time.sleep(1.0)  # synchronous: the loop cannot run
+        return "done"
+
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        with pytest.raises(Interrupted) as caught:
+            _run(work)
+        assert caught.value.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGTERM, previous)

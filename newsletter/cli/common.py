@@ -47,8 +47,7 @@ class Group(click.Group):
         except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) in any other command: click would
             # say "Aborted!" and exit 1. The work's own cleanup ran on the way here.
             click.echo("error: interrupted", err=True)
-            signum = _STOPPED_BY[0] if _STOPPED_BY else signal.SIGINT
-            sys.exit(Interrupted("interrupted", signum=signum).exit_code)
+            sys.exit(Interrupted("interrupted", signum=stop_signal()).exit_code)
 
 
 _STOPPED_BY: list[int] = []  # SIGTERM, once it came
@@ -64,6 +63,11 @@ def stop_like_ctrl_c() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
+
+
+def stop_signal() -> int:
+    """The signal a KeyboardInterrupt stands for: SIGTERM once it came, else Ctrl-C's SIGINT."""
+    return _STOPPED_BY[0] if _STOPPED_BY else signal.SIGINT
 
 
 class _Date(click.DateTime):

@@ -26,7 +26,15 @@ from ..delivery.weekly import send_week, stored_week
 from ..digest.ingest import IngestReport
 from ..errors import ConfigError, Interrupted, NewsletterError
 from ..store import Store
-from .common import DATE, NamedPath, Seconds, common_options, open_store, settings_from
+from .common import (
+    DATE,
+    NamedPath,
+    Seconds,
+    common_options,
+    open_store,
+    settings_from,
+    stop_signal,
+)
 
 if TYPE_CHECKING:  # `send` does not build the site; `run` imports the builder when it does
     from ..publish.build import BuildReport
@@ -180,26 +188,36 @@ def _progress(
 
 
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run the send; SIGTERM (a CI timeout, systemd) stops it like Ctrl-C: in-flight mail finishes."""
+    """Run the send; SIGTERM (a CI timeout, systemd) stops it like Ctrl-C: in-flight mail finishes.
 
+    The handler is a plain signal handler, not the loop's: it runs even while the loop is
+    held by synchronous work (the search index after a daily run's last await), and the
+    handler that was there before (stop_like_ctrl_c's) is put back after.
+    """
     signals: list[int] = []  # SIGTERM, once it came
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[T]]] = []
 
-    def terminate(task: asyncio.Task[T]) -> None:
-        signals.append(signal.SIGTERM)
-        task.cancel()
+    def terminate(signum: int, frame: object) -> None:
+        signals.append(signum)
+        for loop, task in running:
+            loop.call_soon_threadsafe(task.cancel)  # at the task's next await
 
     async def main() -> T:
         task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            if task is not None:
-                loop.add_signal_handler(signal.SIGTERM, terminate, task)
+        if task is not None:
+            running.append((asyncio.get_running_loop(), task))
         return await coro_factory()
 
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return asyncio.run(main())
+        result = asyncio.run(main())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        raise Interrupted(signum=signals[0] if signals else signal.SIGINT) from None
+        raise Interrupted(signum=signals[0] if signals else stop_signal()) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if signals:  # it came after the last await, the task already done: stop all the same
+        raise Interrupted(signum=signals[0])
+    return result
 
 
 def _send_test_copy(
