@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,25 @@ def test_a_file_the_build_cannot_replace_is_named(
         built.stderr == f"error: {out}: cannot write the site: {out / 'rss.xml'}: Is a directory\n"
     )
     assert [p.name for p in out.rglob("*.tmp")] == []
+
+
+def test_ctrl_c_while_files_are_staged_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = files._write_file
+    started = 0
+
+    def slow(path: Path, data: bytes) -> None:
+        nonlocal started
+        started += 1
+        time.sleep(0.005)
+        real_write(path, data)
+
+    monkeypatch.setattr(files, "_write_file", slow)
+    site = {f"page{i}.html": b"<p>%d</p>" % i for i in range(400)}
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        files.write_changed(tmp_path, site)
+    time.sleep(0.3)  # a write still queued when it returned would show up now
+    assert sorted(tmp_path.iterdir()) == []  # nothing staged is left, nothing was renamed
+    assert 0 < started < 400  # it stopped part way: the queued writes were cancelled

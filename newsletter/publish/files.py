@@ -85,20 +85,24 @@ def _stage(path: Path, data: bytes) -> Path | None:
 def _stage_all(out_dir: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
     """Each changed file's temporary file by name; on any failure none is left and it raises."""
     futures: dict[str, Future[Path | None]] = {}
+    # File writes are mostly kernel time, which threads overlap (the GIL is released).
+    pool = ThreadPoolExecutor(max_workers=WRITERS)
     try:
-        # File writes are mostly kernel time, which threads overlap (the GIL is released).
-        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-            for name, data in files.items():
-                futures[name] = pool.submit(_stage, out_dir / name, data)
-        # Leaving the pool waited for every write, so a failure cannot race one still running.
+        for name, data in files.items():
+            futures[name] = pool.submit(_stage, out_dir / name, data)
         staged = {name: f.result() for name, f in futures.items()}
     except BaseException:
+        # A failed write, or Ctrl-C/SIGTERM while waiting: the queued writes are cancelled
+        # and the running ones waited for, so none can leave a file after this cleans up.
+        pool.shutdown(wait=True, cancel_futures=True)
         for future in futures.values():
             if future.done() and not future.cancelled() and future.exception() is None:
                 temporary = future.result()
                 if temporary is not None:
                     temporary.unlink(missing_ok=True)
         raise
+    finally:
+        pool.shutdown(wait=True)
     return {name: temporary for name, temporary in staged.items() if temporary is not None}
 
 
