@@ -93,7 +93,7 @@ def _work(
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
         sender = smtp_sender(share.settings)
         try:
-            with Store(share.settings.db) as store:
+            with Store(share.settings.db, create=False) as store:
                 return await send_day(
                     store=store,
                     settings=share.settings,
@@ -214,7 +214,7 @@ def send_day_in_processes(
     if errors:  # the failed worker's claims are not in any report: the ledger has them
         from .store import Store
 
-        with Store(settings.db) as store:
+        with Store(settings.db, create=False) as store:
             total.ambiguous = store.delivery_counts(date)["claimed"]
     return total
 
@@ -233,7 +233,7 @@ def _forked_day(settings: Settings, date: dt.date) -> Composer:
     from .daily import day_composer
     from .store import Store
 
-    with Store(settings.db) as store:
+    with Store(settings.db, create=False) as store:
         return day_composer(store=store, settings=settings, date=date, clock=store.clock)
 
 

@@ -21,6 +21,7 @@ from newsletter.cli import main
 from newsletter.delivery.outbox import CountingSender
 from newsletter.publish import build as publish_build
 from newsletter.store import Store
+from newsletter.store.pool import StorePool
 from newsletter.web.logs import JsonFormatter
 from newsletter.web.watch import DigestWatcher
 from tests.conftest import FIXTURES, PINNED_NOW
@@ -463,3 +464,27 @@ def test_a_digest_that_does_not_parse_is_logged_with_why_and_shown_until_fixed(
     broken.unlink()  # taken away: nothing left to fix
     watcher.run_once()
     assert watcher.health()["ok"] is True
+
+
+def test_the_watcher_works_on_no_database_swapped_in_under_the_service(tmp_path: Path) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, senders = direct_watcher(tmp_path, incoming, interval=0.05)
+    db = watcher.settings.db
+    pool = StorePool(db)  # the service's: it knows the file it opened
+    watcher.check_file = pool.check_file
+    try:
+        copy = tmp_path / "restored.db"
+        copy.write_bytes(db.read_bytes())
+        copy.replace(db)  # an older backup restored while the service runs
+        day_file(incoming, "2024-12-13")
+        result = watcher.run_once()
+    finally:
+        pool.close()
+    assert result is not None and result.ingested == {}  # nothing read into the other file
+    health = watcher.health()
+    assert health["ok"] is False
+    assert "the database file was removed or replaced while the service ran" in str(health["error"])
+    assert senders == []  # and nothing sent from it
+    with Store(db) as store:
+        assert store.digest_dates() == []

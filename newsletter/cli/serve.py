@@ -73,7 +73,12 @@ def serve(
             f"{settings.db}: no database here (`newsletter ingest` or `newsletter subscribers "
             "import` creates one; `serve --watch` starts one)"
         )
-    app = create_app(settings=settings, watch_dir=watch_dir, watch_interval=interval)
+    app = create_app(
+        settings=settings,
+        watch_dir=watch_dir,
+        watch_interval=interval,
+        create_db=watch_dir is not None,
+    )
     configure_logging()  # from here on stderr carries JSON lines only
     # uvicorn re-raises the SIGINT it stopped on once it has shut down; that is a normal stop.
     with contextlib.suppress(KeyboardInterrupt):

@@ -32,13 +32,14 @@ class StorePool:
         clock: Clock = utc_now,
         size: int = 16,
         busy_timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         self.path = Path(path)
         self.clock = clock
         self.busy_timeout = busy_timeout
         # Opened now, so a database that cannot be used fails at start, not on the first request.
         # The only store that may create the file: later ones open this very file or fail.
-        self._idle = [Store(path, clock=clock, busy_timeout=busy_timeout)]
+        self._idle = [Store(path, clock=clock, busy_timeout=busy_timeout, create=create)]
         self._identity = file_identity(self.path)
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()

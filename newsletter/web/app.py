@@ -193,6 +193,7 @@ def create_app(
     watch_interval: float = 5.0,
     busy_timeout: float = 30.0,
     fetch: Fetcher = fetch_https,
+    create_db: bool = True,
 ) -> Starlette:
     """The service for `settings` (ConfigError when the secret key or DKIM key is unusable).
 
@@ -201,14 +202,19 @@ def create_app(
     `watch_dir`, when given, is polled every `watch_interval` seconds for new digests, which
     are ingested, built and sent by the same ledger as `newsletter send`;
     `busy_timeout` is how long a write waits for another process's lock before answering 503;
-    `fetch` GETs SNS signing certificates and subscription confirmations for /hooks/ses.
+    `fetch` GETs SNS signing certificates and subscription confirmations for /hooks/ses;
+    `create_db`: make the database when it is not there (else a StoreError).
     """
     key = settings.require_secret_key()
     signer_for(settings)  # a missing or bad DKIM key stops the start, not a sign-up
     limits = signup_limits or SignupLimits()
     csrf = CsrfGuard(key=key, base_url=settings.base_url)
     stores = StorePool(
-        settings.db, clock=clock, size=STORE_THREADS + WRITE_THREADS, busy_timeout=busy_timeout
+        settings.db,
+        clock=clock,
+        size=STORE_THREADS + WRITE_THREADS,
+        busy_timeout=busy_timeout,
+        create=create_db,
     )
     svc = Service(
         settings=settings,
@@ -231,6 +237,7 @@ def create_app(
             sender_factory=svc.sender_factory,
             interval=watch_interval,
             clock=clock,
+            check_file=stores.check_file,
         )
         if watch_dir is not None
         else None

@@ -84,8 +84,12 @@ class DigestWatcher:
         interval: float = 5.0,
         retry_after: float = 300.0,
         clock: Clock,
+        check_file: Callable[[], None] | None = None,
     ) -> None:
+        """`check_file`: raises when the database is not the file the service opened (the
+        pool's check), so a pass never works on a file swapped in under the service."""
         self.settings = settings
+        self.check_file = check_file
         self.sender_factory = sender_factory
         self.retry_after = retry_after
         self.folder = Path(folder)
@@ -224,8 +228,13 @@ class DigestWatcher:
             for warning in report.warnings:
                 log_event("watch.warning", level=logging.WARNING, notice=str(warning))
 
-        # Not created: the service made it at start; a file removed since is an error.
+        # Not created: the service made it at start; a file removed or replaced since is an
+        # error (checked again once open: it could be swapped in between).
+        if self.check_file is not None:
+            self.check_file()
         with Store(self.settings.db, clock=self.clock, create=False) as store:
+            if self.check_file is not None:
+                self.check_file()
             # Runs in the watcher's worker thread, so it gets an event loop of its own.
             daily = asyncio.run(
                 run_daily(
