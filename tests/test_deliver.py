@@ -397,3 +397,9 @@ async def test_a_subscriber_no_message_can_be_built_for_fails_alone(store: Store
     (row,) = store.deliveries(DAY, status="failed")
     assert (row.subscriber_id, row.attempts) == (broken.id, 0)
     assert "cannot be used as an email address" in (row.last_error or "")
+
+
+def test_an_outbox_that_is_not_a_folder_is_one_plain_line() -> None:
+    with pytest.raises(DeliveryError) as caught:
+        OutboxSender(Path("/dev/null"))
+    assert str(caught.value) == "/dev/null: cannot create outbox folder: not a folder"

@@ -280,6 +280,9 @@ def test_topic_names_become_stable_distinct_slugs() -> None:
         topics_from({"LLM": "llm", "llm": "language model"})
     with pytest.raises(ConfigError, match="no keywords"):
         topics_from({"Empty": " ; "})
+    # 100 characters that NFKD spells as 400 letters: cut and hashed, still distinct.
+    kcal, kcal_too = topic_slug("㎉" * 100), topic_slug("㎉" * 99 + "x")
+    assert len(kcal) <= 89 and kcal.startswith("kcalkcal") and kcal != kcal_too
 
 
 def test_hostile_text_is_escaped_in_every_feed(store: Store, tmp_path: Path) -> None:

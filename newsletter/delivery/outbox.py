@@ -22,10 +22,14 @@ class OutboxSender:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.count = 0
+        if directory.exists() and not directory.is_dir():  # /dev/null: mkdir says "File exists"
+            raise DeliveryError(f"{directory}: cannot create outbox folder: not a folder")
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DeliveryError(f"{directory}: cannot create outbox folder: {exc}") from None
+            raise DeliveryError(
+                f"{directory}: cannot create outbox folder: {exc.strerror or exc}"
+            ) from None
 
     async def open(self) -> None:
         """Nothing to do: the folder exists."""

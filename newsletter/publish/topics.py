@@ -22,6 +22,9 @@ class Topic:
     keywords: tuple[str, ...]
 
 
+MAX_SLUG = 80  # then "-" and 8 hex digits at most: topics/SLUG.xml.gz stays a short name
+
+
 def topic_slug(name: str) -> str:
     """An ASCII file name for a topic: `Large Language Models` -> `large-language-models`.
 
@@ -31,8 +34,11 @@ def topic_slug(name: str) -> str:
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
     lost = any(c.isalnum() and not c.isascii() for c in unicodedata.normalize("NFKD", name))
-    if lost or not slug:
+    # NFKD can spell one character as several letters ("㎉" is "kcal"): a name of 100
+    # characters may give 400, too long for a file name; a long slug is cut and hashed.
+    if lost or not slug or len(slug) > MAX_SLUG:
         digest = hashlib.sha256(name.strip().encode()).hexdigest()[:8]
+        slug = slug[:MAX_SLUG].rstrip("-")
         slug = f"{slug}-{digest}" if slug else f"topic-{digest}"
     return slug
 
