@@ -435,3 +435,34 @@ def test_a_digest_dated_after_tomorrow_is_refused_and_the_others_stored(
     assert f"{folder / '2024-06-28.md'}: added 2024-06-28 (9 papers)" in result.stdout
     listed = runner.invoke(main, ["digests", "--json"], env=cli_env)
     assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
+
+
+def test_digest_text_reaches_the_terminal_escaped(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # ESC ] ... BEL retitles a terminal window; C1 and bidi controls act too.
+    text = (FIXTURES / "2024-06-28.md").read_text(encoding="utf-8")
+    title = "Step-DPO: Step-wise Preference Optimization"
+    hostile = text.replace(
+        title, "Step-DPO\x1b]0;pwned\x07 \x85\u202e: Step-wise Preference Optimization"
+    )
+    good = tmp_path / "2024-06-28.md"
+    good.write_text(hostile, encoding="utf-8")
+    bad = tmp_path / "bad" / "2024-06-27.md"
+    bad.parent.mkdir()
+    bad.write_text(
+        "## Daily Papers (2024-06-27)\n### [t](https://example.com/\x1b]0;pwned\x07)\n",
+        encoding="utf-8",
+    )
+    ingested = runner.invoke(main, ["ingest", str(good), str(bad)], env=cli_env)
+    matched = runner.invoke(
+        main, ["match", "--date", "2024-06-28", "--keywords", "Step-DPO"], env=cli_env
+    )
+    as_json = runner.invoke(
+        main, ["match", "--date", "2024-06-28", "--keywords", "Step-DPO", "--json"], env=cli_env
+    )
+    for result in (ingested, matched, as_json):
+        assert not {"\x1b", "\x07", "\x85", "\u202e"} & set(result.output)
+    assert "https://example.com/\\x1b]0;pwned\\x07" in ingested.stderr
+    assert "Step-DPO\\x1b]0;pwned\\x07 \\x85\\u202e: Step-wise" in matched.stdout
+    assert json.loads(as_json.stdout)[0]["title"].startswith("Step-DPO\x1b]0;pwned\x07")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ..audience.subscribers import normalize_email
+from ..audience.subscribers import escape_controls, normalize_email
 from ..config import Settings, load_settings, unknown_environment
 from ..errors import Interrupted, NewsletterError, StoreError, SubscriberError
 from ..model import Subscriber
@@ -42,7 +42,9 @@ class Group(click.Group):
         try:
             return super().invoke(ctx)
         except NewsletterError as exc:
-            click.echo(f"error: {exc}", err=True)
+            # The message may quote a digest, a CSV or a reply: no control character reaches
+            # the terminal (an ESC ] sequence would retitle the window).
+            click.echo(f"error: {escape_controls(str(exc))}", err=True)
             sys.exit(exc.exit_code if isinstance(exc, Interrupted) else 1)
         except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) in any other command: click would
             # say "Aborted!" and exit 1. The work's own cleanup ran on the way here.

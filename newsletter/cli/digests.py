@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..audience.subscribers import escape_controls
 from ..digest.ingest import ingest_paths
 from .common import NamedPath, common_options, open_store, settings_from
 
@@ -23,11 +24,12 @@ def ingest(paths: tuple[Path, ...], config_path: Path | None, db: Path | None) -
     settings = settings_from(config_path, db=db)
     with open_store(settings, create=True) as store:
         report = ingest_paths(store, list(paths))
+    # Digest text quoted in a message prints as stored: no control character reaches the terminal.
     for warning in report.warnings:
-        click.echo(str(warning), err=True)
+        click.echo(escape_controls(str(warning)), err=True)
     for f in report.files:
         if f.status == "failed":
-            click.echo(f"error: {f.error}", err=True)
+            click.echo(f"error: {escape_controls(f.error or '')}", err=True)
         else:
             click.echo(f"{f.path}: {f.status} {f.date} ({f.paper_count} papers)")
     if not report.files:

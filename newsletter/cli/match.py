@@ -10,7 +10,7 @@ import click
 
 from ..audience.describe import describe_filters
 from ..audience.match import select_papers
-from ..audience.subscribers import validate_filters
+from ..audience.subscribers import escape_controls, validate_filters
 from ..errors import ConfigError
 from .common import common_options, date_option, find_subscriber, open_store, settings_from
 
@@ -70,14 +70,15 @@ def match(
             }
             for p in picks
         ]
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        # Digest text prints as stored: no control character reaches the terminal.
+        click.echo(escape_controls(json.dumps(data, indent=2, ensure_ascii=False), json=True))
         return
     click.echo(
         f"{digest.date}: {len(picks)} of {len(digest.papers)} papers for {who} ({', '.join(describe_filters(filters))})"
     )
     for p in picks:
         votes = "-" if p.paper.votes is None else str(p.paper.votes)
-        click.echo(f"{votes:>5}  {p.paper.arxiv_id:<11} {p.paper.display_title}")
+        click.echo(escape_controls(f"{votes:>5}  {p.paper.arxiv_id:<11} {p.paper.display_title}"))
         if p.reasons:
             reasons = ", ".join(f"{r.keyword} in {r.field}" for r in p.reasons)
             click.echo(f"{'':>18}matched: {reasons}")
