@@ -488,3 +488,22 @@ def test_the_watcher_works_on_no_database_swapped_in_under_the_service(tmp_path:
     assert senders == []  # and nothing sent from it
     with Store(db) as store:
         assert store.digest_dates() == []
+
+
+def test_a_digest_whose_name_is_not_utf8_is_reported_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, _ = direct_watcher(tmp_path, incoming, interval=0.05)
+    odd = Path(os.fsdecode(bytes(incoming) + b"/\xff-2024-12-13.md"))
+    odd.write_text((FIXTURES / "2024-12-13.md").read_text(encoding="utf-8"), encoding="utf-8")
+    os.utime(odd, (time.time() - 3600, time.time() - 3600))
+    with caplog.at_level(logging.INFO):
+        for _ in range(4):
+            watcher.run_once()
+    rejected = [r for r in caplog.records if r.getMessage() == "watch.rejected"]
+    assert len(rejected) == 1  # not on every poll
+    line = json.loads(JsonFormatter().format(rejected[0]))
+    assert line["file"] == f"{incoming}/\\xff-2024-12-13.md"
+    assert watcher.health()["ok"] is False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
@@ -14,6 +13,7 @@ import click
 
 from ..audience.subscribers import escape_controls, normalize_email
 from ..config import Settings, load_settings, unknown_environment
+from ..digest.ingest import shown_path
 from ..errors import Interrupted, NewsletterError, StoreError, SubscriberError
 from ..model import Subscriber
 from ..store import Store
@@ -33,8 +33,7 @@ class Group(click.Group):
                 try:
                     arg.encode("utf-8")
                 except UnicodeEncodeError:
-                    shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
-                    click.echo(f"error: argument '{shown}' is not UTF-8 text", err=True)
+                    click.echo(f"error: argument '{shown_path(arg)}' is not UTF-8 text", err=True)
                     ctx.exit(1)
         return super().parse_args(ctx, args)
 

@@ -107,7 +107,7 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
             with os.scandir(top) as scan:
                 entries = [entry.name for entry in scan]
         except OSError as exc:
-            found.append(DigestError(f"cannot read folder: {exc.strerror}", source=_shown(top)))
+            found.append(DigestError(f"cannot read folder: {exc.strerror}", source=shown_path(top)))
             continue
         for name in entries:
             if name.startswith("."):
@@ -118,7 +118,9 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
             except FileNotFoundError:  # gone since the listing
                 continue
             except OSError as exc:  # a folder whose names can be read, not what they name
-                found.append(DigestError(f"cannot read folder: {exc.strerror}", source=_shown(top)))
+                found.append(
+                    DigestError(f"cannot read folder: {exc.strerror}", source=shown_path(top))
+                )
                 break
             kind = _kind(path)
             if kind == "folder":
@@ -128,13 +130,14 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
                 if kind == "file":
                     files.append(path)
                 else:
-                    found.append(DigestError(f"cannot read: {kind}", source=_shown(path)))
+                    found.append(DigestError(f"cannot read: {kind}", source=shown_path(path)))
     problems.extend(sorted(found, key=lambda problem: problem.source))
     return sorted(files)
 
 
-def _shown(path: Path) -> str:
-    """The path as text to print: bytes that are not UTF-8 as \\xff, never a lone surrogate."""
+def shown_path(path: Path | str) -> str:
+    """The path as text to print and to key reports by: bytes that are not UTF-8 as \\xff,
+    never a lone surrogate (the same as str(path) for every UTF-8 name)."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
@@ -145,7 +148,7 @@ def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:
         source.encode("utf-8")
     except UnicodeEncodeError:  # a name of non-UTF-8 bytes cannot be stored or shown as text
         raise DigestError(
-            "file name is not UTF-8 text; rename the file", source=_shown(path)
+            "file name is not UTF-8 text; rename the file", source=shown_path(path)
         ) from None
     if _kind(path) == "not a regular file":  # a FIFO: reading it would wait for ever
         raise DigestError("cannot read: not a regular file", source=source)

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..config import Settings
 from ..daily import DailyReport, run_daily
 from ..delivery.pipeline import Sender
-from ..digest.ingest import IngestReport, find_digest_files
+from ..digest.ingest import IngestReport, find_digest_files, shown_path
 from ..errors import NewsletterError
 from ..store import Clock, Store
 from .logs import log_event
@@ -138,7 +138,7 @@ class DigestWatcher:
             except OSError:
                 continue
             key = (st.st_mtime_ns, st.st_size)
-            name = str(path)
+            name = shown_path(path)  # as the ingest report names it
             seen[name] = key
             if self._done.get(name) == key:
                 continue
@@ -271,7 +271,8 @@ class DigestWatcher:
         self._failures += 1
         delay = self._delay(self._failures)  # for the build and send; files count their own
         # Files not ingested when it failed may be what failed: each is retried on its own.
-        suspects = [str(p) for p in batch if self._done.get(str(p)) != self._seen.get(str(p))]
+        names = [shown_path(p) for p in batch]
+        suspects = [n for n in names if self._done.get(n) != self._seen.get(n)]
         for name in suspects:
             key = self._seen.get(name)
             if key is None:
@@ -298,7 +299,7 @@ class DigestWatcher:
     def _succeeded(self, daily: DailyReport, batch: list[Path], *, force: bool, now: float) -> None:
         self._failures = 0
         for path in batch:
-            self._suspects.pop(str(path), None)
+            self._suspects.pop(shown_path(path), None)
         if daily.build is not None:
             self._publish_failed = False
             # Deferred mail and a stopped run are retried later, not only on the next digest.
