@@ -155,3 +155,26 @@ def test_imap_over_tls_with_a_self_signed_certificate(
         assert (code, err) == (0, "")
         assert (json.loads(out)["hard"], json.loads(out)["bounced"]) == (1, 1)
     assert statuses(tmp_path)["gone"] == "bounced"
+
+
+def test_an_imap_message_over_the_limit_is_named_and_never_fetched(
+    tmp_path: Path,
+    sent: dict[str, OutgoingMessage],  # noqa: F811
+    dovecot: Dovecot,
+) -> None:
+    gone = sent["gone"]
+    dovecot.deliver(
+        b"From: someone@example.org\r\nSubject: big\r\n\r\n" + b"x" * (10 * 1024 * 1024)
+    )
+    dovecot.deliver(dsn(gone, to=gone.envelope_from, recipient="gone@example.org"))
+    code, out, err = run_imap(tmp_path, dovecot.port, "--imap-tls", "none")
+    assert code == 1
+    counts = json.loads(out)
+    assert (counts["read"], counts["bounced"]) == (1, 1)
+    [line] = err.splitlines()
+    assert line.startswith(
+        f"error: imap://{USER}@127.0.0.1:{dovecot.port}/INBOX: UID 1: not read: "
+    )
+    assert line.endswith("bytes, over 10,485,760 (no delivery report is)")
+    flags = sorted(message.get_flags() for message in dovecot.folder().values())
+    assert flags == ["", "S"]  # the big one is left unread, for a person

@@ -190,6 +190,7 @@ def open_mailbox(path: Path) -> MaildirSource | MboxSource | EmlFolder:
 
 IMAP_TLS_MODES = ("tls", "starttls", "none")
 _UID = re.compile(rb"\bUID (\d+)\b")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)\b")
 
 
 def _quoted(folder: str) -> str:
@@ -322,12 +323,28 @@ class ImapSource:
         # UIDs, not sequence numbers: moving a message renumbers the rest of the folder.
         (found,) = self._uid("SEARCH", "ALL" if self.move_to else "UNSEEN")
         for uid in (found or b"").split():
+            size = self._size(uid.decode())
+            if size is not None and size > MAX_MESSAGE_BYTES:  # anyone can mail this box
+                self.problems.append(
+                    f"{self.name}: UID {uid.decode()}: not read: {size:,} bytes, over "
+                    f"{MAX_MESSAGE_BYTES:,} (no delivery report is)"
+                )
+                continue
             data = self._uid("FETCH", uid.decode(), "(UID BODY.PEEK[])")
             for item in data:
                 # PEEK: reading is not processing; an unknown message stays unseen.
                 if isinstance(item, tuple) and _UID.search(item[0]):
                     yield uid.decode(), bytes(item[1])
                     break
+
+    def _size(self, uid: str) -> int | None:
+        """The message's size as the server tells it (RFC822.SIZE), before fetching it."""
+        for item in self._uid("FETCH", uid, "(UID RFC822.SIZE)"):
+            line = item[0] if isinstance(item, tuple) else item
+            found = _SIZE.search(line) if isinstance(line, bytes) else None
+            if found is not None:
+                return int(found[1])
+        return None
 
     def done(self, key: str) -> None:
         if not self.move_to:
