@@ -58,23 +58,24 @@ class MaildirSource:
 
     def _keys(self) -> list[str]:
         """The keys of the messages in new/ and cur/ not yet seen, as the Maildir names them
-        (one listing, not two; the Seen flag is in the name); an entry that is no message to
-        read is told once instead."""
-        keys: set[str] = set()
+        (one listing, not two; the Seen flag is in the name), each file kept in `_files`; an
+        entry that is no message to read is told once instead."""
+        self._files: dict[str, tuple[Path, str]] = {}  # key -> (file, its flags)
         for sub in ("new", "cur"):
             with os.scandir(self._path / sub) as scan:
                 for entry in sorted(scan, key=lambda entry: entry.name):
                     if entry.name.startswith(".") or entry.is_dir(follow_symlinks=False):
                         continue
                     key, _, info = entry.name.partition(self._box.colon)
-                    if info.startswith("2,") and "S" in info[2:]:
+                    flags = info[2:] if info.startswith("2,") else ""
+                    if "S" in flags:
                         continue
                     why = _unfit(f"{self.name}: {entry.name}", entry)
                     if why is None:
-                        keys.add(key)
+                        self._files[key] = (Path(entry.path), flags)
                     else:
                         self.problems.append(why)
-        return sorted(keys)
+        return sorted(self._files)
 
     def messages(self) -> Iterator[tuple[str, bytes]]:
         try:
@@ -84,8 +85,8 @@ class MaildirSource:
             return
         for key in keys:
             try:
-                data = self._box.get_bytes(key)
-            except KeyError:  # taken away by someone else since the listing
+                data = self._files[key][0].read_bytes()
+            except FileNotFoundError:  # taken away by someone else since the listing
                 continue
             except OSError as exc:
                 self.problems.append(_cannot_read(f"{self.name}: {key}", exc))
@@ -93,13 +94,13 @@ class MaildirSource:
             yield key, data
 
     def done(self, key: str) -> None:
+        """Move the message to cur/ with the Seen flag: one rename, the message not read again."""
+        path, flags = self._files[key]
+        seen = self._path / "cur" / f"{key}{self._box.colon}2,{''.join(sorted(flags + 'S'))}"
         try:
-            message = self._box[key]
-            message.set_subdir("cur")
-            message.add_flag("S")
-            self._box[key] = message
-        except (KeyError, OSError) as exc:  # applied and recorded: the next pass skips it
-            reason = exc.strerror if isinstance(exc, OSError) else "it went away"
+            os.rename(path, seen)
+        except OSError as exc:  # applied and recorded: the next pass skips it
+            reason = "it went away" if isinstance(exc, FileNotFoundError) else exc.strerror
             self.problems.append(f"{self.name}: {key}: applied, but not marked seen: {reason}")
 
 
