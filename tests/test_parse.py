@@ -152,6 +152,15 @@ def test_tex_titles_keep_raw_and_offer_display() -> None:
     assert paper.display_title == "LLM×MapReduce and GS³"
 
 
+@pytest.mark.parametrize("title", ["$$", "$\\,$", "\u200b\u200b"])
+def test_a_title_that_shows_nothing_displays_the_arxiv_id(title: str) -> None:
+    # The email's card was an empty link, its preheader began with nothing.
+    text = PAPER.replace("A Paper", title)
+    (paper,) = parse("## Daily Papers (2024-01-02)\n" + text).digest.papers
+    assert paper.title == title
+    assert paper.display_title == "2401.00001"
+
+
 def test_other_section_names_kept_in_order() -> None:
     text = PAPER.replace(
         "- **Technical Details**: details\n", "- **Limitations**: some\n- **Code**: github\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -76,7 +77,7 @@ class _Draft:
         return Paper(
             arxiv_id=self.arxiv_id,
             title=self.title,
-            display_title=plain_title(self.title),
+            display_title=_visible(plain_title(self.title)) or self.arxiv_id,
             url=self.url,
             image=self.image,
             is_thumbnail=self.is_thumbnail,
@@ -85,6 +86,13 @@ class _Draft:
             sections=sections,
             line=self.line,
         )
+
+
+def _visible(text: str) -> str:
+    """`text`, or "" when it shows nothing: a title of `$$` or of zero-width spaces renders to
+    no letter at all, and a card or a link needs something to click (the arXiv id, then)."""
+    shown = any(unicodedata.category(char)[0] not in "CZ" for char in text)
+    return text if shown else ""
 
 
 def _excerpt(text: str, *, limit: int = 80) -> str:
