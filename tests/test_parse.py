@@ -161,6 +161,42 @@ def test_a_title_that_shows_nothing_displays_the_arxiv_id(title: str) -> None:
     assert paper.display_title == "2401.00001"
 
 
+@pytest.mark.parametrize(
+    ("link", "kept"),
+    [
+        (
+            'https://arxiv.org/abs/2401.00001?x="><script>alert(1)</script>',
+            "https://arxiv.org/abs/2401.00001",
+        ),
+        (
+            'https://arxiv.org/abs/2401.00001#"onmouseover="alert(1)',
+            "https://arxiv.org/abs/2401.00001",
+        ),
+        ("https://evil.example@arxiv.org/abs/2401.00001", "https://arxiv.org/abs/2401.00001"),
+        ("https://arxiv.org:8443/abs/2401.00001v2", "https://arxiv.org/abs/2401.00001v2"),
+        ("http://ARXIV.org/pdf/2401.00001.pdf", "https://arxiv.org/pdf/2401.00001.pdf"),
+    ],
+)
+def test_a_paper_link_keeps_only_host_and_path_over_https(link: str, kept: str) -> None:
+    # Escaped everywhere, yet a dead port, a user@ that reads as phishing, or '"<>' in an
+    # RSS <link> (an invalid URI) went into every output.
+    (paper,) = parse(
+        "## Daily Papers (2024-01-02)\n" + PAPER.replace("https://arxiv.org/abs/2401.00001v2", link)
+    ).digest.papers
+    assert (paper.arxiv_id, paper.url) == ("2401.00001", kept)
+
+
+def test_old_style_ids_are_one_paper_however_cased() -> None:
+    texts = [
+        PAPER.replace("https://arxiv.org/abs/2401.00001v2", f"https://arxiv.org/abs/{old}")
+        for old in ("cs.AI/0701001", "cs.ai/0701001", "CS.AI/0701001")
+    ]
+    result = parse("## Daily Papers (2024-01-02)\n" + "\n".join(texts))
+    (paper,) = result.digest.papers
+    assert paper.arxiv_id == "cs.AI/0701001"
+    assert [w.line for w in result.warnings] == [10, 18]  # each later one: already listed
+
+
 def test_other_section_names_kept_in_order() -> None:
     text = PAPER.replace(
         "- **Technical Details**: details\n", "- **Limitations**: some\n- **Code**: github\n"

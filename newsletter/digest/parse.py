@@ -120,12 +120,30 @@ def _split_url(url: str) -> SplitResult | None:
 
 
 def arxiv_id_from_url(url: str) -> str | None:
-    """Return the arXiv id (without version) that `url` points at, or None."""
+    """Return the arXiv id (without version) that `url` points at, or None.
+
+    Old-style ids are spelt as arXiv does (`cs.AI/0701001`: archive lower case, subject class
+    upper case), so one paper written two ways is one paper.
+    """
     parts = _split_url(url)
     if parts is None or parts.scheme not in ("http", "https") or parts.hostname not in _ARXIV_HOSTS:
         return None
     match = _ARXIV.match(parts.path)
-    return match.group("id") if match else None
+    if match is None:
+        return None
+    found = match.group("id")
+    if "/" not in found:
+        return found
+    archive, number = found.split("/")
+    name, dot, subject = archive.partition(".")
+    return f"{name.lower()}{dot}{subject.upper()}/{number}"
+
+
+def canonical_url(url: str) -> str:
+    """An arXiv link (one `arxiv_id_from_url` accepts) as https on its host and path alone:
+    no user@, port, query or fragment, which a digest could smuggle into every link."""
+    parts = urlsplit(url)
+    return f"https://{parts.hostname}{parts.path}"
 
 
 def _hides_a_heading(raw: str, *, ignoring: bool) -> bool:
@@ -306,7 +324,7 @@ class _Parser:
             return
         self.ignoring = False
         self.seen[arxiv_id] = number
-        self.draft = _Draft(line=number, title=title, url=url, arxiv_id=arxiv_id)
+        self.draft = _Draft(line=number, title=title, url=canonical_url(url), arxiv_id=arxiv_id)
 
     def image(self, draft: _Draft, number: int, url: str) -> None:
         resolved = _image(url, source=self.source, line=number)
