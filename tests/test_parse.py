@@ -152,7 +152,7 @@ def test_tex_titles_keep_raw_and_offer_display() -> None:
     assert paper.display_title == "LLM×MapReduce and GS³"
 
 
-@pytest.mark.parametrize("title", ["$$", "$\\,$", "\u200b\u200b"])
+@pytest.mark.parametrize("title", ["$\\;$", "$\\,$", "\u200b\u200b"])
 def test_a_title_that_shows_nothing_displays_the_arxiv_id(title: str) -> None:
     # The email's card was an empty link, its preheader began with nothing.
     text = PAPER.replace("A Paper", title)

@@ -38,6 +38,10 @@ from newsletter.digest.texmath import plain_title
         (r"$\foo$ bar", r"\foo bar"),
         # titles without TeX are returned untouched
         ("snake_case_name {kept}", "snake_case_name {kept}"),
+        # dollars and braces are the title's own without a command, script or math span
+        ("From $5 to $10", "From $5 to $10"),
+        ("Templates: {{ x }} and ${y}", "Templates: {{ x }} and ${y}"),
+        ("$$", "$$"),
     ],
 )
 def test_plain_title(title: str, shown: str) -> None:

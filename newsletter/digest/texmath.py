@@ -103,6 +103,9 @@ _WRAPPERS = re.compile(
 )
 _COMMAND = re.compile(r"\\([A-Za-z]+|[%&$#_{} ,;!])")
 _SCRIPT = re.compile(r"([\^_])(?:\{([^{}]*)\}|([A-Za-z0-9+\-=()]))")
+# $...$ as Markdown math reads it (pandoc's rule): no space just inside either dollar, and no
+# digit right after the closing one, so "$5 to $10" is two prices, not a formula.
+_MATH = re.compile(r"\$(?=\S)([^$]*?\S)\$(?!\d)")
 
 
 def _script(match: re.Match[str]) -> str:
@@ -123,12 +126,16 @@ def plain_title(title: str) -> str:
     """Return `title` with TeX markup rendered as Unicode: `LLM$\\times$MapReduce` -> `LLM×MapReduce`."""
     if "\\" not in title and "$" not in title and "^" not in title and "_{" not in title:
         return title
+    # Dollars and braces are TeX's only beside TeX: a command, a script or a math span as
+    # Markdown reads one. Without, they are the title's own ("From $5 to $10", "{{ x }}").
+    tex = "\\" in title or "^" in title or "_{" in title or _MATH.search(title) is not None
     text = title
     for _ in range(3):  # nested wrappers such as \mathbf{\text{x}}
         text = _WRAPPERS.sub(r"\1", text)
     text = _COMMAND.sub(_command, text)
     text = _SCRIPT.sub(_script, text)
-    if text.count("$") >= 2:  # a lone "$" is a dollar sign, not math mode
-        text = text.replace("$", "")
-    text = re.sub(r"[{}]", "", text).translate(_LITERALS)
-    return re.sub(r"\s+", " ", text).strip()
+    if tex:
+        if text.count("$") >= 2:  # a lone "$" is a dollar sign, not math mode
+            text = text.replace("$", "")
+        text = re.sub(r"[{}]", "", text)
+    return re.sub(r"\s+", " ", text.translate(_LITERALS)).strip()
