@@ -227,12 +227,19 @@ def validate_filters(
 
 def validate_cadence(text: str) -> str:
     """`daily` (also when empty) or `weekly`, in any case; SubscriberError otherwise."""
-    value = text.strip().lower() or "daily"
-    if value not in CADENCES:
+    return _one_of(text, CADENCES, field="cadence")
+
+
+def _one_of(text: str, choices: tuple[str, ...], *, field: str) -> str:
+    """`text` trimmed and lower-cased (empty: the first choice) when it is one of `choices`;
+    SubscriberError (code FIELD_invalid) otherwise."""
+    value = text.strip().lower() or choices[0]
+    if value not in choices:
+        listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
         raise SubscriberError(
-            f"cadence must be daily or weekly, not {text.strip()!r}",
-            code="cadence_invalid",
-            field="cadence",
+            f"{field} must be {listed}, not {text.strip()!r}",
+            code=f"{field}_invalid",
+            field=field,
         )
     return value
 
@@ -309,19 +316,8 @@ def _row(cells: list[str], columns: list[str], *, number: int) -> SubscriberRow:
             max_papers=values.get("max_papers", ""),
         ),
         cadence=validate_cadence(values.get("cadence", "")),
-        status=_status(values.get("status", "")),
+        status=_one_of(values.get("status", ""), CSV_STATUSES, field="status"),
     )
-
-
-def _status(text: str) -> str:
-    value = text.strip().lower() or "active"
-    if value not in CSV_STATUSES:
-        raise SubscriberError(
-            f"status must be active, unsubscribed or bounced, not {text.strip()!r}",
-            code="status_invalid",
-            field="status",
-        )
-    return value
 
 
 _UNDECODED = re.compile("[\udc80-\udcff]")  # a byte "surrogateescape" could not decode
