@@ -163,8 +163,15 @@ def test_pathological_line_parses_fast(line: str) -> None:
 def test_many_continuation_lines_parse_in_linear_time() -> None:
     text = HEADER + FIRST + "a wrapped line of section text\n" * 200_000
     assert seconds(text) < 2.0
-    (paper,) = parse_digest(text, source="d.md").digest.papers
-    assert paper.sections[0].text.count("\n") == 200_000
+    result = parse_digest(text, source="d.md")
+    (paper,) = result.digest.papers
+    # Every line was read (the warning counts them all), then the section cut to its bound.
+    whole = len("first things") + 200_000 * len("\na wrapped line of section text")
+    assert [w.message for w in result.warnings] == [
+        f'section "What\'s New" of this paper is {whole:,} characters; cut to 2,000'
+    ]
+    cut = paper.sections[0].text
+    assert cut.endswith("\na…") and len(cut) == 2_000 - 1  # the line break before it trimmed
 
 
 def test_overlong_line_is_an_error_naming_it() -> None:
