@@ -76,7 +76,14 @@ def _text(paper: Paper) -> str:
 
 
 # A paper without authors: its page has no authors meta for the results line to show.
-NO_AUTHORS = digest_text("2024-12-14", [{"id": "2412.77777", "title": "Quokka", "authors": ""}])
+NO_AUTHORS = digest_text(
+    "2024-12-14",
+    [
+        {"id": "2412.77777", "title": "Quokka", "authors": ""},
+        # Text that reads like markup or entities must show as written in a result's excerpt.
+        {"id": "2412.77778", "title": "Wombat", "new": "Wombats: 5 < 6 kg & R&amp;D <b>x</b>"},
+    ],
+)
 
 
 @pytest.fixture
@@ -172,4 +179,13 @@ def test_a_result_shows_its_date_votes_and_only_the_authors_it_has(
     assert _search(page, f"{searchable.url}/search.html?q=Step-DPO")[0] == "2406.18629"
     line = page.inner_text("#results .meta")
     assert line == f"2024-06-28 · 추천 {paper.votes} · {', '.join(paper.authors)}"
+    page.close()
+
+
+@pytest.mark.browser
+def test_an_excerpt_shows_the_text_as_written(browser: Any, searchable: Running) -> None:
+    page = browser.new_page()
+    assert _search(page, f"{searchable.url}/search.html?q=wombats") == ["2412.77778"]
+    shown = page.inner_text("#results li p:not(.meta)")
+    assert "5 < 6 kg & R&amp;D <b>x</b>" in shown, shown
     page.close()

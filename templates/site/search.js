@@ -24,7 +24,9 @@ function excerpt(html) {
   for (const part of parts) {
     if (part === "<mark>") { marked = true; continue; }
     if (part === "</mark>") { marked = false; continue; }
-    const text = new DOMParser().parseFromString(part, "text/html").documentElement.textContent;
+    // Pagefind escapes only < and > in the text around its <mark>s (pagefind.js: raw_content),
+    // not &: decoding every entity would show a page's literal "R&amp;D" as "R&D".
+    const text = part.replaceAll("&lt;", "<").replaceAll("&gt;", ">");
     if (marked) {
       const mark = document.createElement("mark");
       mark.textContent = text;
