@@ -25,6 +25,8 @@ from pathlib import Path
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..links import PRIVATE_DIR
+
 FEED_MAX_AGE = 300  # seconds a reader may reuse a feed before asking again (with its ETag)
 _CACHE_BYTES = 64 * 1024 * 1024  # memory for cached files (bodies plus gzipped copies)
 _CACHE_FILE_LIMIT = 24 * 1024 * 1024  # larger files are read (in a thread) on each request
@@ -237,7 +239,7 @@ class SiteFiles:
         # Where a link inside the site leads counts, not the URL: no dotfile, nothing under
         # feeds/ (the private feeds older builds wrote) by another name.
         parts = path.relative_to(root).parts
-        if parts[0] == "feeds" or any(part.startswith(".") for part in parts):
+        if parts[0] == PRIVATE_DIR.rstrip("/") or any(part.startswith(".") for part in parts):
             return None
         return path
 
