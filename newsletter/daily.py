@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .audience.weeks import week_days, week_monday, weekly_due
 from .config import Settings
 from .delivery.pipeline import DeliveryReport, Progress, Sender, deliver
 from .delivery.testcopy import send_test_copy
@@ -36,17 +37,21 @@ class DailyReport:
     build: BuildReport | None = None
     delivery: DeliveryReport | None = None
     search_error: str | None = None  # the search index failed; the pages and mail still went
+    week: str | None = None  # the weekly edition due this run (`weekly_due`), if one is
+    weekly: DeliveryReport | None = None  # its send; None with `week` set: no digest that week
 
     @property
     def ok(self) -> bool:
-        """True when every file was ingested and the send left nothing deferred, failed or ambiguous."""
-        return not self.ingest.failed and (self.delivery is None or self.delivery.ok)
+        """True when every file was ingested and the sends left nothing deferred, failed or
+        ambiguous."""
+        sends = (self.delivery, self.weekly)
+        return not self.ingest.failed and all(r is None or r.ok for r in sends)
 
     @property
     def exit_code(self) -> int:
-        """The exit status of `newsletter run`: 1 when a file failed or the send did not all go."""
-        sent = 0 if self.delivery is None else self.delivery.exit_code
-        return 1 if self.ingest.failed or sent else 0
+        """The exit status of `newsletter run`: 1 when a file failed or a send did not all go."""
+        sends = (self.delivery, self.weekly)
+        return 1 if self.ingest.failed or any(r is not None and r.exit_code for r in sends) else 0
 
 
 async def send_day(
@@ -160,6 +165,9 @@ async def run_daily(
         return DailyReport(ingest=ingest, build=built, search_error=_search_index(built))
     # Asked before the sender exists: with nothing stored, nothing is opened.
     newest = store.digest_for(None).date
+    clock = clock or store.clock
+    week = weekly_due(clock().date(), weekly_day=settings.weekly_day)
+    weekly = None
     sender = sender_factory()
     try:
         delivery = await send_day(
@@ -167,18 +175,66 @@ async def run_daily(
             date=newest,
             settings=settings,
             sender=sender,
-            clock=clock or store.clock,
+            clock=clock,
             resend_ambiguous=resend_ambiguous,
             record=record,
             backoff=backoff,
             progress=progress,
         )
+        # The weekly edition from its day to the end of the week: a run that failed or was
+        # missed on the day catches up later (the ledger sends each reader one copy).
+        if week is not None and delivery.stopped is None:
+            weekly = await _send_due_week(
+                store,
+                settings=settings,
+                sender=sender,
+                week=week,
+                clock=clock,
+                resend_ambiguous=resend_ambiguous,
+                record=record,
+                backoff=backoff,
+            )
     finally:
         await sender.aclose()
     # After the mail: Pagefind can take minutes on a large site, and the day's email must not
     # wait for the search page (which finds the new day once its index is rebuilt).
     search_error = _search_index(built)
-    return DailyReport(ingest=ingest, build=built, delivery=delivery, search_error=search_error)
+    return DailyReport(
+        ingest=ingest,
+        build=built,
+        delivery=delivery,
+        search_error=search_error,
+        week=week,
+        weekly=weekly,
+    )
+
+
+async def _send_due_week(
+    store: Store,
+    *,
+    settings: Settings,
+    sender: Sender,
+    week: str,
+    clock: Clock,
+    resend_ambiguous: bool,
+    record: bool,
+    backoff: float,
+) -> DeliveryReport | None:
+    """`week`'s weekly edition to whoever has not had it; None when no digest of it is stored."""
+    from .delivery.weekly import send_week
+
+    if not store.digests(list(week_days(week_monday(week)))):
+        return None
+    return await send_week(
+        store=store,
+        settings=settings,
+        sender=sender,
+        week=week,
+        clock=clock,
+        resend_ambiguous=resend_ambiguous,
+        record=record,
+        backoff=backoff,
+    )
 
 
 def _search_index(built: BuildReport) -> str | None:

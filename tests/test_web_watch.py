@@ -507,3 +507,22 @@ def test_a_digest_whose_name_is_not_utf8_is_reported_once(
     line = json.loads(JsonFormatter().format(rejected[0]))
     assert line["file"] == f"{incoming}/\\xff-2024-12-13.md"
     assert watcher.health()["ok"] is False
+
+
+def test_the_watcher_sends_the_weekly_edition_too(tmp_path: Path) -> None:
+    # serve --watch ran only the daily send: weekly readers who deployed that way got nothing.
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, senders = direct_watcher(tmp_path, incoming, interval=0.05)
+    watcher.settings = watcher.settings.replace(weekly_day="friday")  # PINNED_NOW is a Friday
+    with Store(watcher.settings.db) as store:
+        store.add_subscriber("weekly@example.com", cadence="weekly")
+    day_file(incoming, "2024-12-04")  # in the last full week, 2024-W49
+    day_file(incoming, "2024-12-13")  # today's
+    result = watcher.run_once()
+    assert result is not None and result.error is None
+    assert result.weekly == "2024-W49: sent 1, skipped 0, deferred 0, failed 0, ambiguous 0"
+    with Store(watcher.settings.db) as store:
+        weekly = list(store.deliveries(dt.date(2024, 12, 2), kind="weekly"))
+    assert [(d.email, d.status) for d in weekly] == [("weekly@example.com", "sent")]
+    assert sum(sender.count for sender in senders) == 2  # the reader's daily, the weekly one

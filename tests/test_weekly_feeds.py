@@ -160,8 +160,11 @@ def test_week_names_and_the_week_a_weekly_edition_covers() -> None:
     assert last_full_week(dt.date(2025, 3, 3)) == "2025-W09"  # a Monday: the week before
     assert last_full_week(dt.date(2025, 3, 9)) == "2025-W09"  # a Sunday: still the week before
     assert weekly_due(dt.date(2025, 3, 3), weekly_day="monday") == "2025-W09"
-    assert weekly_due(dt.date(2025, 3, 4), weekly_day="monday") is None
+    # From the weekly day to Sunday: a run missed or failed on the day catches up later.
+    assert weekly_due(dt.date(2025, 3, 4), weekly_day="monday") == "2025-W09"
+    assert weekly_due(dt.date(2025, 3, 9), weekly_day="monday") == "2025-W09"
     assert weekly_due(dt.date(2025, 3, 7), weekly_day="friday") == "2025-W09"
+    assert weekly_due(dt.date(2025, 3, 6), weekly_day="friday") is None  # not yet
 
 
 def test_a_week_digest_holds_each_paper_once_in_paper_order() -> None:

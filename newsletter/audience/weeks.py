@@ -104,5 +104,6 @@ def weeks_of(digests: Iterable[Digest]) -> list[Week]:
 
 
 def weekly_due(today: dt.date, *, weekly_day: str) -> str | None:
-    """The week whose edition goes out `today` (the last full one) when it is `weekly_day`."""
-    return last_full_week(today) if WEEKDAYS[today.weekday()] == weekly_day else None
+    """The week whose edition is due `today`: the last full one, from `weekly_day` to the end
+    of the week, so a run that failed or was missed on the day catches up on a later one."""
+    return last_full_week(today) if today.weekday() >= WEEKDAYS.index(weekly_day) else None

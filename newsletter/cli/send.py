@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..audience.subscribers import normalize_email
-from ..audience.weeks import week_days, week_monday, weekly_due
 from ..config import Settings
 from ..daily import run_daily, send_day, send_test_day
 from ..delivery.outbox import CountingSender, OutboxSender
@@ -434,8 +433,8 @@ def run_daily_command(
 ) -> None:
     """The daily job: ingest new digests, rebuild the site and feeds, send the newest day.
 
-    On the `weekly_day` setting's weekday (default Monday) it also sends last week's weekly
-    edition to weekly subscribers.
+    From the `weekly_day` setting's weekday (default Monday) to the end of the week it also
+    sends last week's weekly edition to weekly subscribers who have not had it.
 
     Run it from cron or CI; keep the database between runs (it holds the delivery ledger).
 
@@ -488,15 +487,10 @@ def run_daily_command(
             )
         elif daily.delivery is not None:
             _print_report(daily.delivery, outbox=options.outbox)
-        exit_code = daily.exit_code
-        # On the weekly day, last week's edition too (the ledger makes a second run a no-op).
-        due = weekly_due(store.clock().date(), weekly_day=settings.weekly_day)
-        if due is not None and not options.to_address:
-            if not store.digests(list(week_days(week_monday(due)))):
-                click.echo(f"{due}: no digests stored for that week, so no weekly edition")
+        if daily.week is not None and daily.delivery is not None:
+            if daily.weekly is None:
+                click.echo(f"{daily.week}: no digests stored for that week, so no weekly edition")
             else:
-                exit_code = (
-                    _send_week(store, settings=settings, week=due, options=options) or exit_code
-                )
-        if exit_code:
+                _print_report(daily.weekly, outbox=options.outbox, label=daily.week, weekly=True)
+        if daily.exit_code:
             sys.exit(1)

@@ -46,6 +46,7 @@ class WatchPass:
     built: bool = False
     sent_date: dt.date | None = None
     delivery: str | None = None  # the delivery report's summary line
+    weekly: str | None = None  # the weekly edition's, when one was due: "2025-W09: sent 3, ..."
     error: str | None = None
 
 
@@ -203,6 +204,7 @@ class DigestWatcher:
                 built=result.built,
                 sent=result.sent_date.isoformat() if result.sent_date else None,
                 delivery=result.delivery,
+                weekly=result.weekly,
             )
             if self.on_change is not None:
                 self.on_change()
@@ -257,6 +259,10 @@ class DigestWatcher:
                 # No server, a refused login or sender: the pass failed (logged, shown by
                 # /healthz, retried later), though nothing raised.
                 raise NewsletterError(f"the send stopped: {daily.delivery.stopped}")
+        if daily.weekly is not None:
+            result.weekly = f"{daily.week}: {daily.weekly.summary()}"
+            if daily.weekly.stopped is not None:
+                raise NewsletterError(f"the weekly send stopped: {daily.weekly.stopped}")
         return daily
 
     def _delay(self, failures: int) -> float:
@@ -303,7 +309,7 @@ class DigestWatcher:
         if daily.build is not None:
             self._publish_failed = False
             # Deferred mail and a stopped run are retried later, not only on the next digest.
-            sent = daily.delivery is None or daily.delivery.ok
+            sent = all(r is None or r.ok for r in (daily.delivery, daily.weekly))
             self._publish_at = None if sent else now + self.retry_after
         elif force:  # nothing stored yet: the next digest to land is built and sent
             self._publish_failed = False
