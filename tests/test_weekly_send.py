@@ -183,3 +183,19 @@ def test_migration_keeps_old_deliveries_as_daily_and_readers_daily(tmp_path: Pat
         # The weekly edition of the week starting that Monday is its own row.
         assert store.claim_delivery(monday, 1, message_id="w", kind="weekly") == "new"
         assert store.claim_delivery(monday, 1, message_id="d") is None
+
+
+def test_a_week_that_has_not_ended_is_not_sent(runner: CliRunner, cli_env: dict[str, str]) -> None:
+    # Its edition would miss the days to come, and the ledger would keep the whole one away.
+    today = dt.datetime.now(dt.UTC).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    week_of_digests(Path(cli_env["NEWSLETTER_DB"]), monday)
+    year, week, _ = monday.isocalendar()
+    name = f"{year}-W{week:02d}"
+    result = runner.invoke(main, ["send", "--week", name, "--dry-run"], env=cli_env)
+    sunday = monday + dt.timedelta(days=6)
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"error: week {name} has not ended (its Sunday is {sunday}); its edition can go out "
+        "from the Monday after, when the daily job sends it on the weekly day\n",
+    )

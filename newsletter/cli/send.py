@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..audience.subscribers import normalize_email
+from ..audience.weeks import week_days
 from ..config import Settings
 from ..daily import run_daily, send_day, send_test_day
 from ..delivery.outbox import CountingSender, OutboxSender
@@ -284,8 +285,16 @@ def _send_week(store: Store, *, settings: Settings, week: str, options: SendOpti
     """Send `week`'s weekly edition to the weekly subscribers; print the report; its exit code.
 
     (`send` refuses --to and --processes with --week; `run` sends the week without them.)
+    A week that has not ended is refused: its edition would miss the days still to come, and
+    the ledger would then keep its readers from the whole one.
     """
-    stored_week(store, week)  # one line when the week holds no digest, before any sender opens
+    found = stored_week(store, week)  # one line when the week holds no digest, before any sender
+    sunday = week_days(found.monday)[-1]
+    if sunday >= store.clock().astimezone(dt.UTC).date():
+        raise ConfigError(
+            f"week {week} has not ended (its Sunday is {sunday}); its edition can go out from "
+            "the Monday after, when the daily job sends it on the weekly day"
+        )
     report = _deliver(
         functools.partial(send_week, week=week),
         store=store,
