@@ -3,11 +3,13 @@ with `email.message` around real digest emails, in a real Maildir, mbox and .eml
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import json
 import mailbox
 import os
+import re
 import subprocess
 import sys
 from email.message import Message
@@ -476,3 +478,33 @@ def test_a_source_that_is_no_mailbox_says_so(tmp_path: Path) -> None:
         err
         == f"error: {tmp_path / 'missing'}: no such Maildir, mbox file or folder of .eml files\n"
     )
+
+
+def test_a_complaint_about_a_weekly_email_is_matched_by_its_message_id(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # Yahoo-style: the recipient redacted and no VERP token; only our Message-ID says whose.
+    angry = sent["angry"]
+    assert b"Message-ID: <digest." in angry.data
+    data = angry.data.replace(b"Message-ID: <digest.", b"Message-ID: <weekly.")
+    data = re.sub(rb"\r\nTo: [^\r]*", b"\r\nTo: redacted@provider.example", data)
+    folder = tmp_path / "eml"
+    folder.mkdir()
+    weekly = dataclasses.replace(angry, data=data)
+    (folder / "1.eml").write_bytes(arf(weekly, recipient="redacted@provider.example"))
+    # And one about a subscriber we do not have: the summary says so.
+    stranger = data.replace(
+        b"Message-ID: <weekly.2024-12-13.3@", b"Message-ID: <weekly.2024-12-13.99@"
+    )
+    assert stranger != data
+    (folder / "2.eml").write_bytes(
+        arf(
+            dataclasses.replace(angry, data=stranger), recipient="redacted@provider.example"
+        ).replace(b"<arf1@provider.example>", b"<arf2@provider.example>")
+    )
+    code, out, _ = run(tmp_path, folder)
+    assert code == 0
+    assert out.strip().endswith(
+        "0 subscribers bounced, 1 unsubscribed; 1 about no subscriber of ours"
+    )
+    assert statuses(tmp_path)["angry"] == "unsubscribed"

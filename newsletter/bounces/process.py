@@ -58,11 +58,15 @@ class BounceSummary:
     def line(self) -> str:
         """The one-line summary."""
         return (
-            f"{self.source}: read {self.read}: {self.hard} hard, {self.soft} soft, "
-            f"{self.complaints} complaints, {self.ignored} ignored, {self.unknown} unknown, "
-            f"{self.already} already processed; {self.bounced} subscribers bounced, "
-            f"{self.unsubscribed} unsubscribed"
-        ) + (f"; {self.unreadable} unreadable" if self.unreadable else "")
+            (
+                f"{self.source}: read {self.read}: {self.hard} hard, {self.soft} soft, "
+                f"{self.complaints} complaints, {self.ignored} ignored, {self.unknown} unknown, "
+                f"{self.already} already processed; {self.bounced} subscribers bounced, "
+                f"{self.unsubscribed} unsubscribed"
+            )
+            + (f"; {self.not_ours} about no subscriber of ours" if self.not_ours else "")
+            + (f"; {self.unreadable} unreadable" if self.unreadable else "")
+        )
 
     def as_dict(self) -> dict[str, int | str]:
         return asdict(self)
@@ -70,7 +74,9 @@ class BounceSummary:
 
 def _our_ids(settings: Settings) -> re.Pattern[str]:
     domain = re.escape(message_domain(settings))
-    return re.compile(rf"digest\.(\d{{4}}-\d{{2}}-\d{{2}})\.(\d{{1,12}})@{domain}", re.IGNORECASE)
+    return re.compile(
+        rf"(?:digest|weekly)\.(\d{{4}}-\d{{2}}-\d{{2}})\.(\d{{1,12}})@{domain}", re.IGNORECASE
+    )
 
 
 def identify(
