@@ -1,7 +1,8 @@
 """DKIM signatures (RFC 6376; ed25519 per RFC 8463) on finished messages, and key pairs for them.
 
-A signature covers the headers a receiver shows or acts on, each named twice in h= so that a
-second copy cannot be added later without breaking it (over-signing), and the body. Headers are
+A signature covers the headers a receiver shows or acts on, most named twice in h= so that a
+second copy cannot be added later without breaking it (over-signing), and the body; never Date
+or Message-ID, which relays such as Amazon SES replace. Headers are
 canonicalised `relaxed`, the body `simple` (c=relaxed/simple, what most signers send).
 
 Signing is done here rather than by dkimpy's `sign`, which re-parses the whole message with
@@ -35,22 +36,23 @@ if TYPE_CHECKING:
 # of a test setup, every preview), importing it would be ~10 ms of each command's start.
 
 Algorithm = Literal["rsa", "ed25519"]
-# Signed, each twice (absent ones too: then none can be added). Feedback-ID and the MIME
-# headers as well, so no one can relabel or re-type the message.
+# Signed, each twice (absent ones too: then none can be added), the MIME headers as well, so
+# no one can relabel or re-type the message.
 SIGNED_HEADERS = (
     "from",
     "reply-to",
     "to",
     "subject",
-    "date",
-    "message-id",
     "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
-    "feedback-id",
     "mime-version",
     "content-type",
 )
+# Signed once: a relay may add its own above ours (Amazon SES adds a Feedback-ID), which a
+# verifier then passes over, reading from the bottom. Date and Message-ID are not signed at
+# all: SES replaces both, and says not to sign them.
+SIGNED_ONCE = ("feedback-id",)
 MIN_RSA_BITS = 1024  # receivers ignore shorter keys (RFC 8301)
 RSA_BITS = 2048
 _WSP = re.compile(rb"[ \t]+")
@@ -105,7 +107,7 @@ class DkimSigner:
         self.algorithm = "ed25519-sha256" if _is_ed25519(key) else "rsa-sha256"
         self._signature = _signing(key)
         # Each header signed twice: a second one added on the way then breaks the signature.
-        names = [name for name in SIGNED_HEADERS for _ in range(2)]
+        names = [*(name for name in SIGNED_HEADERS for _ in range(2)), *SIGNED_ONCE]
         self._names = tuple(name.encode() for name in names)
         self._h = _fold(names, ":", first=_H_START)
         # Canonical forms of header fields seen before: most (From, List-Id, MIME-Version...)
