@@ -150,8 +150,9 @@ class Settings:
         section="email",
     )
     unsubscribe_mailto: str = _setting(
-        "unsubscribe@localhost",
-        "Mailbox offered in List-Unsubscribe next to the https link.",
+        "",
+        "Mailbox offered in List-Unsubscribe next to the one-click https link (empty: none; "
+        "set it only to a mailbox someone reads and acts on).",
         kind=kinds.mailbox(display_name=False, optional=True),
         section="email",
     )

@@ -66,6 +66,10 @@ def test_send_week_mails_weekly_readers_once_with_the_weeks_papers(
         message = handler.received[0].message
         assert message["Subject"] == "Daily Papers 주간 2025-W09 · 논문 2편"
         assert message["Message-ID"].startswith("<weekly.2025-02-24.")
+        # Complaint reports group by Feedback-ID: the weekly edition is labelled as such.
+        assert message["Feedback-ID"].startswith("20250224:weekly:")
+        # No mailto by default: one no code reads would unsubscribe nobody.
+        assert str(message["List-Unsubscribe"]).count("<") == 1
         text = message.get_body(("plain",)).get_content()
         assert "주간 에디션 · 2025-W09 (2월 24일 ~ 3월 2일)" in text
         assert "이번 주 조건에 맞는 논문은 2편입니다." in text
@@ -82,6 +86,7 @@ def test_send_week_mails_weekly_readers_once_with_the_weeks_papers(
         assert daily.output.startswith("2025-02-24: sent 1,")
         assert [r.rcpt_tos for r in handler.received[1:]] == [[DAILY]]
         assert handler.received[1].message["Subject"] == "Daily Papers 2025-02-24 · 논문 2편"
+        assert handler.received[1].message["Feedback-ID"].startswith("20250224:digest:")
     shown = json.loads(invoke(runner, cli_env, "deliveries", "--week", "2025-W09", "--json").output)
     assert (shown["kind"], shown["counts"]["sent"]) == ("weekly", 1)
     assert [d["email"] for d in shown["deliveries"]] == [WEEKLY]

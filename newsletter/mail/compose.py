@@ -108,7 +108,9 @@ class Composer:
         self._key = settings.require_secret_key()
         self._prepared = PreparedDigest(digest)
         self._domain = message_domain(settings)
-        self._skeleton = MessageSkeleton(settings=settings, date=digest.date)
+        self._skeleton = MessageSkeleton(
+            settings=settings, date=digest.date, edition="weekly" if weekly else "digest"
+        )
         self._signer = signer_for(settings)  # a missing or bad key fails here, not mid-run
         self._cache: OrderedDict[Filters, Layout | None] = OrderedDict()
         self._cache_bytes = cache_bytes
@@ -371,7 +373,10 @@ def compose_naive(
         message_id=message_id,
         date=now,
         headers=digest_headers(
-            settings=settings, unsubscribe_url=personal.unsubscribe_url, date=digest.date
+            settings=settings,
+            unsubscribe_url=personal.unsubscribe_url,
+            date=digest.date,
+            edition="weekly" if weekly else "digest",
         ),
     )
     data = sign_for(data, settings=settings, now=now)

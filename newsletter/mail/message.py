@@ -88,9 +88,10 @@ def verp_address(envelope_from: str, token: str) -> str:
     return f"{local}+{token}@{domain}"
 
 
-def feedback_id(settings: Settings, date: dt.date) -> str:
-    """The Feedback-ID of a day's digest (Gmail's complaint reports group by it): day:kind:list."""
-    return f"{date:%Y%m%d}:digest:{settings.list_id}"
+def feedback_id(settings: Settings, date: dt.date, *, edition: str = "digest") -> str:
+    """The Feedback-ID of an email (Gmail's complaint reports group by it): date:edition:list,
+    the edition "digest" (a day) or "weekly" (date: the week's Monday), as in the Message-ID."""
+    return f"{date:%Y%m%d}:{edition}:{settings.list_id}"
 
 
 def format_date(moment: dt.datetime) -> str:
@@ -206,7 +207,7 @@ def build_message(
 
 
 def digest_headers(
-    *, settings: Settings, unsubscribe_url: str, date: dt.date
+    *, settings: Settings, unsubscribe_url: str, date: dt.date, edition: str = "digest"
 ) -> list[tuple[str, str]]:
     """The list headers of a digest email: List-Id, RFC 8058 one-click unsubscribe, Feedback-ID."""
     return [
@@ -216,7 +217,7 @@ def digest_headers(
             list_unsubscribe(url=unsubscribe_url, mailto=settings.unsubscribe_mailto),
         ),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ("Feedback-ID", feedback_id(settings, date)),
+        ("Feedback-ID", feedback_id(settings, date, edition=edition)),
     ]
 
 
@@ -251,7 +252,7 @@ class MessageSkeleton:
 
     __slots__ = ("_bottom", "_middle", "_subjects", "_top")
 
-    def __init__(self, *, settings: Settings, date: dt.date) -> None:
+    def __init__(self, *, settings: Settings, date: dt.date, edition: str = "digest") -> None:
         top = folded_header("From", settings.from_address)
         if settings.reply_to:
             top += folded_header("Reply-To", settings.reply_to)
@@ -260,7 +261,7 @@ class MessageSkeleton:
         self._middle = folded_header("List-Id", list_id).encode("ascii")
         self._bottom = (
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
-            + folded_header("Feedback-ID", feedback_id(settings, date))
+            + folded_header("Feedback-ID", feedback_id(settings, date, edition=edition))
             + "MIME-Version: 1.0\r\n"
         ).encode("ascii")
         self._subjects: dict[str, bytes] = {}  # a day's subjects differ only in the count
