@@ -181,6 +181,29 @@ def test_confirmation_reactivates_an_unsubscribed_address(
     )
 
 
+def test_an_old_confirmation_link_never_says_subscribed_after_an_unsubscribe(
+    web: tuple[Running, RecordingHandler],
+) -> None:
+    running, handler = web
+    address = fresh_address()
+    with running.client() as client:
+        sign_up(client, email=address, keywords="LLM", min_votes="0")
+        link = confirm_link(mail_to(handler, address))
+        shown = client.get(link)
+        assert client.post(link, data={"csrf": csrf_of(shown.text)}).status_code == 200
+        found = running.store.subscriber_by_email(address)
+        assert found is not None
+        assert client.post(f"/u/{running.token(found.id, 'unsubscribe')}").status_code == 200
+        opened = client.get(link)  # the first email's link, opened again later
+        posted = client.post(link, data={"csrf": csrf_of(shown.text)})  # a tab left open
+    for page in (opened, posted):
+        assert page.status_code == 200
+        assert "You are subscribed" not in page.text
+        assert "You are unsubscribed" in page.text and address in page.text
+    gone = running.store.subscriber(found.id)
+    assert gone is not None and gone.status == "unsubscribed"  # the link changes nothing
+
+
 def test_invalid_form_gets_messages(web: tuple[Running, RecordingHandler]) -> None:
     running, handler = web
     before = len(handler.received)

@@ -19,6 +19,7 @@ from ..audience.subscribers import normalize_email, validate_cadence
 from ..errors import SubscriberError
 from ..mail.confirmation import confirmation_message
 from ..mail.outgoing import OutgoingMessage
+from ..model import Subscriber
 from ..store import Store
 from ..store.signups import Signup
 from ..tokens import make_token, read_signup_token
@@ -125,13 +126,20 @@ async def _signup_for(svc: Service, token: str) -> Signup | None:
     return signup if signup is not None and signup.nonce == nonce else None
 
 
-def _confirmed(request: Request, subscriber_id: int) -> Response:
+def _confirmed(request: Request, subscriber: Subscriber) -> Response:
+    """The page after a confirmation: subscribed; or, for a link used before whose subscriber
+    has since unsubscribed or bounced, that they are not (with the way back), never the
+    opposite of what the list says."""
     svc = service(request)
-    return svc.pages.render(
-        request,
-        "web/confirmed.html",
-        preferences_url=f"/p/{make_token(subscriber_id, purpose='preferences', key=svc.key)}",
-    )
+    preferences_url = f"/p/{make_token(subscriber.id, purpose='preferences', key=svc.key)}"
+    if subscriber.status != "active":
+        return svc.pages.render(
+            request,
+            "web/unsubscribed.html",
+            email=subscriber.email,
+            preferences_url=preferences_url,
+        )
+    return svc.pages.render(request, "web/confirmed.html", preferences_url=preferences_url)
 
 
 async def confirm_page(request: Request) -> Response:
@@ -143,7 +151,7 @@ async def confirm_page(request: Request) -> Response:
     if signup.confirmed_at is not None:
         existing = await svc.db(Store.subscriber_by_email, signup.email)
         if existing is not None:
-            return _confirmed(request, existing.id)
+            return _confirmed(request, existing)
     if svc.expired(signup.created_at):
         return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
     return svc.pages.render(
@@ -164,4 +172,7 @@ async def confirm_post(request: Request) -> Response:
     if result is None:
         return svc.not_found(request)
     log_event("confirm", signup=signup.id, subscriber=result.subscriber_id, outcome=result.outcome)
-    return _confirmed(request, result.subscriber_id)
+    subscriber = await svc.db(Store.subscriber, result.subscriber_id)
+    if subscriber is None:  # removed since: nothing to confirm into
+        return svc.not_found(request)
+    return _confirmed(request, subscriber)
