@@ -532,3 +532,14 @@ def test_ctrl_c_or_sigterm_while_doctor_waits_is_one_line_and_the_shells_code(
             process.kill()
     assert process.returncode == code  # 128 + the signal, not click's "Aborted!" and 1
     assert err == "error: interrupted\n"
+
+
+def test_a_base_url_too_long_for_the_unsubscribe_header_fails_before_any_request(
+    tmp_path: Path, key_pem: bytes
+) -> None:
+    # Every send stops on the first link over 70 characters: doctor says so first.
+    long_base = "https://papers-newsletter.example.com/ai/daily"
+    check = check_base_url(settings_for(tmp_path, key_pem, base_url=long_base), timeout=0.5)
+    assert (check.name, check.status) == ("base_url", "fail")
+    assert "unsubscribe links would be up to" in check.detail
+    assert check.advice == "use a base_url of at most 33 characters (a shorter host or path)"

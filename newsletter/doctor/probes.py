@@ -11,7 +11,9 @@ import uuid
 from ..config import Settings
 from ..delivery.smtp import SMTPSender, smtp_sender
 from ..errors import ConfigError, NewsletterError
+from ..mail.message import MAX_UNSUBSCRIBE_URL
 from ..text import clean_text
+from ..tokens import make_token
 from .report import Check
 
 
@@ -51,6 +53,18 @@ def _status(request: urllib.request.Request, *, timeout: float) -> int:
 def check_base_url(settings: Settings, *, timeout: float) -> Check:
     """base_url answers, and serves RFC 8058 one-click: POST /u/<bogus> is 404, not 405."""
     base = settings.base_url.rstrip("/")
+    # A subscriber's unsubscribe link must fit List-Unsubscribe; the token grows with the id,
+    # so check a list of ten million, before a send stops on the first link too long.
+    token = make_token(10**7, purpose="unsubscribe", key=b"doctor" * 6)
+    longest = len(f"{base}/u/{token}")
+    if longest > MAX_UNSUBSCRIBE_URL:
+        room = MAX_UNSUBSCRIBE_URL - len(f"/u/{token}")
+        return Check.fail(
+            "base_url",
+            f"unsubscribe links would be up to {longest} characters; at most "
+            f"{MAX_UNSUBSCRIBE_URL} fit List-Unsubscribe, and every send would stop",
+            f"use a base_url of at most {room} characters (a shorter host or path)",
+        )
     bogus = f"{base}/u/doctor-{uuid.uuid4().hex}"
     try:
         home = _status(urllib.request.Request(base + "/"), timeout=timeout)

@@ -141,9 +141,12 @@ def format_address(*, name: str, address: str) -> str:
     return f"{phrase}{glue}<{address}>"
 
 
+MAX_UNSUBSCRIBE_URL = 70  # the header's line stays one line, never folded
+
+
 def list_unsubscribe(*, url: str, mailto: str) -> str:
     """The List-Unsubscribe value: the one-click https link first, then the mailto."""
-    if len(url) > 70:
+    if len(url) > MAX_UNSUBSCRIBE_URL:
         raise ConfigError(f"unsubscribe link {url} is over 70 characters; use a shorter base_url")
     if any(c in url for c in "<>, \r\n") or not url.isascii():
         raise ConfigError(f"unsubscribe link {url!r} cannot go into a header")
