@@ -23,7 +23,7 @@ from newsletter.delivery.testcopy import send_test_copy
 from newsletter.errors import DeliveryError, TemporaryFailure
 from newsletter.mail.message import simple_message
 from newsletter.mail.outgoing import OutgoingMessage
-from newsletter.model import Subscriber
+from newsletter.model import Filters, Subscriber
 from newsletter.store import Store
 from tests.conftest import PINNED_NOW
 from tests.smtp_servers import RecordingHandler, smtp_server
@@ -403,3 +403,32 @@ def test_an_outbox_that_is_not_a_folder_is_one_plain_line() -> None:
     with pytest.raises(DeliveryError) as caught:
         OutboxSender(Path("/dev/null"))
     assert str(caught.value) == "/dev/null: cannot create outbox folder: not a folder"
+
+
+async def test_a_test_copy_takes_a_daily_readers_filters_and_no_ones_name(store: Store) -> None:
+    # A weekly reader never gets a day's email, and no reader's name should reach the tester.
+    store.add_subscriber(
+        "weekly@example.com",
+        name="Weekly Reader",
+        cadence="weekly",
+        filters=Filters(keywords=("agents",)),
+    )
+    daily = store.add_subscriber("daily@example.com", name="Daily Reader")
+    composed: list[Subscriber] = []
+    compose = compose_for()
+
+    def recording(subscriber: Subscriber) -> OutgoingMessage | None:
+        composed.append(subscriber)
+        return compose(subscriber)
+
+    message = await send_test_copy(
+        store=store, compose=recording, sender=CountingSender(), to="me@example.org"
+    )
+    assert message is not None
+    [used] = composed
+    assert (used.id, used.email, used.name, used.filters) == (
+        0,
+        "me@example.org",
+        "",
+        daily.filters,
+    )

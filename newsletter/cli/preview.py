@@ -62,7 +62,8 @@ def preview(
             subscriber = find_subscriber(store, email)
             subscribers = [subscriber]
         else:
-            subscribers = list(store.active_subscribers())
+            # A day's email: the daily readers' (weekly ones get the weekly edition instead).
+            subscribers = list(store.active_subscribers(cadence="daily"))
     composer = Composer(settings=settings, digest=digest, clock=lambda: dt.datetime.now(dt.UTC))
     written = 0
     taken: set[str] = set()

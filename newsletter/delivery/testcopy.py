@@ -16,14 +16,16 @@ async def send_test_copy(
 ) -> OutgoingMessage | None:
     """Send one copy of the first non-empty selection to `to`; no ledger, no subscriber links.
 
-    The copy is composed for a stand-in subscriber (id 0) with the first matching subscriber's
-    filters, so its unsubscribe link cannot unsubscribe anyone. None when every selection is empty.
+    The copy is composed for a stand-in subscriber (id 0, no name) with the filters of the
+    first daily subscriber whose selection is not empty (a weekly one never gets a day's
+    email), so its unsubscribe link cannot unsubscribe anyone and no reader's name goes to the
+    tester. None when every selection is empty.
     """
     candidates = itertools.chain(
-        store.active_subscribers(batch=BATCH), [Subscriber(id=0, email=to)]
+        store.active_subscribers(batch=BATCH, cadence="daily"), [Subscriber(id=0, email=to)]
     )
     for subscriber in candidates:
-        message = compose(dataclasses.replace(subscriber, id=0, email=to, name=subscriber.name))
+        message = compose(dataclasses.replace(subscriber, id=0, email=to, name=""))
         if message is not None:
             await sender.send(message)
             return message
