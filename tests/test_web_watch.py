@@ -526,3 +526,48 @@ def test_the_watcher_sends_the_weekly_edition_too(tmp_path: Path) -> None:
         weekly = list(store.deliveries(dt.date(2024, 12, 2), kind="weekly"))
     assert [(d.email, d.status) for d in weekly] == [("weekly@example.com", "sent")]
     assert sum(sender.count for sender in senders) == 2  # the reader's daily, the weekly one
+
+
+class SlowSender(CountingSender):
+    """Takes 50 ms over each message, as a relay does."""
+
+    async def send(self, message: Any) -> None:
+        await asyncio.sleep(0.05)
+        await super().send(message)
+
+
+async def test_stopping_the_service_stops_a_send_under_way(tmp_path: Path) -> None:
+    # It used to run to the end (40 s in a review) with the web side already down.
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, _ = direct_watcher(tmp_path, incoming, interval=0.05)
+    senders: list[SlowSender] = []
+
+    def slow() -> SlowSender:
+        senders.append(SlowSender())
+        return senders[-1]
+
+    watcher.sender_factory = slow
+    with Store(watcher.settings.db) as store:
+        for n in range(200):
+            store.add_subscriber(f"reader{n}@example.org")
+    day_file(incoming, "2024-12-13")
+    watcher.start()
+    try:
+        while not senders or senders[0].count < 10:
+            await asyncio.sleep(0.01)
+    finally:
+        started = time.monotonic()
+        await watcher.stop()
+    # The pass ends once its messages in flight are done: the count stops growing.
+    last, steady = -1, 0
+    while steady < 10:
+        assert time.monotonic() - started < 5, "the send went on after stop"
+        count = senders[0].count
+        last, steady = count, steady + 1 if count == last else 0
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)  # its last outcomes are committed as the pass ends
+    with Store(watcher.settings.db) as store:
+        counts = store.delivery_counts(dt.date(2024, 12, 13))
+    assert counts["claimed"] == 0  # nothing left ambiguous
+    assert counts["sent"] == senders[0].count < 150

@@ -31,7 +31,7 @@ from ..config import Settings
 from ..daily import DailyReport, run_daily
 from ..delivery.pipeline import Sender
 from ..digest.ingest import IngestReport, find_digest_files, shown_path
-from ..errors import NewsletterError
+from ..errors import Interrupted, NewsletterError
 from ..store import Clock, Store
 from .logs import log_event
 
@@ -112,6 +112,8 @@ class DigestWatcher:
         self._publish_at: float | None = 0.0
         self._publish_failed = False
         self._task: asyncio.Task[None] | None = None
+        # The pass under way in the worker thread: its loop and task, for `stop` to cancel.
+        self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[DailyReport]] | None = None
 
     def health(self) -> dict[str, object]:
         """`{"ok": ..., "error": ..., "at": ...}` for /healthz: not ok while a failure is unresolved."""
@@ -193,6 +195,9 @@ class DigestWatcher:
         result = WatchPass()
         try:
             daily = self._pass(batch, result, force=force)
+        except Interrupted as exc:  # stopping: not a failure, and nothing more to do
+            log_event("watch.stopped", level=logging.WARNING, error=str(exc))
+            return result
         except Exception as exc:  # whatever it is, the watcher must outlive it
             self._failed(exc, batch, result, force=force, now=now)
         else:
@@ -237,18 +242,33 @@ class DigestWatcher:
         with Store(self.settings.db, clock=self.clock, create=False) as store:
             if self.check_file is not None:
                 self.check_file()
-            # Runs in the watcher's worker thread, so it gets an event loop of its own.
-            daily = asyncio.run(
-                run_daily(
-                    store,
-                    settings=self.settings,
-                    digests=batch,
-                    sender_factory=self.sender_factory,
-                    clock=self.clock,
-                    only_if_changed=not force or store.latest_date() is None,
-                    on_ingested=ingested,
-                )
-            )
+
+            # Runs in the watcher's worker thread, so it gets an event loop of its own; `stop`
+            # cancels it there, as Ctrl-C stops a send: messages on the wire finish.
+            async def job() -> DailyReport:
+                task = asyncio.current_task()
+                assert task is not None
+                self._running = (asyncio.get_running_loop(), task)
+                try:
+                    return await run_daily(
+                        store,
+                        settings=self.settings,
+                        digests=batch,
+                        sender_factory=self.sender_factory,
+                        clock=self.clock,
+                        only_if_changed=not force or store.latest_date() is None,
+                        on_ingested=ingested,
+                    )
+                finally:
+                    self._running = None
+
+            try:
+                daily = asyncio.run(job())
+            except asyncio.CancelledError:
+                raise Interrupted(
+                    "the service is stopping: messages in flight were finished, the rest "
+                    "wait for the next pass"
+                ) from None
         result.built = daily.build is not None
         if daily.search_error is not None:  # the pages and the mail went; say why search did not
             log_event("watch.search_failed", level=logging.WARNING, error=daily.search_error)
@@ -334,7 +354,13 @@ class DigestWatcher:
             await asyncio.sleep(self.interval)
 
     async def stop(self) -> None:
-        """Stop polling (a pass in progress finishes its current message first)."""
+        """Stop polling; a pass under way stops too, once its messages in flight are finished
+        (the service's shutdown waits for it, so nothing is left claimed)."""
+        running = self._running
+        if running is not None:
+            loop, task = running
+            with contextlib.suppress(RuntimeError):  # its loop just closed: the pass is over
+                loop.call_soon_threadsafe(task.cancel)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
