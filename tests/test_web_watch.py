@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.delivery.outbox import CountingSender
+from newsletter.digest.ingest import ingest_paths
 from newsletter.publish import build as publish_build
 from newsletter.store import Store
 from newsletter.store.pool import StorePool
@@ -571,3 +572,20 @@ async def test_stopping_the_service_stops_a_send_under_way(tmp_path: Path) -> No
         counts = store.delivery_counts(dt.date(2024, 12, 13))
     assert counts["claimed"] == 0  # nothing left ambiguous
     assert counts["sent"] == senders[0].count < 150
+
+
+def test_a_day_another_process_ingested_first_is_still_built_and_sent(tmp_path: Path) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    watcher, _ = direct_watcher(tmp_path, incoming, interval=0.05)
+    day_file(incoming, "2024-12-13")
+    first = watcher.run_once()
+    assert first is not None and first.sent_date == dt.date(2024, 12, 13)
+    newer = day_file(incoming, "2024-12-14", age=3600)
+    with Store(watcher.settings.db) as store:  # `newsletter ingest` got to it first
+        assert not ingest_paths(store, [newer]).failed
+    second = watcher.run_once()
+    assert second is not None
+    assert second.ingested == {str(newer): "unchanged"}
+    # It used to stop there ("unchanged": nothing to do), the day never built nor sent.
+    assert (second.built, second.sent_date) == (True, dt.date(2024, 12, 14))

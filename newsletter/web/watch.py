@@ -112,6 +112,7 @@ class DigestWatcher:
         self._publish_at: float | None = 0.0
         self._publish_failed = False
         self._task: asyncio.Task[None] | None = None
+        self._published: dt.date | None = None  # the newest day this watcher has sent
         # The pass under way in the worker thread: its loop and task, for `stop` to cancel.
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[DailyReport]] | None = None
 
@@ -243,6 +244,11 @@ class DigestWatcher:
             if self.check_file is not None:
                 self.check_file()
 
+            # A newer day than the last this watcher sent came in another way (a CLI ingest,
+            # or one that won the race for a file here): it is built and sent all the same.
+            newest = store.latest_date()
+            behind = newest is not None and newest != self._published
+
             # Runs in the watcher's worker thread, so it gets an event loop of its own; `stop`
             # cancels it there, as Ctrl-C stops a send: messages on the wire finish.
             async def job() -> DailyReport:
@@ -256,7 +262,7 @@ class DigestWatcher:
                         digests=batch,
                         sender_factory=self.sender_factory,
                         clock=self.clock,
-                        only_if_changed=not force or store.latest_date() is None,
+                        only_if_changed=not (force or behind) or newest is None,
                         on_ingested=ingested,
                     )
                 finally:
@@ -326,6 +332,8 @@ class DigestWatcher:
         self._failures = 0
         for path in batch:
             self._suspects.pop(shown_path(path), None)
+        if daily.delivery is not None:
+            self._published = daily.delivery.date
         if daily.build is not None:
             self._publish_failed = False
             # Deferred mail and a stopped run are retried later, not only on the next digest.
