@@ -9,6 +9,7 @@ import string
 import time
 import tracemalloc
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +235,30 @@ def test_unknown_forged_or_new_tokens(web: Running) -> None:
         # A subscriber added after the service read its index is found all the same.
         late = web.store.add_subscriber("late@example.com")
         assert client.get(feed_url(web, late.id)).status_code == 200
+
+
+def test_a_wave_of_unknown_tokens_costs_a_few_reads_not_one_each(
+    web: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each miss read the database under one lock, one after another: 3 s for a 404 under load.
+    reads = 0
+    real = feed_routes._new_tokens
+
+    def counted(store: Store, *, after: int, key: bytes) -> Any:
+        nonlocal reads
+        reads += 1
+        time.sleep(0.02)  # a database busy with a send
+        return real(store, after=after, key=key)
+
+    monkeypatch.setattr(feed_routes, "_new_tokens", counted)
+    tokens = [f"{random.getrandbits(128):032x}" for _ in range(60)]
+    with web.client() as client, ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(lambda t: client.get(f"/feeds/{t}.xml").status_code, tokens))
+        late = web.store.add_subscriber("after-the-wave@example.com")
+        found = client.get(feed_url(web, late.id)).status_code
+    assert statuses == [404] * 60
+    assert reads <= 12  # about one per wave, not 60
+    assert found == 200  # a new subscriber is still found by the next read
 
 
 def test_a_subscriber_id_below_the_highest_read_is_found_on_a_later_reading(

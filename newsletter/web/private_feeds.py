@@ -87,6 +87,7 @@ class PrivateFeedSource:
         self._ids: dict[bytes, int] = {}  # 16-byte tag -> subscriber id
         self._last_id = 0
         self._indexed_at = float("-inf")  # when the whole index was last read
+        self._read_at = float("-inf")  # when the last read of new ids began
         self._index_lock = asyncio.Lock()
         self._window: tuple[float, PrivateFeeds | None] | None = None
         self._window_lock = asyncio.Lock()
@@ -99,9 +100,13 @@ class PrivateFeedSource:
         found = self._ids.get(tag)
         if found is not None:
             return found
+        asked = time.monotonic()
         async with self._index_lock:  # one refresh at a time; the others find its result
             found = self._ids.get(tag)
-            if found is None:
+            # A read begun after this request came covers every subscriber it could name:
+            # a wave of unknown tokens (crawlers, stale links) costs one read, not one each.
+            if found is None and self._read_at < asked:
+                self._read_at = time.monotonic()
                 await self._read_index(request, whole=False)
                 found = self._ids.get(tag)
             if found is None and time.monotonic() - self._indexed_at >= _REINDEX_EVERY:
