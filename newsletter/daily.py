@@ -183,9 +183,12 @@ async def run_daily(
         )
         # The weekly edition from its day to the end of the week: a run that failed or was
         # missed on the day catches up later (the ledger sends each reader one copy).
-        if week is not None and delivery.stopped is None:
-            weekly = await _send_due_week(
-                store,
+        # (None with `week` set: no digest of that week is stored.)
+        if week is not None and delivery.stopped is None and _stored(store, week):
+            from .delivery.weekly import send_week
+
+            weekly = await send_week(
+                store=store,
                 settings=settings,
                 sender=sender,
                 week=week,
@@ -209,32 +212,9 @@ async def run_daily(
     )
 
 
-async def _send_due_week(
-    store: Store,
-    *,
-    settings: Settings,
-    sender: Sender,
-    week: str,
-    clock: Clock,
-    resend_ambiguous: bool,
-    record: bool,
-    backoff: float,
-) -> DeliveryReport | None:
-    """`week`'s weekly edition to whoever has not had it; None when no digest of it is stored."""
-    from .delivery.weekly import send_week
-
-    if not store.digests(list(week_days(week_monday(week)))):
-        return None
-    return await send_week(
-        store=store,
-        settings=settings,
-        sender=sender,
-        week=week,
-        clock=clock,
-        resend_ambiguous=resend_ambiguous,
-        record=record,
-        backoff=backoff,
-    )
+def _stored(store: Store, week: str) -> bool:
+    """Whether any digest of `week` is stored."""
+    return bool(store.digests(list(week_days(week_monday(week)))))
 
 
 def _search_index(built: BuildReport) -> str | None:
