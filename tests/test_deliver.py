@@ -194,6 +194,9 @@ async def test_an_unsubscribe_that_commits_during_a_send_is_honoured(
     assert leaver.email not in got
     assert all(got[p.email] == 1 for p in people if p is not leaver)
     assert (report.sent, report.unsubscribed, report.ok) == (11, 1, True)
+    assert report.summary() == (
+        "sent 11, skipped 1, deferred 0, failed 0, ambiguous 0 (1 unsubscribed during the run)"
+    )
     assert store.delivery_states(DAY, [leaver.id]) == {}
 
 

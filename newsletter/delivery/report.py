@@ -43,6 +43,8 @@ class DeliveryReport:
             f"failed {self.failed}, ambiguous {self.ambiguous}"
         )
         notes = []
+        if self.unsubscribed:  # among the skipped: left while the run went, not an empty selection
+            notes.append(f"{self.unsubscribed} unsubscribed during the run")
         if self.bounced:
             notes.append(f"{self.bounced} bounced")
         if self.already_sent or self.already_failed:
