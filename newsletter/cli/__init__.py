@@ -27,7 +27,7 @@ COMMANDS = {
     "ingest": ("digests", "ingest"),
     "match": ("match", "match"),
     "preview": ("preview", "preview"),
-    "run": ("send", "run_daily_command"),
+    "run": ("run", "run_daily_command"),
     "send": ("send", "send"),
     "serve": ("serve", "serve"),
     "subscribers": ("subscribers", "subscribers"),
