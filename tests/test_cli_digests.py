@@ -466,3 +466,22 @@ def test_digest_text_reaches_the_terminal_escaped(
     assert "https://example.com/\\x1b]0;pwned\\x07" in ingested.stderr
     assert "Step-DPO\\x1b]0;pwned\\x07 \\x85\\u202e: Step-wise" in matched.stdout
     assert json.loads(as_json.stdout)[0]["title"].startswith("Step-DPO\x1b]0;pwned\x07")
+
+
+def test_the_daily_job_prints_a_broken_digests_error_escaped(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # `run` prints ingest errors of its own: they went out raw when `ingest` was mended.
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    (folder / "2024-06-28.md").write_bytes((FIXTURES / "2024-06-28.md").read_bytes())
+    (folder / "2024-06-27.md").write_text(
+        "## Daily Papers (2024-06-27)\n### [t](https://example.com/\x1b]0;pwned\x07)\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        main, ["run", str(folder), "--out", str(tmp_path / "site"), "--dry-run"], env=cli_env
+    )
+    assert result.exit_code == 1
+    assert not {"\x1b", "\x07"} & set(result.output)
+    assert "https://example.com/\\x1b]0;pwned\\x07" in result.stderr

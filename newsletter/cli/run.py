@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..audience.subscribers import escape_controls
 from ..daily import run_daily
 from ..digest.ingest import IngestReport
 from ..errors import ConfigError
@@ -54,10 +55,11 @@ def run_daily_command(
     with open_store(settings, create=True) as store:  # the job ingests first
 
         def ingested(report: IngestReport) -> None:
+            # Digest text quoted in a message prints as stored, as `ingest` prints it.
             for warning in report.warnings:
-                click.echo(str(warning), err=True)
+                click.echo(escape_controls(str(warning)), err=True)
             for failed in report.failed:
-                click.echo(f"error: {failed.error}", err=True)
+                click.echo(f"error: {escape_controls(failed.error or '')}", err=True)
             click.echo(report.summary())
             if not report.files and store.latest_date() is None:
                 raise ConfigError(f"{digest_dir}: no digest files found (expected .md files)")
