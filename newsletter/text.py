@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 # Control characters (C0, DEL, C1) and Unicode line/paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -27,3 +29,9 @@ def clean_text(text: str, *, limit: int | None = None) -> str:
 def safe_file_name(text: str, *, limit: int = 100) -> str:
     """`text` as a file-name part: ASCII letters, digits and `._@+-`, the rest as `_`."""
     return _UNSAFE_IN_NAME.sub("_", text)[:limit]
+
+
+def shown_path(path: Path | str) -> str:
+    """The path as text to print and to key reports by: bytes that are not UTF-8 as \\xff,
+    never a lone surrogate (the same as str(path) for every UTF-8 name)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

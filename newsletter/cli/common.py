@@ -13,10 +13,10 @@ import click
 
 from ..audience.subscribers import escape_controls, normalize_email
 from ..config import Settings, load_settings, unknown_environment
-from ..digest.ingest import shown_path
 from ..errors import Interrupted, NewsletterError, StoreError, SubscriberError
 from ..model import Subscriber
 from ..store import Store
+from ..text import shown_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import DigestError
 from ..model import Digest, Notice
 from ..store import Store
+from ..text import shown_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +134,6 @@ def _walk(folder: Path, problems: list[DigestError]) -> list[Path]:
                     found.append(DigestError(f"cannot read: {kind}", source=shown_path(path)))
     problems.extend(sorted(found, key=lambda problem: problem.source))
     return sorted(files)
-
-
-def shown_path(path: Path | str) -> str:
-    """The path as text to print and to key reports by: bytes that are not UTF-8 as \\xff,
-    never a lone surrogate (the same as str(path) for every UTF-8 name)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def read_digest(path: Path) -> tuple[Digest, tuple[Notice, ...]]:

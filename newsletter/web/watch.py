@@ -30,9 +30,10 @@ from pathlib import Path
 from ..config import Settings
 from ..daily import DailyReport, run_daily
 from ..delivery.pipeline import Sender
-from ..digest.ingest import IngestReport, find_digest_files, shown_path
+from ..digest.ingest import IngestReport, find_digest_files
 from ..errors import Interrupted, NewsletterError
 from ..store import Clock, Store
+from ..text import shown_path
 from .logs import log_event
 
 _FileKey = tuple[int, int]  # (mtime_ns, size): a file changed when this does
