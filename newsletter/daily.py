@@ -213,8 +213,8 @@ async def run_daily(
 
 
 def _stored(store: Store, week: str) -> bool:
-    """Whether any digest of `week` is stored."""
-    return bool(store.digests(list(week_days(week_monday(week)))))
+    """Whether any digest of `week` is stored (its dates only: send_week loads the papers)."""
+    return not set(week_days(week_monday(week))).isdisjoint(store.digest_dates())
 
 
 def _search_index(built: BuildReport) -> str | None:
