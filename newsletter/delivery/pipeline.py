@@ -32,7 +32,7 @@ from ..store import Part, Store
 from ..store.ledger import INACTIVE
 from .heap import frozen_heap
 from .pacer import Pacer
-from .refusals import DeferralStreak, RefusalStreak
+from .refusals import RefusalStreak, masked_reply
 from .report import DeliveryReport
 from .runlock import send_lock
 
@@ -122,7 +122,8 @@ class _Run:
         self.unflushed: list[tuple[int, int]] = []
         self.first_unflushed = 0.0
         self.report = DeliveryReport(date=date, dry_run=not record)
-        self.deferrals = DeferralStreak()
+        # Made at the first deferral, as `streak` at the first refusal (both count domains).
+        self.deferrals: RefusalStreak | None = None
         self.domains: int | None = None  # the list's domains, up to 3: counted once needed
         # Made at the first refusal for good, which is rare: it counts the list's domains.
         self.streak: RefusalStreak | None = None
@@ -379,15 +380,16 @@ class _Run:
         report = self.report
         if status == "sent":
             report.sent += 1
-            if self.deferrals.count:  # the send path: nothing to allocate when none was deferred
-                self.deferrals = DeferralStreak()
-            if self.streak is not None:
-                self.streak.add(None, recipient="")
+            for streak in (self.deferrals, self.streak):
+                if streak is not None:
+                    streak.add(None, recipient="")
         elif status == "deferred":
             report.deferred += 1
+            if self.deferrals is None:
+                self.deferrals = RefusalStreak(at=self.give_up_after, domains=self.spread())
             streak = self.deferrals
-            streak.add(error or "", recipient=subscriber.email)
-            if streak.count >= self.give_up_after and len(streak.seen) >= self.spread():
+            reply = masked_reply(stage="", code=0, text=error or "", recipient=subscriber.email)
+            if streak.add(reply, recipient=subscriber.email):
                 self.stop(
                     f"stopped after {streak.count} deferred messages in a row "
                     f"(last: {error}); run again later to send the rest"

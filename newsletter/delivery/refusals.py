@@ -93,12 +93,13 @@ def masked_reply(*, stage: str, code: int, text: str, recipient: str) -> str:
 
 @dataclass
 class RefusalStreak:
-    """The same permanent refusal of recipient after recipient: the relay refusing everyone.
+    """The same refusal (or deferral) of recipient after recipient: the relay, not them.
 
-    `add` counts one refusal (None: anything else, which ends the streak) and says whether the
-    streak is now long enough to stop on: `at` refusals in a row across `domains` recipient
-    domains. One dead domain's mailboxes are refused alike; a relay's policy refuses every
-    domain. (For a list at fewer domains, ask for as many as it has.)
+    `add` counts one reply, masked as `masked_reply` does (None: anything else, which ends
+    the streak), and says whether the streak is now long enough to stop on: `at` in a row
+    across `domains` recipient domains. One dead or greylisting domain answers its mailboxes
+    alike; a relay that refuses or is down answers every domain alike. (For a list at fewer
+    domains, ask for as many as it has.)
     """
 
     at: int = 10
@@ -108,6 +109,8 @@ class RefusalStreak:
     seen: set[str] = field(default_factory=set)
 
     def add(self, reply: str | None, *, recipient: str) -> bool:
+        if reply is None and self.count == 0:  # the send path: nothing under way to end
+            return False
         if reply is None or reply != self.reply:
             self.reply, self.count, self.seen = reply, 0, set()
             if reply is None:
@@ -115,22 +118,3 @@ class RefusalStreak:
         self.count += 1
         self.seen.add(recipient.rpartition("@")[2].lower())
         return self.count >= self.at and len(self.seen) >= self.domains
-
-
-@dataclass
-class DeferralStreak:
-    """Deferrals in a row for the same reason (the reply, masked as `masked_reply` does) and
-    the recipient domains they were at. A relay that is down defers every domain alike; one
-    domain deferring all its mailboxes (greylisting, "domain not found" for now), then
-    another greylisting for its own reason, is two short streaks, not one long one."""
-
-    reply: str | None = None
-    count: int = 0
-    seen: set[str] = field(default_factory=set)
-
-    def add(self, error: str, *, recipient: str) -> None:
-        reply = masked_reply(stage="", code=0, text=error, recipient=recipient)
-        if reply != self.reply:
-            self.reply, self.count, self.seen = reply, 0, set()
-        self.count += 1
-        self.seen.add(recipient.rpartition("@")[2].lower())
