@@ -78,12 +78,13 @@ async def healthz(request: Request) -> Response:
         return JSONResponse(
             {"ok": False, "db": fault}, status_code=503, headers={"cache-control": "no-store"}
         )
-    gone = svc.site_gone()
+    site = svc.settings.site_dir.is_dir()
+    gone = svc.site_gone(present=site)
     body: dict[str, object] = {
         "ok": not gone,
         "db": state,
         "latest_digest": latest.isoformat() if latest else None,
-        "site": svc.settings.site_dir.is_dir(),
+        "site": site,
     }
     if gone:  # every page and public feed is 404 now
         body["error"] = f"{svc.settings.site_dir}: the site folder is gone"

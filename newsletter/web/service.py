@@ -158,9 +158,9 @@ class Service:
                 store.check_integrity(history=True)
                 self._checked_at = now
 
-    def site_gone(self) -> bool:
-        """Whether the site folder, once there, is gone now (its pages and feeds are all 404)."""
-        present = self.settings.site_dir.is_dir()
+    def site_gone(self, *, present: bool) -> bool:
+        """Whether the site folder, once there, is gone now that it is `present` or not (its
+        pages and feeds are all 404)."""
         self.site_seen = self.site_seen or present
         return self.site_seen and not present
 
