@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 
 from .config import Settings
 from .delivery.heap import frozen_heap
-from .delivery.pipeline import DeliveryReport
+from .delivery.pipeline import DeliveryReport, settle_claims
 from .delivery.runlock import send_lock
 from .errors import Interrupted, NewsletterError
+from .store import Store
 
 if TYPE_CHECKING:
     from multiprocessing.context import ForkContext, SpawnContext  # no ForkContext on Windows
@@ -82,7 +83,6 @@ def _work(
     """
     from .daily import send_day  # the worker imports what it uses (a spawned process is bare)
     from .delivery.smtp import smtp_sender
-    from .store import Store
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     _stop_with(parent)
@@ -211,11 +211,10 @@ def send_day_in_processes(
     # What the other workers did still counts: their report, the failed one's error as the stop.
     total = merge(date, reports)
     total.stopped = errors[0] if errors else total.stopped
-    if errors:  # the failed worker's claims are not in any report: the ledger has them
-        from .store import Store
-
-        with Store(settings.db, create=False) as store:
-            total.ambiguous = store.delivery_counts(date)["claimed"]
+    # The ledger has what is left claimed: a failed worker's claims are in no report, and a
+    # worker's count was taken under this process's lock, so another send's were ambiguous.
+    with Store(settings.db, create=False) as store:
+        settle_claims(total, store=store, part=None, kind="daily", locked=True)
     return total
 
 
@@ -231,7 +230,6 @@ def _can_fork() -> bool:
 def _forked_day(settings: Settings, date: dt.date) -> Composer:
     """The day's composer, rendered here for forked workers; the store is closed again."""
     from .daily import day_composer
-    from .store import Store
 
     with Store(settings.db, create=False) as store:
         return day_composer(store=store, settings=settings, date=date, clock=store.clock)

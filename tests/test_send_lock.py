@@ -3,11 +3,17 @@ not ambiguous, and resending them would mail their readers twice."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tests.smtp_servers import smtp_server
+import pytest
+
+from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.test_send_cli import SlowHandler, day_with_readers, got, ledger, start_send
 
 
@@ -46,4 +52,53 @@ def test_resending_ambiguous_claims_waits_for_the_running_send(
     assert after.returncode == 0, later
     counts = got(handler)
     assert len(counts) == 60 and set(counts.values()) == {1}  # nobody twice
+    assert ledger(db, "claimed") == []
+
+
+@dataclass
+class HoldingHandler(RecordingHandler):
+    """Holds the message to one address until `release` is set."""
+
+    held: str = ""
+    holding: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.held in envelope.rcpt_tos:
+            self.holding.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("split", [(), ("--processes", "2")], ids=["one process", "split"])
+def test_a_send_ending_beside_another_calls_its_claims_in_flight_not_ambiguous(
+    cli_env: dict[str, str], tmp_path: Path, split: tuple[str, ...]
+) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    everyone = day_with_readers(db, 30, prefix="both")
+    handler = HoldingHandler(held="both000@example.com")  # the first reader: the first sent
+    with smtp_server(handler) as (server, _):
+        first = start_send(cli_env, tmp_path, server.port, "--concurrency", "1")
+        try:
+            assert handler.holding.wait(timeout=30), "the first send never got going"
+            # The first send holds its claims (one on the wire); a second send runs to its end.
+            second = start_send(cli_env, tmp_path, server.port, *split)
+            output, _ = second.communicate(timeout=60)
+            in_flight = len(ledger(db, "claimed"))
+            assert in_flight >= 1
+            assert second.returncode == 0, output
+            assert output.splitlines()[-1].endswith(
+                f"ambiguous 0 ({in_flight} claimed by another send still running)"
+            )
+            assert "--resend-ambiguous" not in output
+            handler.release.set()
+            first_output, _ = first.communicate(timeout=60)
+        finally:
+            handler.release.set()
+            first.kill()
+    # The send that ended last saw no other: what it left claimed would be ambiguous; none is.
+    assert first.returncode == 0, first_output
+    assert ", ambiguous 0" in first_output.splitlines()[-1], first_output
+    assert got(handler) == dict.fromkeys(everyone, 1)
     assert ledger(db, "claimed") == []

@@ -257,9 +257,9 @@ def _print_report(
     hint = f"newsletter deliveries --{'week' if weekly else 'date'} {label}"
     if report.ambiguous:
         click.echo(
-            f"warning: {report.ambiguous} messages were claimed by a run that stopped mid-send (or "
-            f"one still sending) and may or may not have gone out; see `{hint} --status claimed`; "
-            "once no other send runs, resend them with --resend-ambiguous",
+            f"warning: {report.ambiguous} messages were claimed by a run that stopped mid-send "
+            f"and may or may not have gone out; see `{hint} --status claimed`; resend them with "
+            "--resend-ambiguous",
             err=True,
         )
     if report.deferred or report.failed:

@@ -34,7 +34,7 @@ from .heap import frozen_heap
 from .pacer import Pacer
 from .refusals import RefusalStreak, masked_reply
 from .report import DeliveryReport
-from .runlock import send_lock
+from .runlock import another_send_running, send_lock
 
 __all__ = [
     "Compose",
@@ -439,40 +439,41 @@ async def deliver(
     """
     # Only one send at a time may take over ambiguous claims (runlock); a split send's
     # parent holds the lock for its workers.
+    locked = record and part is None and str(store.path) != ":memory:"
     with contextlib.ExitStack() as stack:
         try:
-            if record and part is None and str(store.path) != ":memory:":
+            if locked:
                 stack.enter_context(send_lock(store.path, alone=resend_ambiguous))
             await sender.open()
         except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
             report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
-            if record:
-                report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
-            return report
-        return await _run(
-            _Run(
-                date=date,
-                store=store,
-                compose=compose,
-                sender=sender,
-                concurrency=concurrency,
-                rate=rate,
-                retries=retries,
-                backoff=backoff,
-                resend_ambiguous=resend_ambiguous,
-                record=record,
-                progress=progress,
-                give_up_after=give_up_after,
-                sent_batch=sent_batch or 2 * max(1, concurrency),
-                part=part,
-                kind=kind,
+        else:
+            report = await _run(
+                _Run(
+                    date=date,
+                    store=store,
+                    compose=compose,
+                    sender=sender,
+                    concurrency=concurrency,
+                    rate=rate,
+                    retries=retries,
+                    backoff=backoff,
+                    resend_ambiguous=resend_ambiguous,
+                    record=record,
+                    progress=progress,
+                    give_up_after=give_up_after,
+                    sent_batch=sent_batch or 2 * max(1, concurrency),
+                    part=part,
+                    kind=kind,
+                )
             )
-        )
+    if record:  # the lock let go: what is still claimed may be another send's in flight
+        settle_claims(report, store=store, part=part, kind=kind, locked=locked)
+    return report
 
 
 async def _run(run: _Run) -> DeliveryReport:
     """The run's producer and workers, to its end; the report."""
-    store, date, part, kind, record = run.store, run.date, run.part, run.kind, run.record
     workers = [asyncio.create_task(run.work()) for _ in range(run.concurrency)]
     try:
         with frozen_heap():
@@ -485,10 +486,24 @@ async def _run(run: _Run) -> DeliveryReport:
         await asyncio.wait(workers)
         raise
     finally:
-        if record:
+        if run.record:
             run.flush()
     if run.errors:
         raise run.errors[0]
-    if record:
-        run.report.ambiguous = store.delivery_counts(date, part=part, kind=kind)["claimed"]
     return run.report
+
+
+def settle_claims(
+    report: DeliveryReport, *, store: Store, part: Part | None, kind: str, locked: bool
+) -> None:
+    """Count the claims left in the ledger once a send is over, in `report`.
+
+    They are ambiguous unless another send of the database still runs. `locked`: this send
+    held the send lock and has let go of it. Then they are that send's messages in flight, or
+    a dead run's, which that send reports when it ends (the send that ends last sees no other).
+    """
+    claimed = store.delivery_counts(report.date, part=part, kind=kind)["claimed"]
+    if claimed and locked and another_send_running(store.path):
+        report.in_other_send, report.ambiguous = claimed, 0
+    else:
+        report.ambiguous = claimed

@@ -18,6 +18,9 @@ class DeliveryReport:
     failed: int = 0
     bounced: int = 0  # of the failed: address does not exist, subscriber marked bounced
     ambiguous: int = 0  # claims left by a run that died (message may or may not have gone)
+    # claims found at the end while another send of the database still ran: its messages in
+    # flight (or a dead run's, which that send reports when it ends), so not counted ambiguous
+    in_other_send: int = 0
     already_sent: int = 0
     already_failed: int = 0
     stopped: str | None = None  # why the run stopped early, if it did
@@ -47,6 +50,8 @@ class DeliveryReport:
             notes.append(f"{self.unsubscribed} unsubscribed during the run")
         if self.bounced:
             notes.append(f"{self.bounced} bounced")
+        if self.in_other_send:
+            notes.append(f"{self.in_other_send} claimed by another send still running")
         if self.already_sent or self.already_failed:
             notes.append(f"earlier runs: {self.already_sent} sent, {self.already_failed} failed")
         return f"{line} ({'; '.join(notes)})" if notes else line

@@ -7,6 +7,10 @@ mailed 1,356 readers twice). Every send holds a lock on a file next to the datab
 runs: shared for an ordinary send, exclusive for one that resends. The kernel lets go when
 the process ends however it ends, so a crashed send never blocks the next one; forked
 workers of a split send hold their parent's lock for as long as any of them runs.
+
+A send that has ended and let go of the lock asks whether another still holds it
+(`another_send_running`): if so, the claims it finds left are that send's messages in flight
+(or a dead run's; the send that ends last tells them apart), not ambiguous.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DeliveryError
 
-__all__ = ["AnotherSend", "send_lock"]
+__all__ = ["AnotherSend", "another_send_running", "send_lock"]
 
 
 class AnotherSend(DeliveryError):
@@ -57,3 +62,28 @@ def send_lock(db: Path, *, alone: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # lets go of the lock (a forked worker's copy stays until it exits)
+
+
+def another_send_running(db: Path) -> bool:
+    """Whether another send of the database holds its lock now. Ask without holding it.
+
+    Asked a few times over ~20 ms, since two sends ending together each see the other's
+    question as a lock; False when the lock file is missing or cannot be opened (the claims
+    are then reported as ambiguous, which they may be).
+    """
+    try:
+        fd = os.open(lock_path(db), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        for attempt in range(3):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if attempt < 2:
+                    time.sleep(0.01)
+                continue
+            return False
+        return True
+    finally:
+        os.close(fd)  # and with it the probe's lock
