@@ -94,6 +94,7 @@ class Subscriber:
     status: str = "active"  # active | pending | unsubscribed | bounced
     extra: dict[str, str] = field(default_factory=dict)
     cadence: str = "daily"  # one of CADENCES
+    version: int = 0  # the store counts every write to a subscriber (a send compares it)
 
 
 @dataclass(frozen=True, slots=True)

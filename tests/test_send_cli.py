@@ -676,3 +676,40 @@ def test_workers_of_a_split_send_stop_when_their_parent_is_killed(
     assert "Traceback" not in err
     assert [r for r in ledger(db) if r.status == "claimed"] == []  # in-flight ones finished
     assert {r.email for r in ledger(db) if r.status == "sent"} == set(got(handler))
+
+
+def test_a_change_of_preferences_during_a_send_is_honoured(
+    runner: CliRunner, cli_env: dict[str, str], db: Path
+) -> None:
+    with Store(db) as store:
+        by_email = {s.email: s for s in store.subscribers(status="active")}
+    narrower, emptied, weekly = (by_email[f"reader{i}@example.com"] for i in (5, 6, 7))
+    narrow = Filters(keywords=("diffusion",))
+
+    def change_when_second_arrives(envelope: Any, attempt: int) -> str | None:
+        if envelope.rcpt_tos == ["reader1@example.com"]:
+            # The preferences page, from its own connection, after the send read everyone.
+            with Store(db) as web:
+                web.update_filters(narrower.id, filters=narrow)
+                web.update_filters(emptied.id, filters=Filters(keywords=("zzz-none",)))
+                web.update_filters(weekly.id, filters=weekly.filters, cadence="weekly")
+        return None
+
+    handler = RecordingHandler(reply=change_when_second_arrives)
+    with smtp_server(handler) as (server, _):
+        result = invoke(runner, cli_env, "send", *smtp_args(server.port), "--concurrency", "1")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{NEWEST}: sent 6, skipped 3, deferred 0, failed 0, ambiguous 0\n"
+    assert set(got(handler)) == readers(db) - {emptied.email, weekly.email}
+    (message,) = [r.message for r in handler.received if r.rcpt_tos == [narrower.email]]
+    html = message.get_body(("html",))
+    assert html is not None
+    in_email = list(dict.fromkeys(re.findall(r"arxiv\.org/abs/([0-9.]+)", html.get_content())))
+    chosen = invoke(runner, cli_env, "match", "--email", narrower.email, "--json")
+    expected = [p["arxiv_id"] for p in json.loads(chosen.output)]
+    assert 0 < len(expected) < 10  # narrower than everything
+    assert in_email == expected
+    # Nothing was recorded for the two who now get nothing: the next run decides afresh.
+    with Store(db) as store:
+        states = store.delivery_states(dt.date.fromisoformat(NEWEST), [emptied.id, weekly.id])
+    assert states == {}

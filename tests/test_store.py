@@ -154,17 +154,17 @@ def test_store_uses_wal(store: Store) -> None:
 
 
 def test_statements_leave_nothing_behind_in_memory(tmp_path: Path) -> None:
-    # A send asks is_active once per message: what each statement leaves behind adds up
+    # A send asks state_now once per message: what each statement leaves behind adds up
     # (Cursor subclasses made as _Cursor(conn) kept ~75 bytes each: 200 MB per million).
     with Store(tmp_path / "m.db") as store:
         person = store.add_subscriber("a@example.com")
         for _ in range(1000):  # warm: statement cache, interned strings
-            store.is_active(person.id)
+            store.state_now(person)
         tracemalloc.start()
         try:
             before = tracemalloc.get_traced_memory()[0]
             for _ in range(20_000):
-                store.is_active(person.id)
+                store.state_now(person)
             grown = tracemalloc.get_traced_memory()[0] - before
         finally:
             tracemalloc.stop()

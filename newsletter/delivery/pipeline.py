@@ -247,13 +247,18 @@ class _Run:
                 self.stop(f"unexpected error: {exc}")
 
     async def deliver_one(self, job: _Job) -> None:
-        subscriber, message, previous = job.subscriber, job.message, job.previous
-        # Checked right before sending, so an unsubscribe that committed meanwhile is honoured.
-        if not self.store.is_active(subscriber.id):
-            self.release(subscriber, previous)
-            self.report.unsubscribed += 1
-            self.progress("unsubscribed")
+        # Checked right before sending, so an unsubscribe or a change of preferences that
+        # committed since the subscriber was read is honoured.
+        state = self.store.state_now(job.subscriber)
+        if state == "inactive":
+            self.left(job)
             return
+        if state == "changed":
+            again = self.recompose(job)
+            if again is None:
+                return
+            job = again
+        subscriber, message, previous = job.subscriber, job.message, job.previous
         attempts, last_error = 0, ""
         while True:
             await self.pacer.wait(self.stopping)
@@ -287,6 +292,31 @@ class _Run:
                 return
             self.finish(subscriber, "sent", attempts)
             return
+
+    def left(self, job: _Job) -> None:
+        """The subscriber is no longer active: the claim released, counted as unsubscribed."""
+        self.release(job.subscriber, job.previous)
+        self.report.unsubscribed += 1
+        self.progress("unsubscribed")
+
+    def recompose(self, job: _Job) -> _Job | None:
+        """The job for the subscriber as stored now, who was written since being read; None
+        when they now get nothing here (the claim released and counted, or failed)."""
+        fresh = self.store.subscriber(job.subscriber.id)
+        if fresh is None or fresh.status != "active":
+            self.left(job)
+            return None
+        try:
+            message = self.compose(fresh) if fresh.cadence == self.kind else None
+        except SubscriberError as exc:  # e.g. a new address no header can hold
+            self.finish(fresh, "failed", 0, str(exc))
+            return None
+        if message is None:  # nothing matches now, or they moved to the other edition
+            self.release(fresh, job.previous)
+            self.report.skipped += 1
+            self.progress("skipped")
+            return None
+        return dataclasses.replace(job, subscriber=fresh, message=message)
 
     def refused(self, job: _Job, attempts: int, exc: PermanentFailure) -> None:
         """A refusal for good: failed (and the address bounced, if it says so), unless it is

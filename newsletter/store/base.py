@@ -27,6 +27,7 @@ SCHEMA = (
     "m007_cadence",
     "m008_delivery_kinds",
     "m009_bounces",
+    "m010_subscriber_versions",
 )
 
 Clock = Callable[[], dt.datetime]

@@ -223,6 +223,20 @@ def m009_bounces(db: Any) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m010_subscriber_versions(db: Any) -> None:
+    """Every write to a subscriber counts up its `version`, so a send can tell at once whether
+    the subscriber it read has changed since (updated_at is to the second only). A trigger, so
+    that no writer can forget it; the WHEN stops its own update from firing it again."""
+    for statement in (
+        "ALTER TABLE subscribers ADD COLUMN version INTEGER NOT NULL DEFAULT 0",
+        """CREATE TRIGGER subscribers_version AFTER UPDATE ON subscribers
+           FOR EACH ROW WHEN NEW.version = OLD.version
+           BEGIN UPDATE subscribers SET version = OLD.version + 1 WHERE id = NEW.id; END""",
+    ):
+        db.execute(statement)
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define

@@ -20,6 +20,7 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
         filters=load_filters(row),
         status=row["status"],
         cadence=row["cadence"],
+        version=row["version"],
     )
 
 
@@ -117,6 +118,16 @@ class SubscriberStore(StoreBase):
             "SELECT status FROM subscribers WHERE id = ?", (subscriber_id,)
         ).fetchone()
         return row is not None and row[0] == "active"
+
+    def state_now(self, subscriber: Subscriber) -> str:
+        """Just before a send: "inactive" (not active now), "changed" (written since it was
+        read: its preferences may differ) or "same"."""
+        row = self.conn.execute(
+            "SELECT status, version FROM subscribers WHERE id = ?", (subscriber.id,)
+        ).fetchone()
+        if row is None or row[0] != "active":
+            return "inactive"
+        return "same" if row[1] == subscriber.version else "changed"
 
     def set_status(self, subscriber_id: int, status: str, *, only_from: str | None = None) -> bool:
         """Change a subscriber's status (only from `only_from`, when given); True if it changed.
