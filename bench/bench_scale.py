@@ -208,6 +208,23 @@ def smtp_source(port: int, count: int, size: int) -> float:
     return time.perf_counter() - start
 
 
+# The libraries `newsletter send` cannot start without: its event loop, store, command line,
+# templates and MJML compiler.
+SEND_LIBRARIES = ("asyncio", "sqlite3", "click", "jinja2", "mjml")
+
+
+def start_up_floor() -> float:
+    """Seconds (median of 7) for this Python to start and import SEND_LIBRARIES and nothing of
+    ours: what any send written with them pays before its first message."""
+    command = [sys.executable, "-c", f"import {', '.join(SEND_LIBRARIES)}"]
+    times = []
+    for _ in range(7):
+        start = time.perf_counter()
+        subprocess.run(command, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def send_env(extra_env: dict[str, str]) -> dict[str, str]:
     """The environment a send runs in: the settings as variables, bytecode cache on."""
     env = {
@@ -420,6 +437,17 @@ def main() -> None:
                 print(
                     f"  send CPU per message {per * 1e6:.0f} µs, of which composing "
                     f"{cpu / built * 1e6:.0f} µs ({cpu / built / per:.0%}; compose alone's figure)"
+                )
+                # A cold send pays at least the start-up floor plus what the same send costs
+                # from a running process (our own modules' import and nothing else left out).
+                floor = start_up_floor()
+                best = built / (floor + built / warm_mine)
+                print(
+                    f"  start-up floor: Python importing only {', '.join(SEND_LIBRARIES)}: "
+                    f"{floor * 1000:.0f} ms; with the running-process send, a cold send takes at "
+                    f"least {(floor + built / warm_mine) * 1000:.0f} ms: at best {best:,.0f}/s, "
+                    f"{best / source_rate:.2f}x smtp-source (0.5x allows "
+                    f"{built / (0.5 * source_rate) * 1000:.0f} ms in all)"
                 )
                 print(json.dumps({"size": size, "send": mine, "source": source_rate,
                                   "compose_per_core": built / cpu, "naive": naive,
