@@ -78,11 +78,13 @@ CHILD = textwrap.dedent(
 def naive_private_feeds(store: Store, *, settings: Settings, out: Path, limit: int) -> int:
     """The old way: render and write one private feed file per subscriber (first `limit`)."""
     from newsletter.audience.match import PreparedDigest
-    from newsletter.publish.feeds import FeedInfo, paper_feeds, paper_items
+    from newsletter.publish.feeds import FeedInfo, first_ranks, paper_feeds, paper_items
 
     window = store.digests(store.digest_dates(limit=settings.feed_days))
     prepared = [PreparedDigest(d) for d in window]
     first_seen = store.first_seen()
+    ids = {p.arxiv_id for d in window for p in d.papers}
+    first_below = first_ranks(ids, first_seen=first_seen, loaded=window, load=store.digests)
     folder = out / "feeds"
     folder.mkdir(parents=True, exist_ok=True)
     key = settings.require_secret_key()
@@ -91,7 +93,11 @@ def naive_private_feeds(store: Store, *, settings: Settings, out: Path, limit: i
         if written >= limit:
             break
         items = paper_items(
-            prepared, first_seen=first_seen, base_url=settings.base_url, filters=subscriber.filters
+            prepared,
+            first_seen=first_seen,
+            first_below=first_below,
+            base_url=settings.base_url,
+            filters=subscriber.filters,
         )
         name = f"{feed_token(subscriber.id, key=key)}.xml"
         info = FeedInfo("t", "d", settings.base_url, "urn:x", window[0].date, "a")

@@ -108,10 +108,12 @@ def test_a_paper_on_several_days_is_one_entry_dated_its_first_day(
     repeat = feed.entries[-1]
     assert repeat.published.startswith("2024-05-01") and repeat.updated.startswith("2024-05-03")
     assert "새 요약" in repeat.content[0].value and "추천 30" in repeat.content[0].value
+    # Published as it went out on 05-01, alone that day (no paper below it); updated to its
+    # place on 05-03 (one paper below it).
     rss = parsed(out, "rss.xml")
-    assert rss.entries[-1].published == "Wed, 01 May 2024 00:00:01 +0000"
+    assert rss.entries[-1].published == "Wed, 01 May 2024 00:00:00 +0000"
     data = json.loads((out / "feed.json").read_text(encoding="utf-8"))
-    assert data["items"][-1]["date_published"] == "2024-05-01T00:00:01Z"
+    assert data["items"][-1]["date_published"] == "2024-05-01T00:00:00Z"
     assert data["items"][-1]["date_modified"] == "2024-05-03T00:00:01Z"
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import feedparser
 import pytest
 
-from newsletter.audience.match import select_papers
+from newsletter.audience.match import by_votes, select_papers
 from newsletter.errors import ConfigError
 from newsletter.model import Filters
+from newsletter.publish.private import load_private_feeds
 from newsletter.publish.topics import topic_slug, topics_from
 from newsletter.store import Store
 
@@ -405,3 +407,52 @@ def test_titles_with_markup_like_text_follow_the_validator_rules(
     assert parsed(out, "atom.xml").entries[0].title == html.escape(MARKUP_TITLE, quote=False)
     data = json.loads((out / "feed.json").read_text(encoding="utf-8"))
     assert data["items"][0]["title"] == MARKUP_TITLE  # JSON Feed titles are plain text
+
+
+def published_times(out: Path) -> dict[str, dict[str, str]]:
+    """Each paper entry's published time in the three feeds, by format and entry id."""
+    items = json.loads((out / "feed.json").read_text(encoding="utf-8"))["items"]
+    return {
+        "atom": {e.id: e.published for e in parsed(out, "atom.xml").entries},
+        "rss": {e.id: e.published for e in parsed(out, "rss.xml").entries},
+        "json": {i["id"]: i["date_published"] for i in items},
+    }
+
+
+def private_published(store: Store, tmp_path: Path) -> dict[str, str]:
+    feeds = load_private_feeds(store, settings=make_settings(tmp_path))
+    assert feeds is not None
+    body = feeds.feed(Filters(), feed_url=f"{BASE}/feeds/x.xml").body
+    return {e.id: e.published for e in feedparser.parse(body).entries}
+
+
+def test_a_paper_listed_again_keeps_the_published_time_it_went_out_with(
+    loaded_store: Store, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path)
+    build(loaded_store, tmp_path / "before", settings)
+    before = published_times(tmp_path / "before")
+    private_before = private_published(loaded_store, tmp_path)
+    # A paper from the middle of 2024-12-13's votes is listed again the next day, at the top.
+    ranked = by_votes(loaded_store.digests([dt.date(2024, 12, 13)])[0].papers)
+    again = ranked[len(ranked) // 2]
+    save(
+        loaded_store,
+        digest_text(
+            "2024-12-14",
+            [
+                {"id": again.arxiv_id, "title": again.title, "votes": 999},
+                {"id": "2412.99001", "title": "A new paper", "votes": 3},
+            ],
+        ),
+    )
+    build(loaded_store, tmp_path / "after", settings)
+    after = published_times(tmp_path / "after")
+    entry = f"https://arxiv.org/abs/{again.arxiv_id}"
+    for kind, times in before.items():
+        assert after[kind][entry] == times[entry], kind
+        assert {i: after[kind][i] for i in times} == times, kind  # nothing published moved
+        assert len(set(after[kind].values())) == len(after[kind]), kind  # no two alike
+    private_after = private_published(loaded_store, tmp_path)
+    assert private_after[entry] == private_before[entry]
+    assert len(set(private_after.values())) == len(private_after)

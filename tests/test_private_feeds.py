@@ -19,7 +19,7 @@ import pytest
 from newsletter.audience.match import PreparedDigest
 from newsletter.model import Filters
 from newsletter.publish import private
-from newsletter.publish.feeds import paper_feeds, paper_items
+from newsletter.publish.feeds import first_ranks, paper_feeds, paper_items
 from newsletter.publish.private import EntryCache, PrivateFeeds, load_private_feeds
 from newsletter.publish.topics import topic_categories, topics_from
 from newsletter.store import Store
@@ -44,9 +44,16 @@ def expected_rss(store: Store, tmp_path: Path, filters: Filters, *, url: str) ->
     settings = make_settings(tmp_path)
     window = store.digests(store.digest_dates(limit=settings.feed_days))
     prepared = [PreparedDigest(d) for d in window]
+    first_seen = store.first_seen()
     items = paper_items(
         prepared,
-        first_seen=store.first_seen(),
+        first_seen=first_seen,
+        first_below=first_ranks(
+            {p.arxiv_id for d in window for p in d.papers},
+            first_seen=first_seen,
+            loaded=window,
+            load=store.digests,
+        ),
         base_url=BASE,
         filters=filters,
         categories=topic_categories(prepared, topics_from(settings.topics)),

@@ -17,6 +17,7 @@ from ..store import Store
 from .feeds import (
     FeedInfo,
     FeedKind,
+    first_ranks,
     name_id,
     paper_feeds,
     paper_items,
@@ -79,12 +80,14 @@ def archive_feeds(
             continue
         wanted = set(ids)
         dates = sorted({d for i in ids for d in paper_dates.get(i, ())})
-        days = store.digests(dates)
+        days = store.digests(dates)  # the papers' first days among them
+        first_below = first_ranks(ids, first_seen=first_seen, loaded=days, load=store.digests)
         items = [
             item
             for item in paper_items(
                 days,
                 first_seen=first_seen,
+                first_below=first_below,
                 base_url=root,
                 categories=topic_categories(days, topics),
                 template_dir=settings.template_dir,

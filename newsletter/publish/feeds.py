@@ -8,7 +8,8 @@ Choices every feed shares, so that rebuilding from the same store gives the same
   readers that sort by time keep the vote order. Nothing reads the clock: a feed's
   `updated`/`lastBuildDate` is its newest entry's time.
 - One entry per paper. A paper listed on several days is one entry, dated the day it first
-  appeared (published), showing the newest day's data (updated).
+  appeared with its place in that day's votes (published: the time it went out with, which a
+  later listing leaves alone, `first_ranks`), showing the newest day's data (updated).
 - Entry ids are `https://arxiv.org/abs/<id>`: derived from the arXiv id only, never from the
   title or from our base URL, so they stay the same when the site moves; it is also the
   paper's permalink (RSS `guid isPermaLink="true"`). Daily entries and the feeds themselves use
@@ -24,7 +25,7 @@ import functools
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -175,23 +176,50 @@ def shown_days(
     return newest
 
 
+def first_ranks(
+    arxiv_ids: Iterable[str],
+    *,
+    first_seen: Mapping[str, dt.date],
+    loaded: Iterable[Digest],
+    load: Callable[[list[dt.date]], Sequence[Digest]],
+) -> dict[str, int]:
+    """Papers voted below each paper on the day it first appeared: what stamped its entry's
+    published time when it first went out, so a later listing leaves that time alone.
+
+    `loaded`: digests at hand; the other first days are read with `load` (store.digests).
+    """
+    days = {d.date: d for d in loaded}
+    wanted = {first_seen[i] for i in arxiv_ids if i in first_seen}
+    days.update((d.date, d) for d in load(sorted(wanted - days.keys())))
+    ranks: dict[str, int] = {}
+    for date in wanted & days.keys():
+        ranked = by_votes(days[date].papers)
+        for n, paper in enumerate(ranked):
+            if first_seen.get(paper.arxiv_id) == date:
+                ranks[paper.arxiv_id] = len(ranked) - 1 - n
+    return ranks
+
+
 def feed_item(
     paper: Paper,
     *,
     shown: dt.date,
     below: int,
     first_seen: Mapping[str, dt.date],
+    first_below: Mapping[str, int],
     base_url: str,
     categories: Mapping[str, tuple[str, ...]] | None = None,
     template_dir: Path | None = None,
 ) -> FeedItem:
-    """The entry for `paper` as listed on `shown` (`below` papers under it in votes that day)."""
+    """The entry for `paper` as listed on `shown` (`below` papers under it in votes that day);
+    `first_below` holds the same count for the day it first appeared (`first_ranks`)."""
     clean = clean_paper(paper)
     page_url = f"{day_url(base_url, shown)}#{paper_anchor(clean)}"
     first = min(first_seen.get(paper.arxiv_id, shown), shown)
+    first_rank = below if first == shown else first_below.get(paper.arxiv_id, below)
     return FeedItem(
         paper=clean,
-        published=entry_time(first, below=below),
+        published=entry_time(first, below=first_rank),
         updated=entry_time(shown, below=below),
         content_html=paper_html(
             clean,
@@ -212,6 +240,7 @@ def paper_items(
     digests: Sequence[Digest | PreparedDigest],
     *,
     first_seen: Mapping[str, dt.date],
+    first_below: Mapping[str, int],
     base_url: str,
     filters: Filters | None = None,
     categories: Mapping[str, tuple[str, ...]] | None = None,
@@ -228,6 +257,7 @@ def paper_items(
             shown=shown,
             below=below,
             first_seen=first_seen,
+            first_below=first_below,
             base_url=base_url,
             categories=categories,
             template_dir=template_dir,

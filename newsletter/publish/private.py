@@ -27,6 +27,7 @@ from .feeds import (
     FeedItem,
     day_start,
     feed_item,
+    first_ranks,
     item_order,
     name_id,
     rss_entry,
@@ -106,6 +107,7 @@ class PrivateFeeds:
         *,
         settings: Settings,
         first_seen: Mapping[str, dt.date],
+        first_below: Mapping[str, int],
         fingerprint: str,
         entries: EntryCache | None = None,
     ) -> None:
@@ -114,6 +116,7 @@ class PrivateFeeds:
         self._root = settings.base_url.rstrip("/")
         self._template_dir = settings.template_dir
         self._first_seen = first_seen
+        self._first_below = first_below
         self._cache = entries if entries is not None else EntryCache()
         # Oldest first: a paper listed on several selected days shows its newest day's data.
         self._days = [PreparedDigest(d) for d in sorted(window, key=lambda d: d.date)]
@@ -149,6 +152,7 @@ class PrivateFeeds:
                 shown=date,
                 below=self._below[day][arxiv_id],
                 first_seen=self._first_seen,
+                first_below=self._first_below,
                 base_url=self._root,
                 categories=self._categories,
                 template_dir=self._template_dir,
@@ -250,7 +254,13 @@ def load_private_feeds(
     window = store.digests(store.digest_dates(limit=settings.feed_days))
     if not window:
         return None
-    first_seen = store.first_seen({p.arxiv_id for d in window for p in d.papers})
+    ids = {p.arxiv_id for d in window for p in d.papers}
+    first_seen = store.first_seen(ids)
     return PrivateFeeds(
-        window, settings=settings, first_seen=first_seen, fingerprint=fingerprint, entries=entries
+        window,
+        settings=settings,
+        first_seen=first_seen,
+        first_below=first_ranks(ids, first_seen=first_seen, loaded=window, load=store.digests),
+        fingerprint=fingerprint,
+        entries=entries,
     )

@@ -24,6 +24,7 @@ from .feeds import (
     FeedItem,
     FeedKind,
     digest_feeds,
+    first_ranks,
     name_id,
     paper_feeds,
     paper_items,
@@ -88,11 +89,18 @@ def site_feeds(
     prepared = [PreparedDigest(d) for d in window] if topics else []
     tags = topic_categories(prepared, topics)
     title = xml_text(settings.site_title)
+    first_below = first_ranks(
+        {p.arxiv_id for d in window for p in d.papers},
+        first_seen=first_seen,
+        loaded=window,
+        load=store.digests,
+    )
 
     def select(filters: Filters | None) -> list[FeedItem]:
         return paper_items(
             window if filters is None else prepared,
             first_seen=first_seen,
+            first_below=first_below,
             base_url=root,
             filters=filters,
             categories=tags,
