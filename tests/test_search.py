@@ -81,7 +81,11 @@ NO_AUTHORS = digest_text(
     [
         {"id": "2412.77777", "title": "Quokka", "authors": ""},
         # Text that reads like markup or entities must show as written in a result's excerpt.
-        {"id": "2412.77778", "title": "Wombat", "new": "Wombats: 5 < 6 kg & R&amp;D <b>x</b>"},
+        {
+            "id": "2412.77778",
+            "title": "Wombat",
+            "new": "Wombats: 5 < 6 kg & R&amp;D <b>x</b> &lt;i&gt;",
+        },
     ],
 )
 
@@ -187,5 +191,31 @@ def test_an_excerpt_shows_the_text_as_written(browser: Any, searchable: Running)
     page = browser.new_page()
     assert _search(page, f"{searchable.url}/search.html?q=wombats") == ["2412.77778"]
     shown = page.inner_text("#results li p:not(.meta)")
-    assert "5 < 6 kg & R&amp;D <b>x</b>" in shown, shown
+    assert "5 < 6 kg & R&amp;D <b>x</b> &lt;i&gt;" in shown, shown
+    page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("term", ["강화학습", "에이전트", "모델"])
+def test_an_excerpt_is_a_passage_of_the_page_not_its_search_terms(
+    browser: Any, searchable: Running, term: str
+) -> None:
+    # The Korean terms that end each page's index (joined words, stems) must not be shown.
+    page = browser.new_page()
+    found = _search(page, f"{searchable.url}/search.html?q={term}")
+    assert found
+    excerpts = page.eval_on_selector_all(
+        "#results li p:not(.meta)", "ps => ps.map(p => p.innerText)"
+    )
+    marked = page.eval_on_selector_all(
+        "#results li", "lis => lis.map(li => li.querySelectorAll('mark').length)"
+    )
+    assert sum(marked) > 0  # hits are marked where the page has them
+    for arxiv_id, shown in zip(found, excerpts, strict=True):
+        page.goto(f"{searchable.url}/papers/{arxiv_id}.html")
+        text = page.inner_text("article")
+        words = set(re.sub(r"[.,·]", " ", text).split())
+        assert shown.strip(), arxiv_id
+        strange = [w for w in re.sub(r"[.,·]", " ", shown).split() if w not in words]
+        assert not strange, (arxiv_id, strange, shown)
     page.close()

@@ -188,7 +188,7 @@ def render_paper(record: PaperRecord, *, site: SiteInfo) -> bytes:
         page_url=url,
         json_ld=json_ld(record, url=url),
         bibtex=bibtex(record),
-        search_terms=" ".join(extra_terms(_search_text(paper))),
+        search_terms=extra_terms(_search_text(paper)),
         months=sorted({d.date.isoformat()[:7] for d in record.days}),
         newest=record.days[-1].date.isoformat(),
     )

@@ -5,6 +5,7 @@ const status = document.getElementById("status");
 const list = document.getElementById("results");
 const params = new URLSearchParams(location.search);
 const LIMIT = 50;
+const WORDS = 30; // an excerpt's length in words, as Pagefind's own
 
 function fill(select, counts, chosen) {
   for (const value of Object.keys(counts).sort().reverse()) {
@@ -16,23 +17,41 @@ function fill(select, counts, chosen) {
   }
 }
 
-function excerpt(html) {
-  // Pagefind marks hits with <mark>; everything else becomes text.
+function excerpt(data) {
+  // A passage of what the page shows around the hits, the hits marked; every word set as text.
+  // Pagefind's own excerpt may fall in the search terms that end the indexed text (the Korean
+  // stems and joined words of paper.html's data-terms), which read as a jumble: those are left
+  // out here. Words are split as Pagefind splits them (pagefind.js build_excerpt), so its hit
+  // locations index them.
   const out = document.createElement("p");
-  const parts = html.split(/(<mark>|<\/mark>)/);
-  let marked = false;
-  for (const part of parts) {
-    if (part === "<mark>") { marked = true; continue; }
-    if (part === "</mark>") { marked = false; continue; }
-    // Pagefind escapes only < and > in the text around its <mark>s (pagefind.js: raw_content),
-    // not &: decoding every entity would show a page's literal "R&amp;D" as "R&D".
-    const text = part.replaceAll("&lt;", "<").replaceAll("&gt;", ">");
-    if (marked) {
+  const content = data.content || "";
+  const words = content.includes("\u200B") ? content.split("\u200B") : content.split(/[\r\n\s]+/g);
+  const shown = Math.max(0, words.length - Number(data.meta.terms || 0));
+  const hits = new Set((data.locations || []).filter((at) => at < shown));
+  if (hits.size === 0) {
+    // Found only through the terms: the paper's summary instead, unmarked.
+    out.textContent = (data.meta.summary || "").split(/\s+/).slice(0, WORDS).join(" ");
+    return out;
+  }
+  // The window of WORDS words within the shown text holding the most hits, from a hit's
+  // neighbourhood, the earliest on a tie.
+  let start = 0;
+  let most = -1;
+  for (const at of hits) {
+    const from = Math.max(0, Math.min(at - 3, shown - WORDS));
+    let count = 0;
+    for (const other of hits) if (other >= from && other < from + WORDS) count += 1;
+    if (count > most || (count === most && from < start)) [start, most] = [from, count];
+  }
+  const end = Math.min(shown, start + WORDS);
+  for (let at = start; at < end; at += 1) {
+    if (at > start) out.append(" ");
+    if (hits.has(at)) {
       const mark = document.createElement("mark");
-      mark.textContent = text;
+      mark.textContent = words[at];
       out.append(mark);
     } else {
-      out.append(text);
+      out.append(words[at]);
     }
   }
   return out;
@@ -51,7 +70,7 @@ function show(data) {
   meta.textContent = [data.meta.date, `추천 ${data.meta.votes}`, data.meta.authors]
     .filter(Boolean)
     .join(" · ");
-  item.append(heading, meta, excerpt(data.excerpt || ""));
+  item.append(heading, meta, excerpt(data));
   list.append(item);
 }
 
