@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK = Path(sys.executable).parent / "check-jsonschema"
@@ -21,6 +25,11 @@ def check(schema: str, *files: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def workflow(name: str) -> Any:
+    """A workflow file as data (YAML 1.2, as GitHub reads it: `on` is a key, not true)."""
+    return YAML(typ="safe").load((ROOT / ".github" / "workflows" / name).read_text("utf-8"))
 
 
 @pytest.mark.slow
@@ -47,3 +56,44 @@ def test_the_feeds_workflow_publishes_with_this_action_and_send_keeps_one_run_at
     send = (ROOT / ".github" / "workflows" / "send.yml").read_text(encoding="utf-8")
     assert "group: newsletter-send" in send and "cancel-in-progress: false" in send
     assert "STATE_BRANCH: newsletter-state" in send
+
+
+def test_send_refuses_a_public_repository_and_runs_on_no_schedule() -> None:
+    send = workflow("send.yml")
+    triggers = send["on"]
+    assert set(triggers) == {"workflow_dispatch"}
+    first = send["jobs"]["send"]["steps"][0]
+    assert "--jq .private" in first["run"] and "exit 1" in first["run"]
+
+
+def test_the_ledger_commit_keeps_what_a_killed_send_left_in_the_wal(tmp_path: Path) -> None:
+    send = workflow("send.yml")
+    (commit,) = [s for s in send["jobs"]["send"]["steps"] if s.get("name", "").startswith("Commit")]
+    fold = next(line.strip() for line in commit["run"].splitlines() if "wal_checkpoint" in line)
+    # A send killed with rows still in newsletter.db-wal (the process never closed the file).
+    writer = (
+        "import os, sqlite3\n"
+        "c = sqlite3.connect('newsletter.db')\n"
+        "c.execute('PRAGMA journal_mode=wal'); c.execute('PRAGMA wal_autocheckpoint=0')\n"
+        "c.execute('CREATE TABLE deliveries (id INTEGER)')\n"
+        "c.executemany('INSERT INTO deliveries VALUES (?)', [(i,) for i in range(29)])\n"
+        "c.commit(); os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer], cwd=tmp_path, check=True)
+    assert (tmp_path / "newsletter.db-wal").stat().st_size > 0
+
+    def committed_rows() -> int:
+        copy = tmp_path / "copy"
+        copy.mkdir(exist_ok=True)
+        (copy / "newsletter.db").write_bytes((tmp_path / "newsletter.db").read_bytes())
+        with contextlib.closing(sqlite3.connect(copy / "newsletter.db")) as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM deliveries").fetchone()[0])
+            except sqlite3.OperationalError:  # the table itself is still in the WAL
+                return 0
+
+    assert committed_rows() == 0  # what `git add newsletter.db` alone would commit
+    subprocess.run(
+        ["bash", "-c", fold.replace("python ", f"{sys.executable} ", 1)], cwd=tmp_path, check=True
+    )
+    assert committed_rows() == 29
