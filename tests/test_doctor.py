@@ -3,6 +3,7 @@ a real aiosmtpd relay, and the service (or a static-only server) over real HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -543,3 +545,31 @@ def test_a_base_url_too_long_for_the_unsubscribe_header_fails_before_any_request
     assert (check.name, check.status) == ("base_url", "fail")
     assert "unsubscribe links would be up to" in check.detail
     assert check.advice == "use a base_url of at most 33 characters (a shorter host or path)"
+
+
+def test_base_url_of_a_server_refusing_post_with_501_fails(tmp_path: Path, key_pem: bytes) -> None:
+    # Python's own file server answers a POST with 501: one-click cannot work there either.
+    (tmp_path / "site").mkdir()
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path / "site",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            time.sleep(0.05)
+        settings = settings_for(tmp_path, key_pem, base_url=f"http://127.0.0.1:{port}")
+        check = check_base_url(settings, timeout=5)
+    finally:
+        server.terminate()
+        server.wait()
+    assert check.status == "fail"
+    assert (
+        check.detail
+        == f"POST http://127.0.0.1:{port}/u/... answers 501: one-click unsubscribe would fail"
+    )
