@@ -46,8 +46,9 @@ def import_command(
 ) -> None:
     """Add or update subscribers from a CSV, by e-mail; bad rows are named and skipped.
 
-    Columns: email,name,keywords,min_votes[,exclude,max_papers,cadence]; keywords are
-    ;-separated; cadence is daily (default) or weekly.
+    Columns: email,name,keywords,min_votes[,exclude,max_papers,cadence,status]; keywords are
+    ;-separated; cadence is daily (default) or weekly; status active (default), unsubscribed or
+    bounced, which unsubscribes (an import never makes anyone active again).
     Rows are numbered as in a spreadsheet: the header is row 1. Exits 1 if any row is rejected.
 
     Example: newsletter subscribers import subscribers.example.csv --dry-run
