@@ -68,10 +68,20 @@ def test_bad_files_one_line_each_nonzero_and_good_ones_stored(
     assert [d["date"] for d in json.loads(listed.output)] == ["2024-06-28"]
 
 
-def test_missing_path_and_empty_store(runner: CliRunner, cli_env: dict[str, str]) -> None:
-    result = runner.invoke(main, ["ingest", "nowhere.md"], env=cli_env)
+def test_missing_path_and_empty_store(
+    runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = runner.invoke(main, ["ingest", "nowhere.md", "nor/here"], env=cli_env)
     assert result.exit_code == 1
-    assert "error: nowhere.md: no such file" in result.stderr
+    assert result.stderr == (
+        "error: nowhere.md: no such file\nerror: nor/here: no such file\n"
+        "failed: nowhere.md, nor/here\n"
+    )
+    # A mistyped path leaves no empty database behind to answer as if it were the real one.
+    assert not Path(cli_env["NEWSLETTER_DB"]).exists()
+    (tmp_path / "empty").mkdir()
+    made = runner.invoke(main, ["ingest", str(tmp_path / "empty")], env=cli_env)
+    assert made.exit_code == 1 and "no digest files found" in made.stderr
     empty = runner.invoke(main, ["digests"], env=cli_env)
     assert empty.exit_code == 0 and "no digests stored yet" in empty.output
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 
 from ..audience.subscribers import escape_controls
 from ..digest.ingest import ingest_paths
+from ..text import shown_path
 from .common import NamedPath, common_options, open_store, settings_from
 
 
@@ -22,6 +24,12 @@ def ingest(paths: tuple[Path, ...], config_path: Path | None, db: Path | None) -
     Example: newsletter ingest examples/digests/
     """
     settings = settings_from(config_path, db=db)
+    if not any(os.path.lexists(path) for path in paths):
+        # Nothing to read: say so without creating a database a mistyped path would leave.
+        for path in paths:
+            click.echo(f"error: {escape_controls(shown_path(path))}: no such file", err=True)
+        click.echo(f"failed: {', '.join(escape_controls(shown_path(p)) for p in paths)}", err=True)
+        sys.exit(1)
     with open_store(settings, create=True) as store:
         report = ingest_paths(store, list(paths))
     # Digest text quoted in a message prints as stored: no control character reaches the terminal.
