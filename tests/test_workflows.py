@@ -97,3 +97,47 @@ def test_the_ledger_commit_keeps_what_a_killed_send_left_in_the_wal(tmp_path: Pa
         ["bash", "-c", fold.replace("python ", f"{sys.executable} ", 1)], cwd=tmp_path, check=True
     )
     assert committed_rows() == 29
+
+
+def action_step(step_id: str) -> dict[str, Any]:
+    action = YAML(typ="safe").load((ROOT / "action.yml").read_text("utf-8"))
+    (step,) = [s for s in action["runs"]["steps"] if s.get("id") == step_id]
+    return dict(step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hub", ["https://hub.example.com/", ""])
+def test_the_action_names_the_hub_in_its_feeds_and_lists_them_for_a_ping_after_deploy(
+    tmp_path: Path, hub: str
+) -> None:
+    # The action's build step as a runner runs it: bash, its env, an output file.
+    step = action_step("build")
+    outputs = tmp_path / "outputs"
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "DIGESTS": str(ROOT / "tests" / "fixtures"),
+        "OUT": str(tmp_path / "site"),
+        "CONFIG": "",
+        "BASE_URL": "https://owner.github.io/papers",
+        "HUB": hub,
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_OUTPUT": str(outputs),
+    }
+    done = subprocess.run(
+        ["bash", "-c", step["run"]], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    named = sorted(
+        p.relative_to(tmp_path / "site").as_posix()
+        for p in (tmp_path / "site").rglob("*")
+        if p.suffix in (".xml", ".atom") and f'rel="hub" href="{hub}"' in p.read_text("utf-8")
+    )
+    if not hub:
+        assert values["hub-feeds"] == "" and named == []
+        return
+    assert {"rss.xml", "atom.xml", "digests.xml", "digests.atom"} <= set(named)
+    assert values["hub-feeds"].split(" ") == [f"https://owner.github.io/papers/{n}" for n in named]
+    # Nothing in the action tells the hub: it would fetch the feeds before they are deployed.
+    assert "hub.mode" not in (ROOT / "action.yml").read_text("utf-8")
