@@ -459,7 +459,9 @@ def load_settings(
 def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     """One warning per `NEWSLETTER_*` variable nothing reads: a typo would otherwise do nothing.
 
-    `NEWSLETTER_SMTP_CONCURRENCY` is `NEWSLETTER_CONCURRENCY`; the warning says so.
+    A section's name is not part of most names: `NEWSLETTER_SMTP_CONCURRENCY` is
+    `NEWSLETTER_CONCURRENCY` and `NEWSLETTER_EMAIL_LIST_ID` is `NEWSLETTER_LIST_ID`; the
+    warning says so (the first word dropped gives a setting's variable).
     """
     env = os.environ if environ is None else environ
     known = sorted(
@@ -468,9 +470,9 @@ def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     names = {k.removeprefix(ENV_PREFIX): k for k in known}  # compared without the prefix
     warnings = []
     for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
-        without_smtp = ENV_PREFIX + key.removeprefix(ENV_PREFIX + "SMTP_")
+        without_section = ENV_PREFIX + key.removeprefix(ENV_PREFIX).partition("_")[2]
         close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.75)
-        guesses = [without_smtp] if without_smtp in known else [names[c] for c in close]
+        guesses = [without_section] if without_section in known else [names[c] for c in close]
         hint = f"; did you mean {guesses[0]}?" if guesses else ""
         if key == ENV_PREFIX + "TOPICS":
             hint = "; topics are set in the config file's [topics] table"

@@ -384,6 +384,7 @@ def test_a_setting_whose_bytes_are_not_utf8_is_one_line(tmp_path: Path, name: st
 def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -> None:
     env = {
         "NEWSLETTER_SMTP_CONCURRENCY": "4",  # the setting is NEWSLETTER_CONCURRENCY
+        "NEWSLETTER_EMAIL_LIST_ID": "x",  # [email] list_id is NEWSLETTER_LIST_ID
         "NEWSLETTER_SECERT_KEY": "x",
         "NEWSLETTER_TOPICS": "agents",
         "NEWSLETTER_ZZZZZZZZZ": "1",
@@ -393,6 +394,8 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
         "OTHER_SMTP_RATE": "1",
     }
     assert unknown_environment(env) == [
+        "warning: NEWSLETTER_EMAIL_LIST_ID is not a setting and is ignored; did you mean "
+        "NEWSLETTER_LIST_ID?",
         "warning: NEWSLETTER_SECERT_KEY is not a setting and is ignored; did you mean "
         "NEWSLETTER_SECRET_KEY?",
         "warning: NEWSLETTER_SMTP_CONCURRENCY is not a setting and is ignored; did you mean "
