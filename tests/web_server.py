@@ -158,10 +158,15 @@ def service(
     smtp_port: int = 25,
     app_options: dict[str, Any] | None = None,
     setup: Callable[[Store], object] | None = None,
+    base_path: str = "",
     **changes: Any,
 ) -> Iterator[Running]:
-    """The real app on a free port, over a database holding the three fixture digests."""
+    """The real app on a free port, over a database holding the three fixture digests.
+
+    `base_path`: base_url's path (`/papers`), under which the service answers."""
     port = _free_port()
+    if base_path:
+        changes["base_url"] = f"http://127.0.0.1:{port}{base_path}"
     settings = service_settings(tmp_path, port=port, smtp_port=smtp_port, **changes)
     if site:
         make_site(settings.site_dir)

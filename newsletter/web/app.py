@@ -31,7 +31,7 @@ from ..store.pool import StorePool
 from .hooks import Fetcher, SnsCertificates, fetch_https, postmark_hook, ses_hook
 from .logs import AccessLog, log_event, redact_path
 from .pages import Pages
-from .paths import CanonicalPath
+from .paths import BasePath, CanonicalPath, base_path
 from .preferences import preferences_page, preferences_post, preferences_preview
 from .private_feeds import PrivateFeedSource, private_feed
 from .security import CsrfGuard, RateLimiter, SignupLimits, trusted_networks
@@ -151,10 +151,11 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)
 
 
-def _slash_redirect(router: Router, files: SiteFiles) -> ASGIApp:
+def _slash_redirect(router: Router, files: SiteFiles, *, root: str) -> ASGIApp:
     """The router's answer when no route matches: a relative redirect to the same path with
     (or without) a trailing slash when that one matches; 405 for another method than GET or
-    HEAD on a file of the site (StaticSite serves those two); else the 404 page."""
+    HEAD on a file of the site (StaticSite serves those two); else the 404 page. `root`:
+    base_url's path, which the redirect keeps (BasePath took it off the request)."""
 
     async def answer(scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -169,7 +170,8 @@ def _slash_redirect(router: Router, files: SiteFiles) -> ASGIApp:
             ):
                 query = scope.get("query_string", b"").decode("latin-1")
                 # Relative: the request's Host header never makes it into a Location.
-                await RedirectResponse(other + (f"?{query}" if query else ""))(scope, receive, send)
+                location = root + other + (f"?{query}" if query else "")
+                await RedirectResponse(location)(scope, receive, send)
                 return
         raise HTTPException(404)
 
@@ -221,7 +223,12 @@ def create_app(
         settings=settings,
         stores=stores,
         key=key,
-        pages=Pages(csrf=csrf, site_title=settings.site_title, template_dir=settings.template_dir),
+        pages=Pages(
+            csrf=csrf,
+            site_title=settings.site_title,
+            template_dir=settings.template_dir,
+            root=base_path(settings.base_url),
+        ),
         csrf=csrf,
         clock=clock,
         sender_factory=sender_factory or _default_sender(settings),
@@ -303,10 +310,11 @@ def create_app(
     # Starlette's own trailing-slash redirect writes the request's Host into Location.
     app.router.redirect_slashes = False
     site = SiteFiles(settings.site_dir)
-    app.router.default = _slash_redirect(app.router, site)
+    app.router.default = _slash_redirect(app.router, site, root=base_path(settings.base_url))
     # Added last is outermost: every path is canonical before the access log and the
     # private-path rules see it; the access log sees every request; the site is served first.
     app.add_middleware(StaticSite, files=site, skip=SERVICE_PATHS)
     app.add_middleware(AccessLog)
+    app.add_middleware(BasePath, root=base_path(settings.base_url))
     app.add_middleware(CanonicalPath)
     return app

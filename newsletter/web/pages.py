@@ -90,18 +90,24 @@ class Pages:
     """Renders `templates/web/*.html` (a user template folder may override them) as responses."""
 
     def __init__(
-        self, *, csrf: CsrfGuard, site_title: str, template_dir: Path | None = None
+        self,
+        *,
+        csrf: CsrfGuard,
+        site_title: str,
+        template_dir: Path | None = None,
+        root: str = "",
     ) -> None:
         self.csrf = csrf
         self.site_title = site_title
         self.template_dir = template_dir
+        self.root = root  # base_url's path: every link on a page starts with it (BasePath)
         self.assets = {name: _asset(name, template_dir) for name in ("web.css", "preferences.js")}
 
     def text(self, name: str, **context: Any) -> str:
         """A template rendered to a string (fragments and e-mail bodies)."""
         try:
             return get_template(name, user_dir=self.template_dir).render(
-                site_title=self.site_title, **context
+                site_title=self.site_title, root=self.root, **context
             )
         except jinja2.TemplateError as exc:
             if isinstance(exc, jinja2.TemplateNotFound | jinja2.TemplateSyntaxError):
@@ -114,8 +120,8 @@ class Pages:
         body = self.text(
             name,
             csrf_field=field,
-            css=self.assets["web.css"].url,
-            js=self.assets["preferences.js"].url,
+            css=self.root + self.assets["web.css"].url,
+            js=self.root + self.assets["preferences.js"].url,
             **context,
         )
         response = HTMLResponse(body, status_code=status, headers=dict(PAGE_HEADERS))

@@ -89,9 +89,9 @@ def _tokens(svc: Service, subscriber: Subscriber) -> dict[str, str]:
     token = make_token(subscriber.id, purpose="preferences", key=svc.key)
     unsubscribe = make_token(subscriber.id, purpose="unsubscribe", key=svc.key)
     return {
-        "action": f"/p/{token}",
-        "preview_url": f"/p/{token}/preview",
-        "unsubscribe_url": f"/u/{unsubscribe}",
+        "action": svc.path(f"/p/{token}"),
+        "preview_url": svc.path(f"/p/{token}/preview"),
+        "unsubscribe_url": svc.path(f"/u/{unsubscribe}"),
     }
 
 

@@ -113,6 +113,10 @@ class Service:
         """An absolute link on the public base URL."""
         return self.settings.base_url.rstrip("/") + path
 
+    def path(self, path: str) -> str:
+        """A link from one of the service's pages: `path` under base_url's path (BasePath)."""
+        return self.pages.root + path
+
     async def subscriber_for(self, token: str, *, purpose: str) -> Subscriber | None:
         """The subscriber a signed token names, or None for a forged, foreign or stale token."""
         subscriber_id = read_subscriber_token(token, purpose=purpose, key=self.key)

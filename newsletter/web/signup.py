@@ -131,7 +131,9 @@ def _confirmed(request: Request, subscriber: Subscriber) -> Response:
     has since unsubscribed or bounced, that they are not (with the way back), never the
     opposite of what the list says."""
     svc = service(request)
-    preferences_url = f"/p/{make_token(subscriber.id, purpose='preferences', key=svc.key)}"
+    preferences_url = svc.path(
+        f"/p/{make_token(subscriber.id, purpose='preferences', key=svc.key)}"
+    )
     if subscriber.status != "active":
         return svc.pages.render(
             request,
@@ -155,7 +157,10 @@ async def confirm_page(request: Request) -> Response:
     if svc.expired(signup.created_at):
         return svc.pages.render(request, "web/expired.html", status=410, days=svc.confirm_days)
     return svc.pages.render(
-        request, "web/confirm.html", email=signup.email, action=request.url.path
+        request,
+        "web/confirm.html",
+        email=signup.email,
+        action=svc.path(f"/confirm/{request.path_params['token']}"),
     )
 
 

@@ -29,7 +29,7 @@ async def unsubscribe_page(request: Request) -> Response:
         request,
         "web/unsubscribe.html",
         email=subscriber.email,
-        action=request.url.path,
+        action=svc.path(f"/u/{request.path_params['token']}"),
     )
 
 
@@ -60,5 +60,5 @@ def _unsubscribed(request: Request, subscriber_id: int, *, email: str) -> Respon
     svc = service(request)
     token = make_token(subscriber_id, purpose="preferences", key=svc.key)
     return svc.pages.render(
-        request, "web/unsubscribed.html", email=email, preferences_url=f"/p/{token}"
+        request, "web/unsubscribed.html", email=email, preferences_url=svc.path(f"/p/{token}")
     )
