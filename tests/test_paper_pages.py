@@ -77,14 +77,14 @@ def test_paper_page_shows_the_paper_its_days_links_and_citation_data(
     assert m["og:image"] == m["twitter:image"] == [paper.image]
     assert m["twitter:card"] == ["summary_large_image"]
     assert m["citation_author"] == list(paper.authors)
-    assert m["citation_date"] == ["2024/06/28"]
+    assert m["citation_date"] == ["2024/06"]  # its arXiv month, which its id holds
     assert m["citation_arxiv_id"] == ["2406.18629"]
     ld = json.loads(
         re.findall(r'<script type="application/ld\+json">(.*?)</script>', text, re.S)[0]
     )
     assert ld["@type"] == "ScholarlyArticle" and ld["headline"] == paper.display_title
     assert [a["name"] for a in ld["author"]] == list(paper.authors)
-    assert ld["datePublished"] == "2024-06-28"
+    assert ld["datePublished"] == "2024-06"
     bib = re.findall(r'<pre class="bibtex"[^>]*>(.*?)</pre>', text, re.S)[0]
     assert bib.startswith("@misc{yang2024stepdpo,\n")
     assert "  author = {Senqiao Yang and Yukang Chen and" in bib
@@ -105,7 +105,30 @@ def test_a_paper_on_several_days_lists_each_day_with_its_votes(
     days = re.findall(r'<time datetime="([\d-]+)">[\d-]+</time></a> · 추천 (\d+)', text)
     assert days == [("2024-12-02", "8"), ("2024-12-01", "3")]
     assert '추천 <span class="votes">8</span>' in text
-    assert metas(out / "papers/2412.00001.html")["citation_date"] == ["2024/12/01"]
+    assert metas(out / "papers/2412.00001.html")["citation_date"] == ["2024/12"]
+
+
+@pytest.mark.parametrize(
+    ("arxiv_id", "page", "month"),
+    [
+        ("2406.15786", "2406.15786", "2024/06"),  # submitted in June, listed in October
+        ("cs/9912001", "cs_9912001", "1999/12"),  # old style: archive/YYMMNNN
+    ],
+)
+def test_a_paper_is_dated_by_its_arxiv_month_not_the_day_it_was_listed(
+    store: Store, tmp_path: Path, arxiv_id: str, page: str, month: str
+) -> None:
+    save(store, digest_text("2024-10-16", [{"id": arxiv_id, "title": "Listed late"}]))
+    out = tmp_path / "site"
+    build(store, out, make_settings(tmp_path))
+    path = out / "papers" / f"{page}.html"
+    assert metas(path)["citation_date"] == [month]
+    text = path.read_text(encoding="utf-8")
+    ld = json.loads(
+        re.findall(r'<script type="application/ld\+json">(.*?)</script>', text, re.S)[0]
+    )
+    assert ld["datePublished"] == month.replace("/", "-")
+    assert f"  year = {{{month[:4]}}},\n" in text
 
 
 def test_markup_in_a_title_stays_text_everywhere_on_its_page(store: Store, tmp_path: Path) -> None:

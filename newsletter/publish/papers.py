@@ -26,6 +26,7 @@ from .korean import extra_terms
 
 DESCRIPTION_CHARS = 200  # OpenGraph descriptions are cut by most previews near here
 _ARXIV_NEW = re.compile(r"(\d\d)(\d\d)\.\d{4,5}")
+_ARXIV_OLD = re.compile(r"/(\d\d)(\d\d)\d{3}$")  # archive/YYMMNNN
 _BIBTEX_SPECIAL = re.compile(r"([&%$#_])")
 
 
@@ -81,10 +82,29 @@ def paper_key(
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
+def paper_month(record: PaperRecord) -> tuple[int, int] | None:
+    """The year and month the paper was submitted to arXiv, which its id holds (`2406.15786`:
+    June 2024; `cs.AI/0703123`: March 2007); None when the id does not say."""
+    found = _ARXIV_NEW.fullmatch(record.paper.arxiv_id) or _ARXIV_OLD.search(record.paper.arxiv_id)
+    if found is None or not 1 <= int(found[2]) <= 12:
+        return None
+    yy = int(found[1])
+    return (1900 + yy if yy >= 91 else 2000 + yy), int(found[2])  # arXiv began in 1991
+
+
 def paper_year(record: PaperRecord) -> int:
-    """The year of a paper: from a new-style arXiv id (YYMM.NNNNN), else its first day."""
-    match = _ARXIV_NEW.fullmatch(record.paper.arxiv_id)
-    return 2000 + int(match[1]) if match else record.first.year
+    """The year of a paper: its arXiv submission (`paper_month`), else its first day."""
+    month = paper_month(record)
+    return month[0] if month else record.first.year
+
+
+def paper_date(record: PaperRecord, *, separator: str) -> str:
+    """When the paper came out, as precisely as known: its arXiv month (`2024/06`), else the
+    day it was first listed (`2024/10/16`). The listing day is often months later."""
+    month = paper_month(record)
+    if month is None:
+        return record.first.strftime(f"%Y{separator}%m{separator}%d")
+    return f"{month[0]:04d}{separator}{month[1]:02d}"
 
 
 def _bibtex_text(text: str) -> str:
@@ -137,7 +157,7 @@ def json_ld(record: PaperRecord, *, url: str) -> Markup:
         "headline": paper.display_title or paper.arxiv_id,
         "name": paper.display_title or paper.arxiv_id,
         "author": [{"@type": "Person", "name": a} for a in paper.authors if a.strip()],
-        "datePublished": record.first.isoformat(),
+        "datePublished": paper_date(record, separator="-"),
         "url": url,
         "sameAs": [arxiv_url(paper.arxiv_id), hf_paper_url(paper.arxiv_id)],
         "identifier": {"@type": "PropertyValue", "propertyID": "arXiv", "value": paper.arxiv_id},
@@ -180,7 +200,7 @@ def render_paper(record: PaperRecord, *, site: SiteInfo) -> bytes:
         votes=record.votes,
         days=days,
         topics=record.topics,
-        citation_date=record.first.strftime("%Y/%m/%d"),
+        citation_date=paper_date(record, separator="/"),
         description=_description(paper),
         abs_url=arxiv_url(paper.arxiv_id),
         pdf_url=arxiv_pdf_url(paper.arxiv_id),
