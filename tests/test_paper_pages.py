@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.audience.match import by_votes
 from newsletter.digest.parse import parse_digest
 from newsletter.store import Store
 
@@ -186,3 +188,26 @@ def test_paper_page_matches_golden(small_site: Path, request: pytest.FixtureRequ
     update = bool(request.config.getoption("--update-golden"))
     page = (small_site / "papers/2406.18629.html").read_bytes()
     assert_matches_golden(page, GOLDEN / "paper-2406.18629.html", update=update)
+
+
+def test_the_front_and_day_pages_say_what_they_are_when_shared(
+    site: Path, loaded_store: Store
+) -> None:
+    front = metas(site / "index.html")
+    assert front["og:url"] == [f"{BASE}/"]
+    assert front["og:title"] == ["Daily Papers"] and front["og:type"] == ["website"]
+    assert front["description"] == front["og:description"]
+    assert front["description"][0].startswith("Daily Papers: ")
+    day = metas(site / "2024-12-13.html")
+    digest = loaded_store.digest(dt.date(2024, 12, 13))
+    assert digest is not None
+    top = by_votes(digest.papers)[0].display_title
+    assert day["og:url"] == [f"{BASE}/2024-12-13.html"]
+    assert day["og:title"] == ["Daily Papers — 2024-12-13"]
+    (text,) = day["description"]
+    assert text.startswith(f"2024-12-13 논문 {len(digest.papers)}편: {top} · ")
+    assert len(text) <= 200 and day["og:description"] == [text]
+    # A paper page keeps its own, once each.
+    paper = metas(site / "papers" / "2406.18629.html")
+    assert len(paper["description"]) == len(paper["og:title"]) == 1
+    assert paper["og:type"] == ["article"]

@@ -94,11 +94,20 @@ def render_day(
         site,
         page_name(digest.date),
         date=digest.date.isoformat(),
+        page_description=_day_description(digest),
         papers=[clean_paper(p) for p in by_votes(digest.papers)],
         paper_pages={p.arxiv_id: paper_page_name(p.arxiv_id) for p in digest.papers},
         previous=previous.isoformat() if previous else None,
         following=following.isoformat() if following else None,
     )
+
+
+def _day_description(digest: Digest) -> str:
+    """A day page's description: how many papers, then the most voted titles, cut near 200
+    characters (where link previews cut)."""
+    titles = [p.display_title or p.arxiv_id for p in by_votes(digest.papers)[:3]]
+    text = f"{digest.date.isoformat()} 논문 {len(digest.papers)}편: {' · '.join(titles)}"
+    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def render_index(days: Sequence[DaySummary], *, site: SiteInfo) -> bytes:
