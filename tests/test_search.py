@@ -219,3 +219,16 @@ def test_an_excerpt_is_a_passage_of_the_page_not_its_search_terms(
         strange = [w for w in re.sub(r"[.,·]", " ", shown).split() if w not in words]
         assert not strange, (arxiv_id, strange, shown)
     page.close()
+
+
+@pytest.mark.browser
+def test_a_paper_about_the_term_ranks_above_one_whose_author_names_start_with_it(
+    browser: Any, searchable: Running
+) -> None:
+    # SeaKR's summary says RAG; Agent-as-a-Judge only lists an author named Raghuraman.
+    page = browser.new_page()
+    found = _search(page, f"{searchable.url}/search.html?q=RAG")
+    assert found[0] == "2406.19215", found
+    # Authors still find their papers; they only weigh less than what a paper is about.
+    assert _search(page, f"{searchable.url}/search.html?q=Raghuraman") == ["2410.10934"]
+    page.close()
