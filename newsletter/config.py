@@ -459,20 +459,22 @@ def load_settings(
 def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     """One warning per `NEWSLETTER_*` variable nothing reads: a typo would otherwise do nothing.
 
-    A section's name is not part of most names: `NEWSLETTER_SMTP_CONCURRENCY` is
-    `NEWSLETTER_CONCURRENCY` and `NEWSLETTER_EMAIL_LIST_ID` is `NEWSLETTER_LIST_ID`; the
-    warning says so (the first word dropped gives a setting's variable).
+    The likely one is the name without a section's name in front, which most variables do not
+    carry (`NEWSLETTER_EMAIL_LIST_ID` is `NEWSLETTER_LIST_ID`, `NEWSLETTER_SMTP_RATE` is
+    `NEWSLETTER_RATE`); else the closest name (a typo: `NEWSLETTER_ENVELOP_FROM`).
     """
     env = os.environ if environ is None else environ
     known = sorted(
         {ENV_PREFIX + name.upper() for name in _FIELDS if name != "topics"} | set(_OTHER_ENV)
     )
     names = {k.removeprefix(ENV_PREFIX): k for k in known}  # compared without the prefix
+    sections = {str(f.metadata["section"]).upper() for f in _FIELDS.values()} - {""}
     warnings = []
     for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
-        without_section = ENV_PREFIX + key.removeprefix(ENV_PREFIX).partition("_")[2]
+        first, _, rest = key.removeprefix(ENV_PREFIX).partition("_")
         close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.75)
-        guesses = [without_section] if without_section in known else [names[c] for c in close]
+        in_section = first in sections and ENV_PREFIX + rest in known
+        guesses = [ENV_PREFIX + rest] if in_section else [names[c] for c in close]
         hint = f"; did you mean {guesses[0]}?" if guesses else ""
         if key == ENV_PREFIX + "TOPICS":
             hint = "; topics are set in the config file's [topics] table"

@@ -385,6 +385,8 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
     env = {
         "NEWSLETTER_SMTP_CONCURRENCY": "4",  # the setting is NEWSLETTER_CONCURRENCY
         "NEWSLETTER_EMAIL_LIST_ID": "x",  # [email] list_id is NEWSLETTER_LIST_ID
+        "NEWSLETTER_ENVELOP_FROM": "x",  # a typo: not NEWSLETTER_FROM, the From header
+        "NEWSLETTER_ENVELOPE_FROM_ADDRESS": "x",
         "NEWSLETTER_SECERT_KEY": "x",
         "NEWSLETTER_TOPICS": "agents",
         "NEWSLETTER_ZZZZZZZZZ": "1",
@@ -396,6 +398,10 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
     assert unknown_environment(env) == [
         "warning: NEWSLETTER_EMAIL_LIST_ID is not a setting and is ignored; did you mean "
         "NEWSLETTER_LIST_ID?",
+        "warning: NEWSLETTER_ENVELOPE_FROM_ADDRESS is not a setting and is ignored; did you mean "
+        "NEWSLETTER_ENVELOPE_FROM?",
+        "warning: NEWSLETTER_ENVELOP_FROM is not a setting and is ignored; did you mean "
+        "NEWSLETTER_ENVELOPE_FROM?",
         "warning: NEWSLETTER_SECERT_KEY is not a setting and is ignored; did you mean "
         "NEWSLETTER_SECRET_KEY?",
         "warning: NEWSLETTER_SMTP_CONCURRENCY is not a setting and is ignored; did you mean "
