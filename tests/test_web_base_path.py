@@ -75,6 +75,52 @@ def test_the_preferences_page_links_under_the_path_also_behind_a_proxy_that_stri
         assert client.get(f"{ROOT}/p/{token}/preview").status_code == 200
 
 
+def test_saving_preferences_returns_to_the_page_under_the_path(web: Running) -> None:
+    reader = web.store.add_subscriber("saver@example.com")
+    page_url = f"{ROOT}/p/{web.token(reader.id, 'preferences')}"
+    with web.client(follow_redirects=False) as client:
+        page = client.get(page_url)
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        form = {"csrf": csrf[1], "keywords": "RAG", "exclude": "", "min_votes": "0"}
+        form |= {"max_papers": "", "action": "save"}
+        saved = client.post(page_url, data=form, headers={"origin": web.url})
+        assert saved.status_code == 303
+        assert saved.headers["location"] == f"{page_url}?done=saved"
+    found = web.store.subscriber(reader.id)
+    assert found is not None and found.filters.keywords == ("RAG",)
+
+
+def test_the_path_is_taken_off_once_and_a_site_folder_of_its_name_is_reached(
+    web: Running,
+) -> None:
+    reader = web.store.add_subscriber("twice@example.com")
+    token = web.token(reader.id, "unsubscribe")
+    folder = web.settings.site_dir / "papers"
+    folder.mkdir(exist_ok=True)
+    (folder / "2406.00001.html").write_text("<p>a paper page</p>", encoding="utf-8")
+    with web.client(follow_redirects=False) as client:
+        # Twice the prefix is no route: a token there is neither served nor logged whole.
+        assert client.get(f"{ROOT}{ROOT}/u/{token}").status_code == 404
+        # The site's own papers/ folder, under a base path of the same name.
+        assert client.get(f"{ROOT}/papers/2406.00001.html").text == "<p>a paper page</p>"
+
+
+def test_a_base_path_spelt_with_percent_escapes_is_served(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    encoded = "/%EB%85%BC%EB%AC%B8"  # /논문
+    with service(tmp_path_factory.mktemp("encoded"), base_path=encoded) as web:
+        reader = web.store.add_subscriber("encoded@example.com")
+        with web.client(follow_redirects=False) as client:
+            assert (
+                client.get(f"{encoded}/u/{web.token(reader.id, 'unsubscribe')}").status_code == 200
+            )
+            assert client.get(encoded).headers["location"] == f"{encoded}/"
+            page = client.get(f"{encoded}/p/{web.token(reader.id, 'preferences')}")
+            assert f'data-preview="{encoded}/p/' in page.text
+
+
 def test_doctor_finds_the_one_click_route_under_the_path(web: Running) -> None:
     check = check_base_url(web.settings, timeout=5)
     assert check.detail == f"{web.settings.base_url} serves the unsubscribe route, over plain http"

@@ -98,6 +98,7 @@ def test_logs_are_json_lines_without_tokens(
         ("/p/MTc.abcdefghijklmnop/preview", "/p/MTc.ab…/preview"),
         ("/feeds/0123456789abcdef.xml", "/feeds/012345…"),
         ("/rss.xml", "/rss.xml"),
+        ("/papers/u/MTc.abcdefghijklmnop", "/papers/u/MTc.ab…"),  # a 404, the token still good
     ],
 )
 def test_redact_path(path: str, shown: str) -> None:

@@ -14,7 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("newsletter.web")
 
 # Path segments after these prefixes are capabilities (signed tokens, private feed names).
-_SECRET_PATH = re.compile(r"^/(u|p|confirm|feeds)/([^/]+)")
+# Anywhere in the path: a link pasted under another prefix (`/papers/u/T`, a 404) still
+# carries a working token.
+_SECRET_PATH = re.compile(r"/(u|p|confirm|feeds)/([^/]+)")
 _SHOWN = 6  # characters of a token kept in logs: enough to correlate, far too few to use
 PATH_SHOWN = 200  # characters of a path kept in logs; longer ones are junk or an attack
 

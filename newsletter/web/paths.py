@@ -7,28 +7,31 @@ sees the canonical path, so no spelling of a private URL is public or logged who
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
 def base_path(base_url: str) -> str:
-    """base_url's path without its trailing slash: "" at a host's root, else e.g. "/papers"."""
+    """base_url's path without its trailing slash, as links spell it: "" at a host's root, else
+    e.g. "/papers" (or "/%EB%85%BC%EB%AC%B8")."""
     return urlsplit(base_url).path.rstrip("/")
 
 
 class BasePath:
     """ASGI middleware: a service whose base_url has a path answers under it.
 
-    `/papers/u/T` is handled as `/u/T` (and `root_path` says `/papers`); `/papers` redirects to
-    `/papers/`, where the site's relative links work. A path outside it is handled as it is,
-    for a reverse proxy that takes the prefix off. The pages always link under the prefix.
+    `/papers/u/T` is handled as `/u/T`, once (`/papers/papers/u/T` is `/papers/u/T`, which is
+    nothing); `/papers` redirects to `/papers/`, where the site's relative links work. A proxy
+    in front passes the path on as it is: one that took the prefix off would make
+    `/papers/x.html` of a site folder named like it unreachable. A path outside the prefix is
+    handled as it is (a request straight to the service). The pages link under the prefix.
     """
 
     def __init__(self, app: ASGIApp, *, root: str) -> None:
         self.app = app
-        self.root = root
+        self.root = unquote(root)  # uvicorn's scope["path"] is decoded
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         root = self.root
@@ -36,18 +39,13 @@ class BasePath:
             path: str = scope["path"]
             if path == root:
                 query = scope.get("query_string", b"").decode("latin-1")
-                await RedirectResponse(root + "/" + (f"?{query}" if query else ""))(
-                    scope, receive, send
-                )
+                location = quote(root) + "/" + (f"?{query}" if query else "")
+                await RedirectResponse(location)(scope, receive, send)
                 return
             if path.startswith(root + "/"):
                 inner = path[len(root) :]
-                scope = {
-                    **scope,
-                    "path": inner,
-                    "raw_path": quote(inner).encode(),
-                    "root_path": scope.get("root_path", "") + root,
-                }
+                # No root_path: Starlette would take it off the path a second time.
+                scope = {**scope, "path": inner, "raw_path": quote(inner).encode()}
         await self.app(scope, receive, send)
 
 

@@ -85,6 +85,11 @@ async def preview(svc: Service, filters: Filters) -> Preview:
     )
 
 
+def _here(request: Request, *, done: str) -> str:
+    """This preferences page again, under base_url's path, saying what was done."""
+    return service(request).path(f"/p/{request.path_params['token']}?done={done}")
+
+
 def _tokens(svc: Service, subscriber: Subscriber) -> dict[str, str]:
     token = make_token(subscriber.id, purpose="preferences", key=svc.key)
     unsubscribe = make_token(subscriber.id, purpose="unsubscribe", key=svc.key)
@@ -159,7 +164,7 @@ async def preferences_post(request: Request) -> Response:
                 shown=None,
                 status=409,
             )
-        return RedirectResponse(f"{request.url.path}?done=resumed", status_code=303)
+        return RedirectResponse(_here(request, done="resumed"), status_code=303)
     # The page always sends every field, empty or not: one missing is not "no filter", and
     # saving it so would wipe the subscriber's keywords.
     missing = [name for name in FIELDS if name not in form]
@@ -183,7 +188,7 @@ async def preferences_post(request: Request) -> Response:
     changed = await svc.write(Store.update_filters, subscriber.id, filters=filters, cadence=cadence)
     log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
     # Post/redirect/get: reloading the page does not post the form again.
-    return RedirectResponse(f"{request.url.path}?done=saved", status_code=303)
+    return RedirectResponse(_here(request, done="saved"), status_code=303)
 
 
 async def preferences_preview(request: Request) -> Response:
