@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from .config import Settings
 from .delivery.heap import frozen_heap
 from .delivery.pipeline import DeliveryReport, settle_claims
-from .delivery.runlock import send_lock
+from .delivery.runlock import edition_lock, send_lock
 from .errors import Interrupted, NewsletterError
 from .store import Store
 
@@ -170,6 +170,7 @@ def send_day_in_processes(
     try:
         # The workers' send lock (delivery/runlock.py), held here; forked workers inherit it.
         lock.enter_context(send_lock(settings.db, alone=resend_ambiguous))
+        lock.enter_context(edition_lock(settings.db, kind="daily", date=date))
         composer = _forked_day(settings, date) if _can_fork() else None
         context: SpawnContext | ForkContext = (
             multiprocessing.get_context("spawn")

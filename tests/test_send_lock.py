@@ -4,6 +4,7 @@ not ambiguous, and resending them would mail their readers twice."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import subprocess
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from newsletter.store import Store
 from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.test_send_cli import SlowHandler, day_with_readers, got, ledger, start_send
 
@@ -60,11 +62,12 @@ class HoldingHandler(RecordingHandler):
     """Holds the message to one address until `release` is set."""
 
     held: str = ""
+    only: bytes = b""  # and only a message holding these bytes (e.g. its Message-ID's date)
     holding: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.held in envelope.rcpt_tos:
+        if self.held in envelope.rcpt_tos and self.only in envelope.content:
             self.holding.set()
             while not self.release.is_set():
                 await asyncio.sleep(0.01)
@@ -102,3 +105,30 @@ def test_a_send_ending_beside_another_calls_its_claims_in_flight_not_ambiguous(
     assert ", ambiguous 0" in first_output.splitlines()[-1], first_output
     assert got(handler) == dict.fromkeys(everyone, 1)
     assert ledger(db, "claimed") == []
+    assert list(db.with_name(db.name + ".sending.d").iterdir()) == []  # the last one tidied
+
+
+def test_a_send_of_another_day_running_does_not_hide_a_dead_runs_claims(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    day_with_readers(db, 10, prefix="dead")
+    with Store(db) as store:  # a run that died mid-send left one reader's claim
+        (dead,) = [s for s in store.active_subscribers() if s.email == "dead009@example.com"]
+        assert store.claim_delivery(dt.date(2024, 12, 13), dead.id, message_id="<x@x>")
+    handler = HoldingHandler(held="dead000@example.com", only=b"digest.2024-10-16.")
+    with smtp_server(handler) as (server, _):
+        other_day = start_send(cli_env, tmp_path, server.port, "--date", "2024-10-16")
+        try:
+            assert handler.holding.wait(timeout=30), "the other day's send never got going"
+            newest = start_send(cli_env, tmp_path, server.port, "--date", "2024-12-13")
+            output, _ = newest.communicate(timeout=60)
+            handler.release.set()
+            other_output, _ = other_day.communicate(timeout=60)
+        finally:
+            handler.release.set()
+            other_day.kill()
+    # The other day's claims are not counted here, so its send says nothing of this one's.
+    assert newest.returncode == 1, output
+    assert output.splitlines()[0].endswith(", ambiguous 1"), output
+    assert other_day.returncode == 0, other_output

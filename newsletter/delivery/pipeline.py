@@ -34,7 +34,7 @@ from .heap import frozen_heap
 from .pacer import Pacer
 from .refusals import RefusalStreak, masked_reply
 from .report import DeliveryReport
-from .runlock import another_send_running, send_lock
+from .runlock import another_send_running, edition_lock, send_lock
 
 __all__ = [
     "Compose",
@@ -474,6 +474,7 @@ async def deliver(
         try:
             if locked:
                 stack.enter_context(send_lock(store.path, alone=resend_ambiguous))
+                stack.enter_context(edition_lock(store.path, kind=kind, date=date))
             await sender.open()
         except DeliveryError as exc:  # nothing can be sent: stop before anything is claimed
             report = DeliveryReport(date=date, dry_run=not record, stopped=str(exc))
@@ -528,12 +529,15 @@ def settle_claims(
 ) -> None:
     """Count the claims left in the ledger once a send is over, in `report`.
 
-    They are ambiguous unless another send of the database still runs. `locked`: this send
-    held the send lock and has let go of it. Then they are that send's messages in flight, or
-    a dead run's, which that send reports when it ends (the send that ends last sees no other).
+    They are ambiguous unless another send of the same edition (kind and date) still runs.
+    `locked`: this send held the edition's lock and has let go of it. Then they are that send's
+    messages in flight, or a dead run's, which that send reports when it ends (the send of the
+    edition that ends last sees no other).
     """
     claimed = store.delivery_counts(report.date, part=part, kind=kind)["claimed"]
-    if claimed and locked and another_send_running(store.path):
+    # Asked even with nothing claimed: the one that finds no other removes the lock file.
+    others = locked and another_send_running(store.path, kind=kind, date=report.date)
+    if claimed and others:
         report.in_other_send, report.ambiguous = claimed, 0
     else:
         report.ambiguous = claimed

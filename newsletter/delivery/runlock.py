@@ -8,14 +8,17 @@ runs: shared for an ordinary send, exclusive for one that resends. The kernel le
 the process ends however it ends, so a crashed send never blocks the next one; forked
 workers of a split send hold their parent's lock for as long as any of them runs.
 
-A send that has ended and let go of the lock asks whether another still holds it
-(`another_send_running`): if so, the claims it finds left are that send's messages in flight
-(or a dead run's; the send that ends last tells them apart), not ambiguous.
+Each send also holds a lock of its edition (daily or weekly, and its date) in DB.sending.d/.
+A send that has ended and let go of it asks whether another send of the same edition still
+holds it (`another_send_running`): if so, the claims it finds left are that send's messages in
+flight (or a dead run's; the send of that edition that ends last tells them apart), not
+ambiguous. A send of another edition, whose claims are not counted, makes no difference.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import time
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from ..errors import DeliveryError
 
-__all__ = ["AnotherSend", "another_send_running", "send_lock"]
+__all__ = ["AnotherSend", "another_send_running", "edition_lock", "send_lock"]
 
 
 class AnotherSend(DeliveryError):
@@ -64,15 +67,53 @@ def send_lock(db: Path, *, alone: bool) -> Iterator[None]:
         os.close(fd)  # lets go of the lock (a forked worker's copy stays until it exits)
 
 
-def another_send_running(db: Path) -> bool:
-    """Whether another send of the database holds its lock now. Ask without holding it.
+def edition_lock_path(db: Path, *, kind: str, date: dt.date) -> Path:
+    """The lock file of one edition's sends: `DB.sending.d/daily-2024-12-13`."""
+    return db.with_name(db.name + ".sending.d") / f"{kind}-{date.isoformat()}"
+
+
+@contextlib.contextmanager
+def edition_lock(db: Path, *, kind: str, date: dt.date) -> Iterator[None]:
+    """Hold one edition's lock (shared) while its send runs, for another send of the same
+    edition to see when it ends (`another_send_running`). When the file cannot be made, the
+    send runs without it: its claims are then reported as ambiguous, which they may be."""
+    path = edition_lock_path(db, kind=kind, date=date)
+    fd = None
+    try:
+        path.parent.mkdir(exist_ok=True)
+        for _ in range(100):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only out a probe's instant
+            try:
+                here, there = os.fstat(fd), os.stat(path)
+                if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+                    break  # the file at the path, not one a probe removed meanwhile
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+            fd = None
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def another_send_running(db: Path, *, kind: str, date: dt.date) -> bool:
+    """Whether another send of this edition (kind, date) holds its lock now. Ask without
+    holding it yourself.
 
     Asked a few times over ~20 ms, since two sends ending together each see the other's
-    question as a lock; False when the lock file is missing or cannot be opened (the claims
-    are then reported as ambiguous, which they may be).
+    question as a lock; False when nothing holds it (the file is then removed), or when it
+    cannot be opened (the claims are then reported as ambiguous, which they may be).
     """
+    path = edition_lock_path(db, kind=kind, date=date)
     try:
-        fd = os.open(lock_path(db), os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -83,6 +124,8 @@ def another_send_running(db: Path) -> bool:
                 if attempt < 2:
                     time.sleep(0.01)
                 continue
+            with contextlib.suppress(OSError):  # nobody holds it: tidy up, best effort
+                path.unlink()
             return False
         return True
     finally:
