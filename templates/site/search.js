@@ -25,7 +25,8 @@ function excerpt(data) {
   // locations index them.
   const out = document.createElement("p");
   const content = data.content || "";
-  const words = content.includes("\u200B") ? content.split("\u200B") : content.split(/[\r\n\s]+/g);
+  const zws = content.includes("\u200B"); // words segmented by Pagefind, shown without spaces
+  const words = zws ? content.split("\u200B") : content.split(/[\r\n\s]+/g);
   const shown = Math.max(0, words.length - Number(data.meta.terms || 0));
   const hits = new Set((data.locations || []).filter((at) => at < shown));
   if (hits.size === 0) {
@@ -45,7 +46,7 @@ function excerpt(data) {
   }
   const end = Math.min(shown, start + WORDS);
   for (let at = start; at < end; at += 1) {
-    if (at > start) out.append(" ");
+    if (at > start && !zws) out.append(" ");
     if (hits.has(at)) {
       const mark = document.createElement("mark");
       mark.textContent = words[at];
