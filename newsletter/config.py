@@ -471,12 +471,17 @@ def unknown_environment(environ: Mapping[str, str] | None = None) -> list[str]:
     sections = {str(f.metadata["section"]).upper() for f in _FIELDS.values()} - {""}
     warnings = []
     for key in sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known):
-        first, _, rest = key.removeprefix(ENV_PREFIX).partition("_")
-        close = difflib.get_close_matches(key.removeprefix(ENV_PREFIX), names, n=1, cutoff=0.75)
-        in_section = first in sections and ENV_PREFIX + rest in known
-        guesses = [ENV_PREFIX + rest] if in_section else [names[c] for c in close]
+        name = key.removeprefix(ENV_PREFIX).upper()  # variable names are read as written
+        first, _, rest = name.partition("_")
+        if first in sections:  # `[email] reply_to` is NEWSLETTER_REPLY_TO, typos and all
+            name = rest if rest in names else name
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+            close = close or difflib.get_close_matches(rest, names, n=1, cutoff=0.75)
+        else:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+        guesses = [ENV_PREFIX + name] if name in names else [names[c] for c in close]
         hint = f"; did you mean {guesses[0]}?" if guesses else ""
-        if key == ENV_PREFIX + "TOPICS":
+        if name == "TOPICS" or name.startswith("TOPICS_"):
             hint = "; topics are set in the config file's [topics] table"
         warnings.append(f"warning: {key} is not a setting and is ignored{hint}")
     return warnings

@@ -387,6 +387,9 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
         "NEWSLETTER_EMAIL_LIST_ID": "x",  # [email] list_id is NEWSLETTER_LIST_ID
         "NEWSLETTER_ENVELOP_FROM": "x",  # a typo: not NEWSLETTER_FROM, the From header
         "NEWSLETTER_ENVELOPE_FROM_ADDRESS": "x",
+        "NEWSLETTER_EMAIL_REPLYTO": "x",  # a section and a typo
+        "NEWSLETTER_smtp_port": "587",  # lower case
+        "NEWSLETTER_TOPICS_LLM": "x",
         "NEWSLETTER_SECERT_KEY": "x",
         "NEWSLETTER_TOPICS": "agents",
         "NEWSLETTER_ZZZZZZZZZ": "1",
@@ -398,6 +401,8 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
     assert unknown_environment(env) == [
         "warning: NEWSLETTER_EMAIL_LIST_ID is not a setting and is ignored; did you mean "
         "NEWSLETTER_LIST_ID?",
+        "warning: NEWSLETTER_EMAIL_REPLYTO is not a setting and is ignored; did you mean "
+        "NEWSLETTER_REPLY_TO?",
         "warning: NEWSLETTER_ENVELOPE_FROM_ADDRESS is not a setting and is ignored; did you mean "
         "NEWSLETTER_ENVELOPE_FROM?",
         "warning: NEWSLETTER_ENVELOP_FROM is not a setting and is ignored; did you mean "
@@ -408,7 +413,11 @@ def test_a_newsletter_variable_no_setting_reads_is_named_with_the_likely_one() -
         "NEWSLETTER_CONCURRENCY?",
         "warning: NEWSLETTER_TOPICS is not a setting and is ignored; topics are set in the "
         "config file's [topics] table",
+        "warning: NEWSLETTER_TOPICS_LLM is not a setting and is ignored; topics are set in the "
+        "config file's [topics] table",
         "warning: NEWSLETTER_ZZZZZZZZZ is not a setting and is ignored",
+        "warning: NEWSLETTER_smtp_port is not a setting and is ignored; did you mean "
+        "NEWSLETTER_SMTP_PORT?",
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import subprocess
 import threading
 import time
@@ -13,10 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from newsletter.cli import main
+from newsletter.delivery.runlock import _held, another_send_running, edition_lock, edition_lock_path
 from newsletter.store import Store
 from tests.smtp_servers import RecordingHandler, smtp_server
-from tests.test_send_cli import SlowHandler, day_with_readers, got, ledger, start_send
+from tests.test_send_cli import (
+    SlowHandler,
+    day_with_readers,
+    got,
+    ledger,
+    smtp_args,
+    start_send,
+)
 
 
 def test_resending_ambiguous_claims_waits_for_the_running_send(
@@ -132,3 +143,37 @@ def test_a_send_of_another_day_running_does_not_hide_a_dead_runs_claims(
     assert newest.returncode == 1, output
     assert output.splitlines()[0].endswith(", ambiguous 1"), output
     assert other_day.returncode == 0, other_output
+
+
+def test_a_late_probe_never_removes_the_lock_file_of_a_send_that_started_since(
+    tmp_path: Path,
+) -> None:
+    # Two probes opened the same file; the first removed it, then a send made a new one.
+    db, day = tmp_path / "news.db", dt.date(2024, 12, 13)
+    path = edition_lock_path(db, kind="daily", date=day)
+    path.parent.mkdir()
+    path.touch()
+    late = os.open(path, os.O_RDWR)
+    try:
+        assert another_send_running(db, kind="daily", date=day) is False  # the first probe
+        assert not path.exists()
+        with edition_lock(db, kind="daily", date=day):  # a send starts: a new file
+            assert _held(late, path) is False  # the late probe: nobody holds the old file...
+            assert path.exists()  # ...and the running send's file stays
+            assert another_send_running(db, kind="daily", date=day) is True
+    finally:
+        os.close(late)
+
+
+def test_a_send_whose_edition_lock_cannot_be_made_stops_before_claiming(
+    runner: CliRunner, cli_env: dict[str, str]
+) -> None:
+    db = Path(cli_env["NEWSLETTER_DB"])
+    day_with_readers(db, 3, prefix="nolock")
+    db.with_name(db.name + ".sending.d").write_text("not a folder")
+    with smtp_server(RecordingHandler()) as (server, handler):
+        result = runner.invoke(main, ["send", *smtp_args(server.port)], env=cli_env)
+    assert result.exit_code == 1
+    folder = db.with_name(db.name + ".sending.d")
+    assert result.output == f"error: {folder}: cannot make the send's lock: File exists\n"
+    assert handler.received == [] and ledger(db) == []

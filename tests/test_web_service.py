@@ -99,6 +99,8 @@ def test_logs_are_json_lines_without_tokens(
         ("/feeds/0123456789abcdef.xml", "/feeds/012345…"),
         ("/rss.xml", "/rss.xml"),
         ("/papers/u/MTc.abcdefghijklmnop", "/papers/u/MTc.ab…"),  # a 404, the token still good
+        ("/p/u/MTc.abcdefghijklmnop", "/p/u…/MTc.ab…"),  # a route name before the token
+        ("/u/u/u/MTc.abcdefghijklmnop", "/u/u…/u…/MTc.ab…"),
     ],
 )
 def test_redact_path(path: str, shown: str) -> None:

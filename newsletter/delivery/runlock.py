@@ -75,8 +75,8 @@ def edition_lock_path(db: Path, *, kind: str, date: dt.date) -> Path:
 @contextlib.contextmanager
 def edition_lock(db: Path, *, kind: str, date: dt.date) -> Iterator[None]:
     """Hold one edition's lock (shared) while its send runs, for another send of the same
-    edition to see when it ends (`another_send_running`). When the file cannot be made, the
-    send runs without it: its claims are then reported as ambiguous, which they may be."""
+    edition to see when it ends (`another_send_running`). DeliveryError, at once, when it
+    cannot be made (as `send_lock`): nothing has been claimed yet."""
     path = edition_lock_path(db, kind=kind, date=date)
     fd = None
     try:
@@ -92,10 +92,11 @@ def edition_lock(db: Path, *, kind: str, date: dt.date) -> Iterator[None]:
                 pass
             os.close(fd)
             fd = None
-    except OSError:
+    except OSError as exc:
         if fd is not None:
             os.close(fd)
-            fd = None
+        where = exc.filename or path  # the folder, when it is what cannot be made
+        raise DeliveryError(f"{where}: cannot make the send's lock: {exc.strerror}") from None
     try:
         yield
     finally:
@@ -117,16 +118,25 @@ def another_send_running(db: Path, *, kind: str, date: dt.date) -> bool:
     except OSError:
         return False
     try:
-        for attempt in range(3):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if attempt < 2:
-                    time.sleep(0.01)
-                continue
-            with contextlib.suppress(OSError):  # nobody holds it: tidy up, best effort
-                path.unlink()
-            return False
-        return True
+        return _held(fd, path)
     finally:
         os.close(fd)  # and with it the probe's lock
+
+
+def _held(fd: int, path: Path) -> bool:
+    """Whether another holds the lock of the open file `fd` (found at `path`); see above."""
+    for attempt in range(3):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if attempt < 2:
+                time.sleep(0.01)
+            continue
+        with contextlib.suppress(OSError):  # nobody holds it: tidy up, best effort
+            here, there = os.fstat(fd), os.stat(path)
+            # Only the file this probe holds: another probe may have removed it already
+            # and a new send made a new one at the path, which must stay.
+            if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+                path.unlink()
+        return False
+    return True

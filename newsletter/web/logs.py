@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import time
 from typing import Any
 
@@ -14,9 +13,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 logger = logging.getLogger("newsletter.web")
 
 # Path segments after these prefixes are capabilities (signed tokens, private feed names).
-# Anywhere in the path: a link pasted under another prefix (`/papers/u/T`, a 404) still
-# carries a working token.
-_SECRET_PATH = re.compile(r"/(u|p|confirm|feeds)/([^/]+)")
+# Every segment after one of these is cut, anywhere in the path: a link pasted under another
+# prefix (`/papers/u/T`, a 404) still carries a working token, and so does `/p/u/T`.
+_SECRET_ROUTES = frozenset({"u", "p", "confirm", "feeds"})
 _SHOWN = 6  # characters of a token kept in logs: enough to correlate, far too few to use
 PATH_SHOWN = 200  # characters of a path kept in logs; longer ones are junk or an attack
 
@@ -26,7 +25,11 @@ def redact_path(path: str) -> str:
 
     Expects the canonical path (see paths.py); at most PATH_SHOWN characters are kept.
     """
-    shown = _SECRET_PATH.sub(lambda m: f"/{m.group(1)}/{m.group(2)[:_SHOWN]}…", path, count=1)
+    parts = path.split("/")
+    for n in range(len(parts) - 1, 0, -1):  # from the end: a cut segment is still tested
+        if parts[n - 1] in _SECRET_ROUTES and parts[n]:
+            parts[n] = parts[n][:_SHOWN] + "…"
+    shown = "/".join(parts)
     return shown if len(shown) <= PATH_SHOWN else shown[:PATH_SHOWN] + "…"
 
 
