@@ -232,3 +232,15 @@ def test_a_paper_about_the_term_ranks_above_one_whose_author_names_start_with_it
     # Authors still find their papers; they only weigh less than what a paper is about.
     assert _search(page, f"{searchable.url}/search.html?q=Raghuraman") == ["2410.10934"]
     page.close()
+
+
+@pytest.mark.browser
+def test_the_links_and_labels_every_page_has_are_not_searched(
+    browser: Any, searchable: Running
+) -> None:
+    # No summary mentions a PDF; every page links to one, and says 추천 before its votes.
+    page = browser.new_page()
+    for term in ("PDF", "추천"):
+        assert _search(page, f"{searchable.url}/search.html?q={term}") == [], term
+    assert _search(page, f"{searchable.url}/search.html?q=quokka") == ["2412.77777"]
+    page.close()
