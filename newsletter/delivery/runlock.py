@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import os
 import time
@@ -92,6 +93,8 @@ def edition_lock(db: Path, *, kind: str, date: dt.date) -> Iterator[None]:
                 pass
             os.close(fd)
             fd = None
+        else:  # removed under it a hundred times over: something else is at work there
+            raise OSError(errno.EBUSY, "removed each time it was taken", str(path))
     except OSError as exc:
         if fd is not None:
             os.close(fd)
