@@ -85,6 +85,33 @@ class HoldingHandler(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def beside_a_held_send(
+    cli_env: dict[str, str],
+    tmp_path: Path,
+    handler: HoldingHandler,
+    *,
+    held: tuple[str, ...],
+    second: tuple[str, ...],
+) -> tuple[tuple[int, str], tuple[int, str], int]:
+    """A send (`held` options) held by the server on one message while a second send
+    (`second`) runs to its end; then the first is let go. The exit code and output of each,
+    and the rows left claimed when the second had ended."""
+    db = Path(cli_env["NEWSLETTER_DB"])
+    with smtp_server(handler) as (server, _):
+        first = start_send(cli_env, tmp_path, server.port, *held)
+        try:
+            assert handler.holding.wait(timeout=30), "the held send never got going"
+            other = start_send(cli_env, tmp_path, server.port, *second)
+            output, _ = other.communicate(timeout=60)
+            claimed = len(ledger(db, "claimed"))
+            handler.release.set()
+            first_output, _ = first.communicate(timeout=60)
+        finally:
+            handler.release.set()
+            first.kill()
+    return (first.returncode, first_output), (other.returncode, output), claimed
+
+
 @pytest.mark.parametrize("split", [(), ("--processes", "2")], ids=["one process", "split"])
 def test_a_send_ending_beside_another_calls_its_claims_in_flight_not_ambiguous(
     cli_env: dict[str, str], tmp_path: Path, split: tuple[str, ...]
@@ -92,27 +119,18 @@ def test_a_send_ending_beside_another_calls_its_claims_in_flight_not_ambiguous(
     db = Path(cli_env["NEWSLETTER_DB"])
     everyone = day_with_readers(db, 30, prefix="both")
     handler = HoldingHandler(held="both000@example.com")  # the first reader: the first sent
-    with smtp_server(handler) as (server, _):
-        first = start_send(cli_env, tmp_path, server.port, "--concurrency", "1")
-        try:
-            assert handler.holding.wait(timeout=30), "the first send never got going"
-            # The first send holds its claims (one on the wire); a second send runs to its end.
-            second = start_send(cli_env, tmp_path, server.port, *split)
-            output, _ = second.communicate(timeout=60)
-            in_flight = len(ledger(db, "claimed"))
-            assert in_flight >= 1
-            assert second.returncode == 0, output
-            assert output.splitlines()[-1].endswith(
-                f"ambiguous 0 ({in_flight} claimed by another send still running)"
-            )
-            assert "--resend-ambiguous" not in output
-            handler.release.set()
-            first_output, _ = first.communicate(timeout=60)
-        finally:
-            handler.release.set()
-            first.kill()
+    # The first send holds its claims (one on the wire); a second send runs to its end.
+    (first_code, first_output), (code, output), in_flight = beside_a_held_send(
+        cli_env, tmp_path, handler, held=("--concurrency", "1"), second=split
+    )
+    assert in_flight >= 1
+    assert code == 0, output
+    assert output.splitlines()[-1].endswith(
+        f"ambiguous 0 ({in_flight} claimed by another send still running)"
+    )
+    assert "--resend-ambiguous" not in output
     # The send that ended last saw no other: what it left claimed would be ambiguous; none is.
-    assert first.returncode == 0, first_output
+    assert first_code == 0, first_output
     assert ", ambiguous 0" in first_output.splitlines()[-1], first_output
     assert got(handler) == dict.fromkeys(everyone, 1)
     assert ledger(db, "claimed") == []
@@ -128,21 +146,17 @@ def test_a_send_of_another_day_running_does_not_hide_a_dead_runs_claims(
         (dead,) = [s for s in store.active_subscribers() if s.email == "dead009@example.com"]
         assert store.claim_delivery(dt.date(2024, 12, 13), dead.id, message_id="<x@x>")
     handler = HoldingHandler(held="dead000@example.com", only=b"digest.2024-10-16.")
-    with smtp_server(handler) as (server, _):
-        other_day = start_send(cli_env, tmp_path, server.port, "--date", "2024-10-16")
-        try:
-            assert handler.holding.wait(timeout=30), "the other day's send never got going"
-            newest = start_send(cli_env, tmp_path, server.port, "--date", "2024-12-13")
-            output, _ = newest.communicate(timeout=60)
-            handler.release.set()
-            other_output, _ = other_day.communicate(timeout=60)
-        finally:
-            handler.release.set()
-            other_day.kill()
+    (other_code, other_output), (code, output), _ = beside_a_held_send(
+        cli_env,
+        tmp_path,
+        handler,
+        held=("--date", "2024-10-16"),
+        second=("--date", "2024-12-13"),
+    )
     # The other day's claims are not counted here, so its send says nothing of this one's.
-    assert newest.returncode == 1, output
+    assert code == 1, output
     assert output.splitlines()[0].endswith(", ambiguous 1"), output
-    assert other_day.returncode == 0, other_output
+    assert other_code == 0, other_output
 
 
 def test_a_late_probe_never_removes_the_lock_file_of_a_send_that_started_since(
