@@ -18,7 +18,10 @@ from ..audience.match import by_votes, paper_order
 from ..links import page_name, paper_page_name
 from ..model import Digest
 from ..templates import get_template, template_environment
+from ..text import clean_text
 from .feeds import clean_paper
+
+DESCRIPTION_CHARS = 200  # a page's description: link previews cut near here
 
 TOP_PAPERS = 3  # papers listed under each day on the index
 
@@ -105,9 +108,9 @@ def render_day(
 def _day_description(digest: Digest) -> str:
     """A day page's description: how many papers, then the most voted titles, cut near 200
     characters (where link previews cut)."""
-    titles = [p.display_title or p.arxiv_id for p in by_votes(digest.papers)[:3]]
+    titles = [p.display_title or p.arxiv_id for p in by_votes(digest.papers)[:TOP_PAPERS]]
     text = f"{digest.date.isoformat()} 논문 {len(digest.papers)}편: {' · '.join(titles)}"
-    return text if len(text) <= 200 else text[:199] + "…"
+    return clean_text(text, limit=DESCRIPTION_CHARS)
 
 
 def render_index(days: Sequence[DaySummary], *, site: SiteInfo) -> bytes:

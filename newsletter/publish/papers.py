@@ -20,11 +20,10 @@ from markupsafe import Markup
 
 from ..links import arxiv_pdf_url, arxiv_url, hf_paper_url, page_name, paper_page_name, paper_url
 from ..model import Digest, Paper
-from .archive import SiteInfo, render_page
+from .archive import DESCRIPTION_CHARS, SiteInfo, render_page
 from .feeds import clean_paper, paper_anchor
 from .korean import extra_terms
 
-DESCRIPTION_CHARS = 200  # OpenGraph descriptions are cut by most previews near here
 _ARXIV_NEW = re.compile(r"(\d\d)(\d\d)\.\d{4,5}")
 _ARXIV_OLD = re.compile(r"/(\d\d)(\d\d)\d{3}$")  # archive/YYMMNNN
 _BIBTEX_SPECIAL = re.compile(r"([&%$#_])")
