@@ -211,6 +211,7 @@ def create_app(
     key = settings.require_secret_key()
     signer_for(settings)  # a missing or bad DKIM key stops the start, not a sign-up
     limits = signup_limits or SignupLimits()
+    root = base_path(settings.base_url)  # the service answers, and its pages link, under it
     csrf = CsrfGuard(key=key, base_url=settings.base_url)
     stores = StorePool(
         settings.db,
@@ -227,7 +228,7 @@ def create_app(
             csrf=csrf,
             site_title=settings.site_title,
             template_dir=settings.template_dir,
-            root=base_path(settings.base_url),
+            root=root,
         ),
         csrf=csrf,
         clock=clock,
@@ -310,11 +311,11 @@ def create_app(
     # Starlette's own trailing-slash redirect writes the request's Host into Location.
     app.router.redirect_slashes = False
     site = SiteFiles(settings.site_dir)
-    app.router.default = _slash_redirect(app.router, site, root=base_path(settings.base_url))
+    app.router.default = _slash_redirect(app.router, site, root=root)
     # Added last is outermost: every path is canonical before the access log and the
     # private-path rules see it; the access log sees every request; the site is served first.
     app.add_middleware(StaticSite, files=site, skip=SERVICE_PATHS)
     app.add_middleware(AccessLog)
-    app.add_middleware(BasePath, root=base_path(settings.base_url))
+    app.add_middleware(BasePath, root=root)
     app.add_middleware(CanonicalPath)
     return app
