@@ -99,7 +99,7 @@ def naive_private_feeds(store: Store, *, settings: Settings, out: Path, limit: i
             base_url=settings.base_url,
             filters=subscriber.filters,
         )
-        name = f"{feed_token(subscriber.id, key=key)}.xml"
+        name = f"{feed_token(subscriber.id, email=subscriber.email, key=key)}.xml"
         info = FeedInfo("t", "d", settings.base_url, "urn:x", window[0].date, "a")
         body = paper_feeds(items, info=info, urls={"rss": f"{settings.base_url}/feeds/{name}"})
         (folder / name).write_bytes(body["rss"])
@@ -119,8 +119,9 @@ def child_build(db: Path, out: Path, *, naive: int = 0) -> dict[str, float]:
     return found
 
 
-def make_db(base: Path, db: Path, count: int) -> list[int]:
-    """A copy of the digests database with `count` realistic subscribers; their ids."""
+def make_db(base: Path, db: Path, count: int) -> list[tuple[int, str]]:
+    """A copy of the digests database with `count` realistic subscribers; their ids and
+    addresses (what their feed tokens sign)."""
     db.write_bytes(base.read_bytes())
     with Store(db) as store:
         vocab = vocabulary(store.digests(store.digest_dates()))
@@ -129,7 +130,7 @@ def make_db(base: Path, db: Path, count: int) -> list[int]:
             for n, f in enumerate(realistic_filters(vocab, count, seed=7))
         ]
         store.import_subscribers(rows)
-        return [s.id for s in store.active_subscribers()]
+        return [(s.id, s.email) for s in store.active_subscribers()]
 
 
 async def warm_load(port: int, paths: list[str], *, seconds: float) -> int:
@@ -182,7 +183,7 @@ def main() -> None:
             assert not ingest_paths(store, write_digests(tmp / "digests", count=DAYS)).failed
             store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         builds: dict[int, list[dict[str, float]]] = {}
-        ids: dict[int, list[int]] = {}
+        ids: dict[int, list[tuple[int, str]]] = {}
         for count in COUNTS:
             db = tmp / f"subs-{count}.db"
             ids[count] = make_db(base, db, count)
@@ -228,7 +229,7 @@ def main() -> None:
         command = [newsletter, "serve", "--db", str(tmp / f"subs-{count}.db")]
         command += ["--site", str(site), "--port", str(port)]
         key = KEY.encode()
-        paths = [f"/feeds/{feed_token(i, key=key)}.xml" for i in ids[count]]
+        paths = [f"/feeds/{feed_token(i, email=e, key=key)}.xml" for i, e in ids[count]]
         uncached = [sys.executable, __file__, UNCACHED, *command[1:]]
         firsts: list[float] = []
         colds: list[float] = []

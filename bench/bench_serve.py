@@ -37,7 +37,7 @@ from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.model import Filters  # noqa: E402
 from newsletter.publish.build import build_site  # noqa: E402
 from newsletter.store import Store  # noqa: E402
-from newsletter.tokens import make_token  # noqa: E402
+from newsletter.tokens import subscriber_token  # noqa: E402
 
 KEY = secrets.token_urlsafe(32)  # the service refuses weaker keys
 FEED = "/rss.xml"
@@ -221,7 +221,12 @@ def main() -> None:
             ]
             build_site(store, settings=settings)
         feed_bytes = (settings.site_dir / FEED.lstrip("/")).stat().st_size
-        tokens = [make_token(i, purpose="unsubscribe", key=KEY.encode()) for i in ids]
+        tokens = [
+            subscriber_token(
+                i, email=f"reader{n}@example.com", purpose="unsubscribe", key=KEY.encode()
+            )
+            for n, i in enumerate(ids)
+        ]
 
         env = {
             **os.environ,

@@ -95,6 +95,7 @@ class Subscriber:
     extra: dict[str, str] = field(default_factory=dict)
     cadence: str = "daily"  # one of CADENCES
     version: int = 0  # the store counts every write to a subscriber (a send compares it)
+    legacy_links: bool = False  # links that sign the id alone are honoured (tokens.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,14 @@
 """Signed, URL-safe tokens for subscriber links (unsubscribe, preferences, feeds, sign-up).
 
-A token names a subscriber id (or a sign-up's id and nonce) and a purpose and carries an HMAC-SHA256 tag truncated to
-128 bits, so it cannot be forged or guessed without the secret key, and it is short enough
-to keep `List-Unsubscribe` URLs under 70 characters.
+A token names a subscriber id (or a sign-up's id and nonce) and a purpose and carries an
+HMAC-SHA256 tag truncated to 128 bits, so it cannot be forged or guessed without the secret
+key, and it is short enough to keep `List-Unsubscribe` URLs under 70 characters.
+
+A subscriber's tags (links, private feed, VERP) sign the id *and the address*, though only
+the id travels: a token is checked against the subscriber its id names in the store that
+reads it. So a link from another database's email (same key, another person under that id)
+names no one here. Links made before tags held the address (the id alone) are still honoured
+for the subscribers who existed then (`legacy_links`, set by the migration that began this).
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import datetime as dt
 import hashlib
 import hmac
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -81,19 +88,23 @@ def make_token(subject: int | str, *, purpose: str, key: bytes) -> str:
     return f"{_b64(text.encode())}.{_b64(_tag(key, purpose, text))}"
 
 
-def read_token(token: str, *, purpose: str, key: bytes) -> str | None:
-    """The subject of a valid token for `purpose`, or None (compared in constant time)."""
+def _split(token: str) -> tuple[str, bytes] | None:
+    """(subject, tag) of a well-formed token, not yet checked; None when malformed."""
     if len(token) > 200 or token.count(".") != 1:
         return None
     head, tag = token.split(".")
     try:
-        subject = _unb64(head).decode("utf-8")
-        given = _unb64(tag)
+        return _unb64(head).decode("utf-8"), _unb64(tag)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not hmac.compare_digest(given, _tag(key, purpose, subject)):
+
+
+def read_token(token: str, *, purpose: str, key: bytes) -> str | None:
+    """The subject of a valid token for `purpose`, or None (compared in constant time)."""
+    split = _split(token)
+    if split is None or not hmac.compare_digest(split[1], _tag(key, purpose, split[0])):
         return None
-    return subject
+    return split[0]
 
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id names no row and cannot be looked up
@@ -106,14 +117,84 @@ def _row_id(text: str) -> int | None:
     return int(text)
 
 
-def read_subscriber_token(token: str, *, purpose: str, key: bytes) -> int | None:
-    """The subscriber id of a valid token, or None."""
-    subject = read_token(token, purpose=purpose, key=key)
-    return None if subject is None else _row_id(subject)
+class Holder(Protocol):
+    """What a subscriber's tags are checked against: the store's row for the id named."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def legacy_links(self) -> bool: ...
 
 
-def feed_token(subscriber_id: int, *, key: bytes) -> str:
-    """The unguessable file name of a subscriber's private feed (32 hex chars, 128 bits)."""
+H = TypeVar("H", bound=Holder)
+
+
+def _bound(subject: str, email: str) -> str:
+    """What a subscriber's tag signs: the token's subject (the id, for VERP with the day)
+    and the address, which holds no NUL."""
+    return f"{subject}\x00{email}"
+
+
+def subscriber_token(subscriber_id: int, *, email: str, purpose: str, key: bytes) -> str:
+    """A link token for the subscriber `subscriber_id` whose address is `email`."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}")
+    subject = str(int(subscriber_id))
+    return f"{_b64(subject.encode())}.{_b64(_tag(key, purpose, _bound(subject, email)))}"
+
+
+def _signed_by(given: bytes, holder: Holder, *, purpose: str, key: bytes, subject: str) -> bool:
+    """Whether `given` is `holder`'s tag for `purpose`: over id and address, or (a legacy
+    holder) over `subject` alone; each compared in constant time."""
+    bound = hmac.compare_digest(given, _tag(key, purpose, _bound(subject, holder.email)))
+    legacy = holder.legacy_links and hmac.compare_digest(given, _tag(key, purpose, subject))
+    return bound or legacy
+
+
+def _parts(token: str) -> tuple[int, str, bytes] | None:
+    """(id, its spelling, tag) of a well-formed subscriber token, unchecked; else None."""
+    split = _split(token)
+    if split is None:
+        return None
+    subject, given = split
+    subscriber_id = _row_id(subject)
+    if subscriber_id is None or len(given) != TAG_BYTES:
+        return None
+    return subscriber_id, subject, given
+
+
+def token_id(token: str) -> int | None:
+    """The id a well-formed subscriber token names, *not yet checked* (None when malformed):
+    lets a caller refuse junk before looking anyone up."""
+    parts = _parts(token)
+    return None if parts is None else parts[0]
+
+
+def read_subscriber_token(
+    token: str, *, purpose: str, key: bytes, find: Callable[[int], H | None]
+) -> H | None:
+    """The subscriber (as `find` returns it for the id the token names) whose valid token for
+    `purpose` this is, or None: malformed, forged, another purpose, or another address's."""
+    parts = _parts(token)
+    if parts is None:
+        return None
+    subscriber_id, subject, given = parts
+    holder = find(subscriber_id)
+    if holder is None or not _signed_by(given, holder, purpose=purpose, key=key, subject=subject):
+        return None
+    return holder
+
+
+def feed_token(subscriber_id: int, *, email: str, key: bytes) -> str:
+    """The unguessable name of a subscriber's private feed (32 hex chars, 128 bits)."""
+    return _tag(key, "feed", _bound(str(int(subscriber_id)), email)).hex()
+
+
+def legacy_feed_token(subscriber_id: int, *, key: bytes) -> str:
+    """The name a private feed had before tags held the address (still answered for
+    `legacy_links` subscribers: readers keep a feed's URL for years)."""
     return _tag(key, "feed", str(subscriber_id)).hex()
 
 
@@ -132,24 +213,35 @@ def read_signup_token(token: str, *, key: bytes) -> tuple[int, str] | None:
     return None if signup_id is None else (signup_id, nonce)
 
 
-def bounce_token(subscriber_id: int, day: dt.date, *, key: bytes) -> str:
-    """The VERP token of one subscriber's email of `day`: "17-20241213-<80-bit HMAC, hex>"."""
+def _bounce_tag(key: bytes, signed: str) -> str:
+    return _tag(key, "bounce", signed).hex()[:BOUNCE_TAG_HEX]
+
+
+def bounce_token(subscriber_id: int, day: dt.date, *, email: str, key: bytes) -> str:
+    """The VERP token of one subscriber's email of `day`: "17-20241213-<80-bit HMAC, hex>",
+    the HMAC over id, day and address."""
     subject = f"{int(subscriber_id)}-{day.year:04d}{day.month:02d}{day.day:02d}"
-    return f"{subject}-{_tag(key, 'bounce', subject).hex()[:BOUNCE_TAG_HEX]}"
+    return f"{subject}-{_bounce_tag(key, _bound(subject, email))}"
 
 
-def read_bounce_token(token: str, *, key: bytes) -> tuple[int, dt.date] | None:
-    """(subscriber id, day) of a valid VERP token (any case), or None."""
+def read_bounce_token(
+    token: str, *, key: bytes, find: Callable[[int], H | None]
+) -> tuple[H, dt.date] | None:
+    """(subscriber, day) of a valid VERP token (any case), the subscriber as `find` returns
+    it for the token's id, or None."""
     found = BOUNCE_TOKEN.fullmatch(token.lower())
     if found is None:
         return None
     number, day, tag = found.groups()
-    expected = _tag(key, "bounce", f"{number}-{day}").hex()[:BOUNCE_TAG_HEX]
-    if not hmac.compare_digest(tag, expected):
-        return None
     subscriber_id = _row_id(number)
     try:
         parsed = dt.datetime.strptime(day, "%Y%m%d").date()
     except ValueError:
         return None
-    return None if subscriber_id is None else (subscriber_id, parsed)
+    holder = None if subscriber_id is None else find(subscriber_id)
+    if holder is None:
+        return None
+    subject = f"{number}-{day}"
+    bound = hmac.compare_digest(tag, _bounce_tag(key, _bound(subject, holder.email)))
+    legacy = holder.legacy_links and hmac.compare_digest(tag, _bounce_tag(key, subject))
+    return (holder, parsed) if bound or legacy else None

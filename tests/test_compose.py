@@ -159,6 +159,7 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     person = PEOPLE[0]  # no keywords: every one of the 27 papers
     message = Composer(settings=SETTINGS, digest=digests["2024-12-13"], clock=clock).compose(person)
     assert message is not None
+    holders = {person.id: person}  # the store, for the tokens: who has this id
     data = message.data
     # Wire format: CRLF only, no line over 998 bytes, ASCII headers.
     lines = data.split(b"\r\n")
@@ -177,10 +178,9 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     # VERP: the return path names subscriber and day with a token only our key makes.
     local, _, domain = message.envelope_from.partition("@")
     assert domain == "papers.example.com" and local.startswith("bounces+1-20241213-")
-    assert read_bounce_token(local.removeprefix("bounces+"), key=TEST_KEY.encode()) == (
-        1,
-        dt.date(2024, 12, 13),
-    )
+    assert read_bounce_token(
+        local.removeprefix("bounces+"), key=TEST_KEY.encode(), find=holders.get
+    ) == (holders[1], dt.date(2024, 12, 13))
     assert msg["Feedback-ID"] == "20241213:digest:daily-papers.papers.example.com"
     assert msg["List-Id"] == "Daily Papers <daily-papers.papers.example.com>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -189,9 +189,12 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     https, mailto = re.findall(r"<([^>]*)>", unsubscribe.group(1))
     assert https.startswith("https://papers.example.com/u/") and len(https) <= 70
     assert mailto == "mailto:unsubscribe@papers.example.com?subject=unsubscribe"
+    unsubscribe_token = https.rsplit("/", 1)[1]
     assert (
-        read_subscriber_token(https.rsplit("/", 1)[1], purpose="unsubscribe", key=TEST_KEY.encode())
-        == 1
+        read_subscriber_token(
+            unsubscribe_token, purpose="unsubscribe", key=TEST_KEY.encode(), find=holders.get
+        )
+        == holders[1]
     )
     # Parts: text first, HTML last, UTF-8; the HTML stays under Gmail's clip.
     assert msg.get_content_type() == "multipart/alternative"
@@ -205,11 +208,15 @@ def test_largest_digest_message_meets_every_rule(digests: dict[str, Digest]) -> 
     assert len(html.encode()) < HTML_LIMIT
     assert f'href="{https}"' in html and https in text_part.get_content()
     prefs = re.search(r'href="https://papers\.example\.com/p/([^"]+)"', html)
+    assert prefs
     assert (
-        prefs
-        and read_subscriber_token(prefs.group(1), purpose="preferences", key=TEST_KEY.encode()) == 1
+        read_subscriber_token(
+            prefs.group(1), purpose="preferences", key=TEST_KEY.encode(), find=holders.get
+        )
+        == holders[1]
     )
-    assert f"/feeds/{feed_token(1, key=TEST_KEY.encode())}.xml" in html
+    feed = feed_token(1, email=holders[1].email, key=TEST_KEY.encode())
+    assert f"/feeds/{feed}.xml" in html
     assert "오늘의 아카이브에서 논문 7편 더 보기" in html
 
 

@@ -112,7 +112,7 @@ def test_naive_and_confirmation_messages_verify(
         email="new@example.com",
         signup_id=7,
         nonce="n" * 16,
-        subscriber_id=None,
+        subscriber=None,
         days=3,
         clock=clock,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from newsletter.model import Filters
 from newsletter.publish.build import GZIP_MIN_BYTES
 from newsletter.store import Store
-from newsletter.tokens import feed_token
+from newsletter.tokens import legacy_feed_token
 
 from .conftest import TEST_KEY
 from .sites import build, digest_text, make_settings, parsed, save
@@ -130,7 +130,7 @@ def test_build_writes_no_private_feed_and_removes_old_ones_once(
 ) -> None:
     reader = loaded_store.add_subscriber("reader@example.com")
     out = tmp_path / "site"
-    old = f"feeds/{feed_token(reader.id, key=TEST_KEY.encode())}.xml"
+    old = f"feeds/{legacy_feed_token(reader.id, key=TEST_KEY.encode())}.xml"
     (out / "feeds").mkdir(parents=True)
     for name in (old, "feeds/index.html"):
         (out / name).write_text("<rss/>", encoding="utf-8")

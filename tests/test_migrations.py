@@ -11,7 +11,7 @@ import sqlite_utils
 from newsletter.store import Store
 from newsletter.store.base import SCHEMA
 from newsletter.store.schema import migrations
-from newsletter.tokens import read_signup_token, signup_token
+from newsletter.tokens import make_token, read_signup_token, read_subscriber_token, signup_token
 
 from .conftest import PINNED_NOW
 
@@ -109,3 +109,33 @@ def test_a_store_missing_its_newest_migration_gets_it_on_open(tmp_path: Path) ->
     with Store(path) as store:
         applied = store.conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
         assert sorted(name for (name,) in applied) == list(SCHEMA)
+
+
+def test_m011_keeps_id_only_links_for_the_subscribers_of_its_time_alone(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old_database(
+        path,
+        before="m011_links_bound_to_address",
+        statements=[
+            """INSERT INTO subscribers (email, email_key, created_at, updated_at) VALUES
+               ('early@example.com', 'early@example.com', '2024-01-01', '2024-01-01')"""
+        ],
+    )
+    # A link from an email sent before the upgrade: the id alone, signed.
+    link = make_token(1, purpose="unsubscribe", key=KEY)
+    with Store(path, clock=lambda: PINNED_NOW) as store:
+        early = store.subscriber(1)
+        later = store.add_subscriber("later@example.com")
+        assert early is not None and early.legacy_links and not later.legacy_links
+        found = read_subscriber_token(link, purpose="unsubscribe", key=KEY, find=store.subscriber)
+        assert found == early
+        assert (
+            later.id == 2
+            and read_subscriber_token(
+                make_token(2, purpose="unsubscribe", key=KEY),
+                purpose="unsubscribe",
+                key=KEY,
+                find=store.subscriber,
+            )
+            is None
+        )

@@ -23,7 +23,7 @@ from newsletter.publish.feeds import first_ranks, paper_feeds, paper_items
 from newsletter.publish.private import EntryCache, PrivateFeeds, load_private_feeds
 from newsletter.publish.topics import topic_categories, topics_from
 from newsletter.store import Store
-from newsletter.tokens import feed_token, make_token
+from newsletter.tokens import legacy_feed_token
 from newsletter.web import private_feeds as feed_routes
 from newsletter.web.private_feeds import PackedFeeds
 from tests.web_server import Running, service
@@ -159,7 +159,7 @@ def web(tmp_path: Path) -> Any:
 
 
 def feed_url(web: Running, subscriber_id: int) -> str:
-    return f"/feeds/{feed_token(subscriber_id, key=web.key)}.xml"
+    return web.feed_url(subscriber_id)
 
 
 def test_serve_answers_a_private_feed_with_strong_etag_and_304(web: Running) -> None:
@@ -225,7 +225,7 @@ def test_after_one_click_unsubscribe_the_feed_is_gone_at_once(web: Running) -> N
     with web.client() as client:
         assert client.get(feed_url(web, reader.id)).status_code == 200
         assert client.get(feed_url(web, bounced.id)).status_code == 200
-        token = make_token(reader.id, purpose="unsubscribe", key=web.key)
+        token = web.token(reader.id, "unsubscribe")
         posted = client.post(f"/u/{token}", content=b"List-Unsubscribe=One-Click")
         assert posted.status_code == 200
         assert client.get(feed_url(web, reader.id)).status_code == 404
@@ -282,6 +282,43 @@ def test_a_subscriber_id_below_the_highest_read_is_found_on_a_later_reading(
         time.sleep(0.6)
         assert client.get(feed_url(web, 500)).status_code == 200
         assert client.get(feed_url(web, 1000)).status_code == 200
+
+
+def test_a_feed_url_from_before_tokens_held_the_address_works_for_its_subscribers_only(
+    web: Running,
+) -> None:
+    early = web.store.add_subscriber("early@example.com")
+    with web.store.transaction() as conn:  # what migration m011 leaves for them
+        conn.execute("UPDATE subscribers SET legacy_links = 1 WHERE id = ?", (early.id,))
+    later = web.store.add_subscriber("later@example.com")
+    with web.client() as client:
+        assert (
+            client.get(f"/feeds/{legacy_feed_token(early.id, key=web.key)}.xml").status_code == 200
+        )
+        assert client.get(feed_url(web, early.id)).status_code == 200
+        assert (
+            client.get(f"/feeds/{legacy_feed_token(later.id, key=web.key)}.xml").status_code == 404
+        )
+        assert client.get(feed_url(web, later.id)).status_code == 200
+
+
+def test_a_feed_url_names_no_one_once_its_id_is_someone_elses(
+    web: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A database restored or replaced under the running service: the index it read still
+    # maps the token to the id, which now is another person's.
+    monkeypatch.setattr(feed_routes, "_REINDEX_EVERY", 0.0)
+    reader = web.store.add_subscriber("first@example.com")
+    theirs = feed_url(web, reader.id)
+    with web.client() as client:
+        assert client.get(theirs).status_code == 200
+        with web.store.transaction() as conn:
+            conn.execute(
+                "UPDATE subscribers SET email = ?, email_key = ? WHERE id = ?",
+                ("second@example.com", "second@example.com", reader.id),
+            )
+        assert client.get(theirs).status_code == 404
+        assert client.get(feed_url(web, reader.id)).status_code == 200  # the new one's
 
 
 def test_an_old_private_feed_file_is_never_served(web: Running) -> None:

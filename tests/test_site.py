@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from newsletter.cli import main
 from newsletter.store import Store
-from newsletter.tokens import feed_token
+from newsletter.tokens import legacy_feed_token
 
 from .conftest import DIGESTS, OLD_DEMO_KEY, TEST_KEY
 from .pretty_html import assert_matches_golden
@@ -225,7 +225,7 @@ def test_cli_build_removes_old_private_feeds_without_naming_them(
     runner: CliRunner, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     reader = one_day_and_a_reader(runner, cli_env)
-    old = tmp_path / "out" / "feeds" / f"{feed_token(reader, key=TEST_KEY.encode())}.xml"
+    old = tmp_path / "out" / "feeds" / f"{legacy_feed_token(reader, key=TEST_KEY.encode())}.xml"
     old.parent.mkdir(parents=True)
     old.write_text("<rss/>", encoding="utf-8")
     result = runner.invoke(main, ["build", "--out", str(tmp_path / "out")], env=cli_env)

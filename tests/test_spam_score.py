@@ -100,15 +100,17 @@ def test_empty_and_long_emails_score_nothing(
     assert_clean(message.data, home=tmp_path)
 
 
-@pytest.mark.parametrize("subscriber_id", [None, 3], ids=["confirm", "already"])
-def test_confirmation_email_scores_nothing(tmp_path: Path, subscriber_id: int | None) -> None:
+@pytest.mark.parametrize(
+    "subscriber", [None, Subscriber(id=3, email="new@example.com")], ids=["confirm", "already"]
+)
+def test_confirmation_email_scores_nothing(tmp_path: Path, subscriber: Subscriber | None) -> None:
     message = confirmation_message(
         settings=SETTINGS,
         key=TEST_KEY.encode(),
         email="new@example.com",
         signup_id=7,
         nonce="n" * 16,
-        subscriber_id=subscriber_id,
+        subscriber=subscriber,
         days=3,
         clock=clock,
     )

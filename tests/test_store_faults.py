@@ -24,7 +24,7 @@ import pytest
 from newsletter.digest.ingest import ingest_paths
 from newsletter.errors import StoreError
 from newsletter.store import Store
-from newsletter.tokens import make_token
+from newsletter.tokens import subscriber_token
 from tests.conftest import TEST_KEY
 from tests.smtp_servers import RecordingHandler, smtp_server
 from tests.web_server import first_health, free_port, make_site, service
@@ -244,7 +244,9 @@ def test_healthz_says_read_only_when_writes_would_fail(tmp_path: Path) -> None:
     process = subprocess.Popen(  # type: ignore[call-overload]
         command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **user
     )
-    token = make_token(1, purpose="unsubscribe", key=TEST_KEY.encode())
+    token = subscriber_token(
+        1, email="reader@example.com", purpose="unsubscribe", key=TEST_KEY.encode()
+    )
     try:
         health = first_health(process, port)
         # A write cannot happen now, and nothing of it did: 503, try again later (as busy).

@@ -17,7 +17,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.errors import SubscriberError
 from newsletter.mail.confirmation import confirmation_message
 from newsletter.mail.outgoing import OutgoingMessage
-from newsletter.model import Filters
+from newsletter.model import Filters, Subscriber
 from newsletter.store import Store
 from newsletter.store.signups import Signup
 from newsletter.tokens import read_signup_token
@@ -50,7 +50,7 @@ def store(settings: Settings) -> Iterator[Store]:
 
 
 def confirmation(
-    settings: Settings, signup: Signup, *, subscriber_id: int | None
+    settings: Settings, signup: Signup, *, subscriber: Subscriber | None
 ) -> OutgoingMessage:
     return confirmation_message(
         settings=settings,
@@ -58,7 +58,7 @@ def confirmation(
         email=signup.email,
         signup_id=signup.id,
         nonce=signup.nonce,
-        subscriber_id=subscriber_id,
+        subscriber=subscriber,
         days=7,
         clock=lambda: PINNED_NOW,
     )
@@ -94,7 +94,7 @@ def test_golden_confirmation_email(
     signup = store.add_signup(
         "minji@example.com", filters=Filters(keywords=("RAG", "멀티모달"), min_votes=3)
     )
-    message = confirmation(settings, signup, subscriber_id=existing.id if existing else None)
+    message = confirmation(settings, signup, subscriber=existing)
     assert message.recipient == "minji@example.com"
     assert message.envelope_from == settings.envelope_from
     got = readable(message.data)
@@ -116,7 +116,7 @@ def test_address_that_cannot_be_a_header_is_refused(settings: Settings, store: S
     # The form refuses it earlier; the message builder refuses it again rather than emit it.
     signup = store.add_signup('"<b>x</b>"@example.com')
     with pytest.raises(SubscriberError, match="cannot be used as an email address in a header"):
-        confirmation(settings, signup, subscriber_id=None)
+        confirmation(settings, signup, subscriber=None)
 
 
 def test_markup_characters_of_a_valid_address_are_escaped_in_html(
@@ -125,7 +125,7 @@ def test_markup_characters_of_a_valid_address_are_escaped_in_html(
     address = "o'hara&co@example.com"  # ' and & are valid in a local part
     existing = store.add_subscriber(address, filters=Filters(keywords=("RAG",)))
     signup = store.add_signup(address)
-    message = confirmation(settings, signup, subscriber_id=existing.id)
+    message = confirmation(settings, signup, subscriber=existing)
     text, html = readable(message.data).split("--- text/plain", 1)[1].split("--- text/html")
     assert f"{address} already receives" in text
     assert "o&#39;hara&amp;co@example.com already receives" in html

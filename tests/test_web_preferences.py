@@ -13,7 +13,6 @@ import pytest
 from newsletter.audience import match
 from newsletter.audience.match import select_papers
 from newsletter.model import Filters, Subscriber
-from newsletter.tokens import feed_token
 from tests.web_server import Running, service
 
 _emails = count(1)
@@ -250,7 +249,7 @@ def test_a_bounced_address_cannot_resume_by_unsubscribing_first(
         url, csrf = open_page(web, client, reader)
         response = client.post(url, data={"csrf": csrf, "action": "resume"})
         assert response.status_code == 409
-        assert client.get(f"/feeds/{feed_token(reader.id, key=web.key)}.xml").status_code == 404
+        assert client.get(web.feed_url(reader.id)).status_code == 404
     assert current(web, reader).status == "bounced"
 
 

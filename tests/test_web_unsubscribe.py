@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from newsletter.model import Filters
-from newsletter.tokens import make_token
+from newsletter.tokens import make_token, subscriber_token
 from tests.web_server import Running, service
 
 _emails = count(1)
@@ -99,6 +99,8 @@ def test_get_only_shows_a_button(web: Running, subscriber_id: int) -> None:
         "an id past SQLite's integers",
         "garbage",
         "empty tag",
+        "another database's link",
+        "the id-only form",
     ],
 )
 def test_forged_tokens_get_404_and_change_nothing(
@@ -115,6 +117,12 @@ def test_forged_tokens_get_404_and_change_nothing(
         "an id past SQLite's integers": web.token(2**64, "unsubscribe"),  # signed with our key
         "garbage": "not-a-token",
         "empty tag": f"{head}.",
+        # Same key and id, made for whoever has that id in another database.
+        "another database's link": subscriber_token(
+            subscriber_id, email="someone.else@example.org", purpose="unsubscribe", key=web.key
+        ),
+        # Emails from before tokens held the address; this subscriber came later.
+        "the id-only form": make_token(subscriber_id, purpose="unsubscribe", key=web.key),
     }[forge]
     other = web.store.add_subscriber(f"other{next(_emails)}@example.com")
     with web.client() as client:
@@ -124,6 +132,19 @@ def test_forged_tokens_get_404_and_change_nothing(
             assert "Page not found" in response.text
     assert status(web, subscriber_id) == "active"
     assert status(web, other.id) == "active"
+
+
+def test_links_from_before_tokens_held_the_address_still_work(web: Running) -> None:
+    # What migration m011 leaves for the subscribers of its time.
+    reader = web.store.add_subscriber(f"early{next(_emails)}@example.com")
+    with web.store.transaction() as conn:
+        conn.execute("UPDATE subscribers SET legacy_links = 1 WHERE id = ?", (reader.id,))
+    old = make_token(reader.id, purpose="unsubscribe", key=web.key)
+    with web.client() as client:
+        assert client.get(f"/u/{old}").status_code == 200
+        assert status(web, reader.id) == "active"
+        assert client.post(f"/u/{old}").status_code == 200
+    assert status(web, reader.id) == "unsubscribed"
 
 
 def test_unsubscribed_page_offers_a_way_back(web: Running, subscriber_id: int) -> None:

@@ -22,7 +22,7 @@ import uvicorn
 from newsletter.config import Settings, load_settings
 from newsletter.digest.ingest import ingest_paths
 from newsletter.store import Store
-from newsletter.tokens import make_token
+from newsletter.tokens import MAX_ID, feed_token, subscriber_token
 from newsletter.web import create_app
 from newsletter.web.server import server_config
 from tests.conftest import DIGESTS, PINNED_NOW, TEST_KEY
@@ -143,7 +143,17 @@ class Running:
         return self.settings.require_secret_key()
 
     def token(self, subject: int, purpose: str) -> str:
-        return make_token(subject, purpose=purpose, key=self.key)
+        """A link token for subscriber `subject` as an email would carry it (for an id the
+        store does not hold, made with a made-up address)."""
+        found = self.store.subscriber(subject) if subject <= MAX_ID else None
+        email = found.email if found else "nobody@example.com"
+        return subscriber_token(subject, email=email, purpose=purpose, key=self.key)
+
+    def feed_url(self, subject: int) -> str:
+        """The path of subscriber `subject`'s private feed, as emails link it."""
+        found = self.store.subscriber(subject)
+        assert found is not None
+        return f"/feeds/{feed_token(subject, email=found.email, key=self.key)}.xml"
 
     def client(self, **options: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, **{"timeout": 10, **options})

@@ -84,10 +84,12 @@ def identify(
 ) -> tuple[int | None, dt.date | None, str | None]:
     """(subscriber id, day, our Message-ID) the report is about; Nones when it is nobody's."""
     for token in report.tokens:
-        found = read_bounce_token(token, key=key)
-        if found is not None and store.subscriber(found[0]) is not None:
+        # The token's HMAC holds the subscriber's address too: a bounce of another
+        # database's email (same key, another person under that id) names no one here.
+        found = read_bounce_token(token, key=key, find=store.subscriber)
+        if found is not None:
             our_id = next((m for m in report.message_ids if _our_ids(settings).fullmatch(m)), None)
-            return found[0], found[1], our_id
+            return found[0].id, found[1], our_id
     pattern = _our_ids(settings)
     for message_id in report.message_ids:
         match = pattern.fullmatch(message_id)

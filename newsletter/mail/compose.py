@@ -30,7 +30,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..model import Digest, Filters, Subscriber
 from ..text import clean_text, safe_file_name
-from ..tokens import bounce_token, feed_token, make_token
+from ..tokens import bounce_token, feed_token, subscriber_token
 from .day import DayEmail
 from .dkim import sign_for, signer_for
 from .fragments import NotSpliceable
@@ -66,23 +66,25 @@ CACHE_BYTES = 128 * 1024 * 1024
 def personal_for(subscriber: Subscriber, *, settings: Settings, key: bytes) -> Personal:
     """A subscriber's greeting, address and signed links (unsubscribe, preferences, feed)."""
     base = settings.base_url.rstrip("/")
-    sid = subscriber.id
+    sid, email = subscriber.id, subscriber.email
+    unsubscribe = subscriber_token(sid, email=email, purpose="unsubscribe", key=key)
+    preferences = subscriber_token(sid, email=email, purpose="preferences", key=key)
     return Personal(
         greeting=greeting_for(subscriber.name),
-        email=subscriber.email,
-        unsubscribe_url=f"{base}/u/{make_token(sid, purpose='unsubscribe', key=key)}",
-        preferences_url=f"{base}/p/{make_token(sid, purpose='preferences', key=key)}",
-        feed_url=f"{base}/feeds/{feed_token(sid, key=key)}.xml",
+        email=email,
+        unsubscribe_url=f"{base}/u/{unsubscribe}",
+        preferences_url=f"{base}/p/{preferences}",
+        feed_url=f"{base}/feeds/{feed_token(sid, email=email, key=key)}.xml",
     )
 
 
-def return_path(*, settings: Settings, subscriber_id: int, day: dt.date, key: bytes) -> str:
+def return_path(*, settings: Settings, subscriber: Subscriber, day: dt.date, key: bytes) -> str:
     """The envelope sender of one digest email: envelope_from with a VERP token naming
     subscriber and day, so a bounce names whose email it was whatever the bounce looks like.
     With `verp` off, envelope_from itself (bounces are then told apart by Message-ID)."""
     if not settings.verp:
         return settings.envelope_from
-    token = bounce_token(subscriber_id, day, key=key)
+    token = bounce_token(subscriber.id, day, email=subscriber.email, key=key)
     return verp_address(settings.envelope_from, token)
 
 
@@ -268,7 +270,7 @@ class Composer:
             recipient=address,
             envelope_from=return_path(
                 settings=self.settings,
-                subscriber_id=subscriber.id,
+                subscriber=subscriber,
                 day=self.digest.date,
                 key=self._key,
             ),
@@ -384,7 +386,7 @@ def compose_naive(
         subscriber_id=subscriber.id,
         recipient=subscriber.email,
         envelope_from=return_path(
-            settings=settings, subscriber_id=subscriber.id, day=digest.date, key=key
+            settings=settings, subscriber=subscriber, day=digest.date, key=key
         ),
         message_id=message_id,
         data=data,

@@ -15,8 +15,9 @@ import jinja2
 
 from ..config import Settings
 from ..errors import TemplateError
+from ..model import Subscriber
 from ..templates import get_template
-from ..tokens import make_token, signup_token
+from ..tokens import signup_token, subscriber_token
 from .dkim import sign_for
 from .message import message_domain, simple_message
 from .outgoing import OutgoingMessage
@@ -41,25 +42,27 @@ def confirmation_message(
     email: str,
     signup_id: int,
     nonce: str,
-    subscriber_id: int | None,
+    subscriber: Subscriber | None,
     days: int,
     clock: Callable[[], dt.datetime],
 ) -> OutgoingMessage:
     """The e-mail for sign-up `signup_id` (with its `nonce`) of `email`.
 
-    `subscriber_id` is the active subscriber with that address, if any: they get a link to
+    `subscriber` is the active subscriber with that address, if any: they get a link to
     their preferences instead of a confirmation link valid for `days` days.
     """
     base = settings.base_url.rstrip("/")
     context: dict[str, Any] = {
         "email": email,
-        "already_subscribed": subscriber_id is not None,
+        "already_subscribed": subscriber is not None,
         "confirm_url": f"{base}/confirm/{signup_token(signup_id, nonce, key=key)}",
         "days": days,
         "preferences_url": "",
     }
-    if subscriber_id is not None:
-        token = make_token(subscriber_id, purpose="preferences", key=key)
+    if subscriber is not None:
+        token = subscriber_token(
+            subscriber.id, email=subscriber.email, purpose="preferences", key=key
+        )
         context["preferences_url"] = f"{base}/p/{token}"
         subject = f"이미 구독 중입니다 · You already receive {settings.site_title}"
     else:

@@ -28,6 +28,7 @@ SCHEMA = (
     "m008_delivery_kinds",
     "m009_bounces",
     "m010_subscriber_versions",
+    "m011_links_bound_to_address",
 )
 
 Clock = Callable[[], dt.datetime]

@@ -237,6 +237,17 @@ def m010_subscriber_versions(db: Any) -> None:
         db.execute(statement)
 
 
+@migrations()
+def m011_links_bound_to_address(db: Any) -> None:
+    """From here on, a subscriber's link tokens sign the address with the id (tokens.py).
+    The subscribers who exist now hold emails whose links signed the id alone; theirs keep
+    working (`legacy_links`). No one added later has such a link, so for them the old form,
+    which another database's email could carry for another person, names no one."""
+    db.execute("ALTER TABLE subscribers ADD COLUMN legacy_links INTEGER NOT NULL DEFAULT 0")
+    # Counts up each row's version (m010's trigger): harmless, a send then composes again.
+    db.execute("UPDATE subscribers SET legacy_links = 1")
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define

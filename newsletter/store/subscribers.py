@@ -21,6 +21,7 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
         status=row["status"],
         cadence=row["cadence"],
         version=row["version"],
+        legacy_links=bool(row["legacy_links"]),
     )
 
 
@@ -105,12 +106,13 @@ class SubscriberStore(StoreBase):
                 yield _subscriber(row)
             last = rows[-1]["id"]
 
-    def subscriber_ids(self, *, after: int = 0) -> list[int]:
-        """Ids of every subscriber (any status) above `after`, ascending: new ones since then."""
+    def subscriber_addresses(self, *, after: int = 0) -> list[tuple[int, str, bool]]:
+        """(id, email, legacy_links) of every subscriber (any status) with an id above
+        `after`, ascending: new ones since then. What their link tokens are made of."""
         rows = self.conn.execute(
-            "SELECT id FROM subscribers WHERE id > ? ORDER BY id", (after,)
+            "SELECT id, email, legacy_links FROM subscribers WHERE id > ? ORDER BY id", (after,)
         ).fetchall()
-        return [row[0] for row in rows]
+        return [(row[0], row[1], bool(row[2])) for row in rows]
 
     def is_active(self, subscriber_id: int) -> bool:
         """Whether the subscriber is active right now (checked just before each send)."""

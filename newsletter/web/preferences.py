@@ -23,7 +23,7 @@ from ..errors import SubscriberError
 from ..mail.render import papers_per_email
 from ..model import Filters, Subscriber
 from ..store import Store
-from ..tokens import make_token
+from ..tokens import subscriber_token
 from .logs import log_event
 from .pages import Message, problem
 from .security import PAGE_HEADERS
@@ -91,8 +91,12 @@ def _here(request: Request, *, done: str) -> str:
 
 
 def _tokens(svc: Service, subscriber: Subscriber) -> dict[str, str]:
-    token = make_token(subscriber.id, purpose="preferences", key=svc.key)
-    unsubscribe = make_token(subscriber.id, purpose="unsubscribe", key=svc.key)
+    token = subscriber_token(
+        subscriber.id, email=subscriber.email, purpose="preferences", key=svc.key
+    )
+    unsubscribe = subscriber_token(
+        subscriber.id, email=subscriber.email, purpose="unsubscribe", key=svc.key
+    )
     return {
         "action": svc.path(f"/p/{token}"),
         "preview_url": svc.path(f"/p/{token}/preview"),

@@ -1,10 +1,12 @@
 """GET /feeds/<token>.xml: a subscriber's private feed, assembled on request.
 
-The token is the one emails have always linked (`tokens.feed_token`: 128 bits of HMAC over
-the subscriber id, hex). It does not carry the id, so the service keeps an index from token to
-id, computed in a worker thread and extended with the ids added since (one indexed query when
-a token is not found). The subscriber is read from the store on every request: after an
-unsubscribe, a bounce or a deletion the next request answers 404. The feed is assembled from
+The token is the one emails link (`tokens.feed_token`: 128 bits of HMAC over the subscriber
+id and address, hex; for subscribers from before tokens held the address, the older token over
+the id alone answers too). It does not carry the id, so the service keeps an index from token
+to id, computed in a worker thread and extended with the ids added since (one indexed query
+when a token is not found). The subscriber is read from the store on every request and the
+token checked against that row again: after an unsubscribe, a bounce, a deletion or a
+database replaced under the service, the next request answers 404. The feed is assembled from
 entries cached per window (publish/private.py), in a worker thread; its gzip form is kept by
 ETag (a bounded cache), so a reader that fetches an unchanged feed again costs no compression.
 """
@@ -24,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..config import Settings
-from ..model import Filters
+from ..model import Filters, Subscriber
 from ..publish.private import (
     EntryCache,
     PrivateFeed,
@@ -33,7 +35,7 @@ from ..publish.private import (
     window_fingerprint,
 )
 from ..store import Store
-from ..tokens import feed_token
+from ..tokens import feed_token, legacy_feed_token
 from .service import service
 from .static import FEED_MAX_AGE, accepts_gzip, etag_matches
 
@@ -72,8 +74,26 @@ class PackedFeeds:
         return packed
 
 
+def _feed_tokens(subscriber_id: int, email: str, legacy: bool, *, key: bytes) -> list[str]:
+    """Every token that names this subscriber's feed: the current one, and the older one for
+    a subscriber from before tokens held the address."""
+    current = feed_token(subscriber_id, email=email, key=key)
+    return [current, legacy_feed_token(subscriber_id, key=key)] if legacy else [current]
+
+
+def _names(token: str, subscriber: Subscriber, source: PrivateFeedSource) -> bool:
+    """Whether `token` is `subscriber`'s: the index may predate a database replaced under
+    the service, where the id it maps the token to is now someone else's."""
+    legacy = subscriber.legacy_links
+    return token in _feed_tokens(subscriber.id, subscriber.email, legacy, key=source.key)
+
+
 def _new_tokens(store: Store, *, after: int, key: bytes) -> list[tuple[bytes, int]]:
-    return [(bytes.fromhex(feed_token(i, key=key)), i) for i in store.subscriber_ids(after=after)]
+    return [
+        (bytes.fromhex(token), subscriber_id)
+        for subscriber_id, email, legacy in store.subscriber_addresses(after=after)
+        for token in _feed_tokens(subscriber_id, email, legacy, key=key)
+    ]
 
 
 class PrivateFeedSource:
@@ -178,7 +198,7 @@ async def private_feed(request: Request) -> Response:
     token = name.removesuffix(".xml")
     subscriber_id = None if token == name else await source.subscriber_id(request, token)
     subscriber = None if subscriber_id is None else await svc.db(Store.subscriber, subscriber_id)
-    if subscriber is None or subscriber.status != "active":
+    if subscriber is None or subscriber.status != "active" or not _names(token, subscriber, source):
         return svc.not_found(request)
     feeds = await source.window(request)
     if feeds is None:

@@ -20,7 +20,7 @@ from ..errors import StoreBusy
 from ..model import Subscriber
 from ..store import Clock, Store
 from ..store.pool import StorePool
-from ..tokens import read_subscriber_token
+from ..tokens import read_subscriber_token, token_id
 from .pages import Pages
 from .security import CsrfGuard, Network, RateLimiter
 
@@ -42,6 +42,11 @@ def _newest(store: Store) -> PreparedDigest | None:
     latest = store.latest_date()
     digest = None if latest is None else store.digest(latest)
     return None if digest is None else PreparedDigest(digest)
+
+
+def _token_holder(store: Store, *, token: str, purpose: str, key: bytes) -> Subscriber | None:
+    """The subscriber a link token was made for, in this store (tokens.read_subscriber_token)."""
+    return read_subscriber_token(token, purpose=purpose, key=key, find=store.subscriber)
 
 
 @dataclass
@@ -119,8 +124,9 @@ class Service:
 
     async def subscriber_for(self, token: str, *, purpose: str) -> Subscriber | None:
         """The subscriber a signed token names, or None for a forged, foreign or stale token."""
-        subscriber_id = read_subscriber_token(token, purpose=purpose, key=self.key)
-        return None if subscriber_id is None else await self.db(Store.subscriber, subscriber_id)
+        if token_id(token) is None:  # malformed: no trip to the store
+            return None
+        return await self.db(_token_holder, token=token, purpose=purpose, key=self.key)
 
     async def newest_digest(self) -> PreparedDigest | None:
         """Today's digest (the newest stored), prepared for selection, reused for a few seconds."""

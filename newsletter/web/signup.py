@@ -22,7 +22,7 @@ from ..mail.outgoing import OutgoingMessage
 from ..model import Subscriber
 from ..store import Store
 from ..store.signups import Signup
-from ..tokens import make_token, read_signup_token
+from ..tokens import read_signup_token, subscriber_token
 from .logs import log_event
 from .pages import Message, problem
 from .preferences import validate_fields
@@ -88,7 +88,7 @@ async def signup_post(request: Request) -> Response:
                 email=signup.email,
                 signup_id=signup.id,
                 nonce=signup.nonce,
-                subscriber_id=existing.id if existing and existing.status == "active" else None,
+                subscriber=existing if existing and existing.status == "active" else None,
                 days=svc.confirm_days,
                 clock=svc.clock,
             )
@@ -131,9 +131,10 @@ def _confirmed(request: Request, subscriber: Subscriber) -> Response:
     has since unsubscribed or bounced, that they are not (with the way back), never the
     opposite of what the list says."""
     svc = service(request)
-    preferences_url = svc.path(
-        f"/p/{make_token(subscriber.id, purpose='preferences', key=svc.key)}"
+    token = subscriber_token(
+        subscriber.id, email=subscriber.email, purpose="preferences", key=svc.key
     )
+    preferences_url = svc.path(f"/p/{token}")
     if subscriber.status != "active":
         return svc.pages.render(
             request,
