@@ -244,3 +244,29 @@ def test_the_links_and_labels_every_page_has_are_not_searched(
         assert _search(page, f"{searchable.url}/search.html?q={term}") == [], term
     assert _search(page, f"{searchable.url}/search.html?q=quokka") == ["2412.77777"]
     page.close()
+
+
+@pytest.mark.browser
+def test_no_paper_is_found_by_its_image_address(browser: Any, searchable: Running) -> None:
+    # Every thumbnail is at cdn-thumbnails.huggingface.co/social-thumbnails/…: indexed as the
+    # image's metadata, a search for either word listed every paper that has one.
+    page = browser.new_page()
+    page.goto(f"{searchable.url}/search.html")
+    found = page.evaluate(
+        """async (terms) => {
+            const pagefind = await import("./pagefind/pagefind.js");
+            const out = {};
+            for (const term of terms) {
+                const search = await pagefind.search(term);
+                const pages = await Promise.all(search.results.map((r) => r.data()));
+                // Matched in the page's words or only in its metadata (no location).
+                out[term] = pages.map((d) => [d.url, d.locations.length, "image" in d.meta]);
+            }
+            return out;
+        }""",
+        ["huggingface", "thumbnails", "social"],
+    )
+    assert sum(len(pages) for pages in found.values()) > 0  # the search ran and answered
+    for term, pages in found.items():
+        assert [p for p in pages if p[1] == 0 or p[2]] == [], term
+    page.close()
