@@ -224,6 +224,12 @@ def bounce_token(subscriber_id: int, day: dt.date, *, email: str, key: bytes) ->
     return f"{subject}-{_bounce_tag(key, _bound(subject, email))}"
 
 
+def bounce_token_id(token: str) -> int | None:
+    """The subscriber id a well-formed VERP token names, *not yet checked* (None otherwise)."""
+    found = BOUNCE_TOKEN.fullmatch(token.lower())
+    return None if found is None else _row_id(found[1])
+
+
 def read_bounce_token(
     token: str, *, key: bytes, find: Callable[[int], H | None]
 ) -> tuple[H, dt.date] | None:

@@ -253,6 +253,42 @@ def test_a_forged_verp_token_names_nobody(tmp_path: Path, sent: dict[str, Outgoi
     assert set(statuses(tmp_path).values()) == {"active"}
 
 
+def test_a_bounce_of_another_databases_email_is_not_pinned_on_this_ones_subscriber(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # Another list with the same key and domain: its subscriber 1 is alice; here it is "gone".
+    with Store(tmp_path / "a.db", clock=clock) as other:
+        assert not ingest_paths(other, DIGESTS).failed
+        alice = other.add_subscriber("alice@example.org")
+        theirs = Composer(settings=SETTINGS, digest=other.digest_for(None), clock=clock)
+        message = theirs.compose(alice)
+    assert message is not None and message.message_id == sent["gone"].message_id
+    # Alice's mailbox is gone: the DSN goes to her VERP address and returns our headers.
+    bounce = dsn(message, to=message.envelope_from, recipient=alice.email)
+    maildir_with(tmp_path / "Maildir", bounce)
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert (code, json.loads(out)["not_ours"]) == (0, 1)
+    assert set(statuses(tmp_path).values()) == {"active"}
+
+
+def test_after_a_key_change_the_failed_address_still_names_the_subscriber(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # The email was signed under the key before; its VERP token no longer checks, but the
+    # DSN names the subscriber's own address with our Message-ID.
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        gone = store.subscriber_by_email("gone@example.org")
+        assert gone is not None
+        old_key = SETTINGS.replace(secret_key="an older key of forty-three characters, made")
+        composer = Composer(settings=old_key, digest=store.digest_for(None), clock=clock)
+        message = composer.compose(gone)
+    assert message is not None and message.envelope_from != sent["gone"].envelope_from
+    maildir_with(tmp_path / "Maildir", dsn(message, to=message.envelope_from, recipient=gone.email))
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert (code, json.loads(out)["bounced"]) == (0, 1)
+    assert statuses(tmp_path)["gone"] == "bounced"
+
+
 QMAIL = b"""From: MAILER-DAEMON@mx.example.org\r
 To: bounces+%s@localhost\r
 Subject: failure notice\r

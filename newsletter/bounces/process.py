@@ -19,7 +19,7 @@ from ..config import Settings
 from ..mail.message import message_domain
 from ..store import BounceRecord, Store
 from ..store.bounces import BounceKind, Outcome
-from ..tokens import read_bounce_token
+from ..tokens import bounce_token_id, read_bounce_token
 from .parse import Report, read_report
 
 
@@ -83,6 +83,7 @@ def identify(
     report: Report, *, store: Store, settings: Settings, key: bytes
 ) -> tuple[int | None, dt.date | None, str | None]:
     """(subscriber id, day, our Message-ID) the report is about; Nones when it is nobody's."""
+    refused: set[int] = set()  # ids of VERP tokens that are not this subscriber's
     for token in report.tokens:
         # The token's HMAC holds the subscriber's address too: a bounce of another
         # database's email (same key, another person under that id) names no one here.
@@ -90,15 +91,26 @@ def identify(
         if found is not None:
             our_id = next((m for m in report.message_ids if _our_ids(settings).fullmatch(m)), None)
             return found[0].id, found[1], our_id
+        named = bounce_token_id(token)
+        if named is not None:
+            refused.add(named)
+    failed = {address.lower() for address in report.recipients}
     pattern = _our_ids(settings)
     for message_id in report.message_ids:
         match = pattern.fullmatch(message_id)
-        if match and store.subscriber(int(match[2])) is not None:
-            try:
-                day = dt.date.fromisoformat(match[1])
-            except ValueError:
-                continue
-            return int(match[2]), day, message_id
+        subscriber = store.subscriber(int(match[2])) if match else None
+        if match is None or subscriber is None:
+            continue
+        # Our Message-ID is not signed. When the VERP token for the same id was refused, the
+        # email came from another database (or before a key change): only the failed
+        # address can then say it was this subscriber's.
+        if subscriber.id in refused and subscriber.email.lower() not in failed:
+            continue
+        try:
+            day = dt.date.fromisoformat(match[1])
+        except ValueError:
+            continue
+        return subscriber.id, day, message_id
     for address in report.recipients:
         subscriber = store.subscriber_by_email(address)
         if subscriber is not None:
