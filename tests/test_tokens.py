@@ -178,3 +178,21 @@ def test_bounce_tokens_name_subscriber_and_day_and_cannot_be_forged() -> None:
     assert read_bounce_token(token.replace("-20241213-", "-20241214-"), key=key, find=find) is None
     assert read_bounce_token(token[:-1], key=key, find=find) is None
     assert read_bounce_token("17-20241313-" + token[-20:], key=key, find=find) is None
+
+
+@given(st.text(max_size=300))
+@example("MQ.")  # a bare id, no tag
+@example("OTk5OTk5OTk5OTk5OTk5OTk5OTk5.AAAAAAAAAAAAAAAAAAAAAA")  # an id past SQLite's integers
+@example("MDA3.AAAAAAAAAAAAAAAAAAAAAA")  # "007": digits, yet not how an id is written
+def test_any_text_as_a_token_is_refused_without_error(text: str) -> None:
+    asked: list[int] = []
+
+    def find(subscriber_id: int) -> Subscriber | None:
+        asked.append(subscriber_id)
+        return Subscriber(id=subscriber_id, email=ANA.email, legacy_links=True)
+
+    assert read_subscriber_token(text, purpose="unsubscribe", key=KEY, find=find) is None
+    assert read_bounce_token(text, key=KEY, find=find) is None
+    # The store is asked only about ids SQLite can hold, named by a well-formed token.
+    assert all(0 <= i < 2**63 for i in asked)
+    assert token_id(text) is None or asked
