@@ -119,6 +119,7 @@ class ImportReport:
     updated: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     unsubscribed: tuple[str, ...] = ()  # with sync: active before, missing from the file
+    erased: tuple[str, ...] = ()  # new addresses left out: erased at their owner's request
     rejected: tuple[SubscriberError, ...] = ()
     dry_run: bool = False
     sync_skipped: bool = False  # sync was asked, but rows were rejected: nobody unsubscribed
@@ -133,4 +134,6 @@ class ImportReport:
         ]
         if self.unsubscribed:
             counts.append(f"{len(self.unsubscribed)} unsubscribed")
+        if self.erased:
+            counts.append(f"{len(self.erased)} erased at their request (not added)")
         return ", ".join(counts)

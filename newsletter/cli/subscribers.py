@@ -1,7 +1,8 @@
-"""`newsletter subscribers`: import, list, add and remove subscribers."""
+"""`newsletter subscribers`: import, list, add, remove and erase subscribers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..audience.subscribers import (
     validate_filters,
     validate_name,
 )
+from ..delivery.runlock import AnotherSend, send_lock
 from ..errors import ConfigError
 from ..model import CADENCES
 from ..store.subscribers import STATUSES
@@ -33,7 +35,7 @@ from .common import (
 
 @click.group(cls=Group)
 def subscribers() -> None:
-    """Import, list, add and remove subscribers (nothing is ever deleted)."""
+    """Import, list, add, remove and erase subscribers (only `erase` deletes anything)."""
 
 
 @subscribers.command("import")
@@ -48,8 +50,8 @@ def import_command(
 
     Columns: email,name,keywords,min_votes[,exclude,max_papers,cadence,status]; keywords are
     ;-separated; cadence is daily (default) or weekly; status active (default), unsubscribed or
-    bounced, which unsubscribes (an import never makes anyone active again).
-    Rows are numbered as in a spreadsheet: the header is row 1. Exits 1 if any row is rejected.
+    bounced, which unsubscribes (an import never makes anyone active again). Addresses
+    erased at their owner's request (`erase`) are left out. Rows are numbered as in a spreadsheet: the header is row 1. Exits 1 if any row is rejected.
 
     Example: newsletter subscribers import subscribers.example.csv --dry-run
     """
@@ -189,3 +191,42 @@ def remove_command(email: str, config_path: Path | None, db: Path | None) -> Non
         found = find_subscriber(store, address)
         changed = store.unsubscribe(found.id)
     click.echo(f"unsubscribed {address}" if changed else f"{address} was already {found.status}")
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Erase without asking first (for scripts).")
+@common_options
+def erase_command(email: str, yes: bool, config_path: Path | None, db: Path | None) -> None:
+    """Forget a person at their request: delete their subscriber record, ledger rows, bounce
+    reports and sign-ups, keeping only a hash of the address so that no import adds it back
+    (their own confirmed sign-up through the form does). Cannot be undone; `remove` only
+    unsubscribes. Refused while a send of this database runs.
+
+    Example: newsletter subscribers erase ana@example.com --yes
+    """
+    address = normalize_email(email)
+    settings = settings_from(config_path, db=db)
+    with open_store(settings) as store:
+        if not yes:
+            click.confirm(
+                f"erase {address} and every row about them? This cannot be undone", abort=True
+            )
+        try:
+            # Exclusive: no send may hold this person's row half-way through its run.
+            in_memory = str(store.path) == ":memory:"
+            with contextlib.nullcontext() if in_memory else send_lock(store.path, alone=True):
+                erased = store.erase_address(address)
+        except AnotherSend:
+            raise AnotherSend(
+                f"{store.path}: a send of this database is running; erase once it has ended"
+            ) from None
+    if erased.subscriber_id is None and not erased.signups:
+        click.echo(f"{address} was not stored; kept as a hash so that no import adds it")
+        return
+    click.echo(
+        f"erased {address}: "
+        + ("the subscriber, " if erased.subscriber_id is not None else "")
+        + f"{erased.deliveries} ledger rows, {erased.bounces} bounce reports, "
+        f"{erased.signups} sign-ups; the address is kept only as a hash, so no import adds it"
+    )

@@ -60,8 +60,8 @@ def send_lock(db: Path, *, alone: bool) -> Iterator[None]:
                 "another send of this database is running, so its claims are not ambiguous; "
                 "resend once it has ended"
                 if alone
-                else "a send that resends ambiguous claims is running on this database; "
-                "send once it has ended"
+                else "a send that resends ambiguous claims, or an erasure, is running on this "
+                "database; send once it has ended"
             ) from None
         yield
     finally:

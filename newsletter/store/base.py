@@ -29,6 +29,7 @@ SCHEMA = (
     "m009_bounces",
     "m010_subscriber_versions",
     "m011_links_bound_to_address",
+    "m012_erased_addresses",
 )
 
 Clock = Callable[[], dt.datetime]

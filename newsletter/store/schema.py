@@ -248,6 +248,17 @@ def m011_links_bound_to_address(db: Any) -> None:
     db.execute("UPDATE subscribers SET legacy_links = 1")
 
 
+@migrations()
+def m012_erased_addresses(db: Any) -> None:
+    """Addresses erased at their owner's request, kept only as a hash (store/erasure.py)."""
+    db.execute(
+        """CREATE TABLE erased (
+            address_hash TEXT PRIMARY KEY,      -- hex SHA-256 of the address in lower case
+            erased_at TEXT NOT NULL
+        )"""
+    )
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from ..model import CADENCES, EVERY_PAPER, Filters
 from .base import StoreBase, dump_filters, insert_subscriber, load_filters
+from .erasure import erased_key
 
 ConfirmOutcome = Literal["created", "reactivated", "already_active", "already_confirmed"]
 
@@ -115,6 +116,8 @@ class SignupStore(StoreBase):
                     cadence=found.cadence,
                 )
                 outcome = "created"
+                # Their own confirmed request: an erasure no longer keeps them out.
+                conn.execute("DELETE FROM erased WHERE address_hash = ?", (erased_key(email),))
             elif current[1] == "active":
                 subscriber_id, outcome = int(current[0]), "already_active"
             else:

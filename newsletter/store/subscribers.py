@@ -1,4 +1,4 @@
-"""Subscribers: lookup, listing, status and preference changes. Nothing is ever deleted."""
+"""Subscribers: lookup, listing, status and preference changes. Only an erasure deletes one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import SubscriberError
 from ..model import CADENCES, EVERY_PAPER, Filters, ImportReport, Subscriber, SubscriberRow
-from .base import Part, StoreBase, dump_filters, insert_subscriber, load_filters
+from .base import Part, dump_filters, insert_subscriber, load_filters
+from .erasure import ErasureStore
 
 STATUSES = ("active", "pending", "unsubscribed", "bounced")
 
@@ -25,8 +26,8 @@ def _subscriber(row: dict[str, Any]) -> Subscriber:
     )
 
 
-class SubscriberStore(StoreBase):
-    """Subscribers and their filters."""
+class SubscriberStore(ErasureStore):
+    """Subscribers and their filters (and the addresses erased, which are never added back)."""
 
     def add_subscriber(
         self,
@@ -42,6 +43,12 @@ class SubscriberStore(StoreBase):
             raise ValueError(f"unknown status {status!r}")
         if cadence not in CADENCES:
             raise ValueError(f"unknown cadence {cadence!r}")
+        if self.erased([email]):
+            raise SubscriberError(
+                f"{email} was erased at their request; only they can sign up again (the form)",
+                code="erased",
+                field="email",
+            )
         with self.transaction() as conn:
             # email_key = lower(email): Ana@example.com and ana@example.com are one subscriber.
             if conn.execute(
@@ -216,6 +223,7 @@ class SubscriberStore(StoreBase):
         added: list[str] = []
         updated: list[str] = []
         unchanged: list[str] = []
+        left_out: list[str] = []  # erased at their request: never added back by a list
         now = self.now_text()
         with self.transaction() as conn:
             # By email_key; rows are ASCII addresses, so str.lower is SQLite's lower().
@@ -227,6 +235,7 @@ class SubscriberStore(StoreBase):
                 )
             }
             listed: set[str] = set()
+            erased = self.erased([r.email for r in rows if r.email.lower() not in current])
             for row in rows:
                 key = row.email.lower()
                 if key in listed:
@@ -235,6 +244,9 @@ class SubscriberStore(StoreBase):
                     )
                 listed.add(key)
                 old = current.get(key)
+                if old is None and row.email in erased:
+                    left_out.append(row.email)
+                    continue
                 if old is None:
                     added.append(row.email)
                     if not dry_run:
@@ -290,5 +302,6 @@ class SubscriberStore(StoreBase):
             updated=tuple(updated),
             unchanged=tuple(unchanged),
             unsubscribed=tuple(r["email"] for r in missing) if sync else (),
+            erased=tuple(left_out),
             dry_run=dry_run,
         )

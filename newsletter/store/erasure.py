@@ -1,0 +1,78 @@
+"""Erasing a person at their request: their rows go, their address stays only as a hash.
+
+A subscriber who asks to be forgotten (GDPR article 17, PIPA article 36) loses every row that
+names them: the subscriber, their ledger rows, their bounce reports and their sign-ups. What
+is kept is a SHA-256 of the address in lower case, so a later `subscribers import` of an old
+list never adds them again; signing up again through the form (their own, confirmed request)
+lifts it. Only this module writes the `erased` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from .base import StoreBase
+
+# SQLite's lower() changes A-Z only: email_key and these hashes agree on any address.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def erased_key(email: str) -> str:
+    """The hash an erased address is kept as (hex SHA-256 of it in lower case)."""
+    return hashlib.sha256(email.translate(_ASCII_LOWER).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What erasing an address removed: the subscriber's id (None if there was none) and
+    how many ledger rows, bounce reports and sign-ups."""
+
+    subscriber_id: int | None
+    deliveries: int
+    bounces: int
+    signups: int
+
+
+class ErasureStore(StoreBase):
+    """The `erased` table and the one erasure of a person's rows."""
+
+    def erase_address(self, email: str) -> Erased:
+        """Delete every row naming `email` (any case) and keep its hash, in one transaction.
+        An address never seen is kept as a hash all the same: a request not to be added."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT id FROM subscribers WHERE email_key = lower(?)", (email,)
+            ).fetchone()
+            subscriber_id = None if row is None else int(row[0])
+            deliveries = bounces = 0
+            if subscriber_id is not None:
+                deliveries = conn.execute(
+                    "DELETE FROM deliveries WHERE subscriber_id = ?", (subscriber_id,)
+                ).rowcount
+                bounces = conn.execute(
+                    "DELETE FROM bounces WHERE subscriber_id = ?", (subscriber_id,)
+                ).rowcount
+                conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+            signups = conn.execute(
+                "DELETE FROM signups WHERE lower(email) = lower(?)", (email,)
+            ).rowcount
+            conn.execute(
+                "INSERT OR IGNORE INTO erased (address_hash, erased_at) VALUES (?, ?)",
+                (erased_key(email), self.now_text()),
+            )
+        return Erased(subscriber_id, deliveries, bounces, signups)
+
+    def erased(self, emails: list[str]) -> set[str]:
+        """Those of `emails` that were erased (compared in lower case)."""
+        keys = {erased_key(e): e for e in emails}
+        found: set[str] = set()
+        names = list(keys)
+        for start in range(0, len(names), 500):  # within SQLite's host-parameter limit
+            chunk = names[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT address_hash FROM erased WHERE address_hash IN ({marks})", chunk
+            ).fetchall()
+            found.update(keys[r[0]] for r in rows)
+        return found

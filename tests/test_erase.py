@@ -1,0 +1,154 @@
+"""Erasing a person at their request: every row about them goes, the address stays as a hash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from newsletter.cli import main
+from newsletter.delivery.runlock import send_lock
+from newsletter.errors import SubscriberError
+from newsletter.model import Filters, SubscriberRow
+from newsletter.store import Store
+from newsletter.store.bounces import BounceRecord
+from newsletter.tokens import read_subscriber_token, subscriber_token
+
+from .conftest import TEST_KEY
+
+DAY = dt.date(2024, 12, 13)
+KEY = TEST_KEY.encode()
+
+
+def every_value(path: Path) -> str:
+    """Every text value of every table of the database, for a search."""
+    conn = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return "\n".join(
+            str(value)
+            for table in tables
+            for row in conn.execute(f'SELECT * FROM "{table}"')
+            for value in row
+        )
+    finally:
+        conn.close()
+
+
+def with_history(store: Store, email: str) -> int:
+    """A subscriber with a sent email, a bounce report and a sign-up: their id."""
+    reader = store.add_subscriber(email, name="Ana Kim", filters=Filters(keywords=("RAG",)))
+    message_id = f"digest.{DAY}.{reader.id}@papers.example.com"
+    assert store.claim_delivery(DAY, reader.id, message_id=message_id)
+    store.mark_sent(DAY, [(reader.id, 1)])
+    store.record_bounce(
+        BounceRecord(
+            report_id="<dsn1@mx.example.org>",
+            kind="soft",
+            subscriber_id=reader.id,
+            day=DAY,
+            status="4.2.2",
+            diagnostic=f"452 4.2.2 <{email}>: mailbox full",
+        )
+    )
+    store.add_signup(email.upper().replace("@EXAMPLE.COM", "@example.com"))
+    return reader.id
+
+
+def test_erasing_leaves_no_row_that_names_them_and_keeps_only_a_hash(tmp_path: Path) -> None:
+    path = tmp_path / "news.db"
+    with Store(path) as store:
+        ana = with_history(store, "ana.kim@example.com")
+        store.add_subscriber("bo@example.com")
+        assert "ana.kim@example.com" in every_value(path).lower()
+        erased = store.erase_address("Ana.Kim@example.com")
+        assert (erased.subscriber_id, erased.deliveries, erased.bounces, erased.signups) == (
+            ana,
+            1,
+            1,
+            1,
+        )
+        assert store.subscriber(ana) is None
+        assert [s.email for s in store.subscribers()] == ["bo@example.com"]
+    stored = every_value(path).lower()
+    assert "ana.kim" not in stored and "ana kim" not in stored
+    assert hashlib.sha256(b"ana.kim@example.com").hexdigest() in stored
+
+
+def test_an_erased_address_is_not_added_back_until_they_sign_up_themselves(
+    store: Store,
+) -> None:
+    store.erase_address("ana@example.com")
+    rows = [
+        SubscriberRow(row=2, email="Ana@example.com", name="", filters=Filters()),
+        SubscriberRow(row=3, email="bo@example.com", name="", filters=Filters()),
+    ]
+    report = store.import_subscribers(rows)
+    assert (report.added, report.erased) == (("bo@example.com",), ("Ana@example.com",))
+    assert "1 erased at their request (not added)" in report.summary()
+    try:
+        store.add_subscriber("ana@example.com")
+    except SubscriberError as exc:
+        assert exc.code == "erased"
+    else:
+        raise AssertionError("an erased address was added")
+    # Their own sign-up, confirmed: they are back, and a later import keeps them.
+    signup = store.add_signup("ana@example.com")
+    confirmed = store.confirm_signup(signup.id)
+    assert confirmed is not None and confirmed.outcome == "created"
+    again = store.import_subscribers(rows)
+    assert again.erased == () and "Ana@example.com" not in again.added
+
+
+def test_the_links_of_an_erased_subscriber_name_no_one_when_their_id_comes_again(
+    store: Store,
+) -> None:
+    first = store.add_subscriber("first@example.com")
+    gone = store.add_subscriber("gone@example.com")
+    link = subscriber_token(gone.id, email=gone.email, purpose="unsubscribe", key=KEY)
+    store.erase_address(gone.email)
+    # SQLite hands the highest id out again once its row is gone.
+    later = store.add_subscriber("later@example.com")
+    assert later.id == gone.id and first.id != later.id
+    assert (
+        read_subscriber_token(link, purpose="unsubscribe", key=KEY, find=store.subscriber) is None
+    )
+    theirs = subscriber_token(later.id, email=later.email, purpose="unsubscribe", key=KEY)
+    found = read_subscriber_token(theirs, purpose="unsubscribe", key=KEY, find=store.subscriber)
+    assert found == later
+
+
+def test_cli_erase_asks_first_refuses_during_a_send_and_says_what_went(
+    runner: CliRunner, cli_env: dict[str, str]
+) -> None:
+    path = Path(cli_env["NEWSLETTER_DB"])
+    with Store(path) as store:
+        ana = with_history(store, "ana@example.com")
+    declined = runner.invoke(
+        main, ["subscribers", "erase", "ana@example.com"], env=cli_env, input="n\n"
+    )
+    assert declined.exit_code == 1 and "cannot be undone" in declined.output
+    # A send holds the database's send lock (shared) while it runs.
+    with send_lock(path, alone=False):
+        refused = runner.invoke(
+            main, ["subscribers", "erase", "ana@example.com", "--yes"], env=cli_env
+        )
+    assert refused.exit_code == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {path}: a send of this database is running; erase once it has ended"
+    ]
+    with Store(path) as store:
+        assert store.subscriber(ana) is not None
+    done = runner.invoke(main, ["subscribers", "erase", "ANA@example.com", "--yes"], env=cli_env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout == (
+        "erased ANA@example.com: the subscriber, 1 ledger rows, 1 bounce reports, 1 sign-ups; "
+        "the address is kept only as a hash, so no import adds it\n"
+    )
+    assert "ana@example.com" not in every_value(path).lower()
+    added = runner.invoke(main, ["subscribers", "add", "ana@example.com"], env=cli_env)
+    assert added.exit_code == 1
+    assert "was erased at their request" in added.stderr and "Traceback" not in added.output
