@@ -6,7 +6,9 @@ row update inside each updated row's UPDATE. Measured here: `Store.import_subscr
 N rows that each change an existing subscriber (new keywords, all different, from
 bench/subscribers.py), into copies of one store, with the trigger as shipped against the same
 copy with the trigger dropped (the store before m010), alternating, medians of 3; and a
-first import of N new subscribers (no UPDATE, so no trigger) for scale.
+first import of N new subscribers (no UPDATE, so no trigger) for scale, and the same first
+import into a store that holds 1,000 erased addresses (`subscribers erase`), every new
+address then hashed and looked up so that none of them is added back.
 
     python bench/bench_import.py                 # 20k and 100k
     python bench/bench_import.py --sizes 20000
@@ -29,6 +31,8 @@ from bench.subscribers import realistic_filters, vocabulary  # noqa: E402
 from newsletter.digest.ingest import ingest_paths  # noqa: E402
 from newsletter.model import SubscriberRow  # noqa: E402
 from newsletter.store import Store  # noqa: E402
+
+ERASED = 1_000  # addresses erased before the first import, in its second timing
 
 
 def rows(vocab: list[str], count: int, *, seed: int) -> list[SubscriberRow]:
@@ -69,7 +73,17 @@ def main() -> None:
                 vocab = vocabulary(store.digests(store.digest_dates()))
             first = rows(vocab, size, seed=1)
             changed = rows(vocab, size, seed=2)  # the same addresses, other filters
+            empty = tmp / f"empty-{size}.db"
+            empty.write_bytes(base.read_bytes())
+            with Store(empty) as store:
+                for row in first[:ERASED]:
+                    store.erase_address(row.email)
             fresh, _ = timed_import(base, first)  # all new: inserts only
+            with Store(empty) as store:
+                start = time.perf_counter()
+                left_out = store.import_subscribers(first).erased
+                checked = time.perf_counter() - start
+            assert len(left_out) == ERASED, len(left_out)
             with Store(base) as store:
                 store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             shipped: list[float] = []
@@ -94,7 +108,8 @@ def main() -> None:
             with_t, without_t = statistics.median(shipped), statistics.median(before)
             print(
                 f"{size:,} subscribers: first import (all new) {fresh:.2f} s "
-                f"({size / fresh:,.0f} rows/s); import changing every one: "
+                f"({size / fresh:,.0f} rows/s; {checked:.2f} s with {ERASED:,} erased "
+                f"addresses to leave out); import changing every one: "
                 f"{with_t:.2f} s with the version trigger, {without_t:.2f} s without "
                 f"({with_t / without_t:.2f}x; {(with_t - without_t) / size * 1e6:.1f} µs a row); "
                 f"medians of {args.runs}"
