@@ -289,6 +289,26 @@ def test_after_a_key_change_the_failed_address_still_names_the_subscriber(
     assert statuses(tmp_path)["gone"] == "bounced"
 
 
+def test_a_late_bounce_of_an_erased_subscriber_falls_on_no_one(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # The highest id is erased, then someone new subscribes; a complaint about the erased
+    # reader's email arrives, naming them by our Message-ID only (ARF with the address
+    # redacted), and a DSN sent to the plain bounce address.
+    angry = sent["angry"]
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        store.erase_address("angry@example.org")
+        newcomer = store.add_subscriber("newcomer@example.org")
+    assert angry.message_id.endswith(f".{angry.subscriber_id}@localhost")
+    assert newcomer.id > angry.subscriber_id
+    complaint = arf(angry, recipient="redacted@example.net")
+    bounce = dsn(angry, to="bounces@localhost", recipient="angry@example.org")
+    maildir_with(tmp_path / "Maildir", complaint, bounce)
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert (code, json.loads(out)["not_ours"]) == (0, 2)
+    assert statuses(tmp_path)["newcomer"] == "active"
+
+
 QMAIL = b"""From: MAILER-DAEMON@mx.example.org\r
 To: bounces+%s@localhost\r
 Subject: failure notice\r

@@ -208,10 +208,13 @@ def erase_command(email: str, yes: bool, config_path: Path | None, db: Path | No
     address = normalize_email(email)
     settings = settings_from(config_path, db=db)
     with open_store(settings) as store:
-        if not yes:
-            click.confirm(
-                f"erase {address} and every row about them? This cannot be undone", abort=True
-            )
+        question = f"erase {address} and every row about them? This cannot be undone"
+        try:
+            agreed = yes or click.confirm(question)
+        except click.Abort:  # no answer: no terminal, or Ctrl-D
+            agreed = False
+        if not agreed:
+            raise ConfigError(f"{address} not erased (pass --yes to erase without being asked)")
         try:
             # Exclusive: no send may hold this person's row half-way through its run.
             in_memory = str(store.path) == ":memory:"
@@ -221,12 +224,12 @@ def erase_command(email: str, yes: bool, config_path: Path | None, db: Path | No
             raise AnotherSend(
                 f"{store.path}: a send of this database is running; erase once it has ended"
             ) from None
-    if erased.subscriber_id is None and not erased.signups:
+    if not erased.subscriber_ids and not erased.signups:
         click.echo(f"{address} was not stored; kept as a hash so that no import adds it")
         return
     click.echo(
         f"erased {address}: "
-        + ("the subscriber, " if erased.subscriber_id is not None else "")
+        + ("the subscriber, " if erased.subscriber_ids else "")
         + f"{erased.deliveries} ledger rows, {erased.bounces} bounce reports, "
         f"{erased.signups} sign-ups; the address is kept only as a hash, so no import adds it"
     )

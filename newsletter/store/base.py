@@ -30,6 +30,7 @@ SCHEMA = (
     "m010_subscriber_versions",
     "m011_links_bound_to_address",
     "m012_erased_addresses",
+    "m013_subscriber_ids_never_reused",
 )
 
 Clock = Callable[[], dt.datetime]
@@ -208,14 +209,17 @@ def insert_subscriber(
     """The one INSERT of a subscriber (inside the caller's transaction); the new id.
 
     `email` is normalised by the caller (`normalize_email`); ValueError if it is plainly not.
+    The id is above every id there is and every id an erasure freed: never one used before.
     """
     local, at, domain = email.rpartition("@")
     if not (local and at and domain) or email != email.strip():
         raise ValueError(f"not a normalised e-mail address: {email!r}")
     cursor = conn.execute(
-        """INSERT INTO subscribers (email, email_key, name, keywords, exclude, min_votes, max_papers,
-           status, created_at, updated_at, status_changed_at, cadence)
-           VALUES (?, lower(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        """INSERT INTO subscribers (id, email, email_key, name, keywords, exclude, min_votes,
+           max_papers, status, created_at, updated_at, status_changed_at, cadence)
+           VALUES (max(coalesce((SELECT max(id) FROM subscribers), 0),
+                       coalesce((SELECT floor FROM subscriber_id_floor), 0)) + 1,
+                   ?, lower(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         (email, email, name, *dump_filters(filters), status, now, now, now, cadence),
     )
     return int(cursor.lastrowid or 0)

@@ -25,13 +25,19 @@ def erased_key(email: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Erased:
-    """What erasing an address removed: the subscriber's id (None if there was none) and
-    how many ledger rows, bounce reports and sign-ups."""
+    """What erasing an address removed: the subscriber ids (the subscriber, and any case
+    variant an old version stored, see m006) and how many ledger rows, bounce reports and
+    sign-ups."""
 
-    subscriber_id: int | None
+    subscriber_ids: tuple[int, ...]
     deliveries: int
     bounces: int
     signups: int
+
+
+def _like_escaped(text: str) -> str:
+    """`text` for a LIKE pattern with ESCAPE '\\': its own % and _ match only themselves."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 class ErasureStore(StoreBase):
@@ -41,19 +47,35 @@ class ErasureStore(StoreBase):
         """Delete every row naming `email` (any case) and keep its hash, in one transaction.
         An address never seen is kept as a hash all the same: a request not to be added."""
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT id FROM subscribers WHERE email_key = lower(?)", (email,)
-            ).fetchone()
-            subscriber_id = None if row is None else int(row[0])
+            # lower(email), not email_key: case variants an old version kept have none (m006).
+            ids = tuple(
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM subscribers WHERE lower(email) = lower(?) ORDER BY id",
+                    (email,),
+                )
+            )
             deliveries = bounces = 0
-            if subscriber_id is not None:
-                deliveries = conn.execute(
+            for subscriber_id in ids:
+                deliveries += conn.execute(
                     "DELETE FROM deliveries WHERE subscriber_id = ?", (subscriber_id,)
                 ).rowcount
-                bounces = conn.execute(
+                bounces += conn.execute(
                     "DELETE FROM bounces WHERE subscriber_id = ?", (subscriber_id,)
                 ).rowcount
                 conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+            # Reports that named nobody of ours may still quote the address.
+            bounces += conn.execute(
+                """DELETE FROM bounces WHERE subscriber_id IS NULL
+                   AND lower(diagnostic) LIKE '%' || lower(?) || '%' ESCAPE '\\'""",
+                (_like_escaped(email),),
+            ).rowcount
+            if ids:  # their ids are never handed out again (m013)
+                conn.execute(
+                    """INSERT INTO subscriber_id_floor (one, floor) VALUES (1, ?)
+                       ON CONFLICT (one) DO UPDATE SET floor = max(floor, excluded.floor)""",
+                    (max(ids),),
+                )
             signups = conn.execute(
                 "DELETE FROM signups WHERE lower(email) = lower(?)", (email,)
             ).rowcount
@@ -61,7 +83,7 @@ class ErasureStore(StoreBase):
                 "INSERT OR IGNORE INTO erased (address_hash, erased_at) VALUES (?, ?)",
                 (erased_key(email), self.now_text()),
             )
-        return Erased(subscriber_id, deliveries, bounces, signups)
+        return Erased(ids, deliveries, bounces, signups)
 
     def erased(self, emails: list[str]) -> set[str]:
         """Those of `emails` that were erased (compared in lower case)."""

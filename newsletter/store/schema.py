@@ -259,6 +259,25 @@ def m012_erased_addresses(db: Any) -> None:
     )
 
 
+@migrations()
+def m013_subscriber_ids_never_reused(db: Any) -> None:
+    """Subscriber ids are never handed out again once erased (store/erasure.py).
+
+    Without AUTOINCREMENT SQLite gives the highest id again once its row is gone, and an
+    erased subscriber's late bounce or complaint, which may name them by the id in our
+    Message-ID alone, would then fall on a newcomer. Rebuilding the table for AUTOINCREMENT
+    would have to turn foreign keys off mid-migration; instead an erasure records the
+    highest id it freed here, and the one INSERT of a subscriber (`insert_subscriber`)
+    numbers above it.
+    """
+    db.execute(
+        """CREATE TABLE subscriber_id_floor (
+            one INTEGER PRIMARY KEY CHECK (one = 1),  -- a single row
+            floor INTEGER NOT NULL                  -- no new subscriber gets an id at or below
+        )"""
+    )
+
+
 def newer_migrations(db: Database) -> list[str]:
     """Migrations applied to `db` that this version does not know: a newer newsletter wrote it."""
     known = {m.name for m in migrations.pending(Database(memory=True))}  # every one we define
