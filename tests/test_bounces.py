@@ -309,6 +309,30 @@ def test_a_late_bounce_of_an_erased_subscriber_falls_on_no_one(
     assert statuses(tmp_path)["newcomer"] == "active"
 
 
+def test_reading_the_mailbox_again_after_an_erasure_brings_nothing_back(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # A folder of .eml files is never marked read: every run reads it all again.
+    gone = sent["gone"]
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    (folder / "bounce.eml").write_bytes(dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    (folder / "stranger.eml").write_bytes(
+        dsn(None, to="bounces@localhost", recipient="stranger@example.net",
+            message_id="<dsn9@mx.example.org>")
+    )  # fmt: skip
+    assert json.loads(run(tmp_path, folder, "--json")[1])["bounced"] == 1
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        assert store.erase_address("gone@example.org").bounces == 1
+        assert store.erase_address("stranger@example.net").bounces == 1  # nobody of ours
+    code, out, _ = run(tmp_path, folder, "--json")
+    assert (code, json.loads(out)["already"]) == (0, 2)
+    with Store(tmp_path / "b.db") as store:
+        rows = store.conn.execute("SELECT * FROM bounces").fetchall()
+    text = " ".join(str(value) for row in rows for value in row).lower()
+    assert len(rows) == 2 and "gone@" not in text and "stranger@" not in text
+
+
 QMAIL = b"""From: MAILER-DAEMON@mx.example.org\r
 To: bounces+%s@localhost\r
 Subject: failure notice\r

@@ -224,7 +224,7 @@ def erase_command(email: str, yes: bool, config_path: Path | None, db: Path | No
             raise AnotherSend(
                 f"{store.path}: a send of this database is running; erase once it has ended"
             ) from None
-    if not erased.subscriber_ids and not erased.signups:
+    if not (erased.subscriber_ids or erased.signups or erased.bounces):
         click.echo(f"{address} was not stored; kept as a hash so that no import adds it")
         return
     click.echo(

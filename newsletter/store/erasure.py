@@ -26,8 +26,8 @@ def erased_key(email: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Erased:
     """What erasing an address removed: the subscriber ids (the subscriber, and any case
-    variant an old version stored, see m006) and how many ledger rows, bounce reports and
-    sign-ups."""
+    variant an old version stored, see m006) and how many ledger rows, bounce reports
+    (stripped of whom they were about) and sign-ups."""
 
     subscriber_ids: tuple[int, ...]
     deliveries: int
@@ -45,7 +45,12 @@ class ErasureStore(StoreBase):
 
     def erase_address(self, email: str) -> Erased:
         """Delete every row naming `email` (any case) and keep its hash, in one transaction.
-        An address never seen is kept as a hash all the same: a request not to be added."""
+        An address never seen is kept as a hash all the same: a request not to be added.
+
+        Bounce reports about them are stripped rather than deleted: nobody, no diagnostic, no
+        Message-ID, an id that quoted the address replaced by its hash. A report still known
+        by its id is "seen" when the mailbox is read again, so it cannot come back.
+        """
         with self.transaction() as conn:
             # lower(email), not email_key: case variants an old version kept have none (m006).
             ids = tuple(
@@ -55,21 +60,13 @@ class ErasureStore(StoreBase):
                     (email,),
                 )
             )
-            deliveries = bounces = 0
+            bounces = self._strip_bounces(ids, email)
+            deliveries = 0
             for subscriber_id in ids:
                 deliveries += conn.execute(
                     "DELETE FROM deliveries WHERE subscriber_id = ?", (subscriber_id,)
                 ).rowcount
-                bounces += conn.execute(
-                    "DELETE FROM bounces WHERE subscriber_id = ?", (subscriber_id,)
-                ).rowcount
                 conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
-            # Reports that named nobody of ours may still quote the address.
-            bounces += conn.execute(
-                """DELETE FROM bounces WHERE subscriber_id IS NULL
-                   AND lower(diagnostic) LIKE '%' || lower(?) || '%' ESCAPE '\\'""",
-                (_like_escaped(email),),
-            ).rowcount
             if ids:  # their ids are never handed out again (m013)
                 conn.execute(
                     """INSERT INTO subscriber_id_floor (one, floor) VALUES (1, ?)
@@ -84,6 +81,30 @@ class ErasureStore(StoreBase):
                 (erased_key(email), self.now_text()),
             )
         return Erased(ids, deliveries, bounces, signups)
+
+    def _strip_bounces(self, ids: tuple[int, ...], email: str) -> int:
+        """Strip the reports about `ids`, and those about nobody of ours that quote `email`
+        (in the diagnostic, or the id a webhook made of it), of all that names the person.
+        Quoting is a substring match: a report quoting joann@… loses its diagnostic when
+        ann@… is erased, a small loss for never keeping the address. How many were stripped."""
+        pattern = "%" + _like_escaped(email.translate(_ASCII_LOWER)) + "%"
+        marks = ",".join("?" * len(ids)) or "NULL"
+        rows = self.conn.execute(
+            f"""SELECT id, report_id FROM bounces WHERE subscriber_id IN ({marks})
+                OR (subscriber_id IS NULL AND (lower(diagnostic) LIKE ? ESCAPE '\\'
+                    OR lower(report_id) LIKE ? ESCAPE '\\'))""",
+            (*ids, pattern, pattern),
+        ).fetchall()
+        lowered = email.translate(_ASCII_LOWER)
+        for row_id, report_id in rows:
+            if lowered in report_id.translate(_ASCII_LOWER):
+                report_id = "erased:" + hashlib.sha256(report_id.encode()).hexdigest()
+            self.conn.execute(
+                """UPDATE bounces SET subscriber_id = NULL, diagnostic = '', message_id = NULL,
+                   report_id = ? WHERE id = ?""",
+                (report_id, row_id),
+            )
+        return len(rows)
 
     def erased(self, emails: list[str]) -> set[str]:
         """Those of `emails` that were erased (compared in lower case)."""
