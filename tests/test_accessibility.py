@@ -89,6 +89,15 @@ def test_service_pages_and_an_email_have_no_wcag_21_aa_violations(
     for path in paths:
         page.goto(f"{site.url}{path}")
         found[path.split("/")[1]] = violations(page, axe_source)
+    # The erase box, opened, ticked and sent as a reader would, and the page it leads to.
+    page.goto(f"{site.url}{paths[1]}")
+    page.click("#erase-box summary")
+    found["erase box"] = violations(page, axe_source)
+    page.check("#erase-confirm")
+    page.click("#erase-button")
+    page.wait_for_selector("#erased")
+    found["erased"] = violations(page, axe_source)
+    assert site.store.subscriber(reader.id) is None
     digest = site.store.digest_for(None)
     composer = Composer(settings=site.settings, digest=digest, clock=site.clock)
     rendered = composer.rendered_for(reader)
@@ -96,7 +105,14 @@ def test_service_pages_and_an_email_have_no_wcag_21_aa_violations(
     page.set_content(rendered.html)
     found["email"] = violations(page, axe_source)
     context.close()
-    assert found == {"subscribe": [], "p": [], "u": [], "email": []}
+    assert found == {
+        "subscribe": [],
+        "p": [],
+        "u": [],
+        "erase box": [],
+        "erased": [],
+        "email": [],
+    }
 
 
 def test_a_paper_page_carries_its_sharing_card_in_chromium(browser: Any, site: Running) -> None:

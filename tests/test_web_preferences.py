@@ -12,6 +12,7 @@ import pytest
 
 from newsletter.audience import match
 from newsletter.audience.match import select_papers
+from newsletter.delivery.runlock import send_lock
 from newsletter.model import Filters, Subscriber
 from tests.web_server import Running, service
 
@@ -351,3 +352,36 @@ def test_a_post_missing_fields_or_with_an_unknown_action_changes_nothing(
     assert refused.status_code == 400
     assert said in refused.text
     assert current(web, reader).filters == reader.filters  # they were wiped to "every paper"
+
+
+def test_erase_asks_for_a_tick_then_forgets_the_reader(web: Running, reader: Subscriber) -> None:
+    feed = web.feed_url(reader.id)
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        assert client.get(feed).status_code == 200
+        unticked = client.post(url, data={"csrf": csrf, "action": "erase"})
+        assert unticked.status_code == 422
+        assert "Tick “I understand” to erase." in unticked.text
+        assert web.store.subscriber(reader.id) is not None
+        done = client.post(url, data={"csrf": csrf, "action": "erase", "confirm": "erase"})
+        assert done.status_code == 200 and "Everything is erased" in done.text
+        assert reader.email in done.text
+        # Every link of theirs now names no one.
+        assert client.get(url).status_code == 404
+        assert client.get(feed).status_code == 404
+    assert web.store.subscriber(reader.id) is None
+    assert web.store.subscriber_by_email(reader.email) is None
+    assert web.store.erased([reader.email]) == {reader.email}
+
+
+def test_erase_waits_for_a_running_send(web: Running, reader: Subscriber) -> None:
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        with send_lock(web.settings.db, alone=False):  # what a send holds while it runs
+            busy = client.post(url, data={"csrf": csrf, "action": "erase", "confirm": "erase"})
+        assert busy.status_code == 409
+        assert "Emails are being sent right now, so nothing was erased." in busy.text
+        assert web.store.subscriber(reader.id) is not None
+        done = client.post(url, data={"csrf": csrf, "action": "erase", "confirm": "erase"})
+        assert done.status_code == 200
+    assert web.store.subscriber(reader.id) is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from ..audience.subscribers import (
     validate_filters,
     validate_name,
 )
-from ..delivery.runlock import AnotherSend, send_lock
+from ..delivery.runlock import between_sends
 from ..errors import ConfigError
 from ..model import CADENCES
 from ..store.subscribers import STATUSES
@@ -215,15 +214,8 @@ def erase_command(email: str, yes: bool, config_path: Path | None, db: Path | No
             agreed = False
         if not agreed:
             raise ConfigError(f"{address} not erased (pass --yes to erase without being asked)")
-        try:
-            # Exclusive: no send may hold this person's row half-way through its run.
-            in_memory = str(store.path) == ":memory:"
-            with contextlib.nullcontext() if in_memory else send_lock(store.path, alone=True):
-                erased = store.erase_address(address)
-        except AnotherSend:
-            raise AnotherSend(
-                f"{store.path}: a send of this database is running; erase once it has ended"
-            ) from None
+        with between_sends(store.path, doing="erase"):  # no send meets their row half-way
+            erased = store.erase_address(address)
     if not (erased.subscriber_ids or erased.signups or erased.bounces):
         click.echo(f"{address} was not stored; kept as a hash so that no import adds it")
         return

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import DeliveryError
 
-__all__ = ["AnotherSend", "another_send_running", "edition_lock", "send_lock"]
+__all__ = ["AnotherSend", "another_send_running", "between_sends", "edition_lock", "send_lock"]
 
 
 class AnotherSend(DeliveryError):
@@ -66,6 +66,22 @@ def send_lock(db: Path, *, alone: bool) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # lets go of the lock (a forked worker's copy stays until it exits)
+
+
+@contextlib.contextmanager
+def between_sends(db: Path, *, doing: str) -> Iterator[None]:
+    """Hold the send lock exclusively for a change no send may meet half-way (an erasure: a
+    running send would claim a row that is gone), so no send starts until the block ends.
+    AnotherSend at once, saying to `doing` later, while a send runs."""
+    with contextlib.ExitStack() as stack:
+        if str(db) != ":memory:":
+            try:
+                stack.enter_context(send_lock(db, alone=True))
+            except AnotherSend:
+                raise AnotherSend(
+                    f"{db}: a send of this database is running; {doing} once it has ended"
+                ) from None
+        yield
 
 
 def edition_lock_path(db: Path, *, kind: str, date: dt.date) -> Path:

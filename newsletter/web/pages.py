@@ -77,6 +77,9 @@ PROBLEMS: Mapping[str, Message] = {
     "cadence_invalid": Message(
         "받는 주기는 매일 또는 매주 중에서 골라 주세요.", "Choose daily or weekly emails."
     ),
+    "erase_unconfirmed": Message(
+        "지우려면 “이해했습니다”에 표시해 주세요.", "Tick “I understand” to erase."
+    ),
     "invalid": Message("입력을 확인해 주세요.", "Please check this field."),
 }
 

@@ -1,4 +1,5 @@
-"""The preferences page: edit filters, see what today's digest would give, resume after leaving.
+"""The preferences page: edit filters, see what today's digest would give, resume after leaving,
+or erase everything about oneself (`subscribers erase`, asked for by its owner).
 
 Validation is the CSV's (`subscribers.validate_preferences`), field by field so every problem
 shows at once, in Korean and English. The preview is rendered on the server: on each change the
@@ -19,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..audience.match import Pick, select_papers
 from ..audience.subscribers import validate_cadence, validate_filters
+from ..delivery.runlock import AnotherSend, between_sends
 from ..errors import SubscriberError
 from ..mail.render import papers_per_email
 from ..model import Filters, Subscriber
@@ -153,8 +155,10 @@ async def preferences_post(request: Request) -> Response:
         return svc.not_found(request)
     form = await svc.csrf.own_form(request, event="preferences", subscriber=subscriber.id)
     action = form.get("action", "save")  # Enter in a field sends the first button: save
-    if action not in ("save", "preview", "resume"):
+    if action not in ("save", "preview", "resume", "erase"):
         raise HTTPException(400, f"unknown action {action[:40]!r}")
+    if action == "erase":
+        return await _erase(request, subscriber, confirmed=form.get("confirm") == "erase")
     if action == "resume":
         changed = await svc.write(Store.resume_subscriber, subscriber.id)
         log_event("resubscribe", subscriber=subscriber.id, changed=changed)
@@ -193,6 +197,32 @@ async def preferences_post(request: Request) -> Response:
     log_event("preferences.saved", subscriber=subscriber.id, changed=changed)
     # Post/redirect/get: reloading the page does not post the form again.
     return RedirectResponse(_here(request, done="saved"), status_code=303)
+
+
+def _erase_between_sends(store: Store, email: str) -> bool:
+    """Erase `email` unless a send is running (False then: try again later)."""
+    try:
+        with between_sends(store.path, doing="erase"):
+            store.erase_address(email)
+    except AnotherSend:
+        return False
+    return True
+
+
+async def _erase(request: Request, subscriber: Subscriber, *, confirmed: bool) -> Response:
+    """Erase the subscriber (after they ticked that they understand), or say why not."""
+    svc = service(request)
+    values = form_values(subscriber)
+    if not confirmed:
+        errors = {"erase": problem("erase_unconfirmed")}
+        return _page(request, subscriber, values=values, errors=errors, shown=None, status=422)
+    if not await svc.write(_erase_between_sends, subscriber.email):
+        # A send is claiming and sending now; a few minutes later it has ended.
+        return _page(
+            request, subscriber, values=values, errors={}, shown=None, notice="busy", status=409
+        )
+    log_event("erase", subscriber=subscriber.id)
+    return svc.pages.render(request, "web/erased.html", email=subscriber.email)
 
 
 async def preferences_preview(request: Request) -> Response:
