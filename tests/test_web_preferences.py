@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import count
 from pathlib import Path
 
@@ -385,3 +388,39 @@ def test_erase_waits_for_a_running_send(web: Running, reader: Subscriber) -> Non
         done = client.post(url, data={"csrf": csrf, "action": "erase", "confirm": "erase"})
         assert done.status_code == 200
     assert web.store.subscriber(reader.id) is None
+
+
+def test_an_erase_waiting_for_the_database_keeps_no_send_from_starting(
+    web: Running, reader: Subscriber
+) -> None:
+    # Another writer holds SQLite's write lock for a while (a send recording outcomes, say).
+    # The erase waits for it without holding the send lock: a send starting meanwhile starts.
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        writer = sqlite3.connect(web.settings.db, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            posted = pool.submit(
+                client.post, url, data={"csrf": csrf, "action": "erase", "confirm": "erase"}
+            )
+            time.sleep(0.5)
+            with send_lock(web.settings.db, alone=False, patience=0.0):
+                started = True  # a send's lock, taken while the erase waits
+            writer.execute("ROLLBACK")
+            writer.close()
+            assert started and posted.result(timeout=30).status_code == 200
+    assert web.store.subscriber(reader.id) is None
+
+
+def test_readers_erasing_at_once_are_never_told_a_send_is_running(web: Running) -> None:
+    readers = [web.store.add_subscriber(f"many{next(_emails)}@example.com") for _ in range(8)]
+
+    def erase(subscriber: Subscriber) -> int:
+        with web.client() as client:
+            url, csrf = open_page(web, client, subscriber)
+            data = {"csrf": csrf, "action": "erase", "confirm": "erase"}
+            return client.post(url, data=data).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert list(pool.map(erase, readers)) == [200] * 8
+    assert all(web.store.subscriber(r.id) is None for r in readers)

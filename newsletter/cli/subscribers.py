@@ -214,8 +214,8 @@ def erase_command(email: str, yes: bool, config_path: Path | None, db: Path | No
             agreed = False
         if not agreed:
             raise ConfigError(f"{address} not erased (pass --yes to erase without being asked)")
-        with between_sends(store.path, doing="erase"):  # no send meets their row half-way
-            erased = store.erase_address(address)
+        # No send may meet their row half-way: none starts while the erasure commits.
+        erased = store.erase_address(address, hold=between_sends(store.path, doing="erase"))
     if not (erased.subscriber_ids or erased.signups or erased.bounces):
         click.echo(f"{address} was not stored; kept as a hash so that no import adds it")
         return

@@ -40,43 +40,68 @@ def lock_path(db: Path) -> Path:
     return db.with_name(db.name + ".sending")
 
 
+# Seconds an ordinary send waits for the lock while something holds it exclusively: an
+# erasure holds it for milliseconds, a resend for its whole run (then the send is refused).
+SHARED_PATIENCE = 2.0
+
+
+def _take(fd: int, operation: int, *, patience: float) -> bool:
+    """flock `fd` (non-blocking), trying again for up to `patience` seconds; whether it held."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
 @contextlib.contextmanager
-def send_lock(db: Path, *, alone: bool) -> Iterator[None]:
+def send_lock(db: Path, *, alone: bool, patience: float | None = None) -> Iterator[None]:
     """Hold the database's send lock for the block.
 
-    `alone`: exclusive (a send that resends ambiguous claims), else shared. AnotherSend, at
-    once, when it cannot be had: exclusive while any send runs, shared while a resend runs.
+    `alone`: exclusive (a send that resends ambiguous claims, an erasure), else shared.
+    AnotherSend when it cannot be had within `patience` seconds (by default at once when
+    exclusive, SHARED_PATIENCE when shared): exclusive while any send runs, shared while a
+    resend or an erasure runs.
     """
     path = lock_path(db)
+    wait = (0.0 if alone else SHARED_PATIENCE) if patience is None else patience
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise DeliveryError(f"{path}: cannot open the send lock: {exc.strerror}") from None
     try:
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_EX if alone else fcntl.LOCK_SH) | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(fd, fcntl.LOCK_EX if alone else fcntl.LOCK_SH, patience=wait):
             raise AnotherSend(
                 "another send of this database is running, so its claims are not ambiguous; "
                 "resend once it has ended"
                 if alone
                 else "a send that resends ambiguous claims, or an erasure, is running on this "
                 "database; send once it has ended"
-            ) from None
+            )
         yield
     finally:
         os.close(fd)  # lets go of the lock (a forked worker's copy stays until it exits)
+
+
+# Seconds an erasure waits for a moment between sends (another erasure ending, say).
+EXCLUSIVE_PATIENCE = 0.5
 
 
 @contextlib.contextmanager
 def between_sends(db: Path, *, doing: str) -> Iterator[None]:
     """Hold the send lock exclusively for a change no send may meet half-way (an erasure: a
     running send would claim a row that is gone), so no send starts until the block ends.
-    AnotherSend at once, saying to `doing` later, while a send runs."""
+    Enter it once the database's write lock is held (`Store.erase_address` does), so that it
+    is held for milliseconds, never while waiting for SQLite. AnotherSend, saying to `doing`
+    later, when a send runs."""
     with contextlib.ExitStack() as stack:
         if str(db) != ":memory:":
             try:
-                stack.enter_context(send_lock(db, alone=True))
+                stack.enter_context(send_lock(db, alone=True, patience=EXCLUSIVE_PATIENCE))
             except AnotherSend:
                 raise AnotherSend(
                     f"{db}: a send of this database is running; {doing} once it has ended"

@@ -9,7 +9,9 @@ lifts it. Only this module writes the `erased` table.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from .base import StoreBase
@@ -43,15 +45,22 @@ def _like_escaped(text: str) -> str:
 class ErasureStore(StoreBase):
     """The `erased` table and the one erasure of a person's rows."""
 
-    def erase_address(self, email: str) -> Erased:
+    def erase_address(
+        self, email: str, *, hold: AbstractContextManager[object] | None = None
+    ) -> Erased:
         """Delete every row naming `email` (any case) and keep its hash, in one transaction.
         An address never seen is kept as a hash all the same: a request not to be added.
 
         Bounce reports about them are stripped rather than deleted: nobody, no diagnostic, no
         Message-ID, an id that quoted the address replaced by its hash. A report still known
         by its id is "seen" when the mailbox is read again, so it cannot come back.
+
+        `hold` (runlock.between_sends) is entered once the write lock is held and let go
+        after the commit: no send starts meanwhile, and none is kept waiting on SQLite.
         """
-        with self.transaction() as conn:
+        with contextlib.ExitStack() as stack, self.transaction() as conn:
+            if hold is not None:
+                stack.enter_context(hold)
             # lower(email), not email_key: case variants an old version kept have none (m006).
             ids = tuple(
                 int(r[0])

@@ -202,8 +202,7 @@ async def preferences_post(request: Request) -> Response:
 def _erase_between_sends(store: Store, email: str) -> bool:
     """Erase `email` unless a send is running (False then: try again later)."""
     try:
-        with between_sends(store.path, doing="erase"):
-            store.erase_address(email)
+        store.erase_address(email, hold=between_sends(store.path, doing="erase"))
     except AnotherSend:
         return False
     return True
