@@ -145,11 +145,12 @@ def subscriber_token(subscriber_id: int, *, email: str, purpose: str, key: bytes
     return f"{_b64(subject.encode())}.{_b64(_tag(key, purpose, _bound(subject, email)))}"
 
 
-def _signed_by(given: bytes, holder: Holder, *, purpose: str, key: bytes, subject: str) -> bool:
-    """Whether `given` is `holder`'s tag for `purpose`: over id and address, or (a legacy
-    holder) over `subject` alone; each compared in constant time."""
-    bound = hmac.compare_digest(given, _tag(key, purpose, _bound(subject, holder.email)))
-    legacy = holder.legacy_links and hmac.compare_digest(given, _tag(key, purpose, subject))
+def _signed_by(given: bytes, holder: Holder, *, subject: str, sign: Callable[[str], bytes]) -> bool:
+    """Whether `given` is `holder`'s tag (`sign` of what was signed): over the token's
+    subject and their address, or (a legacy holder) over the subject alone; each compared
+    in constant time."""
+    bound = hmac.compare_digest(given, sign(_bound(subject, holder.email)))
+    legacy = holder.legacy_links and hmac.compare_digest(given, sign(subject))
     return bound or legacy
 
 
@@ -182,7 +183,9 @@ def read_subscriber_token(
         return None
     subscriber_id, subject, given = parts
     holder = find(subscriber_id)
-    if holder is None or not _signed_by(given, holder, purpose=purpose, key=key, subject=subject):
+    if holder is None or not _signed_by(
+        given, holder, subject=subject, sign=lambda signed: _tag(key, purpose, signed)
+    ):
         return None
     return holder
 
@@ -247,7 +250,10 @@ def read_bounce_token(
     holder = None if subscriber_id is None else find(subscriber_id)
     if holder is None:
         return None
-    subject = f"{number}-{day}"
-    bound = hmac.compare_digest(tag, _bounce_tag(key, _bound(subject, holder.email)))
-    legacy = holder.legacy_links and hmac.compare_digest(tag, _bounce_tag(key, subject))
-    return (holder, parsed) if bound or legacy else None
+    signed = _signed_by(
+        tag.encode(),
+        holder,
+        subject=f"{number}-{day}",
+        sign=lambda text: _bounce_tag(key, text).encode(),
+    )
+    return (holder, parsed) if signed else None
