@@ -50,7 +50,8 @@ def import_command(
     Columns: email,name,keywords,min_votes[,exclude,max_papers,cadence,status]; keywords are
     ;-separated; cadence is daily (default) or weekly; status active (default), unsubscribed or
     bounced, which unsubscribes (an import never makes anyone active again). Addresses
-    erased at their owner's request (`erase`) are left out. Rows are numbered as in a spreadsheet: the header is row 1. Exits 1 if any row is rejected.
+    erased at their owner's request (`erase`) are left out. Rows are numbered as in a
+    spreadsheet: the header is row 1. Exits 1 if any row is rejected.
 
     Example: newsletter subscribers import subscribers.example.csv --dry-run
     """

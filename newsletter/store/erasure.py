@@ -119,14 +119,14 @@ class ErasureStore(StoreBase):
         """Those of `emails` that were erased (compared in lower case)."""
         if not emails or self.conn.execute("SELECT 1 FROM erased LIMIT 1").fetchone() is None:
             return set()  # the usual case: nobody erased, nothing to hash
-        keys = {erased_key(e): e for e in emails}
+        keyed = [(erased_key(e), e) for e in emails]  # two spellings may share one key
+        names = sorted({key for key, _ in keyed})
         found: set[str] = set()
-        names = list(keys)
         for start in range(0, len(names), 500):  # within SQLite's host-parameter limit
             chunk = names[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
                 f"SELECT address_hash FROM erased WHERE address_hash IN ({marks})", chunk
             ).fetchall()
-            found.update(keys[r[0]] for r in rows)
-        return found
+            found.update(r[0] for r in rows)
+        return {email for key, email in keyed if key in found}
