@@ -222,9 +222,15 @@ def _bounce_tag(key: bytes, signed: str) -> str:
 
 def bounce_token(subscriber_id: int, day: dt.date, *, email: str, key: bytes) -> str:
     """The VERP token of one subscriber's email of `day`: "17-20241213-<80-bit HMAC, hex>",
-    the HMAC over id, day and address."""
+    the HMAC over id, day and address. Its tag also signs the email's Message-ID
+    (`mail.message.message_id_for`), so a report quoting either names whose email it was."""
     subject = f"{int(subscriber_id)}-{day.year:04d}{day.month:02d}{day.day:02d}"
     return f"{subject}-{_bounce_tag(key, _bound(subject, email))}"
+
+
+def bounce_tag_of(token: str) -> str:
+    """The tag (last part) of a VERP token `bounce_token` made."""
+    return token.rpartition("-")[2]
 
 
 def bounce_token_id(token: str) -> int | None:

@@ -121,8 +121,12 @@ def maildir_with(path: Path, *messages: bytes) -> mailbox.Maildir:
     return box
 
 
-def run(tmp_path: Path, source: Path, *extra: str) -> tuple[int, str, str]:
-    env = {"NEWSLETTER_DB": str(tmp_path / "b.db"), "NEWSLETTER_SECRET_KEY": TEST_KEY}
+def run(tmp_path: Path, source: Path, *extra: str, verp: bool = True) -> tuple[int, str, str]:
+    env = {
+        "NEWSLETTER_DB": str(tmp_path / "b.db"),
+        "NEWSLETTER_SECRET_KEY": TEST_KEY,
+        "NEWSLETTER_VERP": "true" if verp else "false",
+    }
     result = CliRunner().invoke(main, ["bounces", "process", str(source), *extra], env=env)
     return result.exit_code, result.stdout, result.stderr
 
@@ -238,9 +242,83 @@ def test_without_verp_our_message_id_then_the_recipient_names_the_subscriber(
         None, to="bounces@localhost", recipient=full.recipient, message_id="<dsn2@mx.example.org>"
     )
     maildir_with(tmp_path / "Maildir", by_id, by_address)
-    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json", verp=False)
     assert (code, json.loads(out)["bounced"]) == (0, 2)
     assert statuses(tmp_path) == {"gone": "bounced", "full": "bounced", "angry": "active"}
+
+
+def test_with_verp_only_what_we_signed_names_a_subscriber(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # Anyone can mail the bounce box. Our signed Message-ID in the returned headers names
+    # its subscriber; a report naming only an address, or a Message-ID of ours rewritten to
+    # another id, or one without the tag, names no one.
+    gone, full, angry = sent["gone"], sent["full"], sent["angry"]
+    signed = dsn(gone, to="bounces@localhost", recipient="forwarded@elsewhere.example")
+    by_address = dsn(
+        None, to="bounces@localhost", recipient=full.recipient, message_id="<dsn2@mx.example.org>"
+    )
+    gone_id = f"<{gone.message_id}>".encode()
+    (head, tag) = gone.message_id.split("@")[0].rsplit(".", 1)
+    moved = f"<{head[: -len(str(gone.subscriber_id))]}{angry.subscriber_id}.{tag}@localhost>"
+    untagged = f"<{head[: -len(str(gone.subscriber_id))]}{angry.subscriber_id}@localhost>"
+    assert gone_id in gone.data and moved.encode() != gone_id
+    forged = [
+        dsn(
+            dataclasses.replace(gone, data=gone.data.replace(gone_id, fake.encode())),
+            to="bounces@localhost",
+            recipient="x@y.example",
+            message_id=f"<dsn-forged{n}@mx.example.org>",
+        )
+        for n, fake in enumerate((moved, untagged))
+    ]
+    maildir_with(tmp_path / "Maildir", signed, by_address, *forged)
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    counts = json.loads(out)
+    assert (code, counts["hard"], counts["bounced"]) == (0, 4, 1)
+    assert (counts["unproven"], counts["not_ours"]) == (1, 2)
+    assert statuses(tmp_path) == {"gone": "bounced", "full": "active", "angry": "active"}
+    with Store(tmp_path / "b.db") as store:
+        (record,) = store.bounces(gone.subscriber_id)
+    assert record.message_id == gone.message_id and record.day == dt.date(2024, 12, 13)
+
+
+def test_the_summary_says_when_an_address_alone_was_not_believed(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    full = sent["full"]
+    maildir_with(tmp_path / "Maildir", dsn(None, to="bounces@localhost", recipient=full.recipient))
+    code, out, _ = run(tmp_path, tmp_path / "Maildir")
+    assert code == 0
+    assert out.strip().endswith(
+        "0 subscribers bounced, 0 unsubscribed; 1 naming a subscriber's address without our "
+        "token or Message-ID (applied to no one)"
+    )
+
+
+def test_an_unsigned_message_id_still_names_a_subscriber_of_that_time(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # Emails sent before Message-IDs were signed: a complaint quoting one still names its
+    # subscriber if they existed then (legacy_links), as their old links still work.
+    angry = sent["angry"]
+    old_id = angry.message_id.rsplit(".", 1)[0] + "@localhost"
+    data = angry.data.replace(f"<{angry.message_id}>".encode(), f"<{old_id}>".encode())
+    assert data != angry.data
+    folder = tmp_path / "eml"
+    folder.mkdir()
+    (folder / "1.eml").write_bytes(
+        arf(dataclasses.replace(angry, data=data), recipient="redacted@provider.example")
+    )
+    assert json.loads(run(tmp_path, folder, "--json")[1])["not_ours"] == 1  # not of that time
+    with Store(tmp_path / "b.db") as store:
+        store.conn.execute("DELETE FROM bounces")
+        store.conn.execute(
+            "UPDATE subscribers SET legacy_links = 1 WHERE id = ?", (angry.subscriber_id,)
+        )
+    code, out, _ = run(tmp_path, folder, "--json")
+    assert (code, json.loads(out)["unsubscribed"]) == (0, 1)
+    assert statuses(tmp_path)["angry"] == "unsubscribed"
 
 
 def test_a_forged_verp_token_names_nobody(tmp_path: Path, sent: dict[str, OutgoingMessage]) -> None:
@@ -262,7 +340,9 @@ def test_a_bounce_of_another_databases_email_is_not_pinned_on_this_ones_subscrib
         alice = other.add_subscriber("alice@example.org")
         theirs = Composer(settings=SETTINGS, digest=other.digest_for(None), clock=clock)
         message = theirs.compose(alice)
-    assert message is not None and message.message_id == sent["gone"].message_id
+    # The same id and day; the Message-IDs' tags differ (they sign the address too).
+    assert message is not None and message.subscriber_id == sent["gone"].subscriber_id
+    assert message.message_id.rsplit(".", 1)[0] == sent["gone"].message_id.rsplit(".", 1)[0]
     # Alice's mailbox is gone: the DSN goes to her VERP address and returns our headers.
     bounce = dsn(message, to=message.envelope_from, recipient=alice.email)
     maildir_with(tmp_path / "Maildir", bounce)
@@ -271,11 +351,13 @@ def test_a_bounce_of_another_databases_email_is_not_pinned_on_this_ones_subscrib
     assert set(statuses(tmp_path).values()) == {"active"}
 
 
-def test_after_a_key_change_the_failed_address_still_names_the_subscriber(
-    tmp_path: Path, sent: dict[str, OutgoingMessage]
+@pytest.mark.parametrize(("verp", "status"), [(False, "bounced"), (True, "active")])
+def test_after_a_key_change_only_the_failed_address_can_name_the_subscriber(
+    tmp_path: Path, sent: dict[str, OutgoingMessage], verp: bool, status: str
 ) -> None:
-    # The email was signed under the key before; its VERP token no longer checks, but the
-    # DSN names the subscriber's own address with our Message-ID.
+    # The email was signed under the key before; neither its VERP token nor its Message-ID
+    # checks any more. The DSN names the subscriber's own address: believed with VERP off;
+    # with VERP on, where anyone could have written it, the next email's bounce will tell.
     with Store(tmp_path / "b.db", clock=clock) as store:
         gone = store.subscriber_by_email("gone@example.org")
         assert gone is not None
@@ -284,9 +366,10 @@ def test_after_a_key_change_the_failed_address_still_names_the_subscriber(
         message = composer.compose(gone)
     assert message is not None and message.envelope_from != sent["gone"].envelope_from
     maildir_with(tmp_path / "Maildir", dsn(message, to=message.envelope_from, recipient=gone.email))
-    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
-    assert (code, json.loads(out)["bounced"]) == (0, 1)
-    assert statuses(tmp_path)["gone"] == "bounced"
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json", verp=verp)
+    counts = json.loads(out)
+    assert (code, counts["bounced"], counts["unproven"]) == (0, int(not verp), int(verp))
+    assert statuses(tmp_path)["gone"] == status
 
 
 def test_a_late_bounce_of_an_erased_subscriber_falls_on_no_one(
@@ -299,7 +382,7 @@ def test_a_late_bounce_of_an_erased_subscriber_falls_on_no_one(
     with Store(tmp_path / "b.db", clock=clock) as store:
         store.erase_address("angry@example.org")
         newcomer = store.add_subscriber("newcomer@example.org")
-    assert angry.message_id.endswith(f".{angry.subscriber_id}@localhost")
+    assert angry.message_id.split(".")[2] == str(angry.subscriber_id)
     assert newcomer.id > angry.subscriber_id
     complaint = arf(angry, recipient="redacted@example.net")
     bounce = dsn(angry, to="bounces@localhost", recipient="angry@example.org")
@@ -574,7 +657,7 @@ def test_a_complaint_about_a_weekly_email_is_matched_by_its_message_id(
     (folder / "1.eml").write_bytes(arf(weekly, recipient="redacted@provider.example"))
     # And one about a subscriber we do not have: the summary says so.
     stranger = data.replace(
-        b"Message-ID: <weekly.2024-12-13.3@", b"Message-ID: <weekly.2024-12-13.99@"
+        b"Message-ID: <weekly.2024-12-13.3.", b"Message-ID: <weekly.2024-12-13.99."
     )
     assert stranger != data
     (folder / "2.eml").write_bytes(

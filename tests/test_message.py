@@ -127,14 +127,16 @@ def test_simple_message_text_only_and_header_injection() -> None:
         )
 
 
-def test_message_id_is_deterministic_on_our_domain() -> None:
+def test_message_id_names_edition_day_subscriber_and_tag_on_our_domain() -> None:
     date = dt.date(2024, 12, 13)
     domain = message_domain(SETTINGS)
     assert domain == "papers.example.com"
-    first = message_id_for(date=date, subscriber_id=17, domain=domain)
-    assert first == message_id_for(date=date, subscriber_id=17, domain=domain)
-    assert first != message_id_for(date=date, subscriber_id=18, domain=domain)
-    assert first.endswith("@papers.example.com") and "2024-12-13" in first
+    tag = "0123456789abcdef0123"
+    first = message_id_for(date=date, subscriber_id=17, domain=domain, tag=tag)
+    assert first == "digest.2024-12-13.17.0123456789abcdef0123@papers.example.com"
+    assert first != message_id_for(date=date, subscriber_id=18, domain=domain, tag=tag)
+    weekly = message_id_for(date=date, subscriber_id=17, domain=domain, tag=tag, edition="weekly")
+    assert weekly == "weekly.2024-12-13.17.0123456789abcdef0123@papers.example.com"
     # An IP base URL is no domain: the From address's domain is used instead.
     local = Settings().replace(base_url="http://127.0.0.1:8000", from_address="x <d@mail.test>")
     assert message_domain(local) == "mail.test"

@@ -1,7 +1,8 @@
 """Apply the bounce mailbox to the subscribers: each report read once, each subscriber found.
 
 Whose report it is: a VERP token of ours (signed, names subscriber and day), else our
-Message-ID in the returned headers, else the failed recipient's address. Hard bounces mark the
+Message-ID in the returned headers (signed with the same tag), else, from a signed webhook or
+with VERP off, the failed recipient's address. Hard bounces mark the
 subscriber bounced, soft ones after `bounces_soft_limit` within `bounces_soft_days` days,
 complaints unsubscribe them. Recognised reports are recorded (and the mailbox marks them done);
 unknown messages are counted and left where they are.
@@ -13,13 +14,13 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..config import Settings
 from ..mail.message import message_domain
 from ..store import BounceRecord, Store
 from ..store.bounces import BounceKind, Outcome
-from ..tokens import bounce_token_id, read_bounce_token
+from ..tokens import BOUNCE_TAG_HEX, bounce_token_id, read_bounce_token
 from .parse import Report, read_report
 
 
@@ -51,6 +52,7 @@ class BounceSummary:
     unknown: int = 0  # not recognised: left alone
     already: int = 0  # recorded by an earlier pass
     not_ours: int = 0  # recognised, but about no subscriber of ours
+    unproven: int = 0  # naming a subscriber's address and nothing we signed: applied to no one
     bounced: int = 0  # subscribers marked bounced
     unsubscribed: int = 0  # subscribers unsubscribed by a complaint
     unreadable: int = 0  # messages that could not be read: left where they are
@@ -65,6 +67,12 @@ class BounceSummary:
                 f"{self.unsubscribed} unsubscribed"
             )
             + (f"; {self.not_ours} about no subscriber of ours" if self.not_ours else "")
+            + (
+                f"; {self.unproven} naming a subscriber's address without our token or "
+                "Message-ID (applied to no one)"
+                if self.unproven
+                else ""
+            )
             + (f"; {self.unreadable} unreadable" if self.unreadable else "")
         )
 
@@ -75,79 +83,114 @@ class BounceSummary:
 def _our_ids(settings: Settings) -> re.Pattern[str]:
     domain = re.escape(message_domain(settings))
     return re.compile(
-        rf"(?:digest|weekly)\.(\d{{4}}-\d{{2}}-\d{{2}})\.(\d{{1,12}})@{domain}", re.IGNORECASE
+        rf"(?:digest|weekly)\.(\d{{4}})-(\d{{2}})-(\d{{2}})\.(\d{{1,12}})"
+        rf"(?:\.([0-9a-f]{{{BOUNCE_TAG_HEX}}}))?@{domain}",
+        re.IGNORECASE,
     )
 
 
+class Whose(NamedTuple):
+    """Whom a report is about, as `identify` found out."""
+
+    subscriber_id: int | None = None
+    day: dt.date | None = None
+    message_id: str | None = None  # ours, as quoted in the report
+    unproven: bool = False  # it names a subscriber's address only, and that was not enough
+
+
 def identify(
-    report: Report, *, store: Store, settings: Settings, key: bytes
-) -> tuple[int | None, dt.date | None, str | None]:
-    """(subscriber id, day, our Message-ID) the report is about; Nones when it is nobody's."""
+    report: Report, *, store: Store, settings: Settings, key: bytes, by_address: bool
+) -> Whose:
+    """Whom the report is about: the subscriber its VERP token names, else the one its signed
+    Message-ID of ours names (both checked with the key and their address), else, only when
+    `by_address` (a signed webhook, or VERP off), the failed recipient's address.
+
+    Anyone can mail the bounce box: with VERP on, a report naming a subscriber's address and
+    nothing signed of ours (a forgery, or an email from before a key change) names no one.
+    """
+    pattern = _our_ids(settings)
     refused: set[int] = set()  # ids of VERP tokens that are not this subscriber's
     for token in report.tokens:
         # The token's HMAC holds the subscriber's address too: a bounce of another
         # database's email (same key, another person under that id) names no one here.
         found = read_bounce_token(token, key=key, find=store.subscriber)
         if found is not None:
-            our_id = next((m for m in report.message_ids if _our_ids(settings).fullmatch(m)), None)
-            return found[0].id, found[1], our_id
+            ours = next((m for m in report.message_ids if pattern.fullmatch(m)), None)
+            return Whose(found[0].id, found[1], ours)
         named = bounce_token_id(token)
         if named is not None:
             refused.add(named)
     failed = {address.lower() for address in report.recipients}
-    pattern = _our_ids(settings)
     for message_id in report.message_ids:
         match = pattern.fullmatch(message_id)
-        subscriber = store.subscriber(int(match[2])) if match else None
-        if match is None or subscriber is None:
+        if match is None:
             continue
-        # Our Message-ID is not signed. When the VERP token for the same id was refused, the
-        # email came from another database (or before a key change): only the failed
-        # address can then say it was this subscriber's.
+        year, month, day, number, tag = match.groups()
+        if tag is not None:  # signed with the VERP token's tag: read as that token
+            found = read_bounce_token(
+                f"{number}-{year}{month}{day}-{tag}", key=key, find=store.subscriber
+            )
+            if found is not None:
+                return Whose(found[0].id, found[1], message_id)
+            continue
+        # Unsigned, as Message-IDs were before they held the tag: honoured for the
+        # subscribers of that time only (like their id-only links). When the VERP token for
+        # the same id was refused, the email came from another database (or before a key
+        # change): only the failed address can then say it was this subscriber's.
+        subscriber = store.subscriber(int(number))
+        if subscriber is None or not subscriber.legacy_links:
+            continue
         if subscriber.id in refused and subscriber.email.lower() not in failed:
             continue
         try:
-            day = dt.date.fromisoformat(match[1])
+            sent = dt.date(int(year), int(month), int(day))
         except ValueError:
             continue
-        return subscriber.id, day, message_id
+        return Whose(subscriber.id, sent, message_id)
     for address in report.recipients:
         subscriber = store.subscriber_by_email(address)
         if subscriber is not None:
-            return subscriber.id, None, None
-    return None, None, None
+            return Whose(subscriber.id) if by_address else Whose(unproven=True)
+    return Whose()
 
 
 def apply_report(
-    report: Report, *, store: Store, settings: Settings, key: bytes, source: str
-) -> tuple[Outcome, int | None]:
+    report: Report,
+    *,
+    store: Store,
+    settings: Settings,
+    key: bytes,
+    source: str,
+    by_address: bool,
+) -> tuple[Outcome, Whose]:
     """Record one recognised report and apply it: (what happened, whom it was about).
 
     The one path every source takes (mailbox, webhook), so a bounce counts the same wherever
-    it came from; "seen" when a report with its id was recorded before.
+    it came from; "seen" when a report with its id was recorded before. `by_address`: whether
+    the failed address alone may name a subscriber (`identify`).
     """
     kind: BounceKind = "ignored" if report.kind == "unknown" else report.kind
-    subscriber_id, day, our_id = (None, None, None)
+    whose = Whose()
     if kind != "ignored":
-        subscriber_id, day, our_id = identify(report, store=store, settings=settings, key=key)
+        whose = identify(report, store=store, settings=settings, key=key, by_address=by_address)
     outcome = store.record_bounce(
         BounceRecord(
             report_id=report.report_id,
             kind=kind,
-            subscriber_id=subscriber_id,
-            day=day,
+            subscriber_id=whose.subscriber_id,
+            day=whose.day,
             status=report.status,
             diagnostic=report.diagnostic,
             source=source,
-            message_id=our_id,
+            message_id=whose.message_id,
         ),
         soft_limit=settings.bounces_soft_limit,
         soft_days=settings.bounces_soft_days,
     )
-    return outcome, subscriber_id
+    return outcome, whose
 
 
-def count(summary: BounceSummary, report: Report, outcome: Outcome, subscriber: int | None) -> None:
+def count(summary: BounceSummary, report: Report, outcome: Outcome, whose: Whose) -> None:
     """Add what applying `report` did to `summary`."""
     if outcome == "seen":
         summary.already += 1
@@ -160,7 +203,9 @@ def count(summary: BounceSummary, report: Report, outcome: Outcome, subscriber: 
         summary.complaints += 1
     else:
         summary.ignored += 1
-    if report.kind != "ignored" and subscriber is None:
+    if whose.unproven:
+        summary.unproven += 1
+    elif report.kind != "ignored" and whose.subscriber_id is None:
         summary.not_ours += 1
     summary.bounced += outcome == "bounced"
     summary.unsubscribed += outcome == "unsubscribed"
@@ -181,11 +226,17 @@ def process_mailbox(
             summary.already += 1
             mailbox.done(handle)
             continue
-        outcome, subscriber_id = apply_report(
-            report, store=store, settings=settings, key=key, source=mailbox.name
+        # Anyone can send it mail: with VERP on, only what we signed names a subscriber.
+        outcome, whose = apply_report(
+            report,
+            store=store,
+            settings=settings,
+            key=key,
+            source=mailbox.name,
+            by_address=not settings.verp,
         )
         mailbox.done(handle)
-        count(summary, report, outcome, subscriber_id)
+        count(summary, report, outcome, whose)
     summary.unreadable = len(mailbox.problems)
     return summary
 
@@ -193,12 +244,13 @@ def process_mailbox(
 def apply_reports(
     store: Store, reports: Iterable[Report], *, settings: Settings, key: bytes, source: str
 ) -> BounceSummary:
-    """Record and apply reports that arrived together (one webhook request), as one summary."""
+    """Record and apply reports that arrived together (one webhook request, its sender
+    authenticated: the address it names is believed), as one summary."""
     summary = BounceSummary(source=source)
     for report in reports:
         summary.read += 1
-        outcome, subscriber_id = apply_report(
-            report, store=store, settings=settings, key=key, source=source
+        outcome, whose = apply_report(
+            report, store=store, settings=settings, key=key, source=source, by_address=True
         )
-        count(summary, report, outcome, subscriber_id)
+        count(summary, report, outcome, whose)
     return summary

@@ -30,7 +30,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..model import Digest, Filters, Subscriber
 from ..text import clean_text, safe_file_name
-from ..tokens import bounce_token, feed_token, subscriber_token
+from ..tokens import bounce_tag_of, bounce_token, feed_token, subscriber_token
 from .day import DayEmail
 from .dkim import sign_for, signer_for
 from .fragments import NotSpliceable
@@ -78,14 +78,31 @@ def personal_for(subscriber: Subscriber, *, settings: Settings, key: bytes) -> P
     )
 
 
-def return_path(*, settings: Settings, subscriber: Subscriber, day: dt.date, key: bytes) -> str:
-    """The envelope sender of one digest email: envelope_from with a VERP token naming
-    subscriber and day, so a bounce names whose email it was whatever the bounce looks like.
-    With `verp` off, envelope_from itself (bounces are then told apart by Message-ID)."""
-    if not settings.verp:
-        return settings.envelope_from
+def addressing(
+    *,
+    settings: Settings,
+    subscriber: Subscriber,
+    day: dt.date,
+    key: bytes,
+    domain: str,
+    weekly: bool = False,
+) -> tuple[str, str]:
+    """(Message-ID, envelope sender) of one subscriber's email of `day`.
+
+    Both carry the email's VERP tag, which signs subscriber, day and address: the envelope
+    sender is envelope_from with a VERP token (with `verp` off, envelope_from itself), the
+    Message-ID holds the tag, so a bounce or complaint names whose email it was whatever it
+    looks like, and one written for another subscriber names no one."""
     token = bounce_token(subscriber.id, day, email=subscriber.email, key=key)
-    return verp_address(settings.envelope_from, token)
+    message_id = message_id_for(
+        date=day,
+        subscriber_id=subscriber.id,
+        domain=domain,
+        tag=bounce_tag_of(token),
+        edition="weekly" if weekly else "digest",
+    )
+    sender = verp_address(settings.envelope_from, token) if settings.verp else None
+    return message_id, sender or settings.envelope_from
 
 
 class Composer:
@@ -165,15 +182,6 @@ class Composer:
         """The papers this subscriber gets today (before the per-email cap)."""
         return select_papers(self._prepared, subscriber.filters)
 
-    def message_id_for(self, subscriber: Subscriber) -> str:
-        """The Message-ID of this subscriber's email for this digest (same on every resend)."""
-        return message_id_for(
-            date=self.digest.date,
-            subscriber_id=subscriber.id,
-            domain=self._domain,
-            edition="weekly" if self.weekly else "digest",
-        )
-
     def rendered_for(self, subscriber: Subscriber) -> RenderedEmail | None:
         """How the subscriber's email renders, or None when it is not sent."""
         day = self._day_email()
@@ -249,7 +257,14 @@ class Composer:
         text: list[bytes],
         html: list[bytes],
     ) -> OutgoingMessage:
-        message_id = self.message_id_for(subscriber)
+        message_id, envelope_from = addressing(
+            settings=self.settings,
+            subscriber=subscriber,
+            day=self.digest.date,
+            key=self._key,
+            domain=self._domain,
+            weekly=self.weekly,
+        )
         now = self._clock()
         data = self._skeleton.fill(
             to=format_address(name=subscriber.name, address=address),  # it cleans the name
@@ -268,12 +283,7 @@ class Composer:
         return OutgoingMessage(
             subscriber_id=subscriber.id,
             recipient=address,
-            envelope_from=return_path(
-                settings=self.settings,
-                subscriber=subscriber,
-                day=self.digest.date,
-                key=self._key,
-            ),
+            envelope_from=envelope_from,
             message_id=message_id,
             data=data,
             crlf_only=True,  # the skeleton and the base64 bodies hold CRLF line ends only
@@ -356,11 +366,13 @@ def compose_naive(
         limit=limit,
         weekly=weekly,
     )
-    message_id = message_id_for(
-        date=digest.date,
-        subscriber_id=subscriber.id,
+    message_id, envelope_from = addressing(
+        settings=settings,
+        subscriber=subscriber,
+        day=digest.date,
+        key=key,
         domain=message_domain(settings),
-        edition="weekly" if weekly else "digest",
+        weekly=weekly,
     )
     now = clock()
     data = build_message(
@@ -385,9 +397,7 @@ def compose_naive(
     return OutgoingMessage(
         subscriber_id=subscriber.id,
         recipient=subscriber.email,
-        envelope_from=return_path(
-            settings=settings, subscriber=subscriber, day=digest.date, key=key
-        ),
+        envelope_from=envelope_from,
         message_id=message_id,
         data=data,
     )

@@ -73,13 +73,16 @@ def message_domain(settings: Settings) -> str:
 
 
 def message_id_for(
-    *, date: dt.date, subscriber_id: int, domain: str, edition: str = "digest"
+    *, date: dt.date, subscriber_id: int, domain: str, tag: str, edition: str = "digest"
 ) -> str:
     """The Message-ID (without angle brackets) of one subscriber's email: same on a resend.
 
     `edition` "digest" (a day) or "weekly" (date: the week's Monday), so the two differ.
+    `tag`: the email's VERP tag (`tokens.bounce_tag_of`), which signs id, date and address:
+    a complaint quoting only the Message-ID still proves whose email it was, and anyone
+    writing one for another subscriber's id is refused.
     """
-    return f"{edition}.{date.isoformat()}.{int(subscriber_id)}@{domain}"
+    return f"{edition}.{date.isoformat()}.{int(subscriber_id)}.{tag}@{domain}"
 
 
 def verp_address(envelope_from: str, token: str) -> str:
