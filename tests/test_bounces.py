@@ -21,18 +21,21 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from newsletter.bounces.parse import read_report
+from newsletter.bounces.parse import Report, read_report
+from newsletter.bounces.process import apply_report, apply_reports
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest.ingest import ingest_paths
 from newsletter.mail.compose import Composer
 from newsletter.mail.outgoing import OutgoingMessage
 from newsletter.store import Store
+from newsletter.store.bounces import BounceRecord
 
 from .conftest import DIGESTS, PINNED_NOW, TEST_KEY
 from .test_store_faults import as_unprivileged
 
 SETTINGS = Settings().replace(secret_key=TEST_KEY)
+KEY = TEST_KEY.encode()
 
 
 def clock() -> dt.datetime:
@@ -390,6 +393,43 @@ def test_a_late_bounce_of_an_erased_subscriber_falls_on_no_one(
     code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
     assert (code, json.loads(out)["not_ours"]) == (0, 2)
     assert statuses(tmp_path)["newcomer"] == "active"
+    # The DSN quoted the erased address: it is not kept (a webhook's id quoting it, hashed).
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        hooked = Report(
+            kind="hard", report_id="ses:feedback-1:Angry@example.org", status="5.1.1",
+            diagnostic="550 5.1.1 <angry@example.org>", recipients=("angry@example.org",),
+        )  # fmt: skip
+        summary = apply_reports(store, [hooked], settings=SETTINGS, key=KEY, source="hook:ses")
+        assert (summary.hard, summary.not_ours) == (1, 1)
+        again = apply_reports(store, [hooked], settings=SETTINGS, key=KEY, source="hook:ses")
+        assert (again.hard, again.already) == (0, 1)  # its hashed id still counts it once
+        text = " ".join(str(v) for row in store.conn.execute("SELECT * FROM bounces") for v in row)
+        assert store.report_seen("dsn1@mx.example.org")
+    assert text.count("erased:") == 1 and "angry@" not in text.lower()
+
+
+def test_a_report_about_someone_erased_meanwhile_falls_on_no_one(
+    tmp_path: Path, sent: dict[str, OutgoingMessage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The erasure lands between finding whose report it is and recording it.
+    gone = sent["gone"]
+    report = read_report(dsn(gone, to=gone.envelope_from, recipient=gone.recipient))
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        record_bounce = store.record_bounce
+
+        def erased_first(record: BounceRecord, **limits: int) -> str:
+            if record.subscriber_id is not None:
+                store.erase_address(gone.recipient)
+            return record_bounce(record, **limits)
+
+        monkeypatch.setattr(store, "record_bounce", erased_first)
+        outcome, whose = apply_report(
+            report, store=store, settings=SETTINGS, key=KEY, source="box", by_address=False
+        )
+        monkeypatch.undo()
+        assert (outcome, whose.subscriber_id) == ("recorded", None)
+        (row,) = store.conn.execute("SELECT subscriber_id, diagnostic FROM bounces").fetchall()
+    assert tuple(row) == (None, "")
 
 
 def test_reading_the_mailbox_again_after_an_erasure_brings_nothing_back(

@@ -10,6 +10,7 @@ unknown messages are counted and left where they are.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from ..config import Settings
 from ..mail.message import message_domain
 from ..store import BounceRecord, Store
 from ..store.bounces import BounceKind, Outcome
+from ..store.erasure import report_id_without
 from ..tokens import BOUNCE_TAG_HEX, bounce_token_id, read_bounce_token
 from .parse import Report, read_report
 
@@ -170,11 +172,11 @@ def apply_report(
     the failed address alone may name a subscriber (`identify`).
     """
     kind: BounceKind = "ignored" if report.kind == "unknown" else report.kind
-    whose = Whose()
-    if kind != "ignored":
-        whose = identify(report, store=store, settings=settings, key=key, by_address=by_address)
-    outcome = store.record_bounce(
-        BounceRecord(
+    while True:
+        whose = Whose()
+        if kind != "ignored":
+            whose = identify(report, store=store, settings=settings, key=key, by_address=by_address)
+        record = BounceRecord(
             report_id=report.report_id,
             kind=kind,
             subscriber_id=whose.subscriber_id,
@@ -183,11 +185,26 @@ def apply_report(
             diagnostic=report.diagnostic,
             source=source,
             message_id=whose.message_id,
-        ),
-        soft_limit=settings.bounces_soft_limit,
-        soft_days=settings.bounces_soft_days,
-    )
-    return outcome, whose
+        )
+        if whose.subscriber_id is None:
+            record = _without_erased(record, report=report, store=store)
+        outcome = store.record_bounce(
+            record, soft_limit=settings.bounces_soft_limit, soft_days=settings.bounces_soft_days
+        )
+        if outcome != "gone":  # else erased meanwhile: about no one now, read so again
+            return outcome, whose
+
+
+def _without_erased(record: BounceRecord, *, report: Report, store: Store) -> BounceRecord:
+    """`record` as an erasure would have left it, when an address it names was erased: a
+    late report about a person who asked to be forgotten does not bring their address back."""
+    erased = store.erased(list(report.recipients))
+    if not erased:
+        return record
+    report_id = record.report_id
+    for email in erased:
+        report_id = report_id_without(report_id, email)
+    return dataclasses.replace(record, report_id=report_id, diagnostic="", message_id=None)
 
 
 def count(summary: BounceSummary, report: Report, outcome: Outcome, whose: Whose) -> None:

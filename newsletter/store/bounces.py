@@ -9,7 +9,8 @@ from typing import Literal
 from .base import StoreBase
 
 BounceKind = Literal["hard", "soft", "complaint", "ignored"]
-Outcome = Literal["recorded", "bounced", "unsubscribed", "seen"]
+# "gone": the subscriber named was erased since the report was read; nothing was written.
+Outcome = Literal["recorded", "bounced", "unsubscribed", "seen", "gone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +41,16 @@ class BounceStore(StoreBase):
 
         hard: the subscriber is bounced; soft: bounced once `soft_limit` soft bounces fall within
         `soft_days` days; complaint: unsubscribed. Only an active subscriber changes status.
+        "gone", with nothing written, when the subscriber named is no longer there (erased
+        since the report was read): the caller reads whom it is about again.
         """
         now = self.clock()
         with self.transaction() as conn:
+            sid = record.subscriber_id
+            if sid is not None:
+                there = conn.execute("SELECT 1 FROM subscribers WHERE id = ?", (sid,))
+                if there.fetchone() is None:
+                    return "gone"
             # ON CONFLICT, not a caught IntegrityError: the store turns that into a StoreError.
             inserted = conn.execute(
                 """INSERT INTO bounces (report_id, subscriber_id, day, kind, status, diagnostic,
@@ -62,7 +70,6 @@ class BounceStore(StoreBase):
             ).rowcount
             if not inserted:
                 return "seen"
-            sid = record.subscriber_id
             if sid is None:
                 return "recorded"
             status: str | None = None

@@ -37,6 +37,14 @@ class Erased:
     signups: int
 
 
+def report_id_without(report_id: str, email: str) -> str:
+    """A bounce report's id as kept once `email` is erased: its hash when it quotes the
+    address (a webhook's id may), else itself, so the report is still known as seen."""
+    if email.translate(_ASCII_LOWER) in report_id.translate(_ASCII_LOWER):
+        return "erased:" + hashlib.sha256(report_id.encode()).hexdigest()
+    return report_id
+
+
 def _like_escaped(text: str) -> str:
     """`text` for a LIKE pattern with ESCAPE '\\': its own % and _ match only themselves."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -104,14 +112,11 @@ class ErasureStore(StoreBase):
                     OR lower(report_id) LIKE ? ESCAPE '\\'))""",
             (*ids, pattern, pattern),
         ).fetchall()
-        lowered = email.translate(_ASCII_LOWER)
         for row_id, report_id in rows:
-            if lowered in report_id.translate(_ASCII_LOWER):
-                report_id = "erased:" + hashlib.sha256(report_id.encode()).hexdigest()
             self.conn.execute(
                 """UPDATE bounces SET subscriber_id = NULL, diagnostic = '', message_id = NULL,
                    report_id = ? WHERE id = ?""",
-                (report_id, row_id),
+                (report_id_without(report_id, email), row_id),
             )
         return len(rows)
 
