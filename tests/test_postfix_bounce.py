@@ -1,6 +1,8 @@
 """The whole bounce loop through a real MTA: `newsletter send` hands the day's email to a real
 Postfix (Debian `postfix`, a second instance on loopback), which bounces the unknown user with
-its own DSN to our VERP address; `newsletter bounces process` reads that Maildir."""
+its own DSN to our VERP address (or, with VERP off, to the one bounce address, where our signed
+Message-ID in the returned message says whose it was); `newsletter bounces process` reads that
+Maildir."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import email.policy
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from newsletter.cli import main
@@ -19,7 +22,10 @@ from .conftest import DIGESTS, TEST_KEY
 from .postfix_server import DOMAIN, postfix_server
 
 
-def test_a_real_postfix_bounce_marks_the_subscriber_bounced_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("verp", [True, False], ids=["verp", "one-address"])
+def test_a_real_postfix_bounce_marks_the_subscriber_bounced_once(
+    tmp_path: Path, verp: bool
+) -> None:
     db = tmp_path / "pf.db"
     with Store(db) as store:
         assert not ingest_paths(store, DIGESTS).failed
@@ -31,6 +37,7 @@ def test_a_real_postfix_bounce_marks_the_subscriber_bounced_once(tmp_path: Path)
         "NEWSLETTER_SECRET_KEY": TEST_KEY,
         "NEWSLETTER_ENVELOPE_FROM": f"bounces@{DOMAIN}",
         "NEWSLETTER_FROM": f"Daily Papers <digest@{DOMAIN}>",
+        "NEWSLETTER_VERP": "true" if verp else "false",
     }
     runner = CliRunner()
     with postfix_server(users=("bounces", "reader")) as postfix:
@@ -43,7 +50,10 @@ def test_a_real_postfix_bounce_marks_the_subscriber_bounced_once(tmp_path: Path)
         (report,) = postfix.wait_for_mail("bounces")
         dsn = email.message_from_bytes(report, policy=email.policy.default)
         assert dsn.get_content_type() == "multipart/report"
-        assert dsn["Delivered-To"].startswith("bounces+2-")  # our VERP address, user 2
+        if verp:
+            assert dsn["Delivered-To"].startswith("bounces+2-")  # our VERP address, user 2
+        else:
+            assert dsn["Delivered-To"] == f"bounces@{DOMAIN}"
         assert f"<nobody-here@{DOMAIN}>" in report.decode("utf-8", "replace")
         assert b"List-Id: " in delivered
         maildir = postfix.root / "mail" / "bounces"
@@ -59,5 +69,8 @@ def test_a_real_postfix_bounce_marks_the_subscriber_bounced_once(tmp_path: Path)
             f"nobody-here@{DOMAIN}": "bounced",
         }
         (record,) = store.bounces(2)
+        sent_id = {d.subscriber_id: d.message_id for d in store.deliveries(day)}[2]
+    # Found by what we signed, not the address: the day and our Message-ID come with it.
     assert (record.kind, record.status, record.day) == ("hard", "5.1.1", day)
+    assert sent_id is not None and record.message_id == sent_id
     assert "unknown user" in record.diagnostic
