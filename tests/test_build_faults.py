@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -182,14 +184,46 @@ def test_ctrl_c_while_files_are_staged_leaves_no_temporary_file(
     def slow(path: Path, data: bytes) -> None:
         nonlocal started
         started += 1
+        if started == 40:  # Ctrl-C part way through, whatever the machine's pace
+            os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.005)
         real_write(path, data)
 
     monkeypatch.setattr(files, "_write_file", slow)
     site = {f"page{i}.html": b"<p>%d</p>" % i for i in range(400)}
-    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
         files.write_changed(tmp_path, site)
     time.sleep(0.3)  # a write still queued when it returned would show up now
     assert sorted(tmp_path.iterdir()) == []  # nothing staged is left, nothing was renamed
-    assert 0 < started < 400  # it stopped part way: the queued writes were cancelled
+    assert 40 <= started < 400  # it stopped part way: the queued writes were cancelled
+
+
+def test_ctrl_c_between_a_write_starting_and_its_future_being_kept_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The signal lands right after `submit` returned the 3rd write, already running, and
+    # before the loop kept its future: that write's file must go too.
+    running = threading.Event()
+
+    def writing(path: Path, data: bytes) -> None:
+        if path.name.startswith(".page2.html."):  # the 3rd
+            running.set()
+        time.sleep(0.05)
+        path.write_bytes(data)
+
+    class Interrupted(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            future = super().submit(*args, **kwargs)
+            Interrupted.submitted += 1
+            if Interrupted.submitted == 3:
+                assert running.wait(5)
+                raise KeyboardInterrupt
+            return future
+
+    monkeypatch.setattr(files, "_write_file", writing)
+    monkeypatch.setattr(files, "ThreadPoolExecutor", Interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_changed(tmp_path, {f"page{i}.html": b"x" * i for i in range(10)})
+    assert sorted(tmp_path.iterdir()) == []

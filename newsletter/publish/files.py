@@ -6,6 +6,7 @@ full disk, leaves every file as it was and no temporary file behind.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +67,11 @@ def _write_file(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+def _temporary_for(path: Path) -> Path:
+    """Where `path` is staged: beside it, named for this process (builds may overlap)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _stage(path: Path, data: bytes) -> Path | None:
     """A temporary file beside `path` holding `data`, or None when `path` already holds it."""
     try:
@@ -73,7 +79,7 @@ def _stage(path: Path, data: bytes) -> Path | None:
             return None
     except FileNotFoundError:
         pass
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # builds may overlap
+    temporary = _temporary_for(path)
     try:
         _write_file(temporary, data)
     except BaseException:
@@ -94,12 +100,11 @@ def _stage_all(out_dir: Path, files: Mapping[str, bytes]) -> dict[str, Path]:
     except BaseException:
         # A failed write, or Ctrl-C/SIGTERM while waiting: the queued writes are cancelled
         # and the running ones waited for, so none can leave a file after this cleans up.
+        # Each one that ran has its temporary file; a Ctrl-C landing between `submit` and
+        # the line that keeps its future leaves one more write than `futures` holds.
         pool.shutdown(wait=True, cancel_futures=True)
-        for future in futures.values():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                temporary = future.result()
-                if temporary is not None:
-                    temporary.unlink(missing_ok=True)
+        for name in itertools.islice(files, len(futures) + 1):
+            _temporary_for(out_dir / name).unlink(missing_ok=True)
         raise
     finally:
         pool.shutdown(wait=True)
