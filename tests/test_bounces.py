@@ -294,16 +294,19 @@ def test_the_summary_says_when_an_address_alone_was_not_believed(
     code, out, _ = run(tmp_path, tmp_path / "Maildir")
     assert code == 0
     assert out.strip().endswith(
-        "0 subscribers bounced, 0 unsubscribed; 1 naming a subscriber's address without our "
-        "token or Message-ID (applied to no one)"
+        "0 subscribers bounced, 0 unsubscribed; 1 naming a subscriber by nothing we signed "
+        "(applied to no one)"
     )
 
 
-def test_an_unsigned_message_id_still_names_a_subscriber_of_that_time(
-    tmp_path: Path, sent: dict[str, OutgoingMessage]
+@pytest.mark.parametrize("verp", [True, False])
+def test_an_untagged_message_id_is_believed_only_without_verp_and_of_that_time(
+    tmp_path: Path, sent: dict[str, OutgoingMessage], verp: bool
 ) -> None:
-    # Emails sent before Message-IDs were signed: a complaint quoting one still names its
-    # subscriber if they existed then (legacy_links), as their old links still work.
+    # Emails sent before Message-IDs were signed carried digest.DAY.ID@domain, which anyone
+    # can write for any id. With VERP on their bounces carry the token; a report naming
+    # someone by such an id alone is not believed. With VERP off it is, like an address, for
+    # the subscribers who existed then (legacy_links) only.
     angry = sent["angry"]
     old_id = angry.message_id.rsplit(".", 1)[0] + "@localhost"
     data = angry.data.replace(f"<{angry.message_id}>".encode(), f"<{old_id}>".encode())
@@ -313,15 +316,53 @@ def test_an_unsigned_message_id_still_names_a_subscriber_of_that_time(
     (folder / "1.eml").write_bytes(
         arf(dataclasses.replace(angry, data=data), recipient="redacted@provider.example")
     )
-    assert json.loads(run(tmp_path, folder, "--json")[1])["not_ours"] == 1  # not of that time
+    counts = json.loads(run(tmp_path, folder, "--json", verp=verp)[1])
+    assert (counts["not_ours"], counts["unproven"]) == (1, 0)  # not a subscriber of that time
     with Store(tmp_path / "b.db") as store:
         store.conn.execute("DELETE FROM bounces")
         store.conn.execute(
             "UPDATE subscribers SET legacy_links = 1 WHERE id = ?", (angry.subscriber_id,)
         )
-    code, out, _ = run(tmp_path, folder, "--json")
-    assert (code, json.loads(out)["unsubscribed"]) == (0, 1)
-    assert statuses(tmp_path)["angry"] == "unsubscribed"
+    code, out, _ = run(tmp_path, folder, "--json", verp=verp)
+    counts = json.loads(out)
+    assert (code, counts["unsubscribed"], counts["unproven"]) == (0, int(not verp), int(verp))
+    assert statuses(tmp_path)["angry"] == ("active" if verp else "unsubscribed")
+
+
+def test_a_valid_token_is_recorded_with_its_own_message_id_only(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # The DSN went to gone's VERP address but returns headers of full's email.
+    gone, full = sent["gone"], sent["full"]
+    maildir_with(tmp_path / "Maildir", dsn(full, to=gone.envelope_from, recipient="x@y.example"))
+    assert json.loads(run(tmp_path, tmp_path / "Maildir", "--json")[1])["bounced"] == 1
+    assert statuses(tmp_path) == {"gone": "bounced", "full": "active", "angry": "active"}
+    with Store(tmp_path / "b.db") as store:
+        (record,) = store.bounces(gone.subscriber_id)
+    assert record.message_id is None
+
+
+def test_a_report_quoting_an_erased_address_anywhere_keeps_nothing_of_it(
+    tmp_path: Path, sent: dict[str, OutgoingMessage]
+) -> None:
+    # After angry is erased: a DSN about the mailbox their address forwarded to, and one
+    # about a current subscriber, both quoting the erased address in the diagnostic.
+    angry, full = sent["angry"], sent["full"]
+    with Store(tmp_path / "b.db", clock=clock) as store:
+        store.erase_address(angry.recipient)
+    quote = b"(expanded from <ANGRY@example.org>)"
+    forwarded = dsn(None, to="bounces@localhost", recipient="angry.real@mailhost.example")
+    about_full = dsn(full, to=full.envelope_from, recipient=full.recipient, message_id="<d2@mx>")
+    reports = [
+        r.replace(b"User unknown", b"User unknown " + quote) for r in (forwarded, about_full)
+    ]
+    assert all(quote in r for r in reports)
+    maildir_with(tmp_path / "Maildir", *reports)
+    code, out, _ = run(tmp_path, tmp_path / "Maildir", "--json")
+    assert (code, json.loads(out)["bounced"]) == (0, 1)
+    with Store(tmp_path / "b.db") as store:
+        rows = store.conn.execute("SELECT subscriber_id, diagnostic FROM bounces").fetchall()
+    assert {(r[0], r[1]) for r in rows} == {(full.subscriber_id, ""), (None, "")}
 
 
 def test_a_forged_verp_token_names_nobody(tmp_path: Path, sent: dict[str, OutgoingMessage]) -> None:

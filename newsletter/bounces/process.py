@@ -2,7 +2,8 @@
 
 Whose report it is: a VERP token of ours (signed, names subscriber and day), else our
 Message-ID in the returned headers (signed with the same tag), else, from a signed webhook or
-with VERP off, the failed recipient's address. Hard bounces mark the
+with VERP off, what anyone could write: an untagged Message-ID of ours (emails from before the
+tag) or the failed recipient's address. Hard bounces mark the
 subscriber bounced, soft ones after `bounces_soft_limit` within `bounces_soft_days` days,
 complaints unsubscribe them. Recognised reports are recorded (and the mailbox marks them done);
 unknown messages are counted and left where they are.
@@ -54,7 +55,7 @@ class BounceSummary:
     unknown: int = 0  # not recognised: left alone
     already: int = 0  # recorded by an earlier pass
     not_ours: int = 0  # recognised, but about no subscriber of ours
-    unproven: int = 0  # naming a subscriber's address and nothing we signed: applied to no one
+    unproven: int = 0  # naming a subscriber by nothing we signed: applied to no one
     bounced: int = 0  # subscribers marked bounced
     unsubscribed: int = 0  # subscribers unsubscribed by a complaint
     unreadable: int = 0  # messages that could not be read: left where they are
@@ -70,8 +71,7 @@ class BounceSummary:
             )
             + (f"; {self.not_ours} about no subscriber of ours" if self.not_ours else "")
             + (
-                f"; {self.unproven} naming a subscriber's address without our token or "
-                "Message-ID (applied to no one)"
+                f"; {self.unproven} naming a subscriber by nothing we signed (applied to no one)"
                 if self.unproven
                 else ""
             )
@@ -97,7 +97,7 @@ class Whose(NamedTuple):
     subscriber_id: int | None = None
     day: dt.date | None = None
     message_id: str | None = None  # ours, as quoted in the report
-    unproven: bool = False  # it names a subscriber's address only, and that was not enough
+    unproven: bool = False  # it names a subscriber by nothing we signed, which was not enough
 
 
 def identify(
@@ -105,10 +105,12 @@ def identify(
 ) -> Whose:
     """Whom the report is about: the subscriber its VERP token names, else the one its signed
     Message-ID of ours names (both checked with the key and their address), else, only when
-    `by_address` (a signed webhook, or VERP off), the failed recipient's address.
+    `by_address` (a signed webhook, or VERP off), what anyone could have written: an untagged
+    Message-ID of ours (as emails carried before Message-IDs were signed; the subscribers of
+    that time only) or the failed recipient's address.
 
-    Anyone can mail the bounce box: with VERP on, a report naming a subscriber's address and
-    nothing signed of ours (a forgery, or an email from before a key change) names no one.
+    Anyone can mail the bounce box: with VERP on, a report naming a subscriber by nothing we
+    signed (a forgery, or an email from before a key change) names no one ("unproven").
     """
     pattern = _our_ids(settings)
     refused: set[int] = set()  # ids of VERP tokens that are not this subscriber's
@@ -117,12 +119,12 @@ def identify(
         # database's email (same key, another person under that id) names no one here.
         found = read_bounce_token(token, key=key, find=store.subscriber)
         if found is not None:
-            ours = next((m for m in report.message_ids if pattern.fullmatch(m)), None)
-            return Whose(found[0].id, found[1], ours)
+            return Whose(found[0].id, found[1], _their_id(report, pattern, found[0].id))
         named = bounce_token_id(token)
         if named is not None:
             refused.add(named)
     failed = {address.lower() for address in report.recipients}
+    unproven = False
     for message_id in report.message_ids:
         match = pattern.fullmatch(message_id)
         if match is None:
@@ -135,12 +137,14 @@ def identify(
             if found is not None:
                 return Whose(found[0].id, found[1], message_id)
             continue
-        # Unsigned, as Message-IDs were before they held the tag: honoured for the
-        # subscribers of that time only (like their id-only links). When the VERP token for
-        # the same id was refused, the email came from another database (or before a key
-        # change): only the failed address can then say it was this subscriber's.
+        # Untagged: anyone can write one for any id. When the VERP token for the same id was
+        # refused, the email came from another database (or before a key change): only the
+        # failed address can then say it was this subscriber's.
         subscriber = store.subscriber(int(number))
         if subscriber is None or not subscriber.legacy_links:
+            continue
+        if not by_address:
+            unproven = True
             continue
         if subscriber.id in refused and subscriber.email.lower() not in failed:
             continue
@@ -153,7 +157,16 @@ def identify(
         subscriber = store.subscriber_by_email(address)
         if subscriber is not None:
             return Whose(subscriber.id) if by_address else Whose(unproven=True)
-    return Whose()
+    return Whose(unproven=unproven)
+
+
+def _their_id(report: Report, pattern: re.Pattern[str], subscriber_id: int) -> str | None:
+    """The Message-ID of ours in `report` that names `subscriber_id`, if one does."""
+    for message_id in report.message_ids:
+        match = pattern.fullmatch(message_id)
+        if match is not None and int(match[4]) == subscriber_id:
+            return message_id
+    return None
 
 
 def apply_report(
@@ -186,8 +199,7 @@ def apply_report(
             source=source,
             message_id=whose.message_id,
         )
-        if whose.subscriber_id is None:
-            record = _without_erased(record, report=report, store=store)
+        record = _without_erased(record, report=report, store=store)
         outcome = store.record_bounce(
             record, soft_limit=settings.bounces_soft_limit, soft_days=settings.bounces_soft_days
         )
@@ -195,16 +207,24 @@ def apply_report(
             return outcome, whose
 
 
+# Something that looks like an address, as a diagnostic or an id quotes one.
+_QUOTED_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+[^\s<>()\[\]\"',;:.]")
+
+
 def _without_erased(record: BounceRecord, *, report: Report, store: Store) -> BounceRecord:
-    """`record` as an erasure would have left it, when an address it names was erased: a
-    late report about a person who asked to be forgotten does not bring their address back."""
-    erased = store.erased(list(report.recipients))
+    """`record` as an erasure would have left it, when an address it names or quotes was
+    erased: a late report about a person who asked to be forgotten (even one about someone
+    else, say the address they forwarded to) does not bring their address back."""
+    quoted = {*report.recipients, *_QUOTED_ADDRESS.findall(record.diagnostic)}
+    quoted.update(_QUOTED_ADDRESS.findall(record.report_id))
+    erased = store.erased(sorted(quoted))
     if not erased:
         return record
     report_id = record.report_id
     for email in erased:
         report_id = report_id_without(report_id, email)
-    return dataclasses.replace(record, report_id=report_id, diagnostic="", message_id=None)
+    ours = record.message_id if record.subscriber_id is not None else None
+    return dataclasses.replace(record, report_id=report_id, diagnostic="", message_id=ours)
 
 
 def count(summary: BounceSummary, report: Report, outcome: Outcome, whose: Whose) -> None:
