@@ -170,3 +170,25 @@ def test_cli_erase_asks_first_refuses_during_a_send_and_says_what_went(
     added = runner.invoke(main, ["subscribers", "add", "ana@example.com"], env=cli_env)
     assert added.exit_code == 1
     assert "was erased at their request" in added.stderr and "Traceback" not in added.output
+
+
+def test_erasing_blanks_what_earlier_reports_about_others_quote_of_the_address(
+    store: Store,
+) -> None:
+    # Bo's mail was forwarded to Ana's address; the bounce about Bo quotes it.
+    bo = store.add_subscriber("bo@example.com")
+    store.record_bounce(
+        BounceRecord(
+            report_id="<dsn3@mx.example.org>",
+            kind="soft",
+            subscriber_id=bo.id,
+            day=DAY,
+            status="4.2.2",
+            diagnostic="452 4.2.2 <bo@example.com> (expanded from <ANA@example.com>): full",
+            message_id="digest.2024-12-13.1.0123456789abcdef0123@papers.example.com",
+        )
+    )
+    assert store.erase_address("ana@example.com").bounces == 1
+    (kept,) = store.bounces(bo.id)
+    assert kept.diagnostic == "" and kept.status == "4.2.2"
+    assert kept.message_id == "digest.2024-12-13.1.0123456789abcdef0123@papers.example.com"

@@ -269,6 +269,11 @@ def test_postmark_without_the_login_changes_nothing(
         b'{"Email": "a@b.c"}',
         b'{"a":' * 100_000 + b"1" + b"}" * 100_000,  # deeper than the parser goes
         b'{"ID": ' + b"9" * 5000 + b"}",  # more digits than int() converts
+        # An id that is no event id (a megabyte would be stored and scanned for addresses).
+        postmark_bounce("gone@example.org").replace(
+            b'"ID": 4323372036', b'"ID": "' + b"x" * 101 + b'"'
+        ),
+        postmark_bounce("gone@example.org").replace(b'"ID": 4323372036', b'"ID": "a b"'),
     ],
 )
 def test_postmark_malformed_body_is_400(web: tuple[Running, Fetcher], body: bytes) -> None:

@@ -74,9 +74,29 @@ def _bare(value: str | None) -> str:
     return (found.group(1) if found else text).strip()
 
 
+# Report ids a mailbox message may not claim: webhooks' events and our own forms share the
+# table's one key, so a message calling itself "postmark:4242" would make that event "seen".
+_RESERVED_IDS = ("postmark:", "ses:", "erased:", "sha256:", "mail:")
+
+
 def _report_id(msg: Message, data: bytes) -> str:
     own = _bare(str(msg.get("Message-ID", "") or ""))
-    return own[:300] if own else "sha256:" + hashlib.sha256(data).hexdigest()
+    if not own:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+    if own.lower().startswith(_RESERVED_IDS):
+        own = "mail:" + own
+    return own[:300]
+
+
+def diagnostic_text(text: str, *, limit: int) -> str:
+    """The remote server's words, one line, at most `limit` characters, cut at a space (so
+    no address is kept cut in two, where an erasure could not find it)."""
+    text = clean_text(text)
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else "").rstrip() + "…"
 
 
 def _report_type(msg: Message) -> str:
@@ -144,7 +164,7 @@ def _delivery_status(msg: Message, base: Report) -> Report:
         recipient = _bare(
             str(block.get("Final-Recipient") or block.get("Original-Recipient") or "")
         )
-        diagnostic = clean_text(_bare_type(str(block.get("Diagnostic-Code", ""))))[:500]
+        diagnostic = diagnostic_text(_bare_type(str(block.get("Diagnostic-Code", ""))), limit=500)
         failed.append((status_found.group(0), diagnostic, recipient))
     if not failed:
         return dataclasses.replace(base, kind="ignored")
@@ -176,7 +196,7 @@ def _feedback(msg: Message, base: Report) -> Report:
     return dataclasses.replace(
         base,
         kind="complaint",
-        diagnostic=clean_text(feedback or "abuse")[:100],
+        diagnostic=diagnostic_text(feedback or "abuse", limit=100),
         recipients=tuple(r for r in recipients if r),
     )
 

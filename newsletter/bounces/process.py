@@ -11,7 +11,6 @@ unknown messages are counted and left where they are.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
@@ -22,8 +21,7 @@ from ..config import Settings
 from ..mail.message import message_domain
 from ..store import BounceRecord, Store
 from ..store.bounces import BounceKind, Outcome
-from ..store.erasure import report_id_without
-from ..tokens import BOUNCE_TAG_HEX, bounce_token_id, read_bounce_token
+from ..tokens import BOUNCE_TAG_HEX, read_bounce_token
 from .parse import Report, read_report
 
 
@@ -105,54 +103,36 @@ def identify(
 ) -> Whose:
     """Whom the report is about: the subscriber its VERP token names, else the one its signed
     Message-ID of ours names (both checked with the key and their address), else, only when
-    `by_address` (a signed webhook, or VERP off), what anyone could have written: an untagged
-    Message-ID of ours (as emails carried before Message-IDs were signed; the subscribers of
-    that time only) or the failed recipient's address.
+    `by_address` (a signed webhook, or VERP off), the failed recipient's address.
 
-    Anyone can mail the bounce box: with VERP on, a report naming a subscriber by nothing we
-    signed (a forgery, or an email from before a key change) names no one ("unproven").
+    Anyone can mail the bounce box: a report naming a subscriber only by what anyone could
+    write (their address with VERP on, or an untagged Message-ID, the form before the tag,
+    which anyone can write for any id) names no one and is "unproven". A token or tag that
+    does not check names no one either ("not ours": another database's email, a key since
+    changed, or a forgery).
     """
     pattern = _our_ids(settings)
-    refused: set[int] = set()  # ids of VERP tokens that are not this subscriber's
     for token in report.tokens:
         # The token's HMAC holds the subscriber's address too: a bounce of another
         # database's email (same key, another person under that id) names no one here.
         found = read_bounce_token(token, key=key, find=store.subscriber)
         if found is not None:
-            return Whose(found[0].id, found[1], _their_id(report, pattern, found[0].id))
-        named = bounce_token_id(token)
-        if named is not None:
-            refused.add(named)
-    failed = {address.lower() for address in report.recipients}
+            tag = token.lower().rpartition("-")[2]
+            return Whose(found[0].id, found[1], _their_id(report, pattern, found[0].id, tag))
     unproven = False
     for message_id in report.message_ids:
         match = pattern.fullmatch(message_id)
         if match is None:
             continue
         year, month, day, number, tag = match.groups()
-        if tag is not None:  # signed with the VERP token's tag: read as that token
-            found = read_bounce_token(
-                f"{number}-{year}{month}{day}-{tag}", key=key, find=store.subscriber
-            )
-            if found is not None:
-                return Whose(found[0].id, found[1], message_id)
+        if tag is None:  # untagged: proves nothing, but may name someone
+            unproven = unproven or store.subscriber(int(number)) is not None
             continue
-        # Untagged: anyone can write one for any id. When the VERP token for the same id was
-        # refused, the email came from another database (or before a key change): only the
-        # failed address can then say it was this subscriber's.
-        subscriber = store.subscriber(int(number))
-        if subscriber is None or not subscriber.legacy_links:
-            continue
-        if not by_address:
-            unproven = True
-            continue
-        if subscriber.id in refused and subscriber.email.lower() not in failed:
-            continue
-        try:
-            sent = dt.date(int(year), int(month), int(day))
-        except ValueError:
-            continue
-        return Whose(subscriber.id, sent, message_id)
+        found = read_bounce_token(
+            f"{number}-{year}{month}{day}-{tag}", key=key, find=store.subscriber
+        )
+        if found is not None:
+            return Whose(found[0].id, found[1], message_id)
     for address in report.recipients:
         subscriber = store.subscriber_by_email(address)
         if subscriber is not None:
@@ -160,11 +140,11 @@ def identify(
     return Whose(unproven=unproven)
 
 
-def _their_id(report: Report, pattern: re.Pattern[str], subscriber_id: int) -> str | None:
-    """The Message-ID of ours in `report` that names `subscriber_id`, if one does."""
+def _their_id(report: Report, pattern: re.Pattern[str], subscriber_id: int, tag: str) -> str | None:
+    """The Message-ID of ours in `report` of the same email as the VERP token (id and tag)."""
     for message_id in report.message_ids:
         match = pattern.fullmatch(message_id)
-        if match is not None and int(match[4]) == subscriber_id:
+        if match is not None and int(match[4]) == subscriber_id and (match[5] or "").lower() == tag:
             return message_id
     return None
 
@@ -199,32 +179,40 @@ def apply_report(
             source=source,
             message_id=whose.message_id,
         )
-        record = _without_erased(record, report=report, store=store)
         outcome = store.record_bounce(
-            record, soft_limit=settings.bounces_soft_limit, soft_days=settings.bounces_soft_days
+            record,
+            soft_limit=settings.bounces_soft_limit,
+            soft_days=settings.bounces_soft_days,
+            quoted=quoted_addresses(report),  # any of them erased: kept without it
         )
         if outcome != "gone":  # else erased meanwhile: about no one now, read so again
             return outcome, whose
 
 
-# Something that looks like an address, as a diagnostic or an id quotes one.
-_QUOTED_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+[^\s<>()\[\]\"',;:.]")
+# An address as a diagnostic or an id quotes it: the text around an @ up to a separator.
+# The look-behind starts each match at a separator, so a long run without one is read once.
+_SEPARATOR = r"\s<>()\[\]\"',;:=!/|"
+_QUOTED_ADDRESS = re.compile(
+    rf"(?<![^{_SEPARATOR}])[^{_SEPARATOR}@]+@[^{_SEPARATOR}@]*[^{_SEPARATOR}@.]"
+)
 
 
-def _without_erased(record: BounceRecord, *, report: Report, store: Store) -> BounceRecord:
-    """`record` as an erasure would have left it, when an address it names or quotes was
-    erased: a late report about a person who asked to be forgotten (even one about someone
-    else, say the address they forwarded to) does not bring their address back."""
-    quoted = {*report.recipients, *_QUOTED_ADDRESS.findall(record.diagnostic)}
-    quoted.update(_QUOTED_ADDRESS.findall(record.report_id))
-    erased = store.erased(sorted(quoted))
-    if not erased:
-        return record
-    report_id = record.report_id
-    for email in erased:
-        report_id = report_id_without(report_id, email)
-    ours = record.message_id if record.subscriber_id is not None else None
-    return dataclasses.replace(record, report_id=report_id, diagnostic="", message_id=ours)
+def quoted_addresses(report: Report) -> set[str]:
+    """Every address `report` names or quotes (recipients, diagnostic, its id), with its
+    domain's other IDNA spelling: what must not be kept once that address is erased."""
+    found = {*report.recipients, *_QUOTED_ADDRESS.findall(report.diagnostic)}
+    found.update(_QUOTED_ADDRESS.findall(report.report_id))
+    for address in list(found):
+        local, _, domain = address.rpartition("@")
+        try:
+            other = domain.encode("idna").decode() if not domain.isascii() else None
+            if "xn--" in domain.lower():
+                other = domain.encode().decode("idna")
+        except UnicodeError:
+            other = None
+        if other:
+            found.add(f"{local}@{other}")
+    return found
 
 
 def count(summary: BounceSummary, report: Report, outcome: Outcome, whose: Whose) -> None:

@@ -12,11 +12,11 @@ import base64
 import binascii
 import hmac
 import json
+import re
 from typing import Any
 
 from ..errors import WebhookError, WebhookRefused
-from ..text import clean_text
-from .parse import Kind, Report, verp_tokens
+from .parse import Kind, Report, diagnostic_text, verp_tokens
 
 # Postmark's bounce types (https://postmarkapp.com/developer/api/bounce-api#bounce-types).
 _POSTMARK_KINDS: dict[str, Kind] = {
@@ -33,6 +33,7 @@ _POSTMARK_KINDS: dict[str, Kind] = {
 # SES bounceType: Permanent is final; Transient and Undetermined may pass later.
 _SES_BOUNCES: dict[str, Kind] = {"Permanent": "hard", "Transient": "soft", "Undetermined": "soft"}
 _DIAGNOSTIC = 300  # characters of the remote server's words kept
+_EVENT_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")  # Postmark's are numbers
 
 
 def json_object(body: bytes, *, source: str) -> dict[str, Any]:
@@ -87,6 +88,8 @@ def postmark_report(body: bytes) -> Report:
     event_id = data.get("ID")
     if isinstance(event_id, bool) or not isinstance(event_id, int | str) or event_id == "":
         raise WebhookError(f"{source}: field ID is missing")
+    if not _EVENT_ID.fullmatch(str(event_id)):
+        raise WebhookError(f"{source}: field ID is not an event id (letters, digits, -, _)")
     record_type = data.get("RecordType", "Bounce")
     if record_type not in ("Bounce", "SpamComplaint"):
         raise WebhookError(f"{source}: RecordType {str(record_type)[:40]!r} is not a bounce")
@@ -97,7 +100,7 @@ def postmark_report(body: bytes) -> Report:
     return Report(
         report_id=f"postmark:{event_id}",
         kind="complaint" if record_type == "SpamComplaint" else kind,
-        diagnostic=clean_text(details or description)[:_DIAGNOSTIC],
+        diagnostic=diagnostic_text(details or description, limit=_DIAGNOSTIC),
         recipients=(email,),
     )
 
@@ -167,7 +170,7 @@ def ses_reports(message: str) -> list[Report]:
                 report_id=f"ses:{feedback}:{address.lower()}"[:300],
                 kind=kind,
                 status=status if isinstance(status, str) else "",
-                diagnostic=clean_text(diagnostic)[:_DIAGNOSTIC]
+                diagnostic=diagnostic_text(diagnostic, limit=_DIAGNOSTIC)
                 if isinstance(diagnostic, str)
                 else "",
                 recipients=(address,),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
 from .base import StoreBase
+from .erasure import erased_among, report_id_without
 
 BounceKind = Literal["hard", "soft", "complaint", "ignored"]
 # "gone": the subscriber named was erased since the report was read; nothing was written.
@@ -27,6 +30,16 @@ class BounceRecord:
     message_id: str | None = None
 
 
+def forgotten(record: BounceRecord, erased: Collection[str]) -> BounceRecord:
+    """A bounce report as kept when it names or quotes the `erased` addresses: no diagnostic,
+    an id quoting one hashed, and our Message-ID only if it is about someone still here."""
+    report_id = record.report_id
+    for email in erased:
+        report_id = report_id_without(report_id, email)
+    ours = record.message_id if record.subscriber_id is not None else None
+    return dataclasses.replace(record, report_id=report_id, diagnostic="", message_id=ours)
+
+
 class BounceStore(StoreBase):
     """The `bounces` table: each report once; hard bounces, soft ones past a limit, complaints."""
 
@@ -35,14 +48,21 @@ class BounceStore(StoreBase):
         return bool(self.query("SELECT 1 FROM bounces WHERE report_id = ?", (report_id,)))
 
     def record_bounce(
-        self, record: BounceRecord, *, soft_limit: int = 3, soft_days: int = 14
+        self,
+        record: BounceRecord,
+        *,
+        soft_limit: int = 3,
+        soft_days: int = 14,
+        quoted: Collection[str] = (),
     ) -> Outcome:
         """Record one report and apply it in the same transaction; "seen" if recorded before.
 
         hard: the subscriber is bounced; soft: bounced once `soft_limit` soft bounces fall within
         `soft_days` days; complaint: unsubscribed. Only an active subscriber changes status.
         "gone", with nothing written, when the subscriber named is no longer there (erased
-        since the report was read): the caller reads whom it is about again.
+        since the report was read): the caller reads whom it is about again. `quoted`: the
+        addresses the report names or quotes; if one was erased, it is kept as `forgotten`
+        (checked in the same transaction as the write, so no erasure falls in between).
         """
         now = self.clock()
         with self.transaction() as conn:
@@ -51,6 +71,9 @@ class BounceStore(StoreBase):
                 there = conn.execute("SELECT 1 FROM subscribers WHERE id = ?", (sid,))
                 if there.fetchone() is None:
                     return "gone"
+            erased = erased_among(conn, quoted)
+            if erased:
+                record = forgotten(record, erased)
             # ON CONFLICT, not a caught IntegrityError: the store turns that into a StoreError.
             inserted = conn.execute(
                 """INSERT INTO bounces (report_id, subscriber_id, day, kind, status, diagnostic,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sqlite3
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -100,38 +102,51 @@ class ErasureStore(StoreBase):
         return Erased(ids, deliveries, bounces, signups)
 
     def _strip_bounces(self, ids: tuple[int, ...], email: str) -> int:
-        """Strip the reports about `ids`, and those about nobody of ours that quote `email`
-        (in the diagnostic, or the id a webhook made of it), of all that names the person.
-        Quoting is a substring match: a report quoting joann@… loses its diagnostic when
-        ann@… is erased, a small loss for never keeping the address. How many were stripped."""
+        """Strip the reports about `ids` of whom they were about, and every report that
+        quotes `email` (in the diagnostic, or the id a webhook made of it) of the quote, even
+        one about another subscriber (say the address they forwarded to), which keeps whom it
+        was about. Quoting is a substring match: a report quoting joann@… loses its
+        diagnostic when ann@… is erased, a small loss for never keeping the address. How
+        many were stripped."""
         pattern = "%" + _like_escaped(email.translate(_ASCII_LOWER)) + "%"
         marks = ",".join("?" * len(ids)) or "NULL"
         rows = self.conn.execute(
-            f"""SELECT id, report_id FROM bounces WHERE subscriber_id IN ({marks})
-                OR (subscriber_id IS NULL AND (lower(diagnostic) LIKE ? ESCAPE '\\'
-                    OR lower(report_id) LIKE ? ESCAPE '\\'))""",
+            f"""SELECT id, report_id, subscriber_id, message_id FROM bounces
+                WHERE subscriber_id IN ({marks})
+                   OR lower(diagnostic) LIKE ? ESCAPE '\\' OR lower(report_id) LIKE ? ESCAPE '\\'""",
             (*ids, pattern, pattern),
         ).fetchall()
-        for row_id, report_id in rows:
+        for row_id, report_id, subscriber_id, message_id in rows:
+            theirs = subscriber_id is None or subscriber_id in ids
             self.conn.execute(
-                """UPDATE bounces SET subscriber_id = NULL, diagnostic = '', message_id = NULL,
+                """UPDATE bounces SET subscriber_id = ?, diagnostic = '', message_id = ?,
                    report_id = ? WHERE id = ?""",
-                (report_id_without(report_id, email), row_id),
+                (
+                    None if theirs else subscriber_id,
+                    None if theirs else message_id,
+                    report_id_without(report_id, email),
+                    row_id,
+                ),
             )
         return len(rows)
 
     def erased(self, emails: list[str]) -> set[str]:
         """Those of `emails` that were erased (compared in lower case)."""
-        if not emails or self.conn.execute("SELECT 1 FROM erased LIMIT 1").fetchone() is None:
-            return set()  # the usual case: nobody erased, nothing to hash
-        keyed = [(erased_key(e), e) for e in emails]  # two spellings may share one key
-        names = sorted({key for key, _ in keyed})
-        found: set[str] = set()
-        for start in range(0, len(names), 500):  # within SQLite's host-parameter limit
-            chunk = names[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"SELECT address_hash FROM erased WHERE address_hash IN ({marks})", chunk
-            ).fetchall()
-            found.update(r[0] for r in rows)
-        return {email for key, email in keyed if key in found}
+        return erased_among(self.conn, emails)
+
+
+def erased_among(conn: sqlite3.Connection, emails: Collection[str]) -> set[str]:
+    """Those of `emails` that were erased (compared in lower case), read through `conn`."""
+    if not emails or conn.execute("SELECT 1 FROM erased LIMIT 1").fetchone() is None:
+        return set()  # the usual case: nobody erased, nothing to hash
+    keyed = [(erased_key(e), e) for e in emails]  # two spellings may share one key
+    names = sorted({key for key, _ in keyed})
+    found: set[str] = set()
+    for start in range(0, len(names), 500):  # within SQLite's host-parameter limit
+        chunk = names[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT address_hash FROM erased WHERE address_hash IN ({marks})", chunk
+        ).fetchall()
+        found.update(r[0] for r in rows)
+    return {email for key, email in keyed if key in found}
