@@ -89,8 +89,9 @@ class _Draft:
 
 
 def _visible(text: str) -> str:
-    """`text`, or "" when it shows nothing: a title of `$$` or of zero-width spaces renders to
-    no letter at all, and a card or a link needs something to click (the arXiv id, then)."""
+    """`text`, or "" when it shows nothing: a title of zero-width spaces (or, its TeX read,
+    `$\\,$`) renders to no letter at all, and a card or a link needs something to click (the
+    arXiv id, then)."""
     shown = any(unicodedata.category(char)[0] not in "CZ" for char in text)
     return text if shown else ""
 
