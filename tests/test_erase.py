@@ -192,3 +192,19 @@ def test_erasing_blanks_what_earlier_reports_about_others_quote_of_the_address(
     (kept,) = store.bounces(bo.id)
     assert kept.diagnostic == "" and kept.status == "4.2.2"
     assert kept.message_id == "digest.2024-12-13.1.0123456789abcdef0123@papers.example.com"
+
+
+def test_the_database_files_keep_no_byte_of_an_erased_address(tmp_path: Path) -> None:
+    path = tmp_path / "news.db"
+    with Store(path) as store:
+        with_history(store, "trace.me@example.com")
+        store.add_subscriber("stays@example.com")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # in the file itself, as copied
+        files = [path, path.with_name(path.name + "-wal")]
+        assert any(b"trace.me@example.com" in f.read_bytes() for f in files if f.exists())
+        store.erase_address("trace.me@example.com")
+        # A copy of the file (and its log) taken now, while the store is still open.
+        left = [f.read_bytes() for f in files if f.exists()]
+    assert left and not any(b"trace.me@" in data or b"TRACE.ME@" in data for data in left)
+    with Store(path) as store:
+        assert store.subscriber_by_email("stays@example.com") is not None

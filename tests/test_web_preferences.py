@@ -15,7 +15,7 @@ import pytest
 
 from newsletter.audience import match
 from newsletter.audience.match import select_papers
-from newsletter.delivery.runlock import send_lock
+from newsletter.delivery.runlock import lock_path, send_lock
 from newsletter.model import Filters, Subscriber
 from tests.web_server import Running, service
 
@@ -388,6 +388,51 @@ def test_erase_waits_for_a_running_send(web: Running, reader: Subscriber) -> Non
         done = client.post(url, data={"csrf": csrf, "action": "erase", "confirm": "erase"})
         assert done.status_code == 200
     assert web.store.subscriber(reader.id) is None
+
+
+def test_erase_clicked_again_and_again_during_a_send_never_holds_its_write_lock(
+    web: Running, reader: Subscriber
+) -> None:
+    # While a send runs, each erase is refused; meanwhile the send must be able to write
+    # (claim, record outcomes) at any moment: no attempt may sit on SQLite's write lock.
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        data = {"csrf": csrf, "action": "erase", "confirm": "erase"}
+        writer = sqlite3.connect(web.settings.db, isolation_level=None, timeout=0)
+        with send_lock(web.settings.db, alone=False), ThreadPoolExecutor(max_workers=1) as pool:
+            posted = pool.submit(
+                lambda: [client.post(url, data=data).status_code for _ in range(4)]
+            )
+            refused = 0
+            while not posted.done():
+                try:
+                    writer.execute("BEGIN IMMEDIATE")  # the send's next write, not kept waiting
+                    writer.execute("ROLLBACK")
+                except sqlite3.OperationalError:
+                    refused += 1
+                time.sleep(0.01)
+            answers = posted.result()
+        writer.close()
+    assert answers == [409] * 4 and refused == 0
+    assert web.store.subscriber(reader.id) is not None
+
+
+def test_erase_when_the_send_lock_cannot_be_opened_is_503_not_500(
+    web: Running, reader: Subscriber
+) -> None:
+    # A send run by another user made the lock file theirs; here: a folder in its place.
+    lock = lock_path(web.settings.db)
+    lock.unlink(missing_ok=True)
+    lock.mkdir()
+    try:
+        with web.client() as client:
+            url, csrf = open_page(web, client, reader)
+            data = {"csrf": csrf, "action": "erase", "confirm": "erase"}
+            answer = client.post(url, data=data)
+    finally:
+        lock.rmdir()
+    assert answer.status_code == 503 and "Traceback" not in answer.text
+    assert web.store.subscriber(reader.id) is not None
 
 
 def test_an_erase_waiting_for_the_database_keeps_no_send_from_starting(

@@ -91,13 +91,24 @@ def send_lock(db: Path, *, alone: bool, patience: float | None = None) -> Iterat
 EXCLUSIVE_PATIENCE = 0.5
 
 
-@contextlib.contextmanager
-def between_sends(db: Path, *, doing: str) -> Iterator[None]:
+def between_sends(db: Path, *, doing: str) -> contextlib.AbstractContextManager[None]:
     """Hold the send lock exclusively for a change no send may meet half-way (an erasure: a
     running send would claim a row that is gone), so no send starts until the block ends.
-    Enter it once the database's write lock is held (`Store.erase_address` does), so that it
-    is held for milliseconds, never while waiting for SQLite. AnotherSend, saying to `doing`
-    later, when a send runs."""
+    AnotherSend, saying to `doing` later, when a send runs.
+
+    Call it before the transaction begins and enter what it returns once the database's
+    write lock is held (`Store.erase_address` does): the call first makes sure, holding
+    nothing, that no send runs (AnotherSend at once otherwise), so a reader clicking Erase
+    again and again never holds the write lock a running send needs; the block then holds
+    the send lock for milliseconds, never while waiting for SQLite."""
+    if str(db) != ":memory:":
+        with _exclusive(db, doing=doing):  # a look, let go at once
+            pass
+    return _exclusive(db, doing=doing)
+
+
+@contextlib.contextmanager
+def _exclusive(db: Path, *, doing: str) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         if str(db) != ":memory:":
             try:

@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from ..audience.match import Pick, select_papers
 from ..audience.subscribers import validate_cadence, validate_filters
 from ..delivery.runlock import AnotherSend, between_sends
-from ..errors import SubscriberError
+from ..errors import DeliveryError, StoreError, SubscriberError
 from ..mail.render import papers_per_email
 from ..model import Filters, Subscriber
 from ..store import Store
@@ -205,6 +205,8 @@ def _erase_between_sends(store: Store, email: str) -> bool:
         store.erase_address(email, hold=between_sends(store.path, doing="erase"))
     except AnotherSend:
         return False
+    except DeliveryError as exc:  # the send lock's file cannot be opened: the store's fault
+        raise StoreError(str(exc)) from None
     return True
 
 
