@@ -1,9 +1,9 @@
 """Apply the bounce mailbox to the subscribers: each report read once, each subscriber found.
 
 Whose report it is: a VERP token of ours (signed, names subscriber and day), else our
-Message-ID in the returned headers (signed with the same tag), else, from a signed webhook or
-with VERP off, what anyone could write: an untagged Message-ID of ours (emails from before the
-tag) or the failed recipient's address. Hard bounces mark the
+Message-ID in the returned headers (signed with the same tag), else, only from a signed webhook
+or with VERP off, the failed recipient's address (anyone can mail the bounce box; an untagged
+Message-ID, the form before the tag, names no one). Hard bounces mark the
 subscriber bounced, soft ones after `bounces_soft_limit` within `bounces_soft_days` days,
 complaints unsubscribe them. Recognised reports are recorded (and the mailbox marks them done);
 unknown messages are counted and left where they are.
