@@ -357,6 +357,17 @@ def test_a_post_missing_fields_or_with_an_unknown_action_changes_nothing(
     assert current(web, reader).filters == reader.filters  # they were wiped to "every paper"
 
 
+def test_a_form_giving_a_field_twice_is_refused(web: Running, reader: Subscriber) -> None:
+    # "Save" and "Erase" at once: which one the reader meant, no one can say.
+    with web.client() as client:
+        url, csrf = open_page(web, client, reader)
+        data = {"csrf": csrf, "action": ["save", "erase"], "confirm": "erase"}
+        refused = client.post(url, data=data)
+    assert refused.status_code == 400
+    assert "the form gives the field &#39;action&#39; more than once" in refused.text
+    assert web.store.subscriber(reader.id) is not None
+
+
 def test_erase_asks_for_a_tick_then_forgets_the_reader(web: Running, reader: Subscriber) -> None:
     feed = web.feed_url(reader.id)
     with web.client() as client:

@@ -234,6 +234,11 @@ async def read_form(request: Request) -> dict[str, str]:
         raise HTTPException(400, "the form is not UTF-8 text") from None
     except ValueError:  # over max_num_fields
         raise HTTPException(400, "the form has too many fields") from None
+    seen: set[str] = set()
+    for name, _ in pairs:  # our forms name each field once: which one would count?
+        if name in seen:
+            raise HTTPException(400, f"the form gives the field {name[:40]!r} more than once")
+        seen.add(name)
     return dict(pairs)
 
 
