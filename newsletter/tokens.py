@@ -233,12 +233,6 @@ def bounce_tag_of(token: str) -> str:
     return token.rpartition("-")[2]
 
 
-def bounce_token_id(token: str) -> int | None:
-    """The subscriber id a well-formed VERP token names, *not yet checked* (None otherwise)."""
-    found = BOUNCE_TOKEN.fullmatch(token.lower())
-    return None if found is None else _row_id(found[1])
-
-
 def read_bounce_token(
     token: str, *, key: bytes, find: Callable[[int], H | None]
 ) -> tuple[H, dt.date] | None:

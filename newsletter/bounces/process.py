@@ -21,7 +21,7 @@ from ..config import Settings
 from ..mail.message import message_domain
 from ..store import BounceRecord, Store
 from ..store.bounces import BounceKind, Outcome
-from ..tokens import BOUNCE_TAG_HEX, read_bounce_token
+from ..tokens import BOUNCE_TAG_HEX, bounce_tag_of, read_bounce_token
 from .parse import Report, read_report
 
 
@@ -117,7 +117,7 @@ def identify(
         # database's email (same key, another person under that id) names no one here.
         found = read_bounce_token(token, key=key, find=store.subscriber)
         if found is not None:
-            tag = token.lower().rpartition("-")[2]
+            tag = bounce_tag_of(token).lower()
             return Whose(found[0].id, found[1], _their_id(report, pattern, found[0].id, tag))
     unproven = False
     for message_id in report.message_ids:

@@ -101,9 +101,8 @@ def between_sends(db: Path, *, doing: str) -> contextlib.AbstractContextManager[
     nothing, that no send runs (AnotherSend at once otherwise), so a reader clicking Erase
     again and again never holds the write lock a running send needs; the block then holds
     the send lock for milliseconds, never while waiting for SQLite."""
-    if str(db) != ":memory:":
-        with _exclusive(db, doing=doing):  # a look, let go at once
-            pass
+    with _exclusive(db, doing=doing):  # a look, let go at once
+        pass
     return _exclusive(db, doing=doing)
 
 
